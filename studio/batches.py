@@ -1,0 +1,76 @@
+"""Turn dataset records into token batches; shared by training and evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+def causal_text(record: dict, tokenizer: PreTrainedTokenizerBase) -> str:
+    """The training text of a causal-LM record; prompt/response pairs use the chat template."""
+    if "text" in record:
+        return record["text"] + (tokenizer.eos_token or "")
+    messages = [{"role": "user", "content": record["prompt"]},
+                {"role": "assistant", "content": record["response"]}]
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    return f"Question: {record['prompt']}\nAnswer: {record['response']}{tokenizer.eos_token or ''}"
+
+
+def prompt_text(record: dict, tokenizer: PreTrainedTokenizerBase) -> str:
+    """The part of a record a user would type, formatted for generation."""
+    if "prompt" not in record:
+        words = record["text"].split()
+        return " ".join(words[: max(1, len(words) // 3)])
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template([{"role": "user", "content": record["prompt"]}],
+                                             tokenize=False, add_generation_prompt=True)
+    return f"Question: {record['prompt']}\nAnswer:"
+
+
+def encode_records(records: list[dict], tokenizer: PreTrainedTokenizerBase, max_length: int,
+                   label_ids: dict[str, int] | None = None) -> list[dict]:
+    """Token ids per record (unpadded), with its index (to find cached teacher logits) and label."""
+    if label_ids is not None:
+        texts = [r["text"] for r in records]
+    else:
+        texts = [causal_text(r, tokenizer) for r in records]
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=label_ids is not None)
+    items = []
+    for i, ids in enumerate(encoded["input_ids"]):
+        item = {"index": i, "input_ids": ids}
+        if label_ids is not None:
+            item["label"] = label_ids[records[i]["label"]]
+        items.append(item)
+    return items
+
+
+def collate(items: list[dict], pad_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    """Pad a list of encoded items to the longest (or ``pad_to``) length."""
+    length = pad_to or max(len(it["input_ids"]) for it in items)
+    ids = torch.full((len(items), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(items), length), dtype=torch.long)
+    for row, it in enumerate(items):
+        n = len(it["input_ids"])
+        ids[row, :n] = torch.tensor(it["input_ids"])
+        mask[row, :n] = 1
+    batch = {"input_ids": ids, "attention_mask": mask, "index": torch.tensor([it["index"] for it in items])}
+    if "label" in items[0]:
+        batch["labels"] = torch.tensor([it["label"] for it in items])
+    return batch
+
+
+def iter_batches(items: list[dict], batch_size: int, pad_id: int, seed: int | None = None,
+                 pad_to: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches in order, or shuffled reproducibly when ``seed`` is given (same seed, same order)."""
+    order = list(range(len(items)))
+    if seed is not None:
+        order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    for start in range(0, len(order), batch_size):
+        yield collate([items[i] for i in order[start:start + batch_size]], pad_id, pad_to)
+
+
+def model_inputs(batch: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}

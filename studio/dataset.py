@@ -1,0 +1,594 @@
+"""Dataset step: read a user's file, check it, pick its columns, split it.
+
+Files are streamed row by row (CSV, TSV, JSON Lines, TXT, Parquet), never loaded whole, and
+never executed or unpickled. Every problem found names the row and column and says what to do.
+The prepared dataset is a folder of JSON Lines files (train / validation / test) plus
+``report.json``; it is written to a temporary folder and renamed into place only when complete,
+so a failed check leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import charset_normalizer
+
+from studio.errors import DatasetError
+
+TaskKind = Literal["classification", "causal_lm"]
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".txt": "txt",
+    ".parquet": "parquet",
+}
+SNIFF_BYTES = 256 * 1024
+DETECT_ROWS = 2000
+
+TEXT_NAMES = ("text", "body", "message", "description", "content", "ticket", "sentence",
+              "review", "document", "utterance", "comment", "complaint", "email")
+LABEL_NAMES = ("label", "category", "class", "intent", "topic", "tag", "target",
+               "department", "queue", "type")
+PROMPT_NAMES = ("prompt", "question", "instruction", "input", "query")
+RESPONSE_NAMES = ("response", "answer", "output", "completion", "reply")
+
+# Magic numbers of formats people save by mistake under a text extension.
+BINARY_MAGIC = {
+    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx or Word .docx file is one)",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\xd0\xcf\x11\xe0": "an old Excel/Word (.xls/.doc) file",
+    b"PAR1": "a Parquet file",
+    b"\x1f\x8b": "a gzip archive",
+    b"SQLite format 3": "an SQLite database",
+}
+
+
+@dataclass
+class DatasetOptions:
+    """How to read and split a dataset. Every field has a default that suits most files."""
+
+    task: TaskKind | None = None
+    """'classification' or 'causal_lm'; None detects it from the columns."""
+    text_column: str | None = None
+    label_column: str | None = None
+    prompt_column: str | None = None
+    response_column: str | None = None
+    validation_fraction: float = 0.1
+    """Share of rows held out to pick the best epoch. 0.05-0.2 is usual."""
+    test_fraction: float = 0.1
+    """Share of rows held out for the final quality figures. Never trained on."""
+    seed: int = 13
+    max_chars: int = 10_000
+    """A classification text longer than this is rejected (models read ~512 tokens at most)."""
+    min_examples_per_label: int = 3
+    """A label needs at least one example in training and one to test it on."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.task not in (None, "classification", "causal_lm"):
+            problems.append(f"task is '{self.task}'; use 'classification' or 'causal_lm'")
+        for name in ("validation_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 0.5:
+                problems.append(f"{name} is {value}; use a value from 0 to 0.5 (e.g. 0.1)")
+        if self.validation_fraction + self.test_fraction >= 0.6:
+            problems.append("validation_fraction + test_fraction leave too little to train on; "
+                            "keep their sum under 0.6")
+        if self.max_chars < 16:
+            problems.append(f"max_chars is {self.max_chars}; use at least 16")
+        if self.min_examples_per_label < 2:
+            problems.append("min_examples_per_label must be at least 2")
+        if problems:
+            from studio.errors import ConfigError
+
+            raise ConfigError(problems)
+
+
+@dataclass
+class DatasetReport:
+    """What was found in the file; stored next to the splits as report.json."""
+
+    source: str
+    format: str
+    encoding: str
+    task: TaskKind
+    columns: list[str]
+    text_column: str | None = None
+    label_column: str | None = None
+    prompt_column: str | None = None
+    response_column: str | None = None
+    rows_read: int = 0
+    rows_used: int = 0
+    label_counts: dict[str, int] = field(default_factory=dict)
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted(self.label_counts)
+
+
+@dataclass
+class PreparedDataset:
+    """A checked, split dataset on disk."""
+
+    path: Path
+    report: DatasetReport
+
+    def split(self, name: str) -> list[dict]:
+        return load_split(self.path, name)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _sniff_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise DatasetError(f"File not found: {path}. Check the path and try again.")
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder; give the data file inside it.")
+    with path.open("rb") as f:
+        return f.read(SNIFF_BYTES)
+
+
+def detect_format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DatasetError(
+            f"'{path.name}' has an extension this studio does not read. "
+            "Save it as .csv, .tsv, .jsonl, .txt or .parquet and upload it again."
+        )
+    return fmt
+
+
+def detect_encoding(path: Path, sample: bytes, fmt: str) -> str:
+    """Return the text encoding of a file, or raise if it is empty or not text at all."""
+    if not sample.strip():
+        raise DatasetError(f"'{path.name}' is empty. Add rows of data and upload it again.")
+    if fmt == "parquet":
+        if not sample.startswith(b"PAR1"):
+            raise DatasetError(f"'{path.name}' is not a valid Parquet file (its first bytes "
+                               "are wrong). Export it again from the tool that made it.")
+        return "binary"
+    for magic, what in BINARY_MAGIC.items():
+        if sample.startswith(magic):
+            raise DatasetError(
+                f"'{path.name}' is {what}, not a text file, despite its name. "
+                "Open it in the program that made it and save or export it as CSV (UTF-8)."
+            )
+    if sample.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        match = charset_normalizer.from_bytes(sample).best()
+        return match.encoding if match else "utf_8"
+    try:
+        sample.decode("utf-8")
+        return "utf_8"
+    except UnicodeDecodeError as err:
+        # A multi-byte character cut at the end of the sample is still UTF-8.
+        if err.start >= len(sample) - 4 and len(sample) == SNIFF_BYTES:
+            return "utf_8"
+    if b"\x00" in sample:
+        raise DatasetError(
+            f"'{path.name}' contains binary data (NUL bytes), so it is not a text file. "
+            "Save it as CSV (UTF-8) or JSON Lines and upload it again."
+        )
+    match = charset_normalizer.from_bytes(sample).best()
+    if match is None:
+        raise DatasetError(
+            f"The text encoding of '{path.name}' could not be recognised. "
+            "Save the file as UTF-8 (in Excel: 'CSV UTF-8') and upload it again."
+        )
+    return match.encoding
+
+
+def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
+    # errors="strict": a wrongly encoded row must be reported, not silently garbled.
+    return open(path, encoding="utf_8_sig" if encoding == "utf_8" else encoding,
+                errors="strict", newline="")
+
+
+def _decode_error(path: Path, encoding: str, where: str, err: UnicodeDecodeError) -> DatasetError:
+    return DatasetError(
+        f"'{path.name}' is not consistently encoded: {where} cannot be read as {encoding} "
+        f"({err.reason}). Save the whole file as UTF-8 (in Excel: 'CSV UTF-8') and upload it again."
+    )
+
+
+def _iter_csv(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    csv.field_size_limit(16 * 1024 * 1024)
+    with _open_text(path, encoding) as f:
+        sample = f.read(64 * 1024)
+        f.seek(0)
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        if path.suffix.lower() != ".tsv":
+            try:
+                delimiter = csv.Sniffer().sniff(sample.split("\n", 50)[0], ",;\t|").delimiter
+            except csv.Error:
+                delimiter = ","
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise DatasetError(f"'{path.name}' has no header row. Put column names "
+                               "(for example: text,label) on the first line.")
+        header = [h.strip() for h in header]
+        dupes = [h for h, n in Counter(header).items() if n > 1]
+        if dupes:
+            raise DatasetError(f"Column name(s) {', '.join(map(repr, dupes))} appear more than "
+                               "once in the header. Give every column a different name.")
+        row_no = 0
+        try:
+            for values in reader:
+                if not any(v.strip() for v in values):
+                    continue
+                row_no += 1
+                if len(values) != len(header):
+                    raise DatasetError(
+                        f"Row {row_no} (line {reader.line_num}) has {len(values)} fields but the "
+                        f"header has {len(header)}. A text with a comma or line break must be in "
+                        "double quotes; fix that row or re-export the file as CSV."
+                    )
+                yield row_no, dict(zip(header, values))
+        except UnicodeDecodeError as err:
+            raise _decode_error(path, encoding, f"the row after row {row_no}", err) from err
+        except csv.Error as err:
+            raise DatasetError(f"Row {row_no + 1} (line {reader.line_num}) of '{path.name}' is "
+                               f"not valid CSV ({err}). Fix that row or re-export the file.") from err
+
+
+def _iter_jsonl(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    with _open_text(path, encoding) as f:
+        line_no = 0
+        try:
+            for line in f:
+                line_no += 1
+                stripped = line.strip()
+                if not stripped:
+                    continue
+                if line_no == 1 and stripped.startswith("["):
+                    raise DatasetError(
+                        f"'{path.name}' is one JSON array. This studio reads JSON Lines: one "
+                        "object per line, like {\"text\": \"...\", \"label\": \"...\"}."
+                    )
+                try:
+                    obj = json.loads(stripped)
+                except json.JSONDecodeError as err:
+                    raise DatasetError(f"Line {line_no} of '{path.name}' is not valid JSON "
+                                       f"({err.msg}). Fix or remove that line.") from err
+                if not isinstance(obj, dict):
+                    raise DatasetError(f"Line {line_no} of '{path.name}' is not a JSON object. "
+                                       "Each line must look like {\"text\": \"...\"}.")
+                yield line_no, {k: "" if v is None else str(v) for k, v in obj.items()}
+        except UnicodeDecodeError as err:
+            raise _decode_error(path, encoding, f"line {line_no + 1}", err) from err
+
+
+def _iter_txt(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    """One record per paragraph (blank-line separated), numbered by its first line."""
+    with _open_text(path, encoding) as f:
+        lines: list[str] = []
+        start = line_no = 0
+        try:
+            for line in f:
+                line_no += 1
+                if line.strip():
+                    if not lines:
+                        start = line_no
+                    lines.append(line.strip())
+                elif lines:
+                    yield start, {"text": " ".join(lines)}
+                    lines = []
+        except UnicodeDecodeError as err:
+            raise _decode_error(path, encoding, f"line {line_no + 1}", err) from err
+        if lines:
+            yield start, {"text": " ".join(lines)}
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises several types for a corrupt file
+        raise DatasetError(f"'{path.name}' could not be read as Parquet ({err}). "
+                           "Export it again from the tool that made it.") from err
+    row_no = 0
+    for batch in pf.iter_batches(batch_size=2048):
+        for row in batch.to_pylist():
+            row_no += 1
+            yield row_no, {k: "" if v is None else str(v) for k, v in row.items()}
+
+
+def iter_rows(path: str | Path) -> tuple[str, str, Iterator[tuple[int, dict]]]:
+    """Stream (row number, {column: text}) from any supported file."""
+    path = Path(path)
+    fmt = detect_format(path)
+    encoding = detect_encoding(path, _sniff_bytes(path), fmt)
+    readers = {"csv": _iter_csv, "jsonl": _iter_jsonl, "txt": _iter_txt}
+    rows = _iter_parquet(path) if fmt == "parquet" else readers[fmt](path, encoding)
+    return fmt, encoding, rows
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def _named(columns: list[str], names: tuple[str, ...]) -> list[str]:
+    lowered = {c.lower().strip(): c for c in columns}
+    found = [lowered[n] for n in names if n in lowered]
+    return found[:1]
+
+
+def _check_given(columns: list[str], **given: str | None) -> None:
+    missing = [f"{flag} '{col}'" for flag, col in given.items() if col and col not in columns]
+    if missing:
+        raise DatasetError(
+            f"The file has no column {', '.join(missing)}. Its columns are: "
+            f"{', '.join(columns)}. Choose one of those."
+        )
+
+
+def _column_stats(sample: list[dict], columns: list[str]) -> dict[str, dict]:
+    stats = {}
+    for col in columns:
+        values = [r.get(col, "").strip() for r in sample]
+        filled = [v for v in values if v]
+        stats[col] = {
+            "filled": len(filled) / max(1, len(values)),
+            "avg_len": sum(map(len, filled)) / max(1, len(filled)),
+            "distinct": len(set(filled)),
+            "numeric": all(v.replace(".", "", 1).lstrip("-").isdigit() for v in filled[:200]),
+        }
+    return stats
+
+
+def _guess(kind: str, candidates: list[str], flag: str) -> str | None:
+    if len(candidates) > 1:
+        raise DatasetError(
+            f"More than one column could be the {kind}: {', '.join(candidates)}. "
+            f"Say which one to use ({flag})."
+        )
+    return candidates[0] if candidates else None
+
+
+def detect_columns(columns: list[str], sample: list[dict], opts: DatasetOptions) -> dict:
+    """Choose the task and the columns, from the user's choices first, then names, then content."""
+    _check_given(columns, text_column=opts.text_column, label_column=opts.label_column,
+                 prompt_column=opts.prompt_column, response_column=opts.response_column)
+    stats = _column_stats(sample, columns)
+    n = len(sample)
+    text = opts.text_column or next(iter(_named(columns, TEXT_NAMES)), None)
+    label = opts.label_column or next(iter(_named(columns, LABEL_NAMES)), None)
+    prompt = opts.prompt_column or next(iter(_named(columns, PROMPT_NAMES)), None)
+    response = opts.response_column or next(iter(_named(columns, RESPONSE_NAMES)), None)
+    taken = {c for c in (text, label, prompt, response) if c}
+    long_cols = [c for c in columns if c not in taken and stats[c]["avg_len"] >= 20
+                 and not stats[c]["numeric"]]
+    if text is None and not (opts.task == "causal_lm" and prompt and response):
+        text = _guess("text", long_cols, "--text-column") if not (prompt and response) else None
+    task = opts.task
+    if task is None:
+        if label is None and text:
+            short = [c for c in columns if c not in taken | {text} and stats[c]["filled"] > 0.9
+                     and 2 <= stats[c]["distinct"] <= max(2, min(200, n // 2))
+                     and stats[c]["avg_len"] <= 40]
+            label = _guess("label", short, "--label-column")
+        task = "classification" if (label and text) else "causal_lm"
+    if task == "classification":
+        if text is None:
+            raise DatasetError("No text column was found. Name it 'text' in the file or say "
+                               f"which one to use (--text-column). Columns: {', '.join(columns)}.")
+        if label is None:
+            raise DatasetError("No label column was found for classification. Name it 'label' "
+                               f"or say which one to use (--label-column). Columns: {', '.join(columns)}.")
+        if label == text:
+            raise DatasetError("The text and label columns are the same column; choose two different ones.")
+        return {"task": task, "text_column": text, "label_column": label}
+    if prompt and response and not opts.text_column:
+        return {"task": task, "prompt_column": prompt, "response_column": response}
+    if text is None:
+        raise DatasetError("No text column was found. Name it 'text', give prompt and response "
+                           f"columns, or say which column to use (--text-column). Columns: {', '.join(columns)}.")
+    return {"task": task, "text_column": text}
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def _chunks(text: str, max_chars: int) -> list[str]:
+    """Split a long causal-LM text at sentence or word boundaries."""
+    out = []
+    while len(text) > max_chars:
+        cut = max(text.rfind(". ", 0, max_chars), text.rfind(" ", 0, max_chars))
+        cut = cut + 1 if cut > max_chars // 2 else max_chars
+        out.append(text[:cut].strip())
+        text = text[cut:].strip()
+    return out + ([text] if text else [])
+
+
+def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions,
+               problems: list[str], skipped: list[int]) -> list[dict]:
+    if cols["task"] == "classification":
+        text = row.get(cols["text_column"], "").strip()
+        label = row.get(cols["label_column"], "").strip()
+        if not text or not label:
+            skipped.append(row_no)
+            return []
+        if len(text) > opts.max_chars:
+            problems.append(f"row {row_no}, column '{cols['text_column']}': {len(text):,} characters, "
+                            f"over the {opts.max_chars:,} limit. Shorten or split that text, "
+                            "or raise the limit (--max-chars).")
+            return []
+        return [{"text": text, "label": label}]
+    if "prompt_column" in cols:
+        prompt = row.get(cols["prompt_column"], "").strip()
+        response = row.get(cols["response_column"], "").strip()
+        if not prompt or not response:
+            skipped.append(row_no)
+            return []
+        return [{"prompt": prompt, "response": response}]
+    text = row.get(cols["text_column"], "").strip()
+    if not text:
+        skipped.append(row_no)
+        return []
+    return [{"text": t} for t in _chunks(text, opts.max_chars)]
+
+
+def _split_indices(labels: list[str] | None, n: int, opts: DatasetOptions) -> dict[str, list[int]]:
+    """Seeded split; stratified by label so every split keeps the class balance."""
+    rng = random.Random(opts.seed)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i in range(n):
+        groups[labels[i] if labels else ""].append(i)
+    split: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
+    for key in sorted(groups):
+        idx = groups[key]
+        rng.shuffle(idx)
+        n_test = round(len(idx) * opts.test_fraction)
+        n_val = round(len(idx) * opts.validation_fraction)
+        if labels and opts.test_fraction > 0:
+            n_test = max(1, n_test)
+        if len(idx) - n_test - n_val < 1:
+            n_val = max(0, len(idx) - n_test - 1)
+        split["test"] += idx[:n_test]
+        split["validation"] += idx[n_test:n_test + n_val]
+        split["train"] += idx[n_test + n_val:]
+    for part in split.values():
+        part.sort()
+    return split
+
+
+def _check_labels(label_rows: dict[str, list[int]], opts: DatasetOptions) -> list[str]:
+    problems = []
+    for label, rows in sorted(label_rows.items()):
+        if len(rows) < opts.min_examples_per_label:
+            where = ", ".join(map(str, rows[:5]))
+            problems.append(
+                f"label '{label}' has only {len(rows)} example(s) (row {where}); each label needs "
+                f"at least {opts.min_examples_per_label}. Add examples, merge it into a similar "
+                "label, or remove those rows."
+            )
+    if len(label_rows) < 2:
+        problems.append(f"only one label was found ('{next(iter(label_rows), '')}'); "
+                        "classification needs at least two different labels.")
+    return problems
+
+
+def prepare_dataset(source: str | Path, out_dir: str | Path,
+                    opts: DatasetOptions | None = None) -> PreparedDataset:
+    """Check ``source`` and write its train/validation/test splits to ``out_dir``.
+
+    Raises DatasetError listing every problem found; nothing is written in that case.
+    """
+    opts = opts or DatasetOptions()
+    source, out_dir = Path(source), Path(out_dir)
+    fmt, encoding, rows = iter_rows(source)
+    if fmt == "txt" and opts.task == "classification":
+        raise DatasetError("A .txt file has no labels, so it can only be used for causal-LM "
+                           "(domain text) training. For classification upload a CSV with text and label columns.")
+
+    head: list[tuple[int, dict]] = []
+    for item in rows:
+        head.append(item)
+        if len(head) >= DETECT_ROWS:
+            break
+    if not head:
+        raise DatasetError(f"'{source.name}' has a header but no data rows. Add rows and upload it again.")
+    columns = list(head[0][1].keys())
+    cols = detect_columns(columns, [r for _, r in head], opts)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".prep-", dir=out_dir.parent))
+    try:
+        report = _write_checked(source, fmt, encoding, columns, cols, head, rows, tmp, opts)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PreparedDataset(out_dir, report)
+
+
+def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], cols: dict,
+                   head: list, rows: Iterator, tmp: Path, opts: DatasetOptions) -> DatasetReport:
+    problems: list[str] = []
+    skipped: list[int] = []
+    labels: list[str] = []
+    label_rows: dict[str, list[int]] = defaultdict(list)
+    rows_read = count = 0
+    all_path = tmp / "all.jsonl"
+    with all_path.open("w", encoding="utf-8") as out:
+        for row_no, row in _chain(head, rows):
+            rows_read += 1
+            for rec in _normalise(row, cols, row_no, opts, problems, skipped):
+                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                count += 1
+                if "label" in rec:
+                    labels.append(rec["label"])
+                    label_rows[rec["label"]].append(row_no)
+    if cols["task"] == "classification":
+        problems += _check_labels(label_rows, opts)
+    if count == 0 and not problems:
+        problems.append("no row has text in the chosen column(s); check the column choice")
+    if problems:
+        raise DatasetError(f"'{source.name}' cannot be used yet ({len(problems)} problem(s)):", problems)
+
+    split = _split_indices(labels or None, count, opts)
+    owner = {i: name for name, idx in split.items() for i in idx}
+    files = {name: (tmp / f"{name}.jsonl").open("w", encoding="utf-8") for name in split}
+    with all_path.open(encoding="utf-8") as src:
+        for i, line in enumerate(src):
+            files[owner[i]].write(line)
+    for f in files.values():
+        f.close()
+    all_path.unlink()
+
+    warnings = []
+    if skipped:
+        warnings.append(f"{len(skipped)} row(s) with an empty text or label were skipped "
+                        f"(rows {', '.join(map(str, skipped[:10]))}{'...' if len(skipped) > 10 else ''}).")
+    if encoding not in ("utf_8", "ascii", "binary"):
+        warnings.append(f"The file was read as {encoding}, not UTF-8; check that accents look right.")
+    report = DatasetReport(
+        source=source.name, format=fmt, encoding=encoding, task=cols["task"], columns=columns,
+        text_column=cols.get("text_column"), label_column=cols.get("label_column"),
+        prompt_column=cols.get("prompt_column"), response_column=cols.get("response_column"),
+        rows_read=rows_read, rows_used=count,
+        label_counts=dict(sorted(Counter(labels).items())),
+        split_sizes={k: len(v) for k, v in split.items()}, warnings=warnings,
+    )
+    (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
+    return report
+
+
+def _chain(head: list, rows: Iterator) -> Iterator:
+    yield from head
+    yield from rows
+
+
+def load_prepared(path: str | Path) -> PreparedDataset:
+    path = Path(path)
+    report_file = path / "report.json"
+    if not report_file.exists():
+        raise DatasetError(f"{path} is not a prepared dataset (no report.json). Run the dataset step first.")
+    report = DatasetReport(**json.loads(report_file.read_text(encoding="utf-8")))
+    return PreparedDataset(path, report)
+
+
+def load_split(path: str | Path, name: str) -> list[dict]:
+    with (Path(path) / f"{name}.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f]

