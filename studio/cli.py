@@ -168,9 +168,11 @@ def distill(
 
 @app.command()
 @friendly
-def evaluate(run: Path, before_kd: Annotated[bool, typer.Option(help="Also measure the layer-dropped student before KD (causal LM).")] = False) -> None:
+def evaluate(run: Path, before_kd: Annotated[bool, typer.Option(help="Also measure the student before KD.")] = False) -> None:
     """Measure teacher and student of a finished run on its test split."""
-    _print_eval(__import__("studio.evaluate", fromlist=["evaluate_run"]).evaluate_run(run, before_kd))
+    from studio.evaluate import evaluate_run
+
+    _print_eval(evaluate_run(run, before_kd))
 
 
 def _print_eval(report: dict) -> None:
@@ -209,4 +211,8 @@ def show(run: Path) -> None:
 
 
 def main() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # load reports and shard bars drown out our own progress
+    hf_logging.disable_progress_bar()
     app()

@@ -9,8 +9,8 @@ so a failed check leaves nothing half-written behind.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import json
 import os
 import random
@@ -175,6 +175,11 @@ def detect_encoding(path: Path, sample: bytes, fmt: str) -> str:
     if sample.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
         match = charset_normalizer.from_bytes(sample).best()
         return match.encoding if match else "utf_8"
+    if b"\x00" in sample:
+        raise DatasetError(
+            f"'{path.name}' contains binary data (NUL bytes), so it is not a text file. "
+            "Save it as CSV (UTF-8) or JSON Lines and upload it again."
+        )
     try:
         sample.decode("utf-8")
         return "utf_8"
@@ -182,11 +187,6 @@ def detect_encoding(path: Path, sample: bytes, fmt: str) -> str:
         # A multi-byte character cut at the end of the sample is still UTF-8.
         if err.start >= len(sample) - 4 and len(sample) == SNIFF_BYTES:
             return "utf_8"
-    if b"\x00" in sample:
-        raise DatasetError(
-            f"'{path.name}' contains binary data (NUL bytes), so it is not a text file. "
-            "Save it as CSV (UTF-8) or JSON Lines and upload it again."
-        )
     match = charset_normalizer.from_bytes(sample).best()
     if match is None:
         raise DatasetError(
@@ -196,106 +196,100 @@ def detect_encoding(path: Path, sample: bytes, fmt: str) -> str:
     return match.encoding
 
 
-def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
-    # errors="strict": a wrongly encoded row must be reported, not silently garbled.
-    return open(path, encoding="utf_8_sig" if encoding == "utf_8" else encoding,
-                errors="strict", newline="")
-
-
-def _decode_error(path: Path, encoding: str, where: str, err: UnicodeDecodeError) -> DatasetError:
-    return DatasetError(
-        f"'{path.name}' is not consistently encoded: {where} cannot be read as {encoding} "
-        f"({err.reason}). Save the whole file as UTF-8 (in Excel: 'CSV UTF-8') and upload it again."
-    )
+def _text_lines(path: Path, encoding: str) -> Iterator[str]:
+    """Decode the file line by line, strictly, so a wrongly encoded line is named exactly."""
+    decoder = codecs.getincrementaldecoder("utf_8_sig" if encoding == "utf_8" else encoding)(errors="strict")
+    pending, line_no = "", 0
+    with path.open("rb") as f:
+        for raw in f:
+            try:
+                pending += decoder.decode(raw)
+            except UnicodeDecodeError as err:
+                raise DatasetError(
+                    f"'{path.name}' is not consistently encoded: line {line_no + 1} cannot be read as "
+                    f"{encoding} ({err.reason}). Save the whole file as UTF-8 (in Excel: 'CSV UTF-8') "
+                    "and upload it again."
+                ) from err
+            lines = pending.splitlines(keepends=True)
+            pending = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
+            line_no += len(lines)
+            yield from lines
+    if pending:
+        yield pending
 
 
 def _iter_csv(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
     csv.field_size_limit(16 * 1024 * 1024)
-    with _open_text(path, encoding) as f:
-        sample = f.read(64 * 1024)
-        f.seek(0)
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        if path.suffix.lower() != ".tsv":
-            try:
-                delimiter = csv.Sniffer().sniff(sample.split("\n", 50)[0], ",;\t|").delimiter
-            except csv.Error:
-                delimiter = ","
-        reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, None)
-        if not header or not any(h.strip() for h in header):
-            raise DatasetError(f"'{path.name}' has no header row. Put column names "
-                               "(for example: text,label) on the first line.")
-        header = [h.strip() for h in header]
-        dupes = [h for h, n in Counter(header).items() if n > 1]
-        if dupes:
-            raise DatasetError(f"Column name(s) {', '.join(map(repr, dupes))} appear more than "
-                               "once in the header. Give every column a different name.")
-        row_no = 0
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    if delimiter == ",":
+        first = next(_text_lines(path, encoding), "")
         try:
-            for values in reader:
-                if not any(v.strip() for v in values):
-                    continue
-                row_no += 1
-                if len(values) != len(header):
-                    raise DatasetError(
-                        f"Row {row_no} (line {reader.line_num}) has {len(values)} fields but the "
-                        f"header has {len(header)}. A text with a comma or line break must be in "
-                        "double quotes; fix that row or re-export the file as CSV."
-                    )
-                yield row_no, dict(zip(header, values))
-        except UnicodeDecodeError as err:
-            raise _decode_error(path, encoding, f"the row after row {row_no}", err) from err
-        except csv.Error as err:
-            raise DatasetError(f"Row {row_no + 1} (line {reader.line_num}) of '{path.name}' is "
-                               f"not valid CSV ({err}). Fix that row or re-export the file.") from err
+            delimiter = csv.Sniffer().sniff(first, ",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+    reader = csv.reader(_text_lines(path, encoding), delimiter=delimiter)
+    header = next(reader, None)
+    if not header or not any(h.strip() for h in header):
+        raise DatasetError(f"'{path.name}' has no header row. Put column names "
+                           "(for example: text,label) on the first line.")
+    header = [h.strip() for h in header]
+    dupes = [h for h, n in Counter(header).items() if n > 1]
+    if dupes:
+        raise DatasetError(f"Column name(s) {', '.join(map(repr, dupes))} appear more than "
+                           "once in the header. Give every column a different name.")
+    row_no = 0
+    try:
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            row_no += 1
+            if len(values) != len(header):
+                raise DatasetError(
+                    f"Row {row_no} (line {reader.line_num}) has {len(values)} fields but the "
+                    f"header has {len(header)}. A text with a comma or line break must be in "
+                    "double quotes; fix that row or re-export the file as CSV."
+                )
+            yield row_no, dict(zip(header, values))
+    except csv.Error as err:
+        raise DatasetError(f"Row {row_no + 1} (line {reader.line_num}) of '{path.name}' is "
+                           f"not valid CSV ({err}). Fix that row or re-export the file.") from err
 
 
 def _iter_jsonl(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
-    with _open_text(path, encoding) as f:
-        line_no = 0
+    for line_no, line in enumerate(_text_lines(path, encoding), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if line_no == 1 and stripped.startswith("["):
+            raise DatasetError(
+                f"'{path.name}' is one JSON array. This studio reads JSON Lines: one "
+                "object per line, like {\"text\": \"...\", \"label\": \"...\"}."
+            )
         try:
-            for line in f:
-                line_no += 1
-                stripped = line.strip()
-                if not stripped:
-                    continue
-                if line_no == 1 and stripped.startswith("["):
-                    raise DatasetError(
-                        f"'{path.name}' is one JSON array. This studio reads JSON Lines: one "
-                        "object per line, like {\"text\": \"...\", \"label\": \"...\"}."
-                    )
-                try:
-                    obj = json.loads(stripped)
-                except json.JSONDecodeError as err:
-                    raise DatasetError(f"Line {line_no} of '{path.name}' is not valid JSON "
-                                       f"({err.msg}). Fix or remove that line.") from err
-                if not isinstance(obj, dict):
-                    raise DatasetError(f"Line {line_no} of '{path.name}' is not a JSON object. "
-                                       "Each line must look like {\"text\": \"...\"}.")
-                yield line_no, {k: "" if v is None else str(v) for k, v in obj.items()}
-        except UnicodeDecodeError as err:
-            raise _decode_error(path, encoding, f"line {line_no + 1}", err) from err
+            obj = json.loads(stripped)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"Line {line_no} of '{path.name}' is not valid JSON "
+                               f"({err.msg}). Fix or remove that line.") from err
+        if not isinstance(obj, dict):
+            raise DatasetError(f"Line {line_no} of '{path.name}' is not a JSON object. "
+                               "Each line must look like {\"text\": \"...\"}.")
+        yield line_no, {k: "" if v is None else str(v) for k, v in obj.items()}
 
 
 def _iter_txt(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
     """One record per paragraph (blank-line separated), numbered by its first line."""
-    with _open_text(path, encoding) as f:
-        lines: list[str] = []
-        start = line_no = 0
-        try:
-            for line in f:
-                line_no += 1
-                if line.strip():
-                    if not lines:
-                        start = line_no
-                    lines.append(line.strip())
-                elif lines:
-                    yield start, {"text": " ".join(lines)}
-                    lines = []
-        except UnicodeDecodeError as err:
-            raise _decode_error(path, encoding, f"line {line_no + 1}", err) from err
-        if lines:
+    lines: list[str] = []
+    start = 0
+    for line_no, line in enumerate(_text_lines(path, encoding), start=1):
+        if line.strip():
+            if not lines:
+                start = line_no
+            lines.append(line.strip())
+        elif lines:
             yield start, {"text": " ".join(lines)}
+            lines = []
+    if lines:
+        yield start, {"text": " ".join(lines)}
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:

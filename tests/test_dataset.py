@@ -1,0 +1,147 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from studio.dataset import DatasetOptions, load_prepared, prepare_dataset
+from studio.errors import ConfigError, DatasetError
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def tickets_csv(tmp_path, rows=None):
+    rows = rows or [(f"my parcel {i} has not arrived yet", "shipping") for i in range(10)] + \
+                   [(f"I was charged twice for order {i}", "billing") for i in range(10)]
+    body = "id,text,category\n" + "".join(f'{i},"{t}",{label}\n' for i, (t, label) in enumerate(rows))
+    return write(tmp_path / "tickets.csv", body)
+
+
+def test_bundled_tickets_are_detected_and_stratified(samples, tmp_path):
+    prepared = prepare_dataset(samples / "support_tickets.csv", tmp_path / "ds")
+    report = prepared.report
+    assert (report.task, report.text_column, report.label_column) == ("classification", "text", "category")
+    assert report.rows_used == 3000 and sum(report.split_sizes.values()) == 3000
+    assert len(report.label_counts) == 7
+    for split, share in (("test", 0.1), ("validation", 0.1), ("train", 0.8)):
+        records = prepared.split(split)
+        for label, total in report.label_counts.items():
+            count = sum(r["label"] == label for r in records)
+            assert abs(count - share * total) <= 1.5, (split, label)
+    texts = [set(r["text"] for r in prepared.split(s)) for s in ("train", "validation", "test")]
+    assert sum(map(len, texts)) >= len(set().union(*texts))  # each row lands in exactly one split
+
+
+def test_split_is_seeded(samples, tmp_path):
+    a = prepare_dataset(samples / "support_tickets.csv", tmp_path / "a").split("test")
+    b = prepare_dataset(samples / "support_tickets.csv", tmp_path / "b").split("test")
+    c = prepare_dataset(samples / "support_tickets.csv", tmp_path / "c", DatasetOptions(seed=99)).split("test")
+    assert a == b and a != c
+
+
+def test_faq_pairs_are_causal_prompt_response(samples, tmp_path):
+    prepared = prepare_dataset(samples / "shop_faq.jsonl", tmp_path / "faq")
+    assert prepared.report.task == "causal_lm"
+    assert (prepared.report.prompt_column, prepared.report.response_column) == ("question", "answer")
+    assert set(prepared.split("train")[0]) == {"prompt", "response"}
+    assert load_prepared(tmp_path / "faq").report.rows_used == 288
+
+
+def test_txt_paragraphs_and_long_text_chunked(tmp_path):
+    long = " ".join(["The warranty covers parts and labour."] * 30)
+    path = write(tmp_path / "notes.txt", f"First paragraph\nstill first.\n\nSecond one.\n\n{long}\n")
+    prepared = prepare_dataset(path, tmp_path / "out", DatasetOptions(max_chars=200, test_fraction=0.0,
+                                                                      validation_fraction=0.0))
+    texts = [r["text"] for r in prepared.split("train")]
+    assert "First paragraph still first." in texts and "Second one." in texts
+    assert all(len(t) <= 200 for t in texts) and len(texts) > 5
+
+
+def test_parquet_and_user_column_override(tmp_path):
+    table = pa.table({"body": [f"text number {i} about delivery" for i in range(12)],
+                      "team": ["a", "b", "c"] * 4, "note": ["x"] * 12})
+    pq.write_table(table, tmp_path / "d.parquet")
+    prepared = prepare_dataset(tmp_path / "d.parquet", tmp_path / "out",
+                               DatasetOptions(text_column="body", label_column="team"))
+    assert prepared.report.format == "parquet" and prepared.report.labels == ["a", "b", "c"]
+
+
+def test_windows_1252_file_is_read_with_a_note(tmp_path):
+    rows = "".join(f"Café order {i} is late,{'a' if i % 2 else 'b'}\n" for i in range(10))
+    path = write(tmp_path / "w.csv", "text,label\n" + rows, encoding="cp1252")
+    prepared = prepare_dataset(path, tmp_path / "out")
+    assert "Café" in prepared.split("train")[0]["text"]
+    assert any("not UTF-8" in w for w in prepared.report.warnings)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty"),
+    (b"   \n\n", "is empty"),
+    (b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 200, "ZIP archive"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "PNG image"),
+    (b"text,label\nabc\x00\x00\x01\x02,x\n" * 20, "binary data"),
+    (b"text,label\n", "no data rows"),
+])
+def test_unusable_files_are_named(tmp_path, content, message):
+    path = tmp_path / "upload.csv"
+    path.write_bytes(content)
+    with pytest.raises(DatasetError, match=message):
+        prepare_dataset(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".prep-*"))
+
+
+def test_mixed_encoding_names_the_row(tmp_path):
+    good = "".join(f"order {i} late,shipping\norder {i} charged,billing\n" for i in range(8000))
+    # The first 256 KB are clean UTF-8; the bad bytes come later, as in a file appended to by hand.
+    data = ("text,label\n" + good).encode() + "Crème brûlée maker broken,billing\n".encode("latin-1")
+    (tmp_path / "mixed.csv").write_bytes(data)
+    with pytest.raises(DatasetError, match=r"line 16002 cannot be read as utf_8.*Save the whole file as UTF-8"):
+        prepare_dataset(tmp_path / "mixed.csv", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_label_with_one_example_and_long_row_are_all_reported(tmp_path):
+    rows = [(f"parcel {i} late", "shipping") for i in range(6)] + [(f"charged {i}", "billing") for i in range(6)]
+    rows += [("where is the manual", "docs"), ("x" * 300, "shipping")]
+    with pytest.raises(DatasetError) as err:
+        prepare_dataset(tickets_csv(tmp_path, rows), tmp_path / "out", DatasetOptions(max_chars=100))
+    text = str(err.value)
+    assert "label 'docs' has only 1 example(s) (row 13)" in text
+    assert "row 14, column 'text': 300 characters" in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_and_ambiguous_columns(tmp_path):
+    path = tickets_csv(tmp_path)
+    with pytest.raises(DatasetError, match="no column text_column 'body'.*id, text, category"):
+        prepare_dataset(path, tmp_path / "out", DatasetOptions(text_column="body"))
+    rows = "".join(f'"first long free text number {i}","second long free text number {i}",{i % 2}\n' for i in range(10))
+    ambiguous = write(tmp_path / "amb.csv", "a,b,c\n" + rows)
+    with pytest.raises(DatasetError, match="More than one column could be the text: a, b"):
+        prepare_dataset(ambiguous, tmp_path / "out")
+
+
+def test_bad_json_lines(tmp_path):
+    with pytest.raises(DatasetError, match="one JSON array"):
+        prepare_dataset(write(tmp_path / "a.jsonl", json.dumps([{"text": "x"}])), tmp_path / "o")
+    lines = '{"text": "ok one", "label": "a"}\n{"text": "broken", "label": \n'
+    with pytest.raises(DatasetError, match="Line 2 .* not valid JSON"):
+        prepare_dataset(write(tmp_path / "b.jsonl", lines), tmp_path / "o")
+
+
+def test_wrong_field_count_and_extension(tmp_path):
+    path = write(tmp_path / "f.csv", "text,label\nfine row,a\nan unquoted, comma,b\n")
+    with pytest.raises(DatasetError, match="Row 2 .* has 3 fields but the header has 2"):
+        prepare_dataset(path, tmp_path / "o")
+    with pytest.raises(DatasetError, match="extension"):
+        prepare_dataset(write(tmp_path / "f.xlsx", "x"), tmp_path / "o")
+
+
+def test_options_report_every_problem_at_once():
+    with pytest.raises(ConfigError) as err:
+        DatasetOptions(task="regression", test_fraction=0.7, max_chars=3)
+    assert len(err.value.problems) >= 3
