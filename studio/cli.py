@@ -17,8 +17,24 @@ from studio.dataset import DatasetOptions, load_prepared, prepare_dataset
 from studio.errors import StudioError
 from studio.paths import runs_dir
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+app = typer.Typer(add_completion=False,
                   help="SLM Studio: distill a big teacher model into a small, fast student on your own data.")
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+@app.callback(invoke_without_command=True)
+def welcome(ctx: typer.Context) -> None:
+    """With no command: show what is installed and how to start."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from studio.teacher import CATALOG, catalog_status
+
+    typer.echo("SLM Studio (command line; the browser wizard is coming).\n\nOffline teachers:")
+    for entry in CATALOG.values():
+        typer.echo(f"  {entry.key:14} {entry.task:14} {catalog_status(entry)}")
+    typer.echo(f"\nSample data: {SAMPLES / 'support_tickets.csv'}\n             {SAMPLES / 'shop_faq.jsonl'}")
+    typer.echo(f"\nTry:\n  python -m studio distill --data {SAMPLES / 'support_tickets.csv'}\n"
+               "  python -m studio --help")
 
 
 def friendly(fn: Callable) -> Callable:

@@ -19,6 +19,12 @@ def test_every_command_has_help(command):
     assert result.exit_code == 0 and "Usage" in result.output
 
 
+def test_no_command_shows_welcome_and_exits_0():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 0
+    assert "minilm-l6" in result.output and "support_tickets.csv" in result.output
+
+
 def test_check_data_writes_splits(samples, tmp_path):
     result = runner.invoke(app, ["check-data", str(samples / "support_tickets.csv"), "--out", str(tmp_path / "ds")])
     assert result.exit_code == 0, result.output
