@@ -26,7 +26,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from studio.batches import encode_records, iter_batches, model_inputs
+from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
 from studio.dataset import PreparedDataset
 from studio.errors import CheckpointError, ConfigError
 from studio.losses import causal_kd_loss, classification_kd_loss, next_token_ce
@@ -442,8 +442,6 @@ def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float) -> Ca
 def teacher_written(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict],
                     config: DistillConfig, max_new_tokens: int = 96) -> list[dict]:
     """Sequence-level KD data: the teacher's own answers (or continuations) to each prompt."""
-    from studio.batches import prompt_text
-
     teacher.eval()
     written = []
     tokenizer.padding_side = "left"

@@ -180,8 +180,7 @@ def convert_gguf(folder: Path, gguf_file: str, name: str) -> Path:
     return target
 
 
-def _load_kwargs(source: ModelSource) -> dict:
-    return {"trust_remote_code": False, "use_safetensors": True, "dtype": torch.float32}
+SAFE_LOAD = {"trust_remote_code": False, "use_safetensors": True, "dtype": torch.float32}
 
 
 def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
@@ -207,7 +206,7 @@ def load_classifier(source: ModelSource, labels: list[str]) -> tuple[PreTrainedM
     has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     existing = [config.id2label[i] for i in sorted(config.id2label)] if has_head else []
     ready = has_head and existing == labels
-    kwargs = _load_kwargs(source)
+    kwargs = dict(SAFE_LOAD)
     if not ready:
         kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
                       label2id={label: i for i, label in enumerate(labels)},
@@ -221,6 +220,6 @@ def load_classifier(source: ModelSource, labels: list[str]) -> tuple[PreTrainedM
 
 def load_causal_lm(source: ModelSource) -> PreTrainedModel:
     try:
-        return AutoModelForCausalLM.from_pretrained(source.path, **_load_kwargs(source))
+        return AutoModelForCausalLM.from_pretrained(source.path, **SAFE_LOAD)
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"'{source.name}' cannot be loaded as a text generator ({err}).") from err
