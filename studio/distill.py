@@ -11,7 +11,6 @@ cache/, checkpoints/, student/ and metrics.jsonl (one line per step, append-only
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -30,12 +29,13 @@ from studio.batches import encode_records, iter_batches, model_inputs, prompt_te
 from studio.dataset import PreparedDataset
 from studio.errors import CheckpointError, ConfigError
 from studio.losses import causal_kd_loss, classification_kd_loss, next_token_ce
+from studio.settings import Check, Settings
 from studio.student import layer_drop_student, same_tokenizer, trim_vocabulary
 from studio.teacher import load_causal_lm, load_classifier, load_tokenizer, resolve_source
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(Settings):
     """Settings of one distillation run. Stored as JSON; unknown keys are an error."""
 
     teacher: str = "minilm-l6"
@@ -72,8 +72,8 @@ class DistillConfig:
     threads: int = 0
     """CPU threads; 0 uses every core."""
 
-    def __post_init__(self) -> None:
-        checks = [
+    def checks(self) -> list[Check]:
+        return [
             ("student_layers", 1 <= self.student_layers <= 64, "a whole number from 1 to 64"),
             ("temperature", 0.5 <= self.temperature <= 20, "from 0.5 to 20 (2 is a good start)"),
             ("alpha", 0.0 <= self.alpha <= 1.0, "from 0 to 1"),
@@ -91,22 +91,9 @@ class DistillConfig:
             ("top_k", 1 <= self.top_k <= 1024, "from 1 to 1024"),
             ("threads", 0 <= self.threads <= 512, "0 (all cores) or a positive number"),
         ]
-        problems = [f"{name} is {getattr(self, name)!r}; use {allowed}" for name, ok, allowed in checks if not ok]
-        if not self.teacher:
-            problems.append("teacher is empty; name a catalog entry, a folder or a hub id")
-        if problems:
-            raise ConfigError(problems)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> DistillConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError([f"unknown setting '{k}'; known settings: {', '.join(sorted(known))}" for k in unknown])
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def other_problems(self) -> list[str]:
+        return [] if self.teacher else ["teacher is empty; name a catalog entry, a folder or a hub id"]
 
 
 @dataclass

@@ -44,3 +44,7 @@ class OfflineError(ModelLoadError):
 
 class CheckpointError(StudioError):
     """A checkpoint to resume from is missing or does not match the run."""
+
+
+class UnsupportedError(StudioError):
+    """A compression method cannot run on this hardware or this model; other variants still can."""

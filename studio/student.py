@@ -46,7 +46,11 @@ def select_layers(teacher_layers: int, student_layers: int) -> list[int]:
 
 def layer_drop_student(teacher: PreTrainedModel, student_layers: int) -> PreTrainedModel:
     """A copy of ``teacher`` that keeps only ``select_layers(...)`` of its layers."""
-    kept = select_layers(teacher.config.num_hidden_layers, student_layers)
+    return copy_with_layers(teacher, select_layers(teacher.config.num_hidden_layers, student_layers))
+
+
+def copy_with_layers(teacher: PreTrainedModel, kept: list[int]) -> PreTrainedModel:
+    """A copy of ``teacher`` with only the layers at indices ``kept`` (in order), weights copied."""
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(kept)
     if isinstance(getattr(config, "layer_types", None), list):
@@ -66,7 +70,8 @@ def layer_drop_student(teacher: PreTrainedModel, student_layers: int) -> PreTrai
     missing = [k for k in missing if k not in tied and not k.endswith("lm_head.weight")]
     if missing or unexpected:
         raise RuntimeError(f"layer-drop copy is incomplete: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    student.config.studio_kept_layers = kept
+    previous = getattr(teacher.config, "studio_kept_layers", None) or list(range(teacher.config.num_hidden_layers))
+    student.config.studio_kept_layers = [previous[i] for i in kept]
     return student
 
 

@@ -1,0 +1,104 @@
+"""What every compression method receives and returns, and the registry entry that describes it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from transformers import PreTrainedTokenizerBase
+
+from studio.batches import encode_records, iter_batches
+from studio.dataset import PreparedDataset, load_prepared
+from studio.distill import ProgressFn, RunPaths, make_kd_loss
+from studio.settings import Settings
+
+
+@dataclass
+class WorkingModel:
+    """The model as it moves through a recipe: pruning changes it in place, quantization changes its form."""
+
+    model: Any
+    """A transformers model ('torch' and 'bnb' forms) or an OnnxModel ('onnx' form)."""
+    tokenizer: PreTrainedTokenizerBase
+    task: str
+    params: int
+    """Parameters of the model as a float model (quantized forms pack several into one stored number)."""
+    form: str = "torch"
+    structure: dict | None = None
+    """Head units and neurons per layer once structured pruning changed shapes a config cannot say."""
+    sparse: bool = False
+    """Unstructured pruning left zeros worth storing in a sparse format."""
+    notes: list[str] = field(default_factory=list)
+    onnx_file: Path | None = None
+    hf_config: Any = None
+    """The transformers config (labels, architecture), kept when the model becomes an ONNX graph."""
+
+
+class RunContext:
+    """The finished distillation run a variant comes from: its data, settings and cached teacher logits."""
+
+    def __init__(self, run_dir: str | Path, work_dir: Path, on_progress: ProgressFn | None = None) -> None:
+        self.run = RunPaths(run_dir)
+        self.work_dir = work_dir
+        self.on_progress = on_progress
+        resolved = json.loads(self.run.config.read_text())
+        self.settings: dict = resolved["distill"]
+        self.task: str = resolved["task"]
+        self.labels: list[str] = resolved.get("labels") or []
+        self.dataset_path = Path(resolved["dataset"])
+
+    @cached_property
+    def dataset(self) -> PreparedDataset:
+        return load_prepared(self.dataset_path)
+
+    @cached_property
+    def cache(self) -> dict[str, torch.Tensor]:
+        """Teacher logits from the run (empty when the run used sequence-level KD)."""
+        if not self.run.cache.exists():
+            return {}
+        cached = load_file(self.run.cache)
+        cached.pop("meta", None)
+        return cached
+
+    def train_items(self, tokenizer: PreTrainedTokenizerBase) -> list[dict]:
+        label_ids = {label: i for i, label in enumerate(self.labels)} if self.task == "classification" else None
+        return encode_records(self.dataset.split("train"), tokenizer, self.settings["max_length"], label_ids)
+
+    @property
+    def pad_to(self) -> int | None:
+        return self.settings["max_length"] if self.task == "causal_lm" else None
+
+    def kd_loss(self, temperature: float | None = None, alpha: float | None = None) -> Callable:
+        """The run's KD loss on cached teacher logits (labels only when there is no cache)."""
+        temperature = temperature or self.settings["temperature"]
+        alpha = self.settings["alpha"] if alpha is None else alpha
+        return make_kd_loss(self.task, self.cache, temperature, alpha if self.cache else 0.0)
+
+    def calibration_batches(self, tokenizer: PreTrainedTokenizerBase, batches: int) -> Iterator[dict]:
+        """A few fixed training batches, to score what matters before cutting it."""
+        items = self.train_items(tokenizer)
+        size = self.settings["batch_size"]
+        yield from iter_batches(items[: batches * size], size, tokenizer.pad_token_id, pad_to=self.pad_to)
+
+
+MethodFn = Callable[[WorkingModel, Any, RunContext], WorkingModel]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registry entry: a name the UI and CLI list, its settings class and its function."""
+
+    name: str
+    kind: str
+    """'quantize', 'prune' or 'heal'. A quantize step ends a recipe."""
+    settings: type[Settings]
+    apply: MethodFn
+    summary: str
+    check: Callable[[dict, Any], list[str]] | None = None
+    """Plan-time check against the model's shape (and updates the shape for the next step)."""

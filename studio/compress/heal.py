@@ -1,0 +1,64 @@
+"""Healing: a short KD run after pruning, on the teacher logits the distillation already cached.
+
+The teacher never runs again: its logits for every training example are in the run's cache.
+After unstructured pruning the zeros stay zero (their gradients are masked), so healing does not
+undo the sparsity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from studio.compress.base import RunContext, WorkingModel
+from studio.distill import DistillConfig, train_loop
+from studio.settings import Check, Settings
+
+
+@dataclass
+class HealSettings(Settings):
+    epochs: int = 1
+    """Passes over the training split. One usually recovers most of what pruning lost."""
+    learning_rate: float = 0.0
+    """0 uses the distillation run's learning rate."""
+    temperature: float = 0.0
+    """0 uses the run's KD temperature."""
+    alpha: float = -1.0
+    """Weight of the teacher's soft targets vs labels; -1 uses the run's value."""
+
+    def checks(self) -> list[Check]:
+        return [("epochs", 1 <= self.epochs <= 50, "from 1 to 50"),
+                ("learning_rate", 0 <= self.learning_rate <= 0.1, "0 (the run's) or up to 0.1"),
+                ("temperature", self.temperature == 0 or 0.5 <= self.temperature <= 20, "0 (the run's) or 0.5 to 20"),
+                ("alpha", self.alpha == -1 or 0 <= self.alpha <= 1, "-1 (the run's) or from 0 to 1")]
+
+
+def _keep_zeros(model: nn.Module) -> list:
+    """Mask the gradients of weights that are exactly zero, so optimizer steps leave them at zero."""
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            mask = module.weight.detach() != 0
+            if not bool(mask.all()):
+                handles.append(module.weight.register_hook(lambda grad, mask=mask: grad * mask))
+    return handles
+
+
+def heal(wm: WorkingModel, s: HealSettings, ctx: RunContext) -> WorkingModel:
+    run = DistillConfig.from_dict(ctx.settings)
+    lr = s.learning_rate or run.learning_rate
+    loss_fn = ctx.kd_loss(s.temperature or None, None if s.alpha == -1 else s.alpha)
+    handles = _keep_zeros(wm.model) if wm.sparse else []
+    wm.model.train()
+    try:
+        train_loop(wm.model, ctx.train_items(wm.tokenizer), loss_fn, run, ctx.work_dir / "heal-checkpoints", "heal",
+                   lr=lr, epochs=s.epochs, pad_id=wm.tokenizer.pad_token_id, metrics=ctx.work_dir / "metrics.jsonl",
+                   on_progress=ctx.on_progress, pad_to=ctx.pad_to)
+    finally:
+        for handle in handles:
+            handle.remove()
+    wm.model.eval()
+    wm.model.zero_grad(set_to_none=True)
+    wm.notes.append(f"healed {s.epochs} epoch(s) of KD on the cached teacher logits (lr {lr:g})")
+    return wm

@@ -1,0 +1,202 @@
+"""Run a recipe of compression steps on a finished distillation run and save the variant.
+
+    plan          every setting and every step checked against the model before any work
+    compress      load the source, apply the steps in order, save atomically under run/variants/<name>
+    compress_many several recipes: all planned first; a method this machine cannot run marks only
+                  its own variant 'unsupported'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.compress import METHODS
+from studio.compress.base import Method, RunContext, WorkingModel
+from studio.compress.quantize import BnbInt8Settings, bnb_unsupported
+from studio.compress.variant import MANIFEST, describe_shape, load_variant, read_manifest, save_variant
+from studio.distill import ProgressFn
+from studio.errors import ConfigError, UnsupportedError
+from studio.settings import Settings
+from studio.student import count_parameters
+from studio.teacher import load_causal_lm, load_classifier, load_tokenizer, resolve_source
+
+NAME = re.compile(r"[^a-z0-9.+_-]+")
+
+
+@dataclass
+class Step:
+    method: Method
+    settings: Settings
+
+    def label(self) -> str:
+        changed = {k: v for k, v in self.settings.to_dict().items() if v != type(self.settings)().to_dict()[k]}
+        return self.method.name + "".join(f"-{v}" for v in changed.values())
+
+
+def parse_recipe(text: str) -> list[dict[str, Any]]:
+    """'prune-heads:fraction=0.5+heal:epochs=2+int8' -> a recipe (list of step dicts)."""
+    steps = []
+    for part in filter(None, (p.strip() for p in text.split("+"))):
+        name, _, args = part.partition(":")
+        step: dict[str, Any] = {"method": name.strip()}
+        for pair in filter(None, (a.strip() for a in args.split(","))):
+            key, eq, value = pair.partition("=")
+            if not eq:
+                raise ConfigError([f"'{pair}' in step '{name}' is not a setting=value pair"])
+            try:
+                step[key.strip()] = json.loads(value.strip().lower() if value.strip().lower() in ("true", "false")
+                                               else value.strip())
+            except json.JSONDecodeError:
+                step[key.strip()] = value.strip()
+        steps.append(step)
+    return steps
+
+
+def plan(recipe: list[dict[str, Any]], shape: dict) -> list[Step]:
+    """Check a whole recipe against a model's shape; every problem is reported at once."""
+    problems: list[str] = []
+    steps: list[Step] = []
+    if not recipe:
+        problems.append("the recipe is empty; add at least one method (see 'python -m studio methods')")
+    shape = dict(shape)
+    for position, raw in enumerate(recipe, 1):
+        raw = dict(raw)
+        name = raw.pop("method", None)
+        method = METHODS.get(name or "")
+        if method is None:
+            problems.append(f"step {position}: unknown method '{name}'; choose from {', '.join(METHODS)}")
+            continue
+        try:
+            settings = method.settings.from_dict(raw)
+        except ConfigError as err:
+            problems += [f"step {position} ({name}): {p}" for p in err.problems]
+            continue
+        problems += [f"step {position} ({name}): {p}" for p in _check_step(method, settings, shape, position, len(recipe))]
+        steps.append(Step(method, settings))
+    if problems:
+        raise ConfigError(problems)
+    return steps
+
+
+def _check_step(method: Method, settings: Settings, shape: dict, position: int, total: int) -> list[str]:
+    if shape["quantized"]:
+        return ["the model is already quantized at this point; quantization must be the last step"]
+    problems = []
+    if method.kind == "quantize":
+        shape["quantized"] = True
+        if method.name.startswith("bnb") and shape["structured"]:
+            problems.append("bitsandbytes loads models whose shape their config describes, and pruned heads or "
+                            "neurons change that; use 'int8' after structured pruning (or prune layers only)")
+    elif method.kind == "prune" and method.name != "magnitude":
+        if "head_units" not in shape:
+            return ["structured pruning supports BERT-style encoders and Llama-style decoders only; "
+                    "use 'magnitude' pruning or quantization for this model"]
+        problems += method.check(shape, settings) if method.check else []
+        shape["structured"] = shape["structured"] or method.name != "prune-layers"
+    return problems
+
+
+def unsupported_reason(steps: list[Step]) -> str | None:
+    """Why this machine cannot run a step of the recipe (checked before work, reported per variant)."""
+    for step in steps:
+        if step.method.name.startswith("bnb"):
+            reason = bnb_unsupported(8 if isinstance(step.settings, BnbInt8Settings) else 4)
+            if reason:
+                return reason
+    return None
+
+
+def variant_name(steps: list[Step]) -> str:
+    return NAME.sub("-", "+".join(s.label() for s in steps).lower()).strip("-")
+
+
+# --------------------------------------------------------------------------- loading the source
+
+
+def load_source(ctx: RunContext, source: str) -> WorkingModel:
+    """'student', 'teacher', or the name of a variant saved earlier in this run."""
+    if source in ("student", "teacher"):
+        path = ctx.run.student if source == "student" else json.loads((ctx.run.root / "teacher.json").read_text())["path"]
+        model_source = resolve_source(str(path))
+        if ctx.task == "classification":
+            model, _ = load_classifier(model_source, ctx.labels)
+        else:
+            model = load_causal_lm(model_source)
+        return WorkingModel(model.eval(), load_tokenizer(model_source), ctx.task, count_parameters(model))
+    folder = ctx.run.root / "variants" / source
+    if not (folder / MANIFEST).exists():
+        raise ConfigError([f"source '{source}' is neither 'student', 'teacher' nor a variant of this run"])
+    manifest = read_manifest(folder)
+    if manifest.get("status") != "ok":
+        raise ConfigError([f"source variant '{source}' is {manifest.get('status')}; pick one that was made"])
+    return load_variant(folder)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def compress(run_dir: str | Path, recipe: list[dict[str, Any]], *, name: str | None = None, source: str = "student",
+             on_progress: ProgressFn | None = None) -> dict:
+    """Apply ``recipe`` to ``source`` and save it as run/variants/<name>. Returns its manifest."""
+    return compress_many(run_dir, [(name, recipe)], source=source, on_progress=on_progress)[0]
+
+
+def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict[str, Any]]]], *,
+                  source: str = "student", on_progress: ProgressFn | None = None) -> list[dict]:
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise ConfigError([f"{run_dir} is not a distillation run (no config.json); distill first"])
+    ctx = RunContext(run_dir, run_dir / "variants", on_progress)
+    if not ctx.run.student.exists() and source == "student":
+        raise ConfigError([f"the run in {run_dir} has no finished student yet; let the distillation finish "
+                           "(or resume it) before compressing"])
+    shape = describe_shape(load_source(ctx, source))
+    planned, problems = [], []
+    for name, recipe in recipes:
+        try:
+            steps = plan(recipe, shape)
+        except ConfigError as err:
+            problems += [f"{name or 'variant'}: {p}" for p in err.problems] if len(recipes) > 1 else err.problems
+            continue
+        planned.append((NAME.sub("-", (name or variant_name(steps)).lower()).strip("-."), steps))
+    names = [n for n, _ in planned]
+    problems += [f"two variants are named '{n}'; give each its own name" for n in sorted({n for n in names if names.count(n) > 1})]
+    problems += [f"a variant named '{n}' already exists in this run; choose another name or delete it"
+                 for n in names if (ctx.run.root / "variants" / n / MANIFEST).exists()]
+    if problems:
+        raise ConfigError(problems)
+    return [_run_one(ctx, name, steps, source) for name, steps in planned]
+
+
+def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict:
+    folder = ctx.run.root / "variants" / name
+    work = ctx.run.root / "variants" / f".{name}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    manifest = {"name": name, "source": source, "recipe": [{"method": s.method.name, **s.settings.to_dict()} for s in steps],
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    (work / "recipe.json").write_text(json.dumps(manifest, indent=2))  # what will run, before it runs
+    ctx.work_dir = work
+    started = time.perf_counter()
+    try:
+        reason = unsupported_reason(steps)
+        if reason:
+            raise UnsupportedError(reason)
+        wm = load_source(ctx, source)
+        for step in steps:
+            wm = step.method.apply(wm, step.settings, ctx)
+            if wm.form == "torch":
+                wm.params = count_parameters(wm.model)
+        save_variant(wm, folder, {**manifest, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
+    except UnsupportedError as err:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MANIFEST).write_text(json.dumps({**manifest, "status": "unsupported", "reason": str(err)}, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return read_manifest(folder)

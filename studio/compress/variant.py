@@ -1,0 +1,180 @@
+"""A variant on disk: weights in safetensors (or ONNX), the tokenizer, and a manifest that says
+how to re-create the model in memory.
+
+    variant.json   name, source, recipe (methods + settings), form, structure, status, notes
+    config.json    the transformers config (labels included)
+    model.safetensors | model.sparse.safetensors | model.onnx
+
+Forms: 'torch' (plain transformers folder; loads with from_pretrained unless the manifest lists
+a pruned structure or sparse weights), 'bnb' (bitsandbytes-quantized transformers folder),
+'onnx' (ONNX Runtime graph). ``load_variant`` rebuilds any of them with the same predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedModel
+
+from studio.compress import parts
+from studio.compress.base import WorkingModel
+from studio.compress.quantize import OnnxModel, bnb_device
+from studio.errors import ConfigError, ModelLoadError
+from studio.teacher import SAFE_LOAD, ModelSource, load_tokenizer
+
+MANIFEST = "variant.json"
+SPARSE_FILE = "model.sparse.safetensors"
+SPARSE_MIN_ZEROS = 0.25
+"""Store a matrix as bitmask + values only when enough of it is zero to save space."""
+
+
+def auto_class(task: str) -> type:
+    return AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+
+
+# --------------------------------------------------------------------------- sparse weights
+
+
+def save_sparse(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Mostly-zero matrices as a packed bitmask plus their non-zero values; the rest dense."""
+    tensors, sparse = {}, {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().contiguous().cpu()
+        mask = tensor != 0
+        if tensor.dim() == 2 and 1 - mask.float().mean().item() >= SPARSE_MIN_ZEROS:
+            tensors[f"{name}::mask"] = torch.from_numpy(np.packbits(mask.flatten().numpy()))
+            tensors[f"{name}::values"] = tensor[mask]
+            sparse[name] = list(tensor.shape)
+        else:
+            tensors[name] = tensor
+    save_file(tensors, str(path), metadata={"sparse": json.dumps(sparse)})
+
+
+def load_sparse(path: Path) -> dict[str, torch.Tensor]:
+    state = {}
+    with safe_open(str(path), framework="pt") as f:
+        sparse = json.loads(f.metadata()["sparse"])
+        for name, shape in sparse.items():
+            values = f.get_tensor(f"{name}::values")
+            bits = np.unpackbits(f.get_tensor(f"{name}::mask").numpy())[: int(np.prod(shape))]
+            dense = torch.zeros(int(np.prod(shape)), dtype=values.dtype)
+            dense[torch.from_numpy(bits.astype(bool))] = values
+            state[name] = dense.reshape(shape)
+        for key in f.keys():
+            if "::" not in key:
+                state[key] = f.get_tensor(key)
+    return state
+
+
+# --------------------------------------------------------------------------- save
+
+
+def save_variant(wm: WorkingModel, folder: Path, manifest: dict) -> None:
+    """Write the variant to a temp folder and rename it into place: never half-written."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if wm.form == "onnx":
+        shutil.copy(wm.onnx_file, tmp / "model.onnx")
+        wm.hf_config.save_pretrained(tmp)
+    else:
+        wm.model.save_pretrained(tmp)
+    if wm.sparse and wm.form == "torch":
+        save_sparse(wm.model.state_dict(), tmp / SPARSE_FILE)
+        for dense in tmp.glob("model*.safetensors"):
+            if dense.name != SPARSE_FILE:
+                dense.unlink()
+    wm.tokenizer.save_pretrained(tmp)
+    manifest = {**manifest, "form": wm.form, "task": wm.task, "structure": wm.structure, "sparse": wm.sparse,
+                "params": wm.params, "notes": wm.notes, "recreate": recreate_text(wm)}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def recreate_text(wm: WorkingModel) -> str:
+    steps = {"onnx": "Open model.onnx with onnxruntime.InferenceSession; inputs input_ids and attention_mask "
+                     "(int64), output logits.",
+             "bnb": "AutoModelFor...from_pretrained(folder, device_map='cpu' or 'cuda'); the bitsandbytes "
+                    "settings are in config.json (quantization_config).",
+             "torch": "AutoModelFor...from_pretrained(folder)."}
+    text = steps[wm.form]
+    if wm.structure:
+        text = ("Build the model from config.json, shrink each layer to the head units and MLP neurons listed "
+                "in 'structure' (studio.compress.parts.apply_structure), then load the weights.")
+    if wm.sparse and wm.form == "torch":
+        text += (f" Weights are in {SPARSE_FILE}: for each '<name>::mask' (numpy.packbits of the non-zero "
+                 "positions) put '<name>::values' at those positions of a zero matrix of the shape in the "
+                 "file's 'sparse' metadata.")
+    return text
+
+
+# --------------------------------------------------------------------------- load
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        raise ModelLoadError(f"{folder} is not a saved variant (no {MANIFEST}). Pick a folder under the run's variants/.")
+    return json.loads(path.read_text())
+
+
+def load_variant(folder: str | Path) -> WorkingModel:
+    """Re-create a saved variant in memory, in the form it was saved."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    tokenizer = load_tokenizer(ModelSource(folder.name, str(folder)))
+    task, form = manifest["task"], manifest["form"]
+    if form == "onnx":
+        model = OnnxModel(folder / "model.onnx", task)
+    elif form == "bnb":
+        model = auto_class(task).from_pretrained(folder, device_map=bnb_device(), trust_remote_code=False,
+                                                 use_safetensors=True)
+    else:
+        model = _load_torch(folder, task, manifest)
+    return WorkingModel(model, tokenizer, task, manifest["params"], form, manifest.get("structure"),
+                        manifest.get("sparse", False), list(manifest.get("notes", [])),
+                        folder / "model.onnx" if form == "onnx" else None,
+                        AutoConfig.from_pretrained(folder, trust_remote_code=False))
+
+
+def _load_torch(folder: Path, task: str, manifest: dict) -> PreTrainedModel:
+    if not manifest.get("structure") and not manifest.get("sparse"):
+        return auto_class(task).from_pretrained(folder, **SAFE_LOAD).eval()
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    model = auto_class(task).from_config(config, dtype=torch.float32)
+    if manifest.get("structure"):
+        parts.apply_structure(model, manifest["structure"])
+    if manifest.get("sparse"):
+        state = load_sparse(folder / SPARSE_FILE)
+    else:
+        from safetensors.torch import load_file
+
+        state = {k: v for f in sorted(folder.glob("model*.safetensors")) for k, v in load_file(f).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
+    if missing or unexpected:
+        raise ModelLoadError(f"The weights in {folder} do not fit its manifest (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}). The variant is damaged: create it again.")
+    if getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()
+    return model.eval()
+
+
+def describe_shape(wm: WorkingModel) -> dict:
+    """What plan-time checks need to know about a model before any work runs."""
+    try:
+        structure = parts.structure_of(wm.model) if wm.form == "torch" else None
+    except (ConfigError, AttributeError):  # an architecture we cannot prune structurally
+        structure = None
+    shape = {"form": wm.form, "structured": bool(wm.structure), "quantized": wm.form != "torch"}
+    if structure:
+        shape.update(structure)
+    return shape
