@@ -104,7 +104,8 @@ def _print_report(report) -> None:
 class ProgressBars:
     """One tqdm bar per stage and epoch, fed by the pipeline's progress callback."""
 
-    NAMES = {"teacher": "fine-tune teacher", "cache": "cache teacher logits", "student": "distill student"}
+    NAMES = {"teacher": "fine-tune teacher", "cache": "cache teacher logits", "student": "distill student",
+             "heal": "heal (KD)"}
 
     def __init__(self) -> None:
         self.bar: tqdm | None = None
@@ -144,6 +145,7 @@ def distill(
     max_length: int = 128,
     lora: Annotated[bool, typer.Option(help="Train LoRA adapters (merged at the end).")] = False,
     lora_r: int = 8,
+    qlora: Annotated[bool, typer.Option(help="QLoRA: LoRA on a 4-bit NF4 copy of the student (needs bitsandbytes).")] = False,
     teacher_epochs: Annotated[int, typer.Option(help="Epochs to fine-tune a teacher on your labels.")] = 3,
     trim_vocab: Annotated[bool, typer.Option(help="Classification: drop unused vocabulary rows.")] = True,
     top_k: Annotated[int, typer.Option(help="Causal LM: teacher logits cached per token.")] = 32,
@@ -160,7 +162,7 @@ def distill(
 
     config = DistillConfig(teacher=teacher, student=student, student_layers=student_layers, epochs=epochs,
                            temperature=temperature, alpha=alpha, learning_rate=learning_rate,
-                           batch_size=batch_size, max_length=max_length, lora=lora, lora_r=lora_r,
+                           batch_size=batch_size, max_length=max_length, lora=lora, lora_r=lora_r, qlora=qlora,
                            teacher_epochs=teacher_epochs, trim_vocab=trim_vocab, top_k=top_k, seed=seed)
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the run folder to continue.")
@@ -201,7 +203,8 @@ def format_table(models: list[dict]) -> str:
                ("perplexity", "perplexity", "{:.2f}"), ("agreement", "agree", "{:.3f}"),
                ("params", "params", "{:,}"), ("size_bytes", "MB", "{:.1f}"),
                ("latency_ms", "ms/item", "{:.2f}"), ("throughput", "per s", "{:.1f}"),
-               ("generation_tokens_per_s", "gen tok/s", "{:.1f}")]
+               ("generation_tokens_per_s", "gen tok/s", "{:.1f}"), ("peak_load_mb", "load MB", "{:.1f}"),
+               ("form", "runs on", "{}"), ("status", "status", "{}")]
     used = [c for c in columns if any(m.get(c[0]) is not None for m in models)]
     rows = [[c[1] for c in used]]
     for m in models:
@@ -215,6 +218,56 @@ def format_table(models: list[dict]) -> str:
     lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+@app.command()
+@friendly
+def methods() -> None:
+    """List the compression methods and their settings (defaults in brackets)."""
+    import dataclasses
+
+    from studio.compress import METHODS
+
+    for method in METHODS.values():
+        typer.echo(f"{method.name:14} {method.kind:9} {method.summary}")
+        fields = [f"{f.name}={f.default}" for f in dataclasses.fields(method.settings)]
+        if fields:
+            typer.echo(f"{'':14} {'':9} settings: {', '.join(fields)}")
+    typer.echo("\nCombine steps with '+', settings after ':', e.g.  prune-heads:fraction=0.3+heal:epochs=2+int8")
+
+
+def split_variant(text: str) -> tuple[str | None, str]:
+    """'name=recipe' or just 'recipe' (a recipe's own '=' comes after a ':')."""
+    head, eq, rest = text.partition("=")
+    if eq and ":" not in head and "+" not in head:
+        return head.strip(), rest
+    return None, text
+
+
+@app.command()
+@friendly
+def compress(
+    run: Annotated[Path, typer.Argument(help="A finished distillation run folder.")],
+    variant: Annotated[list[str], typer.Option("--variant", "-v", help="A recipe, optionally named: "
+                                               "'small=prune-heads:fraction=0.5+heal+int8'. Repeat for several.")],
+    source: Annotated[str, typer.Option(help="'student', 'teacher', or a variant made earlier.")] = "student",
+    evaluate: Annotated[bool, typer.Option(help="Measure teacher, student and all variants afterwards.")] = True,
+) -> None:
+    """Make compressed variants (quantized, pruned, healed) of a run's student and measure them."""
+    from studio.compress.pipeline import compress_many, parse_recipe
+    from studio.evaluate import evaluate_all
+
+    recipes = [(name, parse_recipe(text)) for name, text in map(split_variant, variant)]
+    bars = ProgressBars()
+    try:
+        made = compress_many(run, recipes, source=source, on_progress=bars)
+    finally:
+        bars.close()
+    for manifest in made:
+        status = manifest["status"] if manifest["status"] == "ok" else f"{manifest['status']}: {manifest.get('reason')}"
+        typer.echo(f"{manifest['name']}: {status}")
+    if evaluate:
+        typer.echo(format_table(evaluate_all(run)["models"]))
 
 
 @app.command()

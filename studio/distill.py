@@ -31,7 +31,7 @@ from studio.errors import CheckpointError, ConfigError
 from studio.losses import causal_kd_loss, classification_kd_loss, next_token_ce
 from studio.settings import Check, Settings
 from studio.student import layer_drop_student, same_tokenizer, trim_vocabulary
-from studio.teacher import load_causal_lm, load_classifier, load_tokenizer, resolve_source
+from studio.teacher import SAFE_LOAD, load_causal_lm, load_classifier, load_tokenizer, resolve_source
 
 
 @dataclass
@@ -60,6 +60,9 @@ class DistillConfig(Settings):
     """Tokens read per example; longer texts are cut. Cost grows with it."""
     lora: bool = False
     """Train small LoRA adapters instead of all student weights (merged at the end)."""
+    qlora: bool = False
+    """QLoRA: keep the student's base weights in 4-bit NF4 while LoRA trains (needs bitsandbytes; implies
+    lora). Uses far less memory for big students; on a CPU each step is slower, not faster."""
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -214,9 +217,42 @@ def setup_student(config: DistillConfig, teacher: PreTrainedModel, tokenizer: Pr
         texts = [r["text"] for r in dataset.split("train")]
         trimmed = trim_vocabulary(student, student_tok, texts, run.root / "student_tokenizer")
         student_tok = trimmed or student_tok
-    if config.lora:
+    if config.qlora:
+        student = _four_bit_base(student, student_tok, run, task)
+    if config.lora or config.qlora:
         student = _with_lora(student, config, task)
     return student, student_tok, kd_mode
+
+
+def _four_bit_base(student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, run: RunPaths,
+                   task: str) -> PreTrainedModel:
+    """Save the float student (LoRA is merged back into it at the end), reload it in 4-bit NF4."""
+    from peft import prepare_model_for_kbit_training
+
+    from studio.compress.quantize import Bnb4bitSettings, bnb_config, bnb_device, bnb_unsupported
+    from studio.compress.variant import auto_class
+
+    reason = bnb_unsupported(4)
+    if reason:
+        raise ConfigError([f"qlora needs bitsandbytes 4-bit layers, which cannot run here: {reason}. "
+                           "Turn qlora off; plain lora works everywhere"])
+    if not (run.root / "student_base" / "studio_ready").exists():
+        _save_model(student, tokenizer, run.root / "student_base")
+    quantized = auto_class(task).from_pretrained(run.root / "student_base", quantization_config=bnb_config(Bnb4bitSettings()),
+                                                 device_map=bnb_device(), trust_remote_code=False, use_safetensors=True)
+    return prepare_model_for_kbit_training(quantized, use_gradient_checkpointing=False)
+
+
+def _merge_into_float_base(trained: torch.nn.Module, run: RunPaths, task: str) -> PreTrainedModel:
+    """QLoRA's adapters, merged into the float student saved before quantization (not the 4-bit copy)."""
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    from studio.compress.variant import auto_class
+
+    base = auto_class(task).from_pretrained(run.root / "student_base", **SAFE_LOAD)
+    float_model = get_peft_model(base, trained.peft_config["default"])
+    set_peft_model_state_dict(float_model, get_peft_model_state_dict(trained))
+    return float_model.merge_and_unload()
 
 
 def _with_lora(model: PreTrainedModel, config: DistillConfig, task: str) -> PreTrainedModel:
@@ -399,7 +435,9 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
                          lr=config.learning_rate, epochs=config.epochs, pad_id=student_tok.pad_token_id,
                          metrics=run.metrics, on_progress=on_progress,
                          pad_to=config.max_length if task == "causal_lm" else None)
-    if config.lora:
+    if config.qlora:
+        student = _merge_into_float_base(student, run, task)
+    elif config.lora:
         student = student.merge_and_unload()
     _save_model(student, student_tok, run.student)
     return DistillResult(run.root, task, teacher_dir, run.student, kd_mode, seconds, cache_seconds)

@@ -41,10 +41,17 @@ class ModelMetrics:
     agreement: float | None = None
     """Share of test predictions (classes, or next tokens) equal to the teacher's."""
     generation_tokens_per_s: float | None = None
+    peak_load_mb: float | None = None
+    """Peak memory growth of a fresh process while loading the model."""
+    form: str = "torch"
+    """How it runs: 'torch', 'bnb' (bitsandbytes) or 'onnx' (ONNX Runtime)."""
+    status: str = "ok"
+    note: str = ""
 
 
 def weights_bytes(folder: str | Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))
+    """Bytes of the weight files (safetensors, ONNX) in a model folder."""
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.suffix in (".safetensors", ".onnx"))
 
 
 def _on_disk(model: PreTrainedModel) -> int:
@@ -66,8 +73,8 @@ def _median_ms(fn, inputs: list) -> float:
 @torch.inference_mode()
 def evaluate_classifier(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                         records: list[dict], labels: list[str], *, size_bytes: int, max_length: int = 128,
-                        batch_size: int = 32, teacher_predictions: list[int] | None = None
-                        ) -> tuple[ModelMetrics, list[int]]:
+                        batch_size: int = 32, teacher_predictions: list[int] | None = None,
+                        params: int | None = None) -> tuple[ModelMetrics, list[int]]:
     model.eval()
     label_ids = {label: i for i, label in enumerate(labels)}
     items = encode_records(records, tokenizer, max_length, label_ids)
@@ -82,7 +89,7 @@ def evaluate_classifier(name: str, model: PreTrainedModel, tokenizer: PreTrained
     singles = [next(iter_batches([it], 1, pad)) for it in items[:LATENCY_SAMPLES]]
     truth = [it["label"] for it in items]
     metrics = ModelMetrics(
-        name=name, params=count_parameters(model), size_bytes=size_bytes,
+        name=name, params=params or count_parameters(model), size_bytes=size_bytes,
         latency_ms=_median_ms(run, singles), throughput=throughput,
         accuracy=accuracy_score(truth, predictions),
         macro_f1=f1_score(truth, predictions, average="macro", labels=list(range(len(labels))), zero_division=0),
@@ -100,8 +107,8 @@ def _agreement(predictions: list[int], reference: list[int] | None) -> float | N
 @torch.inference_mode()
 def evaluate_causal_lm(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                        records: list[dict], *, size_bytes: int, max_length: int = 256, batch_size: int = 8,
-                       teacher_predictions: list[int] | None = None, new_tokens: int = 32
-                       ) -> tuple[ModelMetrics, list[int]]:
+                       teacher_predictions: list[int] | None = None, new_tokens: int = 32,
+                       params: int | None = None) -> tuple[ModelMetrics, list[int]]:
     """Perplexity and next-token agreement on the test split, plus generation speed."""
     model.eval()
     items = encode_records(records, tokenizer, max_length)
@@ -118,7 +125,7 @@ def evaluate_causal_lm(name: str, model: PreTrainedModel, tokenizer: PreTrainedT
     throughput = total_tokens / (time.perf_counter() - started)
     generation = _generation_speed(model, tokenizer, records[:3], new_tokens)
     metrics = ModelMetrics(
-        name=name, params=count_parameters(model), size_bytes=size_bytes,
+        name=name, params=params or count_parameters(model), size_bytes=size_bytes,
         latency_ms=1000 / generation, throughput=throughput,
         perplexity=math.exp(total_nll / max(1, total_tokens)),
         agreement=_agreement(predictions, teacher_predictions), generation_tokens_per_s=generation,
@@ -184,4 +191,66 @@ def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
         results.append(s_metrics)
     report = {"task": dataset.report.task, "test_examples": len(test), "models": [asdict(m) for m in results]}
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+# --------------------------------------------------------------------------- teacher, student and variants
+
+
+def _measure(task: str, name: str, model, tokenizer, test: list[dict], settings: dict, labels: list[str], *,
+             size_bytes: int, params: int | None = None, teacher_predictions: list[int] | None = None
+             ) -> tuple[ModelMetrics, list[int]]:
+    """One model, measured exactly as every other: the single entry point for teacher, student and variants."""
+    if task == "classification":
+        return evaluate_classifier(name, model, tokenizer, test, labels, size_bytes=size_bytes,
+                                   max_length=settings["max_length"], batch_size=settings["batch_size"],
+                                   teacher_predictions=teacher_predictions, params=params)
+    return evaluate_causal_lm(name, model, tokenizer, test, size_bytes=size_bytes, max_length=settings["max_length"],
+                              teacher_predictions=teacher_predictions, params=params)
+
+
+def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure_memory: bool = True) -> dict:
+    """Teacher, student and every saved variant (or the ``variants`` named) on the test split.
+
+    Writes compare.json. A variant this machine could not make is listed with its reason.
+    """
+    from studio.compress.variant import MANIFEST, load_variant
+    from studio.load_probe import peak_load_mb
+
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    settings, task, labels = config["distill"], config["task"], config.get("labels") or []
+    test = load_prepared(config["dataset"]).split("test")
+    teacher_dir = json.loads((run_dir / "teacher.json").read_text())["path"]
+    rows, reference = [], None
+    for name, folder in [("teacher", Path(teacher_dir)), ("student", run_dir / "student")]:
+        source = resolve_source(str(folder))
+        model = load_classifier(source, labels)[0] if task == "classification" else load_causal_lm(source)
+        size = weights_bytes(folder) if task == "classification" else _on_disk(model)
+        metrics, predictions = _measure(task, name, model, load_tokenizer(source), test, settings, labels,
+                                        size_bytes=size, teacher_predictions=reference)
+        reference = reference or predictions
+        if measure_memory:
+            metrics.peak_load_mb = peak_load_mb("model", folder, task, labels)
+        rows.append(asdict(metrics))
+        del model
+    folders = sorted(p for p in (run_dir / "variants").glob("*") if (p / MANIFEST).exists()) \
+        if (run_dir / "variants").exists() else []
+    for folder in folders:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if variants is not None and manifest["name"] not in variants:
+            continue
+        if manifest["status"] != "ok":
+            rows.append({"name": manifest["name"], "status": manifest["status"], "note": manifest.get("reason", "")})
+            continue
+        wm = load_variant(folder)
+        metrics, _ = _measure(task, manifest["name"], wm.model, wm.tokenizer, test, settings, labels,
+                              size_bytes=weights_bytes(folder), params=wm.params, teacher_predictions=reference)
+        metrics.form, metrics.note = wm.form, "; ".join(wm.notes)
+        if measure_memory:
+            metrics.peak_load_mb = peak_load_mb("variant", folder)
+        rows.append(asdict(metrics))
+        del wm
+    report = {"task": task, "test_examples": len(test), "models": rows}
+    (run_dir / "compare.json").write_text(json.dumps(report, indent=2))
     return report

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["catalog", "check-data", "distill", "evaluate", "show"])
+@pytest.mark.parametrize("command", ["catalog", "check-data", "distill", "evaluate", "show", "methods", "compress"])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -63,3 +63,27 @@ def test_distill_command_end_to_end(tiny_bert, samples, tmp_path):
     assert "accuracy" in header and "macro-F1" in header and "per s" in header
     assert any(line.startswith("student") for line in lines)
     assert (out / "eval.json").exists()
+
+
+def test_methods_lists_the_registry():
+    result = runner.invoke(app, ["methods"])
+    assert result.exit_code == 0
+    for name in ["int8", "bnb-nf4", "magnitude", "prune-heads", "prune-layers", "heal"]:
+        assert name in result.output
+    assert "sparsity=0.5" in result.output
+
+
+def test_compress_with_impossible_settings_is_a_message(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    result = runner.invoke(app, ["compress", str(run), "-v", "magnitude:sparsity=1.5"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "not a distillation run" in result.output
+
+
+def test_split_variant_names():
+    from studio.cli import split_variant
+
+    assert split_variant("small=prune-heads:fraction=0.5+int8") == ("small", "prune-heads:fraction=0.5+int8")
+    assert split_variant("heal:epochs=2") == (None, "heal:epochs=2")
+    assert split_variant("int8") == (None, "int8")

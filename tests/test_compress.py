@@ -4,12 +4,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from studio.compress import METHODS
+from studio.compress import METHODS, parts
 from studio.compress.pipeline import compress, compress_many, parse_recipe
 from studio.compress.variant import load_variant
 from studio.dataset import DatasetOptions, prepare_dataset
 from studio.distill import DistillConfig, distill
 from studio.errors import ConfigError
+from studio.evaluate import evaluate_all
 
 SAMPLES = Path(__file__).resolve().parent.parent / "studio" / "samples"
 
@@ -36,3 +37,225 @@ def lm_run(tiny_llama, tmp_path_factory):
     dataset = prepare_dataset(SAMPLES / "shop_faq.jsonl", tmp / "faq", DatasetOptions(test_fraction=0.1))
     distill(small(teacher=str(tiny_llama), student_layers=3, batch_size=16, max_length=64), dataset, tmp / "run")
     return tmp / "run"
+
+
+def _predictions(wm, texts):
+    enc = wm.tokenizer(texts, padding=True, truncation=True, max_length=48, return_tensors="pt")
+    with torch.inference_mode():
+        return wm.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+
+
+TEXTS = ["my card was charged twice for one order", "where is my parcel, it is late", "cannot log in at all"]
+
+
+def test_registry_lists_every_method_with_settings():
+    assert {"int8", "onnx", "bnb-int8", "bnb-nf4", "bnb-fp4", "magnitude", "prune-heads", "prune-neurons",
+            "prune-layers", "heal"} <= set(METHODS)
+    for method in METHODS.values():
+        method.settings()  # defaults are valid
+        assert method.kind in ("quantize", "prune", "heal") and method.summary
+
+
+def test_parse_recipe():
+    assert parse_recipe("prune-heads:fraction=0.3,importance=magnitude+heal:epochs=2+int8") == [
+        {"method": "prune-heads", "fraction": 0.3, "importance": "magnitude"},
+        {"method": "heal", "epochs": 2}, {"method": "int8"}]
+
+
+def test_impossible_settings_are_refused_before_any_work(cls_run):
+    with pytest.raises(ConfigError) as err:
+        compress_many(cls_run, [
+            ("a", [{"method": "magnitude", "sparsity": 1.0}]),
+            ("b", [{"method": "prune-heads", "count": 2}]),  # the tiny student has 2 heads per layer
+            ("c", [{"method": "prune-layers", "count": 2}]),
+            ("d", [{"method": "int8"}, {"method": "heal"}]),
+            ("e", [{"method": "prune-heads", "count": 1}, {"method": "bnb-nf4"}]),
+            ("f", [{"method": "squash"}]),
+            ("g", [{"method": "heal", "epochs": 1, "colour": "red"}]),
+        ])
+    text = str(err.value)
+    for expected in ["sparsity is 1.0", "remove 2 of the 2 attention head", "remove 2 of the model's 2 layers",
+                     "already quantized", "use 'int8' after structured pruning", "unknown method 'squash'",
+                     "unknown setting 'colour'"]:
+        assert expected in text
+    assert not (cls_run / "variants").exists() or not any((cls_run / "variants").iterdir())
+
+
+def test_int8_onnx_is_smaller_and_reloads_with_the_same_predictions(cls_run):
+    manifest = compress(cls_run, parse_recipe("int8"), name="q8")
+    folder = cls_run / "variants" / "q8"
+    assert manifest["status"] == "ok" and manifest["form"] == "onnx" and "recipe" in manifest
+    import onnx
+
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    int8 = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8) >= 12  # every layer matrix (q, k, v, o, in, out per layer) stored as int8
+    assert (folder / "model.onnx").stat().st_size < (cls_run / "student" / "model.safetensors").stat().st_size
+    first = _predictions(load_variant(folder), TEXTS)
+    again = _predictions(load_variant(folder), TEXTS)
+    assert torch.equal(first, again)
+    student = load_variant_like_student(cls_run)
+    assert (first.argmax(-1) == _predictions(student, TEXTS).argmax(-1)).float().mean() >= 2 / 3
+
+
+def load_variant_like_student(run):
+    from studio.compress.base import RunContext
+    from studio.compress.pipeline import load_source
+
+    return load_source(RunContext(run, run / "variants"), "student")
+
+
+def test_magnitude_pruning_is_permanent_sparse_on_disk_and_exact_on_reload(cls_run):
+    compress(cls_run, parse_recipe("magnitude:sparsity=0.6+heal:epochs=1"), name="sparse")
+    folder = cls_run / "variants" / "sparse"
+    assert (folder / "model.sparse.safetensors").exists() and not (folder / "model.safetensors").exists()
+    wm = load_variant(folder)
+    weights = [m.weight for m in wm.model.base_model.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert 0.58 <= zeros <= 0.62  # healing kept the zeros at zero
+    assert not any(name.endswith("_mask") or name.endswith("_orig") for name, _ in wm.model.named_parameters())
+    # 60% of the layer matrices' fp32 values are gone; their bitmask costs 1 bit per weight
+    saved = sum(int((w == 0).sum()) * 4 - w.numel() / 8 for w in weights)
+    stored = (folder / "model.sparse.safetensors").stat().st_size
+    dense = (cls_run / "student" / "model.safetensors").stat().st_size
+    assert stored <= dense - 0.9 * saved
+    assert torch.equal(_predictions(wm, TEXTS), _predictions(load_variant(folder), TEXTS))
+
+
+def test_structured_pruning_shrinks_heads_neurons_layers_and_reloads(cls_run):
+    manifest = compress(cls_run, parse_recipe("prune-heads:count=1+prune-neurons:fraction=0.5+heal"), name="slim")
+    assert manifest["structure"] == {"head_units": [1, 1], "neurons": [32, 32]}
+    wm = load_variant(cls_run / "variants" / "slim")
+    layer = wm.model.base_model.encoder.layer[0]
+    assert layer.attention.self.query.out_features == 16 and layer.intermediate.dense.out_features == 32
+    assert manifest["params"] < load_variant_like_student(cls_run).params
+    assert torch.equal(_predictions(wm, TEXTS), _predictions(load_variant(cls_run / "variants" / "slim"), TEXTS))
+    steps = [json.loads(x) for x in (cls_run / "metrics.jsonl").read_text().splitlines()]
+    assert steps  # the run's own log is untouched; healing logged in its work folder
+    layered = compress(cls_run, parse_recipe("int8"), name="slim-int8", source="slim")
+    assert layered["status"] == "ok" and layered["source"] == "slim"
+
+
+def test_bitsandbytes_variants_or_a_clear_unsupported_status(cls_run):
+    made = compress_many(cls_run, [("b8", parse_recipe("bnb-int8")), ("b4", parse_recipe("bnb-nf4:double_quant=true"))])
+    for manifest in made:
+        assert manifest["status"] in ("ok", "unsupported")
+        if manifest["status"] == "ok":
+            folder = cls_run / "variants" / manifest["name"]
+            wm = load_variant(folder)
+            assert wm.form == "bnb"
+            assert torch.equal(_predictions(wm, TEXTS), _predictions(load_variant(folder), TEXTS))
+        else:
+            assert "bitsandbytes" in manifest["reason"]
+
+
+def test_unsupported_hardware_marks_only_that_variant(cls_run, monkeypatch):
+    from studio.compress import quantize
+
+    monkeypatch.setattr(quantize, "bnb_unsupported", lambda bits: "no 4-bit kernels on this CPU")
+    monkeypatch.setattr("studio.compress.pipeline.bnb_unsupported", lambda bits: "no 4-bit kernels on this CPU")
+    made = compress_many(cls_run, [("nf4-here", parse_recipe("bnb-nf4")), ("onnx-here", parse_recipe("onnx"))])
+    assert [m["status"] for m in made] == ["unsupported", "ok"]
+    assert "no 4-bit kernels" in made[0]["reason"]
+
+
+def test_evaluate_all_measures_every_variant_the_same_way(cls_run):
+    report = evaluate_all(cls_run, variants=["q8", "slim"], measure_memory=False)
+    names = [m["name"] for m in report["models"]]
+    assert names[:2] == ["teacher", "student"] and {"q8", "slim"} <= set(names)
+    for row in report["models"]:
+        assert row["accuracy"] is not None and row["size_bytes"] > 0 and row["throughput"] > 0
+        assert row["params"] > 0
+    q8 = next(m for m in report["models"] if m["name"] == "q8")
+    assert q8["form"] == "onnx" and q8["agreement"] is not None
+    assert json.loads((cls_run / "compare.json").read_text())["models"][0]["name"] == "teacher"
+
+
+def test_peak_load_memory_is_measured_in_a_fresh_process(cls_run):
+    from studio.load_probe import peak_load_mb
+
+    assert peak_load_mb("variant", cls_run / "variants" / "q8") is not None
+
+
+def test_causal_lm_structured_pruning_int8_and_generation(lm_run):
+    made = compress_many(lm_run, [("lm-slim", parse_recipe("prune-neurons:fraction=0.25+prune-layers:count=1+heal")),
+                                  ("lm-int8", parse_recipe("int8"))])
+    assert [m["status"] for m in made] == ["ok", "ok"]
+    slim = load_variant(lm_run / "variants" / "lm-slim")
+    assert slim.model.model.layers[0].mlp.down_proj.in_features == 48 and len(slim.model.model.layers) == 2
+    ids = slim.tokenizer("Where is my order?", return_tensors="pt")
+    out = slim.model.generate(**ids, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    assert out.shape[1] == ids["input_ids"].shape[1] + 5
+    onnx = load_variant(lm_run / "variants" / "lm-int8")
+    out = onnx.model.generate(ids["input_ids"], ids["attention_mask"], max_new_tokens=4, min_new_tokens=4)
+    assert out.shape[1] == ids["input_ids"].shape[1] + 4
+    report = evaluate_all(lm_run, measure_memory=False)
+    assert all(m["perplexity"] and m["perplexity"] > 1 for m in report["models"])
+
+
+def test_qlora_trains_adapters_on_a_4bit_base_and_merges_into_float(tiny_bert, cls_run, tmp_path):
+    from studio.compress.quantize import bnb_unsupported
+    from studio.dataset import load_prepared
+
+    if bnb_unsupported(4):
+        pytest.skip(bnb_unsupported(4))
+    dataset = load_prepared(json.loads((cls_run / "config.json").read_text())["dataset"])
+    result = distill(small(teacher=str(cls_run / "teacher"), qlora=True, learning_rate=5e-3), dataset, tmp_path / "q")
+    from safetensors.torch import load_file
+
+    base = load_file(tmp_path / "q" / "student_base" / "model.safetensors")
+    merged = load_file(result.student_dir / "model.safetensors")
+    key = next(k for k in merged if k.endswith("attention.self.query.weight"))
+    assert merged[key].dtype == torch.float32 and not torch.equal(merged[key], base[key])
+
+
+def _silence(model, unit_or_neuron: str, index: int) -> None:
+    """Zero the output weights of one head unit / neuron in every layer: removing it then changes nothing."""
+    for layer in parts.layer_list(model):
+        if unit_or_neuron == "unit":
+            a = parts.attention(layer)
+            width = a.group * a.head_dim
+            a.o.weight.data[:, index * width:(index + 1) * width] = 0
+        else:
+            m = parts.mlp(layer)
+            parts._get(m.owner, m.output).weight.data[:, index] = 0
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_removing_a_silent_head_or_neuron_leaves_outputs_unchanged(family):
+    from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if family == "bert":
+        model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+                                                         num_attention_heads=4, intermediate_size=24, num_labels=3))
+    else:  # grouped-query attention: 4 query heads share 2 key/value heads
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                             num_key_value_heads=2, intermediate_size=24))
+    model.eval()
+    ids = torch.randint(1, 50, (2, 7))
+    _silence(model, "unit", 1)
+    _silence(model, "neuron", 5)
+    before = model(input_ids=ids).logits
+    units = parts.attention(parts.layer_list(model)[0]).units
+    for layer in parts.layer_list(model):
+        parts.keep_head_units(layer, [u for u in range(units) if u != 1])
+        parts.keep_neurons(layer, [n for n in range(24) if n != 5])
+    after = model(input_ids=ids).logits
+    assert torch.allclose(before, after, atol=1e-5)
+    assert parts.structure_of(model) == {"head_units": [units - 1] * 2, "neurons": [23, 23]}
+    rebuilt = type(model)(model.config).eval()
+    parts.apply_structure(rebuilt, parts.structure_of(model))
+    rebuilt.load_state_dict(model.state_dict())
+    assert torch.allclose(rebuilt(input_ids=ids).logits, after)
+
+
+def test_cli_compress_makes_and_reports_a_variant(cls_run):
+    from typer.testing import CliRunner
+
+    from studio.cli import app
+
+    result = CliRunner().invoke(app, ["compress", str(cls_run), "-v", "cli8=prune-layers:count=1+int8", "--no-evaluate"])
+    assert result.exit_code == 0, result.output
+    assert "cli8: ok" in result.output
+    assert json.loads((cls_run / "variants" / "cli8" / "variant.json").read_text())["recipe"][0]["method"] == "prune-layers"

@@ -38,7 +38,7 @@ def _keep_zeros(model: nn.Module) -> list:
     """Mask the gradients of weights that are exactly zero, so optimizer steps leave them at zero."""
     handles = []
     for module in model.modules():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
             mask = module.weight.detach() != 0
             if not bool(mask.all()):
                 handles.append(module.weight.register_hook(lambda grad, mask=mask: grad * mask))

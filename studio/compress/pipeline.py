@@ -166,7 +166,8 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
             continue
         planned.append((NAME.sub("-", (name or variant_name(steps)).lower()).strip("-."), steps))
     names = [n for n, _ in planned]
-    problems += [f"two variants are named '{n}'; give each its own name" for n in sorted({n for n in names if names.count(n) > 1})]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    problems += [f"two variants are named '{n}'; give each its own name" for n in twice]
     problems += [f"a variant named '{n}' already exists in this run; choose another name or delete it"
                  for n in names if (ctx.run.root / "variants" / n / MANIFEST).exists()]
     if problems:

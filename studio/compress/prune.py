@@ -179,22 +179,22 @@ def _lowest(values: torch.Tensor, cut: int) -> list[int]:
 # --------------------------------------------------------------------------- structured
 
 
-def prune_heads(wm: WorkingModel, s: StructuredSettings, ctx: RunContext) -> WorkingModel:
+def _prune_per_layer(wm: WorkingModel, s: StructuredSettings, ctx: RunContext, score, keep) -> WorkingModel:
+    """Score the units of every layer, keep all but the ``s.removed(...)`` least important."""
     scores = _element_scores(wm.model, wm, ctx, s.importance, s.calibration_batches)
     for layer in parts.layer_list(wm.model):
-        units = head_scores(layer, scores)
-        parts.keep_head_units(layer, _lowest(units, s.removed(len(units))))
+        values = score(layer, scores)
+        keep(layer, _lowest(values, s.removed(len(values))))
     wm.structure = parts.structure_of(wm.model)
     return wm
+
+
+def prune_heads(wm: WorkingModel, s: StructuredSettings, ctx: RunContext) -> WorkingModel:
+    return _prune_per_layer(wm, s, ctx, head_scores, parts.keep_head_units)
 
 
 def prune_neurons(wm: WorkingModel, s: StructuredSettings, ctx: RunContext) -> WorkingModel:
-    scores = _element_scores(wm.model, wm, ctx, s.importance, s.calibration_batches)
-    for layer in parts.layer_list(wm.model):
-        neurons = neuron_scores(layer, scores)
-        parts.keep_neurons(layer, _lowest(neurons, s.removed(len(neurons))))
-    wm.structure = parts.structure_of(wm.model)
-    return wm
+    return _prune_per_layer(wm, s, ctx, neuron_scores, parts.keep_neurons)
 
 
 @torch.no_grad()

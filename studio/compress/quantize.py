@@ -9,6 +9,8 @@ product, so it saves memory but not time (on a CUDA GPU it has real kernels).
 from __future__ import annotations
 
 import functools
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -58,7 +60,8 @@ def export_onnx(model: nn.Module, task: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
             "logits": {0: "batch"} if task == "classification" else {0: "batch", 1: "sequence"}}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python branches, not user errors
         torch.onnx.export(_LogitsOnly(model, task), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
                           output_names=["logits"], dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
     return path
@@ -76,7 +79,12 @@ def quantize_onnx_int8(wm: WorkingModel, s: OnnxInt8Settings, ctx: RunContext) -
 
     float_file = export_onnx(wm.model, wm.task, ctx.work_dir / "float.onnx")
     out = ctx.work_dir / "model.onnx"
-    quantize_dynamic(str(float_file), str(out), weight_type=QuantType.QInt8, per_channel=s.per_channel)
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime logs a generic pre-processing hint at WARNING
+    try:
+        quantize_dynamic(str(float_file), str(out), weight_type=QuantType.QInt8, per_channel=s.per_channel)
+    finally:
+        logging.getLogger().setLevel(quiet)
     float_file.unlink()
     wm.hf_config = wm.model.config
     wm.onnx_file, wm.model, wm.form = out, OnnxModel(out, wm.task), "onnx"

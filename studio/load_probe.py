@@ -1,0 +1,79 @@
+"""Peak memory to load a model, measured in a fresh process so nothing else is counted.
+
+    python -m studio.load_probe model <folder> <task> ['<labels as JSON>']
+    python -m studio.load_probe variant <folder>
+
+Prints {"peak_load_mb": ...}: the peak resident memory while loading, above what the process held
+once the libraries were imported (on Linux the peak is reset first, so imports do not hide it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Linux: writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mb() -> float:
+    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str]) -> None:
+    import torch  # noqa: F401 - imported before the baseline so only the model is counted
+
+    from studio.compress.variant import load_variant
+    from studio.teacher import load_causal_lm, load_classifier, resolve_source
+
+    for library in ("onnxruntime", "bitsandbytes"):  # their import is not the model's memory
+        try:
+            __import__(library)
+        except ImportError:
+            pass
+    kind, folder = argv[0], argv[1]
+    before = _status_mb("VmRSS") if _reset_peak() else None
+    before = before if before is not None else _peak_mb()
+    if kind == "variant":
+        loaded = load_variant(folder)
+    elif argv[2] == "classification":
+        loaded = load_classifier(resolve_source(folder), json.loads(argv[3]))
+    else:
+        loaded = load_causal_lm(resolve_source(folder))
+    print(json.dumps({"peak_load_mb": round(_peak_mb() - before, 1)}))
+    del loaded
+
+
+def peak_load_mb(kind: str, folder: str | Path, task: str = "", labels: list[str] | None = None) -> float | None:
+    """Run the probe in a child process (argument list, no shell); None when it could not run."""
+    cmd = [sys.executable, "-m", "studio.load_probe", kind, str(folder), task, json.dumps(labels or [])]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)["peak_load_mb"]
+    return None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
