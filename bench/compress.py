@@ -74,8 +74,11 @@ def main() -> None:
     run = args.run or distill_run(work, args.student_layers)
     print(f"distilled in {time.perf_counter() - started:.0f} s: {run}")
 
-    made = compress_many(run, [(name, parse_recipe(text)) for name, text in VARIANTS])
-    made += compress_many(run, [(name, parse_recipe(text)) for name, text in COMPOSED], source=STRUCTURED)
+    def missing(variants):  # a reused run keeps the variants it already has
+        return [(name, parse_recipe(text)) for name, text in variants if not (run / "variants" / name).exists()]
+
+    made = compress_many(run, missing(VARIANTS)) if missing(VARIANTS) else []
+    made += compress_many(run, missing(COMPOSED), source=STRUCTURED) if missing(COMPOSED) else []
     for manifest in made:
         print(f"  {manifest['name']:28} {manifest['status']:12} {manifest.get('seconds', '-')} s  {manifest.get('reason', '')}")
 
@@ -83,7 +86,7 @@ def main() -> None:
     rows = {m["name"]: m for m in report["models"]}
     print(f"\n== Compression of a {args.student_layers}-layer MiniLM student, {report['test_examples']} test tickets")
     print(format_table(report["models"]))
-    print("\nMB/load = peak memory to load in a fresh process")
+    print("\nload MB = peak memory a fresh process adds to load the model and answer one request")
     for m in report["models"]:
         print(f"  {m['name']:28} form {m.get('form', '-'):6} load {m.get('peak_load_mb')} MB  {m.get('note', '')}")
 

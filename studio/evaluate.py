@@ -42,7 +42,7 @@ class ModelMetrics:
     """Share of test predictions (classes, or next tokens) equal to the teacher's."""
     generation_tokens_per_s: float | None = None
     peak_load_mb: float | None = None
-    """Peak memory growth of a fresh process while loading the model."""
+    """Peak memory a fresh process adds to load the model and answer one request (MB)."""
     form: str = "torch"
     """How it runs: 'torch', 'bnb' (bitsandbytes) or 'onnx' (ONNX Runtime)."""
     status: str = "ok"

@@ -3,8 +3,9 @@
     python -m studio.load_probe model <folder> <task> ['<labels as JSON>']
     python -m studio.load_probe variant <folder>
 
-Prints {"peak_load_mb": ...}: the peak resident memory while loading, above what the process held
-once the libraries were imported (on Linux the peak is reset first, so imports do not hide it).
+Prints {"peak_load_mb": ...}: the peak resident memory while loading the model and answering one
+short request, above what the process held once the libraries were imported (on Linux the peak is
+reset first, so imports do not hide it).
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ def _peak_mb() -> float:
 
 
 def main(argv: list[str]) -> None:
-    import torch  # noqa: F401 - imported before the baseline so only the model is counted
+    import torch
 
     from studio.compress.variant import load_variant
-    from studio.teacher import load_causal_lm, load_classifier, resolve_source
+    from studio.teacher import load_causal_lm, load_classifier, load_tokenizer, resolve_source
 
     for library in ("onnxruntime", "bitsandbytes"):  # their import is not the model's memory
         try:
@@ -56,12 +57,16 @@ def main(argv: list[str]) -> None:
     before = before if before is not None else _peak_mb()
     if kind == "variant":
         loaded = load_variant(folder)
-    elif argv[2] == "classification":
-        loaded = load_classifier(resolve_source(folder), json.loads(argv[3]))
+        model, tokenizer = loaded.model, loaded.tokenizer
     else:
-        loaded = load_causal_lm(resolve_source(folder))
+        source = resolve_source(folder)
+        model = load_classifier(source, json.loads(argv[3]))[0] if argv[2] == "classification" else load_causal_lm(source)
+        tokenizer = load_tokenizer(source)
+    # One short request touches every weight: memory-mapped files count only once they are read.
+    enc = tokenizer(["Where is my order? It has not arrived yet."], return_tensors="pt")
+    with torch.inference_mode():
+        model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
     print(json.dumps({"peak_load_mb": round(_peak_mb() - before, 1)}))
-    del loaded
 
 
 def peak_load_mb(kind: str, folder: str | Path, task: str = "", labels: list[str] | None = None) -> float | None:
