@@ -79,6 +79,10 @@ def test_impossible_settings_are_refused_before_any_work(cls_run):
                      "unknown setting 'colour'"]:
         assert expected in text
     assert not (cls_run / "variants").exists() or not any((cls_run / "variants").iterdir())
+    with pytest.raises(ConfigError, match="not a variant name"):
+        compress(cls_run, parse_recipe("int8"), source="../teacher")
+    with pytest.raises(ConfigError, match="at least one letter"):
+        compress(cls_run, parse_recipe("int8"), name="../..")
 
 
 def test_int8_onnx_is_smaller_and_reloads_with_the_same_predictions(cls_run):

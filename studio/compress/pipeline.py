@@ -129,6 +129,8 @@ def load_source(ctx: RunContext, source: str) -> WorkingModel:
         else:
             model = load_causal_lm(model_source)
         return WorkingModel(model.eval(), load_tokenizer(model_source), ctx.task, count_parameters(model))
+    if NAME.search(source) or source.startswith("."):
+        raise ConfigError([f"source '{source}' is not a variant name (letters, digits, . + _ - only)"])
     folder = ctx.run.root / "variants" / source
     if not (folder / MANIFEST).exists():
         raise ConfigError([f"source '{source}' is neither 'student', 'teacher' nor a variant of this run"])
@@ -166,6 +168,7 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
             continue
         planned.append((NAME.sub("-", (name or variant_name(steps)).lower()).strip("-."), steps))
     names = [n for n, _ in planned]
+    problems += ["a variant name needs at least one letter or digit" for n in names if not n]
     twice = sorted({n for n in names if names.count(n) > 1})
     problems += [f"two variants are named '{n}'; give each its own name" for n in twice]
     problems += [f"a variant named '{n}' already exists in this run; choose another name or delete it"
