@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
 from studio.dataset import load_prepared
+from studio.errors import StudioError
 from studio.student import count_parameters, layer_drop_student
 from studio.teacher import load_causal_lm, load_classifier, load_tokenizer, resolve_source
 
@@ -243,7 +244,11 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
         if manifest["status"] != "ok":
             rows.append({"name": manifest["name"], "status": manifest["status"], "note": manifest.get("reason", "")})
             continue
-        wm = load_variant(folder)
+        try:
+            wm = load_variant(folder)
+        except (StudioError, RuntimeError, OSError, ValueError) as err:  # e.g. made on a GPU, measured without one
+            rows.append({"name": manifest["name"], "status": "failed", "note": f"cannot be loaded here: {err}"})
+            continue
         metrics, _ = _measure(task, manifest["name"], wm.model, wm.tokenizer, test, settings, labels,
                               size_bytes=weights_bytes(folder), params=wm.params, teacher_predictions=reference)
         metrics.form, metrics.note = wm.form, "; ".join(wm.notes)

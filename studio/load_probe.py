@@ -73,7 +73,10 @@ def peak_load_mb(kind: str, folder: str | Path, task: str = "", labels: list[str
     """Run the probe in a child process (argument list, no shell); None when it could not run."""
     cmd = [sys.executable, "-m", "studio.load_probe", kind, str(folder), task, json.dumps(labels or [])]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    except subprocess.TimeoutExpired:
+        return None
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)["peak_load_mb"]

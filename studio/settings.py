@@ -7,6 +7,8 @@ naming the setting, its value and the allowed range. Unknown keys are an error, 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from typing import Any, Self
 
 from studio.errors import ConfigError
@@ -23,7 +25,23 @@ class Settings:
         """Problems that involve several settings at once."""
         return []
 
+    def type_problems(self) -> list[str]:
+        """Each value against its field's type (an int is a fine float; a bool is not a number)."""
+        problems = []
+        for name, hint in typing.get_type_hints(type(self)).items():
+            if name not in {f.name for f in dataclasses.fields(self)}:
+                continue
+            value = getattr(self, name)
+            allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+            if not any(_fits(value, kind) for kind in allowed):
+                names = " or ".join("nothing" if k is type(None) else _WORDS.get(k, k.__name__) for k in allowed)
+                problems.append(f"{name} is {value!r}; it must be {names}")
+        return problems
+
     def __post_init__(self) -> None:
+        typed = self.type_problems()
+        if typed:  # range checks would only trip over the wrong types
+            raise ConfigError(typed)
         problems = [f"{name} is {getattr(self, name)!r}; use {allowed}" for name, ok, allowed in self.checks() if not ok]
         problems += self.other_problems()
         if problems:
@@ -40,3 +58,16 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+_WORDS = {float: "a number", int: "a whole number", bool: "true or false", str: "text"}
+
+
+def _fits(value: object, kind: object) -> bool:
+    if kind is type(None):
+        return value is None
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(kind, type) and isinstance(value, kind)

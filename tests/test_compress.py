@@ -127,23 +127,26 @@ def test_magnitude_pruning_is_permanent_sparse_on_disk_and_exact_on_reload(cls_r
 
 
 def test_structured_pruning_shrinks_heads_neurons_layers_and_reloads(cls_run):
+    run_log = (cls_run / "metrics.jsonl").read_text()
     manifest = compress(cls_run, parse_recipe("prune-heads:count=1+prune-neurons:fraction=0.5+heal"), name="slim")
+    assert (cls_run / "metrics.jsonl").read_text() == run_log  # healing logs beside the variant, not in the run
     assert manifest["structure"] == {"head_units": [1, 1], "neurons": [32, 32]}
     wm = load_variant(cls_run / "variants" / "slim")
     layer = wm.model.base_model.encoder.layer[0]
     assert layer.attention.self.query.out_features == 16 and layer.intermediate.dense.out_features == 32
     assert manifest["params"] < load_variant_like_student(cls_run).params
     assert torch.equal(_predictions(wm, TEXTS), _predictions(load_variant(cls_run / "variants" / "slim"), TEXTS))
-    steps = [json.loads(x) for x in (cls_run / "metrics.jsonl").read_text().splitlines()]
-    assert steps  # the run's own log is untouched; healing logged in its work folder
     layered = compress(cls_run, parse_recipe("int8"), name="slim-int8", source="slim")
     assert layered["status"] == "ok" and layered["source"] == "slim"
 
 
 def test_bitsandbytes_variants_or_a_clear_unsupported_status(cls_run):
+    from studio.compress.quantize import bnb_unsupported
+
     made = compress_many(cls_run, [("b8", parse_recipe("bnb-int8")), ("b4", parse_recipe("bnb-nf4:double_quant=true"))])
     for manifest in made:
-        assert manifest["status"] in ("ok", "unsupported")
+        # bitsandbytes 0.50 runs 8- and 4-bit layers on this CPU; where it cannot, the status says why
+        assert manifest["status"] == ("unsupported" if bnb_unsupported(8 if manifest["name"] == "b8" else 4) else "ok")
         if manifest["status"] == "ok":
             folder = cls_run / "variants" / manifest["name"]
             wm = load_variant(folder)
@@ -163,7 +166,14 @@ def test_unsupported_hardware_marks_only_that_variant(cls_run, monkeypatch):
     assert "no 4-bit kernels" in made[0]["reason"]
 
 
+def _ensure(run, name, recipe):
+    if not (run / "variants" / name).exists():
+        compress(run, parse_recipe(recipe), name=name)
+
+
 def test_evaluate_all_measures_every_variant_the_same_way(cls_run):
+    _ensure(cls_run, "q8", "int8")
+    _ensure(cls_run, "slim", "prune-heads:count=1+prune-neurons:fraction=0.5+heal")
     report = evaluate_all(cls_run, variants=["q8", "slim"], measure_memory=False)
     names = [m["name"] for m in report["models"]]
     assert names[:2] == ["teacher", "student"] and {"q8", "slim"} <= set(names)
@@ -178,7 +188,8 @@ def test_evaluate_all_measures_every_variant_the_same_way(cls_run):
 def test_peak_load_memory_is_measured_in_a_fresh_process(cls_run):
     from studio.load_probe import peak_load_mb
 
-    assert peak_load_mb("variant", cls_run / "variants" / "q8") is not None
+    _ensure(cls_run, "q8", "int8")
+    assert peak_load_mb("variant", cls_run / "variants" / "q8") > 0
 
 
 def test_causal_lm_structured_pruning_int8_and_generation(lm_run):
@@ -263,3 +274,60 @@ def test_cli_compress_makes_and_reports_a_variant(cls_run):
     assert result.exit_code == 0, result.output
     assert "cli8: ok" in result.output
     assert json.loads((cls_run / "variants" / "cli8" / "variant.json").read_text())["recipe"][0]["method"] == "prune-layers"
+
+
+@pytest.mark.parametrize("recipe", ["int8", "onnx", "bnb-nf4", "magnitude:sparsity=0.4",
+                                    "prune-heads:count=1+prune-neurons:count=8", "prune-layers:count=1"])
+def test_reloaded_variant_predicts_exactly_like_the_model_in_memory(cls_run, tmp_path, recipe):
+    from studio.compress.base import RunContext
+    from studio.compress.pipeline import load_source, plan
+    from studio.compress.quantize import bnb_unsupported
+    from studio.compress.variant import describe_shape, save_variant
+
+    if recipe.startswith("bnb") and bnb_unsupported(4):
+        pytest.skip(bnb_unsupported(4))
+    ctx = RunContext(cls_run, tmp_path / "work")
+    ctx.work_dir.mkdir()
+    wm = load_source(ctx, "student")
+    for step in plan(parse_recipe(recipe), describe_shape(wm)):
+        wm = step.method.apply(wm, step.settings, ctx)
+    in_memory = _predictions(wm, TEXTS)
+    save_variant(wm, tmp_path / "saved", {"name": "saved", "status": "ok"})
+    assert torch.allclose(in_memory, _predictions(load_variant(tmp_path / "saved"), TEXTS), atol=1e-6)
+
+
+def test_wrongly_typed_settings_are_a_message(cls_run):
+    with pytest.raises(ConfigError) as err:
+        compress_many(cls_run, [("a", parse_recipe("prune-heads:fraction=half")), ("b", parse_recipe("heal:epochs=1.5")),
+                                ("c", parse_recipe("prune-layers:count=true"))])
+    text = str(err.value)
+    assert "fraction is 'half'; it must be a number" in text and "epochs is 1.5; it must be a whole number" in text
+    assert "count is True" in text
+
+
+def test_two_heal_steps_each_train_and_keep_the_zeros(cls_run):
+    manifest = compress(cls_run, parse_recipe("magnitude:sparsity=0.5+heal+heal"), name="twice-healed")
+    assert manifest["status"] == "ok"
+    assert sum("healed 1 epoch" in note for note in manifest["notes"]) == 2
+    wm = load_variant(cls_run / "variants" / "twice-healed")
+    weights = [m.weight for m in wm.model.base_model.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights) >= 0.49
+
+
+def test_magnitude_pruning_a_causal_lm_with_tied_embeddings(lm_run):
+    manifest = compress(lm_run, parse_recipe("magnitude:sparsity=0.5"), name="lm-sparse")
+    assert manifest["status"] == "ok"
+    wm = load_variant(lm_run / "variants" / "lm-sparse")
+    assert wm.model.lm_head.weight.data_ptr() == wm.model.get_input_embeddings().weight.data_ptr()
+    ids = wm.tokenizer("Where is my order?", return_tensors="pt")
+    assert wm.model(**ids).logits.shape[-1] == wm.model.config.vocab_size
+
+
+def test_cli_compress_reports_impossible_settings(cls_run):
+    from typer.testing import CliRunner
+
+    from studio.cli import app
+
+    result = CliRunner().invoke(app, ["compress", str(cls_run), "-v", "magnitude:sparsity=1.5", "--no-evaluate"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "sparsity is 1.5" in result.output

@@ -7,8 +7,10 @@ undo the sparsity.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from studio.compress.base import RunContext, WorkingModel
@@ -50,15 +52,19 @@ def heal(wm: WorkingModel, s: HealSettings, ctx: RunContext) -> WorkingModel:
     lr = s.learning_rate or run.learning_rate
     loss_fn = ctx.kd_loss(s.temperature or None, None if s.alpha == -1 else s.alpha)
     handles = _keep_zeros(wm.model) if wm.sparse else []
+    # Each heal step starts fresh: a folder left by an earlier heal in this recipe would be "resumed".
+    checkpoints = ctx.work_dir / "heal-checkpoints"
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    torch.manual_seed(run.seed)  # the same recipe heals the same way, whatever ran before it
     wm.model.train()
     try:
-        train_loop(wm.model, ctx.train_items(wm.tokenizer), loss_fn, run, ctx.work_dir / "heal-checkpoints", "heal",
+        train_loop(wm.model, ctx.train_items(wm.tokenizer), loss_fn, run, checkpoints, "heal",
                    lr=lr, epochs=s.epochs, pad_id=wm.tokenizer.pad_token_id, metrics=ctx.work_dir / "metrics.jsonl",
                    on_progress=ctx.on_progress, pad_to=ctx.pad_to)
     finally:
         for handle in handles:
             handle.remove()
-    wm.model.eval()
+    wm.model.to("cpu").eval()  # training may have moved it to a GPU; export and saving expect the CPU
     wm.model.zero_grad(set_to_none=True)
     wm.notes.append(f"healed {s.epochs} epoch(s) of KD on the cached teacher logits (lr {lr:g})")
     return wm

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from studio.compress.base import Method, RunContext, WorkingModel
 from studio.compress.quantize import BnbInt8Settings, bnb_unsupported
 from studio.compress.variant import MANIFEST, describe_shape, load_variant, read_manifest, save_variant
 from studio.distill import ProgressFn
-from studio.errors import ConfigError, UnsupportedError
+from studio.errors import ConfigError, StudioError, UnsupportedError
 from studio.settings import Settings
 from studio.student import count_parameters
 from studio.teacher import load_causal_lm, load_classifier, load_tokenizer, resolve_source
@@ -122,6 +123,8 @@ def variant_name(steps: list[Step]) -> str:
 def load_source(ctx: RunContext, source: str) -> WorkingModel:
     """'student', 'teacher', or the name of a variant saved earlier in this run."""
     if source in ("student", "teacher"):
+        if not (ctx.run.root / "teacher.json").exists():
+            raise ConfigError([f"the run in {ctx.run.root} has not finished setting up its teacher; resume it first"])
         path = ctx.run.student if source == "student" else json.loads((ctx.run.root / "teacher.json").read_text())["path"]
         model_source = resolve_source(str(path))
         if ctx.task == "classification":
@@ -169,6 +172,8 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
         planned.append((NAME.sub("-", (name or variant_name(steps)).lower()).strip("-."), steps))
     names = [n for n, _ in planned]
     problems += ["a variant name needs at least one letter or digit" for n in names if not n]
+    problems += [f"'{n}' is the name of the run's own model; call the variant something else"
+                 for n in names if n in ("student", "teacher")]
     twice = sorted({n for n in names if names.count(n) > 1})
     problems += [f"two variants are named '{n}'; give each its own name" for n in twice]
     problems += [f"a variant named '{n}' already exists in this run; choose another name or delete it"
@@ -176,6 +181,14 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
     if problems:
         raise ConfigError(problems)
     return [_run_one(ctx, name, steps, source) for name, steps in planned]
+
+
+def _write_status(folder: Path, manifest: dict, status: str, reason: str, log: str = "") -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    if log:
+        (folder / "error.log").write_text(log)
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "status": status, "reason": reason}, indent=2))
 
 
 def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict:
@@ -199,8 +212,10 @@ def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict
                 wm.params = count_parameters(wm.model)
         save_variant(wm, folder, {**manifest, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
     except UnsupportedError as err:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / MANIFEST).write_text(json.dumps({**manifest, "status": "unsupported", "reason": str(err)}, indent=2))
+        _write_status(folder, manifest, "unsupported", str(err))
+    except (StudioError, RuntimeError, ValueError, OSError, MemoryError) as err:
+        # One variant failing must not cost the others; its reason and traceback are kept beside it.
+        _write_status(folder, manifest, "failed", f"{type(err).__name__}: {err}", traceback.format_exc())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return read_manifest(folder)

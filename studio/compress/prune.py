@@ -22,6 +22,8 @@ from studio.compress.base import RunContext, WorkingModel
 from studio.settings import Check, Settings
 
 IMPORTANCE = ("taylor", "magnitude")
+TASK_HEADS = ("classifier", "score", "lm_head", "pre_classifier")
+"""Output layers left whole: they are small and their outputs are the predictions."""
 
 
 # --------------------------------------------------------------------------- settings
@@ -110,9 +112,11 @@ def check_layers(shape: dict, s: LayerSettings) -> list[str]:
 
 
 def prunable_linears(model: nn.Module, include_embeddings: bool = False) -> list[tuple[nn.Module, str]]:
-    """Weight matrices inside the layers (and optionally embeddings); never the task head."""
-    layer_modules = {id(m) for layer in parts.layer_list(model) for m in layer.modules()}
-    found = [(m, "weight") for m in model.modules() if isinstance(m, nn.Linear) and id(m) in layer_modules]
+    """Every weight matrix except the task head (and the embeddings unless asked): any architecture."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    found = [(m, "weight") for name, m in model.named_modules()
+             if isinstance(m, nn.Linear) and m is not head and name.split(".")[-1] not in TASK_HEADS
+             and not name.startswith(TASK_HEADS)]
     if include_embeddings:
         found.append((model.get_input_embeddings(), "weight"))
     return found

@@ -44,8 +44,11 @@ def auto_class(task: str) -> type:
 
 def save_sparse(state: dict[str, torch.Tensor], path: Path) -> None:
     """Mostly-zero matrices as a packed bitmask plus their non-zero values; the rest dense."""
-    tensors, sparse = {}, {}
+    tensors, sparse, seen = {}, {}, set()
     for name, tensor in state.items():
+        if tensor.data_ptr() in seen:  # a tied copy (e.g. lm_head = embeddings): the loader re-ties it
+            continue
+        seen.add(tensor.data_ptr())
         tensor = tensor.detach().contiguous().cpu()
         mask = tensor != 0
         if tensor.dim() == 2 and 1 - mask.float().mean().item() >= SPARSE_MIN_ZEROS:
@@ -81,20 +84,24 @@ def save_variant(wm: WorkingModel, folder: Path, manifest: dict) -> None:
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if wm.form == "onnx":
-        shutil.copy(wm.onnx_file, tmp / "model.onnx")
-        wm.hf_config.save_pretrained(tmp)
-    else:
-        wm.model.save_pretrained(tmp)
-    if wm.sparse and wm.form == "torch":
-        save_sparse(wm.model.state_dict(), tmp / SPARSE_FILE)
-        for dense in tmp.glob("model*.safetensors"):
-            if dense.name != SPARSE_FILE:
-                dense.unlink()
-    wm.tokenizer.save_pretrained(tmp)
-    manifest = {**manifest, "form": wm.form, "task": wm.task, "structure": wm.structure, "sparse": wm.sparse,
-                "params": wm.params, "notes": wm.notes, "recreate": recreate_text(wm)}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    try:
+        if wm.form == "onnx":
+            shutil.copy(wm.onnx_file, tmp / "model.onnx")
+            wm.hf_config.save_pretrained(tmp)
+        else:
+            wm.model.save_pretrained(tmp)
+        if wm.sparse and wm.form == "torch":
+            save_sparse(wm.model.state_dict(), tmp / SPARSE_FILE)
+            for dense in tmp.glob("model*.safetensors"):
+                if dense.name != SPARSE_FILE:
+                    dense.unlink()
+        wm.tokenizer.save_pretrained(tmp)
+        manifest = {**manifest, "form": wm.form, "task": wm.task, "structure": wm.structure, "sparse": wm.sparse,
+                    "params": wm.params, "notes": wm.notes, "recreate": recreate_text(wm)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
@@ -106,7 +113,7 @@ def recreate_text(wm: WorkingModel) -> str:
                     "settings are in config.json (quantization_config).",
              "torch": "AutoModelFor...from_pretrained(folder)."}
     text = steps[wm.form]
-    if wm.structure:
+    if wm.structure and wm.form == "torch":
         text = ("Build the model from config.json, shrink each layer to the head units and MLP neurons listed "
                 "in 'structure' (studio.compress.parts.apply_structure), then load the weights.")
     if wm.sparse and wm.form == "torch":
@@ -123,7 +130,12 @@ def read_manifest(folder: Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise ModelLoadError(f"{folder} is not a saved variant (no {MANIFEST}). Pick a folder under the run's variants/.")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["name"], manifest["status"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ModelLoadError(f"{path} is damaged ({err}); delete the variant and make it again.") from err
+    return manifest
 
 
 def load_variant(folder: str | Path) -> WorkingModel:
@@ -159,7 +171,8 @@ def _load_torch(folder: Path, task: str, manifest: dict) -> PreTrainedModel:
 
         state = {k: v for f in sorted(folder.glob("model*.safetensors")) for k, v in load_file(f).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
+    if getattr(config, "tie_word_embeddings", False):
+        missing = [k for k in missing if not k.endswith("lm_head.weight")]  # re-tied below
     if missing or unexpected:
         raise ModelLoadError(f"The weights in {folder} do not fit its manifest (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]}). The variant is damaged: create it again.")
