@@ -22,7 +22,7 @@ from studio.compress.base import RunContext, WorkingModel
 from studio.settings import Check, Settings
 
 IMPORTANCE = ("taylor", "magnitude")
-TASK_HEADS = ("classifier", "score", "lm_head", "pre_classifier")
+TASK_HEADS = {"classifier", "score", "lm_head", "pre_classifier", "pooler"}
 """Output layers left whole: they are small and their outputs are the predictions."""
 
 
@@ -115,8 +115,7 @@ def prunable_linears(model: nn.Module, include_embeddings: bool = False) -> list
     """Every weight matrix except the task head (and the embeddings unless asked): any architecture."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     found = [(m, "weight") for name, m in model.named_modules()
-             if isinstance(m, nn.Linear) and m is not head and name.split(".")[-1] not in TASK_HEADS
-             and not name.startswith(TASK_HEADS)]
+             if isinstance(m, nn.Linear) and m is not head and not TASK_HEADS & set(name.split("."))]
     if include_embeddings:
         found.append((model.get_input_embeddings(), "weight"))
     return found
