@@ -22,7 +22,7 @@ from studio.batches import encode_records, iter_batches, model_inputs, prompt_te
 from studio.dataset import load_prepared
 from studio.errors import StudioError
 from studio.student import count_parameters, layer_drop_student
-from studio.teacher import load_causal_lm, load_classifier, load_tokenizer, resolve_source
+from studio.teacher import load_for_task, load_tokenizer, resolve_source
 
 LATENCY_SAMPLES = 40
 
@@ -153,44 +153,9 @@ def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
     """Measure teacher and student of a finished run on its test split; writes eval.json."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    settings = config["distill"]
-    dataset = load_prepared(config["dataset"])
-    teacher_dir = json.loads((run_dir / "teacher.json").read_text())["path"]
-    test = dataset.split("test")
-    teacher_source = resolve_source(teacher_dir)
-    student_source = resolve_source(str(run_dir / "student"))
-    results = []
-    if dataset.report.task == "classification":
-        labels = dataset.report.labels
-        kwargs = {"max_length": settings["max_length"], "batch_size": settings["batch_size"]}
-        teacher, _ = load_classifier(teacher_source, labels)
-        t_metrics, t_pred = evaluate_classifier("teacher", teacher, load_tokenizer(teacher_source), test, labels,
-                                                size_bytes=weights_bytes(teacher_dir), **kwargs)
-        student, _ = load_classifier(student_source, labels)
-        s_metrics, _ = evaluate_classifier("student", student, load_tokenizer(student_source), test, labels,
-                                           size_bytes=weights_bytes(student_source.path),
-                                           teacher_predictions=t_pred, **kwargs)
-        results = [t_metrics, s_metrics]
-    else:
-        kwargs = {"max_length": settings["max_length"]}
-        tokenizer = load_tokenizer(teacher_source)
-        teacher = load_causal_lm(teacher_source)
-        t_metrics, t_pred = evaluate_causal_lm("teacher", teacher, tokenizer, test,
-                                               size_bytes=_on_disk(teacher), **kwargs)
-        results = [t_metrics]
-        if include_before_kd:
-            dropped = layer_drop_student(teacher, settings["student_layers"])
-            before, _ = evaluate_causal_lm("student before KD", dropped, tokenizer, test,
-                                           size_bytes=_on_disk(dropped), teacher_predictions=t_pred, **kwargs)
-            results.append(before)
-            del dropped
-        del teacher
-        student = load_causal_lm(student_source)
-        s_metrics, _ = evaluate_causal_lm("student", student, load_tokenizer(student_source), test,
-                                          size_bytes=weights_bytes(student_source.path),
-                                          teacher_predictions=t_pred, **kwargs)
-        results.append(s_metrics)
-    report = {"task": dataset.report.task, "test_examples": len(test), "models": [asdict(m) for m in results]}
+    test = load_prepared(config["dataset"]).split("test")
+    rows, _ = _teacher_and_student(run_dir, config, test, measure_memory=False, include_before_kd=include_before_kd)
+    report = {"task": config["task"], "test_examples": len(test), "models": rows}
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -210,35 +175,53 @@ def _measure(task: str, name: str, model, tokenizer, test: list[dict], settings:
                               teacher_predictions=teacher_predictions, params=params)
 
 
+def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_memory: bool,
+                         include_before_kd: bool = False) -> tuple[list[dict], list[int]]:
+    """Rows for teacher (and, for causal LMs, optionally the layer-dropped student before KD) and student,
+    plus the teacher's predictions that every other model's agreement is measured against."""
+    from studio.load_probe import peak_load_mb
+
+    settings, task, labels = config["distill"], config["task"], config.get("labels") or []
+    teacher_dir = json.loads((run_dir / "teacher.json").read_text())["path"]
+    rows, reference = [], None
+    for name, folder in [("teacher", Path(teacher_dir)), ("student", run_dir / "student")]:
+        source = resolve_source(str(folder))
+        model = load_for_task(source, task, labels)
+        # fp32 size: a converted GGUF teacher is cached in bf16, which would flatter it
+        size = _on_disk(model) if name == "teacher" and task == "causal_lm" else weights_bytes(folder)
+        metrics, predictions = _measure(task, name, model, load_tokenizer(source), test, settings, labels,
+                                        size_bytes=size, teacher_predictions=reference)
+        if measure_memory:
+            metrics.peak_load_mb = peak_load_mb("model", folder, task, labels)
+        rows.append(asdict(metrics))
+        if name == "teacher" and include_before_kd and task == "causal_lm":
+            dropped = layer_drop_student(model, settings["student_layers"])
+            before, _ = _measure(task, "student before KD", dropped, load_tokenizer(source), test, settings, labels,
+                                 size_bytes=_on_disk(dropped), teacher_predictions=predictions)
+            rows.append(asdict(before))
+            del dropped
+        reference = reference or predictions
+        del model
+    return rows, reference
+
+
 def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure_memory: bool = True) -> dict:
     """Teacher, student and every saved variant (or the ``variants`` named) on the test split.
 
     Writes compare.json. A variant this machine could not make is listed with its reason.
     """
-    from studio.compress.variant import MANIFEST, load_variant
+    from studio.compress.variant import MANIFEST, load_variant, read_manifest
     from studio.load_probe import peak_load_mb
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
     test = load_prepared(config["dataset"]).split("test")
-    teacher_dir = json.loads((run_dir / "teacher.json").read_text())["path"]
-    rows, reference = [], None
-    for name, folder in [("teacher", Path(teacher_dir)), ("student", run_dir / "student")]:
-        source = resolve_source(str(folder))
-        model = load_classifier(source, labels)[0] if task == "classification" else load_causal_lm(source)
-        size = weights_bytes(folder) if task == "classification" else _on_disk(model)
-        metrics, predictions = _measure(task, name, model, load_tokenizer(source), test, settings, labels,
-                                        size_bytes=size, teacher_predictions=reference)
-        reference = reference or predictions
-        if measure_memory:
-            metrics.peak_load_mb = peak_load_mb("model", folder, task, labels)
-        rows.append(asdict(metrics))
-        del model
+    rows, reference = _teacher_and_student(run_dir, config, test, measure_memory)
     folders = sorted(p for p in (run_dir / "variants").glob("*") if (p / MANIFEST).exists()) \
         if (run_dir / "variants").exists() else []
     for folder in folders:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = read_manifest(folder)
         if variants is not None and manifest["name"] not in variants:
             continue
         if manifest["status"] != "ok":

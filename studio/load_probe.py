@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
     import torch
 
     from studio.compress.variant import load_variant
-    from studio.teacher import load_causal_lm, load_classifier, load_tokenizer, resolve_source
+    from studio.teacher import load_for_task, load_tokenizer, resolve_source
 
     for library in ("onnxruntime", "bitsandbytes"):  # their import is not the model's memory
         try:
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
         model, tokenizer = loaded.model, loaded.tokenizer
     else:
         source = resolve_source(folder)
-        model = load_classifier(source, json.loads(argv[3]))[0] if argv[2] == "classification" else load_causal_lm(source)
+        model = load_for_task(source, argv[2], json.loads(argv[3]))
         tokenizer = load_tokenizer(source)
     # One short request touches every weight: memory-mapped files count only once they are read.
     enc = tokenizer(["Where is my order? It has not arrived yet."], return_tensors="pt")

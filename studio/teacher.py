@@ -223,3 +223,8 @@ def load_causal_lm(source: ModelSource) -> PreTrainedModel:
         return AutoModelForCausalLM.from_pretrained(source.path, **SAFE_LOAD)
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"'{source.name}' cannot be loaded as a text generator ({err}).") from err
+
+
+def load_for_task(source: ModelSource, task: str, labels: list[str]) -> PreTrainedModel:
+    """The model of a finished run (its classification head already fits ``labels``) for its task."""
+    return load_classifier(source, labels)[0] if task == "classification" else load_causal_lm(source)

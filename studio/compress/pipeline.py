@@ -25,7 +25,7 @@ from studio.distill import ProgressFn
 from studio.errors import ConfigError, StudioError, UnsupportedError
 from studio.settings import Settings
 from studio.student import count_parameters
-from studio.teacher import load_causal_lm, load_classifier, load_tokenizer, resolve_source
+from studio.teacher import load_for_task, load_tokenizer, resolve_source
 
 NAME = re.compile(r"[^a-z0-9.+_-]+")
 
@@ -127,10 +127,7 @@ def load_source(ctx: RunContext, source: str) -> WorkingModel:
             raise ConfigError([f"the run in {ctx.run.root} has not finished setting up its teacher; resume it first"])
         path = ctx.run.student if source == "student" else json.loads((ctx.run.root / "teacher.json").read_text())["path"]
         model_source = resolve_source(str(path))
-        if ctx.task == "classification":
-            model, _ = load_classifier(model_source, ctx.labels)
-        else:
-            model = load_causal_lm(model_source)
+        model = load_for_task(model_source, ctx.task, ctx.labels)
         return WorkingModel(model.eval(), load_tokenizer(model_source), ctx.task, count_parameters(model))
     if NAME.search(source) or source.startswith("."):
         raise ConfigError([f"source '{source}' is not a variant name (letters, digits, . + _ - only)"])
