@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
 from studio.dataset import PreparedDataset
-from studio.errors import CheckpointError, ConfigError
+from studio.errors import CheckpointError, ConfigError, StopRequested
 from studio.losses import causal_kd_loss, classification_kd_loss, next_token_ce
 from studio.settings import Check, Settings
 from studio.student import layer_drop_student, same_tokenizer, trim_vocabulary
@@ -110,6 +110,11 @@ class Progress:
     steps: int
     loss: float | None = None
     message: str = ""
+    global_step: int | None = None
+    """Training steps done in this stage, across epochs (what a loss curve's x axis counts)."""
+    lr: float | None = None
+    restart_step: int | None = None
+    """Set once when a training stage starts: the step it starts after (0, or its checkpoint's)."""
 
 
 ProgressFn = Callable[[Progress], None]
@@ -305,12 +310,25 @@ def cache_teacher(teacher: PreTrainedModel, items: list[dict], config: DistillCo
 # --------------------------------------------------------------------------- training loop
 
 
+@dataclass
+class Position:
+    """Where training stands: epochs finished, and batches done in the epoch under way."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+
+
 def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor],
                config: DistillConfig, checkpoint_dir: Path, stage: str, *, lr: float, epochs: int, pad_id: int,
-               metrics: Path, on_progress: ProgressFn | None = None, pad_to: int | None = None) -> list[float]:
-    """Plain epochs of AdamW with linear warmup/decay; checkpoint after each, resume from the last.
+               metrics: Path, on_progress: ProgressFn | None = None, pad_to: int | None = None,
+               checkpoint_every_s: float | None = None) -> list[float]:
+    """Plain epochs of AdamW with linear warmup/decay; resumable from the last checkpoint.
 
-    Returns the wall-clock seconds of each epoch run in this call.
+    A checkpoint is saved after each epoch, every `checkpoint_every_s` seconds mid-epoch, and when the
+    progress callback raises StopRequested (a cancel: the step under way finishes, is saved, then the
+    exception goes on up). Batch order is seeded per epoch, so a resumed epoch skips exactly the batches
+    already trained. Returns the wall-clock seconds of each epoch run in this call.
     """
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     params = [p for p in model.parameters() if p.requires_grad]
@@ -318,58 +336,106 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
     steps_per_epoch = math.ceil(len(items) / config.batch_size)
     total = steps_per_epoch * epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
-    start_epoch = _load_checkpoint(checkpoint_dir, model, optimizer, scheduler)
+    at = _load_checkpoint(checkpoint_dir, model, optimizer, scheduler)
+    _forget_steps_after(metrics, stage, at.global_step)
+    _report(on_progress, Progress(stage, min(at.epoch + 1, epochs), epochs, at.step_in_epoch, steps_per_epoch,
+                                  global_step=at.global_step, restart_step=at.global_step))
     model, optimizer = accelerator.prepare(model, optimizer)
+
+    def save(position: Position) -> None:
+        _save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, position)
+
     seconds = []
+    last_save = time.monotonic()
     with metrics.open("a", encoding="utf-8") as log:
-        for epoch in range(start_epoch, epochs):
+        for epoch in range(at.epoch, epochs):
             model.train()
             started = time.perf_counter()
+            skip = at.step_in_epoch if epoch == at.epoch else 0
             batches = iter_batches(items, config.batch_size, pad_id, seed=config.seed + epoch, pad_to=pad_to)
             for step, batch in enumerate(batches):
+                if step < skip:
+                    continue
                 loss = loss_fn(model, batch)
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                value = loss.item()
-                log.write(json.dumps({"stage": stage, "epoch": epoch + 1, "step": epoch * steps_per_epoch + step + 1,
-                                      "loss": round(value, 6), "lr": scheduler.get_last_lr()[0],
-                                      "time": time.time()}) + "\n")
-                _report(on_progress, Progress(stage, epoch + 1, epochs, step + 1, steps_per_epoch, value))
+                value, rate = loss.item(), scheduler.get_last_lr()[0]
+                global_step = epoch * steps_per_epoch + step + 1
+                log.write(json.dumps({"stage": stage, "epoch": epoch + 1, "step": global_step,
+                                      "loss": round(value, 6), "lr": rate, "time": time.time()}) + "\n")
+                here = Position(epoch, step + 1, global_step)
+                try:
+                    _report(on_progress, Progress(stage, epoch + 1, epochs, step + 1, steps_per_epoch, value,
+                                                  global_step=global_step, lr=rate))
+                except StopRequested:
+                    log.flush()
+                    save(here)
+                    raise
+                if checkpoint_every_s and time.monotonic() - last_save >= checkpoint_every_s and step + 1 < steps_per_epoch:
+                    log.flush()
+                    save(here)
+                    last_save = time.monotonic()
             log.flush()
             seconds.append(time.perf_counter() - started)
-            _save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, epoch + 1)
+            save(Position(epoch + 1, 0, (epoch + 1) * steps_per_epoch))
+            last_save = time.monotonic()
     return seconds
 
 
+def _forget_steps_after(metrics: Path, stage: str, step: int) -> None:
+    """Drop the log lines of steps after the checkpoint: a resumed run trains them again."""
+    if not metrics.exists():
+        return
+    lines = metrics.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if not _after(line, stage, step)]
+    if len(kept) != len(lines):
+        tmp = metrics.with_suffix(".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, metrics)
+
+
+def _after(line: str, stage: str, step: int) -> bool:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return True  # half a line written as the process died
+    return row.get("stage") == stage and row.get("step", 0) > step
+
+
 def _save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: object, epoch: int) -> None:
-    target = folder / f"epoch-{epoch}"
-    tmp = folder / f".epoch-{epoch}.tmp"
+                     scheduler: object, at: Position) -> None:
+    target = folder / f"step-{at.global_step}"
+    tmp = folder / f".step-{at.global_step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_model(model, str(tmp / "model.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"epoch": epoch}))
+    (tmp / "state.json").write_text(json.dumps(asdict(at)))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
-    for old in folder.glob("epoch-*"):
-        if int(old.name.split("-")[1]) < epoch - 1:
-            shutil.rmtree(old, ignore_errors=True)
+    for old in _checkpoints(folder)[:-2]:  # keep this one and the one before it
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """Finished checkpoints, oldest first."""
+    done = [p for p in folder.glob("step-*") if p.name[5:].isdigit() and (p / "state.json").exists()]
+    return sorted(done, key=lambda p: int(p.name[5:]))
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    done = [p for p in folder.glob("epoch-*") if (p / "state.json").exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+    done = _checkpoints(folder)
+    return done[-1] if done else None
 
 
 def _load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: object) -> int:
+                     scheduler: object) -> Position:
     last = latest_checkpoint(folder)
     if last is None:
-        return 0
+        return Position()
     try:
         load_model(model, str(last / "model.safetensors"))
         # weights_only: our own file, but never unpickle arbitrary objects.
@@ -379,7 +445,7 @@ def _load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.opti
                               "Start a new run, or delete that checkpoint folder to retrain from the previous one.") from err
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    return json.loads((last / "state.json").read_text())["epoch"]
+    return Position(**json.loads((last / "state.json").read_text()))
 
 
 # --------------------------------------------------------------------------- the whole step
@@ -402,8 +468,11 @@ def write_run_config(run: RunPaths, config: DistillConfig, dataset: PreparedData
 
 
 def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path,
-            on_progress: ProgressFn | None = None, resume: bool = False) -> DistillResult:
-    """Run the whole distillation; with ``resume`` pick up after the last finished epoch."""
+            on_progress: ProgressFn | None = None, resume: bool = False,
+            checkpoint_every_s: float | None = None) -> DistillResult:
+    """Run the whole distillation; with ``resume`` pick up after the last checkpoint.
+
+    Checkpoints come after each epoch, and also every `checkpoint_every_s` seconds within one."""
     run = RunPaths(run_dir)
     write_run_config(run, config, dataset, resume)
     torch.manual_seed(config.seed)
@@ -434,7 +503,8 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
     seconds = train_loop(student, items, loss_fn, config, run.checkpoints / "student", "student",
                          lr=config.learning_rate, epochs=config.epochs, pad_id=student_tok.pad_token_id,
                          metrics=run.metrics, on_progress=on_progress,
-                         pad_to=config.max_length if task == "causal_lm" else None)
+                         pad_to=config.max_length if task == "causal_lm" else None,
+                         checkpoint_every_s=checkpoint_every_s)
     if config.qlora:
         student = _merge_into_float_base(student, run, task)
     elif config.lora:

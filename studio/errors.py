@@ -48,3 +48,7 @@ class CheckpointError(StudioError):
 
 class UnsupportedError(StudioError):
     """A compression method cannot run on this hardware or this model; other variants still can."""
+
+
+class StopRequested(Exception):  # noqa: N818 - a request, not an error: not a StudioError on purpose
+    """Raised by a progress callback to stop a job after the step under way (it is checkpointed first)."""

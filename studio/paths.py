@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from storage.config import studio_home
 
-def studio_home() -> Path:
-    """Root of the local artifact folder (default ~/.slm-studio; set SLM_STUDIO_HOME to move it)."""
-    return Path(os.environ.get("SLM_STUDIO_HOME", Path.home() / ".slm-studio")).expanduser()
+__all__ = ["studio_home", "model_cache_dir", "runs_dir"]
 
 
 def model_cache_dir() -> Path:

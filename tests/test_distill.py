@@ -5,8 +5,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from studio.dataset import DatasetOptions, prepare_dataset
-from studio.distill import DistillConfig, Progress, distill
-from studio.errors import CheckpointError, ConfigError
+from studio.distill import DistillConfig, Progress, distill, latest_checkpoint
+from studio.errors import CheckpointError, ConfigError, StopRequested
 from studio.evaluate import evaluate_run
 
 
@@ -65,7 +65,8 @@ def test_crash_then_resume_continues_from_last_checkpoint(tiny_bert, tickets, tm
 
     with pytest.raises(Crash):
         distill(config, tickets, run, on_progress=crash_in_epoch_2)
-    assert (run / "checkpoints" / "student" / "epoch-1" / "state.json").exists()
+    state = json.loads((latest_checkpoint(run / "checkpoints" / "student") / "state.json").read_text())
+    assert state == {"epoch": 1, "step_in_epoch": 0, "global_step": 10}
     assert not (run / "student").exists()
     cache_time = (run / "cache" / "teacher_logits.safetensors").stat().st_mtime_ns
 
@@ -81,6 +82,30 @@ def test_crash_then_resume_continues_from_last_checkpoint(tiny_bert, tickets, tm
     assert "teacher" not in {p.stage for p in seen}  # the fine-tuned teacher was reused
     assert (run / "cache" / "teacher_logits.safetensors").stat().st_mtime_ns == cache_time
     assert (run / "student" / "studio_ready").exists()
+
+
+def test_stop_mid_epoch_saves_that_step_and_resume_repeats_nothing(tiny_bert, tickets, tmp_path):
+    """A cancel lands between two steps: the step is checkpointed, and the resumed run's log has every
+    step exactly once (no gap, no step trained twice)."""
+    run = tmp_path / "run"
+    config = small(teacher=str(tiny_bert), epochs=2, teacher_epochs=1)
+
+    def stop_at_step_13(p: Progress) -> None:
+        if p.stage == "student" and p.global_step == 13 and p.restart_step is None:
+            raise StopRequested()
+
+    with pytest.raises(StopRequested):
+        distill(config, tickets, run, on_progress=stop_at_step_13)
+    state = json.loads((latest_checkpoint(run / "checkpoints" / "student") / "state.json").read_text())
+    assert state == {"epoch": 1, "step_in_epoch": 3, "global_step": 13}
+
+    seen: list[Progress] = []
+    distill(config, tickets, run, on_progress=seen.append, resume=True)
+    first = next(p for p in seen if p.stage == "student")
+    assert first.restart_step == 13
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["stage"] == "student"]
+    assert steps == list(range(1, 21))
 
 
 def test_causal_lm_with_lora_merges_and_evaluates(tiny_llama, faq, tmp_path):

@@ -47,6 +47,8 @@ class RunContext:
         self.run = RunPaths(run_dir)
         self.work_dir = work_dir
         self.on_progress = on_progress
+        self.variant = ""
+        """The variant being made (names its heal stages in the metrics)."""
         resolved = json.loads(self.run.config.read_text())
         self.settings: dict = resolved["distill"]
         self.task: str = resolved["task"]

@@ -58,7 +58,7 @@ def heal(wm: WorkingModel, s: HealSettings, ctx: RunContext) -> WorkingModel:
     torch.manual_seed(run.seed)  # the same recipe heals the same way, whatever ran before it
     wm.model.train()
     try:
-        train_loop(wm.model, ctx.train_items(wm.tokenizer), loss_fn, run, checkpoints, "heal",
+        train_loop(wm.model, ctx.train_items(wm.tokenizer), loss_fn, run, checkpoints, f"heal {ctx.variant}".strip(),
                    lr=lr, epochs=s.epochs, pad_id=wm.tokenizer.pad_token_id, metrics=ctx.work_dir / "metrics.jsonl",
                    on_progress=ctx.on_progress, pad_to=ctx.pad_to)
     finally:

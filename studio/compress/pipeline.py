@@ -196,7 +196,7 @@ def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict
     manifest = {"name": name, "source": source, "recipe": [{"method": s.method.name, **s.settings.to_dict()} for s in steps],
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     (work / "recipe.json").write_text(json.dumps(manifest, indent=2))  # what will run, before it runs
-    ctx.work_dir = work
+    ctx.work_dir, ctx.variant = work, name
     started = time.perf_counter()
     try:
         reason = unsupported_reason(steps)

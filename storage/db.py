@@ -1,0 +1,110 @@
+"""Engine, sessions and schema upgrades. One URL picks the database: SQLite file by default, any
+SQLAlchemy URL (PostgreSQL for a hosted team) otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.errors import DatabaseError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def _tune_sqlite(dbapi_conn, _record) -> None:
+    """WAL lets the web app read while a worker writes; foreign keys make deletes cascade."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Database:
+    """A connection pool plus a session factory for one URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+            event.listen(self.engine, "connect", _tune_sqlite)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One unit of work: committed when the block ends, rolled back on any error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to `revision` (the app does this on start; it is a no-op when current)."""
+        try:
+            with self.engine.begin() as conn:
+                cfg = alembic_config(self.url)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        except OperationalError as err:
+            raise DatabaseError(f"Cannot open the database at {self.engine.url.render_as_string(hide_password=True)}: "
+                                f"{err.orig}. Check the URL (SLM_STUDIO_DB_URL) and that the server is running.") from err
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def check_current(self) -> None:
+        """Refuse a schema this code does not know (written by a newer studio)."""
+        current = self.revision()
+        heads = ScriptDirectory.from_config(alembic_config(self.url)).get_heads()
+        if current is not None and current not in heads:
+            known = {s.revision for s in ScriptDirectory.from_config(alembic_config(self.url)).walk_revisions()}
+            if current not in known:
+                raise DatabaseError(f"The database schema ({current}) is newer than this studio. "
+                                    "Upgrade the studio, or point SLM_STUDIO_DB_URL at another database.")
+
+    def integrity_problems(self) -> list[str]:
+        """Database-level checks: SQLite's integrity and foreign-key checks; on other servers, orphans."""
+        problems: list[str] = []
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                problems += [r[0] for r in conn.execute(text("PRAGMA integrity_check")) if r[0] != "ok"]
+                problems += [f"broken reference: {tuple(r)}" for r in conn.execute(text("PRAGMA foreign_key_check"))]
+            orphans = {
+                "metrics without a job": "SELECT count(*) FROM metrics m LEFT JOIN jobs j ON j.id = m.job_id WHERE j.id IS NULL",
+                "artifacts without a job": "SELECT count(*) FROM artifacts a LEFT JOIN jobs j ON j.id = a.job_id "
+                                           "WHERE j.id IS NULL",
+                "variants without a job": "SELECT count(*) FROM variants v LEFT JOIN jobs j ON j.id = v.job_id "
+                                          "WHERE j.id IS NULL",
+            }
+            for label, sql in orphans.items():
+                count = conn.execute(text(sql)).scalar_one()
+                if count:
+                    problems.append(f"{count} {label}")
+        return problems
+
+    def table_names(self) -> list[str]:
+        return inspect(self.engine).get_table_names()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg

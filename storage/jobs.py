@@ -1,0 +1,272 @@
+"""Job lifecycle in the database. Every state change is one conditional UPDATE, so two workers (or a
+worker and the web app) can never both move the same job: the loser's UPDATE matches no row.
+
+    queued ──claim──► running ──finish──► done | failed | cancelled
+      │                  │ worker died (no heartbeat / dead pid)
+      └─cancel─► cancelled  └──────────► interrupted ──resume──► queued
+
+Every function that reads or changes a user's job takes a Viewer and filters by owner in the query
+itself (admins see all), so another user's job looks exactly like a job that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Select, and_, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from storage.artifacts import ArtifactStore
+from storage.db import Database
+from storage.errors import JobStateError, NotFoundError
+from storage.models import Artifact, Job, Metric, utcnow
+
+ACTIVE = ("queued", "running")
+RESUMABLE = ("interrupted", "cancelled", "failed")
+FINAL = ("done", "failed", "cancelled", "interrupted")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: queries return only this user's rows unless they are an admin."""
+
+    user_id: int
+    is_admin: bool = False
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def visible(query: Select, viewer: Viewer) -> Select:
+    return query if viewer.is_admin else query.where(Job.owner_id == viewer.user_id)
+
+
+# --------------------------------------------------------------------------- asking for work
+
+
+def submit(db: Database, owner_id: int, kind: str, config: dict, *, title: str = "",
+           dataset_id: int | None = None, parent_id: int | None = None) -> Job:
+    """Record a queued job; its folder in the artifact store is jobs/<id>."""
+    with db.session() as s:
+        job = Job(owner_id=owner_id, kind=kind, config=config, title=title, dataset_id=dataset_id,
+                  parent_id=parent_id, status="queued", progress=0.0, step="waiting for a worker", attempt=0)
+        s.add(job)
+        s.flush()
+        job.folder = f"jobs/{job.id}"
+        return job
+
+
+def get(s: Session, viewer: Viewer, job_id: int) -> Job:
+    job = s.scalar(visible(select(Job).where(Job.id == job_id), viewer))
+    if job is None:
+        raise NotFoundError(f"There is no job {job_id} (among the jobs you can see). "
+                            "List them with 'python -m studio jobs list'.")
+    return job
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One row of the history list."""
+
+    id: int
+    kind: str
+    title: str
+    status: str
+    progress: float
+    step: str
+    owner_id: int
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    last_loss: float | None
+
+
+def list_jobs(s: Session, viewer: Viewer, *, limit: int = 50, offset: int = 0, status: str | None = None,
+              kind: str | None = None) -> list[JobSummary]:
+    """Newest first, one page; with each job's latest training loss (one indexed query for the page)."""
+    query = visible(select(Job), viewer).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
+    if status:
+        query = query.where(Job.status == status)
+    if kind:
+        query = query.where(Job.kind == kind)
+    jobs = list(s.scalars(query))
+    losses = last_values(s, [j.id for j in jobs], "loss")
+    return [JobSummary(j.id, j.kind, j.title, j.status, j.progress, j.step, j.owner_id, as_utc(j.created_at),
+                       as_utc(j.finished_at), j.error, losses.get(j.id)) for j in jobs]
+
+
+def last_values(s: Session, job_ids: list[int], name: str) -> dict[int, float]:
+    """The value at the highest step of metric `name`, per job."""
+    if not job_ids:
+        return {}
+    newest = (select(Metric.job_id, func.max(Metric.step).label("step"))
+              .where(Metric.job_id.in_(job_ids), Metric.name == name).group_by(Metric.job_id).subquery())
+    rows = s.execute(select(Metric.job_id, Metric.value).join(
+        newest, and_(Metric.job_id == newest.c.job_id, Metric.step == newest.c.step, Metric.name == name)))
+    return {job_id: value for job_id, value in rows}
+
+
+def count_jobs(s: Session, viewer: Viewer) -> int:
+    return s.scalar(visible(select(func.count(Job.id)), viewer))
+
+
+# --------------------------------------------------------------------------- a worker's side
+
+
+def claim(db: Database, job_id: int, worker: str) -> bool:
+    """Take a queued job. False when someone else took it, or it was cancelled meanwhile."""
+    now = utcnow()
+    with db.session() as s:
+        done = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
+            status="running", worker=worker, heartbeat_at=now, started_at=now, finished_at=None, error=None,
+            cancel_requested=False, attempt=Job.attempt + 1, step="starting"))
+        return done.rowcount == 1
+
+
+def set_worker(db: Database, job_id: int, worker: str) -> None:
+    """The process that really runs the job (a child of the worker) takes over the heartbeat."""
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(worker=worker, heartbeat_at=utcnow()))
+
+
+def heartbeat(db: Database, job_id: int) -> bool:
+    """Say the job is alive. Returns True when the user asked it to stop."""
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat_at=utcnow()))
+        return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def report(db: Database, job_id: int, progress: float, step: str, metrics: Iterable[dict] = ()) -> bool:
+    """Progress (0..1), what is happening, and new metric rows, in one commit. Returns cancel_requested."""
+    rows = [{"job_id": job_id, "recorded_at": utcnow(), **m} for m in metrics]
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+            progress=max(0.0, min(1.0, progress)), step=step[:255], heartbeat_at=utcnow()))
+        if rows:
+            s.execute(Metric.__table__.insert(), rows)
+        return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def forget_metrics_after(db: Database, job_id: int, stage: str, step: int) -> int:
+    """Before a resumed run repeats steps after its checkpoint, drop the rows the crash left for them."""
+    with db.session() as s:
+        gone = s.execute(delete(Metric).where(Metric.job_id == job_id, Metric.stage == stage,
+                                              Metric.variant_id.is_(None), Metric.step > step))
+        return gone.rowcount
+
+
+def finish(db: Database, job_id: int, status: str, error: str | None = None) -> bool:
+    """Close a running job (done, failed or cancelled)."""
+    if status not in ("done", "failed", "cancelled"):
+        raise ValueError(f"finish() takes done, failed or cancelled, not {status}")
+    values = {"status": status, "error": error, "finished_at": utcnow(), "heartbeat_at": utcnow()}
+    if status == "done":
+        values.update(progress=1.0, step="finished")
+    with db.session() as s:
+        return s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(**values)).rowcount == 1
+
+
+def recover_orphans(db: Database, *, stale_after: float, host: str | None = None,
+                    pid_alive: Callable[[int], bool] | None = None) -> list[int]:
+    """Mark running jobs whose worker died as interrupted: no heartbeat for `stale_after` seconds, or (for
+    jobs run on `host`) a worker pid that no longer exists. Returns the ids marked. Safe to run anywhere,
+    any time: a live job's heartbeat keeps it out."""
+    cutoff = utcnow() - timedelta(seconds=stale_after)
+    with db.session() as s:
+        running = s.execute(select(Job.id, Job.worker, Job.heartbeat_at, Job.step).where(Job.status == "running")).all()
+        dead = []
+        for job_id, worker, beat, step in running:
+            w_host, _, w_pid = (worker or "").rpartition(":")
+            pid_gone = (host is not None and pid_alive is not None and w_host == host and w_pid.isdigit()
+                        and not pid_alive(int(w_pid)))
+            if pid_gone or beat is None or as_utc(beat) < cutoff:
+                dead.append((job_id, step))
+        for job_id, step in dead:
+            s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+                status="interrupted", finished_at=utcnow(),
+                error=f"The worker running this job stopped unexpectedly (during: {step}). "
+                      "Resume it to continue from its last checkpoint."))
+        return [job_id for job_id, _ in dead]
+
+
+# --------------------------------------------------------------------------- a user's side
+
+
+def request_cancel(db: Database, viewer: Viewer, job_id: int) -> str:
+    """A queued job is cancelled at once; a running one is asked to stop after its current step.
+
+    Returns the status the job now has ('cancelled', or 'running' while it winds down)."""
+    with db.session() as s:
+        job = get(s, viewer, job_id)
+        if job.status == "queued":
+            s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
+                status="cancelled", finished_at=utcnow(), step="cancelled before it started"))
+            return "cancelled"
+        if job.status == "running":
+            s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True, step="stopping after this step"))
+            return "running"
+        raise JobStateError(f"Job {job_id} is {job.status}; only a queued or running job can be cancelled.")
+
+
+def resume(db: Database, viewer: Viewer, job_id: int) -> None:
+    """Queue an interrupted, cancelled or failed job again; it continues from its last checkpoint."""
+    with db.session() as s:
+        job = get(s, viewer, job_id)
+        if job.status not in RESUMABLE:
+            raise JobStateError(f"Job {job_id} is {job.status}; only an interrupted, cancelled or failed job can "
+                                "be resumed.")
+        s.execute(update(Job).where(Job.id == job_id, Job.status.in_(RESUMABLE)).values(
+            status="queued", error=None, finished_at=None, cancel_requested=False, step="waiting for a worker"))
+
+
+def delete_job(db: Database, store: ArtifactStore, viewer: Viewer, job_id: int) -> list[int]:
+    """Delete a job, the jobs built on it, their rows and their files. Returns the ids deleted.
+
+    Rows go first (one commit); files after. A crash in between leaves only unreferenced files, which
+    `sweep_unreferenced` removes; never a row pointing at a missing file."""
+    with db.session() as s:
+        job = get(s, viewer, job_id)
+        family = _descendants(s, job.id)
+        busy = s.scalars(select(Job.id).where(Job.id.in_(family), Job.status.in_(ACTIVE))).all()
+        if busy:
+            raise JobStateError(f"Job {', '.join(map(str, busy))} is still queued or running. Cancel it first, "
+                                "then delete.")
+        folders = list(s.scalars(select(Job.folder).where(Job.id.in_(family))))
+        paths = list(s.scalars(select(Artifact.path).where(Artifact.job_id.in_(family))))
+        s.execute(delete(Job).where(Job.id.in_(family)))
+    for relative in paths + [f for f in folders if f]:
+        store.delete(relative)
+    return family
+
+
+def _descendants(s: Session, job_id: int) -> list[int]:
+    family, frontier = [job_id], [job_id]
+    while frontier:
+        frontier = list(s.scalars(select(Job.id).where(Job.parent_id.in_(frontier))))
+        family += frontier
+    return family
+
+
+def sweep_unreferenced(db: Database, store: ArtifactStore) -> list[str]:
+    """Remove job folders no job row points at (left by a crash during a delete).
+
+    Only ids at or below the newest job seen are touched, so a job submitted meanwhile keeps its folder."""
+    jobs_root = store.root / "jobs"
+    if not jobs_root.is_dir():
+        return []
+    with db.session() as s:
+        known = set(s.scalars(select(Job.folder)))
+        newest = s.scalar(select(func.max(Job.id))) or 0
+    removed = []
+    for folder in jobs_root.iterdir():
+        relative = f"jobs/{folder.name}"
+        if folder.is_dir() and folder.name.isdigit() and int(folder.name) <= newest and relative not in known:
+            store.delete(relative)
+            removed.append(relative)
+    return removed

@@ -1,0 +1,151 @@
+"""The studio's records: SQLAlchemy 2.0 typed models. Metadata only; files live in the artifact store.
+
+    users ─┬─ datasets                       (an uploaded file, checked and split)
+           └─ jobs ─┬─ variants ── metrics   (teacher / student / quantized / pruned, and their scores)
+                    ├─ metrics               (per training step: loss curves)
+                    └─ artifacts             (files on disk: path, sha256, bytes)
+
+A job is a config (JSON) plus a kind; everything a job makes hangs off it and goes when it goes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    """None for the local user of a laptop install, who never logs in."""
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    """The file name the user gave; never used as a path."""
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    rows: Mapped[int] = mapped_column(Integer)
+    columns: Mapped[list[Any]] = mapped_column(JSON)
+    task: Mapped[str] = mapped_column(String(32))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The validation report: detected columns, encoding, label counts, warnings, split sizes."""
+    path: Mapped[str] = mapped_column(String(500))
+    """Folder of the prepared splits, relative to the artifact store."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_owner_created", "owner_id", "created_at"),
+                      Index("ix_jobs_status", "status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    """distill, compress, evaluate or export."""
+    title: Mapped[str] = mapped_column(String(255), default="")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    """The job whose outputs this one works on (a compress job's distillation run)."""
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    """queued, running, done, failed, cancelled, interrupted."""
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    """0..1 over the whole job."""
+    step: Mapped[str] = mapped_column(String(255), default="")
+    """What the job is doing now, in words."""
+    error: Mapped[str | None] = mapped_column(Text)
+    """A message for the user; the traceback, if any, is in the job's log file."""
+    folder: Mapped[str] = mapped_column(String(500), default="")
+    """The job's working folder, relative to the artifact store."""
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    """How many times a worker has started it (resumes count)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    # Liveness (revision 0002): who runs it, when it last said so, and whether the user asked it to stop.
+    worker: Mapped[str | None] = mapped_column(String(255))
+    """host:pid of the process running the job."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    variants: Mapped[list[Variant]] = relationship(back_populates="job", cascade="all, delete-orphan",
+                                                   passive_deletes=True)
+    artifacts: Mapped[list[Artifact]] = relationship(back_populates="job", cascade="all, delete-orphan",
+                                                     passive_deletes=True)
+
+
+class Variant(Base):
+    __tablename__ = "variants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(16))
+    """teacher, student, quantized or pruned."""
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id", ondelete="SET NULL"))
+    method: Mapped[str] = mapped_column(String(255), default="")
+    """The recipe that made it, e.g. 'prune-heads:fraction=0.5+heal+int8'; '' for teacher and student."""
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    """ok, unsupported or failed."""
+    path: Mapped[str] = mapped_column(String(500), default="")
+    """Folder relative to the artifact store ('' when the model lives elsewhere, e.g. a catalog teacher)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="variants")
+
+
+class Metric(Base):
+    """One number: a training step's loss (variant_id empty) or a variant's score (step empty)."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_job_name_step", "job_id", "name", "step"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(32), default="")
+    """teacher, student, heal, ... for training steps; 'eval' for scores."""
+    name: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int | None] = mapped_column(Integer)
+    epoch: Mapped[int | None] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(32))
+    """model, tokenizer, dataset, metrics, report, log, export, ..."""
+    path: Mapped[str] = mapped_column(String(500), unique=True)
+    """Relative to the artifact store root."""
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="artifacts")

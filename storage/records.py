@@ -1,0 +1,140 @@
+"""Users, datasets, variants, metrics and artifacts: what jobs produce and the history shows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.artifacts import ArtifactStore, StoredFile
+from storage.db import Database
+from storage.errors import NotFoundError
+from storage.jobs import Viewer, get
+from storage.models import Artifact, Dataset, Metric, User, Variant
+
+LOCAL_USER = "local"
+
+
+def local_user(db: Database) -> Viewer:
+    """The one user of a laptop install (no login). Created on first use."""
+    with db.session() as s:
+        user = s.scalar(select(User).where(User.name == LOCAL_USER))
+        if user is None:
+            user = User(name=LOCAL_USER, password_hash=None, is_admin=False)
+            s.add(user)
+            s.flush()
+        return Viewer(user.id, user.is_admin)
+
+
+def create_user(db: Database, name: str, password_hash: str | None, is_admin: bool = False) -> Viewer:
+    with db.session() as s:
+        user = User(name=name, password_hash=password_hash, is_admin=is_admin)
+        s.add(user)
+        s.flush()
+        return Viewer(user.id, user.is_admin)
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def add_dataset(db: Database, owner_id: int, *, name: str, sha256: str, rows: int, columns: list, task: str,
+                report: dict, path: str) -> int:
+    with db.session() as s:
+        ds = Dataset(owner_id=owner_id, name=name[:255], sha256=sha256, rows=rows, columns=columns, task=task,
+                     report=report, path=path)
+        s.add(ds)
+        s.flush()
+        return ds.id
+
+
+def get_dataset(s: Session, viewer: Viewer, dataset_id: int) -> Dataset:
+    query = select(Dataset).where(Dataset.id == dataset_id)
+    if not viewer.is_admin:
+        query = query.where(Dataset.owner_id == viewer.user_id)
+    ds = s.scalar(query)
+    if ds is None:
+        raise NotFoundError(f"There is no dataset {dataset_id} (among the datasets you can see).")
+    return ds
+
+
+def list_datasets(s: Session, viewer: Viewer) -> list[Dataset]:
+    query = select(Dataset).order_by(Dataset.created_at.desc())
+    if not viewer.is_admin:
+        query = query.where(Dataset.owner_id == viewer.user_id)
+    return list(s.scalars(query))
+
+
+# --------------------------------------------------------------------------- variants and metrics
+
+
+def add_variant(db: Database, job_id: int, *, name: str, role: str, path: str = "", method: str = "",
+                settings: dict | None = None, status: str = "ok", parent_id: int | None = None) -> int:
+    with db.session() as s:
+        variant = Variant(job_id=job_id, name=name, role=role, path=path, method=method, settings=settings or {},
+                          status=status, parent_id=parent_id)
+        s.add(variant)
+        s.flush()
+        return variant.id
+
+
+def find_variant(s: Session, job_ids: list[int], name: str) -> Variant | None:
+    """The newest variant of that name among these jobs (a run and the compress jobs on it)."""
+    return s.scalar(select(Variant).where(Variant.job_id.in_(job_ids), Variant.name == name)
+                    .order_by(Variant.id.desc()))
+
+
+def variants_of(s: Session, viewer: Viewer, job_id: int) -> list[Variant]:
+    get(s, viewer, job_id)
+    return list(s.scalars(select(Variant).where(Variant.job_id == job_id).order_by(Variant.id)))
+
+
+def add_scores(db: Database, job_id: int, variant_id: int, scores: dict[str, float]) -> None:
+    """A variant's evaluation: one metric row per number (accuracy, latency_ms, size_bytes, ...)."""
+    with db.session() as s:
+        s.add_all(Metric(job_id=job_id, variant_id=variant_id, stage="eval", name=name, value=float(value))
+                  for name, value in scores.items())
+
+
+def training_curve(s: Session, viewer: Viewer, job_id: int, name: str = "loss") -> list[tuple[str, int, float]]:
+    """(stage, step, value) of one training metric, in step order: what a loss chart draws."""
+    get(s, viewer, job_id)
+    rows = s.execute(select(Metric.stage, Metric.step, Metric.value)
+                     .where(Metric.job_id == job_id, Metric.name == name, Metric.variant_id.is_(None))
+                     .order_by(Metric.stage, Metric.step))
+    return [tuple(r) for r in rows]
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def record_artifacts(db: Database, job_id: int, files: Iterable[StoredFile], kind: str,
+                     variant_id: int | None = None) -> int:
+    """Record files already in the store; a file recorded before (same path) is updated, not doubled."""
+    count = 0
+    with db.session() as s:
+        for f in files:
+            row = s.scalar(select(Artifact).where(Artifact.path == f.path))
+            if row is None:
+                s.add(Artifact(job_id=job_id, variant_id=variant_id, kind=kind, path=f.path, sha256=f.sha256,
+                               bytes=f.bytes))
+            else:
+                row.job_id, row.variant_id, row.kind, row.sha256, row.bytes = job_id, variant_id, kind, f.sha256, f.bytes
+            count += 1
+    return count
+
+
+def artifacts_of(s: Session, viewer: Viewer, job_id: int) -> list[Artifact]:
+    get(s, viewer, job_id)
+    return list(s.scalars(select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.path)))
+
+
+def verify_artifacts(s: Session, store: ArtifactStore, viewer: Viewer, job_id: int) -> list[str]:
+    """Problems with a job's files (missing, or changed since they were recorded)."""
+    problems = []
+    for a in artifacts_of(s, viewer, job_id):
+        try:
+            store.verify(StoredFile(a.path, a.sha256, a.bytes))
+        except Exception as err:  # noqa: BLE001 - each problem is reported, none stops the check
+            problems.append(str(err))
+    return problems
