@@ -162,9 +162,9 @@ def forget_metrics_after(db: Database, job_id: int, stage: str, step: int) -> in
 
 
 def finish(db: Database, job_id: int, status: str, error: str | None = None) -> bool:
-    """Close a running job (done, failed or cancelled)."""
-    if status not in ("done", "failed", "cancelled"):
-        raise ValueError(f"finish() takes done, failed or cancelled, not {status}")
+    """Close a running job (done, failed, cancelled, or interrupted when its worker is shutting down)."""
+    if status not in FINAL:
+        raise ValueError(f"finish() takes one of {FINAL}, not {status}")
     values = {"status": status, "error": error, "finished_at": utcnow(), "heartbeat_at": utcnow()}
     if status == "done":
         values.update(progress=1.0, step="finished")
@@ -232,7 +232,7 @@ def delete_job(db: Database, store: ArtifactStore, viewer: Viewer, job_id: int) 
     `sweep_unreferenced` removes; never a row pointing at a missing file."""
     with db.session() as s:
         job = get(s, viewer, job_id)
-        family = _descendants(s, job.id)
+        family = descendants(s, job.id)
         busy = s.scalars(select(Job.id).where(Job.id.in_(family), Job.status.in_(ACTIVE))).all()
         if busy:
             raise JobStateError(f"Job {', '.join(map(str, busy))} is still queued or running. Cancel it first, "
@@ -245,7 +245,8 @@ def delete_job(db: Database, store: ArtifactStore, viewer: Viewer, job_id: int) 
     return family
 
 
-def _descendants(s: Session, job_id: int) -> list[int]:
+def descendants(s: Session, job_id: int) -> list[int]:
+    """The job and every job built on it (compress and evaluate jobs on a run), at any depth."""
     family, frontier = [job_id], [job_id]
     while frontier:
         frontier = list(s.scalars(select(Job.id).where(Job.parent_id.in_(frontier))))

@@ -96,6 +96,12 @@ def add_scores(db: Database, job_id: int, variant_id: int, scores: dict[str, flo
                   for name, value in scores.items())
 
 
+def scores_of(s: Session, variant_id: int) -> dict[str, float]:
+    """A variant's latest evaluation, by metric name."""
+    rows = s.execute(select(Metric.name, Metric.value).where(Metric.variant_id == variant_id).order_by(Metric.id))
+    return dict(rows.all())
+
+
 def training_curve(s: Session, viewer: Viewer, job_id: int, name: str = "loss") -> list[tuple[str, int, float]]:
     """(stage, step, value) of one training metric, in step order: what a loss chart draws."""
     get(s, viewer, job_id)

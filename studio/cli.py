@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,7 +12,8 @@ from typing import Annotated, Optional
 import typer
 from tqdm import tqdm
 
-from studio.dataset import DatasetOptions, load_prepared, prepare_dataset
+from storage.errors import StorageError
+from studio.dataset import DatasetOptions, prepare_dataset
 from studio.errors import StudioError
 from studio.paths import runs_dir
 
@@ -44,7 +44,7 @@ def friendly(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except StudioError as err:
+        except (StudioError, StorageError) as err:
             typer.secho(f"Error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
 
@@ -130,10 +130,50 @@ class ProgressBars:
             self.bar = None
 
 
+def _storage():
+    from storage.config import open_storage
+    from storage.records import local_user
+
+    storage = open_storage()
+    return storage, local_user(storage.db)
+
+
+def _run_job(storage, viewer, job_id: int, queue: bool) -> str:
+    """Run a recorded job here with progress bars, or leave it to the worker; returns its status."""
+    from studio.jobs.queue import JobQueue
+    from studio.jobs.runner import run_here
+
+    if queue:
+        JobQueue(storage).enqueue(job_id)
+        typer.echo(f"Job {job_id} queued. A worker runs it ('python -m studio worker'); "
+                   f"follow it with 'python -m studio jobs show {job_id}'.")
+        return "queued"
+    typer.echo(f"Job {job_id} (in the job history; Ctrl-C stops it after the current step, resumable)")
+    bars = ProgressBars()
+    try:
+        status = run_here(storage, job_id, echo=bars)
+    finally:
+        bars.close()
+    job = _job(storage, viewer, job_id)
+    if status != "done":
+        typer.secho(f"Job {job_id} {status}" + (f": {job.error}" if job.error else "") +
+                    (f"\nResume it with 'python -m studio jobs resume {job_id}'." if status != "failed" else ""),
+                    fg=typer.colors.RED if status == "failed" else typer.colors.YELLOW, err=True)
+        raise typer.Exit(1 if status == "failed" else 3)
+    return status
+
+
+def _job(storage, viewer, job_id: int):
+    from storage import jobs as job_rows
+
+    with storage.db.session() as s:
+        return job_rows.get(s, viewer or job_rows.Viewer(0, is_admin=True), job_id)
+
+
 @app.command()
 @friendly
 def distill(
-    data: Annotated[Path, typer.Option(help="Dataset file, or a folder made by check-data.")],
+    data: Annotated[Path, typer.Option(help="Dataset file (CSV, TSV, JSONL, TXT, Parquet).")],
     teacher: Annotated[str, typer.Option(help="Catalog key, model folder, or hub id.")] = "minilm-l6",
     student: Annotated[Optional[str], typer.Option(help="Student model; default: built from the teacher's layers.")] = None,
     student_layers: Annotated[int, typer.Option(help="Teacher layers the student keeps.")] = 3,
@@ -149,48 +189,59 @@ def distill(
     teacher_epochs: Annotated[int, typer.Option(help="Epochs to fine-tune a teacher on your labels.")] = 3,
     trim_vocab: Annotated[bool, typer.Option(help="Classification: drop unused vocabulary rows.")] = True,
     top_k: Annotated[int, typer.Option(help="Causal LM: teacher logits cached per token.")] = 32,
-    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: a new one in the studio home).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
     task: Task = None, text_column: TextCol = None, label_column: LabelCol = None,
     prompt_column: PromptCol = None, response_column: ResponseCol = None,
     max_chars: MaxChars = 10_000, seed: int = 13,
 ) -> None:
-    """Distill a teacher into a smaller student on your data, then evaluate both on the test split."""
+    """Distill a teacher into a smaller student on your data, then evaluate both on the test split.
+
+    The run is recorded in the job history (the same one the browser shows)."""
     from studio.distill import DistillConfig
-    from studio.distill import distill as run_distill
-    from studio.evaluate import evaluate_run
+    from studio.jobs import service
 
     config = DistillConfig(teacher=teacher, student=student, student_layers=student_layers, epochs=epochs,
                            temperature=temperature, alpha=alpha, learning_rate=learning_rate,
                            batch_size=batch_size, max_length=max_length, lora=lora, lora_r=lora_r, qlora=qlora,
                            teacher_epochs=teacher_epochs, trim_vocab=trim_vocab, top_k=top_k, seed=seed)
-    if resume and out is None:
-        raise typer.BadParameter("--resume needs --out, the run folder to continue.")
-    out = out or runs_dir() / datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    if data.is_dir():
-        dataset = load_prepared(data)
-    elif resume and (out / "dataset" / "report.json").exists():
-        dataset = load_prepared(out / "dataset")
-    else:
-        opts = _options(task, text_column, label_column, prompt_column, response_column, max_chars, seed)
-        dataset = prepare_dataset(data, out / "dataset", opts)
-    _print_report(dataset.report)
-    bars = ProgressBars()
-    try:
-        result = run_distill(config, dataset, out, on_progress=bars, resume=resume)
-    finally:
-        bars.close()
-    typer.echo(f"Student saved to {result.student_dir}")
-    _print_eval(evaluate_run(out))
+    storage, me = _storage()
+    opts = _options(task, text_column, label_column, prompt_column, response_column, max_chars, seed)
+    dataset_id = service.add_dataset(storage, me, data, opts)
+    with storage.db.session() as s:
+        from storage.records import get_dataset
+
+        _print_report(_report_of(get_dataset(s, me, dataset_id)))
+    title = f"{teacher} -> {student or f'{student_layers}-layer student'} on {data.name}"
+    job_id = service.submit(storage, me, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
+                            title=title, enqueue=False)
+    if _run_job(storage, me, job_id, queue) == "done":
+        folder = storage.store.resolve(_job(storage, me, job_id).folder)
+        typer.echo(f"Student saved to {folder / 'student'}")
+        _print_eval(json.loads((folder / "eval.json").read_text()))
+
+
+def _report_of(dataset):
+    from studio.dataset import DatasetReport
+
+    return DatasetReport(**dataset.report)
 
 
 @app.command()
 @friendly
-def evaluate(run: Path, before_kd: Annotated[bool, typer.Option(help="Also measure the student before KD.")] = False) -> None:
-    """Measure teacher and student of a finished run on its test split."""
-    from studio.evaluate import evaluate_run
+def evaluate(job: Annotated[int, typer.Argument(help="The id of a finished distillation job.")],
+             before_kd: Annotated[bool, typer.Option(help="Also measure the student before KD.")] = False,
+             queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False
+             ) -> None:
+    """Measure teacher, student (and variants) of a finished run on its test split, as a new job."""
+    from studio.jobs import service
 
-    _print_eval(evaluate_run(run, before_kd))
+    storage, me = _storage()
+    job_id = service.submit(storage, me, "evaluate", {"before_kd": before_kd}, parent_id=job,
+                            title=f"evaluate job {job}", enqueue=False)
+    if _run_job(storage, me, job_id, queue) == "done":
+        folder = storage.store.resolve(_job(storage, me, job).folder)
+        report = folder / "compare.json" if (folder / "compare.json").exists() else folder / "eval.json"
+        _print_eval(json.loads(report.read_text()))
 
 
 def _print_eval(report: dict) -> None:
@@ -247,36 +298,147 @@ def split_variant(text: str) -> tuple[str | None, str]:
 @app.command()
 @friendly
 def compress(
-    run: Annotated[Path, typer.Argument(help="A finished distillation run folder.")],
+    job: Annotated[int, typer.Argument(help="The id of a finished distillation job ('jobs list' shows them).")],
     variant: Annotated[list[str], typer.Option("--variant", "-v", help="A recipe, optionally named: "
                                                "'small=prune-heads:fraction=0.5+heal+int8'. Repeat for several.")],
     source: Annotated[str, typer.Option(help="'student', 'teacher', or a variant made earlier.")] = "student",
     evaluate: Annotated[bool, typer.Option(help="Measure teacher, student and all variants afterwards.")] = True,
+    queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
 ) -> None:
     """Make compressed variants (quantized, pruned, healed) of a run's student and measure them."""
-    from studio.compress.pipeline import compress_many, parse_recipe
-    from studio.evaluate import evaluate_all
+    from studio.jobs import service
 
-    recipes = [(name, parse_recipe(text)) for name, text in map(split_variant, variant)]
-    bars = ProgressBars()
-    try:
-        made = compress_many(run, recipes, source=source, on_progress=bars)
-    finally:
-        bars.close()
-    for manifest in made:
+    recipes = [list(split_variant(text)) for text in variant]
+    storage, me = _storage()
+    job_id = service.submit(storage, me, "compress", {"recipes": recipes, "source": source, "evaluate": evaluate},
+                            parent_id=job, title=f"compress job {job}: {', '.join(variant)}", enqueue=False)
+    if _run_job(storage, me, job_id, queue) != "done":
+        return
+    folder = storage.store.resolve(_job(storage, me, job).folder)
+    from studio.compress.variant import read_manifest
+
+    for manifest in _made_variants(storage, me, job_id, folder, read_manifest):
         status = manifest["status"] if manifest["status"] == "ok" else f"{manifest['status']}: {manifest.get('reason')}"
         typer.echo(f"{manifest['name']}: {status}")
     if evaluate:
-        typer.echo(format_table(evaluate_all(run)["models"]))
+        typer.echo(format_table(json.loads((folder / "compare.json").read_text())["models"]))
+
+
+def _made_variants(storage, me, job_id, folder, read_manifest):
+    from storage.records import variants_of
+
+    with storage.db.session() as s:
+        names = [v.name for v in variants_of(s, me, job_id)]
+    return [read_manifest(folder / "variants" / name) for name in names]
 
 
 @app.command()
 @friendly
-def show(run: Path) -> None:
-    """Print a run's settings and its last evaluation."""
-    typer.echo((run / "config.json").read_text())
-    if (run / "eval.json").exists():
-        _print_eval(json.loads((run / "eval.json").read_text()))
+def show(job: Annotated[int, typer.Argument(help="A job id.")]) -> None:
+    """Print a job's settings, state, variants with their scores, and files."""
+    from storage import jobs as job_rows
+    from storage.records import artifacts_of, scores_of, variants_of
+
+    storage, me = _storage()
+    with storage.db.session() as s:
+        row = job_rows.get(s, me, job)
+        typer.echo(f"job {row.id}: {row.kind} {row.title}\nstatus {row.status} ({row.progress:.0%}, {row.step})"
+                   f"{', attempt ' + str(row.attempt) if row.attempt > 1 else ''}")
+        if row.error:
+            typer.secho(f"error: {row.error}", fg=typer.colors.RED)
+        typer.echo("config: " + json.dumps(row.config, indent=2))
+        curve = job_rows.last_values(s, [row.id], "loss")
+        if curve:
+            typer.echo(f"last training loss: {curve[row.id]:.4f}")
+        models = [{"name": v.name, "status": v.status, **scores_of(s, v.id)} for v in variants_of(s, me, job)]
+        if models:
+            typer.echo(format_table(models))
+        files = artifacts_of(s, me, job)
+        if files:
+            typer.echo(f"{len(files)} files, {sum(a.bytes for a in files) / 1e6:.1f} MB, in "
+                       f"{storage.store.resolve(row.folder)}")
+
+
+jobs_app = typer.Typer(help="The job history: list, follow, cancel, resume, delete.")
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("list")
+@friendly
+def jobs_list(status: Annotated[Optional[str], typer.Option(help="Only jobs with this status.")] = None,
+              limit: int = 30) -> None:
+    """Newest jobs first."""
+    from storage import jobs as job_rows
+    from studio.jobs.worker import recover
+
+    storage, me = _storage()
+    recover(storage)  # a job whose process died shows as interrupted, not running forever
+    with storage.db.session() as s:
+        rows = job_rows.list_jobs(s, me, limit=limit, status=status)
+    if not rows:
+        typer.echo("No jobs yet. Start one with 'python -m studio distill --data FILE'.")
+    for j in rows:
+        loss = f"  loss {j.last_loss:.4f}" if j.last_loss is not None else ""
+        typer.echo(f"{j.id:5}  {j.created_at:%Y-%m-%d %H:%M}  {j.kind:9} {j.status:11} {j.progress:4.0%}  {j.title}{loss}")
+
+
+@jobs_app.command("show")
+@friendly
+def jobs_show(job: int) -> None:
+    """Same as 'show': state, settings, variants and files of one job."""
+    show(job)
+
+
+@jobs_app.command("cancel")
+@friendly
+def jobs_cancel(job: int) -> None:
+    """Cancel a queued job, or stop a running one after its current step (it can be resumed)."""
+    from studio.jobs import service
+
+    storage, me = _storage()
+    now = service.cancel(storage, me, job)
+    typer.echo(f"Job {job} cancelled." if now == "cancelled" else f"Job {job} stops after its current step.")
+
+
+@jobs_app.command("resume")
+@friendly
+def jobs_resume(job: int, queue: Annotated[bool, typer.Option(help="Hand it to the worker.")] = False) -> None:
+    """Continue an interrupted, cancelled or failed job from its last checkpoint."""
+    from studio.jobs import service
+
+    storage, me = _storage()
+    service.resume(storage, me, job, enqueue=False)
+    if _run_job(storage, me, job, queue) == "done":
+        typer.echo(f"Job {job} finished.")
+
+
+@jobs_app.command("delete")
+@friendly
+def jobs_delete(job: int, yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+    """Delete a job, the jobs built on it, and all their files."""
+    from studio.jobs import service
+
+    storage, me = _storage()
+    if not yes:
+        typer.confirm(f"Delete job {job}, every job built on it, and their files?", abort=True)
+    gone = service.delete(storage, me, job)
+    typer.echo(f"Deleted job(s) {', '.join(map(str, gone))} and their files.")
+
+
+@app.command()
+@friendly
+def worker(workers: Annotated[int, typer.Option(help="Jobs run at once (CPU threads are shared among them).")] = 1
+           ) -> None:
+    """Run queued jobs until stopped (Ctrl-C: running jobs save their step and stay resumable)."""
+    import logging
+
+    from storage.config import open_storage
+    from studio.jobs.worker import serve
+
+    if workers < 1:
+        raise typer.BadParameter("--workers must be at least 1.")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    serve(open_storage(), workers=workers)
 
 
 def main() -> None:

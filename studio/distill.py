@@ -476,7 +476,7 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
     run = RunPaths(run_dir)
     write_run_config(run, config, dataset, resume)
     torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(config.threads or cpu_threads())
     task = dataset.report.task
 
     teacher, tokenizer, teacher_dir = setup_teacher(config, dataset, run, on_progress)
@@ -511,6 +511,12 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
         student = student.merge_and_unload()
     _save_model(student, student_tok, run.student)
     return DistillResult(run.root, task, teacher_dir, run.student, kd_mode, seconds, cache_seconds)
+
+
+def cpu_threads() -> int:
+    """Every core, unless the worker shares them out among parallel jobs (SLM_STUDIO_THREADS)."""
+    shared = os.environ.get("SLM_STUDIO_THREADS", "")
+    return int(shared) if shared.isdigit() and int(shared) > 0 else os.cpu_count() or 1
 
 
 def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float) -> Callable:

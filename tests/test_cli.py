@@ -13,9 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["catalog", "check-data", "distill", "evaluate", "show", "methods", "compress"])
+@pytest.mark.parametrize("command", ["catalog", "check-data", "distill", "evaluate", "show", "methods", "compress",
+                                     "worker", "jobs", "jobs list", "jobs show", "jobs cancel", "jobs resume",
+                                     "jobs delete"])
 def test_every_command_has_help(command):
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
 
 
@@ -42,27 +44,47 @@ def test_broken_file_gives_message_not_traceback(tmp_path):
 
 def test_bad_settings_listed_together(samples, tmp_path):
     result = runner.invoke(app, ["distill", "--data", str(samples / "support_tickets.csv"), "--alpha", "2",
-                                 "--temperature", "0", "--out", str(tmp_path / "r")])
+                                 "--temperature", "0"])
     assert result.exit_code == 2
     assert "alpha is 2.0" in result.output and "temperature is 0.0" in result.output
 
 
-def test_distill_command_end_to_end(tiny_bert, samples, tmp_path):
-    """The real entry point, in a fresh process, as a user runs it."""
+def test_cli_runs_are_jobs_in_the_history(tiny_bert, samples, tmp_path, studio_home):
+    """The real entry point, in fresh processes, as a user runs it: distill, compress, list, show, delete."""
     data = tmp_path / "t.csv"
     data.write_text("\n".join((samples / "support_tickets.csv").read_text().splitlines()[:301]) + "\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "studio", "distill", "--data", str(data), "--teacher", str(tiny_bert),
-           "--student-layers", "2", "--epochs", "1", "--teacher-epochs", "1", "--max-length", "48", "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(studio_home)}
+
+    def studio(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+
+    done = studio("distill", "--data", str(data), "--teacher", str(tiny_bert), "--student-layers", "2", "--epochs", "1",
+                  "--teacher-epochs", "1", "--max-length", "48")
     assert done.returncode == 0, done.stderr
     assert "distill student" in done.stderr  # the progress bar
-    lines = done.stdout.splitlines()
-    header = next(line for line in lines if line.startswith("model"))
+    assert "Job 1 " in done.stdout
+    header = next(line for line in done.stdout.splitlines() if line.startswith("model"))
     assert "accuracy" in header and "macro-F1" in header and "per s" in header
-    assert any(line.startswith("student") for line in lines)
-    assert (out / "eval.json").exists()
+    run = studio_home / "artifacts" / "jobs" / "1"
+    assert (run / "eval.json").exists() and (run / "student" / "model.safetensors").exists()
+
+    made = studio("compress", "1", "-v", "small=int8", "--no-evaluate")
+    assert made.returncode == 0, made.stderr
+    assert "small: ok" in made.stdout and (run / "variants" / "small" / "variant.json").exists()
+
+    listed = studio("jobs", "list")
+    lines = [line.split() for line in listed.stdout.splitlines()]
+    assert [(cells[0], cells[3], cells[4]) for cells in lines] == [("2", "compress", "done"), ("1", "distill", "done")]
+    shown = studio("show", "1")
+    assert "status done" in shown.stdout and "student" in shown.stdout and "files" in shown.stdout
+
+    refused = studio("jobs", "resume", "1")
+    assert refused.returncode == 2 and "only an interrupted" in refused.stderr
+    gone = studio("jobs", "delete", "1", "--yes")
+    assert gone.returncode == 0 and "1, 2" in gone.stdout
+    assert not run.exists()
+    assert "No jobs yet" in studio("jobs", "list").stdout
 
 
 def test_methods_lists_the_registry():
@@ -73,12 +95,10 @@ def test_methods_lists_the_registry():
     assert "sparsity=0.5" in result.output
 
 
-def test_compress_on_a_folder_that_is_not_a_run_is_a_message(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    result = runner.invoke(app, ["compress", str(run), "-v", "int8"])
+def test_compress_on_a_job_that_does_not_exist_is_a_message():
+    result = runner.invoke(app, ["compress", "41", "-v", "int8"])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
-    assert "not a distillation run" in result.output
+    assert "There is no job 41" in result.output
 
 
 def test_split_variant_names():

@@ -1,0 +1,240 @@
+"""Job kinds: each is a config (a dataclass stored as JSON in the job row) plus a function that runs it.
+
+    distill   dataset + DistillConfig -> run folder with teacher, student, eval.json
+    compress  a distill job's run -> one variant per recipe, then every model measured (compare.json)
+    evaluate  a distill job's run -> measured again (e.g. with the student before KD)
+
+The function gets a JobContext: where to work, how to report, and the storage to record results in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage import jobs as job_rows
+from storage import records
+from storage.config import Storage
+from storage.models import Job
+from studio.errors import ConfigError
+from studio.jobs.reporter import JobReporter
+from studio.settings import Check, Settings
+
+CHECKPOINT_EVERY_S = 300.0
+"""Mid-epoch checkpoints this often: a crash costs at most five minutes of training."""
+
+
+@dataclass
+class JobContext:
+    storage: Storage
+    job: Job
+    folder: Path
+    reporter: JobReporter
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S
+
+    @property
+    def db(self):
+        return self.storage.db
+
+
+# --------------------------------------------------------------------------- distill
+
+
+@dataclass
+class DistillJob(Settings):
+    """A distillation of one stored dataset."""
+
+    dataset_id: int = 0
+    distill: dict = field(default_factory=dict)
+    """DistillConfig settings (checked on submit, so a bad value never reaches the queue)."""
+
+    def checks(self) -> list[Check]:
+        return [("dataset_id", self.dataset_id > 0, "the id of an uploaded dataset")]
+
+    def other_problems(self) -> list[str]:
+        from studio.distill import DistillConfig
+
+        try:
+            DistillConfig.from_dict(self.distill)
+        except ConfigError as err:
+            return err.problems
+        return []
+
+
+DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.9)}
+
+
+def run_distill(ctx: JobContext) -> None:
+    from studio.dataset import load_prepared
+    from studio.distill import DistillConfig, distill
+    from studio.evaluate import evaluate_run
+
+    spec = DistillJob.from_dict(ctx.job.config)
+    with ctx.db.session() as s:
+        dataset = records.get_dataset(s, job_rows.Viewer(ctx.job.owner_id), spec.dataset_id)
+        dataset_dir = ctx.storage.store.resolve(dataset.path)
+    prepared = load_prepared(dataset_dir)
+    resume = (ctx.folder / "config.json").exists()
+    ctx.reporter.spans = DISTILL_SPANS
+    ctx.reporter.say("resuming from the last checkpoint" if resume else "loading the teacher")
+    distill(DistillConfig.from_dict(spec.distill), prepared, ctx.folder, on_progress=ctx.reporter, resume=resume,
+            checkpoint_every_s=ctx.checkpoint_every_s)
+    with ctx.reporter.part(0.9, 1.0, "measuring teacher and student on the test split"):
+        report = evaluate_run(ctx.folder)
+    record_run_models(ctx, report)
+
+
+def record_run_models(ctx: JobContext, report: dict) -> None:
+    """Teacher and student as variants with their scores; the run's files as artifacts."""
+    store, job_id = ctx.storage.store, ctx.job.id
+    teacher_path = json.loads((ctx.folder / "teacher.json").read_text())["path"]
+    inside = Path(teacher_path).resolve().is_relative_to(store.root)
+    rows = {m["name"]: m for m in report["models"]}
+    teacher_id = records.add_variant(ctx.db, job_id, name="teacher", role="teacher",
+                                     path=store.relative(Path(teacher_path)) if inside else "",
+                                     settings={"source": teacher_path})
+    student_id = records.add_variant(ctx.db, job_id, name="student", role="student", parent_id=teacher_id,
+                                     path=store.relative(ctx.folder / "student"),
+                                     method="distill", settings=DistillJob.from_dict(ctx.job.config).distill)
+    for name, variant_id in [("teacher", teacher_id), ("student", student_id)]:
+        records.add_scores(ctx.db, job_id, variant_id, _numbers(rows.get(name, {})))
+    folder = store.relative(ctx.folder)
+    records.record_artifacts(ctx.db, job_id, store.files_under(f"{folder}/student"), "model", student_id)
+    if inside:
+        records.record_artifacts(ctx.db, job_id, store.files_under(store.relative(Path(teacher_path))), "model", teacher_id)
+    for name, kind in [("config.json", "config"), ("eval.json", "report"), ("metrics.jsonl", "metrics")]:
+        if (ctx.folder / name).exists():
+            records.record_artifacts(ctx.db, job_id, [store.describe(f"{folder}/{name}")], kind)
+
+
+def _numbers(row: dict) -> dict[str, float]:
+    return {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+# --------------------------------------------------------------------------- compress
+
+
+@dataclass
+class CompressJob(Settings):
+    """Variants of a finished distillation run (the job's parent)."""
+
+    recipes: list = field(default_factory=list)
+    """[[name or null, recipe text], ...], e.g. [["slim", "prune-heads:fraction=0.5+heal"], [null, "int8"]]."""
+    source: str = "student"
+    evaluate: bool = True
+
+    def checks(self) -> list[Check]:
+        return [("recipes", len(self.recipes) > 0, "at least one recipe")]
+
+    def other_problems(self) -> list[str]:
+        from studio.compress.pipeline import parse_recipe
+
+        problems = []
+        for item in self.recipes:
+            try:
+                parse_recipe(item[1])
+            except ConfigError as err:
+                problems += err.problems
+            except (TypeError, IndexError):
+                problems.append(f"recipe {item!r} should be [name or null, recipe text]")
+        return problems
+
+
+def role_of(recipe: list[dict]) -> str:
+    from studio.compress import METHODS
+
+    kinds = {METHODS[step["method"]].kind for step in recipe}
+    return "quantized" if "quantize" in kinds else "pruned" if "prune" in kinds else "student"
+
+
+def run_compress(ctx: JobContext) -> None:
+    from studio.compress.pipeline import compress_many, parse_recipe
+    from studio.evaluate import evaluate_all
+
+    spec = CompressJob.from_dict(ctx.job.config)
+    run_dir = parent_folder(ctx)
+    recipes = [(name, parse_recipe(text)) for name, text in spec.recipes]
+    with ctx.reporter.part(0.0, 0.8 if spec.evaluate else 1.0, "making variants"):
+        made = compress_many(run_dir, recipes, source=spec.source, on_progress=ctx.reporter)
+    with ctx.db.session() as s:
+        family = job_rows.descendants(s, ctx.job.parent_id)
+        source = records.find_variant(s, family, spec.source)
+        source_id = source.id if source else None
+    ids = {}
+    for manifest in made:
+        folder = f"{ctx.storage.store.relative(run_dir)}/variants/{manifest['name']}"
+        ids[manifest["name"]] = records.add_variant(
+            ctx.db, ctx.job.id, name=manifest["name"], role=role_of(manifest["recipe"]), parent_id=source_id,
+            method="+".join(step["method"] for step in manifest["recipe"]), settings={"recipe": manifest["recipe"]},
+            status=manifest["status"], path=folder)
+        records.record_artifacts(ctx.db, ctx.job.id, ctx.storage.store.files_under(folder), "model", ids[manifest["name"]])
+    if spec.evaluate:
+        with ctx.reporter.part(0.8, 1.0, "measuring every model on the test split"):
+            report = evaluate_all(run_dir, variants=list(ids))
+        for row in report["models"]:
+            if row["name"] in ids:
+                records.add_scores(ctx.db, ctx.job.id, ids[row["name"]], _numbers(row))
+
+
+def parent_folder(ctx: JobContext) -> Path:
+    if ctx.job.parent_id is None:
+        raise ConfigError([f"job {ctx.job.id} has no distillation run to work on"])
+    with ctx.db.session() as s:
+        parent = job_rows.get(s, job_rows.Viewer(ctx.job.owner_id), ctx.job.parent_id)
+        if parent.kind != "distill" or parent.status != "done":
+            raise ConfigError([f"job {parent.id} is a {parent.kind} job that is {parent.status}; "
+                               "compress and evaluate need a finished distillation"])
+        return ctx.storage.store.resolve(parent.folder)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@dataclass
+class EvaluateJob(Settings):
+    """Measure a finished run again (teacher, student, and its variants)."""
+
+    before_kd: bool = False
+    """Causal LM: also measure the layer-dropped student before any training."""
+    variants: bool = True
+    """Also measure every variant made from the run (compare.json)."""
+
+
+def run_evaluate(ctx: JobContext) -> None:
+    from studio.evaluate import evaluate_all, evaluate_run
+
+    spec = EvaluateJob.from_dict(ctx.job.config)
+    run_dir = parent_folder(ctx)
+    rows = []
+    if spec.before_kd or not spec.variants:
+        with ctx.reporter.part(0.0, 0.5 if spec.variants else 1.0, "measuring teacher and student"):
+            rows += evaluate_run(run_dir, include_before_kd=spec.before_kd)["models"]
+    if spec.variants:
+        with ctx.reporter.part(0.5 if rows else 0.0, 1.0, "measuring teacher, student and every variant"):
+            measured = evaluate_all(run_dir)["models"]
+        rows = [r for r in rows if r["name"] not in {m["name"] for m in measured}] + measured
+    with ctx.db.session() as s:
+        family = job_rows.descendants(s, ctx.job.parent_id)
+        targets = {row["name"]: records.find_variant(s, family, row["name"]) for row in rows}
+    for row in rows:
+        target = targets.get(row["name"])
+        variant_id = target.id if target else records.add_variant(ctx.db, ctx.job.id, name=row["name"], role="student")
+        records.add_scores(ctx.db, ctx.job.id, variant_id, _numbers(row))
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    spec: type[Settings]
+    run: Callable[[JobContext], None]
+    needs_parent: bool
+    summary: str
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in [
+    Kind("distill", DistillJob, run_distill, False, "distill a teacher into a student on a dataset"),
+    Kind("compress", CompressJob, run_compress, True, "make quantized / pruned variants of a finished run"),
+    Kind("evaluate", EvaluateJob, run_evaluate, True, "measure a finished run (and its variants) again"),
+]}

@@ -1,0 +1,139 @@
+"""The queue: Huey, on the studio's own database server.
+
+    SQLite (the default)  SqliteHuey in a file beside studio.db: nothing to install or start
+    PostgreSQL            Huey's SQL storage on the same server (FOR UPDATE SKIP LOCKED), so workers on
+                          several machines share one queue
+
+The queue carries only job ids. Everything about a job (config, status, progress) is in the jobs table,
+and a worker claims a job there with a conditional UPDATE before running it, so a message delivered
+twice (see `requeue_lost`) runs its job once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from huey import Huey, SqliteHuey
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from storage import jobs as job_rows
+from storage.config import Storage
+from storage.errors import DatabaseError
+from storage.models import Job
+from studio.jobs.runner import worker_name
+
+QUEUE_NAME = "slm-studio"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+CANCEL_GRACE_S = 120.0
+"""A job asked to stop gets this long to finish its step and checkpoint before its process is killed."""
+
+
+def make_huey(storage: Storage) -> Huey:
+    url = make_url(storage.config.db_url)
+    if url.get_backend_name() == "sqlite":
+        queue_file = Path(url.database).with_name(Path(url.database).stem + "-queue.db")
+        return SqliteHuey(QUEUE_NAME, filename=str(queue_file), strict_fifo=True, results=False)
+    if url.get_backend_name() == "postgresql":
+        from huey.contrib.sql_huey import SqlHuey
+
+        peewee_url = url.set(drivername="psycopg3").render_as_string(hide_password=False)
+        return SqlHuey(QUEUE_NAME, database=peewee_url, results=False)
+    raise DatabaseError(f"The job queue runs on SQLite or PostgreSQL, not {url.get_backend_name()}. "
+                        "Set SLM_STUDIO_DB_URL to a sqlite:/// or postgresql+psycopg:// URL.")
+
+
+class JobQueue:
+    """Enqueue job ids; in a worker, run them (each in a child process)."""
+
+    def __init__(self, storage: Storage, threads_per_job: int = 0) -> None:
+        self.storage = storage
+        self.threads_per_job = threads_per_job
+        self.children: dict[int, subprocess.Popen] = {}
+        self.huey = make_huey(storage)
+        self.run_job = self.huey.task(name="run_job")(self._execute)
+
+    def enqueue(self, job_id: int) -> None:
+        self.run_job(job_id)
+
+    def pending_ids(self) -> set[int]:
+        return {task.args[0] for task in self.huey.pending() if task.args}
+
+    def requeue_lost(self) -> list[int]:
+        """Queued jobs with no message (a worker died between taking the message and claiming the job, or a
+        submit died before enqueueing): enqueue them again."""
+        waiting = self.pending_ids()
+        with self.storage.db.session() as s:
+            queued = list(s.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id)))
+        lost = [job_id for job_id in queued if job_id not in waiting]
+        for job_id in lost:
+            self.enqueue(job_id)
+        return lost
+
+    # ------------------------------------------------------------------ worker side
+
+    def _execute(self, job_id: int) -> None:
+        db, store = self.storage.db, self.storage.store
+        if not job_rows.claim(db, job_id, worker_name()):
+            return  # cancelled while queued, or another worker has it
+        with db.session() as s:
+            folder = store.resolve(s.get(Job, job_id).folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "job.log", "ab") as log:
+            child = subprocess.Popen([sys.executable, "-m", "studio.jobs.runner", str(job_id)], stdout=log,
+                                     stderr=subprocess.STDOUT, env=self._child_env())
+        job_rows.set_worker(db, job_id, worker_name(child.pid))
+        self.children[job_id] = child
+        try:
+            self._wait(job_id, child)
+        finally:
+            self.children.pop(job_id, None)
+        # finish() changes only a job still marked running, i.e. one whose process died before closing it.
+        job_rows.finish(db, job_id, "failed", f"The job's process ended unexpectedly (exit code {child.returncode}; "
+                                              f"{_exit_reason(child.returncode)}). Its log is in the job folder; "
+                                              "resume the job to continue from its last checkpoint.")
+
+    def stop_children(self, wait_s: float = 60.0) -> None:
+        """Worker shutdown: each job saves at its next step and is left interrupted (resumable)."""
+        children = list(self.children.values())
+        for child in children:
+            child.terminate()
+        deadline = time.monotonic() + wait_s
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    def _wait(self, job_id: int, child: subprocess.Popen) -> None:
+        asked_at = None
+        while child.poll() is None:
+            time.sleep(1.0)
+            if asked_at is None:
+                with self.storage.db.session() as s:
+                    if s.scalar(select(Job.cancel_requested).where(Job.id == job_id)):
+                        asked_at = time.monotonic()
+            elif time.monotonic() - asked_at > CANCEL_GRACE_S:
+                child.kill()
+                child.wait()
+                job_rows.finish(self.storage.db, job_id, "cancelled",
+                                "Stopped by force: the job did not reach a safe point within two minutes.")
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["SLM_STUDIO_DB_URL"] = self.storage.config.db_url
+        env["SLM_STUDIO_DATA_DIR"] = str(self.storage.config.data_dir)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(SOURCE_ROOT), env.get("PYTHONPATH", "")] if p)
+        if self.threads_per_job:
+            env["SLM_STUDIO_THREADS"] = str(self.threads_per_job)
+        return env
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by signal {-code}" + (", usually out of memory" if code == -9 else "")
+    return "it crashed before it could report an error"

@@ -1,0 +1,102 @@
+"""The running job's voice: progress, step metrics and heartbeats into the database, cancel back out.
+
+Pipeline code only calls `on_progress(Progress)`; this turns that into rows, so the pipeline never
+imports storage and the UI only ever reads rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from storage import jobs as job_rows
+from storage.db import Database
+from studio.errors import StopRequested
+
+if TYPE_CHECKING:  # the worker's main process never loads torch; only the job's child process does
+    from studio.distill import Progress
+
+WRITE_EVERY_S = 0.5
+"""Progress without new metrics is written at most this often; metric rows are written as they come."""
+
+
+class JobReporter:
+    """Maps pipeline stages onto one 0..1 progress bar and writes what happens as it happens."""
+
+    def __init__(self, db: Database, job_id: int, spans: dict[str, tuple[float, float]] | None = None,
+                 echo: Callable[[Progress], None] | None = None) -> None:
+        self.db = db
+        self.echo = echo
+        """Also shown here (the CLI's progress bars)."""
+        self.job_id = job_id
+        self.spans = dict(spans or {})
+        self.span = (0.0, 1.0)
+        self.cancel = threading.Event()
+        self.finished = threading.Event()
+        self._last_write = 0.0
+        self._last_fraction = 0.0
+
+    # ---------------------------------------------------------------- called by the job's code
+
+    @contextmanager
+    def part(self, lo: float, hi: float, step: str) -> Iterator[None]:
+        """A slice of the whole job's progress bar, e.g. (0.9, 1.0) for 'evaluating'."""
+        self.span = (lo, hi)
+        self.say(step, lo)
+        yield
+        self.span = (0.0, 1.0)
+
+    def say(self, step: str, fraction: float | None = None) -> None:
+        """What the job is doing now, written at once."""
+        fraction = self._last_fraction if fraction is None else fraction
+        self._write(fraction, step, [])
+
+    def __call__(self, p: Progress) -> None:
+        """The pipeline's progress callback."""
+        if self.echo is not None:
+            self.echo(p)
+        if p.restart_step is not None:
+            job_rows.forget_metrics_after(self.db, self.job_id, p.stage, p.restart_step)
+        lo, hi = self.spans.get(p.stage.split(" ")[0], self.span)
+        done = ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)
+        fraction = lo + (hi - lo) * min(1.0, done)
+        metrics = []
+        if p.loss is not None and p.global_step is not None and p.restart_step is None:
+            metrics.append({"stage": p.stage, "name": "loss", "step": p.global_step, "epoch": p.epoch, "value": p.loss})
+            if p.lr is not None:
+                metrics.append({"stage": p.stage, "name": "lr", "step": p.global_step, "epoch": p.epoch, "value": p.lr})
+        step = f"{p.stage} epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}" if p.epochs > 1 else \
+            f"{p.stage} step {p.step}/{p.steps}"
+        if p.message:
+            step = p.message
+        if metrics or p.message or time.monotonic() - self._last_write >= WRITE_EVERY_S:
+            self._write(fraction, step, metrics)
+        if self.cancel.is_set():
+            raise StopRequested()
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _write(self, fraction: float, step: str, metrics: list[dict]) -> None:
+        self._last_fraction = fraction
+        self._last_write = time.monotonic()
+        if job_rows.report(self.db, self.job_id, fraction, step, metrics):
+            self.cancel.set()
+
+    def keep_alive(self, every_s: float) -> threading.Thread:
+        """A daemon thread that heartbeats while the job runs (also through long silent phases such as loading
+        a model) and notices a cancel request between progress reports."""
+
+        def beat() -> None:
+            while not self.finished.wait(every_s):
+                try:
+                    if job_rows.heartbeat(self.db, self.job_id):
+                        self.cancel.set()
+                except Exception:  # noqa: BLE001 - a missed beat is retried; the job must not die of it
+                    continue
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{self.job_id}", daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,132 @@
+"""Runs one job to its end: the code a worker's child process executes (`python -m studio.jobs.runner ID`),
+and what the CLI runs in its own process for a job in the foreground. Either way the job's row ends
+done, failed or cancelled, and the traceback of an unexpected error goes to the job's log, not the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+from storage import jobs as job_rows
+from storage.config import Storage, open_storage
+from storage.errors import StorageError
+from storage.models import Job
+from studio.errors import StopRequested, StudioError
+from studio.jobs.kinds import CHECKPOINT_EVERY_S, KINDS, JobContext
+from studio.jobs.reporter import JobReporter
+
+HEARTBEAT_S = 5.0
+log = logging.getLogger("studio.jobs")
+
+
+def worker_name(pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def run_claimed(storage: Storage, job_id: int, *, checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+                cancel: threading.Event | None = None, shutdown: threading.Event | None = None,
+                echo: Callable | None = None) -> str:
+    """Run a job already marked running by this process's claim; returns the status it ends with.
+
+    Setting `cancel` (or a cancel request in the database) stops it after the step under way."""
+    with storage.db.session() as s:
+        job = s.get(Job, job_id)
+        s.expunge(job)
+    folder = storage.store.resolve(job.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    reporter = JobReporter(storage.db, job_id, echo=echo)
+    reporter.cancel = cancel or reporter.cancel
+    reporter.keep_alive(HEARTBEAT_S)
+    ctx = JobContext(storage, job, folder, reporter, checkpoint_every_s)
+    try:
+        KINDS[job.kind].run(ctx)
+        status, error = "done", None
+    except StopRequested:
+        if shutdown is not None and shutdown.is_set():
+            status, error = "interrupted", "The worker was shut down; the job was saved at its last step. Resume it."
+        else:
+            status, error = "cancelled", None
+    except (StudioError, StorageError) as err:
+        status, error = "failed", str(err)
+    except Exception as err:  # noqa: BLE001 - anything else is still the job's failure, never the worker's
+        traceback.print_exc()
+        status, error = "failed", (f"Unexpected error: {type(err).__name__}: {err}. The full report is in the job's "
+                                   f"log ({job.folder}/job.log); resume the job to try again from its last checkpoint.")
+    finally:
+        reporter.finished.set()
+    job_rows.finish(storage.db, job_id, status, error)
+    log.info("job %s %s", job_id, status)
+    return status
+
+
+def run_here(storage: Storage, job_id: int, echo: Callable | None = None) -> str:
+    """Claim and run a queued job in this process (the CLI's foreground run). Ctrl-C once stops after the
+    step under way (checkpointed, status cancelled, resumable); a second Ctrl-C stops at once."""
+    if not job_rows.claim(storage.db, job_id, worker_name()):
+        raise StorageError(f"Job {job_id} was already taken by a worker or cancelled.")
+    previous = signal.getsignal(signal.SIGINT)
+    cancel = threading.Event()
+
+    def stop_after_step(_sig, _frame) -> None:
+        print("\nStopping after this step (Ctrl-C again to stop at once)...", file=sys.stderr)
+        cancel.set()
+        signal.signal(signal.SIGINT, previous)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, stop_after_step)
+    try:
+        return run_claimed(storage, job_id, cancel=cancel, echo=echo)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _die_with_parent() -> None:
+    """A worker killed with -9 cannot stop its children; they notice and stop too, so a restarted worker
+    finds the job's process gone and marks the job interrupted instead of two processes writing one job."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(137)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    _die_with_parent()
+    storage = open_storage()
+    job_id = int(argv[0])
+    job_rows.set_worker(storage.db, job_id, worker_name())
+    cancel, shutdown = threading.Event(), threading.Event()
+
+    def on_term(_sig, _frame) -> None:  # the worker is stopping: save at the next step, stay resumable
+        shutdown.set()
+        cancel.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the worker's terminal reaches the worker, not us
+    every = float(os.environ.get("SLM_STUDIO_CHECKPOINT_S", CHECKPOINT_EVERY_S))
+    status = run_claimed(storage, job_id, checkpoint_every_s=every, cancel=cancel, shutdown=shutdown)
+    return 0 if status in ("done", "cancelled", "interrupted") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""What the CLI and the UI call: store a dataset, submit / cancel / resume / delete jobs.
+
+Every call takes the Viewer it acts for; storage filters by owner in its queries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+from storage import jobs as job_rows
+from storage import records
+from storage.artifacts import sha256_of
+from storage.config import Storage
+from storage.errors import JobStateError
+from storage.jobs import Viewer
+from studio.dataset import DatasetOptions, prepare_dataset
+from studio.errors import ConfigError
+from studio.jobs.kinds import KINDS
+
+
+def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOptions | None = None,
+                name: str | None = None) -> int:
+    """Check and split a file into the store under a generated name; record it. Nothing is kept when the
+    file is refused (prepare_dataset writes atomically, and the row is added only after)."""
+    relative = f"datasets/{uuid.uuid4().hex}"
+    prepared = prepare_dataset(file, storage.store.resolve(relative), options)
+    report = prepared.report
+    try:
+        return records.add_dataset(storage.db, viewer.user_id, name=name or Path(file).name, sha256=sha256_of(Path(file)),
+                                   rows=report.rows_used, columns=report.columns, task=report.task,
+                                   report=asdict(report), path=relative)
+    except BaseException:
+        storage.store.delete(relative)
+        raise
+
+
+def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_id: int | None = None,
+           title: str = "", enqueue: bool = True) -> int:
+    """Check the config whole, record the job, and (unless the caller runs it itself) queue it."""
+    if kind not in KINDS:
+        raise ConfigError([f"unknown job kind '{kind}'; use one of {', '.join(KINDS)}"])
+    spec = KINDS[kind].spec.from_dict(config)  # every problem at once, before anything is stored
+    dataset_id = getattr(spec, "dataset_id", None)
+    with storage.db.session() as s:
+        if dataset_id:
+            records.get_dataset(s, viewer, dataset_id)
+        if KINDS[kind].needs_parent:
+            if parent_id is None:
+                raise ConfigError([f"a {kind} job works on a finished distillation: give its job id"])
+            parent = job_rows.get(s, viewer, parent_id)
+            if parent.kind != "distill" or parent.status != "done":
+                raise JobStateError(f"Job {parent_id} is a {parent.kind} job that is {parent.status}; a {kind} job "
+                                    "needs a finished distillation. Wait for it to finish, or resume it.")
+    job = job_rows.submit(storage.db, viewer.user_id, kind, spec.to_dict(), title=title, dataset_id=dataset_id,
+                          parent_id=parent_id)
+    if enqueue:
+        _queue(storage).enqueue(job.id)
+    return job.id
+
+
+def cancel(storage: Storage, viewer: Viewer, job_id: int) -> str:
+    return job_rows.request_cancel(storage.db, viewer, job_id)
+
+
+def resume(storage: Storage, viewer: Viewer, job_id: int, enqueue: bool = True) -> None:
+    job_rows.resume(storage.db, viewer, job_id)
+    if enqueue:
+        _queue(storage).enqueue(job_id)
+
+
+def delete(storage: Storage, viewer: Viewer, job_id: int) -> list[int]:
+    return job_rows.delete_job(storage.db, storage.store, viewer, job_id)
+
+
+def _queue(storage: Storage):
+    from studio.jobs.queue import JobQueue
+
+    return JobQueue(storage)
