@@ -57,7 +57,8 @@ class Dataset(Base):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_owner_created", "owner_id", "created_at"),
-                      Index("ix_jobs_status", "status"))
+                      Index("ix_jobs_status", "status"),
+                      {"sqlite_autoincrement": True})  # ids never reused: a job never inherits a deleted job's folder
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

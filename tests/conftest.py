@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from postgres_server import PostgresServer, server_bin  # noqa: E402
 from tiny_models import build_tiny_bert, build_tiny_llama  # noqa: E402
 
 
@@ -40,3 +41,22 @@ def other_tiny_llama(tmp_path_factory) -> Path:
 @pytest.fixture
 def samples() -> Path:
     return Path(__file__).resolve().parent.parent / "studio" / "samples"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the whole run (Debian's postgresql package; .ci/run installs it)."""
+    if server_bin() is None:
+        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'studio.db'}"
+    return request.getfixturevalue("postgres_server").new_database()

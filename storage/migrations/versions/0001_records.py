@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("started_at", TS),
         sa.Column("finished_at", TS),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_jobs_owner_created", "jobs", ["owner_id", "created_at"])
     op.create_index("ix_jobs_status", "jobs", ["status"])

@@ -17,10 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("worker", sa.String(255)))
-        batch.add_column(sa.Column("heartbeat_at", sa.DateTime(timezone=True)))
-        batch.add_column(sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()))
+    # Plain ADD COLUMN (no table rebuild), which also keeps SQLite's AUTOINCREMENT on jobs.id.
+    op.add_column("jobs", sa.Column("worker", sa.String(255)))
+    op.add_column("jobs", sa.Column("heartbeat_at", sa.DateTime(timezone=True)))
+    op.add_column("jobs", sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:

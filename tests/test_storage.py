@@ -1,0 +1,215 @@
+"""storage/ on real databases (a SQLite file and a real PostgreSQL server) and a real folder."""
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text, update
+
+from storage import jobs as job_rows
+from storage import records
+from storage.artifacts import ArtifactStore
+from storage.db import Database
+from storage.errors import ArtifactError, JobStateError, NotFoundError
+from storage.models import Base, Job, utcnow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def db(db_url):
+    database = Database(db_url)
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ArtifactStore(tmp_path / "artifacts")
+
+
+def test_migrations_on_an_empty_database_match_the_models(db):
+    assert db.revision() == "0002"
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+    db.upgrade()  # a second start is a no-op
+    assert db.integrity_problems() == []
+
+
+def test_upgrade_from_the_previous_revision_keeps_the_data(db_url):
+    db = Database(db_url)
+    db.upgrade("0001")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'ann', false, '2026-01-01')"))
+        conn.execute(text("INSERT INTO jobs (id, owner_id, kind, title, config, status, progress, step, folder, attempt, "
+                          "created_at) VALUES (7, 1, 'distill', 'old run', '{\"a\": 1}', 'done', 1.0, 'finished', "
+                          "'jobs/7', 1, '2026-01-01')"))
+    db.upgrade()
+    assert db.revision() == "0002"
+    with db.session() as s:
+        job = s.get(Job, 7)
+        assert (job.title, job.config, job.cancel_requested, job.heartbeat_at) == ("old run", {"a": 1}, False, None)
+    assert db.integrity_problems() == []
+    db.dispose()
+
+
+def test_two_claims_one_winner_and_cancel_flow(db):
+    me = records.local_user(db)
+    job = job_rows.submit(db, me.user_id, "distill", {"x": 1}, title="t")
+    assert job.folder == f"jobs/{job.id}" and job.status == "queued"
+    assert job_rows.claim(db, job.id, "host:1") is True
+    assert job_rows.claim(db, job.id, "host:2") is False  # a second delivery of the message runs nothing
+    assert job_rows.report(db, job.id, 0.5, "student step 1/4",
+                           [{"stage": "student", "name": "loss", "step": 1, "epoch": 1, "value": 2.5}]) is False
+    assert job_rows.request_cancel(db, me, job.id) == "running"
+    assert job_rows.heartbeat(db, job.id) is True  # the job hears the request
+    assert job_rows.finish(db, job.id, "cancelled")
+    assert not job_rows.finish(db, job.id, "done")  # only a running job can be closed
+    with pytest.raises(JobStateError, match="only a queued or running"):
+        job_rows.request_cancel(db, me, job.id)
+    job_rows.resume(db, me, job.id)
+    assert job_rows.claim(db, job.id, "host:3")
+    with db.session() as s:
+        row = s.get(Job, job.id)
+        assert (row.status, row.attempt, row.cancel_requested) == ("running", 2, False)
+
+
+def test_queued_job_cancels_at_once_and_finished_job_does_not_resume(db):
+    me = records.local_user(db)
+    job = job_rows.submit(db, me.user_id, "distill", {})
+    assert job_rows.request_cancel(db, me, job.id) == "cancelled"
+    assert job_rows.claim(db, job.id, "host:1") is False
+    done = job_rows.submit(db, me.user_id, "distill", {})
+    job_rows.claim(db, done.id, "h:1")
+    job_rows.finish(db, done.id, "done")
+    with pytest.raises(JobStateError, match="only an interrupted"):
+        job_rows.resume(db, me, done.id)
+
+
+def test_dead_workers_are_found_by_pid_and_by_silence(db):
+    me = records.local_user(db)
+    by_pid, by_silence, alive = (job_rows.submit(db, me.user_id, "distill", {}) for _ in range(3))
+    job_rows.claim(db, by_pid.id, "here:111")
+    job_rows.claim(db, by_silence.id, "elsewhere:222")
+    job_rows.claim(db, alive.id, "here:333")
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == by_silence.id).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
+    lost = job_rows.recover_orphans(db, stale_after=60, host="here", pid_alive=lambda pid: pid == 333)
+    assert sorted(lost) == sorted([by_pid.id, by_silence.id])
+    with db.session() as s:
+        assert s.get(Job, by_pid.id).status == "interrupted" and "Resume it" in s.get(Job, by_pid.id).error
+        assert s.get(Job, alive.id).status == "running"
+    assert job_rows.recover_orphans(db, stale_after=60, host="here", pid_alive=lambda pid: pid == 333) == []
+
+
+def test_each_user_sees_only_their_own(db):
+    ann = records.create_user(db, "ann", "hash")
+    bob = records.create_user(db, "bob", "hash")
+    admin = records.create_user(db, "root", "hash", is_admin=True)
+    job = job_rows.submit(db, ann.user_id, "distill", {})
+    ds = records.add_dataset(db, ann.user_id, name="t.csv", sha256="0" * 64, rows=3, columns=["text"],
+                             task="classification", report={}, path="datasets/x")
+    with db.session() as s:
+        assert [j.id for j in job_rows.list_jobs(s, bob)] == []
+        with pytest.raises(NotFoundError):
+            job_rows.get(s, bob, job.id)
+        with pytest.raises(NotFoundError):
+            records.get_dataset(s, bob, ds)
+        assert [j.id for j in job_rows.list_jobs(s, admin)] == [job.id]
+    for action in (job_rows.request_cancel, job_rows.resume):
+        with pytest.raises(NotFoundError):
+            action(db, bob, job.id)
+
+
+def test_delete_removes_rows_files_and_jobs_built_on_it(db, store):
+    me = records.local_user(db)
+    run = job_rows.submit(db, me.user_id, "distill", {})
+    child = job_rows.submit(db, me.user_id, "compress", {}, parent_id=run.id)
+    other = job_rows.submit(db, me.user_id, "distill", {})
+    for job in (run, child, other):
+        job_rows.claim(db, job.id, "h:1")
+        job_rows.finish(db, job.id, "done")
+    weights = store.write_bytes(f"{run.folder}/student/model.safetensors", b"w" * 100)
+    variant_file = store.write_bytes(f"{run.folder}/variants/small/model.onnx", b"v" * 10)
+    kept = store.write_bytes(f"{other.folder}/student/model.safetensors", b"k")
+    student = records.add_variant(db, run.id, name="student", role="student", path=f"{run.folder}/student")
+    records.record_artifacts(db, run.id, [weights], "model", student)
+    records.record_artifacts(db, child.id, [variant_file], "model")
+    records.record_artifacts(db, other.id, [kept], "model")
+    records.add_scores(db, run.id, student, {"accuracy": 0.9})
+    job_rows.report(db, run.id, 1.0, "x", [{"stage": "student", "name": "loss", "step": 1, "value": 1.0}])
+
+    assert sorted(job_rows.delete_job(db, store, me, run.id)) == sorted([run.id, child.id])
+    assert not store.resolve(run.folder).exists()
+    assert store.resolve(kept.path).exists()
+    with db.session() as s:
+        assert [j.id for j in job_rows.list_jobs(s, me)] == [other.id]
+        assert s.execute(text("SELECT count(*) FROM metrics")).scalar_one() == 0
+        assert s.execute(text("SELECT count(*) FROM artifacts")).scalar_one() == 1
+    assert db.integrity_problems() == []
+
+
+def test_a_busy_job_cannot_be_deleted(db, store):
+    me = records.local_user(db)
+    job = job_rows.submit(db, me.user_id, "distill", {})
+    with pytest.raises(JobStateError, match="Cancel it first"):
+        job_rows.delete_job(db, store, me, job.id)
+
+
+def test_sweep_removes_only_folders_of_deleted_jobs(db, store):
+    """A crash between deleting a job's rows and its files leaves a folder no row points at."""
+    me = records.local_user(db)
+    kept, crashed = job_rows.submit(db, me.user_id, "distill", {}), job_rows.submit(db, me.user_id, "distill", {})
+    for job in (kept, crashed):
+        store.write_bytes(f"{job.folder}/a", b"1")
+    store.write_bytes("jobs/999/a", b"2")  # newer than any job: may be a job being created right now
+    with db.session() as s:
+        s.execute(text(f"DELETE FROM jobs WHERE id = {crashed.id}"))
+    assert job_rows.sweep_unreferenced(db, store) == []  # above the newest id left: cannot tell yet
+    later = job_rows.submit(db, me.user_id, "distill", {})
+    assert later.id > crashed.id  # ids are never reused, so a new job never inherits old files
+    assert job_rows.sweep_unreferenced(db, store) == [crashed.folder]
+    assert store.resolve(f"{kept.folder}/a").exists() and store.resolve("jobs/999/a").exists()
+
+
+def test_metrics_after_a_checkpoint_are_forgotten_on_resume(db):
+    me = records.local_user(db)
+    job = job_rows.submit(db, me.user_id, "distill", {})
+    job_rows.claim(db, job.id, "h:1")
+    job_rows.report(db, job.id, 0.5, "x", [{"stage": "student", "name": "loss", "step": i, "value": 1.0 / i}
+                                            for i in range(1, 9)])
+    assert job_rows.forget_metrics_after(db, job.id, "student", 5) == 3
+    with db.session() as s:
+        assert [step for _, step, _ in records.training_curve(s, me, job.id)] == [1, 2, 3, 4, 5]
+        assert job_rows.list_jobs(s, me)[0].last_loss == pytest.approx(0.2)
+
+
+def test_artifact_store_is_atomic_checksummed_and_stays_inside(store, tmp_path):
+    stored = store.write_bytes("jobs/1/eval.json", b"{}")
+    assert stored.bytes == 2 and len(stored.sha256) == 64
+    assert [f.name for f in (store.root / "jobs" / "1").iterdir()] == ["eval.json"]  # no temp file left
+    store.verify(stored)
+    store.resolve(stored.path).write_bytes(b"{ }")
+    with pytest.raises(ArtifactError, match="changed on disk"):
+        store.verify(stored)
+    for bad in ["../escape", "/etc/passwd", "jobs/../../x", "", "..\\..\\windows"]:
+        with pytest.raises(ArtifactError):
+            store.resolve(bad)
+    (store.root / "jobs" / "1" / ".half.tmp").write_bytes(b"x")
+    assert [f.path for f in store.files_under("jobs/1")] == ["jobs/1/eval.json"]
+    upload = tmp_path / "tickets.csv"
+    upload.write_text("text,label\nhi,a\n")
+    copied = store.import_file(upload, "datasets/abc/original.csv")
+    assert copied.bytes == upload.stat().st_size
+
+
+def test_storage_imports_neither_torch_nor_gradio():
+    code = "import sys, storage, storage.jobs, storage.records; print(sorted(m for m in sys.modules " \
+           "if m.split('.')[0] in ('torch', 'gradio', 'transformers', 'studio')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
