@@ -1,0 +1,189 @@
+"""The worker as users meet it: real worker processes, real job child processes, kill -9, cancel,
+resume, two jobs at once, on SQLite and on a real PostgreSQL server."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from storage import jobs as job_rows
+from storage import records
+from storage.config import StorageConfig, open_storage
+from storage.models import Job
+from studio.distill import latest_checkpoint
+from studio.jobs import service
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def env(db_url, tmp_path, studio_home):
+    values = {**os.environ, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(studio_home), "SLM_STUDIO_DB_URL": db_url,
+              "SLM_STUDIO_DATA_DIR": str(tmp_path / "artifacts"), "SLM_STUDIO_CHECKPOINT_S": "0.3"}
+    return values
+
+
+@pytest.fixture
+def storage(env):
+    opened = open_storage(StorageConfig(env["SLM_STUDIO_DB_URL"], Path(env["SLM_STUDIO_DATA_DIR"])))
+    yield opened
+    opened.db.dispose()
+
+
+@pytest.fixture
+def dataset(storage, samples, tmp_path):
+    data = tmp_path / "tickets.csv"
+    data.write_text("\n".join((samples / "support_tickets.csv").read_text().splitlines()[:301]) + "\n")
+    return service.add_dataset(storage, records.local_user(storage.db), data)
+
+
+class Worker:
+    def __init__(self, env: dict, log: Path, workers: int = 1) -> None:
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "studio", "worker", "--workers", str(workers)],
+                                         env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill_9(self) -> None:
+        """Power cut: the worker and its job's process die at once, nothing gets to clean up."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill_9()
+
+
+@pytest.fixture
+def workers(env, tmp_path):
+    started: list[Worker] = []
+
+    def start(count: int = 1) -> Worker:
+        worker = Worker(env, tmp_path / "worker.log", count)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def distill_job(storage, dataset: int, tiny_bert: Path, **overrides) -> int:
+    settings = {"teacher": str(tiny_bert), "student_layers": 1, "epochs": 6, "teacher_epochs": 1, "max_length": 32,
+                "batch_size": 4, "trim_vocab": False, **overrides}
+    return service.submit(storage, records.local_user(storage.db), "distill",
+                          {"dataset_id": dataset, "distill": settings})
+
+
+def job(storage, job_id: int) -> Job:
+    with storage.db.session() as s:
+        return s.get(Job, job_id)
+
+
+def student_steps(storage, job_id: int) -> list[int]:
+    with storage.db.session() as s:
+        curve = records.training_curve(s, records.local_user(storage.db), job_id)
+    return [step for stage, step, _ in curve if stage == "student"]
+
+
+def wait_for(check, what: str, timeout: float = 180, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+def test_kill_9_mid_distillation_then_restart_and_resume(storage, dataset, tiny_bert, workers, tmp_path):
+    job_id = distill_job(storage, dataset, tiny_bert)
+    log = tmp_path / "worker.log"
+    worker = workers()
+    wait_for(lambda: len(student_steps(storage, job_id)) >= 70, "training to be well under way", log=log)
+    worker.kill_9()
+    assert job(storage, job_id).status == "running"  # nobody was left to say otherwise
+    before = student_steps(storage, job_id)
+    assert before[-1] < 6 * 60  # killed before the end
+
+    workers()  # the restart finds the job's process gone
+    wait_for(lambda: job(storage, job_id).status == "interrupted", "the restarted worker to mark it interrupted", log=log)
+    assert "Resume it" in job(storage, job_id).error
+    folder = storage.store.resolve(job(storage, job_id).folder)
+    saved = json.loads((latest_checkpoint(folder / "checkpoints" / "student") / "state.json").read_text())
+    assert 0 < saved["global_step"] <= before[-1]
+
+    service.resume(storage, records.local_user(storage.db), job_id)
+    wait_for(lambda: job(storage, job_id).status in ("done", "failed"), "the resumed job to finish", log=log)
+    finished = job(storage, job_id)
+    assert (finished.status, finished.error, finished.attempt) == ("done", None, 2)
+    assert student_steps(storage, job_id) == list(range(1, 6 * 60 + 1))  # continuous: no gap, no step twice
+    logged = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged if row["stage"] == "student"] == list(range(1, 6 * 60 + 1))
+    assert storage.db.integrity_problems() == []
+    me = records.local_user(storage.db)
+    with storage.db.session() as s:
+        assert records.verify_artifacts(s, storage.store, me, job_id) == []
+        assert {v.name for v in records.variants_of(s, me, job_id)} == {"teacher", "student"}
+
+    service.delete(storage, me, job_id)
+    assert not folder.exists()
+    assert storage.db.integrity_problems() == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_cancel_while_running_then_the_next_job_runs_and_the_cancelled_one_resumes(storage, dataset, tiny_bert,
+                                                                                  workers, tmp_path):
+    first = distill_job(storage, dataset, tiny_bert, epochs=8)
+    second = distill_job(storage, dataset, tiny_bert, epochs=1)
+    log = tmp_path / "worker.log"
+    workers()
+    wait_for(lambda: len(student_steps(storage, first)) >= 30, "the first job to train", log=log)
+    assert job(storage, second).status == "queued"  # one slot: the second waits its turn
+    me = records.local_user(storage.db)
+    assert service.cancel(storage, me, first) == "running"
+    wait_for(lambda: job(storage, first).status == "cancelled", "the cancel to land", log=log)
+    folder = storage.store.resolve(job(storage, first).folder)
+    saved = json.loads((latest_checkpoint(folder / "checkpoints" / "student") / "state.json").read_text())
+    assert saved["global_step"] == student_steps(storage, first)[-1]  # stopped after a step, and saved it
+
+    wait_for(lambda: job(storage, second).status == "done", "the queued job to run next", log=log)
+    assert job(storage, second).started_at >= job(storage, first).finished_at
+    service.resume(storage, me, first)
+    wait_for(lambda: job(storage, first).status == "done", "the cancelled job to resume and finish", log=log)
+    assert student_steps(storage, first) == list(range(1, 8 * 60 + 1))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_two_jobs_at_once_keep_their_own_files_and_rows(storage, dataset, tiny_bert, workers, tmp_path):
+    jobs = [distill_job(storage, dataset, tiny_bert, epochs=3, seed=seed) for seed in (1, 2)]
+    workers(2)
+    log = tmp_path / "worker.log"
+    wait_for(lambda: all(job(storage, j).status in ("done", "failed") for j in jobs), "both jobs", log=log)
+    a, b = (job(storage, j) for j in jobs)
+    assert (a.status, b.status) == ("done", "done"), (a.error, b.error)
+    assert a.started_at < b.finished_at and b.started_at < a.finished_at  # they overlapped
+    me = records.local_user(storage.db)
+    for j in jobs:
+        assert student_steps(storage, j) == list(range(1, 3 * 60 + 1))
+        config = json.loads((storage.store.resolve(job(storage, j).folder) / "config.json").read_text())
+        assert config["distill"]["seed"] == (1 if j == jobs[0] else 2)
+        with storage.db.session() as s:
+            assert records.verify_artifacts(s, storage.store, me, j) == []
+            paths = [x.path for x in records.artifacts_of(s, me, j)]
+        assert paths and all(p.startswith(f"jobs/{j}/") for p in paths)
+    with storage.db.session() as s:
+        owners = s.execute(select(Job.worker).where(Job.id.in_(jobs))).scalars().all()
+    assert len(set(owners)) == 2  # two processes ran them
+    assert storage.db.integrity_problems() == []
