@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from storage import jobs as job_rows
 from storage import records
 from storage.config import StorageConfig, open_storage
 from storage.models import Job
@@ -145,7 +144,7 @@ def test_kill_9_mid_distillation_then_restart_and_resume(storage, dataset, tiny_
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_cancel_while_running_then_the_next_job_runs_and_the_cancelled_one_resumes(storage, dataset, tiny_bert,
                                                                                   workers, tmp_path):
-    first = distill_job(storage, dataset, tiny_bert, epochs=8)
+    first = distill_job(storage, dataset, tiny_bert, epochs=5)
     second = distill_job(storage, dataset, tiny_bert, epochs=1)
     log = tmp_path / "worker.log"
     workers()
@@ -162,7 +161,7 @@ def test_cancel_while_running_then_the_next_job_runs_and_the_cancelled_one_resum
     assert job(storage, second).started_at >= job(storage, first).finished_at
     service.resume(storage, me, first)
     wait_for(lambda: job(storage, first).status == "done", "the cancelled job to resume and finish", log=log)
-    assert student_steps(storage, first) == list(range(1, 8 * 60 + 1))
+    assert student_steps(storage, first) == list(range(1, 5 * 60 + 1))
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
