@@ -33,8 +33,24 @@ def welcome(ctx: typer.Context) -> None:
     for entry in CATALOG.values():
         typer.echo(f"  {entry.key:14} {entry.task:14} {catalog_status(entry)}")
     typer.echo(f"\nSample data: {SAMPLES / 'support_tickets.csv'}\n             {SAMPLES / 'shop_faq.jsonl'}")
+    _history_line()
     typer.echo(f"\nTry:\n  python -m studio distill --data {SAMPLES / 'support_tickets.csv'}\n"
                "  python -m studio --help")
+
+
+def _history_line() -> None:
+    """Opening the history upgrades its schema: the studio's start is where that happens."""
+    from storage import jobs as job_rows
+
+    try:
+        storage, me = _storage()
+    except StorageError as err:
+        typer.secho(f"\nJob history unavailable: {err}", fg=typer.colors.YELLOW)
+        return
+    with storage.db.session() as s:
+        count = job_rows.count_jobs(s, me)
+    where = storage.db.engine.url.render_as_string(hide_password=True)
+    typer.echo(f"\nJob history: {count} job(s) in {where} ('python -m studio jobs list')")
 
 
 def friendly(fn: Callable) -> Callable:

@@ -265,14 +265,11 @@ def test_removing_a_silent_head_or_neuron_leaves_outputs_unchanged(family):
     assert torch.allclose(rebuilt(input_ids=ids).logits, after)
 
 
-def test_cli_compress_makes_and_reports_a_variant(cls_run):
-    from typer.testing import CliRunner
+def test_layer_pruning_then_int8_composes(cls_run):
+    from studio.compress.pipeline import compress_many
 
-    from studio.cli import app
-
-    result = CliRunner().invoke(app, ["compress", str(cls_run), "-v", "cli8=prune-layers:count=1+int8", "--no-evaluate"])
-    assert result.exit_code == 0, result.output
-    assert "cli8: ok" in result.output
+    made = compress_many(cls_run, [("cli8", parse_recipe("prune-layers:count=1+int8"))])
+    assert made[0]["status"] == "ok"
     assert json.loads((cls_run / "variants" / "cli8" / "variant.json").read_text())["recipe"][0]["method"] == "prune-layers"
 
 
@@ -323,11 +320,13 @@ def test_magnitude_pruning_a_causal_lm_with_tied_embeddings(lm_run):
     assert wm.model(**ids).logits.shape[-1] == wm.model.config.vocab_size
 
 
-def test_cli_compress_reports_impossible_settings(cls_run):
+def test_cli_compress_reports_impossible_settings_before_any_job_is_stored():
     from typer.testing import CliRunner
 
     from studio.cli import app
 
-    result = CliRunner().invoke(app, ["compress", str(cls_run), "-v", "magnitude:sparsity=1.5", "--no-evaluate"])
+    result = CliRunner().invoke(app, ["compress", "1", "-v", "magnitude:sparsity=1.5", "-v", "int8+heal",
+                                      "--no-evaluate"])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
-    assert "sparsity is 1.5" in result.output
+    assert "sparsity is 1.5" in result.output and "quantization must be the last step" in result.output
+    assert "No jobs yet" in CliRunner().invoke(app, ["jobs", "list"]).output

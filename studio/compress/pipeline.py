@@ -61,11 +61,30 @@ def parse_recipe(text: str) -> list[dict[str, Any]]:
 
 def plan(recipe: list[dict[str, Any]], shape: dict) -> list[Step]:
     """Check a whole recipe against a model's shape; every problem is reported at once."""
+    steps, problems = _read_steps(recipe)
+    shape = dict(shape)
+    for position, step in enumerate(steps, 1):
+        problems += [f"step {position} ({step.method.name}): {p}"
+                     for p in _check_step(step.method, step.settings, shape, position, len(steps))]
+    if problems:
+        raise ConfigError(problems)
+    return steps
+
+
+def check_recipe(recipe: list[dict[str, Any]]) -> list[str]:
+    """What can be known without the model: methods exist, settings are in range, quantization is last."""
+    steps, problems = _read_steps(recipe)
+    kinds = [step.method.kind for step in steps]
+    if "quantize" in kinds[:-1]:
+        problems.append("quantization must be the last step of a recipe")
+    return problems
+
+
+def _read_steps(recipe: list[dict[str, Any]]) -> tuple[list[Step], list[str]]:
     problems: list[str] = []
     steps: list[Step] = []
     if not recipe:
         problems.append("the recipe is empty; add at least one method (see 'python -m studio methods')")
-    shape = dict(shape)
     for position, raw in enumerate(recipe, 1):
         raw = dict(raw)
         name = raw.pop("method", None)
@@ -74,15 +93,10 @@ def plan(recipe: list[dict[str, Any]], shape: dict) -> list[Step]:
             problems.append(f"step {position}: unknown method '{name}'; choose from {', '.join(METHODS)}")
             continue
         try:
-            settings = method.settings.from_dict(raw)
+            steps.append(Step(method, method.settings.from_dict(raw)))
         except ConfigError as err:
             problems += [f"step {position} ({name}): {p}" for p in err.problems]
-            continue
-        problems += [f"step {position} ({name}): {p}" for p in _check_step(method, settings, shape, position, len(recipe))]
-        steps.append(Step(method, settings))
-    if problems:
-        raise ConfigError(problems)
-    return steps
+    return steps, problems
 
 
 def _check_step(method: Method, settings: Settings, shape: dict, position: int, total: int) -> list[str]:

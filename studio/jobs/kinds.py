@@ -129,16 +129,17 @@ class CompressJob(Settings):
         return [("recipes", len(self.recipes) > 0, "at least one recipe")]
 
     def other_problems(self) -> list[str]:
-        from studio.compress.pipeline import parse_recipe
+        from studio.compress.pipeline import check_recipe, parse_recipe
 
         problems = []
         for item in self.recipes:
             try:
-                parse_recipe(item[1])
+                found = check_recipe(parse_recipe(item[1]))
             except ConfigError as err:
-                problems += err.problems
-            except (TypeError, IndexError):
-                problems.append(f"recipe {item!r} should be [name or null, recipe text]")
+                found = err.problems
+            except (TypeError, IndexError, AttributeError):
+                found = [f"recipe {item!r} should be [name or null, recipe text]"]
+            problems += [f"{item[0]}: {p}" if len(self.recipes) > 1 and item and item[0] else p for p in found]
         return problems
 
 

@@ -20,8 +20,10 @@ from pathlib import Path
 from huey import Huey, SqliteHuey
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from storage import jobs as job_rows
+from storage import records
 from storage.config import Storage
 from storage.errors import DatabaseError
 from storage.models import Job
@@ -92,6 +94,10 @@ class JobQueue:
             self._wait(job_id, child)
         finally:
             self.children.pop(job_id, None)
+        try:
+            records.record_artifacts(db, job_id, [store.describe(store.relative(folder / "job.log"))], "log")
+        except IntegrityError:
+            return  # the user deleted the finished job in the moment since; nothing is left to record
         # finish() changes only a job still marked running, i.e. one whose process died before closing it.
         job_rows.finish(db, job_id, "failed", f"The job's process ended unexpectedly (exit code {child.returncode}; "
                                               f"{_exit_reason(child.returncode)}). Its log is in the job folder; "
