@@ -25,10 +25,11 @@ def sqlite_url(path: str | Path) -> str:
 
 
 def _tune_sqlite(dbapi_conn, _record) -> None:
-    """WAL lets the web app read while a worker writes; foreign keys make deletes cascade."""
+    """WAL lets the web app read while a worker writes; FULL makes each commit survive a power cut (a
+    delete whose files are gone must not come back); foreign keys make deletes cascade."""
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
@@ -55,6 +56,8 @@ class Database:
         """Bring the schema to `revision` (the app does this on start; it is a no-op when current)."""
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # two workers starting at once: one migrates, one waits
+                    conn.execute(text("SELECT pg_advisory_xact_lock(5135101)"))
                 cfg = alembic_config(self.url)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)

@@ -21,3 +21,11 @@ class ArtifactError(StorageError):
 
 class DatabaseError(StorageError):
     """The database cannot be reached or its schema is from a newer studio."""
+
+
+class JobLostError(StorageError):
+    """This process's job was taken from it (marked interrupted, then resumed elsewhere): stop writing."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"Job {job_id} is no longer run by this process (it was marked interrupted and may "
+                         "have been resumed elsewhere); this process stops without writing more.")

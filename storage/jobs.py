@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, and_, delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.artifacts import ArtifactStore
 from storage.db import Database
-from storage.errors import JobStateError, NotFoundError
-from storage.models import Artifact, Job, Metric, utcnow
+from storage.errors import JobLostError, JobStateError, NotFoundError
+from storage.models import Artifact, Job, Metric, Variant, utcnow
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "cancelled", "failed")
@@ -102,13 +102,13 @@ def list_jobs(s: Session, viewer: Viewer, *, limit: int = 50, offset: int = 0, s
 
 
 def last_values(s: Session, job_ids: list[int], name: str) -> dict[int, float]:
-    """The value at the highest step of metric `name`, per job."""
+    """The latest training value of metric `name`, per job (the newest row: the stage training now)."""
     if not job_ids:
         return {}
-    newest = (select(Metric.job_id, func.max(Metric.step).label("step"))
-              .where(Metric.job_id.in_(job_ids), Metric.name == name).group_by(Metric.job_id).subquery())
-    rows = s.execute(select(Metric.job_id, Metric.value).join(
-        newest, and_(Metric.job_id == newest.c.job_id, Metric.step == newest.c.step, Metric.name == name)))
+    newest = (select(func.max(Metric.id).label("id"))
+              .where(Metric.job_id.in_(job_ids), Metric.name == name, Metric.variant_id.is_(None))
+              .group_by(Metric.job_id).subquery())
+    rows = s.execute(select(Metric.job_id, Metric.value).join(newest, Metric.id == newest.c.id))
     return {job_id: value for job_id, value in rows}
 
 
@@ -129,25 +129,43 @@ def claim(db: Database, job_id: int, worker: str) -> bool:
         return done.rowcount == 1
 
 
-def set_worker(db: Database, job_id: int, worker: str) -> None:
+def current_attempt(db: Database, job_id: int) -> int:
+    with db.session() as s:
+        return s.scalar(select(Job.attempt).where(Job.id == job_id))
+
+
+def _mine(job_id: int, attempt: int | None):
+    """The WHERE of every write a running job makes: still running, and still this attempt. A process
+    that lost its job (marked interrupted, then resumed elsewhere) matches nothing and learns it."""
+    where = [Job.id == job_id, Job.status == "running"]
+    return where + ([Job.attempt == attempt] if attempt is not None else [])
+
+
+def set_worker(db: Database, job_id: int, worker: str, attempt: int | None = None) -> None:
     """The process that really runs the job (a child of the worker) takes over the heartbeat."""
     with db.session() as s:
-        s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(worker=worker, heartbeat_at=utcnow()))
+        s.execute(update(Job).where(*_mine(job_id, attempt)).values(worker=worker, heartbeat_at=utcnow()))
 
 
-def heartbeat(db: Database, job_id: int) -> bool:
-    """Say the job is alive. Returns True when the user asked it to stop."""
+def heartbeat(db: Database, job_id: int, attempt: int | None = None) -> bool:
+    """Say the job is alive. Returns True when the user asked it to stop; raises JobLostError when the
+    job is no longer this process's to run."""
     with db.session() as s:
-        s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat_at=utcnow()))
+        if s.execute(update(Job).where(*_mine(job_id, attempt)).values(heartbeat_at=utcnow())).rowcount != 1:
+            raise JobLostError(job_id)
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
-def report(db: Database, job_id: int, progress: float, step: str, metrics: Iterable[dict] = ()) -> bool:
-    """Progress (0..1), what is happening, and new metric rows, in one commit. Returns cancel_requested."""
+def report(db: Database, job_id: int, progress: float, step: str, metrics: Iterable[dict] = (),
+           attempt: int | None = None) -> bool:
+    """Progress (0..1), what is happening, and new metric rows, in one commit. Returns cancel_requested;
+    raises JobLostError (writing nothing) when the job is no longer this process's to run."""
     rows = [{"job_id": job_id, "recorded_at": utcnow(), **m} for m in metrics]
     with db.session() as s:
-        s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+        moved = s.execute(update(Job).where(*_mine(job_id, attempt)).values(
             progress=max(0.0, min(1.0, progress)), step=step[:255], heartbeat_at=utcnow()))
+        if moved.rowcount != 1:
+            raise JobLostError(job_id)
         if rows:
             s.execute(Metric.__table__.insert(), rows)
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
@@ -161,7 +179,7 @@ def forget_metrics_after(db: Database, job_id: int, stage: str, step: int) -> in
         return gone.rowcount
 
 
-def finish(db: Database, job_id: int, status: str, error: str | None = None) -> bool:
+def finish(db: Database, job_id: int, status: str, error: str | None = None, attempt: int | None = None) -> bool:
     """Close a running job (done, failed, cancelled, or interrupted when its worker is shutting down)."""
     if status not in FINAL:
         raise ValueError(f"finish() takes one of {FINAL}, not {status}")
@@ -169,23 +187,25 @@ def finish(db: Database, job_id: int, status: str, error: str | None = None) -> 
     if status == "done":
         values.update(progress=1.0, step="finished")
     with db.session() as s:
-        return s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(**values)).rowcount == 1
+        return s.execute(update(Job).where(*_mine(job_id, attempt)).values(**values)).rowcount == 1
 
 
 def recover_orphans(db: Database, *, stale_after: float, host: str | None = None,
                     pid_alive: Callable[[int], bool] | None = None) -> list[int]:
-    """Mark running jobs whose worker died as interrupted: no heartbeat for `stale_after` seconds, or (for
-    jobs run on `host`) a worker pid that no longer exists. Returns the ids marked. Safe to run anywhere,
-    any time: a live job's heartbeat keeps it out."""
+    """Mark running jobs whose worker died as interrupted. A job run on `host` (this machine) is judged by
+    its process alone (a laptop that slept is not a dead worker); a job on another machine by silence:
+    no heartbeat for `stale_after` seconds. Returns the ids marked. Safe to run anywhere, any time."""
     cutoff = utcnow() - timedelta(seconds=stale_after)
     with db.session() as s:
         running = s.execute(select(Job.id, Job.worker, Job.heartbeat_at, Job.step).where(Job.status == "running")).all()
         dead = []
         for job_id, worker, beat, step in running:
             w_host, _, w_pid = (worker or "").rpartition(":")
-            pid_gone = (host is not None and pid_alive is not None and w_host == host and w_pid.isdigit()
-                        and not pid_alive(int(w_pid)))
-            if pid_gone or beat is None or as_utc(beat) < cutoff:
+            if host is not None and pid_alive is not None and w_host == host and w_pid.isdigit():
+                gone = not pid_alive(int(w_pid))
+            else:
+                gone = beat is None or as_utc(beat) < cutoff
+            if gone:
                 dead.append((job_id, step))
         for job_id, step in dead:
             s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
@@ -203,14 +223,14 @@ def request_cancel(db: Database, viewer: Viewer, job_id: int) -> str:
 
     Returns the status the job now has ('cancelled', or 'running' while it winds down)."""
     with db.session() as s:
-        job = get(s, viewer, job_id)
-        if job.status == "queued":
-            s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
-                status="cancelled", finished_at=utcnow(), step="cancelled before it started"))
+        job = get(s, viewer, job_id)  # visible to this user, or NotFoundError
+        if s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
+                status="cancelled", finished_at=utcnow(), step="cancelled before it started")).rowcount:
             return "cancelled"
-        if job.status == "running":
-            s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True, step="stopping after this step"))
+        if s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+                cancel_requested=True, step="stopping after this step")).rowcount:
             return "running"
+        s.refresh(job)
         raise JobStateError(f"Job {job_id} is {job.status}; only a queued or running job can be cancelled.")
 
 
@@ -239,7 +259,13 @@ def delete_job(db: Database, store: ArtifactStore, viewer: Viewer, job_id: int) 
                                 "then delete.")
         folders = list(s.scalars(select(Job.folder).where(Job.id.in_(family))))
         paths = list(s.scalars(select(Artifact.path).where(Artifact.job_id.in_(family))))
-        s.execute(delete(Job).where(Job.id.in_(family)))
+        paths += [p for p in s.scalars(select(Variant.path).where(Variant.job_id.in_(family), Variant.role != "teacher"))
+                  if p]
+        gone = sum(s.execute(delete(Job).where(Job.id == member, Job.status.not_in(ACTIVE))).rowcount
+                   for member in reversed(family))  # leaves first, so no row goes by cascade uncounted
+        if gone != len(family):  # one was resumed and claimed in the meantime: delete nothing
+            raise JobStateError(f"Job {job_id} or one built on it started running just now. Cancel it first, "
+                                "then delete.")
     for relative in paths + [f for f in folders if f]:
         store.delete(relative)
     return family

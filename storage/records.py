@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from storage.artifacts import ArtifactStore, StoredFile
 from storage.db import Database
-from storage.errors import NotFoundError
+from storage.errors import ArtifactError, NotFoundError
 from storage.jobs import Viewer, get
 from storage.models import Artifact, Dataset, Metric, User, Variant
 
@@ -58,6 +58,17 @@ def get_dataset(s: Session, viewer: Viewer, dataset_id: int) -> Dataset:
     return ds
 
 
+def same_dataset(s: Session, viewer: Viewer, sha256: str, report: dict) -> int | None:
+    """This user's dataset made from the same bytes with the same outcome (columns, task, splits), if any."""
+    def key(r: dict) -> dict:
+        return {k: v for k, v in r.items() if k != "source"}
+
+    for ds in s.scalars(select(Dataset).where(Dataset.owner_id == viewer.user_id, Dataset.sha256 == sha256)):
+        if key(ds.report) == key(report):
+            return ds.id
+    return None
+
+
 def list_datasets(s: Session, viewer: Viewer) -> list[Dataset]:
     query = select(Dataset).order_by(Dataset.created_at.desc())
     if not viewer.is_admin:
@@ -68,12 +79,16 @@ def list_datasets(s: Session, viewer: Viewer) -> list[Dataset]:
 # --------------------------------------------------------------------------- variants and metrics
 
 
-def add_variant(db: Database, job_id: int, *, name: str, role: str, path: str = "", method: str = "",
+def put_variant(db: Database, job_id: int, *, name: str, role: str, path: str = "", method: str = "",
                 settings: dict | None = None, status: str = "ok", parent_id: int | None = None) -> int:
+    """Record a job's variant; a resumed job recording the same name again updates it (never a second row)."""
     with db.session() as s:
-        variant = Variant(job_id=job_id, name=name, role=role, path=path, method=method, settings=settings or {},
-                          status=status, parent_id=parent_id)
-        s.add(variant)
+        variant = s.scalar(select(Variant).where(Variant.job_id == job_id, Variant.name == name))
+        if variant is None:
+            variant = Variant(job_id=job_id, name=name)
+            s.add(variant)
+        variant.role, variant.path, variant.method, variant.settings = role, path, method, settings or {}
+        variant.status, variant.parent_id = status, parent_id
         s.flush()
         return variant.id
 
@@ -90,8 +105,10 @@ def variants_of(s: Session, viewer: Viewer, job_id: int) -> list[Variant]:
 
 
 def add_scores(db: Database, job_id: int, variant_id: int, scores: dict[str, float]) -> None:
-    """A variant's evaluation: one metric row per number (accuracy, latency_ms, size_bytes, ...)."""
+    """A variant's evaluation: one metric row per number (accuracy, latency_ms, size_bytes, ...). A new
+    evaluation replaces the variant's previous one."""
     with db.session() as s:
+        s.execute(delete(Metric).where(Metric.variant_id == variant_id, Metric.stage == "eval"))
         s.add_all(Metric(job_id=job_id, variant_id=variant_id, stage="eval", name=name, value=float(value))
                   for name, value in scores.items())
 
@@ -116,7 +133,9 @@ def training_curve(s: Session, viewer: Viewer, job_id: int, name: str = "loss") 
 
 def record_artifacts(db: Database, job_id: int, files: Iterable[StoredFile], kind: str,
                      variant_id: int | None = None) -> int:
-    """Record files already in the store; a file recorded before (same path) is updated, not doubled."""
+    """Record files already in the store; a file this job recorded before is updated, not doubled.
+
+    A file another job recorded stays that job's (ArtifactError): deleting this job must never take it."""
     count = 0
     with db.session() as s:
         for f in files:
@@ -124,8 +143,10 @@ def record_artifacts(db: Database, job_id: int, files: Iterable[StoredFile], kin
             if row is None:
                 s.add(Artifact(job_id=job_id, variant_id=variant_id, kind=kind, path=f.path, sha256=f.sha256,
                                bytes=f.bytes))
+            elif row.job_id != job_id:
+                raise ArtifactError(f"{f.path} belongs to job {row.job_id}; a job records only files it made.")
             else:
-                row.job_id, row.variant_id, row.kind, row.sha256, row.bytes = job_id, variant_id, kind, f.sha256, f.bytes
+                row.variant_id, row.kind, row.sha256, row.bytes = variant_id, kind, f.sha256, f.bytes
             count += 1
     return count
 

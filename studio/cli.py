@@ -130,6 +130,9 @@ class ProgressBars:
     def __call__(self, p) -> None:
         if p.message:
             tqdm.write(p.message)
+        if p.stage == "variant":  # a heading, not a bar
+            self.close()
+            return
         key = (p.stage, p.epoch)
         if key != self.key:
             self.close()
@@ -149,8 +152,10 @@ class ProgressBars:
 def _storage():
     from storage.config import open_storage
     from storage.records import local_user
+    from studio.jobs.worker import recover
 
     storage = open_storage()
+    recover(storage)  # a job whose process died shows as interrupted (and resumable), never running forever
     return storage, local_user(storage.db)
 
 
@@ -385,10 +390,8 @@ def jobs_list(status: Annotated[Optional[str], typer.Option(help="Only jobs with
               limit: int = 30) -> None:
     """Newest jobs first."""
     from storage import jobs as job_rows
-    from studio.jobs.worker import recover
 
     storage, me = _storage()
-    recover(storage)  # a job whose process died shows as interrupted, not running forever
     with storage.db.session() as s:
         rows = job_rows.list_jobs(s, me, limit=limit, status=status)
     if not rows:

@@ -414,10 +414,24 @@ def _save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.opti
     save_model(model, str(tmp / "model.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(asdict(at)))
+    _fsync_folder(tmp)  # on disk before it gets its real name: a power cut leaves it whole or absent
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
+    _fsync_folder(folder, files=False)
     for old in _checkpoints(folder)[:-2]:  # keep this one and the one before it
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_folder(folder: Path, files: bool = True) -> None:
+    for path in folder.iterdir() if files else []:
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _checkpoints(folder: Path) -> list[Path]:
@@ -433,19 +447,23 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 def _load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      scheduler: object) -> Position:
-    last = latest_checkpoint(folder)
-    if last is None:
-        return Position()
-    try:
-        load_model(model, str(last / "model.safetensors"))
-        # weights_only: our own file, but never unpickle arbitrary objects.
-        state = torch.load(last / "optimizer.pt", weights_only=True)
-    except (RuntimeError, OSError, KeyError) as err:
-        raise CheckpointError(f"The checkpoint in {last} does not match this run ({err}). "
-                              "Start a new run, or delete that checkpoint folder to retrain from the previous one.") from err
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return Position(**json.loads((last / "state.json").read_text()))
+    """The newest checkpoint that loads; an unreadable one (e.g. cut short by a crash) falls back to the
+    one before it, which is always kept."""
+    problems = []
+    for checkpoint in reversed(_checkpoints(folder)):
+        try:
+            load_model(model, str(checkpoint / "model.safetensors"))
+            # weights_only: our own file, but never unpickle arbitrary objects.
+            state = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            return Position(**json.loads((checkpoint / "state.json").read_text()))
+        except (RuntimeError, OSError, KeyError, ValueError, TypeError) as err:
+            problems.append(f"{checkpoint.name}: {err}")
+    if problems:
+        raise CheckpointError(f"No checkpoint in {folder} matches this run ({'; '.join(problems)}). "
+                              "Start a new run, or delete the checkpoints folder to train from the start.")
+    return Position()
 
 
 # --------------------------------------------------------------------------- the whole step

@@ -14,7 +14,7 @@ from storage import jobs as job_rows
 from storage import records
 from storage.artifacts import ArtifactStore
 from storage.db import Database
-from storage.errors import ArtifactError, JobStateError, NotFoundError
+from storage.errors import ArtifactError, JobLostError, JobStateError, NotFoundError
 from storage.models import Base, Job, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,18 +93,72 @@ def test_queued_job_cancels_at_once_and_finished_job_does_not_resume(db):
 
 def test_dead_workers_are_found_by_pid_and_by_silence(db):
     me = records.local_user(db)
-    by_pid, by_silence, alive = (job_rows.submit(db, me.user_id, "distill", {}) for _ in range(3))
+    by_pid, by_silence, alive, slept = (job_rows.submit(db, me.user_id, "distill", {}) for _ in range(4))
     job_rows.claim(db, by_pid.id, "here:111")
     job_rows.claim(db, by_silence.id, "elsewhere:222")
     job_rows.claim(db, alive.id, "here:333")
-    with db.session() as s:
-        s.execute(update(Job).where(Job.id == by_silence.id).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
+    job_rows.claim(db, slept.id, "here:333")
+    with db.session() as s:  # silent for 5 minutes: dead on another machine; on this one, its live pid says no
+        s.execute(update(Job).where(Job.id.in_([by_silence.id, slept.id])).values(
+            heartbeat_at=utcnow() - timedelta(minutes=5)))
     lost = job_rows.recover_orphans(db, stale_after=60, host="here", pid_alive=lambda pid: pid == 333)
     assert sorted(lost) == sorted([by_pid.id, by_silence.id])
     with db.session() as s:
         assert s.get(Job, by_pid.id).status == "interrupted" and "Resume it" in s.get(Job, by_pid.id).error
-        assert s.get(Job, alive.id).status == "running"
+        assert s.get(Job, alive.id).status == "running" and s.get(Job, slept.id).status == "running"
     assert job_rows.recover_orphans(db, stale_after=60, host="here", pid_alive=lambda pid: pid == 333) == []
+
+
+def test_a_process_whose_job_was_taken_writes_nothing_more(db):
+    """Marked interrupted while still alive, then resumed elsewhere: the old process must not write on."""
+    me = records.local_user(db)
+    job = job_rows.submit(db, me.user_id, "distill", {})
+    job_rows.claim(db, job.id, "far:1")
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job.id).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
+    assert job_rows.recover_orphans(db, stale_after=60, host="here", pid_alive=lambda pid: True) == [job.id]
+    job_rows.resume(db, me, job.id)
+    job_rows.claim(db, job.id, "here:2")
+    old, new = 1, 2
+    with pytest.raises(JobLostError):
+        job_rows.report(db, job.id, 0.9, "old", [{"stage": "student", "name": "loss", "step": 99, "value": 0.1}],
+                        attempt=old)
+    with pytest.raises(JobLostError):
+        job_rows.heartbeat(db, job.id, old)
+    assert job_rows.finish(db, job.id, "done", attempt=old) is False
+    with db.session() as s:
+        assert records.training_curve(s, me, job.id) == [] and s.get(Job, job.id).status == "running"
+    assert job_rows.report(db, job.id, 0.5, "new", attempt=new) is False
+    assert job_rows.finish(db, job.id, "done", attempt=new) is True
+
+
+def test_variants_and_scores_recorded_twice_stay_one(db, store):
+    me = records.local_user(db)
+    run, other = job_rows.submit(db, me.user_id, "distill", {}), job_rows.submit(db, me.user_id, "distill", {})
+    first = records.put_variant(db, run.id, name="student", role="student")
+    records.add_scores(db, run.id, first, {"accuracy": 0.8, "latency_ms": 3.0})
+    again = records.put_variant(db, run.id, name="student", role="student", path="jobs/1/student")  # a resume
+    records.add_scores(db, run.id, again, {"accuracy": 0.9})
+    with db.session() as s:
+        assert again == first and [v.path for v in records.variants_of(s, me, run.id)] == ["jobs/1/student"]
+        assert records.scores_of(s, first) == {"accuracy": 0.9}
+    mine = store.write_bytes(f"{run.folder}/student/model.safetensors", b"w")
+    records.record_artifacts(db, run.id, [mine], "model")
+    records.record_artifacts(db, run.id, [store.write_bytes(mine.path, b"ww")], "model")  # rewritten: updated
+    with pytest.raises(ArtifactError, match=f"belongs to job {run.id}"):
+        records.record_artifacts(db, other.id, [mine], "model")
+    with db.session() as s:
+        assert [(a.job_id, a.bytes) for a in records.artifacts_of(s, me, run.id)] == [(run.id, 2)]
+
+
+def test_latest_loss_is_the_stage_training_now(db):
+    me = records.local_user(db)
+    job = job_rows.submit(db, me.user_id, "distill", {})
+    job_rows.claim(db, job.id, "h:1")
+    job_rows.report(db, job.id, 0.2, "t", [{"stage": "teacher", "name": "loss", "step": 30, "value": 0.5}])
+    job_rows.report(db, job.id, 0.4, "s", [{"stage": "student", "name": "loss", "step": 2, "value": 2.5}])
+    with db.session() as s:
+        assert job_rows.list_jobs(s, me)[0].last_loss == 2.5
 
 
 def test_each_user_sees_only_their_own(db):
@@ -133,23 +187,23 @@ def test_delete_removes_rows_files_and_jobs_built_on_it(db, store):
     other = job_rows.submit(db, me.user_id, "distill", {})
     for job in (run, child, other):
         job_rows.claim(db, job.id, "h:1")
+        job_rows.report(db, job.id, 1.0, "x", [{"stage": "student", "name": "loss", "step": 1, "value": 1.0}])
         job_rows.finish(db, job.id, "done")
     weights = store.write_bytes(f"{run.folder}/student/model.safetensors", b"w" * 100)
     variant_file = store.write_bytes(f"{run.folder}/variants/small/model.onnx", b"v" * 10)
     kept = store.write_bytes(f"{other.folder}/student/model.safetensors", b"k")
-    student = records.add_variant(db, run.id, name="student", role="student", path=f"{run.folder}/student")
+    student = records.put_variant(db, run.id, name="student", role="student", path=f"{run.folder}/student")
     records.record_artifacts(db, run.id, [weights], "model", student)
     records.record_artifacts(db, child.id, [variant_file], "model")
     records.record_artifacts(db, other.id, [kept], "model")
     records.add_scores(db, run.id, student, {"accuracy": 0.9})
-    job_rows.report(db, run.id, 1.0, "x", [{"stage": "student", "name": "loss", "step": 1, "value": 1.0}])
 
     assert sorted(job_rows.delete_job(db, store, me, run.id)) == sorted([run.id, child.id])
     assert not store.resolve(run.folder).exists()
     assert store.resolve(kept.path).exists()
     with db.session() as s:
         assert [j.id for j in job_rows.list_jobs(s, me)] == [other.id]
-        assert s.execute(text("SELECT count(*) FROM metrics")).scalar_one() == 0
+        assert s.execute(text("SELECT count(*) FROM metrics")).scalar_one() == 1  # the other job's
         assert s.execute(text("SELECT count(*) FROM artifacts")).scalar_one() == 1
     assert db.integrity_problems() == []
 

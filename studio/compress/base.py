@@ -48,7 +48,8 @@ class RunContext:
         self.work_dir = work_dir
         self.on_progress = on_progress
         self.variant = ""
-        """The variant being made (names its heal stages in the metrics)."""
+        self.step_number = 0
+        """The variant being made and its recipe step (they name heal stages in the metrics)."""
         resolved = json.loads(self.run.config.read_text())
         self.settings: dict = resolved["distill"]
         self.task: str = resolved["task"]

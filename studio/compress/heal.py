@@ -57,8 +57,9 @@ def heal(wm: WorkingModel, s: HealSettings, ctx: RunContext) -> WorkingModel:
     shutil.rmtree(checkpoints, ignore_errors=True)
     torch.manual_seed(run.seed)  # the same recipe heals the same way, whatever ran before it
     wm.model.train()
+    stage = f"heal {ctx.variant}#{ctx.step_number}" if ctx.variant else "heal"  # each heal its own loss curve
     try:
-        train_loop(wm.model, ctx.train_items(wm.tokenizer), loss_fn, run, checkpoints, f"heal {ctx.variant}".strip(),
+        train_loop(wm.model, ctx.train_items(wm.tokenizer), loss_fn, run, checkpoints, stage,
                    lr=lr, epochs=s.epochs, pad_id=wm.tokenizer.pad_token_id, metrics=ctx.work_dir / "metrics.jsonl",
                    on_progress=ctx.on_progress, pad_to=ctx.pad_to)
     finally:

@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from studio.compress import METHODS
 from studio.compress.base import Method, RunContext, WorkingModel
 from studio.compress.quantize import BnbInt8Settings, bnb_unsupported
 from studio.compress.variant import MANIFEST, describe_shape, load_variant, read_manifest, save_variant
-from studio.distill import ProgressFn
+from studio.distill import Progress, ProgressFn
 from studio.errors import ConfigError, StudioError, UnsupportedError
 from studio.settings import Settings
 from studio.student import count_parameters
@@ -164,7 +165,12 @@ def compress(run_dir: str | Path, recipe: list[dict[str, Any]], *, name: str | N
 
 
 def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict[str, Any]]]], *,
-                  source: str = "student", on_progress: ProgressFn | None = None) -> list[dict]:
+                  source: str = "student", on_progress: ProgressFn | None = None, keep_existing: bool = False,
+                  on_made: Callable[[dict], None] | None = None) -> list[dict]:
+    """Make each recipe's variant in run/variants/<name>; every recipe is checked before any work starts.
+
+    `keep_existing` (a resumed job): a variant already saved is kept as it is, not made again.
+    `on_made` hears each variant's manifest as soon as it is saved (so a crash later loses none)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise ConfigError([f"{run_dir} is not a distillation run (no config.json); distill first"])
@@ -187,11 +193,23 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
                  for n in names if n in ("student", "teacher")]
     twice = sorted({n for n in names if names.count(n) > 1})
     problems += [f"two variants are named '{n}'; give each its own name" for n in twice]
-    problems += [f"a variant named '{n}' already exists in this run; choose another name or delete it"
-                 for n in names if (ctx.run.root / "variants" / n / MANIFEST).exists()]
+    made_before = {n for n in names if (ctx.run.root / "variants" / n / MANIFEST).exists()}
+    if not keep_existing:
+        problems += [f"a variant named '{n}' already exists in this run; choose another name or delete it"
+                     for n in names if n in made_before]
     if problems:
         raise ConfigError(problems)
-    return [_run_one(ctx, name, steps, source) for name, steps in planned]
+    results = []
+    for index, (name, steps) in enumerate(planned, 1):
+        if on_progress is not None:
+            on_progress(Progress("variant", index, len(planned), 0, 1, message=f"making variant {name} "
+                                                                                f"({index} of {len(planned)})"))
+        manifest = read_manifest(ctx.run.root / "variants" / name) if name in made_before else \
+            _run_one(ctx, name, steps, source)
+        if on_made is not None:
+            on_made(manifest)
+        results.append(manifest)
+    return results
 
 
 def _write_status(folder: Path, manifest: dict, status: str, reason: str, log: str = "") -> None:
@@ -217,7 +235,8 @@ def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict
         if reason:
             raise UnsupportedError(reason)
         wm = load_source(ctx, source)
-        for step in steps:
+        for number, step in enumerate(steps, 1):
+            ctx.step_number = number
             wm = step.method.apply(wm, step.settings, ctx)
             if wm.form == "torch":
                 wm.params = count_parameters(wm.model)

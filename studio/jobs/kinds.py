@@ -90,12 +90,12 @@ def record_run_models(ctx: JobContext, report: dict) -> None:
     """Teacher and student as variants with their scores; the run's files as artifacts."""
     store, job_id = ctx.storage.store, ctx.job.id
     teacher_path = json.loads((ctx.folder / "teacher.json").read_text())["path"]
-    inside = Path(teacher_path).resolve().is_relative_to(store.root)
+    inside = Path(teacher_path).resolve().is_relative_to(ctx.folder.resolve())  # fine-tuned here, so this job's
     rows = {m["name"]: m for m in report["models"]}
-    teacher_id = records.add_variant(ctx.db, job_id, name="teacher", role="teacher",
+    teacher_id = records.put_variant(ctx.db, job_id, name="teacher", role="teacher",
                                      path=store.relative(Path(teacher_path)) if inside else "",
                                      settings={"source": teacher_path})
-    student_id = records.add_variant(ctx.db, job_id, name="student", role="student", parent_id=teacher_id,
+    student_id = records.put_variant(ctx.db, job_id, name="student", role="student", parent_id=teacher_id,
                                      path=store.relative(ctx.folder / "student"),
                                      method="distill", settings=DistillJob.from_dict(ctx.job.config).distill)
     for name, variant_id in [("teacher", teacher_id), ("student", student_id)]:
@@ -157,20 +157,24 @@ def run_compress(ctx: JobContext) -> None:
     spec = CompressJob.from_dict(ctx.job.config)
     run_dir = parent_folder(ctx)
     recipes = [(name, parse_recipe(text)) for name, text in spec.recipes]
-    with ctx.reporter.part(0.0, 0.8 if spec.evaluate else 1.0, "making variants"):
-        made = compress_many(run_dir, recipes, source=spec.source, on_progress=ctx.reporter)
     with ctx.db.session() as s:
         family = job_rows.descendants(s, ctx.job.parent_id)
         source = records.find_variant(s, family, spec.source)
         source_id = source.id if source else None
     ids = {}
-    for manifest in made:
+
+    def record(manifest: dict) -> None:  # as each variant is saved, so a crash later loses none of them
         folder = f"{ctx.storage.store.relative(run_dir)}/variants/{manifest['name']}"
-        ids[manifest["name"]] = records.add_variant(
+        ids[manifest["name"]] = records.put_variant(
             ctx.db, ctx.job.id, name=manifest["name"], role=role_of(manifest["recipe"]), parent_id=source_id,
             method="+".join(step["method"] for step in manifest["recipe"]), settings={"recipe": manifest["recipe"]},
             status=manifest["status"], path=folder)
         records.record_artifacts(ctx.db, ctx.job.id, ctx.storage.store.files_under(folder), "model", ids[manifest["name"]])
+
+    with ctx.reporter.part(0.0, 0.8 if spec.evaluate else 1.0, "making variants"):
+        # A resumed job keeps the variants it saved before it stopped; the one under way is made again.
+        compress_many(run_dir, recipes, source=spec.source, on_progress=ctx.reporter, keep_existing=ctx.job.attempt > 1,
+                      on_made=record)
     if spec.evaluate:
         with ctx.reporter.part(0.8, 1.0, "measuring every model on the test split"):
             report = evaluate_all(run_dir, variants=list(ids))
@@ -221,7 +225,7 @@ def run_evaluate(ctx: JobContext) -> None:
         targets = {row["name"]: records.find_variant(s, family, row["name"]) for row in rows}
     for row in rows:
         target = targets.get(row["name"])
-        variant_id = target.id if target else records.add_variant(ctx.db, ctx.job.id, name=row["name"], role="student")
+        variant_id = target.id if target else records.put_variant(ctx.db, ctx.job.id, name=row["name"], role="student")
         records.add_scores(ctx.db, ctx.job.id, variant_id, _numbers(row))
 
 

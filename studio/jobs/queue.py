@@ -56,6 +56,7 @@ class JobQueue:
         self.storage = storage
         self.threads_per_job = threads_per_job
         self.children: dict[int, subprocess.Popen] = {}
+        self.stopping = False
         self.huey = make_huey(storage)
         self.run_job = self.huey.task(name="run_job")(self._execute)
 
@@ -83,15 +84,16 @@ class JobQueue:
         if not job_rows.claim(db, job_id, worker_name()):
             return  # cancelled while queued, or another worker has it
         with db.session() as s:
-            folder = store.resolve(s.get(Job, job_id).folder)
+            row = s.get(Job, job_id)
+            folder, attempt = store.resolve(row.folder), row.attempt
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "job.log", "ab") as log:
             child = subprocess.Popen([sys.executable, "-m", "studio.jobs.runner", str(job_id)], stdout=log,
                                      stderr=subprocess.STDOUT, env=self._child_env())
-        job_rows.set_worker(db, job_id, worker_name(child.pid))
+        job_rows.set_worker(db, job_id, worker_name(child.pid), attempt)
         self.children[job_id] = child
         try:
-            self._wait(job_id, child)
+            self._wait(job_id, child, attempt)
         finally:
             self.children.pop(job_id, None)
         try:
@@ -99,12 +101,17 @@ class JobQueue:
         except IntegrityError:
             return  # the user deleted the finished job in the moment since; nothing is left to record
         # finish() changes only a job still marked running, i.e. one whose process died before closing it.
-        job_rows.finish(db, job_id, "failed", f"The job's process ended unexpectedly (exit code {child.returncode}; "
-                                              f"{_exit_reason(child.returncode)}). Its log is in the job folder; "
-                                              "resume the job to continue from its last checkpoint.")
+        if self.stopping:
+            job_rows.finish(db, job_id, "interrupted", "The worker was stopped before the job reached a safe point. "
+                                                       "Resume it to continue from its last checkpoint.", attempt)
+        else:
+            job_rows.finish(db, job_id, "failed", f"The job's process ended unexpectedly (exit code {child.returncode};"
+                                                  f" {_exit_reason(child.returncode)}). Its log is in the job folder; "
+                                                  "resume the job to continue from its last checkpoint.", attempt)
 
     def stop_children(self, wait_s: float = 60.0) -> None:
         """Worker shutdown: each job saves at its next step and is left interrupted (resumable)."""
+        self.stopping = True
         children = list(self.children.values())
         for child in children:
             child.terminate()
@@ -115,7 +122,7 @@ class JobQueue:
             except subprocess.TimeoutExpired:
                 child.kill()
 
-    def _wait(self, job_id: int, child: subprocess.Popen) -> None:
+    def _wait(self, job_id: int, child: subprocess.Popen, attempt: int) -> None:
         asked_at = None
         while child.poll() is None:
             time.sleep(1.0)
@@ -127,7 +134,7 @@ class JobQueue:
                 child.kill()
                 child.wait()
                 job_rows.finish(self.storage.db, job_id, "cancelled",
-                                "Stopped by force: the job did not reach a safe point within two minutes.")
+                                "Stopped by force: the job did not reach a safe point within two minutes.", attempt)
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)

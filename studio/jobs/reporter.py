@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from storage import jobs as job_rows
 from storage.db import Database
+from storage.errors import JobLostError
 from studio.errors import StopRequested
 
 if TYPE_CHECKING:  # the worker's main process never loads torch; only the job's child process does
@@ -33,7 +34,10 @@ class JobReporter:
         """Also shown here (the CLI's progress bars)."""
         self.job_id = job_id
         self.spans = dict(spans or {})
-        self.span = (0.0, 1.0)
+        self.span = self.part_span = (0.0, 1.0)
+        self.attempt: int | None = None
+        """Which attempt of the job this process runs; its writes match only that attempt."""
+        self.lost = False
         self.cancel = threading.Event()
         self.finished = threading.Event()
         self._last_write = 0.0
@@ -44,10 +48,10 @@ class JobReporter:
     @contextmanager
     def part(self, lo: float, hi: float, step: str) -> Iterator[None]:
         """A slice of the whole job's progress bar, e.g. (0.9, 1.0) for 'evaluating'."""
-        self.span = (lo, hi)
+        self.span = self.part_span = (lo, hi)
         self.say(step, lo)
         yield
-        self.span = (0.0, 1.0)
+        self.span = self.part_span = (0.0, 1.0)
 
     def say(self, step: str, fraction: float | None = None) -> None:
         """What the job is doing now, written at once."""
@@ -58,6 +62,10 @@ class JobReporter:
         """The pipeline's progress callback."""
         if self.echo is not None:
             self.echo(p)
+        if p.stage == "variant":  # one of several items (variants): its own slice of the current part
+            lo, hi = self.part_span
+            width = (hi - lo) / max(1, p.epochs)
+            self.span = (lo + width * (p.epoch - 1), lo + width * p.epoch)
         if p.restart_step is not None:
             job_rows.forget_metrics_after(self.db, self.job_id, p.stage, p.restart_step)
         lo, hi = self.spans.get(p.stage.split(" ")[0], self.span)
@@ -74,6 +82,8 @@ class JobReporter:
             step = p.message
         if metrics or p.message or time.monotonic() - self._last_write >= WRITE_EVERY_S:
             self._write(fraction, step, metrics)
+        if self.lost:
+            raise JobLostError(self.job_id)
         if self.cancel.is_set():
             raise StopRequested()
 
@@ -82,7 +92,7 @@ class JobReporter:
     def _write(self, fraction: float, step: str, metrics: list[dict]) -> None:
         self._last_fraction = fraction
         self._last_write = time.monotonic()
-        if job_rows.report(self.db, self.job_id, fraction, step, metrics):
+        if job_rows.report(self.db, self.job_id, fraction, step, metrics, attempt=self.attempt):
             self.cancel.set()
 
     def keep_alive(self, every_s: float) -> threading.Thread:
@@ -92,8 +102,12 @@ class JobReporter:
         def beat() -> None:
             while not self.finished.wait(every_s):
                 try:
-                    if job_rows.heartbeat(self.db, self.job_id):
+                    if job_rows.heartbeat(self.db, self.job_id, self.attempt):
                         self.cancel.set()
+                except JobLostError:
+                    self.lost = True  # the next progress report raises it in the job's own thread
+                    self.cancel.set()
+                    return
                 except Exception:  # noqa: BLE001 - a missed beat is retried; the job must not die of it
                     continue
 

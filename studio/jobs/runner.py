@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from storage import jobs as job_rows
 from storage.config import Storage, open_storage
-from storage.errors import StorageError
+from storage.errors import JobLostError, StorageError
 from storage.models import Job
 from studio.errors import StopRequested, StudioError
 from studio.jobs.kinds import CHECKPOINT_EVERY_S, KINDS, JobContext
@@ -43,12 +43,21 @@ def run_claimed(storage: Storage, job_id: int, *, checkpoint_every_s: float = CH
     folder = storage.store.resolve(job.folder)
     folder.mkdir(parents=True, exist_ok=True)
     reporter = JobReporter(storage.db, job_id, echo=echo)
+    reporter.attempt = job.attempt
     reporter.cancel = cancel or reporter.cancel
     reporter.keep_alive(HEARTBEAT_S)
     ctx = JobContext(storage, job, folder, reporter, checkpoint_every_s)
     try:
         KINDS[job.kind].run(ctx)
         status, error = "done", None
+    except JobLostError:
+        log.warning("job %s was taken from this process; stopping without writing more", job_id)
+        return "lost"
+    except KeyboardInterrupt:  # a second Ctrl-C in the foreground: no checkpoint, but never left running
+        reporter.finished.set()
+        job_rows.finish(storage.db, job_id, "interrupted", "Stopped at once (Ctrl-C). Resume it to continue from "
+                        "its last checkpoint.", attempt=job.attempt)
+        raise
     except StopRequested:
         if shutdown is not None and shutdown.is_set():
             status, error = "interrupted", "The worker was shut down; the job was saved at its last step. Resume it."
@@ -62,7 +71,7 @@ def run_claimed(storage: Storage, job_id: int, *, checkpoint_every_s: float = CH
                                    f"log ({job.folder}/job.log); resume the job to try again from its last checkpoint.")
     finally:
         reporter.finished.set()
-    job_rows.finish(storage.db, job_id, status, error)
+    job_rows.finish(storage.db, job_id, status, error, attempt=job.attempt)
     log.info("job %s %s", job_id, status)
     return status
 
@@ -114,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     storage = open_storage()
     job_id = int(argv[0])
-    job_rows.set_worker(storage.db, job_id, worker_name())
+    job_rows.set_worker(storage.db, job_id, worker_name(), attempt=job_rows.current_attempt(storage.db, job_id))
     cancel, shutdown = threading.Event(), threading.Event()
 
     def on_term(_sig, _frame) -> None:  # the worker is stopping: save at the next step, stay resumable

@@ -26,11 +26,16 @@ def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOp
     file is refused (prepare_dataset writes atomically, and the row is added only after)."""
     relative = f"datasets/{uuid.uuid4().hex}"
     prepared = prepare_dataset(file, storage.store.resolve(relative), options)
-    report = prepared.report
+    report, digest = asdict(prepared.report), sha256_of(Path(file))
     try:
-        return records.add_dataset(storage.db, viewer.user_id, name=name or Path(file).name, sha256=sha256_of(Path(file)),
-                                   rows=report.rows_used, columns=report.columns, task=report.task,
-                                   report=asdict(report), path=relative)
+        with storage.db.session() as s:
+            same = records.same_dataset(s, viewer, digest, report)
+        if same is not None:  # the same file checked the same way: reuse it, keep no second copy
+            storage.store.delete(relative)
+            return same
+        return records.add_dataset(storage.db, viewer.user_id, name=name or Path(file).name, sha256=digest,
+                                   rows=prepared.report.rows_used, columns=prepared.report.columns,
+                                   task=prepared.report.task, report=report, path=relative)
     except BaseException:
         storage.store.delete(relative)
         raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -91,6 +92,10 @@ class JobConsumer(Consumer):
     def __init__(self, queue: JobQueue, **options) -> None:
         self.queue = queue
         super().__init__(queue.huey, **options)
+        # Huey restarts itself on SIGHUP by re-running sys.argv, which breaks under 'python -m studio';
+        # a closed terminal stops the worker the same way as Ctrl-C instead.
+        if hasattr(signal, "SIGHUP"):
+            self._signal_actions[signal.SIGHUP] = (False, True)
 
     def stop(self, graceful: bool = False) -> None:
         self.queue.stop_children()
