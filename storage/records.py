@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from storage.artifacts import ArtifactStore, StoredFile
 from storage.db import Database
-from storage.errors import ArtifactError, NotFoundError
+from storage.errors import ArtifactError, JobStateError, NotFoundError
 from storage.jobs import Viewer, get
-from storage.models import Artifact, Dataset, Metric, User, Variant
+from storage.models import Artifact, Dataset, Job, Metric, User, Variant
 
 LOCAL_USER = "local"
 
@@ -74,6 +74,19 @@ def list_datasets(s: Session, viewer: Viewer) -> list[Dataset]:
     if not viewer.is_admin:
         query = query.where(Dataset.owner_id == viewer.user_id)
     return list(s.scalars(query))
+
+
+def delete_dataset(db: Database, store: ArtifactStore, viewer: Viewer, dataset_id: int) -> None:
+    """Delete a dataset and its files; refused while a job still uses it (its run reads the splits)."""
+    with db.session() as s:
+        ds = get_dataset(s, viewer, dataset_id)
+        users = list(s.scalars(select(Job.id).where(Job.dataset_id == dataset_id).order_by(Job.id)))
+        if users:
+            raise JobStateError(f"Dataset {dataset_id} is used by job(s) {', '.join(map(str, users))}; delete "
+                                "those jobs first.")
+        path = ds.path
+        s.delete(ds)
+    store.delete(path)
 
 
 # --------------------------------------------------------------------------- variants and metrics

@@ -444,6 +444,36 @@ def jobs_delete(job: int, yes: Annotated[bool, typer.Option("--yes", help="Do no
     typer.echo(f"Deleted job(s) {', '.join(map(str, gone))} and their files.")
 
 
+datasets_app = typer.Typer(help="Checked datasets kept for your runs: list, delete.")
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("list")
+@friendly
+def datasets_list() -> None:
+    """Your datasets, newest first (a file checked again the same way reuses its entry)."""
+    from storage.records import list_datasets
+
+    storage, me = _storage()
+    with storage.db.session() as s:
+        rows = list_datasets(s, me)
+        for ds in rows:
+            typer.echo(f"{ds.id:5}  {ds.created_at:%Y-%m-%d %H:%M}  {ds.task:14} {ds.rows:7,} rows  {ds.name}")
+    if not rows:
+        typer.echo("No datasets yet; 'distill --data FILE' checks and keeps one.")
+
+
+@datasets_app.command("delete")
+@friendly
+def datasets_delete(dataset: int) -> None:
+    """Delete a dataset's checked copy (refused while a job still uses it)."""
+    from storage.records import delete_dataset
+
+    storage, me = _storage()
+    delete_dataset(storage.db, storage.store, me, dataset)
+    typer.echo(f"Deleted dataset {dataset}.")
+
+
 @app.command()
 @friendly
 def worker(workers: Annotated[int, typer.Option(help="Jobs run at once (CPU threads are shared among them).")] = 1

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("command", ["catalog", "check-data", "distill", "evaluate", "show", "methods", "compress",
                                      "worker", "jobs", "jobs list", "jobs show", "jobs cancel", "jobs resume",
-                                     "jobs delete"])
+                                     "jobs delete", "datasets list", "datasets delete"])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -81,10 +81,14 @@ def test_cli_runs_are_jobs_in_the_history(tiny_bert, samples, tmp_path, studio_h
 
     refused = studio("jobs", "resume", "1")
     assert refused.returncode == 2 and "only an interrupted" in refused.stderr
+    in_use = studio("datasets", "delete", "1")
+    assert in_use.returncode == 2 and "used by job(s) 1" in in_use.stderr
     gone = studio("jobs", "delete", "1", "--yes")
     assert gone.returncode == 0 and "1, 2" in gone.stdout
     assert not run.exists()
     assert "No jobs yet" in studio("jobs", "list").stdout
+    assert studio("datasets", "delete", "1").returncode == 0
+    assert not list((studio_home / "artifacts" / "datasets").iterdir())
 
 
 def test_methods_lists_the_registry():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from storage import jobs as job_rows
 from storage import records
 from storage.config import StorageConfig, open_storage
 from storage.models import Job
@@ -185,4 +186,42 @@ def test_two_jobs_at_once_keep_their_own_files_and_rows(storage, dataset, tiny_b
     with storage.db.session() as s:
         owners = s.execute(select(Job.worker).where(Job.id.in_(jobs))).scalars().all()
     assert len(set(owners)) == 2  # two processes ran them
+    assert storage.db.integrity_problems() == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_compress_job_cancelled_mid_variant_resumes_keeping_what_it_made(storage, dataset, tiny_bert):
+    """In-process (as the CLI runs jobs): variant a is saved, b is cancelled while healing; the resumed
+    job keeps a as it was, makes b, and records each once."""
+    import threading
+
+    from studio.jobs.runner import run_claimed
+
+    me = records.local_user(storage.db)
+    run = distill_job(storage, dataset, tiny_bert, epochs=1)
+    job_rows.claim(storage.db, run, "here:1")
+    assert run_claimed(storage, run) == "done"
+    compress = service.submit(storage, me, "compress", {"recipes": [["a", "int8"], ["b", "magnitude:sparsity=0.3+heal"]],
+                                                         "evaluate": False}, parent_id=run, enqueue=False)
+    stop = threading.Event()
+
+    def cancel_in_heal(p) -> None:
+        if p.stage.startswith("heal b") and p.global_step and p.global_step >= 5:
+            stop.set()
+
+    job_rows.claim(storage.db, compress, "here:1")
+    assert run_claimed(storage, compress, cancel=stop, echo=cancel_in_heal) == "cancelled"
+    variants = storage.store.resolve(job(storage, run).folder) / "variants"
+    made_a = (variants / "a" / "variant.json").read_text()
+    assert not (variants / "b").exists()
+
+    service.resume(storage, me, compress, enqueue=False)
+    job_rows.claim(storage.db, compress, "here:1")
+    assert run_claimed(storage, compress) == "done"
+    assert (variants / "a" / "variant.json").read_text() == made_a  # kept, not made again
+    with storage.db.session() as s:
+        rows = records.variants_of(s, me, compress)
+        assert [(v.name, v.role, v.status) for v in rows] == [("a", "quantized", "ok"), ("b", "pruned", "ok")]
+        heal = [step for stage, step, _ in records.training_curve(s, me, compress) if stage.startswith("heal b")]
+    assert heal == list(range(1, len(heal) + 1)) and len(heal) > 5
     assert storage.db.integrity_problems() == []
