@@ -17,6 +17,7 @@ from storage import records
 from storage.config import StorageConfig, open_storage
 from storage.models import Job
 from studio.distill import latest_checkpoint
+from studio.errors import ConfigError
 from studio.jobs import service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,3 +226,5 @@ def test_compress_job_cancelled_mid_variant_resumes_keeping_what_it_made(storage
         heal = [step for stage, step, _ in records.training_curve(s, me, compress) if stage.startswith("heal b")]
     assert heal == list(range(1, len(heal) + 1)) and len(heal) > 5
     assert storage.db.integrity_problems() == []
+    with pytest.raises(ConfigError, match=f"a variant named 'a' is made by job {compress}"):
+        service.submit(storage, me, "compress", {"recipes": [["A", "onnx"]]}, parent_id=run, enqueue=False)

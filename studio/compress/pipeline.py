@@ -132,6 +132,21 @@ def variant_name(steps: list[Step]) -> str:
     return NAME.sub("-", "+".join(s.label() for s in steps).lower()).strip("-")
 
 
+def final_name(name: str | None, steps: list[Step]) -> str:
+    """The folder name a variant gets: the name given, or one made from its recipe, made safe."""
+    return NAME.sub("-", (name or variant_name(steps)).lower()).strip("-.")
+
+
+def recipe_names(recipes: list[tuple[str | None, list[dict[str, Any]]]]) -> list[str]:
+    """The names the recipes' variants will get (recipes whose steps do not read are left out)."""
+    names = []
+    for name, recipe in recipes:
+        steps, problems = _read_steps(recipe)
+        if not problems:
+            names.append(final_name(name, steps))
+    return names
+
+
 # --------------------------------------------------------------------------- loading the source
 
 
@@ -186,7 +201,7 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
         except ConfigError as err:
             problems += [f"{name or 'variant'}: {p}" for p in err.problems] if len(recipes) > 1 else err.problems
             continue
-        planned.append((NAME.sub("-", (name or variant_name(steps)).lower()).strip("-."), steps))
+        planned.append((final_name(name, steps), steps))
     names = [n for n, _ in planned]
     problems += ["a variant name needs at least one letter or digit" for n in names if not n]
     problems += [f"'{n}' is the name of the run's own model; call the variant something else"

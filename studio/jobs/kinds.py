@@ -9,8 +9,10 @@ The function gets a JobContext: where to work, how to report, and the storage to
 
 from __future__ import annotations
 
+import fcntl
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage
 from storage.models import Job
-from studio.errors import ConfigError
+from studio.errors import ConfigError, StopRequested
 from studio.jobs.reporter import JobReporter
 from studio.settings import Check, Settings
 
@@ -171,16 +173,32 @@ def run_compress(ctx: JobContext) -> None:
             status=manifest["status"], path=folder)
         records.record_artifacts(ctx.db, ctx.job.id, ctx.storage.store.files_under(folder), "model", ids[manifest["name"]])
 
-    with ctx.reporter.part(0.0, 0.8 if spec.evaluate else 1.0, "making variants"):
+    with one_job_per_run(ctx, run_dir), ctx.reporter.part(0.0, 0.8 if spec.evaluate else 1.0, "making variants"):
         # A resumed job keeps the variants it saved before it stopped; the one under way is made again.
         compress_many(run_dir, recipes, source=spec.source, on_progress=ctx.reporter, keep_existing=ctx.job.attempt > 1,
                       on_made=record)
     if spec.evaluate:
-        with ctx.reporter.part(0.8, 1.0, "measuring every model on the test split"):
+        with one_job_per_run(ctx, run_dir), ctx.reporter.part(0.8, 1.0, "measuring every model on the test split"):
             report = evaluate_all(run_dir, variants=list(ids))
         for row in report["models"]:
             if row["name"] in ids:
                 records.add_scores(ctx.db, ctx.job.id, ids[row["name"]], _numbers(row))
+
+
+@contextmanager
+def one_job_per_run(ctx: JobContext, run_dir: Path) -> Iterator[None]:
+    """Compress and evaluate jobs on one run write the same variants/ and compare.json: they take turns.
+    (A file lock: it goes with the process, so a killed job never leaves the run locked.)"""
+    with open(run_dir / ".jobs.lock", "w") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                ctx.reporter.say("waiting for another job on the same run to finish", 0.0)
+                if ctx.reporter.cancel.wait(2.0):
+                    raise StopRequested() from None
+        yield
 
 
 def parent_folder(ctx: JobContext) -> Path:
@@ -208,10 +226,22 @@ class EvaluateJob(Settings):
 
 
 def run_evaluate(ctx: JobContext) -> None:
-    from studio.evaluate import evaluate_all, evaluate_run
-
     spec = EvaluateJob.from_dict(ctx.job.config)
     run_dir = parent_folder(ctx)
+    with one_job_per_run(ctx, run_dir):
+        rows = _measure_run(ctx, spec, run_dir)
+    with ctx.db.session() as s:
+        family = job_rows.descendants(s, ctx.job.parent_id)
+        targets = {row["name"]: records.find_variant(s, family, row["name"]) for row in rows}
+    for row in rows:
+        target = targets.get(row["name"])
+        variant_id = target.id if target else records.put_variant(ctx.db, ctx.job.id, name=row["name"], role="student")
+        records.add_scores(ctx.db, ctx.job.id, variant_id, _numbers(row))
+
+
+def _measure_run(ctx: JobContext, spec: EvaluateJob, run_dir: Path) -> list[dict]:
+    from studio.evaluate import evaluate_all, evaluate_run
+
     rows = []
     if spec.before_kd or not spec.variants:
         with ctx.reporter.part(0.0, 0.5 if spec.variants else 1.0, "measuring teacher and student"):
@@ -220,13 +250,7 @@ def run_evaluate(ctx: JobContext) -> None:
         with ctx.reporter.part(0.5 if rows else 0.0, 1.0, "measuring teacher, student and every variant"):
             measured = evaluate_all(run_dir)["models"]
         rows = [r for r in rows if r["name"] not in {m["name"] for m in measured}] + measured
-    with ctx.db.session() as s:
-        family = job_rows.descendants(s, ctx.job.parent_id)
-        targets = {row["name"]: records.find_variant(s, family, row["name"]) for row in rows}
-    for row in rows:
-        target = targets.get(row["name"])
-        variant_id = target.id if target else records.put_variant(ctx.db, ctx.job.id, name=row["name"], role="student")
-        records.add_scores(ctx.db, ctx.job.id, variant_id, _numbers(row))
+    return rows
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,15 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+from sqlalchemy import select
+
 from storage import jobs as job_rows
 from storage import records
 from storage.artifacts import sha256_of
 from storage.config import Storage
 from storage.errors import JobStateError
 from storage.jobs import Viewer
+from storage.models import Job, Variant
 from studio.dataset import DatasetOptions, prepare_dataset
 from studio.errors import ConfigError
 from studio.jobs.kinds import KINDS
@@ -58,11 +61,30 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
             if parent.kind != "distill" or parent.status != "done":
                 raise JobStateError(f"Job {parent_id} is a {parent.kind} job that is {parent.status}; a {kind} job "
                                     "needs a finished distillation. Wait for it to finish, or resume it.")
+        if kind == "compress":
+            _check_names_free(s, parent_id, spec)
     job = job_rows.submit(storage.db, viewer.user_id, kind, spec.to_dict(), title=title, dataset_id=dataset_id,
                           parent_id=parent_id)
     if enqueue:
         _queue(storage).enqueue(job.id)
     return job.id
+
+
+def _check_names_free(s, parent_id: int, spec) -> None:
+    """Two compress jobs on one run must not make variants of the same name (one folder each)."""
+    from studio.compress.pipeline import parse_recipe, recipe_names
+
+    wanted = recipe_names([(name, parse_recipe(text)) for name, text in spec.recipes])
+    family = job_rows.descendants(s, parent_id)
+    taken = {v.name: v.job_id for v in s.scalars(select(Variant).where(Variant.job_id.in_(family)))}
+    for other in s.scalars(select(Job).where(Job.id.in_(family), Job.kind == "compress", Job.status.in_(
+            ("queued", "running", "interrupted", "cancelled")))):
+        recipes = [(name, parse_recipe(text)) for name, text in other.config.get("recipes", [])]
+        taken.update({name: other.id for name in recipe_names(recipes)})
+    clashes = [f"a variant named '{n}' is made by job {taken[n]} on this run; give this one another name "
+               f"('other-name=<recipe>')" for n in wanted if n in taken]
+    if clashes:
+        raise ConfigError(clashes)
 
 
 def cancel(storage: Storage, viewer: Viewer, job_id: int) -> str:
