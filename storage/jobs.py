@@ -191,28 +191,31 @@ def finish(db: Database, job_id: int, status: str, error: str | None = None, att
 
 
 def recover_orphans(db: Database, *, stale_after: float, host: str | None = None,
-                    pid_alive: Callable[[int], bool] | None = None) -> list[int]:
+                    process_alive: Callable[[str], bool] | None = None) -> list[int]:
     """Mark running jobs whose worker died as interrupted. A job run on `host` (this machine) is judged by
     its process alone (a laptop that slept is not a dead worker); a job on another machine by silence:
-    no heartbeat for `stale_after` seconds. Returns the ids marked. Safe to run anywhere, any time."""
+    no heartbeat for `stale_after` seconds. `worker` reads 'host:process'; `process_alive` gets the
+    process part. Returns the ids marked. Safe to run anywhere, any time."""
     cutoff = utcnow() - timedelta(seconds=stale_after)
     with db.session() as s:
-        running = s.execute(select(Job.id, Job.worker, Job.heartbeat_at, Job.step).where(Job.status == "running")).all()
+        running = s.execute(select(Job.id, Job.attempt, Job.worker, Job.heartbeat_at, Job.step)
+                            .where(Job.status == "running")).all()
         dead = []
-        for job_id, worker, beat, step in running:
-            w_host, _, w_pid = (worker or "").rpartition(":")
-            if host is not None and pid_alive is not None and w_host == host and w_pid.isdigit():
-                gone = not pid_alive(int(w_pid))
+        for job_id, attempt, worker, beat, step in running:
+            w_host, _, process = (worker or "").rpartition(":")
+            if host is not None and process_alive is not None and w_host == host:
+                gone = not process_alive(process)
             else:
                 gone = beat is None or as_utc(beat) < cutoff
             if gone:
-                dead.append((job_id, step))
-        for job_id, step in dead:
-            s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+                dead.append((job_id, attempt, step))
+        marked = []
+        for job_id, attempt, step in dead:
+            marked += [job_id] if s.execute(update(Job).where(*_mine(job_id, attempt)).values(
                 status="interrupted", finished_at=utcnow(),
                 error=f"The worker running this job stopped unexpectedly (during: {step}). "
-                      "Resume it to continue from its last checkpoint."))
-        return [job_id for job_id, _ in dead]
+                      "Resume it to continue from its last checkpoint.")).rowcount else []
+        return marked
 
 
 # --------------------------------------------------------------------------- a user's side

@@ -58,13 +58,16 @@ def get_dataset(s: Session, viewer: Viewer, dataset_id: int) -> Dataset:
     return ds
 
 
-def same_dataset(s: Session, viewer: Viewer, sha256: str, report: dict) -> int | None:
-    """This user's dataset made from the same bytes with the same outcome (columns, task, splits), if any."""
-    def key(r: dict) -> dict:
-        return {k: v for k, v in r.items() if k != "source"}
+def same_dataset(s: Session, store: ArtifactStore, viewer: Viewer, sha256: str, folder: str) -> int | None:
+    """This user's dataset made from the same bytes into exactly the same checked splits, if any."""
+    def splits(relative: str) -> dict[str, str]:
+        return {f.path.rsplit("/", 1)[1]: f.sha256 for f in store.files_under(relative)
+                if f.path.endswith(".jsonl")}
 
+    mine = None
     for ds in s.scalars(select(Dataset).where(Dataset.owner_id == viewer.user_id, Dataset.sha256 == sha256)):
-        if key(ds.report) == key(report):
+        mine = mine or splits(folder)
+        if store.resolve(ds.path).is_dir() and splits(ds.path) == mine:
             return ds.id
     return None
 

@@ -44,6 +44,21 @@ def dataset(storage, samples, tmp_path):
     return service.add_dataset(storage, records.local_user(storage.db), data)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_same_file_checked_the_same_way_is_kept_once(storage, samples, tmp_path):
+    from studio.dataset import DatasetOptions
+
+    me = records.local_user(storage.db)
+    data = samples / "support_tickets.csv"
+    first = service.add_dataset(storage, me, data)
+    assert service.add_dataset(storage, me, data) == first
+    other_split = service.add_dataset(storage, me, data, DatasetOptions(seed=7))
+    assert other_split != first
+    assert len(list((storage.store.root / "datasets").iterdir())) == 2
+    someone = records.create_user(storage.db, "bob", "x")
+    assert service.add_dataset(storage, someone, data) not in (first, other_split)
+
+
 class Worker:
     def __init__(self, env: dict, log: Path, workers: int = 1) -> None:
         self.log = log

@@ -101,12 +101,12 @@ def test_dead_workers_are_found_by_pid_and_by_silence(db):
     with db.session() as s:  # silent for 5 minutes: dead on another machine; on this one, its live pid says no
         s.execute(update(Job).where(Job.id.in_([by_silence.id, slept.id])).values(
             heartbeat_at=utcnow() - timedelta(minutes=5)))
-    lost = job_rows.recover_orphans(db, stale_after=60, host="here", pid_alive=lambda pid: pid == 333)
+    lost = job_rows.recover_orphans(db, stale_after=60, host="here", process_alive=lambda proc: proc == "333")
     assert sorted(lost) == sorted([by_pid.id, by_silence.id])
     with db.session() as s:
         assert s.get(Job, by_pid.id).status == "interrupted" and "Resume it" in s.get(Job, by_pid.id).error
         assert s.get(Job, alive.id).status == "running" and s.get(Job, slept.id).status == "running"
-    assert job_rows.recover_orphans(db, stale_after=60, host="here", pid_alive=lambda pid: pid == 333) == []
+    assert job_rows.recover_orphans(db, stale_after=60, host="here", process_alive=lambda proc: proc == "333") == []
 
 
 def test_a_process_whose_job_was_taken_writes_nothing_more(db):
@@ -116,7 +116,7 @@ def test_a_process_whose_job_was_taken_writes_nothing_more(db):
     job_rows.claim(db, job.id, "far:1")
     with db.session() as s:
         s.execute(update(Job).where(Job.id == job.id).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
-    assert job_rows.recover_orphans(db, stale_after=60, host="here", pid_alive=lambda pid: True) == [job.id]
+    assert job_rows.recover_orphans(db, stale_after=60, host="here", process_alive=lambda proc: True) == [job.id]
     job_rows.resume(db, me, job.id)
     job_rows.claim(db, job.id, "here:2")
     old, new = 1, 2

@@ -13,7 +13,7 @@ import re
 import shutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,11 +180,12 @@ def compress(run_dir: str | Path, recipe: list[dict[str, Any]], *, name: str | N
 
 
 def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict[str, Any]]]], *,
-                  source: str = "student", on_progress: ProgressFn | None = None, keep_existing: bool = False,
+                  source: str = "student", on_progress: ProgressFn | None = None, keep: Collection[str] = (),
                   on_made: Callable[[dict], None] | None = None) -> list[dict]:
     """Make each recipe's variant in run/variants/<name>; every recipe is checked before any work starts.
 
-    `keep_existing` (a resumed job): a variant already saved is kept as it is, not made again.
+    `keep` (a resumed job): names of variants it saved before; they are kept as they are, not made again.
+    Any other name already in the run is refused.
     `on_made` hears each variant's manifest as soon as it is saved (so a crash later loses none)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
@@ -209,9 +210,8 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
     twice = sorted({n for n in names if names.count(n) > 1})
     problems += [f"two variants are named '{n}'; give each its own name" for n in twice]
     made_before = {n for n in names if (ctx.run.root / "variants" / n / MANIFEST).exists()}
-    if not keep_existing:
-        problems += [f"a variant named '{n}' already exists in this run; choose another name or delete it"
-                     for n in names if n in made_before]
+    problems += [f"a variant named '{n}' already exists in this run; choose another name or delete it"
+                 for n in names if n in made_before and n not in keep]
     if problems:
         raise ConfigError(problems)
     results = []
@@ -219,7 +219,7 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
         if on_progress is not None:
             on_progress(Progress("variant", index, len(planned), 0, 1, message=f"making variant {name} "
                                                                                 f"({index} of {len(planned)})"))
-        manifest = read_manifest(ctx.run.root / "variants" / name) if name in made_before else \
+        manifest = read_manifest(ctx.run.root / "variants" / name) if name in made_before and name in keep else \
             _run_one(ctx, name, steps, source)
         if on_made is not None:
             on_made(manifest)

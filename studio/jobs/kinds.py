@@ -163,6 +163,12 @@ def run_compress(ctx: JobContext) -> None:
         family = job_rows.descendants(s, ctx.job.parent_id)
         source = records.find_variant(s, family, spec.source)
         source_id = source.id if source else None
+        # A resumed job keeps only what it made and recorded itself, and only variants that came out
+        # (ok, or not possible on this machine); one that failed, perhaps for a passing reason, is made again.
+        own = records.variants_of(s, job_rows.Viewer(ctx.job.owner_id), ctx.job.id)
+    keep = {v.name for v in own if v.status in ("ok", "unsupported")}
+    for failed in (v for v in own if v.name not in keep and v.path):
+        ctx.storage.store.delete(failed.path)
     ids = {}
 
     def record(manifest: dict) -> None:  # as each variant is saved, so a crash later loses none of them
@@ -174,9 +180,7 @@ def run_compress(ctx: JobContext) -> None:
         records.record_artifacts(ctx.db, ctx.job.id, ctx.storage.store.files_under(folder), "model", ids[manifest["name"]])
 
     with one_job_per_run(ctx, run_dir), ctx.reporter.part(0.0, 0.8 if spec.evaluate else 1.0, "making variants"):
-        # A resumed job keeps the variants it saved before it stopped; the one under way is made again.
-        compress_many(run_dir, recipes, source=spec.source, on_progress=ctx.reporter, keep_existing=ctx.job.attempt > 1,
-                      on_made=record)
+        compress_many(run_dir, recipes, source=spec.source, on_progress=ctx.reporter, keep=keep, on_made=record)
     if spec.evaluate:
         with one_job_per_run(ctx, run_dir), ctx.reporter.part(0.8, 1.0, "measuring every model on the test split"):
             report = evaluate_all(run_dir, variants=list(ids))

@@ -27,7 +27,7 @@ from storage import records
 from storage.config import Storage
 from storage.errors import DatabaseError
 from storage.models import Job
-from studio.jobs.runner import worker_name
+from studio.jobs.process_id import worker_name
 
 QUEUE_NAME = "slm-studio"
 SOURCE_ROOT = Path(__file__).resolve().parents[2]

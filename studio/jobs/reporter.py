@@ -69,7 +69,7 @@ class JobReporter:
         if p.restart_step is not None:
             job_rows.forget_metrics_after(self.db, self.job_id, p.stage, p.restart_step)
         lo, hi = self.spans.get(p.stage.split(" ")[0], self.span)
-        done = ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)
+        done = 0.0 if p.stage == "variant" else ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)
         fraction = lo + (hi - lo) * min(1.0, done)
         metrics = []
         if p.loss is not None and p.global_step is not None and p.restart_step is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -21,14 +20,11 @@ from storage.errors import JobLostError, StorageError
 from storage.models import Job
 from studio.errors import StopRequested, StudioError
 from studio.jobs.kinds import CHECKPOINT_EVERY_S, KINDS, JobContext
+from studio.jobs.process_id import worker_name
 from studio.jobs.reporter import JobReporter
 
 HEARTBEAT_S = 5.0
 log = logging.getLogger("studio.jobs")
-
-
-def worker_name(pid: int | None = None) -> str:
-    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
 def run_claimed(storage: Storage, job_id: int, *, checkpoint_every_s: float = CHECKPOINT_EVERY_S,
@@ -131,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         cancel.set()
 
     signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the worker's terminal reaches the worker, not us
+    # Ctrl-C or a closed terminal reaches the whole process group; the worker then sends us SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     every = float(os.environ.get("SLM_STUDIO_CHECKPOINT_S", CHECKPOINT_EVERY_S))
     status = run_claimed(storage, job_id, checkpoint_every_s=every, cancel=cancel, shutdown=shutdown)
     return 0 if status in ("done", "cancelled", "interrupted") else 1

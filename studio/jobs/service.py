@@ -32,7 +32,7 @@ def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOp
     report, digest = asdict(prepared.report), sha256_of(Path(file))
     try:
         with storage.db.session() as s:
-            same = records.same_dataset(s, viewer, digest, report)
+            same = records.same_dataset(s, storage.store, viewer, digest, relative)
         if same is not None:  # the same file checked the same way: reuse it, keep no second copy
             storage.store.delete(relative)
             return same
@@ -77,8 +77,7 @@ def _check_names_free(s, parent_id: int, spec) -> None:
     wanted = recipe_names([(name, parse_recipe(text)) for name, text in spec.recipes])
     family = job_rows.descendants(s, parent_id)
     taken = {v.name: v.job_id for v in s.scalars(select(Variant).where(Variant.job_id.in_(family)))}
-    for other in s.scalars(select(Job).where(Job.id.in_(family), Job.kind == "compress", Job.status.in_(
-            ("queued", "running", "interrupted", "cancelled")))):
+    for other in s.scalars(select(Job).where(Job.id.in_(family), Job.kind == "compress", Job.status != "done")):
         recipes = [(name, parse_recipe(text)) for name, text in other.config.get("recipes", [])]
         taken.update({name: other.id for name in recipe_names(recipes)})
     clashes = [f"a variant named '{n}' is made by job {taken[n]} on this run; give this one another name "

@@ -12,12 +12,12 @@ import os
 import signal
 import socket
 import threading
-from pathlib import Path
 
 from huey.consumer import Consumer
 
 from storage import jobs as job_rows
 from storage.config import Storage
+from studio.jobs.process_id import machine, process_alive
 from studio.jobs.queue import JobQueue
 
 SWEEP_S = 30.0
@@ -29,24 +29,10 @@ def stale_after_s() -> float:
     return float(os.environ.get("SLM_STUDIO_STALE_S", 60))
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:  # a killed process nobody has reaped yet is a zombie: dead for our purposes
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def recover(storage: Storage) -> list[int]:
     """Mark orphaned jobs interrupted (dead pid on this machine, or no heartbeat from any machine)."""
-    lost = job_rows.recover_orphans(storage.db, stale_after=stale_after_s(), host=socket.gethostname(),
-                                    pid_alive=pid_alive)
+    lost = job_rows.recover_orphans(storage.db, stale_after=stale_after_s(), host=machine(),
+                                    process_alive=process_alive)
     for job_id in lost:
         log.warning("job %s was running when its worker died: marked interrupted (resume it to continue)", job_id)
     return lost
