@@ -105,8 +105,10 @@ def last_values(s: Session, job_ids: list[int], name: str) -> dict[int, float]:
     """The latest training value of metric `name`, per job (the newest row: the stage training now)."""
     if not job_ids:
         return {}
+    # Training metrics and scores never share a name, so (job_id, name) finds them on the metrics index
+    # alone (filtering on variant_id too makes SQLite pick the variant index and scan every training row).
     newest = (select(func.max(Metric.id).label("id"))
-              .where(Metric.job_id.in_(job_ids), Metric.name == name, Metric.variant_id.is_(None))
+              .where(Metric.job_id.in_(job_ids), Metric.name == name)
               .group_by(Metric.job_id).subquery())
     rows = s.execute(select(Metric.job_id, Metric.value).join(newest, Metric.id == newest.c.id))
     return {job_id: value for job_id, value in rows}
