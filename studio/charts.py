@@ -1,0 +1,173 @@
+"""Plotly figures and the budget recommendation for the Compare step. Pure functions of plain rows
+(the dicts in compare.json / the metrics table), so the UI only places them and tests read them.
+
+A model row has: name, status, accuracy / macro_f1 (classification) or perplexity (causal LM),
+size_bytes, latency_ms, throughput, params, agreement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+
+TEACHER, FRONT, OTHER, OUT = "#6b7280", "#2563eb", "#93c5fd", "#d1d5db"
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def quality_key(models: Sequence[dict]) -> tuple[str, bool]:
+    """(metric, higher is better): accuracy for classifiers, perplexity for text generators."""
+    if any(m.get("accuracy") is not None for m in models):
+        return "accuracy", True
+    return "perplexity", False
+
+
+def measured(models: Sequence[dict]) -> list[dict]:
+    """Rows that were really measured (a variant this machine could not make has no numbers)."""
+    key, _ = quality_key(models)
+    return [m for m in models if m.get("status", "ok") == "ok" and m.get(key) is not None
+            and m.get("size_bytes") is not None and m.get("latency_ms") is not None]
+
+
+def pareto_front(points: Sequence[tuple[float, float]], higher_quality_is_better: bool = True) -> list[int]:
+    """Indices of points no other point beats on both cost (lower is better) and quality."""
+    sign = 1 if higher_quality_is_better else -1
+    front = []
+    for i, (cost, quality) in enumerate(points):
+        beaten = any(c <= cost and sign * q >= sign * quality and (c < cost or sign * q > sign * quality)
+                     for j, (c, q) in enumerate(points) if j != i)
+        if not beaten:
+            front.append(i)
+    return front
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def tradeoff_figure(models: Sequence[dict], cost: str = "size_bytes", budget: Budget | None = None) -> go.Figure:
+    """Quality against size (MB) or latency (ms); the Pareto front joined by a line."""
+    rows = measured(models)
+    key, higher = quality_key(models)
+    scale = 1e6 if cost == "size_bytes" else 1.0
+    label = "size on disk (MB)" if cost == "size_bytes" else "latency, one request (ms)"
+    xs = [m[cost] / scale for m in rows]
+    ys = [m[key] for m in rows]
+    front = set(pareto_front(list(zip(xs, ys)), higher))
+    colours = [TEACHER if m["name"] == "teacher" else FRONT if i in front else OTHER for i, m in enumerate(rows)]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers+text", text=[m["name"] for m in rows], textposition="top center",
+                             marker={"size": 12, "color": colours, "line": {"width": 1, "color": "#1f2937"}},
+                             name="models", hovertemplate="%{text}<br>%{x:.2f} | " + key + " %{y:.4f}<extra></extra>"))
+    ordered = sorted(front, key=lambda i: xs[i])
+    fig.add_trace(go.Scatter(x=[xs[i] for i in ordered], y=[ys[i] for i in ordered], mode="lines",
+                             line={"color": FRONT, "dash": "dot"}, name="best trade-offs (Pareto front)"))
+    limit = None if budget is None else budget.max_mb if cost == "size_bytes" else budget.max_ms
+    if limit:
+        fig.add_vline(x=limit, line_dash="dash", line_color="#dc2626", annotation_text="your budget")
+    fig.update_layout(title=f"{key} vs {label}", xaxis_title=label, yaxis_title=key + ("" if higher else " (lower is better)"),
+                      template="plotly_white", height=420, margin={"t": 50, "l": 60, "r": 20, "b": 50})
+    return fig
+
+
+BAR_METRICS = [("quality", "quality"), ("size_bytes", "size"), ("latency_ms", "latency"), ("throughput", "throughput"),
+               ("params", "parameters")]
+
+
+def metric_bars(models: Sequence[dict]) -> go.Figure:
+    """Each model's metrics relative to the teacher (1.0 = same as the teacher), grouped per metric."""
+    rows = measured(models)
+    key, _ = quality_key(models)
+    teacher = next((m for m in rows if m["name"] == "teacher"), rows[0] if rows else None)
+    fig = go.Figure()
+    for m in rows:
+        values = []
+        for metric, _ in BAR_METRICS:
+            metric = key if metric == "quality" else metric
+            base = teacher.get(metric) if teacher else None
+            values.append(m[metric] / base if base and m.get(metric) is not None else None)
+        fig.add_trace(go.Bar(name=m["name"], x=[label for _, label in BAR_METRICS], y=values,
+                             hovertemplate="%{x}: %{y:.2f}× the teacher<extra>" + m["name"] + "</extra>"))
+    fig.update_layout(barmode="group", title="Relative to the teacher (1.0 = same)", yaxis_title="× teacher",
+                      template="plotly_white", height=420, margin={"t": 50, "l": 60, "r": 20, "b": 50})
+    return fig
+
+
+def loss_figure(curve: Sequence[tuple[str, int, float]]) -> go.Figure:
+    """Training loss per step, one line per stage (teacher fine-tune, student KD, heal)."""
+    fig = go.Figure()
+    for stage in dict.fromkeys(stage for stage, _, _ in curve):
+        points = [(step, value) for s, step, value in curve if s == stage]
+        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines", name=stage))
+    fig.update_layout(title="Training loss", xaxis_title="step", yaxis_title="loss", template="plotly_white",
+                      height=360, margin={"t": 50, "l": 60, "r": 20, "b": 50})
+    return fig
+
+
+def class_balance_figure(label_counts: dict[str, int]) -> go.Figure:
+    """How many examples each label has: a rare label is learned poorly."""
+    labels = sorted(label_counts, key=label_counts.get, reverse=True)
+    fig = go.Figure(go.Bar(x=labels, y=[label_counts[k] for k in labels], marker_color=FRONT))
+    fig.update_layout(title="Examples per label", yaxis_title="examples", template="plotly_white", height=320,
+                      margin={"t": 50, "l": 60, "r": 20, "b": 80})
+    return fig
+
+
+# --------------------------------------------------------------------------- the budget
+
+
+@dataclass
+class Budget:
+    """Limits the user sets; None means no limit."""
+
+    max_mb: float | None = None
+    max_ms: float | None = None
+    min_quality: float | None = None
+    """Accuracy at least this (classification), or perplexity at most this (causal LM)."""
+
+
+@dataclass
+class Recommendation:
+    name: str | None
+    reason: str
+    fits: list[str] = field(default_factory=list)
+    misses: dict[str, str] = field(default_factory=dict)
+    """Each model that does not fit, and the first limit it breaks, in words."""
+
+
+def recommend(models: Sequence[dict], budget: Budget) -> Recommendation:
+    """The best-quality model within the budget (ties go to the smaller), and why, in plain words."""
+    rows = measured(models)
+    if not rows:
+        return Recommendation(None, "Nothing has been measured yet: run a distillation (and compressions) first.")
+    key, higher = quality_key(rows)
+    misses = {m["name"]: miss for m in rows if (miss := _miss(m, budget, key, higher))}
+    fits = [m for m in rows if m["name"] not in misses]
+    if not fits:
+        closest = min(rows, key=lambda m: m["size_bytes"])
+        return Recommendation(None, "No model fits this budget. The smallest, "
+                              f"{closest['name']}, {misses[closest['name']]}. Loosen a limit, or make a smaller "
+                              "variant (pruning, int8).", [], misses)
+    best = max(fits, key=lambda m: ((m[key] if higher else -m[key]), -m["size_bytes"]))
+    teacher = next((m for m in rows if m["name"] == "teacher"), None)
+    words = [f"{key} {best[key]:.4g}" + (f" (teacher {teacher[key]:.4g})" if teacher and best is not teacher else ""),
+             f"{best['size_bytes'] / 1e6:.1f} MB", f"{best['latency_ms']:.2f} ms per request"]
+    reason = (f"{best['name']} is the {'most accurate' if higher else 'lowest-perplexity'} model that fits your budget: "
+              + ", ".join(words) + ".")
+    if len(fits) > 1:
+        reason += f" {len(fits) - 1} other model(s) fit too, with lower quality or the same quality at a larger size."
+    return Recommendation(best["name"], reason, [m["name"] for m in fits], misses)
+
+
+def _miss(m: dict, budget: Budget, key: str, higher: bool) -> str | None:
+    if budget.max_mb is not None and m["size_bytes"] / 1e6 > budget.max_mb:
+        return f"is {m['size_bytes'] / 1e6:.1f} MB, over {budget.max_mb:g} MB"
+    if budget.max_ms is not None and m["latency_ms"] > budget.max_ms:
+        return f"takes {m['latency_ms']:.2f} ms, over {budget.max_ms:g} ms"
+    if budget.min_quality is not None:
+        short = m[key] < budget.min_quality if higher else m[key] > budget.min_quality
+        if short:
+            return f"has {key} {m[key]:.4g}, {'below' if higher else 'above'} {budget.min_quality:g}"
+    return None

@@ -1,0 +1,67 @@
+"""Compare-step figures and the budget recommendation, from rows shaped like compare.json."""
+
+import pytest
+
+from studio.charts import Budget, class_balance_figure, loss_figure, metric_bars, pareto_front, recommend, tradeoff_figure
+
+
+def row(name, accuracy, mb, ms, throughput, params):
+    return {"name": name, "status": "ok", "accuracy": accuracy, "size_bytes": mb * 1e6, "latency_ms": ms,
+            "throughput": throughput, "params": params}
+
+
+MODELS = [row("teacher", 0.90, 90.9, 5.9, 281, 22.7e6), row("student", 0.90, 20.6, 2.3, 758, 5.2e6),
+          row("int8", 0.8967, 7.2, 1.3, 760, 5.2e6), row("magnitude", 0.88, 13.0, 2.4, 700, 5.2e6),
+          {"name": "bnb-nf4", "status": "unsupported", "note": "needs a GPU"}]
+
+
+def test_pareto_front_keeps_only_unbeaten_points():
+    points = [(90.9, 0.90), (20.6, 0.90), (7.2, 0.8967), (13.0, 0.88)]
+    assert pareto_front(points) == [1, 2]  # teacher: same quality, bigger; magnitude: beaten by int8
+    assert pareto_front([(1, 10.0), (2, 5.0), (3, 7.0)], higher_quality_is_better=False) == [0, 1]  # perplexity
+
+
+def test_tradeoff_figure_marks_the_front_and_leaves_out_unmeasured_variants():
+    fig = tradeoff_figure(MODELS, "size_bytes", Budget(max_mb=15))
+    points, front = fig.data
+    assert list(points.text) == ["teacher", "student", "int8", "magnitude"]  # bnb-nf4 has no numbers
+    assert sorted(front.x) == pytest.approx([7.2, 20.6])
+    assert any(shape.x0 == 15 for shape in fig.layout.shapes)  # the budget line
+    assert "latency" in tradeoff_figure(MODELS, "latency_ms").layout.xaxis.title.text
+
+
+def test_metric_bars_are_relative_to_the_teacher():
+    fig = metric_bars(MODELS)
+    teacher, student = fig.data[0], fig.data[1]
+    assert list(teacher.y) == pytest.approx([1.0] * 5)
+    assert student.y[1] == pytest.approx(20.6 / 90.9)
+
+
+def test_loss_and_balance_figures():
+    fig = loss_figure([("teacher", 1, 2.0), ("teacher", 2, 1.5), ("student", 1, 1.2), ("student", 2, 0.9)])
+    assert [t.name for t in fig.data] == ["teacher", "student"] and list(fig.data[1].y) == [1.2, 0.9]
+    balance = class_balance_figure({"billing": 10, "returns": 30})
+    assert list(balance.data[0].x) == ["returns", "billing"]
+
+
+def test_recommend_picks_the_best_that_fits_and_says_why():
+    rec = recommend(MODELS, Budget(max_mb=25, max_ms=3))
+    assert rec.name == "student"  # as accurate as int8's better, fits both limits
+    assert "0.9 (teacher 0.9)" in rec.reason and "20.6 MB" in rec.reason
+    assert rec.misses["teacher"] == "is 90.9 MB, over 25 MB"
+    small = recommend(MODELS, Budget(max_mb=10))
+    assert small.name == "int8" and small.fits == ["int8"]
+    none = recommend(MODELS, Budget(max_mb=5))
+    assert none.name is None and "int8, is 7.2 MB, over 5 MB" in none.reason
+    strict = recommend(MODELS, Budget(min_quality=0.95))
+    assert strict.name is None and "below 0.95" in strict.reason
+
+
+def test_recommend_for_text_generators_prefers_low_perplexity():
+    models = [{"name": "teacher", "perplexity": 60.0, "size_bytes": 5e8, "latency_ms": 30},
+              {"name": "student", "perplexity": 2.0, "size_bytes": 2.5e8, "latency_ms": 15},
+              {"name": "tiny", "perplexity": 9.0, "size_bytes": 1e8, "latency_ms": 8}]
+    assert recommend(models, Budget()).name == "student"
+    rec = recommend(models, Budget(min_quality=5.0, max_ms=10))
+    assert rec.name is None and rec.misses["tiny"] == "has perplexity 9, above 5"
+    assert recommend([], Budget()).name is None
