@@ -476,6 +476,17 @@ def datasets_delete(dataset: int) -> None:
 
 @app.command()
 @friendly
+def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for a team server).")] = "127.0.0.1",
+       port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860) -> None:
+    """Open the studio in the browser (work in progress: teacher, data and history steps)."""
+    from studio.ui.app import launch
+
+    typer.echo(f"SLM Studio at http://{host}:{port}  (Ctrl-C to stop; queued jobs need 'python -m studio worker')")
+    launch(host, port)
+
+
+@app.command()
+@friendly
 def worker(workers: Annotated[int, typer.Option(help="Jobs run at once (CPU threads are shared among them).")] = 1
            ) -> None:
     """Run queued jobs until stopped (Ctrl-C: running jobs save their step and stay resumable)."""

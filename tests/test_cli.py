@@ -15,7 +15,7 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("command", ["catalog", "check-data", "distill", "evaluate", "show", "methods", "compress",
                                      "worker", "jobs", "jobs list", "jobs show", "jobs cancel", "jobs resume",
-                                     "jobs delete", "datasets list", "datasets delete"])
+                                     "jobs delete", "datasets list", "datasets delete", "ui"])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0 and "Usage" in result.output

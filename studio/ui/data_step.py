@@ -1,0 +1,122 @@
+"""Step 2, Data: drop a file, see its first rows, what was detected (changeable), the check in plain
+words, and the class balance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import gradio as gr
+
+from studio.charts import class_balance_figure
+from studio.dataset import DatasetOptions, DatasetReport, iter_rows
+from studio.jobs import service
+from studio.ui.context import UIContext, error_box, message_of
+
+DETECT = "(detect)"
+TASKS = [DETECT, "classification", "causal_lm"]
+FILE_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".txt", ".parquet"]
+
+
+@dataclass
+class DataTab:
+    upload: gr.File
+    task: gr.Dropdown
+    text_column: gr.Dropdown
+    label_column: gr.Dropdown
+    prompt_column: gr.Dropdown
+    response_column: gr.Dropdown
+    recheck: gr.Button
+    report: gr.Markdown
+    preview: gr.Dataframe
+    balance: gr.Plot
+    dataset_id: gr.State
+
+
+@dataclass
+class Checked:
+    report: str
+    preview: list[list[str]]
+    headers: list[str]
+    balance: object | None
+    dataset_id: int | None
+    columns: list[str]
+
+
+def preview_rows(path: Path, rows: int = 10) -> tuple[list[str], list[list[str]]]:
+    _, _, items = iter_rows(path)
+    head = [row for _, row in islice(items, rows)]
+    headers = list(head[0]) if head else []
+    return headers, [[str(r.get(h, ""))[:200] for h in headers] for r in head]
+
+
+def report_text(report: DatasetReport) -> str:
+    cols = ", ".join(f"{k} = `{v}`" for k, v in [("text", report.text_column), ("label", report.label_column),
+                                                  ("prompt", report.prompt_column),
+                                                  ("response", report.response_column)] if v)
+    task = "sorting texts into labels (classification)" if report.task == "classification" else \
+        "learning to write text like yours (causal language model)"
+    lines = [f"✅ **{report.rows_used:,} of {report.rows_read:,} rows** are ready for {task}.",
+             f"Columns used: {cols}. File: {report.format.upper()}, {report.encoding}.",
+             "Split: " + ", ".join(f"{n} {k}" for k, n in report.split_sizes.items()) + "."]
+    if report.label_counts:
+        lines.append(f"{len(report.label_counts)} labels.")
+    lines += [f"- ⚠️ {w}" for w in report.warnings]
+    return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if lines[3:] else "")
+
+
+def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, text_column: str = DETECT,
+               label_column: str = DETECT, prompt_column: str = DETECT, response_column: str = DETECT) -> Checked:
+    """Check an uploaded file; the dataset is stored only when it passes."""
+    if not path:
+        return Checked("Drop a CSV, TSV, JSON Lines, TXT or Parquet file above.", [], [], None, None, [])
+    file = Path(path)
+
+    def given(value: str) -> str | None:
+        return None if value in (DETECT, "", None) else value
+
+    try:
+        headers, rows = preview_rows(file)
+        options = DatasetOptions(task=given(task), text_column=given(text_column), label_column=given(label_column),
+                                 prompt_column=given(prompt_column), response_column=given(response_column))
+        dataset_id = service.add_dataset(ctx.storage, viewer, file, options, name=file.name)
+    except Exception as err:  # noqa: BLE001 - every failure becomes a message for the user
+        return Checked(error_box(message_of(err)), [], [], None, None, [])
+    with ctx.storage.db.session() as s:
+        from storage.records import get_dataset
+
+        report = DatasetReport(**get_dataset(s, viewer, dataset_id).report)
+    balance = class_balance_figure(report.label_counts) if report.label_counts else None
+    return Checked(report_text(report), rows, headers, balance, dataset_id, report.columns)
+
+
+def build_data_tab(ctx: UIContext) -> DataTab:
+    gr.Markdown("### 2. Your data\nDrop a file of your own texts. Nothing leaves this machine.")
+    upload = gr.File(label="Dataset file", file_types=FILE_TYPES, type="filepath")
+    with gr.Row():
+        task = gr.Dropdown(TASKS, value=DETECT, label="Task")
+        text_column = gr.Dropdown([DETECT], value=DETECT, label="Text column")
+        label_column = gr.Dropdown([DETECT], value=DETECT, label="Label column")
+        prompt_column = gr.Dropdown([DETECT], value=DETECT, label="Prompt column")
+        response_column = gr.Dropdown([DETECT], value=DETECT, label="Response column")
+    recheck = gr.Button("Check again with these settings", interactive=False)
+    report = gr.Markdown("Drop a CSV, TSV, JSON Lines, TXT or Parquet file above.")
+    preview = gr.Dataframe(label="First rows", interactive=False)
+    balance = gr.Plot(label="Class balance", visible=False)
+    dataset_id = gr.State(None)
+    column_boxes = [text_column, label_column, prompt_column, response_column]
+
+    def run(path, *choices, request: gr.Request = None):
+        checked = check_file(ctx, ctx.viewer(request), path, *choices)
+        column_updates = [gr.update(choices=[DETECT, *checked.columns]) for _ in column_boxes]
+        return (checked.report, gr.update(value=checked.preview, headers=checked.headers or None),
+                gr.update(value=checked.balance, visible=checked.balance is not None), checked.dataset_id,
+                gr.update(interactive=bool(path)), *column_updates)
+
+    inputs = [upload, task, *column_boxes]
+    outputs = [report, preview, balance, dataset_id, recheck, *column_boxes]
+    upload.change(run, inputs, outputs)
+    recheck.click(run, inputs, outputs)
+    return DataTab(upload, task, *column_boxes, recheck, report, preview, balance, dataset_id)
+

@@ -1,0 +1,80 @@
+"""Step 1, Teacher: the catalog (offline entries first), a local folder, or a hub id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from studio.teacher import CATALOG, catalog_status, is_offline
+from studio.ui.context import UIContext
+
+SOURCES = ["Catalog (works offline)", "A folder on this machine", "A model hub id (needs the internet)"]
+
+
+@dataclass
+class TeacherTab:
+    source: gr.Radio
+    catalog: gr.Dropdown
+    folder: gr.Textbox
+    hub_id: gr.Textbox
+    info: gr.Markdown
+    chosen: gr.State
+    """The teacher spec the later steps use: a catalog key, a folder path or a hub id."""
+
+
+def catalog_rows() -> list[list[str]]:
+    installed = sorted(CATALOG.values(), key=lambda e: catalog_status(e) != "installed")
+    return [[e.key, e.title, e.task, f"{e.params_millions:.1f} M", e.licence, catalog_status(e)] for e in installed]
+
+
+def describe(source: str, key: str | None, folder: str, hub_id: str) -> tuple[str, str | None]:
+    """(what the user sees about the choice, the spec to use or None when it cannot be used)."""
+    if source == SOURCES[0]:
+        if not key or key not in CATALOG:
+            return "Choose a teacher from the catalog.", None
+        entry = CATALOG[key]
+        memory = entry.params_millions * 4 / 1000  # fp32 weights; training needs about 3-4x this
+        status = catalog_status(entry)
+        text = (f"**{entry.title}** — {entry.task.replace('_', ' ')}, {entry.params_millions:.1f} M parameters, "
+                f"about {memory:.2f} GB in memory to run, {3 * memory:.1f}–{4 * memory:.1f} GB to fine-tune. "
+                f"Licence: {entry.licence}.")
+        if status != "installed":
+            return text + f"\n\n> ⚠️ Its weights are {status}.", None
+        return text, key
+    if source == SOURCES[1]:
+        path = Path(folder.strip()).expanduser() if folder.strip() else None
+        if path is None or not (path / "config.json").is_file():
+            return "Give the path of a model folder (it holds config.json and .safetensors weights).", None
+        if not any(path.glob("*.safetensors")):
+            return f"> ⚠️ {path} has no .safetensors weights. Only safetensors files are loaded (never pickles).", None
+        return f"Folder **{path}** — checked when the distillation starts.", str(path)
+    if not hub_id.strip():
+        return "Give a model hub id such as `org/model-name`.", None
+    if is_offline():
+        return "> ⚠️ This studio runs offline, so hub models cannot be downloaded. Use the catalog or a folder.", None
+    return f"Hub model **{hub_id.strip()}** — downloaded when the distillation starts (safetensors only).", hub_id.strip()
+
+
+def build_teacher_tab(ctx: UIContext) -> TeacherTab:
+    gr.Markdown("### 1. Choose a teacher\nThe big model whose knowledge the small student learns.")
+    gr.Dataframe(catalog_rows(), headers=["key", "model", "task", "size", "licence", "status"], interactive=False,
+                 label="Offline catalog")
+    source = gr.Radio(SOURCES, value=SOURCES[0], label="Where the teacher comes from")
+    first = next(iter(CATALOG))
+    catalog = gr.Dropdown(list(CATALOG), value=first, label="Catalog teacher")
+    folder = gr.Textbox(label="Model folder", visible=False)
+    hub_id = gr.Textbox(label="Hub id", visible=False)
+    text, spec = describe(SOURCES[0], first, "", "")
+    info = gr.Markdown(text)
+    chosen = gr.State(spec)
+
+    def update(src: str, key: str | None, path: str, hub: str):
+        text, spec = describe(src, key, path, hub)
+        return (gr.update(visible=src == SOURCES[0]), gr.update(visible=src == SOURCES[1]),
+                gr.update(visible=src == SOURCES[2]), text, spec)
+
+    for trigger in (source.change, catalog.change, folder.change, hub_id.change):
+        trigger(update, [source, catalog, folder, hub_id], [catalog, folder, hub_id, info, chosen])
+    return TeacherTab(source, catalog, folder, hub_id, info, chosen)

@@ -1,0 +1,73 @@
+"""The browser studio's steps: their handlers on real files and a real database, and the page served."""
+
+import socket
+import urllib.request
+
+import pytest
+
+from storage.config import open_storage
+from studio.ui.app import build_app
+from studio.ui.context import UIContext
+from studio.ui.data_step import check_file
+from studio.ui.history_step import history_rows, job_detail
+from studio.ui.teacher_step import SOURCES, describe
+
+
+@pytest.fixture
+def ctx():
+    return UIContext(open_storage())
+
+
+def test_teacher_choices_say_what_they_are(tmp_path, tiny_bert):
+    text, spec = describe(SOURCES[0], "minilm-l6", "", "")
+    assert spec == "minilm-l6" and "22.7 M parameters" in text and "Licence" in text
+    text, spec = describe(SOURCES[1], None, str(tmp_path), "")
+    assert spec is None and "config.json" in text
+    assert describe(SOURCES[1], None, str(tiny_bert), "")[1] == str(tiny_bert)
+    text, spec = describe(SOURCES[2], None, "", "org/model")
+    assert spec is None and "offline" in text  # tests run with HF_HUB_OFFLINE=1
+
+
+def test_data_step_checks_stores_and_explains(ctx, samples, tmp_path):
+    me = ctx.viewer()
+    checked = check_file(ctx, me, str(samples / "support_tickets.csv"))
+    assert checked.dataset_id and "3,000 of 3,000 rows" in checked.report and "classification" in checked.report
+    assert {"text", "category"} <= set(checked.headers) and len(checked.preview) == 10
+    assert "text = `text`" in checked.report and "label = `category`" in checked.report
+    assert list(checked.balance.data[0].x)[0] in {"billing", "shipping", "technical issue", "account access",
+                                                   "returns/refunds", "product question", "cancellation"}
+    broken = tmp_path / "tickets.csv"
+    broken.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+    refused = check_file(ctx, me, str(broken))
+    assert refused.dataset_id is None and "ZIP archive" in refused.report and "Traceback" not in refused.report
+    assert check_file(ctx, me, None).dataset_id is None
+
+
+def test_history_lists_and_explains_jobs(ctx):
+    from storage import jobs as job_rows
+
+    me = ctx.viewer()
+    job = job_rows.submit(ctx.storage.db, me.user_id, "distill", {}, title="tickets")
+    rows = history_rows(ctx, me)
+    assert rows[0][:3] == [job.id, "distill", "queued"]
+    text, figure, can = job_detail(ctx, me, job.id)
+    assert "Status **queued**" in text and figure is None
+    assert can == {"cancel": True, "resume": False, "delete": False}
+    text, _, can = job_detail(ctx, me, 999)
+    assert "There is no job 999" in text and not any(can.values())
+
+
+def test_every_tab_builds_and_the_page_needs_no_network(ctx):
+    app = build_app(ctx.storage)
+    assert app.teacher.chosen.value == "minilm-l6" and app.data.dataset_id.value is None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app.blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
+        assert "SLM Studio" in page
+        for outside in ("fonts.googleapis.com", "fonts.gstatic.com", "cdn.jsdelivr.net", "unpkg.com"):
+            assert outside not in page
+    finally:
+        app.blocks.close()
