@@ -140,7 +140,7 @@ def training_curve(s: Session, viewer: Viewer, job_id: int, name: str = "loss") 
     get(s, viewer, job_id)
     rows = s.execute(select(Metric.stage, Metric.step, Metric.value)
                      .where(Metric.job_id == job_id, Metric.name == name, Metric.variant_id.is_(None))
-                     .order_by(Metric.stage, Metric.step))
+                     .order_by(Metric.id))  # the order they were trained in
     return [tuple(r) for r in rows]
 
 

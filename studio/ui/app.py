@@ -8,8 +8,12 @@ from dataclasses import dataclass
 import gradio as gr
 
 from storage.config import Storage, open_storage
+from studio.ui.compare_step import CompareTab, build_compare_tab
+from studio.ui.compress_step import CompressTab, build_compress_tab, finished_runs
 from studio.ui.context import UIContext
 from studio.ui.data_step import DataTab, build_data_tab
+from studio.ui.distill_step import DistillTab, build_distill_tab, latest_active
+from studio.ui.export_step import ExportTab, build_export_tab
 from studio.ui.history_step import HistoryTab, build_history_tab
 from studio.ui.teacher_step import TeacherTab, build_teacher_tab
 
@@ -21,6 +25,10 @@ class StudioApp:
     blocks: gr.Blocks
     teacher: TeacherTab
     data: DataTab
+    distill: DistillTab
+    compress: CompressTab
+    compare: CompareTab
+    export: ExportTab
     history: HistoryTab
 
 
@@ -33,9 +41,26 @@ def build_app(storage: Storage | None = None) -> StudioApp:
                 teacher = build_teacher_tab(ctx)
             with gr.Tab("2. Data"):
                 data = build_data_tab(ctx)
+            with gr.Tab("3. Distill"):
+                distill = build_distill_tab(ctx, teacher.chosen, data.dataset_id)
+            with gr.Tab("4. Compress"):
+                compress = build_compress_tab(ctx)
+            with gr.Tab("5. Compare"):
+                compare = build_compare_tab(ctx)
+            with gr.Tab("6. Export"):
+                export = build_export_tab(ctx)
             with gr.Tab("History"):
                 history = build_history_tab(ctx)
-    return StudioApp(blocks, teacher, data, history)
+
+        def on_open(request: gr.Request = None):
+            """A new tab, or coming back: the same job live, the runs that exist."""
+            viewer = ctx.viewer(request)
+            runs = finished_runs(ctx, viewer)
+            pick = gr.update(choices=runs, value=runs[0][1] if runs else None)
+            return latest_active(ctx, viewer), pick, pick
+
+        blocks.load(on_open, None, [distill.job_id, compress.run, compare.run])
+    return StudioApp(blocks, teacher, data, distill, compress, compare, export, history)
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False) -> None:

@@ -93,7 +93,7 @@ def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, tex
 
 def build_data_tab(ctx: UIContext) -> DataTab:
     gr.Markdown("### 2. Your data\nDrop a file of your own texts. Nothing leaves this machine.")
-    upload = gr.File(label="Dataset file", file_types=FILE_TYPES, type="filepath")
+    upload = gr.File(label="Dataset file", file_types=FILE_TYPES, type="filepath", elem_id="dataset-upload")
     with gr.Row():
         task = gr.Dropdown(TASKS, value=DETECT, label="Task")
         text_column = gr.Dropdown([DETECT], value=DETECT, label="Text column")

@@ -31,6 +31,7 @@ def catalog_rows() -> list[list[str]]:
 
 def describe(source: str, key: str | None, folder: str, hub_id: str) -> tuple[str, str | None]:
     """(what the user sees about the choice, the spec to use or None when it cannot be used)."""
+    folder, hub_id = folder or "", hub_id or ""  # a hidden box sends nothing
     if source == SOURCES[0]:
         if not key or key not in CATALOG:
             return "Choose a teacher from the catalog.", None

@@ -1,0 +1,181 @@
+"""Step 3, Distill: a preset (or every setting), Start runs a job in the worker, then a live progress bar
+and loss curve. The job lives in the database, so leaving and coming back shows the same job."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import gradio as gr
+
+from storage import jobs as job_rows
+from storage import records
+from studio.charts import loss_figure
+from studio.distill import DistillConfig
+from studio.jobs import service
+from studio.ui.context import UIContext, error_box, message_of
+
+# Presets per task: the student's depth and training length are the big levers.
+PRESETS = {
+    "classification": {"Fastest": {"student_layers": 2, "epochs": 3, "lora": False},
+                       "Balanced": {"student_layers": 3, "epochs": 4, "lora": False},
+                       "Best quality": {"student_layers": 4, "epochs": 6, "lora": False}},
+    "causal_lm": {"Fastest": {"student_layers": 6, "epochs": 3, "batch_size": 8, "temperature": 1.0},
+                  "Balanced": {"student_layers": 10, "epochs": 6, "batch_size": 8, "temperature": 1.0},
+                  "Best quality": {"student_layers": 15, "epochs": 8, "batch_size": 8, "temperature": 1.0}},
+}
+PRESET_WORDS = {"Fastest": "smallest student, shortest training", "Balanced": "a good default",
+                "Best quality": "deeper student, longer training; slower to train and to run"}
+ADVANCED = ["student_layers", "epochs", "temperature", "alpha", "learning_rate", "batch_size", "max_length", "lora",
+            "lora_r", "teacher_epochs", "top_k", "trim_vocab", "seed"]
+
+
+@dataclass
+class DistillTab:
+    preset: gr.Radio
+    settings: dict[str, gr.components.Component]
+    start: gr.Button
+    why_not: gr.Markdown
+    cancel: gr.Button
+    status: gr.Markdown
+    progress: gr.HTML
+    curve: gr.Plot
+    job_id: gr.State
+    timer: gr.Timer
+
+
+def preset_values(task: str, preset: str) -> dict:
+    values = DistillConfig().to_dict()
+    values.update(PRESETS.get(task, PRESETS["classification"]).get(preset, {}))
+    return values
+
+
+def start_problem(teacher: str | None, dataset_id: int | None) -> str | None:
+    """Why Start cannot work yet, or None."""
+    if not teacher:
+        return "Choose a usable teacher in step 1 first."
+    if not dataset_id:
+        return "Check a dataset in step 2 first."
+    return None
+
+
+def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | None, values: dict) -> tuple[int | None, str]:
+    """Submit the distillation; (job id or None, what to tell the user)."""
+    problem = start_problem(teacher, dataset_id)
+    if problem:
+        return None, error_box(problem)
+    try:
+        config = DistillConfig.from_dict({**values, "teacher": teacher})
+        with ctx.storage.db.session() as s:
+            name = records.get_dataset(s, viewer, dataset_id).name
+        job_id = service.submit(ctx.storage, viewer, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
+                                title=f"{teacher.rsplit('/', 1)[-1]} -> {config.student_layers}-layer student on {name}")
+    except Exception as err:  # noqa: BLE001
+        return None, error_box(message_of(err))
+    return job_id, f"Job {job_id} queued. It runs in the worker; you can close this page and come back."
+
+
+def progress_bar(fraction: float, label: str) -> str:
+    pct = max(0.0, min(1.0, fraction)) * 100
+    return (f'<div class="studio-progress" role="progressbar" aria-valuenow="{pct:.0f}" aria-valuemin="0" '
+            f'aria-valuemax="100" style="border:1px solid #d1d5db;border-radius:6px;height:22px;position:relative">'
+            f'<div style="background:#2563eb;width:{pct:.1f}%;height:100%;border-radius:6px"></div>'
+            f'<span style="position:absolute;left:8px;top:1px;font-size:13px">{pct:.0f}% — {label}</span></div>')
+
+
+def job_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, object | None, bool]:
+    """(status words, progress bar, loss chart, whether Cancel can work) for the job followed."""
+    if not job_id:
+        return "No distillation started yet.", "", None, False
+    try:
+        with ctx.storage.db.session() as s:
+            job = job_rows.get(s, viewer, job_id)
+            curve = records.training_curve(s, viewer, job_id)
+    except Exception as err:  # noqa: BLE001
+        return error_box(message_of(err)), "", None, False
+    words = f"**Job {job.id}** is **{job.status}**."
+    if job.status == "queued":
+        words += " Waiting for the worker (start it with `python -m studio worker` if nothing happens)."
+    if job.status == "done":
+        words += " Go on to step 4 (Compress) or 5 (Compare)."
+    if job.error:
+        words += "\n\n" + error_box(job.error)
+    return words, progress_bar(job.progress, job.step), loss_figure(curve) if curve else None, \
+        job.status in ("queued", "running")
+
+
+def latest_active(ctx: UIContext, viewer, kind: str = "distill") -> int | None:
+    """The job to show when a page opens: this user's newest running or queued one, else the newest."""
+    with ctx.storage.db.session() as s:
+        jobs = job_rows.list_jobs(s, viewer, limit=20, kind=kind)
+    active = [j for j in jobs if j.status in ("running", "queued")]
+    shown = active or jobs
+    return shown[0].id if shown else None
+
+
+def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -> DistillTab:
+    gr.Markdown("### 3. Distill\nThe student learns from the teacher's answers on your data.")
+    preset = gr.Radio(list(PRESET_WORDS), value="Balanced", label="Preset",
+                      info="; ".join(f"{k}: {v}" for k, v in PRESET_WORDS.items()))
+    defaults = preset_values("classification", "Balanced")
+    fields = {f.name: f for f in dataclasses.fields(DistillConfig)}
+    settings: dict[str, gr.components.Component] = {}
+    with gr.Accordion("Advanced settings", open=False):
+        for name in ADVANCED:
+            if fields[name].type in ("bool", bool):
+                settings[name] = gr.Checkbox(value=defaults[name], label=name.replace("_", " "))
+            else:
+                settings[name] = gr.Number(value=defaults[name], label=name.replace("_", " "),
+                                           precision=0 if isinstance(defaults[name], int) else None)
+    why_not = gr.Markdown(start_problem(None, None))
+    with gr.Row():
+        start = gr.Button("Start distillation", variant="primary", interactive=False)
+        cancel = gr.Button("Cancel", interactive=False)
+    status = gr.Markdown("No distillation started yet.")
+    progress = gr.HTML()
+    curve = gr.Plot(label="Training loss (live)")
+    job_id = gr.State(None)
+    timer = gr.Timer(1.5)
+    names = list(settings)
+
+    def apply_preset(choice, ds, request: gr.Request = None):
+        task = "classification"
+        if ds:
+            with ctx.storage.db.session() as s:
+                task = records.get_dataset(s, ctx.viewer(request), ds).task
+        values = preset_values(task, choice)
+        return [values[n] for n in names]
+
+    def readiness(spec, ds):
+        problem = start_problem(spec, ds)
+        return gr.update(interactive=problem is None), ("" if problem is None else f"*{problem}*")
+
+    def on_start(spec, ds, *values, request: gr.Request = None):
+        new_id, said = start_job(ctx, ctx.viewer(request), spec, ds, dict(zip(names, _plain(values))))
+        return new_id, said
+
+    def follow(current, request: gr.Request = None):
+        words, bar, figure, can_cancel = job_view(ctx, ctx.viewer(request), current)
+        return words, bar, figure, gr.update(interactive=can_cancel)
+
+    def on_cancel(current, request: gr.Request = None):
+        try:
+            service.cancel(ctx.storage, ctx.viewer(request), current)
+        except Exception as err:  # noqa: BLE001
+            return error_box(message_of(err))
+        return "Stopping after the current step (it can be resumed from History)."
+
+    preset.change(apply_preset, [preset, dataset_id], list(settings.values()))
+    dataset_id.change(apply_preset, [preset, dataset_id], list(settings.values()))
+    for state in (teacher, dataset_id):
+        state.change(readiness, [teacher, dataset_id], [start, why_not])
+    start.click(on_start, [teacher, dataset_id, *settings.values()], [job_id, status]).then(
+        follow, [job_id], [status, progress, curve, cancel])
+    timer.tick(follow, [job_id], [status, progress, curve, cancel])
+    cancel.click(on_cancel, [job_id], [status])
+    return DistillTab(preset, settings, start, why_not, cancel, status, progress, curve, job_id, timer)
+
+
+def _plain(values) -> list:
+    """Gradio numbers arrive as floats; whole-number settings must be ints."""
+    return [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
