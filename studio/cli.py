@@ -478,7 +478,7 @@ def datasets_delete(dataset: int) -> None:
 @friendly
 def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for a team server).")] = "127.0.0.1",
        port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860) -> None:
-    """Open the studio in the browser (work in progress: teacher, data and history steps)."""
+    """Open the studio in the browser (jobs it starts run in the worker: python -m studio worker)."""
     from studio.ui.app import launch
 
     typer.echo(f"SLM Studio at http://{host}:{port}  (Ctrl-C to stop; queued jobs need 'python -m studio worker')")

@@ -82,9 +82,10 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
                 "trade-offs: nothing else is both smaller (or faster) and better.")
     run = gr.Dropdown([], label="Distillation run", interactive=True)
     with gr.Row():
-        max_mb = gr.Number(label="Largest size you accept (MB)", value=None)
-        max_ms = gr.Number(label="Slowest answer you accept (ms)", value=None)
-        min_quality = gr.Number(label="Lowest quality you accept (accuracy, or highest perplexity)", value=None)
+        max_mb = gr.Number(label="Largest size you accept (MB; 0 = no limit)", value=0, minimum=0)
+        max_ms = gr.Number(label="Slowest answer you accept (ms; 0 = no limit)", value=0, minimum=0)
+        min_quality = gr.Number(label="Lowest accuracy (or highest perplexity) you accept; 0 = no limit", value=0,
+                                minimum=0)
     advice = gr.Markdown()
     table = gr.Dataframe(headers=[label for _, label in COLUMNS], interactive=False, label="All models (click a "
                          "column to sort)")

@@ -57,7 +57,7 @@ def report_text(report: DatasetReport) -> str:
                                                   ("response", report.response_column)] if v)
     task = "sorting texts into labels (classification)" if report.task == "classification" else \
         "learning to write text like yours (causal language model)"
-    lines = [f"✅ **{report.rows_used:,} of {report.rows_read:,} rows** are ready for {task}.",
+    lines = [f"**{report.rows_used:,} of {report.rows_read:,} rows are ready** for {task}.",
              f"Columns used: {cols}. File: {report.format.upper()}, {report.encoding}.",
              "Split: " + ", ".join(f"{n} {k}" for k, n in report.split_sizes.items()) + "."]
     if report.label_counts:

@@ -1,0 +1,117 @@
+"""The whole studio in a real browser (Debian's chromium driven by Playwright), with a real worker:
+choose a teacher folder, upload a broken file and then the sample tickets, distill, see the loss chart,
+make an int8 variant, follow it in History, compare with a budget, and find Export explained.
+Screenshots of every step go to test-artifacts/screenshots/."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
+                                "(apt-get install chromium); .ci/run installs it")
+
+
+@pytest.fixture
+def studio(studio_home, tmp_path):
+    """The app served on a free port and a worker process, both on a fresh studio home."""
+    from studio.ui.app import build_app
+
+    app = build_app()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app.blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(studio_home)}
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    yield f"http://127.0.0.1:{port}/"
+    os.killpg(worker.pid, signal.SIGTERM)
+    worker.wait(timeout=60)
+    app.blocks.close()
+
+
+def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    data = tmp_path / "tickets.csv"
+    data.write_text("\n".join((samples / "support_tickets.csv").read_text().splitlines()[:301]) + "\n")
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(studio)
+
+        def shot(name: str) -> None:
+            page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
+
+        expect(page.get_by_text("22.7 M parameters")).to_be_visible()
+        page.get_by_label("A folder on this machine").check()
+        page.get_by_label("Model folder").fill(str(tiny_bert))
+        page.get_by_label("Model folder").press("Tab")
+        expect(page.get_by_text("checked when the distillation starts")).to_be_visible()
+        shot("1-teacher")
+
+        page.get_by_role("tab", name="2. Data").click()
+        upload = page.locator("#dataset-upload input[type=file]")
+        upload.set_input_files(str(broken))
+        expect(page.get_by_text("ZIP archive")).to_be_visible()
+        shot("2a-data-broken-file")
+        upload.set_input_files(str(data))
+        expect(page.get_by_text("for sorting texts into labels (classification)")).to_be_visible()
+        expect(page.get_by_text("Examples per label")).to_be_visible()
+        shot("2b-data")
+
+        page.get_by_role("tab", name="3. Distill").click()
+        page.get_by_label("Fastest").check()
+        start = page.get_by_role("button", name="Start distillation")
+        expect(start).to_be_enabled()
+        start.click()
+        expect(page.get_by_text("Go on to step 4")).to_be_visible(timeout=240_000)
+        expect(page.get_by_text("Training loss").first).to_be_visible()
+        shot("3-distill")
+
+        page.get_by_role("tab", name="4. Compress").click()
+        page.get_by_label("Finished distillation").click()
+        page.keyboard.press("Escape")
+        page.get_by_label("int8 — 4× smaller, runs on any CPU (ONNX Runtime)").check()
+        page.get_by_role("button", name="Make variants").click()
+        expect(page.get_by_text("Queued variant job")).to_be_visible()
+        shot("4-compress")
+
+        page.get_by_role("tab", name="History").click()
+        page.get_by_label("Job id").fill("2")
+        page.get_by_label("Job id").press("Enter")
+        expect(page.get_by_text("Status done")).to_be_visible(timeout=240_000)
+        shot("h-history")
+
+        page.get_by_role("tab", name="5. Compare").click()
+        page.get_by_label("Distillation run").click()
+        page.keyboard.press("Escape")
+        budget = page.get_by_label("Largest size you accept (MB; 0 = no limit)")
+        budget.fill("50")
+        budget.press("Enter")
+        expect(page.get_by_text("Recommended:")).to_be_visible()
+        expect(page.get_by_text("best trade-offs (Pareto front)").first).to_be_visible()
+        shot("5-compare")
+
+        page.get_by_role("tab", name="6. Export").click()
+        expect(page.get_by_role("button", name="Download the chosen model (.zip)")).to_be_disabled()
+        expect(page.get_by_text("Export is not built yet")).to_be_visible()
+        shot("6-export")
+        browser.close()
