@@ -72,6 +72,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         upload.set_input_files(str(broken))
         expect(page.get_by_text("ZIP archive")).to_be_visible()
         shot("2a-data-broken-file")
+        page.locator("#dataset-upload").get_by_role("button", name="Clear").click()  # the × on the refused file
         upload.set_input_files(str(data))
         expect(page.get_by_text("for sorting texts into labels (classification)")).to_be_visible()
         expect(page.get_by_text("Examples per label")).to_be_visible()
