@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from storage.artifacts import ArtifactStore
 from storage.db import Database
 from storage.errors import JobLostError, JobStateError, NotFoundError
-from storage.models import Artifact, Job, Metric, Variant, utcnow
+from storage.models import Artifact, Job, Metric, User, Variant, utcnow
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "cancelled", "failed")
@@ -81,6 +81,7 @@ class JobSummary:
     progress: float
     step: str
     owner_id: int
+    owner: str
     created_at: datetime
     finished_at: datetime | None
     error: str | None
@@ -90,15 +91,16 @@ class JobSummary:
 def list_jobs(s: Session, viewer: Viewer, *, limit: int = 50, offset: int = 0, status: str | None = None,
               kind: str | None = None) -> list[JobSummary]:
     """Newest first, one page; with each job's latest training loss (one indexed query for the page)."""
-    query = visible(select(Job), viewer).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
+    query = (visible(select(Job, User.name).join(User, User.id == Job.owner_id), viewer)
+             .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
     if status:
         query = query.where(Job.status == status)
     if kind:
         query = query.where(Job.kind == kind)
-    jobs = list(s.scalars(query))
-    losses = last_values(s, [j.id for j in jobs], "loss")
-    return [JobSummary(j.id, j.kind, j.title, j.status, j.progress, j.step, j.owner_id, as_utc(j.created_at),
-                       as_utc(j.finished_at), j.error, losses.get(j.id)) for j in jobs]
+    rows = s.execute(query).all()
+    losses = last_values(s, [j.id for j, _ in rows], "loss")
+    return [JobSummary(j.id, j.kind, j.title, j.status, j.progress, j.step, j.owner_id, owner, as_utc(j.created_at),
+                       as_utc(j.finished_at), j.error, losses.get(j.id)) for j, owner in rows]
 
 
 def last_values(s: Session, job_ids: list[int], name: str) -> dict[int, float]:

@@ -29,7 +29,7 @@ def welcome(ctx: typer.Context) -> None:
         return
     from studio.teacher import CATALOG, catalog_status
 
-    typer.echo("SLM Studio (command line; the browser wizard is coming).\n\nOffline teachers:")
+    typer.echo("SLM Studio. Open it in the browser with:  python -m studio ui\n\nOffline teachers:")
     for entry in CATALOG.values():
         typer.echo(f"  {entry.key:14} {entry.task:14} {catalog_status(entry)}")
     typer.echo(f"\nSample data: {SAMPLES / 'support_tickets.csv'}\n             {SAMPLES / 'shop_faq.jsonl'}")
@@ -477,12 +477,14 @@ def datasets_delete(dataset: int) -> None:
 @app.command()
 @friendly
 def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for a team server).")] = "127.0.0.1",
-       port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860) -> None:
-    """Open the studio in the browser (jobs it starts run in the worker: python -m studio worker)."""
+       port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860,
+       worker: Annotated[bool, typer.Option(help="Also run a worker for the jobs (off when workers run apart).")] = True,
+       ) -> None:
+    """Open the studio in the browser, with a worker for the jobs it starts."""
     from studio.ui.app import launch
 
-    typer.echo(f"SLM Studio at http://{host}:{port}  (Ctrl-C to stop; queued jobs need 'python -m studio worker')")
-    launch(host, port)
+    typer.echo(f"SLM Studio at http://{host}:{port}  (Ctrl-C to stop; running jobs save their step first)")
+    launch(host, port, with_worker=worker)
 
 
 @app.command()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
@@ -63,8 +67,20 @@ def build_app(storage: Storage | None = None) -> StudioApp:
     return StudioApp(blocks, teacher, data, distill, compress, compare, export, history)
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False) -> None:
+def launch(host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False, with_worker: bool = True) -> None:
+    """Serve the studio. On a laptop it also starts one worker process, so Start just works; a team server
+    runs its workers separately (`with_worker=False`)."""
     app = build_app()
-    app.blocks.launch(server_name=host, server_port=port, inbrowser=open_browser, show_error=False,
-                      footer_links=[], theme=gr.themes.Default(font=["system-ui", "sans-serif"],
-                                                               font_mono=["ui-monospace", "monospace"]))
+    worker = None
+    if with_worker:
+        worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"],
+                                  env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        # System fonts only: nothing is fetched from a font CDN, so the page renders offline.
+        app.blocks.launch(server_name=host, server_port=port, inbrowser=open_browser, show_error=False,
+                          footer_links=[], theme=gr.themes.Default(font=["system-ui", "sans-serif"],
+                                                                   font_mono=["ui-monospace", "monospace"]))
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)  # running jobs save their step and stay resumable
+            worker.wait(timeout=120)

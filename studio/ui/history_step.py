@@ -13,7 +13,7 @@ from studio.charts import loss_figure
 from studio.jobs import service
 from studio.ui.context import UIContext, error_box, message_of
 
-HEADERS = ["id", "kind", "status", "progress", "step", "started", "title", "latest loss"]
+HEADERS = ["id", "kind", "status", "progress", "step", "created", "owner", "title", "latest loss"]
 
 
 @dataclass
@@ -32,7 +32,7 @@ class HistoryTab:
 def history_rows(ctx: UIContext, viewer, limit: int = 50) -> list[list]:
     with ctx.storage.db.session() as s:
         jobs = job_rows.list_jobs(s, viewer, limit=limit)
-    return [[j.id, j.kind, j.status, f"{j.progress:.0%}", j.step, f"{j.created_at:%Y-%m-%d %H:%M}", j.title,
+    return [[j.id, j.kind, j.status, f"{j.progress:.0%}", j.step, f"{j.created_at:%Y-%m-%d %H:%M}", j.owner, j.title,
              "" if j.last_loss is None else f"{j.last_loss:.4f}"] for j in jobs]
 
 
