@@ -72,12 +72,10 @@ class Database:
     def check_current(self) -> None:
         """Refuse a schema this code does not know (written by a newer studio)."""
         current = self.revision()
-        heads = ScriptDirectory.from_config(alembic_config(self.url)).get_heads()
-        if current is not None and current not in heads:
-            known = {s.revision for s in ScriptDirectory.from_config(alembic_config(self.url)).walk_revisions()}
-            if current not in known:
-                raise DatabaseError(f"The database schema ({current}) is newer than this studio. "
-                                    "Upgrade the studio, or point SLM_STUDIO_DB_URL at another database.")
+        known = {s.revision for s in ScriptDirectory.from_config(alembic_config(self.url)).walk_revisions()}
+        if current is not None and current not in known:
+            raise DatabaseError(f"The database schema ({current}) is newer than this studio. "
+                                "Upgrade the studio, or point SLM_STUDIO_DB_URL at another database.")
 
     def integrity_problems(self) -> list[str]:
         """Database-level checks: SQLite's integrity and foreign-key checks; on other servers, orphans."""

@@ -188,7 +188,7 @@ def _job(storage, viewer, job_id: int):
     from storage import jobs as job_rows
 
     with storage.db.session() as s:
-        return job_rows.get(s, viewer or job_rows.Viewer(0, is_admin=True), job_id)
+        return job_rows.get(s, viewer, job_id)
 
 
 @app.command()

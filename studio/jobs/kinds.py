@@ -85,10 +85,10 @@ def run_distill(ctx: JobContext) -> None:
             checkpoint_every_s=ctx.checkpoint_every_s)
     with ctx.reporter.part(0.9, 1.0, "measuring teacher and student on the test split"):
         report = evaluate_run(ctx.folder)
-    record_run_models(ctx, report)
+    record_run_models(ctx, report, spec.distill)
 
 
-def record_run_models(ctx: JobContext, report: dict) -> None:
+def record_run_models(ctx: JobContext, report: dict, settings: dict) -> None:
     """Teacher and student as variants with their scores; the run's files as artifacts."""
     store, job_id = ctx.storage.store, ctx.job.id
     teacher_path = json.loads((ctx.folder / "teacher.json").read_text())["path"]
@@ -99,7 +99,7 @@ def record_run_models(ctx: JobContext, report: dict) -> None:
                                      settings={"source": teacher_path})
     student_id = records.put_variant(ctx.db, job_id, name="student", role="student", parent_id=teacher_id,
                                      path=store.relative(ctx.folder / "student"),
-                                     method="distill", settings=DistillJob.from_dict(ctx.job.config).distill)
+                                     method="distill", settings=settings)
     for name, variant_id in [("teacher", teacher_id), ("student", student_id)]:
         records.add_scores(ctx.db, job_id, variant_id, _numbers(rows.get(name, {})))
     folder = store.relative(ctx.folder)

@@ -13,7 +13,7 @@ import gradio as gr
 
 from storage.config import Storage, open_storage
 from studio.ui.compare_step import CompareTab, build_compare_tab
-from studio.ui.compress_step import CompressTab, build_compress_tab, finished_runs
+from studio.ui.compress_step import CompressTab, build_compress_tab, runs_choice
 from studio.ui.context import UIContext
 from studio.ui.data_step import DataTab, build_data_tab
 from studio.ui.distill_step import DistillTab, build_distill_tab, latest_active
@@ -59,8 +59,7 @@ def build_app(storage: Storage | None = None) -> StudioApp:
         def on_open(request: gr.Request = None):
             """A new tab, or coming back: the same job live, the runs that exist."""
             viewer = ctx.viewer(request)
-            runs = finished_runs(ctx, viewer)
-            pick = gr.update(choices=runs, value=runs[0][1] if runs else None)
+            pick = runs_choice(ctx, viewer)
             return latest_active(ctx, viewer), pick, pick
 
         blocks.load(on_open, None, [distill.job_id, compress.run, compare.run])

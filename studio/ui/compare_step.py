@@ -10,7 +10,7 @@ import gradio as gr
 from storage import jobs as job_rows
 from storage import records
 from studio.charts import Budget, loss_figure, metric_bars, quality_key, recommend, tradeoff_figure
-from studio.ui.compress_step import finished_runs
+from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, message_of
 
 COLUMNS = [("name", "model"), ("status", "status"), ("quality", "quality"), ("size_bytes", "MB"),
@@ -97,8 +97,7 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
         curve = gr.Plot(label="Training curve")
 
     def refresh_runs(request: gr.Request = None):
-        runs = finished_runs(ctx, ctx.viewer(request))
-        return gr.update(choices=runs, value=runs[0][1] if runs else None)
+        return runs_choice(ctx, ctx.viewer(request))
 
     def show(run_id, mb, ms, quality, request: gr.Request = None):
         return comparison(ctx, ctx.viewer(request), run_id, mb, ms, quality)

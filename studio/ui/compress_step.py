@@ -36,6 +36,12 @@ def finished_runs(ctx: UIContext, viewer) -> list[tuple[str, int]]:
     return [(f"job {j.id}: {j.title}", j.id) for j in jobs]
 
 
+def runs_choice(ctx: UIContext, viewer) -> dict:
+    """A dropdown update listing the finished runs, the newest picked."""
+    runs = finished_runs(ctx, viewer)
+    return gr.update(choices=runs, value=runs[0][1] if runs else None)
+
+
 def start_compress(ctx: UIContext, viewer, run_id: int | None, picked: list[str]) -> str:
     if not run_id:
         return error_box("Choose a finished distillation first (step 3).")
@@ -63,8 +69,7 @@ def build_compress_tab(ctx: UIContext) -> CompressTab:
     status = gr.Markdown()
 
     def refresh_runs(request: gr.Request = None):
-        runs = finished_runs(ctx, ctx.viewer(request))
-        return gr.update(choices=runs, value=runs[0][1] if runs else None)
+        return runs_choice(ctx, ctx.viewer(request))
 
     def readiness(run_id, picked):
         problem = None if run_id else "Finish a distillation first (step 3)."

@@ -16,10 +16,14 @@ from studio.errors import StudioError
 @dataclass
 class UIContext:
     storage: Storage
+    _local: Viewer | None = None
 
     def viewer(self, request: gr.Request | None = None) -> Viewer:
-        """The laptop install has one local user; the hosted mode (issue 6) maps the login to a user."""
-        return local_user(self.storage.db)
+        """The laptop install has one local user; the hosted mode (issue 6) maps the login to a user.
+        Looked up once: the timers ask on every tick."""
+        if self._local is None:
+            self._local = local_user(self.storage.db)
+        return self._local
 
 
 def message_of(err: Exception) -> str:
