@@ -11,9 +11,10 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+SAMPLES = Path(__file__).resolve().parent.parent / "studio" / "samples"
 
 from postgres_server import PostgresServer, server_bin  # noqa: E402
-from tiny_models import build_tiny_bert, build_tiny_llama  # noqa: E402
+from tiny_models import build_tiny_bert, build_tiny_llama, small_config  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +37,31 @@ def tiny_llama(tmp_path_factory) -> Path:
 def other_tiny_llama(tmp_path_factory) -> Path:
     """Same architecture, a different tokenizer: forces sequence-level KD."""
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "other-llama", vocab_size=350, layers=2)
+
+
+@pytest.fixture(scope="session")
+def cls_run(tiny_bert, tmp_path_factory) -> Path:
+    """A finished classification run (400 support tickets); tests add variants with names of their own."""
+    from studio.dataset import prepare_dataset
+    from studio.distill import distill
+
+    tmp = tmp_path_factory.mktemp("cls")
+    lines = (SAMPLES / "support_tickets.csv").read_text(encoding="utf-8").splitlines()[:401]
+    (tmp / "t.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    distill(small_config(teacher=str(tiny_bert)), prepare_dataset(tmp / "t.csv", tmp / "ds"), tmp / "run")
+    return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def lm_run(tiny_llama, tmp_path_factory) -> Path:
+    """A finished causal-LM run on the shop FAQ sample."""
+    from studio.dataset import DatasetOptions, prepare_dataset
+    from studio.distill import distill
+
+    tmp = tmp_path_factory.mktemp("lm")
+    dataset = prepare_dataset(SAMPLES / "shop_faq.jsonl", tmp / "faq", DatasetOptions(test_fraction=0.1))
+    distill(small_config(teacher=str(tiny_llama), student_layers=3, batch_size=16, max_length=64), dataset, tmp / "run")
+    return tmp / "run"
 
 
 @pytest.fixture

@@ -38,6 +38,8 @@ class WorkingModel:
     onnx_file: Path | None = None
     hf_config: Any = None
     """The transformers config (labels, architecture), kept when the model becomes an ONNX graph."""
+    float_source: WorkingModel | None = None
+    """The torch model an ONNX step converted, when earlier steps changed it (saved as float/ for export)."""
 
 
 class RunContext:

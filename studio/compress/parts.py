@@ -135,6 +135,48 @@ def keep_neurons(layer: nn.Module, keep: list[int]) -> None:
         parts.owner.intermediate_size = len(keep)
 
 
+def padded_linear(linear: nn.Linear, rows: int, cols: int) -> nn.Linear:
+    """A larger Linear: ``linear``'s weights in the top-left corner, zeros elsewhere (zero units do nothing)."""
+    new = nn.Linear(cols, rows, bias=linear.bias is not None, dtype=linear.weight.dtype, device=linear.weight.device)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[: linear.out_features, : linear.in_features] = linear.weight
+        if linear.bias is not None:
+            new.bias.zero_()
+            new.bias[: linear.out_features] = linear.bias
+    return new
+
+
+def pad_head_units(layer: nn.Module, units: int) -> None:
+    """Grow this layer's attention back to ``units`` head units with all-zero heads.
+
+    A zero head attends uniformly to zero values and its output columns are zero: it adds nothing,
+    so predictions stay the same while the shapes become the ones a plain config describes."""
+    a = attention(layer)
+    q_rows, kv_rows = units * a.group * a.head_dim, units * a.head_dim
+    q, k, v = (padded_linear(a.q, q_rows, a.q.in_features), padded_linear(a.k, kv_rows, a.k.in_features),
+               padded_linear(a.v, kv_rows, a.v.in_features))
+    out = padded_linear(a.o, a.o.out_features, q_rows)
+    if hasattr(layer, "self_attn"):
+        layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj = q, k, v, out
+    else:
+        a.module.query, a.module.key, a.module.value = q, k, v
+        a.module.num_attention_heads, a.module.all_head_size = units, units * a.head_dim
+        layer.attention.output.dense = out
+
+
+def pad_neurons(layer: nn.Module, neurons: int) -> None:
+    """Grow this layer's MLP back to ``neurons`` with zero neurons (act(0) * 0 adds nothing)."""
+    parts = mlp(layer)
+    for path in parts.inputs:
+        linear = _get(parts.owner, path)
+        _set(parts.owner, path, padded_linear(linear, neurons, linear.in_features))
+    output = _get(parts.owner, parts.output)
+    _set(parts.owner, parts.output, padded_linear(output, output.out_features, neurons))
+    if hasattr(parts.owner, "intermediate_size"):
+        parts.owner.intermediate_size = neurons
+
+
 def structure_of(model: nn.Module) -> dict:
     """Head units and MLP neurons per layer: enough to rebuild the shapes before loading weights."""
     layers = layer_list(model)

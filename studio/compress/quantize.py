@@ -8,6 +8,7 @@ product, so it saves memory but not time (on a CUDA GPU it has real kernels).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import warnings
@@ -62,12 +63,20 @@ def export_onnx(model: nn.Module, task: str, path: Path) -> Path:
             "logits": {0: "batch"} if task == "classification" else {0: "batch", 1: "sequence"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python branches, not user errors
-        torch.onnx.export(_LogitsOnly(model, task), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+        # an eval() wrapper: the exporter restores the wrapper's mode afterwards, and a fresh module is in train mode
+        torch.onnx.export(_LogitsOnly(model, task).eval(), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
                           output_names=["logits"], dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
     return path
 
 
+def keep_float(wm: WorkingModel, ctx: RunContext) -> None:
+    """After pruning or healing the float model exists nowhere else: keep it for export (float/)."""
+    if ctx.step_number > 1:
+        wm.float_source = dataclasses.replace(wm, notes=list(wm.notes))
+
+
 def to_onnx(wm: WorkingModel, s: OnnxSettings, ctx: RunContext) -> WorkingModel:
+    keep_float(wm, ctx)
     wm.onnx_file = export_onnx(wm.model, wm.task, ctx.work_dir / "model.onnx")
     wm.hf_config = wm.model.config
     wm.model, wm.form = OnnxModel(wm.onnx_file, wm.task), "onnx"
@@ -77,6 +86,7 @@ def to_onnx(wm: WorkingModel, s: OnnxSettings, ctx: RunContext) -> WorkingModel:
 def quantize_onnx_int8(wm: WorkingModel, s: OnnxInt8Settings, ctx: RunContext) -> WorkingModel:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    keep_float(wm, ctx)
     float_file = export_onnx(wm.model, wm.task, ctx.work_dir / "float.onnx")
     out = ctx.work_dir / "model.onnx"
     quiet = logging.getLogger().level

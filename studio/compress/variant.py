@@ -96,6 +96,8 @@ def save_variant(wm: WorkingModel, folder: Path, manifest: dict) -> None:
                 if dense.name != SPARSE_FILE:
                     dense.unlink()
         wm.tokenizer.save_pretrained(tmp)
+        if wm.form == "onnx" and wm.float_source is not None:  # the pruned/healed float model, for export
+            save_variant(wm.float_source, tmp / "float", {**manifest, "name": f"{manifest['name']}-float"})
         manifest = {**manifest, "form": wm.form, "task": wm.task, "structure": wm.structure, "sparse": wm.sparse,
                     "params": wm.params, "notes": wm.notes, "recreate": recreate_text(wm)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))

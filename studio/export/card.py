@@ -1,0 +1,117 @@
+"""The export's README.md: a model card with YAML metadata. It summarises the data (counts, never rows)."""
+
+from __future__ import annotations
+
+import json
+
+COLUMNS = [("params", "parameters", lambda v: f"{v / 1e6:.2f} M"),
+           ("size_bytes", "size on disk", lambda v: f"{v / 1e6:.1f} MB"),
+           ("accuracy", "accuracy", lambda v: f"{v:.1%}"),
+           ("macro_f1", "macro F1", lambda v: f"{v:.3f}"),
+           ("perplexity", "perplexity", lambda v: f"{v:.2f}"),
+           ("agreement", "agrees with teacher", lambda v: f"{v:.1%}"),
+           ("latency_ms", "latency", lambda v: f"{v:.1f} ms")]
+
+
+def _yaml_list(items: list[str]) -> str:
+    return "".join(f"\n  - {json.dumps(item)}" for item in items)
+
+
+def metrics_table(rows: dict[str, dict]) -> str:
+    shown = [(key, title, fmt) for key, title, fmt in COLUMNS if any(r.get(key) is not None for r in rows.values())]
+    if not rows or not shown:
+        return "No measurements were recorded for this run.\n"
+    lines = ["| model | " + " | ".join(title for _, title, _ in shown) + " |",
+             "|---" * (len(shown) + 1) + "|"]
+    for name, row in rows.items():
+        cells = [fmt(row[key]) if isinstance(row.get(key), (int, float)) else "–" for key, _, fmt in shown]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def model_card(info: dict) -> str:
+    """``info``: name, task, teacher, licence, report (dataset summary), distill, recipe, metrics,
+    files, hybrid, notes, runtime."""
+    task = info["task"]
+    report = info["report"]
+    tags = ["slm-studio", "knowledge-distillation"] + [step["method"] for step in info.get("recipe") or []]
+    tags += [f for f in ("onnx", "gguf") if f in info["files"]]
+    head = ["---", "library_name: transformers",
+            f"pipeline_tag: {'text-classification' if task == 'classification' else 'text-generation'}"]
+    if info.get("licence"):
+        head.append(f"license: {info['licence']}")
+    head += [f"tags:{_yaml_list(tags)}", f"base_model_relation: {'quantized' if info.get('quantized') else 'finetune'}",
+             "---", ""]
+    what = "sorts texts into one of its labels" if task == "classification" else "continues text / answers prompts"
+    parts = [
+        "\n".join(head),
+        f"# {info['name']}\n",
+        f"A small model that {what}, made with SLM Studio by knowledge distillation from the teacher "
+        f"**{info['teacher']}** on the owner's own data.\n",
+        "## Files\n",
+        "\n".join(f"- `{path}` — {about}" for path, about in info["files"].items()) + "\n",
+        "## Use it\n",
+        "```bash\npip install torch transformers" + (" onnxruntime" if "onnx" in info["files"] else "")
+        + "\npython predict.py \"your text here\"\n```\n",
+        "Or in Python, with nothing but transformers installed:\n",
+        "```python\nfrom transformers import AutoModelFor"
+        + ("SequenceClassification" if task == "classification" else "CausalLM")
+        + ", AutoTokenizer\nmodel = AutoModelFor"
+        + ("SequenceClassification" if task == "classification" else "CausalLM")
+        + ".from_pretrained(\"model\")\ntokenizer = AutoTokenizer.from_pretrained(\"model\")\n```\n",
+        "## Training data\n",
+        _data_summary(report),
+        "## How it was made\n",
+        f"- Teacher: {info['teacher']}" + (f" (licence: {info['licence']})" if info.get("licence") else ""),
+        "- Distillation settings: " + ", ".join(f"{k}={v}" for k, v in sorted(info["distill"].items())),
+        ("- Compression: " + " → ".join(_step_text(s) for s in info["recipe"])) if info.get("recipe")
+        else "- Compression: none (the distilled student as trained)",
+        "",
+        "## Measured (held-out test split)\n",
+        metrics_table(info["metrics"]),
+        _hybrid_text(info.get("hybrid"), task),
+        "## Intended use and limits\n",
+        f"- Made for the same kind of texts as its training data ({report.get('rows_used', '?')} rows of the owner's "
+        "data). On other topics or styles its answers are less reliable; check it on your own examples first.",
+        "- It is smaller and faster than its teacher and usually a little less accurate: see the table above.",
+        "- It can be confidently wrong. Keep a person in the loop where a wrong answer matters, or use the "
+        "teacher fall-back below the confidence threshold.",
+        "- It inherits the teacher's biases and licence terms.",
+        *[f"- {note}" for note in info.get("notes", [])],
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _step_text(step: dict) -> str:
+    settings = ", ".join(f"{k}={v}" for k, v in step.items() if k != "method")
+    return f"{step['method']}({settings})" if settings else step["method"]
+
+
+def _data_summary(report: dict) -> str:
+    lines = [f"- Task: {report.get('task')}; file format {report.get('format')}; "
+             f"{report.get('rows_used')} rows used of {report.get('rows_read')} read",
+             "- Split (train / validation / test): " + " / ".join(str(report.get("split_sizes", {}).get(k, 0))
+                                                               for k in ("train", "validation", "test"))]
+    if report.get("label_counts"):
+        lines.append("- Labels (rows): " + ", ".join(f"{k} ({v})" for k, v in sorted(report["label_counts"].items())))
+    used = [report.get(k) for k in ("text_column", "label_column", "prompt_column", "response_column") if report.get(k)]
+    lines.append(f"- Columns used: {', '.join(used)}. No rows of the data are included in this export.")
+    return "\n".join(lines) + "\n"
+
+
+def _hybrid_text(hybrid: dict | None, task: str) -> str:
+    if not hybrid:
+        return ("## Small model first, teacher when unsure\n\nNot included in this export (export again with the "
+                "hybrid option to add the teacher and a confidence threshold).\n")
+    lines = ["## Small model first, teacher when unsure\n",
+             f"`predict.py` asks the student first and hands the input to the teacher (in `teacher/`) when the "
+             f"student's confidence is below **{hybrid['threshold']:.4g}** ({hybrid['threshold_source']}).\n",
+             f"- The student answers **{hybrid['student_share']:.1%}** of inputs alone ({hybrid['measured_on']})."]
+    if task == "classification":
+        lines += [f"- Accuracy: student alone {hybrid['student_accuracy']:.1%}, hybrid {hybrid['hybrid_accuracy']:.1%}, "
+                  f"teacher alone {hybrid['teacher_accuracy']:.1%}."]
+    else:
+        lines += ["- Confidence of a generated answer is the geometric mean of its tokens' probabilities; generated "
+                  "text has no single right answer, so the hybrid's quality is not scored here."]
+    return "\n".join(lines) + "\n"

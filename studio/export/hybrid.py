@@ -1,0 +1,90 @@
+"""Small model first, big model when unsure: choose the confidence threshold and measure it.
+
+The confidences come from the export's own predict.py (imported, not copied), so the share of
+inputs the student answers alone is measured with exactly the code the user will run.
+
+Classification: the threshold chosen on the validation split is the lowest one at which the
+hybrid is within ``TOLERANCE`` of the teacher's accuracy; the test split then gives the figures.
+Text generation has no right answer to score, so the threshold is the one asked for (or
+``CAUSAL_DEFAULT``) and the test split gives the share the student answers alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from studio.export import predict
+
+TOLERANCE = 0.01
+CAUSAL_DEFAULT = 0.5
+CAUSAL_LIMIT = 40
+"""Generation is slow on a CPU: the causal share is measured on at most this many test prompts."""
+
+
+def _classify_all(runner: predict.Runner, records: list[dict]) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    for start in range(0, len(records), 32):
+        out += predict.classify(runner, [r["text"] for r in records[start:start + 32]])
+    return out
+
+
+def _hybrid_accuracy(student: list[tuple[str, float]], teacher: list[str], labels: list[str], threshold: float) -> float:
+    right = [(s == y) if c >= threshold else (t == y) for (s, c), t, y in zip(student, teacher, labels)]
+    return sum(right) / max(1, len(right))
+
+
+def choose_threshold(student: list[tuple[str, float]], teacher: list[str], labels: list[str]) -> float:
+    """The lowest threshold whose hybrid accuracy is within TOLERANCE of the teacher alone."""
+    target = sum(t == y for t, y in zip(teacher, labels)) / max(1, len(labels)) - TOLERANCE
+    for threshold in sorted({0.0} | {round(c, 4) for _, c in student}):
+        if _hybrid_accuracy(student, teacher, labels, threshold) >= target:
+            return threshold
+    return 1.0
+
+
+def measure_classifier(student: predict.Runner, teacher: predict.Runner, validation: list[dict], test: list[dict],
+                       threshold: float | None) -> dict:
+    if threshold is None:
+        val_student = _classify_all(student, validation)
+        val_teacher = [label for label, _ in _classify_all(teacher, validation)]
+        threshold = choose_threshold(val_student, val_teacher, [r["label"] for r in validation])
+        chosen = "chosen on the validation split: the lowest at which the hybrid stays within 1 point of the teacher"
+    else:
+        chosen = "set by the user"
+    said = _classify_all(student, test)
+    teacher_said = [label for label, _ in _classify_all(teacher, test)]
+    labels = [r["label"] for r in test]
+    return {"threshold": threshold, "threshold_source": chosen, "measured_on": f"test split, {len(test)} examples",
+            "student_share": sum(c >= threshold for _, c in said) / max(1, len(said)),
+            "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, threshold),
+            "student_accuracy": _hybrid_accuracy(said, teacher_said, labels, 0.0),
+            "teacher_accuracy": sum(t == y for t, y in zip(teacher_said, labels)) / max(1, len(labels))}
+
+
+def question_of(record: dict) -> str:
+    if "prompt" in record:
+        return record["prompt"]
+    words = record["text"].split()
+    return " ".join(words[: max(1, len(words) // 3)])
+
+
+def measure_causal(student: predict.Runner, test: list[dict], threshold: float | None) -> dict:
+    threshold = CAUSAL_DEFAULT if threshold is None else threshold
+    records = test[:CAUSAL_LIMIT]
+    confidences = [predict.generate(student, question_of(r), max_new_tokens=24)[1] for r in records]
+    return {"threshold": threshold,
+            "threshold_source": "set by the user" if threshold != CAUSAL_DEFAULT else "the default starting point",
+            "measured_on": f"test split, first {len(records)} prompts, 24 new tokens each",
+            "student_share": sum(c >= threshold for c in confidences) / max(1, len(confidences))}
+
+
+def measure(export_dir: Path, settings: dict, validation: list[dict], test: list[dict],
+            threshold: float | None) -> dict:
+    """The hybrid's figures for an export folder holding model/ (and onnx/) and teacher/."""
+    student = predict.Runner(export_dir / "model", settings["task"], settings["runtime"],
+                             export_dir / "onnx" / "model.onnx")
+    student.continue_text = settings.get("inputs") == "text"
+    if settings["task"] == "classification":
+        teacher = predict.Runner(export_dir / "teacher", settings["task"])
+        return measure_classifier(student, teacher, validation, test, threshold)
+    return measure_causal(student, test, threshold)

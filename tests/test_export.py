@@ -1,0 +1,187 @@
+"""Export: every format in the zip is reloaded in a fresh Python process that cannot import the
+studio, and must answer like the model it came from."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from studio.compress.pipeline import compress, parse_recipe
+from studio.compress.variant import load_variant
+from studio.errors import ConfigError
+from studio.export import ExportSettings, export_model
+from studio.teacher import load_for_task, load_tokenizer, resolve_source
+
+TEXTS = ["my card was charged twice for one order", "where is my parcel, it is late", "cannot log in at all"]
+
+RELOAD = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+try:
+    import studio  # noqa: F401
+    sys.exit("the studio is importable here: the reload would not prove anything")
+except ImportError:
+    pass
+import onnxruntime
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+folder, task, texts = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+auto = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+tok = AutoTokenizer.from_pretrained(folder / "model")
+tok.pad_token = tok.pad_token or tok.eos_token
+enc = tok(texts, padding=True, truncation=True, max_length=48, return_tensors="pt")
+out = {"mask": enc["attention_mask"].tolist()}
+model = auto.from_pretrained(folder / "model", trust_remote_code=False, use_safetensors=True).eval()
+out["model"] = model(**enc).logits.detach().float().tolist()
+if (folder / "onnx" / "model.onnx").exists():
+    session = onnxruntime.InferenceSession(str(folder / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {k: v.numpy().astype(np.int64) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    out["onnx"] = session.run(None, feeds)[0].tolist()
+for gguf in (folder / "gguf").glob("*.gguf") if (folder / "gguf").exists() else []:
+    g_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+    g_tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    out["gguf_ids"] = [g_tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    out["ids"] = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    out["gguf"] = g_model(**enc).logits.detach().float().tolist()
+print(json.dumps(out))
+"""
+
+
+def fresh_env(tmp_path: Path) -> dict:
+    """A child Python that has the venv's libraries but not the studio (no PYTHONPATH, cwd elsewhere)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return {**env, "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+
+
+def unzip(zip_path: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(dest)
+    (top,) = list(dest.iterdir())
+    return top
+
+
+def reload(folder: Path, task: str, tmp_path: Path) -> dict:
+    done = subprocess.run([sys.executable, "-c", RELOAD, str(folder), task, json.dumps(TEXTS)], cwd=tmp_path,
+                          env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def original_logits(model, tokenizer) -> torch.Tensor:
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    enc = tokenizer(TEXTS, padding=True, truncation=True, max_length=48, return_tensors="pt")
+    with torch.inference_mode():
+        return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float()
+
+
+def close(got: list, want: torch.Tensor, mask: list | None = None, atol: float = 1e-3) -> bool:
+    got_t = torch.tensor(got)
+    if mask is not None:  # causal LM: padded positions carry no meaning
+        m = torch.tensor(mask).bool()
+        got_t, want = got_t[m], want[m]
+    return torch.allclose(got_t, want, atol=atol * max(1.0, float(want.abs().max())))
+
+
+def variant(run: Path, name: str, recipe: str) -> Path:
+    if not (run / "variants" / name).exists():
+        assert compress(run, parse_recipe(recipe), name=name)["status"] == "ok"
+    return run / "variants" / name
+
+
+def test_structurally_pruned_classifier_exports_to_plain_from_pretrained_and_onnx(cls_run, tmp_path):
+    folder = variant(cls_run, "x-slim", "prune-heads:count=1+prune-neurons:fraction=0.3")
+    result = export_model(cls_run, ExportSettings(variant="x-slim"), tmp_path / "x-slim.zip")
+    assert result.zip_path.exists() and result.bytes == result.zip_path.stat().st_size
+    assert result.checks["model"] < 1e-3 and result.checks["onnx"] < 1e-3
+    top = unzip(result.zip_path, tmp_path / "out")
+    assert {"README.md", "predict.py", "export.json", "model", "onnx"} <= {p.name for p in top.iterdir()}
+    assert not list(top.rglob("*.bin")) and not list(top.rglob("*.pt")) and not (top / "model" / "variant.json").exists()
+    wm = load_variant(folder)
+    want = original_logits(wm.model, wm.tokenizer)
+    got = reload(top, "classification", tmp_path)
+    assert close(got["model"], want) and close(got["onnx"], want)
+
+
+def test_onnx_int8_variant_after_pruning_exports_its_own_float_model(cls_run, tmp_path):
+    variant(cls_run, "x-slim-int8", "prune-heads:count=1+int8")
+    float_wm = load_variant(cls_run / "variants" / "x-slim-int8" / "float")
+    assert float_wm.structure == {"head_units": [1, 1], "neurons": [64, 64]}
+    result = export_model(cls_run, ExportSettings(variant="x-slim-int8"), tmp_path / "q.zip")
+    top = unzip(result.zip_path, tmp_path / "out")
+    got = reload(top, "classification", tmp_path)
+    assert close(got["model"], original_logits(float_wm.model, float_wm.tokenizer))  # model/ is the pruned float
+    int8 = load_variant(cls_run / "variants" / "x-slim-int8")
+    assert close(got["onnx"], original_logits(int8.model, int8.tokenizer))  # onnx/ is the int8 variant itself
+    assert json.loads((top / "export.json").read_text())["runtime"] == "onnx"
+
+
+def test_hybrid_classifier_measures_share_and_predict_py_answers(cls_run, tmp_path):
+    result = export_model(cls_run, ExportSettings(variant="student", hybrid=True), tmp_path / "h.zip",
+                          metrics={"teacher": {"accuracy": 0.9, "params": 1e6}, "student": {"accuracy": 0.8}})
+    hybrid = result.hybrid
+    assert 0.0 <= hybrid["student_share"] <= 1.0 and 0.0 <= hybrid["threshold"] <= 1.0
+    # The chosen threshold keeps the hybrid near the teacher on validation; on test it is no worse than the student.
+    assert hybrid["hybrid_accuracy"] >= hybrid["student_accuracy"] - 0.05
+    top = unzip(result.zip_path, tmp_path / "out")
+    settings = json.loads((top / "export.json").read_text())
+    assert settings["threshold"] == hybrid["threshold"] and (top / "teacher" / "config.json").exists()
+    card = (top / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-classification")
+    assert f"{hybrid['student_share']:.1%}" in card and "| teacher |" in card and "90.0%" in card
+    dataset = json.loads((cls_run / "config.json").read_text())["dataset"]
+    rows = [json.loads(line)["text"] for line in (Path(dataset) / "train.jsonl").read_text().splitlines()[:50]]
+    assert not any(row in card for row in rows)  # counts, never the owner's rows
+    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "--threshold", "1.01", *TEXTS],
+                          cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [a["by"] for a in answers] == ["teacher"] * 3  # nothing is confident above 1.01
+    student = load_for_task(resolve_source(str(cls_run / "student")), "classification", settings["labels"])
+    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "--threshold", "0", *TEXTS],
+                          cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
+    labels = [student.config.id2label[int(i)] for i in
+              original_logits(student, load_tokenizer(resolve_source(str(cls_run / "student")))).argmax(-1)]
+    assert [json.loads(line)["answer"] for line in done.stdout.splitlines()] == labels
+
+
+def test_causal_student_exports_safetensors_onnx_and_gguf(lm_run, tmp_path):
+    result = export_model(lm_run, ExportSettings(variant="student", hybrid=True, threshold=0.2), tmp_path / "lm.zip")
+    top = unzip(result.zip_path, tmp_path / "out")
+    assert len(list((top / "gguf").glob("*.gguf"))) == 1
+    source = resolve_source(str(lm_run / "student"))
+    want = original_logits(load_for_task(source, "causal_lm", []), load_tokenizer(source))
+    got = reload(top, "causal_lm", tmp_path)
+    assert close(got["model"], want, got["mask"]) and close(got["onnx"], want, got["mask"])
+    assert got["gguf_ids"] == got["ids"] and close(got["gguf"], want, got["mask"], atol=2e-2)  # f16 weights
+    assert result.hybrid["threshold"] == 0.2 and 0.0 <= result.hybrid["student_share"] <= 1.0
+    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "Do you ship abroad?"],
+                          cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1])["by"] in ("student", "teacher")
+
+
+def test_pruned_llama_exports_to_a_config_that_describes_it(lm_run, tmp_path):
+    folder = variant(lm_run, "x-lm-slim", "prune-neurons:fraction=0.5")
+    result = export_model(lm_run, ExportSettings(variant="x-lm-slim", onnx=False, gguf=True), tmp_path / "s.zip")
+    top = unzip(result.zip_path, tmp_path / "out")
+    config = json.loads((top / "model" / "config.json").read_text())
+    assert config["intermediate_size"] == 32  # uniform pruning: smaller config, no padding
+    wm = load_variant(folder)
+    got = reload(top, "causal_lm", tmp_path)
+    want = original_logits(wm.model, wm.tokenizer)
+    assert close(got["model"], want, got["mask"]) and close(got["gguf"], want, got["mask"], atol=2e-2)
+
+
+def test_unknown_or_unmade_variant_is_refused_without_a_zip(cls_run, tmp_path):
+    for name in ["nope", "../student", ".hidden"]:
+        with pytest.raises(ConfigError, match="not a model of this run"):
+            export_model(cls_run, ExportSettings(variant=name), tmp_path / "x.zip")
+    with pytest.raises(ConfigError, match="threshold"):
+        ExportSettings(threshold=1.5)
+    assert not list(tmp_path.iterdir())
