@@ -355,6 +355,49 @@ def _made_variants(storage, me, job_id, folder, read_manifest):
 
 @app.command()
 @friendly
+def export(
+    job: Annotated[int, typer.Argument(help="The id of a finished distillation job ('jobs list' shows them).")],
+    variant: Annotated[str, typer.Option(help="'student', 'teacher', or a variant's name.")] = "student",
+    onnx: Annotated[bool, typer.Option(help="Add an ONNX file (onnxruntime, no PyTorch needed).")] = True,
+    gguf: Annotated[bool, typer.Option(help="Add a GGUF file (Llama-style text generators).")] = True,
+    hybrid: Annotated[bool, typer.Option(help="Add the teacher for inputs the student is unsure of.")] = False,
+    threshold: Annotated[Optional[float], typer.Option(help="Hybrid confidence threshold 0-1; default: "
+                                                            "chosen from the validation split.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to copy the zip; default: this folder.")] = None,
+    queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
+) -> None:
+    """Write one zip for a model of a finished run: Hugging Face folder, model card, ONNX, GGUF, predict.py."""
+    import shutil
+
+    from studio.jobs import service
+    from studio.jobs.kinds import export_file_name
+
+    storage, me = _storage()
+    settings = {"variant": variant, "onnx": onnx, "gguf": gguf, "hybrid": hybrid, "threshold": threshold}
+    job_id = service.submit(storage, me, "export", settings, parent_id=job, title=f"export {variant} of job {job}",
+                            enqueue=False)
+    if _run_job(storage, me, job_id, queue) != "done":
+        return
+    folder = storage.store.resolve(_job(storage, me, job_id).folder)
+    made = folder / export_file_name(job, variant)
+    target = out or Path.cwd() / made.name
+    if target.is_dir():
+        target = target / made.name
+    shutil.copyfile(made, target)
+    summary = json.loads((folder / "export.json").read_text())
+    typer.echo(f"Wrote {target} ({summary['bytes'] / 1e6:.1f} MB):")
+    for path, about in summary["files"].items():
+        typer.echo(f"  {path:<28} {about}")
+    if summary["hybrid"]:
+        h = summary["hybrid"]
+        typer.echo(f"Hybrid: the student answers {h['student_share']:.1%} alone at confidence {h['threshold']:.3g} "
+                   f"({h['measured_on']}).")
+    for note in summary["notes"]:
+        typer.echo(f"Note: {note}")
+
+
+@app.command()
+@friendly
 def show(job: Annotated[int, typer.Argument(help="A job id.")]) -> None:
     """Print a job's settings, state, variants with their scores, and files."""
     from storage import jobs as job_rows

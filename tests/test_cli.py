@@ -14,7 +14,7 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("command", ["catalog", "check-data", "distill", "evaluate", "show", "methods", "compress",
-                                     "worker", "jobs", "jobs list", "jobs show", "jobs cancel", "jobs resume",
+                                     "export", "worker", "jobs", "jobs list", "jobs show", "jobs cancel", "jobs resume",
                                      "jobs delete", "datasets list", "datasets delete", "ui"])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command.split(), "--help"])
@@ -73,9 +73,21 @@ def test_cli_runs_are_jobs_in_the_history(tiny_bert, samples, tmp_path, studio_h
     assert made.returncode == 0, made.stderr
     assert "small: ok" in made.stdout and (run / "variants" / "small" / "variant.json").exists()
 
+    missing = studio("export", "1", "--variant", "nope")
+    assert missing.returncode == 2 and "no variant named 'nope'" in missing.stderr
+    exported = subprocess.run([sys.executable, "-m", "studio", "export", "1", "--variant", "small", "--no-onnx"],
+                              capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "slm-studio-job1-small.zip" in exported.stdout and "onnx/model.onnx" in exported.stdout
+    import zipfile
+
+    names = zipfile.ZipFile(tmp_path / "slm-studio-job1-small.zip").namelist()
+    assert "slm-studio-job1-small/README.md" in names and "slm-studio-job1-small/model/config.json" in names
+
     listed = studio("jobs", "list")
     lines = [line.split() for line in listed.stdout.splitlines()]
-    assert [(cells[0], cells[3], cells[4]) for cells in lines] == [("2", "compress", "done"), ("1", "distill", "done")]
+    assert [(cells[0], cells[3], cells[4]) for cells in lines] == [
+        ("3", "export", "done"), ("2", "compress", "done"), ("1", "distill", "done")]
     shown = studio("show", "1")
     assert "status done" in shown.stdout and "student" in shown.stdout and "files" in shown.stdout
 
@@ -84,7 +96,7 @@ def test_cli_runs_are_jobs_in_the_history(tiny_bert, samples, tmp_path, studio_h
     in_use = studio("datasets", "delete", "1")
     assert in_use.returncode == 2 and "used by job(s) 1" in in_use.stderr
     gone = studio("jobs", "delete", "1", "--yes")
-    assert gone.returncode == 0 and "1, 2" in gone.stdout
+    assert gone.returncode == 0 and "1, 2, 3" in gone.stdout
     assert not run.exists()
     assert "No jobs yet" in studio("jobs", "list").stdout
     assert studio("datasets", "delete", "1").returncode == 0

@@ -3,6 +3,7 @@
     distill   dataset + DistillConfig -> run folder with teacher, student, eval.json
     compress  a distill job's run -> one variant per recipe, then every model measured (compare.json)
     evaluate  a distill job's run -> measured again (e.g. with the student before KD)
+    export    one model of a distill job's run -> a zip (model folder, card, ONNX, GGUF, predict.py)
 
 The function gets a JobContext: where to work, how to report, and the storage to record results in.
 """
@@ -21,6 +22,7 @@ from storage import records
 from storage.config import Storage
 from storage.models import Job
 from studio.errors import ConfigError, StopRequested
+from studio.export import ExportSettings  # settings only: the export code itself loads when a job runs
 from studio.jobs.reporter import JobReporter
 from studio.settings import Check, Settings
 
@@ -257,6 +259,38 @@ def _measure_run(ctx: JobContext, spec: EvaluateJob, run_dir: Path) -> list[dict
     return rows
 
 
+# --------------------------------------------------------------------------- export
+
+
+def export_file_name(parent_id: int, variant: str) -> str:
+    return f"slm-studio-job{parent_id}-{variant}.zip"
+
+
+def run_export(ctx: JobContext) -> None:
+    from studio.export import export_model
+
+    spec = ExportSettings.from_dict(ctx.job.config)
+    run_dir = parent_folder(ctx)
+    with ctx.db.session() as s:
+        family = job_rows.descendants(s, ctx.job.parent_id)
+        found = records.find_variant(s, family, spec.variant)
+        variant_id = found.id if found else None
+        # the figures the studio shows for teacher, student and this model go into the card
+        named = {name: records.find_variant(s, family, name) for name in dict.fromkeys(["teacher", "student",
+                                                                                      spec.variant])}
+        metrics = {name: records.scores_of(s, v.id) for name, v in named.items() if v is not None}
+    out = ctx.folder / export_file_name(ctx.job.parent_id, spec.variant)
+    ctx.reporter.say(f"exporting {spec.variant}")
+    with one_job_per_run(ctx, run_dir):  # a compress job on the run may be rewriting its variants
+        result = export_model(run_dir, spec, out, metrics=metrics or None, on_progress=ctx.reporter)
+    (ctx.folder / "export.json").write_text(json.dumps(
+        {"file": out.name, "bytes": result.bytes, "files": result.files, "hybrid": result.hybrid,
+         "notes": result.notes, "checks": result.checks}, indent=2))
+    store = ctx.storage.store
+    records.record_artifacts(ctx.db, ctx.job.id, [store.describe(store.relative(out))], "export", variant_id)
+    records.record_artifacts(ctx.db, ctx.job.id, [store.describe(store.relative(ctx.folder / "export.json"))], "report")
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
@@ -270,4 +304,5 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("distill", DistillJob, run_distill, False, "distill a teacher into a student on a dataset"),
     Kind("compress", CompressJob, run_compress, True, "make quantized / pruned variants of a finished run"),
     Kind("evaluate", EvaluateJob, run_evaluate, True, "measure a finished run (and its variants) again"),
+    Kind("export", ExportSettings, run_export, True, "a zip of one model of a finished run"),
 ]}

@@ -63,6 +63,8 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
                                     "needs a finished distillation. Wait for it to finish, or resume it.")
         if kind == "compress":
             _check_names_free(s, parent_id, spec)
+        if kind == "export":
+            _check_exportable(s, parent_id, spec.variant)
     job = job_rows.submit(storage.db, viewer.user_id, kind, spec.to_dict(), title=title, dataset_id=dataset_id,
                           parent_id=parent_id)
     if enqueue:
@@ -84,6 +86,17 @@ def _check_names_free(s, parent_id: int, spec) -> None:
                f"('other-name=<recipe>')" for n in wanted if n in taken]
     if clashes:
         raise ConfigError(clashes)
+
+
+def _check_exportable(s, parent_id: int, name: str) -> None:
+    if name in ("student", "teacher"):
+        return
+    found = records.find_variant(s, job_rows.descendants(s, parent_id), name)
+    if found is None:
+        raise ConfigError([f"job {parent_id} has no variant named '{name}'; pick 'student', 'teacher' or one of "
+                           "the variants its compress jobs made"])
+    if found.status != "ok":
+        raise ConfigError([f"variant '{name}' is {found.status}, so there is nothing to export; pick one that was made"])
 
 
 def cancel(storage: Storage, viewer: Viewer, job_id: int) -> str:

@@ -1,0 +1,281 @@
+"""Writing the export: the model folder, the other formats, the card, the zip (see the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from studio.distill import Progress, ProgressFn
+from studio.errors import ConfigError, ModelLoadError, UnsupportedError
+from studio.export import EXPORT_JSON, ExportResult, ExportSettings
+
+
+@dataclass
+class Chosen:
+    """The model picked for export, and where its float weights are."""
+
+    name: str
+    form: str
+    """'torch', 'bnb' or 'onnx'."""
+    folder: Path
+    manifest: dict | None = None
+
+
+def choose(run_dir: Path, name: str) -> Chosen:
+    from studio.compress.variant import MANIFEST, read_manifest
+
+    if name == "student":
+        if not (run_dir / "student").exists():
+            raise ConfigError([f"the run in {run_dir} has no finished student; let the distillation finish first"])
+        return Chosen("student", "torch", run_dir / "student")
+    if name == "teacher":
+        return Chosen("teacher", "torch", Path(json.loads((run_dir / "teacher.json").read_text())["path"]))
+    folder = run_dir / "variants" / name
+    if "/" in name or name.startswith(".") or not (folder / MANIFEST).exists():
+        raise ConfigError([f"'{name}' is not a model of this run; choose 'student', 'teacher' or one of its variants"])
+    manifest = read_manifest(folder)
+    if manifest["status"] != "ok":
+        raise ConfigError([f"variant '{name}' is {manifest['status']} ({manifest.get('reason', '')}); "
+                           "export a variant that was made"])
+    return Chosen(name, manifest["form"], folder, manifest)
+
+
+# --------------------------------------------------------------------------- the model folder
+
+
+def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, labels: list[str]) -> list[str]:
+    """model/ as a plain Hugging Face folder; returns notes for the card."""
+    from studio.compress.variant import load_variant
+    from studio.export.plain import copy_hf_folder, plain_model
+
+    manifest = chosen.manifest or {}
+    if chosen.form == "onnx":  # the float model the ONNX graph was made from
+        if (chosen.folder / "float").exists():
+            return write_model_folder(run_dir, choose_float(chosen), dest, task, labels)
+        source = choose(run_dir, manifest.get("source", "student"))
+        notes = write_model_folder(run_dir, source, dest, task, labels)
+        return notes + [f"`model/` holds {source.name}, the float model this ONNX variant was converted from; "
+                        "the variant itself is `onnx/model.onnx`."]
+    if chosen.form == "bnb" or not (manifest.get("structure") or manifest.get("sparse")):
+        copy_hf_folder(chosen.folder, dest)
+        return ["The weights are bitsandbytes-quantized: loading them needs `pip install bitsandbytes` (and runs "
+                "fastest on a CUDA GPU)."] if chosen.form == "bnb" else []
+    wm = load_variant(chosen.folder)
+    model, notes = plain_model(wm)
+    model.save_pretrained(dest)
+    wm.tokenizer.save_pretrained(dest)
+    if manifest.get("sparse"):
+        notes.append("The pruned weights are stored dense here (zeros included) so any runtime can read them; "
+                     "the zeros compress well in the zip.")
+    return notes
+
+
+def choose_float(chosen: Chosen) -> Chosen:
+    from studio.compress.variant import read_manifest
+
+    manifest = read_manifest(chosen.folder / "float")
+    return Chosen(chosen.name, manifest["form"], chosen.folder / "float", manifest)
+
+
+def check_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, labels: list[str],
+                       texts: list[str]) -> float | None:
+    """Load model/ with plain from_pretrained and compare its logits with the model it came from."""
+    from studio.compress.variant import auto_class, load_variant
+    from studio.export.plain import same_predictions
+    from studio.teacher import SAFE_LOAD, load_for_task, resolve_source
+
+    if chosen.form == "bnb":
+        return None  # same files, copied; bitsandbytes may not even load them on this machine
+    if chosen.form == "onnx":
+        chosen = choose_float(chosen) if (chosen.folder / "float").exists() else \
+            choose(run_dir, (chosen.manifest or {}).get("source", "student"))
+    if chosen.manifest:
+        original = load_variant(chosen.folder).model
+    else:
+        original = load_for_task(resolve_source(str(chosen.folder)), task, labels)
+    copy = auto_class(task).from_pretrained(dest, **SAFE_LOAD).eval()
+    return same_predictions(original.eval(), copy, _inputs(dest, texts), "safetensors model")
+
+
+def _inputs(model_dir: Path, texts: list[str]) -> dict[str, torch.Tensor]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    enc = tokenizer(texts, truncation=True, max_length=64, padding=True, return_tensors="pt")
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+# --------------------------------------------------------------------------- other formats
+
+
+def write_onnx(chosen: Chosen, stage: Path, task: str, texts: list[str]) -> tuple[str, float | None]:
+    """onnx/model.onnx: the ONNX variant itself, or the model/ folder exported and checked."""
+    from studio.compress.quantize import export_onnx
+    from studio.compress.variant import auto_class
+    from studio.export.plain import same_predictions
+    from studio.teacher import SAFE_LOAD
+
+    out = stage / "onnx" / "model.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if chosen.form == "onnx":
+        for file in chosen.folder.glob("model.onnx*"):  # the graph and any external-data file
+            shutil.copy2(file, out.parent / file.name)
+        return "the variant itself, for ONNX Runtime", None
+    model = auto_class(task).from_pretrained(stage / "model", **SAFE_LOAD).eval()
+    export_onnx(model, task, out)
+    from studio.compress.quantize import OnnxModel
+
+    diff = same_predictions(model, OnnxModel(out, task), _inputs(stage / "model", texts), "ONNX file")
+    return "the same model for ONNX Runtime (float32)", diff
+
+
+def write_gguf_file(stage: Path, name: str) -> tuple[str, str]:
+    from studio.export.gguf import write_gguf
+
+    out = stage / "gguf" / f"{name}-f16.gguf"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_gguf(stage / "model", out)
+    return f"gguf/{out.name}", "the same model as GGUF (f16), for llama.cpp-compatible runtimes"
+
+
+# --------------------------------------------------------------------------- the whole export
+
+
+def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | Path, *,
+                 metrics: dict[str, dict] | None = None, on_progress: ProgressFn | None = None) -> ExportResult:
+    """Write the zip for ``settings.variant`` of the finished run in ``run_dir``.
+
+    ``metrics``: measured rows by model name (teacher, student, variant); read from the run's
+    eval.json / compare.json when not given."""
+    from studio.dataset import load_prepared
+    from studio.export.card import model_card
+
+    run_dir, out_zip = Path(run_dir), Path(out_zip)
+    config = json.loads((run_dir / "config.json").read_text())
+    task, labels = config["task"], config.get("labels") or []
+    chosen = choose(run_dir, settings.variant)
+    dataset = load_prepared(config["dataset"])
+    texts = [(r.get("text") or r.get("prompt") or "") for r in dataset.split("test")[:4]] or ["hello"]
+    stage = out_zip.with_name(f".{out_zip.name}.staging")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    steps = 4 + settings.onnx + settings.hybrid
+    done = iter(range(1, steps + 1))
+
+    def say(message: str) -> None:
+        if on_progress is not None:
+            on_progress(Progress("export", next(done), steps, 0, 1, message=message))
+
+    try:
+        say("writing the model folder")
+        files = {"README.md": "this model card", "predict.py": "a short example: python predict.py \"text\"",
+                 "model/": "Hugging Face folder (config, safetensors, tokenizer): AutoModelFor...from_pretrained"}
+        notes = write_model_folder(run_dir, chosen, stage / "model", task, labels)
+        checks = {}
+        say("checking the model folder loads and answers the same")
+        diff = check_model_folder(run_dir, chosen, stage / "model", task, labels, texts)
+        if diff is not None:
+            checks["model"] = diff
+        if settings.onnx:
+            say("writing the ONNX file")
+            if chosen.form == "bnb":
+                notes.append("No ONNX file: a bitsandbytes model cannot be exported to ONNX. Export the student or "
+                             "the int8 variant for ONNX Runtime.")
+            else:
+                files["onnx/model.onnx"], diff = write_onnx(chosen, stage, task, texts)
+                if diff is not None:
+                    checks["onnx"] = diff
+        if settings.gguf and task == "causal_lm":
+            try:
+                path, about = write_gguf_file(stage, chosen.name)
+                files[path] = about
+            except UnsupportedError as err:
+                notes.append(f"No GGUF file: {err}")
+        export_settings = {"task": task, "labels": labels, "variant": chosen.name,
+                           "runtime": "onnx" if chosen.form == "onnx" else "transformers",
+                           "inputs": "text" if task == "causal_lm" and dataset.report.prompt_column is None else "questions",
+                           "threshold": None}
+        (stage / EXPORT_JSON).write_text(json.dumps(export_settings, indent=2))
+        shutil.copy2(Path(__file__).with_name("predict.py"), stage / "predict.py")
+        hybrid = None
+        if settings.hybrid:
+            say("measuring the small-model-first hybrid")
+            hybrid = _add_teacher(run_dir, stage, export_settings, dataset, settings.threshold)
+            files["teacher/"] = "the teacher, asked only when the student is unsure (see below)"
+            export_settings["threshold"] = hybrid["threshold"]
+            (stage / EXPORT_JSON).write_text(json.dumps(export_settings, indent=2))
+        files["export.json"] = "settings predict.py reads (task, labels, runtime, threshold)"
+        say("writing the model card and the zip")
+        info = _card_info(run_dir, config, chosen, dataset, files, metrics, hybrid, notes)
+        (stage / "README.md").write_text(model_card(info), encoding="utf-8")
+        size = _zip_folder(stage, out_zip, root=out_zip.stem)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return ExportResult(out_zip, size, files, hybrid, notes, checks)
+
+
+def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, threshold: float | None) -> dict:
+    from studio.export.hybrid import measure
+    from studio.export.plain import copy_hf_folder
+
+    teacher = choose(run_dir, "teacher")
+    try:
+        copy_hf_folder(teacher.folder, stage / "teacher")
+    except ModelLoadError as err:
+        raise ConfigError([f"the hybrid option needs the teacher's files: {err}"]) from err
+    return measure(stage, export_settings, dataset.split("validation"), dataset.split("test"), threshold)
+
+
+def _card_info(run_dir: Path, config: dict, chosen: Chosen, dataset, files: dict, metrics: dict | None,
+               hybrid: dict | None, notes: list[str]) -> dict:
+    from dataclasses import asdict
+
+    from studio.teacher import CATALOG
+
+    teacher = json.loads((run_dir / "teacher.json").read_text())
+    entry = CATALOG.get(teacher.get("name", ""))
+    rows = metrics if metrics is not None else _measured_rows(run_dir)
+    shown = {name: rows[name] for name in dict.fromkeys(["teacher", "student", chosen.name]) if name in rows}
+    recipe = (chosen.manifest or {}).get("recipe") or []
+    return {"name": f"{chosen.name} (SLM Studio export)", "task": config["task"],
+            "teacher": entry.title if entry else teacher.get("name", "unknown"),
+            "licence": _licence_id(entry.licence) if entry else None, "report": asdict(dataset.report),
+            "distill": config["distill"], "recipe": recipe, "metrics": shown, "files": files, "hybrid": hybrid,
+            "notes": notes, "quantized": chosen.form in ("bnb", "onnx")}
+
+
+def _licence_id(text: str) -> str:
+    lowered = text.lower()
+    return "apache-2.0" if lowered.startswith("apache-2.0") else "mit" if lowered.startswith("mit") else "other"
+
+
+def _measured_rows(run_dir: Path) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    for name in ("eval.json", "compare.json"):
+        if (run_dir / name).exists():
+            rows.update({r["name"]: r for r in json.loads((run_dir / name).read_text())["models"]})
+    return rows
+
+
+def _zip_folder(stage: Path, out_zip: Path, root: str) -> int:
+    """Zip ``stage`` under one top folder; temp name, fsync, rename: never a half-written zip."""
+    tmp = out_zip.with_name(f".{out_zip.name}.tmp")
+    out_zip.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6, allowZip64=True) as zf:
+            for file in sorted(p for p in stage.rglob("*") if p.is_file()):
+                zf.write(file, f"{root}/{file.relative_to(stage).as_posix()}")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out_zip)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_zip.stat().st_size
