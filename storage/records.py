@@ -35,6 +35,24 @@ def create_user(db: Database, name: str, password_hash: str | None, is_admin: bo
         return Viewer(user.id, user.is_admin)
 
 
+def find_user(s: Session, name: str) -> User | None:
+    return s.scalar(select(User).where(User.name == name))
+
+
+def list_users(s: Session) -> list[User]:
+    return list(s.scalars(select(User).where(User.password_hash.is_not(None)).order_by(User.id)))
+
+
+def set_password(db: Database, name: str, password_hash: str) -> bool:
+    """Replace a user's password hash; False when there is no such user."""
+    with db.session() as s:
+        user = find_user(s, name)
+        if user is None or user.name == LOCAL_USER:
+            return False
+        user.password_hash = password_hash
+        return True
+
+
 # --------------------------------------------------------------------------- datasets
 
 

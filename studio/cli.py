@@ -519,15 +519,16 @@ def datasets_delete(dataset: int) -> None:
 
 @app.command()
 @friendly
-def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for a team server).")] = "127.0.0.1",
-       port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860,
+def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for a team server).",
+                                         envvar="SLM_STUDIO_HOST")] = "127.0.0.1",
+       port: Annotated[int, typer.Option(help="Port to serve on.", envvar="SLM_STUDIO_PORT")] = 7860,
        worker: Annotated[bool, typer.Option(help="Also run a worker for the jobs (off when workers run apart).")] = True,
        ) -> None:
     """Open the studio in the browser, with a worker for the jobs it starts."""
-    from studio.ui.app import launch
+    from studio.ui.server import serve
 
     typer.echo(f"SLM Studio at http://{host}:{port}  (Ctrl-C to stop; running jobs save their step first)")
-    launch(host, port, with_worker=worker)
+    serve(host, port, with_worker=worker)
 
 
 @app.command()

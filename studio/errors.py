@@ -50,5 +50,9 @@ class UnsupportedError(StudioError):
     """A compression method cannot run on this hardware or this model; other variants still can."""
 
 
+class AccessError(StudioError):
+    """Not logged in, or asking for what belongs to someone else."""
+
+
 class StopRequested(Exception):  # noqa: N818 - a request, not an error: not a StudioError on purpose
     """Raised by a progress callback to stop a job after the step under way (it is checkpointed first)."""

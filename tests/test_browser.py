@@ -1,14 +1,16 @@
 """The whole studio in a real browser (Debian's chromium driven by Playwright), with a real worker:
 choose a teacher folder, upload a broken file and then the sample tickets, distill, see the loss chart,
-make an int8 variant, follow it in History, compare with a budget, and find Export explained.
+make an int8 variant, follow it in History, compare with a budget, export the int8 variant with the
+teacher fall-back and check the downloaded zip.
 Screenshots of every step go to test-artifacts/screenshots/."""
 
+import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -25,21 +27,17 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
 @pytest.fixture
 def studio(studio_home, tmp_path):
     """The app served on a free port and a worker process, both on a fresh studio home."""
-    from studio.ui.app import build_app
+    from studio.ui.server import create_server, start_in_thread
 
-    app = build_app()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app.blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    running = start_in_thread(*create_server(hosted=False))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(studio_home)}
     with open(tmp_path / "worker.log", "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"], env=env, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
-    yield f"http://127.0.0.1:{port}/"
+    yield running.url
     os.killpg(worker.pid, signal.SIGTERM)
     worker.wait(timeout=60)
-    app.blocks.close()
+    running.stop()
 
 
 def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
@@ -112,7 +110,33 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         shot("5-compare")
 
         page.get_by_role("tab", name="6. Export").click()
-        expect(page.get_by_role("button", name="Download the chosen model (.zip)")).to_be_disabled()
-        expect(page.get_by_text("Export is not built yet")).to_be_visible()
+        page.get_by_label("Run to export from").click()
+        page.keyboard.press("Escape")
+        page.get_by_label("Model to export").click()
+        page.get_by_role("option", name="int8 (quantized, int8)").click()
+        page.get_by_label("Add the teacher: small model first, teacher when unsure").check()
+        page.get_by_role("button", name="Export (.zip)").click()
+        link = page.locator("#export-download")
+        expect(link).to_be_visible(timeout=240_000)
+        expect(page.get_by_text("Small model first: the student answers")).to_be_visible()
         shot("6-export")
+        with page.expect_download() as download:
+            link.click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
         browser.close()
+
+    with zipfile.ZipFile(saved) as zf:
+        names = set(zf.namelist())
+        top = saved.stem
+        assert {f"{top}/README.md", f"{top}/predict.py", f"{top}/export.json", f"{top}/model/config.json",
+                f"{top}/model/model.safetensors", f"{top}/onnx/model.onnx", f"{top}/teacher/config.json"} <= names
+        card = zf.read(f"{top}/README.md").decode()
+        zf.extractall(tmp_path / "unzipped")
+    assert saved.name == "slm-studio-job1-int8.zip"
+    assert "pipeline_tag: text-classification" in card and "int8" in card and "answers **" in card
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "unzipped" / top / "model")
+    labels = json.loads((tmp_path / "unzipped" / top / "export.json").read_text())["labels"]
+    assert sorted(model.config.id2label.values()) == labels and len(labels) == 7

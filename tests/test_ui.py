@@ -1,15 +1,17 @@
 """The browser studio's steps: their handlers on real files and a real database, and the page served."""
 
-import socket
+import json
+import os
+import urllib.error
 import urllib.request
 
 import pytest
 
 from storage.config import open_storage
-from studio.ui.app import build_app
 from studio.ui.context import UIContext
 from studio.ui.data_step import check_file
 from studio.ui.history_step import history_rows, job_detail
+from studio.ui.server import create_server, start_in_thread
 from studio.ui.teacher_step import SOURCES, describe
 
 
@@ -58,16 +60,45 @@ def test_history_lists_and_explains_jobs(ctx):
 
 
 def test_every_tab_builds_and_the_page_needs_no_network(ctx):
-    app = build_app(ctx.storage)
+    api, app = create_server(ctx.storage, hosted=False)
     assert app.teacher.chosen.value == "minilm-l6" and app.data.dataset_id.value is None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app.blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    running = start_in_thread(api, app)
     try:
-        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
+        page = urllib.request.urlopen(running.url, timeout=30).read().decode()
         assert "SLM Studio" in page
         for outside in ("fonts.googleapis.com", "fonts.gstatic.com", "cdn.jsdelivr.net", "unpkg.com"):
             assert outside not in page
+        health = json.loads(urllib.request.urlopen(running.url + "healthz", timeout=30).read())
+        assert health == {"status": "ok", "database": "ok", "artifacts": "ok", "auth": "none"}
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(running.url + "download/1", timeout=30)
+        assert missing.value.code == 404
     finally:
-        app.blocks.close()
+        running.stop()
+
+
+def test_health_says_what_is_wrong(ctx):
+    api, app = create_server(ctx.storage, hosted=False)
+    running = start_in_thread(api, app)
+    try:
+        ctx.storage.store.root.chmod(0o500)
+        if os.access(ctx.storage.store.root, os.W_OK):  # root ignores permissions: take the folder away instead
+            ctx.storage.store.root.rename(ctx.storage.store.root.with_name("moved"))
+        with pytest.raises(urllib.error.HTTPError) as sick:
+            urllib.request.urlopen(running.url + "healthz", timeout=30)
+        assert sick.value.code == 503 and "not writable" in json.loads(sick.value.read())["artifacts"]
+    finally:
+        running.stop()
+
+
+def test_export_step_explains_bad_choices(ctx):
+    from studio.ui.export_step import export_view, exportable_models, start_export
+
+    me = ctx.viewer()
+    assert start_export(ctx, me, None, "student", True, True, False, "")[1].startswith("> ⚠️ Choose a finished")
+    job, said = start_export(ctx, me, 1, "student", True, True, True, "high")
+    assert job is None and "'high' is not a number" in said
+    job, said = start_export(ctx, me, 999, "student", True, True, True, "")
+    assert job is None and "There is no job 999" in said
+    assert exportable_models(ctx, me, None) == []
+    assert "There is no job 5" in export_view(ctx, me, 5)[0]

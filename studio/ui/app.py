@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 
@@ -27,6 +23,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 @dataclass
 class StudioApp:
     blocks: gr.Blocks
+    ctx: UIContext
     teacher: TeacherTab
     data: DataTab
     distill: DistillTab
@@ -36,8 +33,9 @@ class StudioApp:
     history: HistoryTab
 
 
-def build_app(storage: Storage | None = None) -> StudioApp:
-    ctx = UIContext(storage or open_storage())
+def build_app(storage: Storage | None = None, hosted: bool = False) -> StudioApp:
+    """The studio's page; `hosted`: every request acts for its logged-in user (server.py sets up the login)."""
+    ctx = UIContext(storage or open_storage(), hosted=hosted)
     with gr.Blocks(title="SLM Studio", analytics_enabled=False) as blocks:
         gr.Markdown("# SLM Studio\nA big teacher model plus your own data → a small, fast, private student model.")
         with gr.Tabs():
@@ -60,26 +58,7 @@ def build_app(storage: Storage | None = None) -> StudioApp:
             """A new tab, or coming back: the same job live, the runs that exist."""
             viewer = ctx.viewer(request)
             pick = runs_choice(ctx, viewer)
-            return latest_active(ctx, viewer), pick, pick
+            return latest_active(ctx, viewer), pick, pick, pick
 
-        blocks.load(on_open, None, [distill.job_id, compress.run, compare.run])
-    return StudioApp(blocks, teacher, data, distill, compress, compare, export, history)
-
-
-def launch(host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False, with_worker: bool = True) -> None:
-    """Serve the studio. On a laptop it also starts one worker process, so Start just works; a team server
-    runs its workers separately (`with_worker=False`)."""
-    app = build_app()
-    worker = None
-    if with_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"],
-                                  env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
-    try:
-        # System fonts only: nothing is fetched from a font CDN, so the page renders offline.
-        app.blocks.launch(server_name=host, server_port=port, inbrowser=open_browser, show_error=False,
-                          footer_links=[], theme=gr.themes.Default(font=["system-ui", "sans-serif"],
-                                                                   font_mono=["ui-monospace", "monospace"]))
-    finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)  # running jobs save their step and stay resumable
-            worker.wait(timeout=120)
+        blocks.load(on_open, None, [distill.job_id, compress.run, compare.run, export.run])
+    return StudioApp(blocks, ctx, teacher, data, distill, compress, compare, export, history)

@@ -1,25 +1,165 @@
-"""Step 6, Export: one click gives a zip of the chosen model (built with the export feature)."""
+"""Step 6, Export: one click makes a zip of the chosen model (an export job) and offers it for download.
+
+The zip is served by the studio's own /download/<job id> route, which checks that the job
+belongs to the logged-in user in the storage query, never by a file path a browser could guess.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import gradio as gr
 
-from studio.ui.context import UIContext
-
-NOT_YET = ("Export is not built yet: the zip (Hugging Face folder, model card, ONNX, GGUF, predict.py) "
-           "comes with the export feature. Until then, each model's files are in its job folder (see History).")
+from storage import jobs as job_rows
+from storage import records
+from studio.jobs import service
+from studio.ui.compress_step import runs_choice
+from studio.ui.context import UIContext, error_box, message_of
+from studio.ui.distill_step import progress_bar
 
 
 @dataclass
 class ExportTab:
+    run: gr.Dropdown
+    model: gr.Dropdown
+    onnx: gr.Checkbox
+    gguf: gr.Checkbox
+    hybrid: gr.Checkbox
+    threshold: gr.Textbox
     button: gr.Button
-    note: gr.Markdown
+    status: gr.Markdown
+    progress: gr.HTML
+    download: gr.HTML
+    job_id: gr.State
+
+
+def exportable_models(ctx: UIContext, viewer, run_id: int | None) -> list[tuple[str, str]]:
+    """Student, teacher and every variant made from the run (those that came out)."""
+    if not run_id:
+        return []
+    with ctx.storage.db.session() as s:
+        job_rows.get(s, viewer, run_id)  # not this user's run: an error, not someone else's variants
+        family = job_rows.descendants(s, run_id)
+        variants = [v for job_id in family for v in records.variants_of(s, viewer, job_id)]
+    named = [("student (the distilled model)", "student"), ("teacher", "teacher")]
+    return named + [(f"{v.name} ({v.role}, {v.method})", v.name) for v in variants
+                    if v.status == "ok" and v.name not in ("student", "teacher")]
+
+
+def start_export(ctx: UIContext, viewer, run_id, model, onnx, gguf, hybrid, threshold) -> tuple[int | None, str]:
+    if not run_id:
+        return None, error_box("Choose a finished distillation first (step 3).")
+    try:
+        level = float(threshold) if str(threshold or "").strip() else None
+    except ValueError:
+        return None, error_box(f"The confidence threshold '{threshold}' is not a number; use one from 0 to 1, "
+                               "or leave it empty to have it chosen for you.")
+    settings = {"variant": model or "student", "onnx": bool(onnx), "gguf": bool(gguf), "hybrid": bool(hybrid),
+                "threshold": level}
+    try:
+        job_id = service.submit(ctx.storage, viewer, "export", settings, parent_id=int(run_id),
+                                title=f"export {settings['variant']} of job {run_id}")
+    except Exception as err:  # noqa: BLE001
+        return None, error_box(message_of(err))
+    return job_id, f"Export job {job_id} queued."
+
+
+def export_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, str]:
+    """(status words, progress bar, download link and summary) of the export job followed."""
+    if not job_id:
+        return "", "", ""
+    try:
+        with ctx.storage.db.session() as s:
+            job = job_rows.get(s, viewer, job_id)
+            files = [a for a in records.artifacts_of(s, viewer, job_id) if a.kind == "export"]
+    except Exception as err:  # noqa: BLE001
+        return error_box(message_of(err)), "", ""
+    words = f"**Export job {job.id}** is **{job.status}**."
+    if job.error:
+        words += "\n\n" + error_box(job.error)
+    if job.status != "done" or not files:
+        return words, progress_bar(job.progress, job.step) if job.status in ("queued", "running") else "", ""
+    summary = json.loads(ctx.storage.store.resolve(job.folder).joinpath("export.json").read_text())
+    return words, "", download_html(job.id, files[0].path.rsplit("/", 1)[-1], files[0].bytes, summary)
+
+
+def download_html(job_id: int, name: str, size: int, summary: dict) -> str:
+    from html import escape
+
+    items = "".join(f"<li><code>{escape(p)}</code> — {escape(a)}</li>" for p, a in summary["files"].items())
+    hybrid = summary.get("hybrid")
+    share = (f"<p>Small model first: the student answers <b>{hybrid['student_share']:.1%}</b> of inputs alone at "
+             f"confidence {hybrid['threshold']:.3g} ({escape(hybrid['measured_on'])}); the teacher answers the rest."
+             "</p>") if hybrid else ""
+    notes = "".join(f"<p><i>{_code(escape(n))}</i></p>" for n in summary.get("notes", []))
+    return (f'<a id="export-download" href="/download/{job_id}" download="{escape(name)}" '
+            'style="display:inline-block;padding:10px 16px;background:#2563eb;color:white;border-radius:8px;'
+            f'text-decoration:none;font-weight:600">Download {escape(name)} ({size / 1e6:.1f} MB)</a>'
+            f"<ul>{items}</ul>{share}{notes}")
+
+
+def _code(text: str) -> str:
+    """The notes are written for the model card (Markdown): `x` becomes <code>x</code> here."""
+    import re
+
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
 def build_export_tab(ctx: UIContext) -> ExportTab:
-    gr.Markdown("### 6. Export")
-    button = gr.Button("Download the chosen model (.zip)", interactive=False)
-    note = gr.Markdown(f"*{NOT_YET}*")
-    return ExportTab(button, note)
+    gr.Markdown("### 6. Export\nOne zip with everything needed to use the model without the studio: a Hugging Face "
+                "folder, a model card, ONNX, GGUF (text generators) and a `predict.py` example.")
+    with gr.Row():
+        run = gr.Dropdown(label="Run to export from", choices=[], interactive=True)
+        model = gr.Dropdown(label="Model to export", choices=[], interactive=True)
+    with gr.Row():
+        onnx = gr.Checkbox(value=True, label="ONNX file (runs without PyTorch)")
+        gguf = gr.Checkbox(value=True, label="GGUF file (Llama-style text generators)")
+        hybrid = gr.Checkbox(value=False, label="Add the teacher: small model first, teacher when unsure")
+        threshold = gr.Textbox(value="", label="Confidence threshold, 0-1 (empty: chosen for you)", placeholder="auto")
+    button = gr.Button("Export (.zip)", variant="primary", interactive=False)
+    status = gr.Markdown()
+    progress = gr.HTML()
+    download = gr.HTML(elem_id="export-result")
+    job_id = gr.State(None)
+    shown = gr.State(None)
+    """The finished export whose link is on the page: the timer leaves it alone (no flicker under a click)."""
+    timer = gr.Timer(2.0)
+
+    def on_run(run_id, request: gr.Request = None):
+        try:
+            models = exportable_models(ctx, ctx.viewer(request), run_id)
+        except Exception as err:  # noqa: BLE001
+            return gr.update(choices=[], value=None), gr.update(interactive=False), error_box(message_of(err))
+        return (gr.update(choices=models, value=models[0][1] if models else None),
+                gr.update(interactive=bool(models)), "" if run_id else "*Finish a distillation first (step 3).*")
+
+    def on_export(run_id, chosen, *options, request: gr.Request = None):
+        new_id, said = start_export(ctx, ctx.viewer(request), run_id, chosen, *options)
+        return new_id, said, "", "", None
+
+    def follow(current, done, request: gr.Request = None):
+        if not current or current == done:
+            return gr.update(), gr.update(), gr.update(), done
+        words, bar, link = export_view(ctx, ctx.viewer(request), current)
+        return words, bar, link, current if link else None
+
+    def refresh_runs(request: gr.Request = None):
+        return runs_choice(ctx, ctx.viewer(request))
+
+    def refresh_models(run_id, current, request: gr.Request = None):  # variants made since the run was picked
+        try:
+            models = exportable_models(ctx, ctx.viewer(request), run_id)
+        except Exception:  # noqa: BLE001 - the run's own message shows when it is picked
+            return gr.update()
+        keep = current if current in {value for _, value in models} else (models[0][1] if models else None)
+        return gr.update(choices=models, value=keep)
+
+    run.focus(refresh_runs, None, [run])
+    model.focus(refresh_models, [run, model], [model])
+    run.change(on_run, [run], [model, button, status])
+    outputs = [status, progress, download, shown]
+    button.click(on_export, [run, model, onnx, gguf, hybrid, threshold], [job_id, *outputs]).then(
+        follow, [job_id, shown], outputs)
+    timer.tick(follow, [job_id, shown], outputs)
+    return ExportTab(run, model, onnx, gguf, hybrid, threshold, button, status, progress, download, job_id)

@@ -1,0 +1,92 @@
+"""Accounts of a hosted studio: users in the users table, passwords hashed with Argon2 (argon2-cffi).
+
+    SLM_STUDIO_AUTH            'none' (a laptop: one local user, no login) or 'users' (hosted: login)
+    SLM_STUDIO_ADMIN_USER      with SLM_STUDIO_ADMIN_PASSWORD: the first admin, created at start when
+    SLM_STUDIO_ADMIN_PASSWORD  missing (so a container needs no secret baked into its image)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from storage import records
+from storage.db import Database
+from storage.jobs import Viewer
+from studio.errors import ConfigError
+
+MIN_PASSWORD = 10
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+AUTH_MODES = ("none", "users")
+
+
+def auth_mode() -> str:
+    mode = os.environ.get("SLM_STUDIO_AUTH", "none").strip().lower() or "none"
+    if mode not in AUTH_MODES:
+        raise ConfigError([f"SLM_STUDIO_AUTH is '{mode}'; use 'none' (one local user) or 'users' (login required)"])
+    return mode
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise ConfigError([f"the password has {len(password)} characters; use at least {MIN_PASSWORD}"])
+    return PasswordHasher().hash(password)
+
+
+def add_user(db: Database, name: str, password: str, admin: bool = False) -> Viewer:
+    problems = []
+    if not NAME.match(name) or name == records.LOCAL_USER:
+        problems.append(f"'{name}' cannot be a user name; use 1-64 letters, digits, '.', '_', '@' or '-' "
+                        f"(and not '{records.LOCAL_USER}')")
+    with db.session() as s:
+        if records.find_user(s, name) is not None:
+            problems.append(f"a user named '{name}' already exists; choose another name or change their password")
+    if problems:
+        raise ConfigError(problems)
+    return records.create_user(db, name, hash_password(password), is_admin=admin)
+
+
+def change_password(db: Database, name: str, password: str) -> None:
+    if not records.set_password(db, name, hash_password(password)):
+        raise ConfigError([f"there is no user named '{name}' ('python -m studio users list' shows them)"])
+
+
+def check_login(db: Database, name: str, password: str) -> Viewer | None:
+    """The user, when the password is theirs; None otherwise (no hint which of the two was wrong)."""
+    hasher = PasswordHasher()
+    with db.session() as s:
+        user = records.find_user(s, name)
+        stored = user.password_hash if user is not None else None
+        viewer = Viewer(user.id, user.is_admin) if user is not None else None
+    if not stored:
+        _spend_the_same_time(hasher, password)  # an unknown name answers as slowly as a wrong password
+        return None
+    try:
+        hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if hasher.check_needs_rehash(stored):
+        records.set_password(db, name, hasher.hash(password))
+    return viewer
+
+
+def _spend_the_same_time(hasher: PasswordHasher, password: str) -> None:
+    try:
+        hasher.verify(hasher.hash("not a real password"), password)
+    except VerificationError:
+        pass
+
+
+def admin_from_env(db: Database) -> str | None:
+    """Create the admin named in the environment if it does not exist yet; returns its name."""
+    name, password = os.environ.get("SLM_STUDIO_ADMIN_USER"), os.environ.get("SLM_STUDIO_ADMIN_PASSWORD")
+    if not name or not password:
+        return None
+    with db.session() as s:
+        exists = records.find_user(s, name) is not None
+    if not exists:
+        add_user(db, name, password, admin=True)
+    return name
