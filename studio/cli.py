@@ -487,6 +487,56 @@ def jobs_delete(job: int, yes: Annotated[bool, typer.Option("--yes", help="Do no
     typer.echo(f"Deleted job(s) {', '.join(map(str, gone))} and their files.")
 
 
+users_app = typer.Typer(help="Accounts of a hosted studio (SLM_STUDIO_AUTH=users): add, list, passwd.")
+app.add_typer(users_app, name="users")
+
+
+def _password(stdin: bool) -> str:
+    if stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("add")
+@friendly
+def users_add(name: str, admin: Annotated[bool, typer.Option(help="May see and manage every user's work.")] = False,
+              password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False
+              ) -> None:
+    """Add a user who logs in to the hosted studio (the password is stored as an Argon2 hash)."""
+    from storage.config import open_storage
+    from studio.accounts import add_user
+
+    add_user(open_storage().db, name, _password(password_stdin), admin=admin)
+    typer.echo(f"User {name} added{' (admin)' if admin else ''}.")
+
+
+@users_app.command("list")
+@friendly
+def users_list() -> None:
+    """The users who can log in."""
+    from storage.config import open_storage
+    from storage.records import list_users
+
+    with open_storage().db.session() as s:
+        users = [(u.id, u.name, u.is_admin) for u in list_users(s)]
+    for user_id, name, is_admin in users:
+        typer.echo(f"{user_id:>4}  {name}{'  (admin)' if is_admin else ''}")
+    if not users:
+        typer.echo("No users yet: add one with 'python -m studio users add NAME --admin'.")
+
+
+@users_app.command("passwd")
+@friendly
+def users_passwd(name: str, password_stdin: Annotated[bool, typer.Option(help="Read it from standard input.")] = False
+                 ) -> None:
+    """Set a new password for a user."""
+    from storage.config import open_storage
+    from studio.accounts import change_password
+
+    change_password(open_storage().db, name, _password(password_stdin))
+    typer.echo(f"Password of {name} changed.")
+
+
 datasets_app = typer.Typer(help="Checked datasets kept for your runs: list, delete.")
 app.add_typer(datasets_app, name="datasets")
 

@@ -102,3 +102,19 @@ def test_export_step_explains_bad_choices(ctx):
     assert job is None and "There is no job 999" in said
     assert exportable_models(ctx, me, None) == []
     assert "There is no job 5" in export_view(ctx, me, 5)[0]
+
+
+def test_steps_never_show_another_users_run(ctx):
+    from storage import jobs as job_rows
+    from storage.errors import NotFoundError
+    from studio.accounts import add_user
+    from studio.ui.compare_step import compare_rows
+    from studio.ui.export_step import exportable_models
+
+    alice, bob = add_user(ctx.storage.db, "alice", "alice-secret-1"), add_user(ctx.storage.db, "bob", "bob-secret-22")
+    job = job_rows.submit(ctx.storage.db, alice.user_id, "distill", {}, title="alice's run")
+    assert exportable_models(ctx, alice, job.id)[0][1] == "student"
+    for look in (compare_rows, exportable_models):
+        with pytest.raises(NotFoundError, match=f"There is no job {job.id}"):
+            look(ctx, bob, job.id)
+    assert all(str(job.id) != str(row[0]) for row in history_rows(ctx, bob))

@@ -105,6 +105,7 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     inputs = [run, max_mb, max_ms, min_quality]
     outputs = [advice, table, size_chart, latency_chart, bars, curve]
     run.focus(refresh_runs, None, [run])
-    for source in (run.change, max_mb.change, max_ms.change, min_quality.change):
+    run.change(show, inputs, outputs, api_name="compare")
+    for source in (max_mb.change, max_ms.change, min_quality.change):
         source(show, inputs, outputs)
     return CompareTab(run, max_mb, max_ms, min_quality, advice, table, size_chart, latency_chart, bars, curve)

@@ -107,7 +107,7 @@ def build_data_tab(ctx: UIContext) -> DataTab:
     dataset_id = gr.State(None)
     column_boxes = [text_column, label_column, prompt_column, response_column]
 
-    def run(path, *choices, request: gr.Request = None):
+    def run(path, request: gr.Request, *choices):  # request before *args: Gradio only fills in parameters ahead of them
         checked = check_file(ctx, ctx.viewer(request), path, *choices)
         column_updates = [gr.update(choices=[DETECT, *checked.columns]) for _ in column_boxes]
         return (checked.report, gr.update(value=checked.preview, headers=checked.headers or None),
@@ -117,6 +117,6 @@ def build_data_tab(ctx: UIContext) -> DataTab:
     inputs = [upload, task, *column_boxes]
     outputs = [report, preview, balance, dataset_id, recheck, *column_boxes]
     upload.change(run, inputs, outputs)
-    recheck.click(run, inputs, outputs)
+    recheck.click(run, inputs, outputs, api_name="check_dataset")
     return DataTab(upload, task, *column_boxes, recheck, report, preview, balance, dataset_id)
 

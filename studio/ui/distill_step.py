@@ -150,7 +150,7 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         problem = start_problem(spec, ds)
         return gr.update(interactive=problem is None), ("" if problem is None else f"*{problem}*")
 
-    def on_start(spec, ds, *values, request: gr.Request = None):
+    def on_start(spec, ds, request: gr.Request, *values):  # request before *args: Gradio only fills in parameters ahead of them
         new_id, said = start_job(ctx, ctx.viewer(request), spec, ds, dict(zip(names, _plain(values))))
         return new_id, said
 

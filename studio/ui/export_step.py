@@ -134,7 +134,8 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
         return (gr.update(choices=models, value=models[0][1] if models else None),
                 gr.update(interactive=bool(models)), "" if run_id else "*Finish a distillation first (step 3).*")
 
-    def on_export(run_id, chosen, *options, request: gr.Request = None):
+    # request before *args: Gradio only fills in parameters ahead of them
+    def on_export(run_id, chosen, request: gr.Request, *options):
         new_id, said = start_export(ctx, ctx.viewer(request), run_id, chosen, *options)
         return new_id, said, "", "", None
 
@@ -157,7 +158,7 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
 
     run.focus(refresh_runs, None, [run])
     model.focus(refresh_models, [run, model], [model])
-    run.change(on_run, [run], [model, button, status])
+    run.change(on_run, [run], [model, button, status], api_name="export_models")
     outputs = [status, progress, download, shown]
     button.click(on_export, [run, model, onnx, gguf, hybrid, threshold], [job_id, *outputs]).then(
         follow, [job_id, shown], outputs)

@@ -96,7 +96,8 @@ def build_history_tab(ctx: UIContext) -> HistoryTab:
 
     outputs = [table, detail, curve, cancel, resume, delete]
     timer.tick(refresh, [job_id], outputs)
-    job_id.change(refresh, [job_id], outputs)
+    job_id.change(refresh, [job_id], outputs, api_name="history")
+
     def on(action: str):
         def handler(chosen, request: gr.Request = None):
             return act(action, chosen, request)

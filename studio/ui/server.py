@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
@@ -101,13 +102,32 @@ def create_server(storage: Storage | None = None, *, hosted: bool | None = None,
         path = storage.store.resolve(files[0].path)
         return FileResponse(path, media_type="application/zip", filename=path.name)
 
+    @api.middleware("http")
+    async def refuse_oversized(request: Request, call_next):
+        """A declared size over the limit is refused before a byte is read (Gradio also stops a stream
+        without a declared size once it passes the limit)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > (upload_mb + 1) * 1024 * 1024:
+            return JSONResponse({"detail": f"This upload is {int(declared) / 1024 ** 2:,.0f} MB; the studio accepts "
+                                           f"files up to {upload_mb:,} MB. Upload a smaller file (or ask the "
+                                           "administrator to raise SLM_STUDIO_MAX_UPLOAD_MB)."}, status_code=413)
+        return await call_next(request)
+
     gr.mount_gradio_app(
         api, studio.blocks, "/", footer_links=[], show_error=False, max_file_size=f"{upload_mb}mb",
-        auth=(lambda name, password: check_login(storage.db, name, password) is not None) if hosted else None,
+        auth=_login_checker(storage) if hosted else None,
         auth_message="SLM Studio: log in with the account your administrator made for you." if hosted else None,
         # System fonts only: nothing is fetched from a font CDN, so the page renders offline.
         theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]))
     return api, studio
+
+
+def _login_checker(storage: Storage):
+    async def login(name: str, password: str) -> bool:
+        # Argon2 is slow on purpose: verify off the event loop so other users' pages stay responsive
+        return await anyio.to_thread.run_sync(lambda: check_login(storage.db, name, password) is not None)
+
+    return login
 
 
 def _gradio_user(api: FastAPI, request: Request) -> str | None:
@@ -153,7 +173,8 @@ def serve(host: str, port: int, with_worker: bool = True) -> None:
         worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"],
                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        uvicorn.run(api, host=host, port=port, log_level="warning")
+        # open event streams (timers of open pages) must not hold a stopping server for ever
+        uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)  # running jobs save their step and stay resumable
