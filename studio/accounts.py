@@ -3,6 +3,7 @@
     SLM_STUDIO_AUTH            'none' (a laptop: one local user, no login) or 'users' (hosted: login)
     SLM_STUDIO_ADMIN_USER      with SLM_STUDIO_ADMIN_PASSWORD: the first admin, created at start when
     SLM_STUDIO_ADMIN_PASSWORD  missing (so a container needs no secret baked into its image)
+    SLM_STUDIO_MAX_UPLOAD_MB   the largest upload the server accepts (default 1024)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from studio.errors import ConfigError
 MIN_PASSWORD = 10
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 AUTH_MODES = ("none", "users")
+DEFAULT_MAX_UPLOAD_MB = 1024
 
 
 def auth_mode() -> str:
@@ -28,6 +30,25 @@ def auth_mode() -> str:
     if mode not in AUTH_MODES:
         raise ConfigError([f"SLM_STUDIO_AUTH is '{mode}'; use 'none' (one local user) or 'users' (login required)"])
     return mode
+
+
+def max_upload_mb() -> int:
+    raw = os.environ.get("SLM_STUDIO_MAX_UPLOAD_MB", str(DEFAULT_MAX_UPLOAD_MB))
+    value = int(raw) if raw.strip().isdigit() else 0
+    if value <= 0:
+        raise ConfigError([f"SLM_STUDIO_MAX_UPLOAD_MB is '{raw}'; use a whole number of megabytes, e.g. 1024"])
+    return value
+
+
+def ready_for_logins(db: Database) -> None:
+    """Hosted start: the admin from the environment exists, and somebody can log in."""
+    admin_from_env(db)
+    with db.session() as s:
+        users = records.list_users(s)
+    if not users:
+        raise ConfigError(["login is on (SLM_STUDIO_AUTH=users) but there are no users yet; add one with "
+                           "'python -m studio users add NAME --admin', or set SLM_STUDIO_ADMIN_USER and "
+                           "SLM_STUDIO_ADMIN_PASSWORD"])
 
 
 def hash_password(password: str) -> str:

@@ -575,6 +575,12 @@ def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for 
        worker: Annotated[bool, typer.Option(help="Also run a worker for the jobs (off when workers run apart).")] = True,
        ) -> None:
     """Open the studio in the browser, with a worker for the jobs it starts."""
+    from storage.config import open_storage
+    from studio.accounts import auth_mode, max_upload_mb, ready_for_logins
+
+    max_upload_mb()  # settings checked before the (slow) web stack loads: a wrong one fails at once
+    if auth_mode() == "users":
+        ready_for_logins(open_storage().db)
     from studio.ui.server import serve
 
     typer.echo(f"SLM Studio at http://{host}:{port}  (Ctrl-C to stop; running jobs save their step first)")

@@ -31,23 +31,11 @@ from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage, open_storage
 from storage.errors import NotFoundError
-from studio.accounts import admin_from_env, auth_mode, check_login
-from studio.errors import AccessError, ConfigError
+from studio.accounts import auth_mode, check_login, max_upload_mb, ready_for_logins
+from studio.errors import AccessError
 from studio.ui.app import StudioApp, build_app
 
-DEFAULT_MAX_UPLOAD_MB = 1024
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def max_upload_mb() -> int:
-    raw = os.environ.get("SLM_STUDIO_MAX_UPLOAD_MB", str(DEFAULT_MAX_UPLOAD_MB))
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigError([f"SLM_STUDIO_MAX_UPLOAD_MB is '{raw}'; use a whole number of megabytes, e.g. 1024"])
-    return value
 
 
 def create_server(storage: Storage | None = None, *, hosted: bool | None = None,
@@ -56,13 +44,7 @@ def create_server(storage: Storage | None = None, *, hosted: bool | None = None,
     hosted = auth_mode() == "users" if hosted is None else hosted
     upload_mb = upload_mb or max_upload_mb()
     if hosted:
-        admin_from_env(storage.db)
-        with storage.db.session() as s:
-            users = records.list_users(s)
-        if not users:
-            raise ConfigError(["login is on (SLM_STUDIO_AUTH=users) but there are no users yet; add one with "
-                               "'python -m studio users add NAME --admin', or set SLM_STUDIO_ADMIN_USER and "
-                               "SLM_STUDIO_ADMIN_PASSWORD"])
+        ready_for_logins(storage.db)
     studio = build_app(storage, hosted=hosted)
     api = FastAPI(title="SLM Studio", docs_url=None, redoc_url=None, openapi_url=None)
 
