@@ -43,6 +43,6 @@ USER studio
 VOLUME ["/data"]
 EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:7860/healthz', timeout=4).status != 200)"]
+  CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('SLM_STUDIO_PORT', '7860'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status != 200)"]
 # the README's start command (its install half ran above); with its own worker for the jobs
 CMD ["python", "-m", "studio", "ui"]

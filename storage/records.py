@@ -39,11 +39,15 @@ def find_user(s: Session, name: str) -> User | None:
     return s.scalar(select(User).where(User.name == name))
 
 
+def is_admin(s: Session, user_id: int) -> bool:
+    return bool(s.scalar(select(User.is_admin).where(User.id == user_id)))
+
+
 def list_users(s: Session) -> list[User]:
     return list(s.scalars(select(User).where(User.password_hash.is_not(None)).order_by(User.id)))
 
 
-def set_password(db: Database, name: str, password_hash: str) -> bool:
+def set_password(db: Database, name: str, password_hash: str | None) -> bool:
     """Replace a user's password hash; False when there is no such user."""
     with db.session() as s:
         user = find_user(s, name)

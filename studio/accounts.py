@@ -4,12 +4,16 @@
     SLM_STUDIO_ADMIN_USER      with SLM_STUDIO_ADMIN_PASSWORD: the first admin, created at start when
     SLM_STUDIO_ADMIN_PASSWORD  missing (so a container needs no secret baked into its image)
     SLM_STUDIO_MAX_UPLOAD_MB   the largest upload the server accepts (default 1024)
+    SLM_STUDIO_MODELS_DIR      hosted: the only folder users may pick model folders from
+                               (default $SLM_STUDIO_HOME/models, where converted teachers are kept)
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,6 +24,7 @@ from storage.jobs import Viewer
 from studio.errors import ConfigError
 
 MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 AUTH_MODES = ("none", "users")
 DEFAULT_MAX_UPLOAD_MB = 1024
@@ -30,6 +35,12 @@ def auth_mode() -> str:
     if mode not in AUTH_MODES:
         raise ConfigError([f"SLM_STUDIO_AUTH is '{mode}'; use 'none' (one local user) or 'users' (login required)"])
     return mode
+
+
+def models_dir() -> Path:
+    from storage.config import studio_home
+
+    return Path(os.environ.get("SLM_STUDIO_MODELS_DIR") or studio_home() / "models").expanduser()
 
 
 def max_upload_mb() -> int:
@@ -52,8 +63,9 @@ def ready_for_logins(db: Database) -> None:
 
 
 def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD:
-        raise ConfigError([f"the password has {len(password)} characters; use at least {MIN_PASSWORD}"])
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise ConfigError([f"the password has {len(password)} characters; use at least {MIN_PASSWORD} "
+                           f"(and at most {MAX_PASSWORD})"])
     return PasswordHasher().hash(password)
 
 
@@ -75,9 +87,17 @@ def change_password(db: Database, name: str, password: str) -> None:
         raise ConfigError([f"there is no user named '{name}' ('python -m studio users list' shows them)"])
 
 
+def disable_user(db: Database, name: str) -> None:
+    """The user can no longer log in (their work stays; an admin still sees it); open pages stop within a minute."""
+    if not records.set_password(db, name, None):
+        raise ConfigError([f"there is no user named '{name}' ('python -m studio users list' shows them)"])
+
+
 def check_login(db: Database, name: str, password: str) -> Viewer | None:
     """The user, when the password is theirs; None otherwise (no hint which of the two was wrong)."""
     hasher = PasswordHasher()
+    if len(password) > MAX_PASSWORD:  # never hash megabytes for a login form
+        return None
     with db.session() as s:
         user = records.find_user(s, name)
         stored = user.password_hash if user is not None else None
@@ -94,9 +114,14 @@ def check_login(db: Database, name: str, password: str) -> Viewer | None:
     return viewer
 
 
+@functools.cache
+def _stand_in_hash() -> str:
+    return PasswordHasher().hash("a stand-in that no password matches")
+
+
 def _spend_the_same_time(hasher: PasswordHasher, password: str) -> None:
     try:
-        hasher.verify(hasher.hash("not a real password"), password)
+        hasher.verify(_stand_in_hash(), password)  # one verify, as for a real user
     except VerificationError:
         pass
 

@@ -487,7 +487,7 @@ def jobs_delete(job: int, yes: Annotated[bool, typer.Option("--yes", help="Do no
     typer.echo(f"Deleted job(s) {', '.join(map(str, gone))} and their files.")
 
 
-users_app = typer.Typer(help="Accounts of a hosted studio (SLM_STUDIO_AUTH=users): add, list, passwd.")
+users_app = typer.Typer(help="Accounts of a hosted studio (SLM_STUDIO_AUTH=users): add, list, passwd, disable.")
 app.add_typer(users_app, name="users")
 
 
@@ -535,6 +535,17 @@ def users_passwd(name: str, password_stdin: Annotated[bool, typer.Option(help="R
 
     change_password(open_storage().db, name, _password(password_stdin))
     typer.echo(f"Password of {name} changed.")
+
+
+@users_app.command("disable")
+@friendly
+def users_disable(name: str) -> None:
+    """Stop a user from logging in (their jobs and files stay; an admin still sees them)."""
+    from storage.config import open_storage
+    from studio.accounts import disable_user
+
+    disable_user(open_storage().db, name)
+    typer.echo(f"User {name} can no longer log in; pages they have open stop working within a minute.")
 
 
 datasets_app = typer.Typer(help="Checked datasets kept for your runs: list, delete.")

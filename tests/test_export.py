@@ -134,6 +134,7 @@ def test_hybrid_classifier_measures_share_and_predict_py_answers(cls_run, tmp_pa
     card = (top / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-classification")
     assert f"{hybrid['student_share']:.1%}" in card and "| teacher |" in card and "90.0%" in card
+    assert '  - "onnx"' in card and "pip install torch transformers onnxruntime" in card
     dataset = json.loads((cls_run / "config.json").read_text())["dataset"]
     rows = [json.loads(line)["text"] for line in (Path(dataset) / "train.jsonl").read_text().splitlines()[:50]]
     assert not any(row in card for row in rows)  # counts, never the owner's rows

@@ -118,3 +118,35 @@ def test_steps_never_show_another_users_run(ctx):
         with pytest.raises(NotFoundError, match=f"There is no job {job.id}"):
             look(ctx, bob, job.id)
     assert all(str(job.id) != str(row[0]) for row in history_rows(ctx, bob))
+
+
+def test_model_folders_stay_private(ctx, monkeypatch, tiny_bert, tmp_path):
+    from storage import jobs as job_rows
+    from studio.accounts import add_user, check_login, disable_user, models_dir
+    from studio.errors import ConfigError
+    from studio.jobs.service import check_model_folder
+
+    alice, bob = add_user(ctx.storage.db, "alice", "alice-secret-1"), add_user(ctx.storage.db, "bob", "bob-secret-22")
+    job = job_rows.submit(ctx.storage.db, alice.user_id, "distill", {}, title="alice's run")
+    student = ctx.storage.store.resolve(job.folder) / "student"
+    student.mkdir(parents=True)
+    check_model_folder(ctx.storage, alice, str(student))  # her own run's model: fine
+    with pytest.raises(Exception, match=f"There is no job {job.id}"):
+        check_model_folder(ctx.storage, bob, str(student))
+    (ctx.storage.store.root / "datasets").mkdir(exist_ok=True)
+    with pytest.raises(ConfigError, match="inside the studio's own store"):
+        check_model_folder(ctx.storage, bob, str(ctx.storage.store.root / "datasets"))
+    check_model_folder(ctx.storage, bob, str(tiny_bert))  # a laptop may use any folder
+    monkeypatch.setenv("SLM_STUDIO_AUTH", "users")
+    with pytest.raises(ConfigError, match="shared models folder"):
+        check_model_folder(ctx.storage, bob, str(tiny_bert))
+    shared = models_dir() / "tiny"
+    shared.mkdir(parents=True)
+    check_model_folder(ctx.storage, bob, str(shared))
+    text, spec = describe(SOURCES[1], None, "/etc", "", only_under=models_dir())
+    assert spec is None and "shared models folder" in text and "config.json" not in text
+
+    assert check_login(ctx.storage.db, "bob", "bob-secret-22") == bob
+    disable_user(ctx.storage.db, "bob")
+    assert check_login(ctx.storage.db, "bob", "bob-secret-22") is None
+    assert check_login(ctx.storage.db, "alice", "x" * 5000) is None

@@ -60,6 +60,11 @@ def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, lab
             return write_model_folder(run_dir, choose_float(chosen), dest, task, labels)
         source = choose(run_dir, manifest.get("source", "student"))
         notes = write_model_folder(run_dir, source, dest, task, labels)
+        if len(manifest.get("recipe") or []) > 1:  # made before variants kept their float model
+            return notes + [f"`model/` holds {source.name} *before* this variant's earlier steps "
+                            f"({', '.join(s['method'] for s in manifest['recipe'][:-1])}): the float weights of "
+                            "this variant were not kept when it was made. The variant itself is `onnx/model.onnx`; "
+                            "make the variant again for a matching `model/`."]
         return notes + [f"`model/` holds {source.name}, the float model this ONNX variant was converted from; "
                         "the variant itself is `onnx/model.onnx`."]
     if chosen.form == "bnb" or not (manifest.get("structure") or manifest.get("sparse")):
@@ -167,7 +172,7 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
     stage = out_zip.with_name(f".{out_zip.name}.staging")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    steps = 4 + settings.onnx + settings.hybrid
+    steps = 4 + (settings.onnx or chosen.form == "onnx") + settings.hybrid
     done = iter(range(1, steps + 1))
 
     def say(message: str) -> None:
@@ -184,7 +189,7 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
         diff = check_model_folder(run_dir, chosen, stage / "model", task, labels, texts)
         if diff is not None:
             checks["model"] = diff
-        if settings.onnx:
+        if settings.onnx or chosen.form == "onnx":  # an ONNX variant's graph is the variant itself
             say("writing the ONNX file")
             if chosen.form == "bnb":
                 notes.append("No ONNX file: a bitsandbytes model cannot be exported to ONNX. Export the student or "
@@ -247,9 +252,13 @@ def _card_info(run_dir: Path, config: dict, chosen: Chosen, dataset, files: dict
     recipe = (chosen.manifest or {}).get("recipe") or []
     return {"name": f"{chosen.name} (SLM Studio export)", "task": config["task"],
             "teacher": entry.title if entry else teacher.get("name", "unknown"),
-            "licence": _licence_id(entry.licence) if entry else None, "report": asdict(dataset.report),
+            "licence": _licence_id(entry.licence) if entry else None, "licence_text": entry.licence if entry else None,
+            "report": asdict(dataset.report),
             "distill": config["distill"], "recipe": recipe, "metrics": shown, "files": files, "hybrid": hybrid,
-            "notes": notes, "quantized": chosen.form in ("bnb", "onnx")}
+            "notes": notes, "quantized": any(s["method"] in QUANTIZING for s in recipe), "role": chosen.name}
+
+
+QUANTIZING = {"int8", "bnb-int8", "bnb-nf4", "bnb-fp4"}
 
 
 def _licence_id(text: str) -> str:

@@ -35,23 +35,29 @@ def model_card(info: dict) -> str:
     task = info["task"]
     report = info["report"]
     tags = ["slm-studio", "knowledge-distillation"] + [step["method"] for step in info.get("recipe") or []]
-    tags += [f for f in ("onnx", "gguf") if f in info["files"]]
+    formats = [f for f in ("onnx", "gguf") if any(path.startswith(f"{f}/") for path in info["files"])]
+    tags += formats
     head = ["---", "library_name: transformers",
             f"pipeline_tag: {'text-classification' if task == 'classification' else 'text-generation'}"]
     if info.get("licence"):
         head.append(f"license: {info['licence']}")
+        if info["licence"] == "other":
+            head.append(f"license_name: {json.dumps(info.get('licence_text') or 'see the teacher')}")
     head += [f"tags:{_yaml_list(tags)}", f"base_model_relation: {'quantized' if info.get('quantized') else 'finetune'}",
              "---", ""]
     what = "sorts texts into one of its labels" if task == "classification" else "continues text / answers prompts"
+    made = (f"the teacher of an SLM Studio distillation (**{info['teacher']}**), as used for the owner's data"
+            if info.get("role") == "teacher" else
+            f"A small model that {what}, made with SLM Studio by knowledge distillation from the teacher "
+            f"**{info['teacher']}** on the owner's own data")
     parts = [
         "\n".join(head),
         f"# {info['name']}\n",
-        f"A small model that {what}, made with SLM Studio by knowledge distillation from the teacher "
-        f"**{info['teacher']}** on the owner's own data.\n",
+        (made[0].upper() + made[1:]) + ".\n",
         "## Files\n",
         "\n".join(f"- `{path}` — {about}" for path, about in info["files"].items()) + "\n",
         "## Use it\n",
-        "```bash\npip install torch transformers" + (" onnxruntime" if "onnx" in info["files"] else "")
+        "```bash\npip install torch transformers" + (" onnxruntime" if "onnx" in formats else "")
         + "\npython predict.py \"your text here\"\n```\n",
         "Or in Python, with nothing but transformers installed:\n",
         "```python\nfrom transformers import AutoModelFor"

@@ -11,6 +11,7 @@ Text generation has no right answer to score, so the threshold is the one asked 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from studio.export import predict
@@ -39,7 +40,7 @@ def choose_threshold(student: list[tuple[str, float]], teacher: list[str], label
     for threshold in sorted({0.0} | {round(c, 4) for _, c in student}):
         if _hybrid_accuracy(student, teacher, labels, threshold) >= target:
             return threshold
-    return 1.0
+    return math.nextafter(1.0, 2.0)  # above every confidence: the teacher answers everything
 
 
 def measure_classifier(student: predict.Runner, teacher: predict.Runner, validation: list[dict], test: list[dict],
@@ -69,11 +70,11 @@ def question_of(record: dict) -> str:
 
 
 def measure_causal(student: predict.Runner, test: list[dict], threshold: float | None) -> dict:
+    source = "the default starting point" if threshold is None else "set by the user"
     threshold = CAUSAL_DEFAULT if threshold is None else threshold
     records = test[:CAUSAL_LIMIT]
     confidences = [predict.generate(student, question_of(r), max_new_tokens=24)[1] for r in records]
-    return {"threshold": threshold,
-            "threshold_source": "set by the user" if threshold != CAUSAL_DEFAULT else "the default starting point",
+    return {"threshold": threshold, "threshold_source": source,
             "measured_on": f"test split, first {len(records)} prompts, 24 new tokens each",
             "student_share": sum(c >= threshold for c in confidences) / max(1, len(confidences))}
 

@@ -56,9 +56,11 @@ class Runner:
     def logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.model is None:
             return self.session.run(None, {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)})[0]
+        device = self.model.device  # a bitsandbytes model may sit on a GPU
         with self.torch.inference_mode():
-            out = self.model(input_ids=self.torch.from_numpy(ids), attention_mask=self.torch.from_numpy(mask))
-        return out.logits.float().numpy()
+            out = self.model(input_ids=self.torch.from_numpy(ids).to(device),
+                             attention_mask=self.torch.from_numpy(mask).to(device))
+        return out.logits.float().cpu().numpy()
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -207,11 +207,18 @@ def one_job_per_run(ctx: JobContext, run_dir: Path) -> Iterator[None]:
         yield
 
 
+def owner(ctx: JobContext) -> job_rows.Viewer:
+    """Who submitted the job, with their rights (an admin may work on another user's run)."""
+    with ctx.db.session() as s:
+        return job_rows.Viewer(ctx.job.owner_id, records.is_admin(s, ctx.job.owner_id))
+
+
 def parent_folder(ctx: JobContext) -> Path:
     if ctx.job.parent_id is None:
         raise ConfigError([f"job {ctx.job.id} has no distillation run to work on"])
+    viewer = owner(ctx)
     with ctx.db.session() as s:
-        parent = job_rows.get(s, job_rows.Viewer(ctx.job.owner_id), ctx.job.parent_id)
+        parent = job_rows.get(s, viewer, ctx.job.parent_id)
         if parent.kind != "distill" or parent.status != "done":
             raise ConfigError([f"job {parent.id} is a {parent.kind} job that is {parent.status}; "
                                "compress and evaluate need a finished distillation"])

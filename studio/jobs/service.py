@@ -44,6 +44,30 @@ def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOp
         raise
 
 
+def check_model_folder(storage: Storage, viewer: Viewer, spec: str | None) -> None:
+    """A teacher or student given as a folder: never inside another user's job, and in a hosted studio
+    only from the shared models folder (users must not read the server's files through the studio)."""
+    from studio.accounts import auth_mode, models_dir
+    from studio.teacher import CATALOG
+
+    if not spec or spec in CATALOG:
+        return
+    path = Path(spec).expanduser()
+    if not path.exists():
+        return  # a hub id (or a missing folder: loading says so)
+    path = path.resolve()
+    if path.is_relative_to(storage.store.root):
+        parts = path.relative_to(storage.store.root).parts
+        if len(parts) >= 2 and parts[0] == "jobs" and parts[1].isdigit():
+            with storage.db.session() as s:
+                job_rows.get(s, viewer, int(parts[1]))  # someone else's job: "there is no job N"
+            return
+        raise ConfigError([f"{spec} is inside the studio's own store; pick a model folder of a run in History"])
+    if auth_mode() == "users" and not path.is_relative_to(models_dir().resolve()):
+        raise ConfigError([f"in the hosted studio, model folders come from the shared models folder {models_dir()} "
+                           "(ask the administrator to put the model there), the catalog, or a finished run"])
+
+
 def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_id: int | None = None,
            title: str = "", enqueue: bool = True) -> int:
     """Check the config whole, record the job, and (unless the caller runs it itself) queue it."""
@@ -51,6 +75,9 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
         raise ConfigError([f"unknown job kind '{kind}'; use one of {', '.join(KINDS)}"])
     spec = KINDS[kind].spec.from_dict(config)  # every problem at once, before anything is stored
     dataset_id = getattr(spec, "dataset_id", None)
+    if kind == "distill":
+        for key in ("teacher", "student"):
+            check_model_folder(storage, viewer, spec.distill.get(key))
     with storage.db.session() as s:
         if dataset_id:
             records.get_dataset(s, viewer, dataset_id)

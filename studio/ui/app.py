@@ -36,7 +36,9 @@ class StudioApp:
 def build_app(storage: Storage | None = None, hosted: bool = False) -> StudioApp:
     """The studio's page; `hosted`: every request acts for its logged-in user (server.py sets up the login)."""
     ctx = UIContext(storage or open_storage(), hosted=hosted)
-    with gr.Blocks(title="SLM Studio", analytics_enabled=False) as blocks:
+    # Gradio keeps a copy of each upload in its cache; the studio has its own checked copy, so drop
+    # Gradio's after a day (checked hourly): users' raw files do not pile up on a shared server.
+    with gr.Blocks(title="SLM Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as blocks:
         gr.Markdown("# SLM Studio\nA big teacher model plus your own data → a small, fast, private student model.")
         with gr.Tabs():
             with gr.Tab("1. Teacher"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -12,6 +13,9 @@ from storage.jobs import Viewer
 from storage.records import find_user, local_user
 from studio.errors import AccessError, StudioError
 
+RECHECK_USER_S = 30.0
+"""A disabled account or a changed admin flag takes effect on open pages within this time."""
+
 
 @dataclass
 class UIContext:
@@ -19,7 +23,7 @@ class UIContext:
     hosted: bool = False
     """Login required: every request acts for the logged-in user (else for the one local user)."""
     _local: Viewer | None = None
-    _users: dict[str, Viewer] = field(default_factory=dict)
+    _users: dict[str, tuple[Viewer, float]] = field(default_factory=dict)
 
     def viewer(self, request: gr.Request | None = None) -> Viewer:
         """Who is asking. Looked up once per user: the timers ask on every tick."""
@@ -32,13 +36,16 @@ class UIContext:
     def user_named(self, name: str | None) -> Viewer:
         if not name:
             raise AccessError("Log in first.")
-        if name not in self._users:
+        viewer, checked = self._users.get(name, (None, 0.0))
+        if viewer is None or time.monotonic() - checked > RECHECK_USER_S:
             with self.storage.db.session() as s:
                 user = find_user(s, name)
                 if user is None or not user.password_hash:
-                    raise AccessError("This account no longer exists; log in again.")
-                self._users[name] = Viewer(user.id, user.is_admin)
-        return self._users[name]
+                    self._users.pop(name, None)
+                    raise AccessError("This account no longer exists or was disabled; ask your administrator.")
+                viewer = Viewer(user.id, user.is_admin)
+            self._users[name] = (viewer, time.monotonic())
+        return viewer
 
 
 def message_of(err: Exception) -> str:

@@ -10,9 +10,11 @@ import json
 from dataclasses import dataclass
 
 import gradio as gr
+from sqlalchemy import select
 
 from storage import jobs as job_rows
 from storage import records
+from storage.models import Job
 from studio.jobs import service
 from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, message_of
@@ -41,7 +43,8 @@ def exportable_models(ctx: UIContext, viewer, run_id: int | None) -> list[tuple[
     with ctx.storage.db.session() as s:
         job_rows.get(s, viewer, run_id)  # not this user's run: an error, not someone else's variants
         family = job_rows.descendants(s, run_id)
-        variants = [v for job_id in family for v in records.variants_of(s, viewer, job_id)]
+        visible = set(s.scalars(job_rows.visible(select(Job.id).where(Job.id.in_(family)), viewer)))
+        variants = [v for job_id in family if job_id in visible for v in records.variants_of(s, viewer, job_id)]
     named = [("student (the distilled model)", "student"), ("teacher", "teacher")]
     return named + [(f"{v.name} ({v.role}, {v.method})", v.name) for v in variants
                     if v.status == "ok" and v.name not in ("student", "teacher")]
@@ -73,14 +76,14 @@ def export_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, s
         with ctx.storage.db.session() as s:
             job = job_rows.get(s, viewer, job_id)
             files = [a for a in records.artifacts_of(s, viewer, job_id) if a.kind == "export"]
-    except Exception as err:  # noqa: BLE001
+        words = f"**Export job {job.id}** is **{job.status}**."
+        if job.error:
+            words += "\n\n" + error_box(job.error)
+        if job.status != "done" or not files:
+            return words, progress_bar(job.progress, job.step) if job.status in ("queued", "running") else "", ""
+        summary = json.loads(ctx.storage.store.resolve(job.folder).joinpath("export.json").read_text())
+    except Exception as err:  # noqa: BLE001 - e.g. the job's files were deleted meanwhile
         return error_box(message_of(err)), "", ""
-    words = f"**Export job {job.id}** is **{job.status}**."
-    if job.error:
-        words += "\n\n" + error_box(job.error)
-    if job.status != "done" or not files:
-        return words, progress_bar(job.progress, job.step) if job.status in ("queued", "running") else "", ""
-    summary = json.loads(ctx.storage.store.resolve(job.folder).joinpath("export.json").read_text())
     return words, "", download_html(job.id, files[0].path.rsplit("/", 1)[-1], files[0].bytes, summary)
 
 
@@ -93,7 +96,7 @@ def download_html(job_id: int, name: str, size: int, summary: dict) -> str:
              f"confidence {hybrid['threshold']:.3g} ({escape(hybrid['measured_on'])}); the teacher answers the rest."
              "</p>") if hybrid else ""
     notes = "".join(f"<p><i>{_code(escape(n))}</i></p>" for n in summary.get("notes", []))
-    return (f'<a id="export-download" href="/download/{job_id}" download="{escape(name)}" '
+    return (f'<a id="export-download" href="download/{job_id}" download="{escape(name)}" '
             'style="display:inline-block;padding:10px 16px;background:#2563eb;color:white;border-radius:8px;'
             f'text-decoration:none;font-weight:600">Download {escape(name)} ({size / 1e6:.1f} MB)</a>'
             f"<ul>{items}</ul>{share}{notes}")

@@ -10,6 +10,7 @@ SLM_STUDIO_AUTH, SLM_STUDIO_MAX_UPLOAD_MB, SLM_STUDIO_HOST, SLM_STUDIO_PORT (and
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -65,8 +66,9 @@ def create_server(storage: Storage | None = None, *, hosted: bool | None = None,
         except Exception as err:  # noqa: BLE001 - any failure is "unhealthy", named for the operator
             report["database"] = f"unreachable ({type(err).__name__})"
         root = storage.store.root
-        if not (root.is_dir() and os.access(root, os.W_OK)):
-            report["artifacts"] = f"{root} is missing or not writable"
+        if not (root.is_dir() and os.access(root, os.W_OK)):  # the path itself only in the server's log
+            report["artifacts"] = "the artifact store is missing or not writable (SLM_STUDIO_DATA_DIR)"
+            logging.getLogger("studio.server").error("artifact store %s is missing or not writable", root)
         healthy = report["database"] == "ok" and report["artifacts"] == "ok"
         return JSONResponse({"status": "ok" if healthy else "unhealthy", **report}, status_code=200 if healthy else 503)
 

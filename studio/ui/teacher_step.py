@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from studio.accounts import models_dir
 from studio.teacher import CATALOG, catalog_status, is_offline
 from studio.ui.context import UIContext
 
@@ -29,8 +30,10 @@ def catalog_rows() -> list[list[str]]:
     return [[e.key, e.title, e.task, f"{e.params_millions:.1f} M", e.licence, catalog_status(e)] for e in installed]
 
 
-def describe(source: str, key: str | None, folder: str, hub_id: str) -> tuple[str, str | None]:
-    """(what the user sees about the choice, the spec to use or None when it cannot be used)."""
+def describe(source: str, key: str | None, folder: str, hub_id: str,
+             only_under: Path | None = None) -> tuple[str, str | None]:
+    """(what the user sees about the choice, the spec to use or None when it cannot be used).
+    `only_under`: a hosted studio lets users pick folders in the shared models folder only."""
     folder, hub_id = folder or "", hub_id or ""  # a hidden box sends nothing
     if source == SOURCES[0]:
         if not key or key not in CATALOG:
@@ -46,6 +49,9 @@ def describe(source: str, key: str | None, folder: str, hub_id: str) -> tuple[st
         return text, key
     if source == SOURCES[1]:
         path = Path(folder.strip()).expanduser() if folder.strip() else None
+        if path is not None and only_under is not None and not path.resolve().is_relative_to(only_under.resolve()):
+            return (f"> ⚠️ In this hosted studio, model folders come from the shared models folder {only_under} "
+                    "(ask your administrator to put the model there)."), None
         if path is None or not (path / "config.json").is_file():
             return "Give the path of a model folder (it holds config.json and .safetensors weights).", None
         if not any(path.glob("*.safetensors")):
@@ -72,7 +78,7 @@ def build_teacher_tab(ctx: UIContext) -> TeacherTab:
     chosen = gr.State(spec)
 
     def update(src: str, key: str | None, path: str, hub: str):
-        text, spec = describe(src, key, path, hub)
+        text, spec = describe(src, key, path, hub, models_dir() if ctx.hosted else None)
         return (gr.update(visible=src == SOURCES[0]), gr.update(visible=src == SOURCES[1]),
                 gr.update(visible=src == SOURCES[2]), text, spec)
 
