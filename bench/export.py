@@ -89,7 +89,7 @@ def export_one(run: Path, work: Path, settings: ExportSettings) -> tuple[Path, d
     print(f"  {settings.variant:14} zip {row['zip_mb']:7.1f} MB (unpacked {row['unpacked_mb']:7.1f} MB) in "
           f"{seconds:5.1f} s; largest logit difference vs source: "
           + ", ".join(f"{k} {v:.2e}" for k, v in result.checks.items()))
-    print("      unpacked: " + ", ".join(f"{k} {v:.1f} MB" for k, v in row["parts_mb"].items() if v > 1e5))
+    print("      unpacked: " + ", ".join(f"{k} {v:.1f} MB" for k, v in row["parts_mb"].items() if v >= 0.1))
     if result.hybrid:
         h = result.hybrid
         line = f"      hybrid: threshold {h['threshold']:.3f} ({h['threshold_source']}); student alone on " \
@@ -98,6 +98,9 @@ def export_one(run: Path, work: Path, settings: ExportSettings) -> tuple[Path, d
             line += (f"; accuracy student {h['student_accuracy']:.1%}, hybrid {h['hybrid_accuracy']:.1%}, "
                      f"teacher {h['teacher_accuracy']:.1%}")
         print(line)
+        for point in h.get("curve", []):
+            print(f"        at {point['threshold']:.2f}: student alone {point['student_share']:.1%}, "
+                  f"hybrid accuracy {point['hybrid_accuracy']:.1%}")
     return result.zip_path, row
 
 

@@ -135,6 +135,9 @@ def test_hybrid_classifier_measures_share_and_predict_py_answers(cls_run, tmp_pa
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-classification")
     assert f"{hybrid['student_share']:.1%}" in card and "| teacher |" in card and "90.0%" in card
     assert '  - "onnx"' in card and "pip install torch transformers onnxruntime" in card
+    assert [row["threshold"] for row in hybrid["curve"]] == [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
+    assert all(a["student_share"] >= b["student_share"] for a, b in zip(hybrid["curve"], hybrid["curve"][1:]))
+    assert "| 0.90 |" in card
     dataset = json.loads((cls_run / "config.json").read_text())["dataset"]
     rows = [json.loads(line)["text"] for line in (Path(dataset) / "train.jsonl").read_text().splitlines()[:50]]
     assert not any(row in card for row in rows)  # counts, never the owner's rows

@@ -116,7 +116,10 @@ def _hybrid_text(hybrid: dict | None, task: str) -> str:
              f"- The student answers **{hybrid['student_share']:.1%}** of inputs alone ({hybrid['measured_on']})."]
     if task == "classification":
         lines += [f"- Accuracy: student alone {hybrid['student_accuracy']:.1%}, hybrid {hybrid['hybrid_accuracy']:.1%}, "
-                  f"teacher alone {hybrid['teacher_accuracy']:.1%}."]
+                  f"teacher alone {hybrid['teacher_accuracy']:.1%}.", "",
+                  "| threshold (`predict.py --threshold`) | student answers alone | hybrid accuracy |", "|---|---|---|"]
+        lines += [f"| {row['threshold']:.2f} | {row['student_share']:.1%} | {row['hybrid_accuracy']:.1%} |"
+                  for row in hybrid.get("curve", [])]
     else:
         lines += ["- Confidence of a generated answer is the geometric mean of its tokens' probabilities; generated "
                   "text has no single right answer, so the hybrid's quality is not scored here."]

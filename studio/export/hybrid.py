@@ -17,6 +17,8 @@ from pathlib import Path
 from studio.export import predict
 
 TOLERANCE = 0.01
+OTHER_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+"""Shown beside the chosen threshold, so the card tells what a stricter hand-over would cost."""
 CAUSAL_DEFAULT = 0.5
 CAUSAL_LIMIT = 40
 """Generation is slow on a CPU: the causal share is measured on at most this many test prompts."""
@@ -55,7 +57,10 @@ def measure_classifier(student: predict.Runner, teacher: predict.Runner, validat
     said = _classify_all(student, test)
     teacher_said = [label for label, _ in _classify_all(teacher, test)]
     labels = [r["label"] for r in test]
-    return {"threshold": threshold, "threshold_source": chosen, "measured_on": f"test split, {len(test)} examples",
+    curve = [{"threshold": t, "student_share": sum(c >= t for _, c in said) / max(1, len(said)),
+              "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, t)} for t in OTHER_THRESHOLDS]
+    return {"threshold": threshold, "curve": curve, "threshold_source": chosen,
+            "measured_on": f"test split, {len(test)} examples",
             "student_share": sum(c >= threshold for _, c in said) / max(1, len(said)),
             "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, threshold),
             "student_accuracy": _hybrid_accuracy(said, teacher_said, labels, 0.0),
