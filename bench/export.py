@@ -99,8 +99,8 @@ def export_one(run: Path, work: Path, settings: ExportSettings) -> tuple[Path, d
                      f"teacher {h['teacher_accuracy']:.1%}")
         print(line)
         for point in h.get("curve", []):
-            print(f"        at {point['threshold']:.2f}: student alone {point['student_share']:.1%}, "
-                  f"hybrid accuracy {point['hybrid_accuracy']:.1%}")
+            accuracy = f", hybrid accuracy {point['hybrid_accuracy']:.1%}" if "hybrid_accuracy" in point else ""
+            print(f"        at {point['threshold']:.2f}: student alone {point['student_share']:.1%}{accuracy}")
     return result.zip_path, row
 
 

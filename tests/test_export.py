@@ -155,7 +155,7 @@ def test_hybrid_classifier_measures_share_and_predict_py_answers(cls_run, tmp_pa
 
 
 def test_causal_student_exports_safetensors_onnx_and_gguf(lm_run, tmp_path):
-    result = export_model(lm_run, ExportSettings(variant="student", hybrid=True, threshold=0.2), tmp_path / "lm.zip")
+    result = export_model(lm_run, ExportSettings(variant="student", hybrid=True), tmp_path / "lm.zip")
     top = unzip(result.zip_path, tmp_path / "out")
     assert len(list((top / "gguf").glob("*.gguf"))) == 1
     source = resolve_source(str(lm_run / "student"))
@@ -163,7 +163,9 @@ def test_causal_student_exports_safetensors_onnx_and_gguf(lm_run, tmp_path):
     got = reload(top, "causal_lm", tmp_path)
     assert close(got["model"], want, got["mask"]) and close(got["onnx"], want, got["mask"])
     assert got["gguf_ids"] == got["ids"] and close(got["gguf"], want, got["mask"], atol=2e-2)  # f16 weights
-    assert result.hybrid["threshold"] == 0.2 and 0.0 <= result.hybrid["student_share"] <= 1.0
+    hybrid = result.hybrid  # no right answer to aim at: about half of the validation prompts go to the teacher
+    assert "median confidence" in hybrid["threshold_source"] and 0.0 < hybrid["threshold"] < 1.0
+    assert 0.0 <= hybrid["student_share"] <= 1.0 and len(hybrid["curve"]) == 6
     done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "Do you ship abroad?"],
                           cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

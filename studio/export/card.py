@@ -122,5 +122,7 @@ def _hybrid_text(hybrid: dict | None, task: str) -> str:
                   for row in hybrid.get("curve", [])]
     else:
         lines += ["- Confidence of a generated answer is the geometric mean of its tokens' probabilities; generated "
-                  "text has no single right answer, so the hybrid's quality is not scored here."]
+                  "text has no single right answer, so the hybrid's quality is not scored here.", "",
+                  "| threshold (`predict.py --threshold`) | student answers alone |", "|---|---|"]
+        lines += [f"| {row['threshold']:.2f} | {row['student_share']:.1%} |" for row in hybrid.get("curve", [])]
     return "\n".join(lines) + "\n"

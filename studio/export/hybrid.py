@@ -5,13 +5,15 @@ inputs the student answers alone is measured with exactly the code the user will
 
 Classification: the threshold chosen on the validation split is the lowest one at which the
 hybrid is within ``TOLERANCE`` of the teacher's accuracy; the test split then gives the figures.
-Text generation has no right answer to score, so the threshold is the one asked for (or
-``CAUSAL_DEFAULT``) and the test split gives the share the student answers alone.
+Text generation has no single right answer to score, so the threshold is the one asked for,
+or the student's median confidence on validation prompts; the test split gives the share the
+student answers alone.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from studio.export import predict
@@ -19,7 +21,7 @@ from studio.export import predict
 TOLERANCE = 0.01
 OTHER_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 """Shown beside the chosen threshold, so the card tells what a stricter hand-over would cost."""
-CAUSAL_DEFAULT = 0.5
+CAUSAL_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 CAUSAL_LIMIT = 40
 """Generation is slow on a CPU: the causal share is measured on at most this many test prompts."""
 
@@ -74,14 +76,21 @@ def question_of(record: dict) -> str:
     return " ".join(words[: max(1, len(words) // 3)])
 
 
-def measure_causal(student: predict.Runner, test: list[dict], threshold: float | None) -> dict:
-    source = "the default starting point" if threshold is None else "set by the user"
-    threshold = CAUSAL_DEFAULT if threshold is None else threshold
-    records = test[:CAUSAL_LIMIT]
-    confidences = [predict.generate(student, question_of(r), max_new_tokens=24)[1] for r in records]
-    return {"threshold": threshold, "threshold_source": source,
-            "measured_on": f"test split, first {len(records)} prompts, 24 new tokens each",
-            "student_share": sum(c >= threshold for c in confidences) / max(1, len(confidences))}
+def _confidences(student: predict.Runner, records: list[dict]) -> list[float]:
+    return [predict.generate(student, question_of(r), max_new_tokens=24)[1] for r in records[:CAUSAL_LIMIT]]
+
+
+def measure_causal(student: predict.Runner, validation: list[dict], test: list[dict], threshold: float | None) -> dict:
+    if threshold is None:  # no right answer to aim at: split the validation prompts half and half
+        threshold = round(statistics.median(_confidences(student, validation) or [0.5]), 4)
+        source = "the student's median confidence on the validation split (raise it to send more to the teacher)"
+    else:
+        source = "set by the user"
+    confidences = _confidences(student, test)
+    share = lambda t: sum(c >= t for c in confidences) / max(1, len(confidences))  # noqa: E731
+    return {"threshold": threshold, "threshold_source": source, "student_share": share(threshold),
+            "measured_on": f"test split, first {len(confidences)} prompts, 24 new tokens each",
+            "curve": [{"threshold": t, "student_share": share(t)} for t in CAUSAL_THRESHOLDS]}
 
 
 def measure(export_dir: Path, settings: dict, validation: list[dict], test: list[dict],
@@ -93,4 +102,4 @@ def measure(export_dir: Path, settings: dict, validation: list[dict], test: list
     if settings["task"] == "classification":
         teacher = predict.Runner(export_dir / "teacher", settings["task"])
         return measure_classifier(student, teacher, validation, test, threshold)
-    return measure_causal(student, test, threshold)
+    return measure_causal(student, validation, test, threshold)
