@@ -21,7 +21,7 @@ from studio.export import predict
 TOLERANCE = 0.01
 OTHER_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 """Shown beside the chosen threshold, so the card tells what a stricter hand-over would cost."""
-CAUSAL_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+CAUSAL_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
 CAUSAL_LIMIT = 40
 """Generation is slow on a CPU: the causal share is measured on at most this many test prompts."""
 
