@@ -47,7 +47,7 @@ def main() -> None:
     from storage.config import open_storage
     from storage.records import local_user
     from studio.jobs import service
-    from studio.ui.app import build_app
+    from studio.ui.server import create_server, start_in_thread
 
     storage = open_storage()
     me = local_user(storage.db)
@@ -62,9 +62,8 @@ def main() -> None:
         "teacher": "minilm-l6", "student_layers": 2, "epochs": 2, "teacher_epochs": 1}}, title="training now")
     worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"], env={**os.environ, "PYTHONPATH": str(ROOT)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    app = build_app(storage)
-    app.blocks.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, quiet=True)
-    url = f"http://127.0.0.1:{args.port}/"
+    running = start_in_thread(*create_server(storage, hosted=False), port=args.port)  # what `studio ui` serves
+    url = running.url
     try:
         while True:  # wait until it really trains
             with storage.db.session() as s:
@@ -76,9 +75,7 @@ def main() -> None:
                 sys.exit(f"the training job ended early: {job.status} {job.error}")
             time.sleep(1)
         client = Client(url, verbose=False)
-        endpoint = next(name for name, info in client.view_api(print_info=False, return_format="dict")
-                        ["named_endpoints"].items() if name.startswith("/refresh") and len(info["parameters"]) == 1
-                        and "Job id" in str(info["parameters"]))
+        endpoint = "/history"
         page, history = [], []
         for _ in range(args.repeats):
             started = time.perf_counter()
@@ -98,7 +95,7 @@ def main() -> None:
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=120)
-        app.blocks.close()
+        running.stop()
 
 
 if __name__ == "__main__":
