@@ -58,6 +58,12 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         def shot(name: str) -> None:
             page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
 
+        def open_step(tab: str, runs: str) -> None:
+            """Go to a step and let its run list refresh (it does when focused): the newest run is picked."""
+            page.get_by_role("tab", name=tab).click()
+            page.get_by_label(runs).click()
+            page.keyboard.press("Escape")
+
         expect(page.get_by_text("22.7 M parameters")).to_be_visible()
         page.get_by_label("A folder on this machine").check()
         page.get_by_label("Model folder").fill(str(tiny_bert))
@@ -85,9 +91,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         expect(page.get_by_text("Training loss").first).to_be_visible()
         shot("3-distill")
 
-        page.get_by_role("tab", name="4. Compress").click()
-        page.get_by_label("Finished distillation").click()
-        page.keyboard.press("Escape")
+        open_step("4. Compress", "Finished distillation")
         page.get_by_label("int8 — 4× smaller, runs on any CPU (ONNX Runtime)").check()
         page.get_by_role("button", name="Make variants").click()
         expect(page.get_by_text("Queued variant job")).to_be_visible()
@@ -99,9 +103,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         expect(page.get_by_text("Status done")).to_be_visible(timeout=240_000)
         shot("h-history")
 
-        page.get_by_role("tab", name="5. Compare").click()
-        page.get_by_label("Distillation run").click()
-        page.keyboard.press("Escape")
+        open_step("5. Compare", "Distillation run")
         budget = page.get_by_label("Largest size you accept (MB; 0 = no limit)")
         budget.fill("50")
         budget.press("Enter")
@@ -109,9 +111,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         expect(page.get_by_text("best trade-offs (Pareto front)").first).to_be_visible()
         shot("5-compare")
 
-        page.get_by_role("tab", name="6. Export").click()
-        page.get_by_label("Run to export from").click()
-        page.keyboard.press("Escape")
+        open_step("6. Export", "Run to export from")
         page.get_by_label("Model to export").click()
         page.get_by_role("option", name="int8 (quantized, int8)").click()
         page.get_by_label("Add the teacher: small model first, teacher when unsure").check()

@@ -56,10 +56,10 @@ def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, lab
 
     manifest = chosen.manifest or {}
     if chosen.form == "onnx":  # the float model the ONNX graph was made from
-        if (chosen.folder / "float").exists():
-            return write_model_folder(run_dir, choose_float(chosen), dest, task, labels)
-        source = choose(run_dir, manifest.get("source", "student"))
+        source = float_of(run_dir, chosen)
         notes = write_model_folder(run_dir, source, dest, task, labels)
+        if source.folder == chosen.folder / "float":
+            return notes
         if len(manifest.get("recipe") or []) > 1:  # made before variants kept their float model
             return notes + [f"`model/` holds {source.name} *before* this variant's earlier steps "
                             f"({', '.join(s['method'] for s in manifest['recipe'][:-1])}): the float weights of "
@@ -81,31 +81,38 @@ def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, lab
     return notes
 
 
-def choose_float(chosen: Chosen) -> Chosen:
+def float_of(run_dir: Path, chosen: Chosen) -> Chosen:
+    """An ONNX variant's float model: kept in its float/ (when the recipe pruned first), else its source."""
     from studio.compress.variant import read_manifest
 
-    manifest = read_manifest(chosen.folder / "float")
-    return Chosen(chosen.name, manifest["form"], chosen.folder / "float", manifest)
+    if (chosen.folder / "float").exists():
+        manifest = read_manifest(chosen.folder / "float")
+        return Chosen(chosen.name, manifest["form"], chosen.folder / "float", manifest)
+    return choose(run_dir, (chosen.manifest or {}).get("source", "student"))
 
 
-def check_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, labels: list[str],
-                       texts: list[str]) -> float | None:
-    """Load model/ with plain from_pretrained and compare its logits with the model it came from."""
-    from studio.compress.variant import auto_class, load_variant
+def load_exported(model_dir: Path, task: str, texts: list[str]) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """model/ loaded once with plain from_pretrained (as a user will), and the check inputs."""
+    from studio.compress.variant import auto_class
+    from studio.teacher import SAFE_LOAD
+
+    return auto_class(task).from_pretrained(model_dir, **SAFE_LOAD).eval(), _inputs(model_dir, texts)
+
+
+def check_model_folder(run_dir: Path, chosen: Chosen, copy: torch.nn.Module, inputs: dict[str, torch.Tensor],
+                       task: str, labels: list[str]) -> float:
+    """Compare the loaded model/ with the model it came from; the largest logit difference."""
+    from studio.compress.variant import load_variant
     from studio.export.plain import same_predictions
-    from studio.teacher import SAFE_LOAD, load_for_task, resolve_source
+    from studio.teacher import load_for_task, resolve_source
 
-    if chosen.form == "bnb":
-        return None  # same files, copied; bitsandbytes may not even load them on this machine
     if chosen.form == "onnx":
-        chosen = choose_float(chosen) if (chosen.folder / "float").exists() else \
-            choose(run_dir, (chosen.manifest or {}).get("source", "student"))
+        chosen = float_of(run_dir, chosen)
     if chosen.manifest:
         original = load_variant(chosen.folder).model
     else:
         original = load_for_task(resolve_source(str(chosen.folder)), task, labels)
-    copy = auto_class(task).from_pretrained(dest, **SAFE_LOAD).eval()
-    return same_predictions(original.eval(), copy, _inputs(dest, texts), "safetensors model")
+    return same_predictions(original.eval(), copy, inputs, "safetensors model")
 
 
 def _inputs(model_dir: Path, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -121,12 +128,11 @@ def _inputs(model_dir: Path, texts: list[str]) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- other formats
 
 
-def write_onnx(chosen: Chosen, stage: Path, task: str, texts: list[str]) -> tuple[str, float | None]:
-    """onnx/model.onnx: the ONNX variant itself, or the model/ folder exported and checked."""
-    from studio.compress.quantize import export_onnx
-    from studio.compress.variant import auto_class
+def write_onnx(chosen: Chosen, stage: Path, task: str, model: torch.nn.Module | None,
+               inputs: dict[str, torch.Tensor] | None) -> tuple[str, float | None]:
+    """onnx/model.onnx: the ONNX variant itself, or the loaded model/ exported and checked."""
+    from studio.compress.quantize import OnnxModel, export_onnx
     from studio.export.plain import same_predictions
-    from studio.teacher import SAFE_LOAD
 
     out = stage / "onnx" / "model.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,11 +140,8 @@ def write_onnx(chosen: Chosen, stage: Path, task: str, texts: list[str]) -> tupl
         for file in chosen.folder.glob("model.onnx*"):  # the graph and any external-data file
             shutil.copy2(file, out.parent / file.name)
         return "the variant itself, for ONNX Runtime", None
-    model = auto_class(task).from_pretrained(stage / "model", **SAFE_LOAD).eval()
     export_onnx(model, task, out)
-    from studio.compress.quantize import OnnxModel
-
-    diff = same_predictions(model, OnnxModel(out, task), _inputs(stage / "model", texts), "ONNX file")
+    diff = same_predictions(model, OnnxModel(out, task), inputs, "ONNX file")
     return "the same model for ONNX Runtime (float32)", diff
 
 
@@ -184,20 +187,21 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
         files = {"README.md": "this model card", "predict.py": "a short example: python predict.py \"text\"",
                  "model/": "Hugging Face folder (config, safetensors, tokenizer): AutoModelFor...from_pretrained"}
         notes = write_model_folder(run_dir, chosen, stage / "model", task, labels)
-        checks = {}
+        checks, exported, inputs = {}, None, None
         say("checking the model folder loads and answers the same")
-        diff = check_model_folder(run_dir, chosen, stage / "model", task, labels, texts)
-        if diff is not None:
-            checks["model"] = diff
+        if chosen.form != "bnb":  # a bitsandbytes folder is copied as is; this machine may not even load it
+            exported, inputs = load_exported(stage / "model", task, texts)
+            checks["model"] = check_model_folder(run_dir, chosen, exported, inputs, task, labels)
         if settings.onnx or chosen.form == "onnx":  # an ONNX variant's graph is the variant itself
             say("writing the ONNX file")
             if chosen.form == "bnb":
                 notes.append("No ONNX file: a bitsandbytes model cannot be exported to ONNX. Export the student or "
                              "the int8 variant for ONNX Runtime.")
             else:
-                files["onnx/model.onnx"], diff = write_onnx(chosen, stage, task, texts)
+                files["onnx/model.onnx"], diff = write_onnx(chosen, stage, task, exported, inputs)
                 if diff is not None:
                     checks["onnx"] = diff
+        del exported  # the hybrid below loads model/ again through predict.py, as the user will
         if settings.gguf and task == "causal_lm":
             try:
                 path, about = write_gguf_file(stage, chosen.name)
