@@ -4,6 +4,7 @@
 #   docker run -p 7860:7860 -v slm-data:/data \
 #     -e SLM_STUDIO_ADMIN_USER=admin -e SLM_STUDIO_ADMIN_PASSWORD='a long secret' slm-studio
 # A shared PostgreSQL instead of the SQLite file in the volume: -e SLM_STUDIO_DB_URL=postgresql+psycopg://...
+# Serve it behind a TLS terminator and name that proxy: -e SLM_STUDIO_TRUSTED_PROXIES=10.0.0.5 (README: Security).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

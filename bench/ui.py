@@ -46,6 +46,7 @@ def main() -> None:
     from storage import jobs as job_rows
     from storage.config import open_storage
     from storage.records import local_user
+    from studio.hosting import HostSettings
     from studio.jobs import service
     from studio.ui.server import create_server, start_in_thread
 
@@ -62,7 +63,7 @@ def main() -> None:
         "teacher": "minilm-l6", "student_layers": 2, "epochs": 2, "teacher_epochs": 1}}, title="training now")
     worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"], env={**os.environ, "PYTHONPATH": str(ROOT)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    running = start_in_thread(*create_server(storage, hosted=False), port=args.port)  # what `studio ui` serves
+    running = start_in_thread(*create_server(storage, HostSettings()), port=args.port)  # what `studio ui` serves
     url = running.url
     try:
         while True:  # wait until it really trains

@@ -35,7 +35,7 @@ def sha256_of(path: Path) -> str:
 class ArtifactStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def resolve(self, relative: str) -> Path:
         """The absolute path of a stored name; refuses anything that would leave the store."""
@@ -95,6 +95,13 @@ class ArtifactStore:
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not _unfinished(path.relative_to(folder)):
                 yield self.describe(self.relative(path))
+
+    def bytes_under(self, relative: str) -> int:
+        """Everything a folder takes on disk, unfinished writes included (what a quota counts)."""
+        folder = self.resolve(relative)
+        if folder.is_file():
+            return folder.stat().st_size
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
     def verify(self, stored: StoredFile) -> None:
         """Raise if the file is missing or its bytes changed since it was recorded."""

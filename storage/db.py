@@ -3,6 +3,7 @@ SQLAlchemy URL (PostgreSQL for a hosted team) otherwise."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,12 @@ def _tune_sqlite(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (its -wal and -shm files take the same mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+
+
 class Database:
     """A connection pool plus a session factory for one URL."""
 
@@ -42,7 +49,8 @@ class Database:
         self.url = url
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
-            Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+            if self.engine.url.database not in (None, "", ":memory:"):
+                _private_file(Path(self.engine.url.database))
             event.listen(self.engine, "connect", _tune_sqlite)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

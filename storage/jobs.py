@@ -62,8 +62,12 @@ def submit(db: Database, owner_id: int, kind: str, config: dict, *, title: str =
         return job
 
 
+MAX_ID = 2**31 - 1
+"""Ids are 32-bit on every database; a larger (or negative) number names no record rather than failing."""
+
+
 def get(s: Session, viewer: Viewer, job_id: int) -> Job:
-    job = s.scalar(visible(select(Job).where(Job.id == job_id), viewer))
+    job = s.scalar(visible(select(Job).where(Job.id == job_id), viewer)) if 0 < job_id <= MAX_ID else None
     if job is None:
         raise NotFoundError(f"There is no job {job_id} (among the jobs you can see). "
                             "List them with 'python -m studio jobs list'.")

@@ -1,6 +1,7 @@
 """The studio's records: SQLAlchemy 2.0 typed models. Metadata only; files live in the artifact store.
 
-    users ─┬─ datasets                       (an uploaded file, checked and split)
+    users ─┬─ sessions                       (a login: hashed token, expiry; revoked by deleting the row)
+           ├─ datasets                       (an uploaded file, checked and split)
            └─ jobs ─┬─ variants ── metrics   (teacher / student / quantized / pruned, and their scores)
                     ├─ metrics               (per training step: loss curves)
                     └─ artifacts             (files on disk: path, sha256, bytes)
@@ -34,6 +35,24 @@ class User(Base):
     """None for the local user of a laptop install, who never logs in."""
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginSession(Base):
+    """One login of a hosted user. The browser holds a random token; only its SHA-256 is stored, so a copy
+    of the database opens no session. Logging out, a new password or a disabled account delete the rows."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    """The latest moment it is good for, however busy."""
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    """Written at most once a minute; a session idle for longer than the idle limit ends."""
+    address: Mapped[str] = mapped_column(String(64), default="")
+    """The client address it was opened from (for the administrator)."""
 
 
 class Dataset(Base):

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from storage.artifacts import ArtifactStore, StoredFile
 from storage.db import Database
 from storage.errors import ArtifactError, JobStateError, NotFoundError
-from storage.jobs import Viewer, get
+from storage.jobs import MAX_ID, Viewer, get
 from storage.models import Artifact, Dataset, Job, Metric, User, Variant
 
 LOCAL_USER = "local"
@@ -74,7 +74,7 @@ def get_dataset(s: Session, viewer: Viewer, dataset_id: int) -> Dataset:
     query = select(Dataset).where(Dataset.id == dataset_id)
     if not viewer.is_admin:
         query = query.where(Dataset.owner_id == viewer.user_id)
-    ds = s.scalar(query)
+    ds = s.scalar(query) if 0 < dataset_id <= MAX_ID else None
     if ds is None:
         raise NotFoundError(f"There is no dataset {dataset_id} (among the datasets you can see).")
     return ds
@@ -92,6 +92,13 @@ def same_dataset(s: Session, store: ArtifactStore, viewer: Viewer, sha256: str, 
         if store.resolve(ds.path).is_dir() and splits(ds.path) == mine:
             return ds.id
     return None
+
+
+def stored_bytes(s: Session, store: ArtifactStore, user_id: int) -> int:
+    """What one user's datasets and jobs take in the artifact store (their quota counts this)."""
+    folders = list(s.scalars(select(Dataset.path).where(Dataset.owner_id == user_id)))
+    folders += list(s.scalars(select(Job.folder).where(Job.owner_id == user_id)))
+    return sum(store.bytes_under(folder) for folder in folders if folder and store.resolve(folder).exists())
 
 
 def list_datasets(s: Session, viewer: Viewer) -> list[Dataset]:

@@ -3,9 +3,9 @@
     SLM_STUDIO_AUTH            'none' (a laptop: one local user, no login) or 'users' (hosted: login)
     SLM_STUDIO_ADMIN_USER      with SLM_STUDIO_ADMIN_PASSWORD: the first admin, created at start when
     SLM_STUDIO_ADMIN_PASSWORD  missing (so a container needs no secret baked into its image)
-    SLM_STUDIO_MAX_UPLOAD_MB   the largest upload the server accepts (default 1024)
-    SLM_STUDIO_MODELS_DIR      hosted: the only folder users may pick model folders from
-                               (default $SLM_STUDIO_HOME/models, where converted teachers are kept)
+
+The server's other settings (limits, sessions, origins) are in studio/hosting.py.
+A new password or a disabled account ends the user's sessions at once (storage/sessions.py).
 """
 
 from __future__ import annotations
@@ -21,34 +21,21 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from storage import records
 from storage.db import Database
 from storage.jobs import Viewer
+from storage.sessions import end_sessions_of
 from studio.errors import ConfigError
+from studio.hosting import HostSettings
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-AUTH_MODES = ("none", "users")
-DEFAULT_MAX_UPLOAD_MB = 1024
 
 
 def auth_mode() -> str:
-    mode = os.environ.get("SLM_STUDIO_AUTH", "none").strip().lower() or "none"
-    if mode not in AUTH_MODES:
-        raise ConfigError([f"SLM_STUDIO_AUTH is '{mode}'; use 'none' (one local user) or 'users' (login required)"])
-    return mode
+    return HostSettings.from_env().auth
 
 
 def models_dir() -> Path:
-    from storage.config import studio_home
-
-    return Path(os.environ.get("SLM_STUDIO_MODELS_DIR") or studio_home() / "models").expanduser()
-
-
-def max_upload_mb() -> int:
-    raw = os.environ.get("SLM_STUDIO_MAX_UPLOAD_MB", str(DEFAULT_MAX_UPLOAD_MB))
-    value = int(raw) if raw.strip().isdigit() else 0
-    if value <= 0:
-        raise ConfigError([f"SLM_STUDIO_MAX_UPLOAD_MB is '{raw}'; use a whole number of megabytes, e.g. 1024"])
-    return value
+    return HostSettings.from_env().shared_models_dir()
 
 
 def ready_for_logins(db: Database) -> None:
@@ -82,15 +69,24 @@ def add_user(db: Database, name: str, password: str, admin: bool = False) -> Vie
     return records.create_user(db, name, hash_password(password), is_admin=admin)
 
 
-def change_password(db: Database, name: str, password: str) -> None:
+def change_password(db: Database, name: str, password: str) -> int:
+    """A new password; every session of the user ends (returns how many)."""
     if not records.set_password(db, name, hash_password(password)):
         raise ConfigError([f"there is no user named '{name}' ('python -m studio users list' shows them)"])
+    return _end_sessions(db, name)
 
 
-def disable_user(db: Database, name: str) -> None:
-    """The user can no longer log in (their work stays; an admin still sees it); open pages stop within a minute."""
+def disable_user(db: Database, name: str) -> int:
+    """The user can no longer log in and their sessions end at once (their work stays; an admin still sees it)."""
     if not records.set_password(db, name, None):
         raise ConfigError([f"there is no user named '{name}' ('python -m studio users list' shows them)"])
+    return _end_sessions(db, name)
+
+
+def _end_sessions(db: Database, name: str) -> int:
+    with db.session() as s:
+        user_id = records.find_user(s, name).id
+    return end_sessions_of(db, user_id)
 
 
 def check_login(db: Database, name: str, password: str) -> Viewer | None:

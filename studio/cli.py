@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -533,8 +534,8 @@ def users_passwd(name: str, password_stdin: Annotated[bool, typer.Option(help="R
     from storage.config import open_storage
     from studio.accounts import change_password
 
-    change_password(open_storage().db, name, _password(password_stdin))
-    typer.echo(f"Password of {name} changed.")
+    ended = change_password(open_storage().db, name, _password(password_stdin))
+    typer.echo(f"Password of {name} changed; {ended} open session(s) ended (they log in again).")
 
 
 @users_app.command("disable")
@@ -544,8 +545,8 @@ def users_disable(name: str) -> None:
     from storage.config import open_storage
     from studio.accounts import disable_user
 
-    disable_user(open_storage().db, name)
-    typer.echo(f"User {name} can no longer log in; pages they have open stop working within a minute.")
+    ended = disable_user(open_storage().db, name)
+    typer.echo(f"User {name} can no longer log in; {ended} open session(s) ended at once.")
 
 
 datasets_app = typer.Typer(help="Checked datasets kept for your runs: list, delete.")
@@ -587,11 +588,15 @@ def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for 
        ) -> None:
     """Open the studio in the browser, with a worker for the jobs it starts."""
     from storage.config import open_storage
-    from studio.accounts import auth_mode, max_upload_mb, ready_for_logins
+    from studio.accounts import ready_for_logins
+    from studio.hosting import HostSettings
 
-    max_upload_mb()  # settings checked before the (slow) web stack loads: a wrong one fails at once
-    if auth_mode() == "users":
+    if HostSettings.from_env().hosted:  # settings checked before the (slow) web stack loads: a wrong one fails at once
         ready_for_logins(open_storage().db)
+    from storage.config import studio_home
+
+    # Gradio keeps uploads in its cache folder: the studio's own private one, not a shared /tmp/gradio
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(studio_home() / "uploads"))
     from studio.ui.server import serve
 
     typer.echo(f"SLM Studio at http://{host}:{port}  (Ctrl-C to stop; running jobs save their step first)")
@@ -617,6 +622,9 @@ def worker(workers: Annotated[int, typer.Option(help="Jobs run at once (CPU thre
 def main() -> None:
     from transformers.utils import logging as hf_logging
 
+    # Everything the studio writes (database, datasets, models, uploads) is its owner's alone: on a shared
+    # server other accounts of the machine must not read users' data.
+    os.umask(0o077)
     hf_logging.set_verbosity_error()  # load reports and shard bars drown out our own progress
     hf_logging.disable_progress_bar()
     app()

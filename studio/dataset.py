@@ -100,6 +100,39 @@ class DatasetOptions:
             raise ConfigError(problems)
 
 
+@dataclass(frozen=True)
+class DatasetLimits:
+    """How much one dataset may become once unpacked and checked: the operator's settings (studio/hosting.py),
+    plus what is left of the user's storage quota. A file that would pass one is refused while it is being
+    read, before the disk fills, and nothing of it is kept."""
+
+    max_rows: int = 1_000_000
+    max_bytes: int = 2048 * 1024 * 1024
+    max_expansion: int = 50
+    """Times its own size a file may unpack to, beyond EXPANSION_FLOOR (a compressed Parquet file can)."""
+    quota_left: int | None = None
+    """Bytes the user may still store (None: no quota)."""
+
+    @classmethod
+    def from_env(cls, quota_left: int | None = None) -> DatasetLimits:
+        from studio.hosting import HostSettings
+
+        settings = HostSettings.from_env()
+        return cls(settings.max_dataset_rows, settings.max_dataset_mb * 1024 * 1024, settings.max_expansion,
+                   quota_left)
+
+    def byte_limit(self, file_bytes: int) -> tuple[int, str]:
+        """(the most bytes the checked copy may take, why that many)."""
+        expansion = max(self.max_expansion * file_bytes, EXPANSION_FLOOR)
+        reasons = [(self.max_bytes, "setting"), (expansion, "expansion")]
+        if self.quota_left is not None:
+            reasons.append((max(0, self.quota_left), "quota"))
+        return min(reasons)
+
+
+EXPANSION_FLOOR = 16 * 1024 * 1024
+
+
 @dataclass
 class DatasetReport:
     """What was found in the file; stored next to the splits as report.json."""
@@ -187,6 +220,7 @@ def detect_encoding(path: Path, sample: bytes, fmt: str) -> str:
         # A multi-byte character cut at the end of the sample is still UTF-8.
         if err.start >= len(sample) - 4 and len(sample) == SNIFF_BYTES:
             return "utf_8"
+    _refuse_mixed_utf8(path, sample)
     match = charset_normalizer.from_bytes(sample).best()
     if match is None:
         raise DatasetError(
@@ -194,6 +228,26 @@ def detect_encoding(path: Path, sample: bytes, fmt: str) -> str:
             "Save the file as UTF-8 (in Excel: 'CSV UTF-8') and upload it again."
         )
     return match.encoding
+
+
+def _refuse_mixed_utf8(path: Path, sample: bytes) -> None:
+    """A file that is UTF-8 except for some lines (rows pasted from another program) must not be read whole
+    in a guessed codepage: its UTF-8 accents would all turn to nonsense. Name the lines to fix instead."""
+    lines = sample.split(b"\n")
+    if len(sample) == SNIFF_BYTES:
+        lines = lines[:-1]  # the last line may be cut in the middle of a character
+    utf8_accents, bad = False, []
+    for number, line in enumerate(lines, start=1):
+        try:
+            line.decode("utf-8")
+            utf8_accents = utf8_accents or any(byte >= 0x80 for byte in line)
+        except UnicodeDecodeError:
+            bad.append(number)
+    if utf8_accents and bad:
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        raise DatasetError(f"'{path.name}' mixes text encodings: most of it is UTF-8, but line(s) {shown} are "
+                           "not (probably pasted from a program that saves Latin-1 / Windows-1252). Save the whole "
+                           "file as UTF-8 (in Excel: 'CSV UTF-8'), or fix those lines, and upload it again.")
 
 
 def _text_lines(path: Path, encoding: str) -> Iterator[str]:
@@ -481,15 +535,17 @@ def _check_labels(label_rows: dict[str, list[int]], opts: DatasetOptions) -> lis
     return problems
 
 
-def prepare_dataset(source: str | Path, out_dir: str | Path,
-                    opts: DatasetOptions | None = None) -> PreparedDataset:
+def prepare_dataset(source: str | Path, out_dir: str | Path, opts: DatasetOptions | None = None,
+                    limits: DatasetLimits | None = None) -> PreparedDataset:
     """Check ``source`` and write its train/validation/test splits to ``out_dir``.
 
     Raises DatasetError listing every problem found; nothing is written in that case.
     """
-    opts = opts or DatasetOptions()
+    opts, limits = opts or DatasetOptions(), limits or DatasetLimits.from_env()
     source, out_dir = Path(source), Path(out_dir)
     fmt, encoding, rows = iter_rows(source)
+    if fmt == "parquet":
+        _check_parquet_size(source, limits)
     if fmt == "txt" and opts.task == "classification":
         raise DatasetError("A .txt file has no labels, so it can only be used for causal-LM "
                            "(domain text) training. For classification upload a CSV with text and label columns.")
@@ -507,7 +563,7 @@ def prepare_dataset(source: str | Path, out_dir: str | Path,
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".prep-", dir=out_dir.parent))
     try:
-        report = _write_checked(source, fmt, encoding, columns, cols, head, rows, tmp, opts)
+        report = _write_checked(source, fmt, encoding, columns, cols, head, rows, tmp, opts, limits)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -518,18 +574,25 @@ def prepare_dataset(source: str | Path, out_dir: str | Path,
 
 
 def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], cols: dict,
-                   head: list, rows: Iterator, tmp: Path, opts: DatasetOptions) -> DatasetReport:
+                   head: list, rows: Iterator, tmp: Path, opts: DatasetOptions, limits: DatasetLimits) -> DatasetReport:
     problems: list[str] = []
     skipped: list[int] = []
     labels: list[str] = []
     label_rows: dict[str, list[int]] = defaultdict(list)
-    rows_read = count = 0
+    rows_read = count = written = 0
+    max_bytes, why = limits.byte_limit(source.stat().st_size)
     all_path = tmp / "all.jsonl"
     with all_path.open("w", encoding="utf-8") as out:
         for row_no, row in _chain(head, rows):
             rows_read += 1
+            if rows_read > limits.max_rows:
+                raise DatasetError(_too_many_rows(source, limits))
             for rec in _normalise(row, cols, row_no, opts, problems, skipped):
-                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                line = json.dumps(rec, ensure_ascii=False) + "\n"
+                written += len(line.encode("utf-8"))
+                if written > max_bytes:
+                    raise DatasetError(_too_big(source, max_bytes, why, limits))
+                out.write(line)
                 count += 1
                 if "label" in rec:
                     labels.append(rec["label"])
@@ -567,6 +630,47 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
     )
     (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return report
+
+
+def _check_parquet_size(source: Path, limits: DatasetLimits) -> None:
+    """A Parquet file says how many rows and bytes it holds: a file over the limits is refused unread."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(source).metadata
+    except Exception as err:  # pyarrow raises several types for a corrupt file
+        raise DatasetError(f"'{source.name}' could not be read as Parquet ({err}). "
+                           "Export it again from the tool that made it.") from err
+    if meta.num_rows > limits.max_rows:
+        raise DatasetError(_too_many_rows(source, limits, meta.num_rows))
+    unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    max_bytes, why = limits.byte_limit(source.stat().st_size)
+    if unpacked > max_bytes:
+        raise DatasetError(_too_big(source, max_bytes, why, limits))
+
+
+def _too_many_rows(source: Path, limits: DatasetLimits, rows: int | None = None) -> str:
+    has = f"has {rows:,} rows" if rows else f"has more than {limits.max_rows:,} rows"
+    return (f"'{source.name}' {has}; this studio takes up to {limits.max_rows:,} per dataset (more would not "
+            "train in any sensible time here). Keep a sample of the rows, or ask the administrator to raise "
+            "SLM_STUDIO_MAX_DATASET_ROWS.")
+
+
+def _too_big(source: Path, max_bytes: int, why: str, limits: DatasetLimits) -> str:
+    size, limit = _size(source.stat().st_size), _size(max_bytes)
+    if why == "quota":
+        return (f"'{source.name}' does not fit in what is left of your storage ({limit}). Delete old jobs in "
+                "History or old datasets, or ask the administrator to raise SLM_STUDIO_USER_QUOTA_MB.")
+    if why == "expansion":
+        return (f"'{source.name}' ({size}) unpacks to more than {limit}, over {limits.max_expansion} times its own "
+                "size: such files are made to fill a disk, not to train on. If the data is real, save it as CSV or "
+                "JSON Lines (uncompressed) and upload that.")
+    return (f"'{source.name}' unpacks to more than {limit}, the most one dataset may take here. Keep a sample of "
+            "the rows, or ask the administrator to raise SLM_STUDIO_MAX_DATASET_MB.")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 ** 2:,.1f} MB" if n >= 1024 ** 2 else f"{n / 1024:,.1f} KB"
 
 
 def _chain(head: list, rows: Iterator) -> Iterator:

@@ -54,5 +54,9 @@ class AccessError(StudioError):
     """Not logged in, or asking for what belongs to someone else."""
 
 
+class QuotaError(StudioError):
+    """The user's stored files have reached their storage quota."""
+
+
 class StopRequested(Exception):  # noqa: N818 - a request, not an error: not a StudioError on purpose
     """Raised by a progress callback to stop a job after the step under way (it is checkpointed first)."""

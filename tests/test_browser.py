@@ -24,12 +24,24 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
                                 "(apt-get install chromium); .ci/run installs it")
 
 
+def watch_for_refusals(page) -> list[str]:
+    """Everything the page was refused: a Content-Security-Policy violation in its console, or a request the
+    server's guard answered 401/403/404/413 (a route the page needs but the guard does not know)."""
+    troubles: list[str] = []
+    page.on("console", lambda msg: troubles.append(f"console: {msg.text}")
+            if "Content Security Policy" in msg.text or "Refused to" in msg.text else None)
+    page.on("response", lambda r: troubles.append(f"{r.status} {r.request.method} {r.url}")
+            if r.status in (401, 403, 404, 413) else None)
+    return troubles
+
+
 @pytest.fixture
 def studio(studio_home, tmp_path):
     """The app served on a free port and a worker process, both on a fresh studio home."""
+    from studio.hosting import HostSettings
     from studio.ui.server import create_server, start_in_thread
 
-    running = start_in_thread(*create_server(hosted=False))
+    running = start_in_thread(*create_server(settings=HostSettings()))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(studio_home)}
     with open(tmp_path / "worker.log", "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"], env=env, stdout=log,
@@ -53,6 +65,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(60_000)
+        troubles = watch_for_refusals(page)
         page.goto(studio)
 
         def shot(name: str) -> None:
@@ -125,6 +138,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         saved = tmp_path / download.value.suggested_filename
         download.value.save_as(saved)
         browser.close()
+    assert troubles == []
 
     with zipfile.ZipFile(saved) as zf:
         names = set(zf.namelist())
@@ -140,3 +154,52 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "unzipped" / top / "model")
     labels = json.loads((tmp_path / "unzipped" / top / "export.json").read_text())["labels"]
     assert sorted(model.config.id2label.values()) == labels and len(labels) == 7
+
+
+def test_a_hosted_studio_in_a_browser(studio_home, samples, tmp_path):
+    """Hosted: the login page, a wrong password, the studio after logging in (an upload checked, no request or
+    script refused), and logging out from the page."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from storage.config import open_storage
+    from studio.accounts import add_user
+    from studio.hosting import HostSettings
+    from studio.ui.server import create_server, start_in_thread
+
+    storage = open_storage()
+    add_user(storage.db, "alice", "alice-secret-1")
+    running = start_in_thread(*create_server(storage, HostSettings(auth="users")))
+    data = tmp_path / "tickets.csv"
+    data.write_text("\n".join((samples / "support_tickets.csv").read_text().splitlines()[:101]) + "\n")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(60_000)
+            troubles = watch_for_refusals(page)
+            page.goto(running.url)
+            expect(page).to_have_url(running.url + "login")
+            page.get_by_label("User name").fill("alice")
+            page.get_by_label("Password").fill("not-her-password")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_role("alert")).to_have_text("Incorrect user name or password.")
+            page.screenshot(path=SHOTS / "0-login-refused.png")
+            page.get_by_label("User name").fill("alice")
+            page.get_by_label("Password").fill("alice-secret-1")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_text("Logged in as")).to_be_visible()
+            expect(page.locator("#account")).to_contain_text("alice")
+            page.get_by_role("tab", name="2. Data").click()
+            page.locator("#dataset-upload input[type=file]").set_input_files(str(data))
+            expect(page.get_by_text("for sorting texts into labels (classification)")).to_be_visible()
+            page.screenshot(path=SHOTS / "0-hosted-data.png", full_page=True)
+            troubles = [t for t in troubles if "/login" not in t]  # the wrong password's own 400 page
+            assert troubles == []
+            page.get_by_role("button", name="Log out").click()
+            expect(page).to_have_url(running.url + "login")
+            page.goto(running.url)
+            expect(page).to_have_url(running.url + "login")  # the session ended on the server
+            browser.close()
+    finally:
+        running.stop()

@@ -129,6 +129,33 @@ def test_bitsandbytes_variants_or_a_clear_unsupported_status(cls_run):
             assert "bitsandbytes" in manifest["reason"]
 
 
+def test_layers_bitsandbytes_cannot_run_stay_in_float_and_the_variant_is_run_before_it_is_ok(cls_run, monkeypatch):
+    """As on a CPU with AVX-512, where bitsandbytes' 4-bit kernel fails for layers narrower than its block size
+    (the tiny model's attention layers): on every machine, those layers fail here the same way."""
+    import bitsandbytes as bnb
+
+    from studio.compress.quantize import bnb_unsupported
+
+    if bnb_unsupported(4):
+        pytest.skip(bnb_unsupported(4))
+    real = bnb.nn.Linear4bit.forward
+
+    def narrow_fails(self, x):
+        if self.in_features < 64:
+            raise RuntimeError("shape '[32, 0]' is invalid for input of size 16")
+        return real(self, x)
+
+    monkeypatch.setattr(bnb.nn.Linear4bit, "forward", narrow_fails)
+    manifest = compress(cls_run, parse_recipe("bnb-nf4"), name="b4-narrow")
+    assert manifest["status"] == "ok" and any("kept in full precision" in n for n in manifest["notes"])
+    wm = load_variant(cls_run / "variants" / "b4-narrow")
+    assert _predictions(wm, TEXTS).isfinite().all()  # the reloaded variant runs with the same layers in float
+
+    monkeypatch.setattr(bnb.nn.Linear4bit, "forward", lambda self, x: (_ for _ in ()).throw(RuntimeError("no kernel")))
+    broken = compress(cls_run, parse_recipe("bnb-nf4"), name="b4-broken")
+    assert broken["status"] == "unsupported" and "nothing would be quantized" in broken["reason"]
+
+
 def test_unsupported_hardware_marks_only_that_variant(cls_run, monkeypatch):
     from studio.compress import quantize
 
@@ -263,7 +290,11 @@ def test_reloaded_variant_predicts_exactly_like_the_model_in_memory(cls_run, tmp
         wm = step.method.apply(wm, step.settings, ctx)
     in_memory = _predictions(wm, TEXTS)
     save_variant(wm, tmp_path / "saved", {"name": "saved", "status": "ok"})
-    assert torch.allclose(in_memory, _predictions(load_variant(tmp_path / "saved"), TEXTS), atol=1e-6)
+    reloaded = _predictions(load_variant(tmp_path / "saved"), TEXTS)
+    # bitsandbytes' CPU kernels on AVX-512 repack the 4-bit scales in bfloat16 at the first forward, so a
+    # reloaded 4-bit model differs from the one in memory in the last digits (2.5e-6 seen); the rest are exact
+    assert torch.allclose(in_memory, reloaded, atol=1e-4 if recipe.startswith("bnb") else 1e-6)
+    assert torch.equal(in_memory.argmax(-1), reloaded.argmax(-1))
 
 
 def test_wrongly_typed_settings_are_a_message(cls_run):

@@ -104,6 +104,39 @@ def test_mixed_encoding_names_the_row(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_utf8_file_with_a_few_latin1_lines_is_not_read_in_another_codepage(tmp_path):
+    # UTF-8 accents throughout, and one row pasted from a Latin-1 program near the top: read whole as a
+    # guessed codepage, every "é" elsewhere would turn into "Ã©" with only a warning.
+    rows = [f"Café order {i} is late,{'a' if i % 2 else 'b'}\n".encode() for i in range(40)]
+    data = b"text,label\n" + b"".join(rows[:5]) + "Crème brûlée maker broken,a\n".encode("latin-1") + b"".join(rows[5:])
+    (tmp_path / "mixed.csv").write_bytes(data)
+    with pytest.raises(DatasetError, match=r"mixes text encodings: most of it is UTF-8, but line\(s\) 7 are not"):
+        prepare_dataset(tmp_path / "mixed.csv", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_limits_on_what_a_dataset_unpacks_to(tmp_path):
+    from studio.dataset import DatasetLimits
+
+    rows = "".join(f"parcel {i} is late,{'a' if i % 2 else 'b'}\n" for i in range(5000))
+    path = write(tmp_path / "t.csv", "text,label\n" + rows)
+    with pytest.raises(DatasetError, match="has more than 1,000 rows; this studio takes up to 1,000 per dataset"):
+        prepare_dataset(path, tmp_path / "out", limits=DatasetLimits(max_rows=1000))
+    with pytest.raises(DatasetError, match="SLM_STUDIO_MAX_DATASET_MB"):
+        prepare_dataset(path, tmp_path / "out", limits=DatasetLimits(max_bytes=50_000))
+    with pytest.raises(DatasetError, match="does not fit in what is left of your storage"):
+        prepare_dataset(path, tmp_path / "out", limits=DatasetLimits(quota_left=10_000))
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".prep-*"))
+    table = pa.table({"text": ["the same long complaint about a parcel " * 20] * 30_000, "label": ["a", "b"] * 15_000})
+    pq.write_table(table, tmp_path / "bomb.parquet")
+    assert (tmp_path / "bomb.parquet").stat().st_size < 100_000
+    with pytest.raises(DatasetError, match=r"unpacks to more than 16.0 MB, over 50 times its own size"):
+        prepare_dataset(tmp_path / "bomb.parquet", tmp_path / "out")
+    with pytest.raises(DatasetError, match="has 30,000 rows; this studio takes up to 10,000"):  # refused unread
+        prepare_dataset(tmp_path / "bomb.parquet", tmp_path / "out", limits=DatasetLimits(max_rows=10_000))
+    assert prepare_dataset(path, tmp_path / "out").report.rows_used == 5000
+
+
 def test_label_with_one_example_and_long_row_are_all_reported(tmp_path):
     rows = [(f"parcel {i} late", "shipping") for i in range(6)] + [(f"charged {i}", "billing") for i in range(6)]
     rows += [("where is the manual", "docs"), ("x" * 300, "shipping")]

@@ -1,12 +1,14 @@
 """The Docker image, checked without a Docker engine: it installs and starts exactly as the README says,
 every setting it passes is one the studio reads, and a misconfigured start says what to fix.
-(test_hosted.py starts the same command with the image's environment and talks to it over HTTP.)"""
+(test_security.py starts the same command with the image's environment and attacks it over HTTP.)"""
 
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -63,3 +65,19 @@ def test_a_misconfigured_start_says_what_to_fix(studio_home):
     assert weak.returncode == 2 and "use at least 10" in weak.stderr
     bad_limit = run_ui({"SLM_STUDIO_MAX_UPLOAD_MB": "lots"}, studio_home)
     assert bad_limit.returncode == 2 and "SLM_STUDIO_MAX_UPLOAD_MB is 'lots'" in bad_limit.stderr
+
+
+def test_every_bad_server_setting_is_named_at_once():
+    from studio.errors import ConfigError
+    from studio.hosting import HostSettings
+
+    with pytest.raises(ConfigError) as bad:
+        HostSettings.from_env({"SLM_STUDIO_LOGIN_LIMIT_ACCOUNT": "lots", "SLM_STUDIO_ALLOWED_ORIGINS": "evil.com",
+                               "SLM_STUDIO_SESSION_HOURS": "0", "SLM_STUDIO_USER_QUOTA_MB": "-5"})
+    said = str(bad.value)
+    for name in ("SLM_STUDIO_LOGIN_LIMIT_ACCOUNT is 'lots'", "SLM_STUDIO_ALLOWED_ORIGINS is 'evil.com'",
+                 "SLM_STUDIO_SESSION_HOURS is '0.0'", "SLM_STUDIO_USER_QUOTA_MB is '-5'"):
+        assert name in said
+    good = HostSettings.from_env({"SLM_STUDIO_AUTH": "Users", "SLM_STUDIO_ALLOWED_ORIGINS": "https://a.example, "
+                                  "https://b.example/", "SLM_STUDIO_LOGIN_LIMIT_ADDRESS": "3/minute;10/hour"})
+    assert good.hosted and good.allowed_origins == ("https://a.example", "https://b.example")

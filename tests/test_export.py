@@ -191,3 +191,19 @@ def test_unknown_or_unmade_variant_is_refused_without_a_zip(cls_run, tmp_path):
     with pytest.raises(ConfigError, match="threshold"):
         ExportSettings(threshold=1.5)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_users_words_cannot_change_the_model_card():
+    from studio.export.card import model_card
+
+    evil = "ok\n# Hacked\n[click](http://evil.example) <img src=x onerror=alert(1)> | cell"
+    card = model_card({
+        "task": "classification", "name": "student", "teacher": "/models/my[teacher](x)", "role": "student",
+        "report": {"task": "classification", "format": "csv", "rows_used": 9, "rows_read": 9, "split_sizes": {},
+                   "label_counts": {evil: 3, "billing": 3}, "text_column": "text\n## Columns", "label_column": "label"},
+        "distill": {"teacher": "/models/my[teacher](x)"}, "recipe": [], "metrics": {}, "files": {}, "notes": []})
+    assert "Hacked" in card and not any(line.startswith(("# Hacked", "## Columns")) for line in card.splitlines())
+    import re
+
+    assert "](http" not in card and "](x)" not in card and not re.search(r"(?<!\\)<img", card)
+    assert "- Labels (rows): billing (3), ok \\# Hacked" in card  # still readable, one line, escaped

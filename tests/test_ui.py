@@ -8,6 +8,7 @@ import urllib.request
 import pytest
 
 from storage.config import open_storage
+from studio.hosting import HostSettings
 from studio.ui.context import UIContext
 from studio.ui.data_step import check_file
 from studio.ui.history_step import history_rows, job_detail
@@ -60,7 +61,7 @@ def test_history_lists_and_explains_jobs(ctx):
 
 
 def test_every_tab_builds_and_the_page_needs_no_network(ctx):
-    api, app = create_server(ctx.storage, hosted=False)
+    api, app = create_server(ctx.storage, HostSettings())
     assert app.teacher.chosen.value == "minilm-l6" and app.data.dataset_id.value is None
     running = start_in_thread(api, app)
     try:
@@ -78,7 +79,7 @@ def test_every_tab_builds_and_the_page_needs_no_network(ctx):
 
 
 def test_health_says_what_is_wrong(ctx):
-    api, app = create_server(ctx.storage, hosted=False)
+    api, app = create_server(ctx.storage, HostSettings())
     running = start_in_thread(api, app)
     try:
         ctx.storage.store.root.chmod(0o500)
@@ -150,3 +151,40 @@ def test_model_folders_stay_private(ctx, monkeypatch, tiny_bert, tmp_path):
     disable_user(ctx.storage.db, "bob")
     assert check_login(ctx.storage.db, "bob", "bob-secret-22") is None
     assert check_login(ctx.storage.db, "alice", "x" * 5000) is None
+
+
+def test_an_unexpected_error_is_logged_under_the_reference_the_user_sees(caplog):
+    import re
+
+    from studio.ui.context import message_of
+
+    try:
+        {}["missing"]
+    except KeyError as err:
+        said = message_of(err)
+    reference = re.search(r"reference ([0-9a-f]{8})", said).group(1)
+    assert "KeyError" in said and "administrator" in said
+    logged = next(r for r in caplog.records if reference in r.getMessage())
+    assert logged.exc_info and logged.exc_info[0] is KeyError  # the traceback is in the server log
+
+
+def test_a_full_quota_starts_no_job_and_stores_no_dataset(ctx, monkeypatch, samples, tmp_path):
+    from studio.accounts import add_user
+    from studio.errors import QuotaError
+    from studio.jobs import service
+
+    alice = add_user(ctx.storage.db, "alice", "alice-secret-1")
+    big = tmp_path / "big.csv"
+    big.write_text("text,label\n" + "".join(f"parcel {i} is late again,{'ab'[i % 2]}\n" for i in range(60_000)))
+    first = service.add_dataset(ctx.storage, alice, big)  # no quota on a laptop
+    monkeypatch.setenv("SLM_STUDIO_AUTH", "users")
+    monkeypatch.setenv("SLM_STUDIO_USER_QUOTA_MB", "1")  # that dataset alone takes more
+    for attempt in (lambda: service.add_dataset(ctx.storage, alice, samples / "shop_faq.jsonl"),
+                    lambda: service.submit(ctx.storage, alice, "distill", {"dataset_id": first}, enqueue=False)):
+        with pytest.raises(QuotaError, match=r"take \d+ MB, your whole storage quota \(1 MB\).*History"):
+            attempt()
+    with ctx.storage.db.session() as s:
+        from storage import records
+
+        assert [d.id for d in records.list_datasets(s, alice)] == [first]
+        assert s.query(records.Job).count() == 0

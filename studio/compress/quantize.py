@@ -211,21 +211,66 @@ def bnb_unsupported(bits: int) -> str | None:
 
 
 def quantize_bnb(wm: WorkingModel, s: BnbInt8Settings | Bnb4bitSettings, ctx: RunContext) -> WorkingModel:
-    """Reload the model's weights through bitsandbytes (transformers quantizes them on load)."""
+    """Reload the model's weights through bitsandbytes (transformers quantizes them on load), then run it on real
+    inputs before calling it made. Layers whose kernel fails on this CPU (bitsandbytes picks kernels by CPU
+    features: with AVX-512, 4-bit layers narrower than a quantization block fail) stay in full precision."""
     bits = 8 if isinstance(s, BnbInt8Settings) else 4
     reason = bnb_unsupported(bits)
     if reason:
         raise UnsupportedError(reason)
-    from studio.compress.variant import auto_class
-
     source = ctx.work_dir / "float"
     wm.model.save_pretrained(source)
+    batch = next(ctx.calibration_batches(wm.tokenizer, 1))
+    inputs = {k: batch[k][:4].to(bnb_device()) for k in ("input_ids", "attention_mask")}
+    kept_float: list[str] = []
+    model = _load_bnb(wm.task, source, s, kept_float)
+    failing, quantized = _failing_layers(model)
+    if failing and len(failing) == quantized:
+        raise UnsupportedError(f"no bitsandbytes {bits}-bit layer of this model runs on this machine's "
+                               f"{bnb_device().upper()}, so nothing would be quantized")
+    if failing:
+        kept_float = failing
+        model = _load_bnb(wm.task, source, s, kept_float)
     try:
-        wm.model = auto_class(wm.task).from_pretrained(source, quantization_config=bnb_config(s), device_map=bnb_device(),
-                                                       trust_remote_code=False, use_safetensors=True)
+        with torch.no_grad():
+            logits = model(**inputs).logits
     except (RuntimeError, NotImplementedError, ValueError) as err:
-        raise UnsupportedError(f"bitsandbytes could not quantize this model here ({err})") from err
-    wm.form = "bnb"
+        raise UnsupportedError(f"the bitsandbytes {bits}-bit model does not run on this machine's "
+                               f"{bnb_device().upper()} ({type(err).__name__}: {err})") from err
+    if not torch.isfinite(logits.float()).all():
+        raise UnsupportedError(f"the bitsandbytes {bits}-bit model gives non-finite outputs on this machine")
+    wm.model, wm.form = model, "bnb"
+    if kept_float:
+        wm.notes.append(f"{len(kept_float)} layer(s) bitsandbytes cannot run here kept in full precision "
+                        f"({', '.join(kept_float[:4])}{', ...' if len(kept_float) > 4 else ''})")
     if bnb_device() == "cpu":
         wm.notes.append("bitsandbytes on CPU dequantizes weights for every product: smaller in memory, not faster")
     return wm
+
+
+def _load_bnb(task: str, source: Path, s: BnbInt8Settings | Bnb4bitSettings, kept_float: list[str]):
+    from studio.compress.variant import auto_class
+
+    config = bnb_config(s)
+    config.llm_int8_skip_modules = HEADS_KEPT_FULL + kept_float
+    try:
+        return auto_class(task).from_pretrained(source, quantization_config=config, device_map=bnb_device(),
+                                                trust_remote_code=False, use_safetensors=True)
+    except (RuntimeError, NotImplementedError, ValueError) as err:
+        raise UnsupportedError(f"bitsandbytes could not quantize this model here ({err})") from err
+
+
+def _failing_layers(model: nn.Module) -> tuple[list[str], int]:
+    """(the quantized layers that fail on an input of their own width, by name; how many layers are quantized)."""
+    import bitsandbytes as bnb
+
+    failing, quantized = [], 0
+    for name, module in model.named_modules():
+        if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):
+            quantized += 1
+            try:
+                with torch.no_grad():
+                    module(torch.randn(2, module.in_features, device=bnb_device()))
+            except (RuntimeError, NotImplementedError, ValueError):
+                failing.append(name)
+    return failing, quantized

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 COLUMNS = [("params", "parameters", lambda v: f"{v / 1e6:.2f} M"),
            ("size_bytes", "size on disk", lambda v: f"{v / 1e6:.1f} MB"),
@@ -11,6 +12,15 @@ COLUMNS = [("params", "parameters", lambda v: f"{v / 1e6:.2f} M"),
            ("perplexity", "perplexity", lambda v: f"{v:.2f}"),
            ("agreement", "agrees with teacher", lambda v: f"{v:.1%}"),
            ("latency_ms", "latency", lambda v: f"{v:.1f} ms")]
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~])")
+
+
+def _md(value: object) -> str:
+    """A user's text (a label, a column name, a path) as plain text in Markdown: one line, every character that
+    Markdown or HTML would read as markup escaped, so a label can neither add lines nor links to the card."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(value).split()))
 
 
 def _yaml_list(items: list[str]) -> str:
@@ -25,7 +35,7 @@ def metrics_table(rows: dict[str, dict]) -> str:
              "|---" * (len(shown) + 1) + "|"]
     for name, row in rows.items():
         cells = [fmt(row[key]) if isinstance(row.get(key), (int, float)) else "–" for key, _, fmt in shown]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_md(name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -46,13 +56,13 @@ def model_card(info: dict) -> str:
     head += [f"tags:{_yaml_list(tags)}", f"base_model_relation: {'quantized' if info.get('quantized') else 'finetune'}",
              "---", ""]
     what = "sorts texts into one of its labels" if task == "classification" else "continues text / answers prompts"
-    made = (f"the teacher of an SLM Studio distillation (**{info['teacher']}**), as used for the owner's data"
+    made = (f"the teacher of an SLM Studio distillation (**{_md(info['teacher'])}**), as used for the owner's data"
             if info.get("role") == "teacher" else
             f"A small model that {what}, made with SLM Studio by knowledge distillation from the teacher "
-            f"**{info['teacher']}** on the owner's own data")
+            f"**{_md(info['teacher'])}** on the owner's own data")
     parts = [
         "\n".join(head),
-        f"# {info['name']}\n",
+        f"# {_md(info['name'])}\n",
         (made[0].upper() + made[1:]) + ".\n",
         "## Files\n",
         "\n".join(f"- `{path}` — {about}" for path, about in info["files"].items()) + "\n",
@@ -68,8 +78,8 @@ def model_card(info: dict) -> str:
         "## Training data\n",
         _data_summary(report),
         "## How it was made\n",
-        f"- Teacher: {info['teacher']}" + (f" (licence: {info['licence']})" if info.get("licence") else ""),
-        "- Distillation settings: " + ", ".join(f"{k}={v}" for k, v in sorted(info["distill"].items())),
+        f"- Teacher: {_md(info['teacher'])}" + (f" (licence: {info['licence']})" if info.get("licence") else ""),
+        "- Distillation settings: " + ", ".join(f"{k}={_md(v)}" for k, v in sorted(info["distill"].items())),
         ("- Compression: " + " → ".join(_step_text(s) for s in info["recipe"])) if info.get("recipe")
         else "- Compression: none (the distilled student as trained)",
         "",
@@ -90,18 +100,19 @@ def model_card(info: dict) -> str:
 
 
 def _step_text(step: dict) -> str:
-    settings = ", ".join(f"{k}={v}" for k, v in step.items() if k != "method")
+    settings = ", ".join(f"{k}={_md(v)}" for k, v in step.items() if k != "method")
     return f"{step['method']}({settings})" if settings else step["method"]
 
 
 def _data_summary(report: dict) -> str:
-    lines = [f"- Task: {report.get('task')}; file format {report.get('format')}; "
+    lines = [f"- Task: {report.get('task')}; file format {_md(report.get('format'))}; "
              f"{report.get('rows_used')} rows used of {report.get('rows_read')} read",
              "- Split (train / validation / test): " + " / ".join(str(report.get("split_sizes", {}).get(k, 0))
                                                                for k in ("train", "validation", "test"))]
     if report.get("label_counts"):
-        lines.append("- Labels (rows): " + ", ".join(f"{k} ({v})" for k, v in sorted(report["label_counts"].items())))
-    used = [report.get(k) for k in ("text_column", "label_column", "prompt_column", "response_column") if report.get(k)]
+        lines.append("- Labels (rows): " + ", ".join(f"{_md(k)} ({v})" for k, v in sorted(report["label_counts"].items())))
+    used = [_md(report.get(k)) for k in ("text_column", "label_column", "prompt_column", "response_column")
+            if report.get(k)]
     lines.append(f"- Columns used: {', '.join(used)}. No rows of the data are included in this export.")
     return "\n".join(lines) + "\n"
 

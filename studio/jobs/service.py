@@ -5,6 +5,7 @@ Every call takes the Viewer it acts for; storage filters by owner in its queries
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -18,17 +19,20 @@ from storage.config import Storage
 from storage.errors import JobStateError
 from storage.jobs import Viewer
 from storage.models import Job, Variant
-from studio.dataset import DatasetOptions, prepare_dataset
-from studio.errors import ConfigError
+from studio.dataset import DatasetLimits, DatasetOptions, prepare_dataset
+from studio.errors import ConfigError, QuotaError
+from studio.hosting import HostSettings
 from studio.jobs.kinds import KINDS
 
 
 def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOptions | None = None,
                 name: str | None = None) -> int:
     """Check and split a file into the store under a generated name; record it. Nothing is kept when the
-    file is refused (prepare_dataset writes atomically, and the row is added only after)."""
+    file is refused (prepare_dataset writes atomically, and the row is added only after). The checked copy
+    must fit the dataset limits and what is left of the user's quota."""
     relative = f"datasets/{uuid.uuid4().hex}"
-    prepared = prepare_dataset(file, storage.store.resolve(relative), options)
+    limits = DatasetLimits.from_env(quota_left=quota_left(storage, viewer))
+    prepared = prepare_dataset(file, storage.store.resolve(relative), options, limits)
     report, digest = asdict(prepared.report), sha256_of(Path(file))
     try:
         with storage.db.session() as s:
@@ -44,17 +48,36 @@ def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOp
         raise
 
 
+def quota_left(storage: Storage, viewer: Viewer) -> int | None:
+    """Bytes this user may still store in a hosted studio (None: no quota); refuses when none are left."""
+    settings = HostSettings.from_env()
+    if not settings.hosted or settings.user_quota_mb == 0:
+        return None
+    quota = settings.user_quota_mb * 1024 * 1024
+    with storage.db.session() as s:
+        used = records.stored_bytes(s, storage.store, viewer.user_id)
+    if used >= quota:
+        raise QuotaError(f"Your datasets and jobs take {used / 1024 ** 2:,.0f} MB, your whole storage quota "
+                         f"({settings.user_quota_mb:,} MB). Delete old jobs in History (or old datasets) to make room, "
+                         "or ask the administrator to raise SLM_STUDIO_USER_QUOTA_MB.")
+    return quota - used
+
+
 def check_model_folder(storage: Storage, viewer: Viewer, spec: str | None) -> None:
     """A teacher or student given as a folder: never inside another user's job, and in a hosted studio
-    only from the shared models folder (users must not read the server's files through the studio)."""
-    from studio.accounts import auth_mode, models_dir
+    only from the shared models folder (users must not read the server's files through the studio). In a
+    hosted studio a path outside that folder is refused alike whether it exists or not: the answer says
+    nothing about the server's files."""
     from studio.teacher import CATALOG
 
     if not spec or spec in CATALOG:
         return
+    settings = HostSettings.from_env()
     path = Path(spec).expanduser()
     if not path.exists():
-        return  # a hub id (or a missing folder: loading says so)
+        if settings.hosted and not HUB_ID.match(spec):
+            raise ConfigError([_shared_only(settings)])
+        return  # a hub id (or a missing folder on a laptop: loading says so)
     path = path.resolve()
     if path.is_relative_to(storage.store.root):
         parts = path.relative_to(storage.store.root).parts
@@ -63,9 +86,16 @@ def check_model_folder(storage: Storage, viewer: Viewer, spec: str | None) -> No
                 job_rows.get(s, viewer, int(parts[1]))  # someone else's job: "there is no job N"
             return
         raise ConfigError([f"{spec} is inside the studio's own store; pick a model folder of a run in History"])
-    if auth_mode() == "users" and not path.is_relative_to(models_dir().resolve()):
-        raise ConfigError([f"in the hosted studio, model folders come from the shared models folder {models_dir()} "
-                           "(ask the administrator to put the model there), the catalog, or a finished run"])
+    if settings.hosted and not path.is_relative_to(settings.shared_models_dir().resolve()):
+        raise ConfigError([_shared_only(settings)])
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _shared_only(settings: HostSettings) -> str:
+    return (f"in the hosted studio, model folders come from the shared models folder {settings.shared_models_dir()} "
+            "(ask the administrator to put the model there), the catalog, or a finished run")
 
 
 def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_id: int | None = None,
@@ -74,6 +104,7 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
     if kind not in KINDS:
         raise ConfigError([f"unknown job kind '{kind}'; use one of {', '.join(KINDS)}"])
     spec = KINDS[kind].spec.from_dict(config)  # every problem at once, before anything is stored
+    quota_left(storage, viewer)  # a user whose files fill their quota starts no new job
     dataset_id = getattr(spec, "dataset_id", None)
     if kind == "distill":
         for key in ("teacher", "student"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from html import escape
 
 import gradio as gr
 
@@ -15,6 +16,7 @@ from studio.ui.data_step import DataTab, build_data_tab
 from studio.ui.distill_step import DistillTab, build_distill_tab, latest_active
 from studio.ui.export_step import ExportTab, build_export_tab
 from studio.ui.history_step import HistoryTab, build_history_tab
+from studio.ui.owners import Owners
 from studio.ui.teacher_step import TeacherTab, build_teacher_tab
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -33,13 +35,16 @@ class StudioApp:
     history: HistoryTab
 
 
-def build_app(storage: Storage | None = None, hosted: bool = False) -> StudioApp:
-    """The studio's page; `hosted`: every request acts for its logged-in user (server.py sets up the login)."""
-    ctx = UIContext(storage or open_storage(), hosted=hosted)
+def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owners | None = None) -> StudioApp:
+    """The studio's page; `hosted`: every request acts for its logged-in user (server.py sets up the login).
+    `owners`: the server's record of who uploaded what (handlers accept only the caller's own files)."""
+    ctx = UIContext(storage or open_storage(), hosted=hosted, owners=owners)
     # Gradio keeps a copy of each upload in its cache; the studio has its own checked copy, so drop
     # Gradio's after a day (checked hourly): users' raw files do not pile up on a shared server.
     with gr.Blocks(title="SLM Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as blocks:
-        gr.Markdown("# SLM Studio\nA big teacher model plus your own data → a small, fast, private student model.")
+        with gr.Row():
+            gr.Markdown("# SLM Studio\nA big teacher model plus your own data → a small, fast, private student model.")
+            account = gr.HTML("", visible=hosted, elem_id="account")
         with gr.Tabs():
             with gr.Tab("1. Teacher"):
                 teacher = build_teacher_tab(ctx)
@@ -60,7 +65,16 @@ def build_app(storage: Storage | None = None, hosted: bool = False) -> StudioApp
             """A new tab, or coming back: the same job live, the runs that exist."""
             viewer = ctx.viewer(request)
             pick = runs_choice(ctx, viewer)
-            return latest_active(ctx, viewer), pick, pick, pick
+            return latest_active(ctx, viewer), pick, pick, pick, account_html(getattr(request, "username", None))
 
-        blocks.load(on_open, None, [distill.job_id, compress.run, compare.run, export.run])
+        blocks.load(on_open, None, [distill.job_id, compress.run, compare.run, export.run, account])
     return StudioApp(blocks, ctx, teacher, data, distill, compress, compare, export, history)
+
+
+def account_html(user: str | None) -> str:
+    """Who is logged in, and a way out (a POST: a link elsewhere cannot log anyone out)."""
+    if not user:
+        return ""
+    return (f'<form method="post" action="logout" style="text-align:right">Logged in as <b>{escape(user)}</b> '
+            '<button type="submit" style="margin-left:8px;padding:4px 10px;border-radius:6px;border:1px solid #bbb;'
+            'background:#fff;cursor:pointer">Log out</button></form>')

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -12,6 +14,7 @@ from storage.errors import StorageError
 from storage.jobs import Viewer
 from storage.records import find_user, local_user
 from studio.errors import AccessError, StudioError
+from studio.ui.owners import Owners
 
 RECHECK_USER_S = 30.0
 """A disabled account or a changed admin flag takes effect on open pages within this time."""
@@ -22,6 +25,8 @@ class UIContext:
     storage: Storage
     hosted: bool = False
     """Login required: every request acts for the logged-in user (else for the one local user)."""
+    owners: Owners | None = None
+    """Who uploaded which file (the server's guard records them); None outside a server (tests, scripts)."""
     _local: Viewer | None = None
     _users: dict[str, tuple[Viewer, float]] = field(default_factory=dict)
 
@@ -48,11 +53,24 @@ class UIContext:
         return viewer
 
 
+    def owns_upload(self, request: gr.Request | None, path: str | None) -> bool:
+        """A file path sent by a page: usable only if this login uploaded it (checked here as well as by the
+        server's guard, so a handler never opens a path a request merely names)."""
+        if self.owners is None:
+            return True
+        scope = getattr(getattr(request, "request", None), "scope", None) or {}
+        return self.owners.owns_file(scope.get("studio.owner"), path)
+
+
 def message_of(err: Exception) -> str:
-    """The plain-language message a user sees (never a traceback)."""
+    """The plain-language message a user sees (never a traceback). An unexpected error is logged with its
+    traceback under a short reference, which the message gives, so the administrator can find it."""
     if isinstance(err, (StudioError, StorageError)):
         return str(err)
-    return f"Something went wrong ({type(err).__name__}). The details are in the server log."
+    reference = uuid.uuid4().hex[:8]
+    logging.getLogger("studio.ui").error("unexpected error, reference %s", reference, exc_info=err)
+    return (f"Something went wrong ({type(err).__name__}). Give your administrator the reference {reference}: "
+            "the details are in the server log under it.")
 
 
 def error_box(text: str) -> str:

@@ -8,6 +8,9 @@ from itertools import islice
 from pathlib import Path
 
 import gradio as gr
+from gradio.data_classes import FileData
+from gradio.utils import NamedString
+from gradio_client import utils as client_utils
 
 from studio.charts import class_balance_figure
 from studio.dataset import DatasetOptions, DatasetReport, iter_rows
@@ -17,6 +20,21 @@ from studio.ui.context import UIContext, error_box, message_of
 DETECT = "(detect)"
 TASKS = [DETECT, "classification", "causal_lm"]
 FILE_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".txt", ".parquet"]
+
+
+def dataset_file() -> gr.File:
+    """A file drop that hands the handler the uploaded file's path, and nothing else: Gradio's own gr.File
+    (type='filepath') opens an empty temporary file in its cache on every event and leaves it there. (Set on
+    the one component, not by a subclass: Gradio writes a .pyi stub beside the module of any subclass.)"""
+    upload = gr.File(label="Dataset file", file_types=FILE_TYPES, type="filepath", elem_id="dataset-upload")
+
+    def path_only(f: FileData) -> NamedString:
+        if not client_utils.is_valid_file(f.path, FILE_TYPES):
+            raise gr.Error(f"Upload a file of one of these types: {', '.join(FILE_TYPES)}.")
+        return NamedString(f.path)
+
+    upload._process_single_file = path_only
+    return upload
 
 
 @dataclass
@@ -93,7 +111,7 @@ def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, tex
 
 def build_data_tab(ctx: UIContext) -> DataTab:
     gr.Markdown("### 2. Your data\nDrop a file of your own texts. Nothing leaves this machine.")
-    upload = gr.File(label="Dataset file", file_types=FILE_TYPES, type="filepath", elem_id="dataset-upload")
+    upload = dataset_file()
     with gr.Row():
         task = gr.Dropdown(TASKS, value=DETECT, label="Task")
         text_column = gr.Dropdown([DETECT], value=DETECT, label="Text column")
@@ -108,7 +126,12 @@ def build_data_tab(ctx: UIContext) -> DataTab:
     column_boxes = [text_column, label_column, prompt_column, response_column]
 
     def run(path, request: gr.Request, *choices):  # request before *args: Gradio only fills in parameters ahead of them
-        checked = check_file(ctx, ctx.viewer(request), path, *choices)
+        viewer = ctx.viewer(request)
+        if path and not ctx.owns_upload(request, path):
+            checked = Checked(error_box("That file is not one you uploaded in this session; drop it here again."),
+                              [], [], None, None, [])
+        else:
+            checked = check_file(ctx, viewer, path, *choices)
         column_updates = [gr.update(choices=[DETECT, *checked.columns]) for _ in column_boxes]
         return (checked.report, gr.update(value=checked.preview, headers=checked.headers or None),
                 gr.update(value=checked.balance, visible=checked.balance is not None), checked.dataset_id,

@@ -1,11 +1,14 @@
 """The web server: the Gradio studio, plus the routes a browser or a container needs beside it.
 
-    /                  the studio (login first when SLM_STUDIO_AUTH=users)
+    /                  the studio (hosted: after logging in at /login)
+    /login, /logout    hosted: the login page and throttled login; logout (POST) ends every session of the user
     /healthz           database and artifact store reachable: 200, else 503 (no login: for health checks)
     /download/<job>    an export job's zip, only for its owner (or an admin), checked in the storage query
 
-Settings come from the environment, so a container is configured without rebuilding it:
-SLM_STUDIO_AUTH, SLM_STUDIO_MAX_UPLOAD_MB, SLM_STUDIO_HOST, SLM_STUDIO_PORT (and storage's own).
+Every request first passes the guard (studio/ui/guard.py): known routes only, the session looked up,
+origin, size, and the files and page sessions it names checked against the caller. Around it: CORS for
+the configured origins only, and security headers on every answer (the `secure` library).
+Settings come from the environment (studio/hosting.py), so a container is configured without rebuilding it.
 """
 
 from __future__ import annotations
@@ -20,46 +23,61 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
+from gradio.utils import get_upload_folder
+from secure import (
+    ContentSecurityPolicy,
+    CrossOriginOpenerPolicy,
+    CrossOriginResourcePolicy,
+    PermissionsPolicy,
+    ReferrerPolicy,
+    Secure,
+    StrictTransportSecurity,
+    XContentTypeOptions,
+    XFrameOptions,
+)
+from secure.middleware.asgi import SecureASGIMiddleware
 from sqlalchemy import text
-from starlette.routing import Mount
+from starlette.middleware.cors import CORSMiddleware
 
 from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage, open_storage
 from storage.errors import NotFoundError
-from studio.accounts import auth_mode, check_login, max_upload_mb, ready_for_logins
-from studio.errors import AccessError
+from studio.accounts import ready_for_logins
+from studio.hosting import HostSettings
 from studio.ui.app import StudioApp, build_app
+from studio.ui.guard import RequestGuard
+from studio.ui.login import Logins, add_login_routes
+from studio.ui.owners import Owners
 
 ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger("studio.server")
 
 
-def create_server(storage: Storage | None = None, *, hosted: bool | None = None,
-                  upload_mb: int | None = None) -> tuple[FastAPI, StudioApp]:
+def create_server(storage: Storage | None = None, settings: HostSettings | None = None) -> tuple[FastAPI, StudioApp]:
+    settings = settings or HostSettings.from_env()
     storage = storage or open_storage()
-    hosted = auth_mode() == "users" if hosted is None else hosted
-    upload_mb = upload_mb or max_upload_mb()
-    if hosted:
+    if settings.hosted:
         ready_for_logins(storage.db)
-    studio = build_app(storage, hosted=hosted)
+    owners = Owners(get_upload_folder())
+    studio = build_app(storage, hosted=settings.hosted, owners=owners)
     api = FastAPI(title="SLM Studio", docs_url=None, redoc_url=None, openapi_url=None)
 
     def viewer_of(request: Request):
-        if not hosted:
+        if not settings.hosted:
             return studio.ctx.viewer()
-        try:
-            return studio.ctx.user_named(_gradio_user(api, request))
-        except AccessError as err:
-            raise HTTPException(status_code=401, detail=str(err)) from None
+        session = request.scope.get("studio.session")
+        if session is None:  # the guard lets no such request through; checked here too
+            raise HTTPException(status_code=401, detail="Log in first.")
+        return session.viewer
 
     @api.get("/healthz")
     def health() -> JSONResponse:
-        report = {"database": "ok", "artifacts": "ok", "auth": "users" if hosted else "none"}
+        report = {"database": "ok", "artifacts": "ok", "auth": settings.auth}
         try:
             with storage.db.session() as s:
                 s.execute(text("SELECT 1"))
@@ -68,58 +86,59 @@ def create_server(storage: Storage | None = None, *, hosted: bool | None = None,
         root = storage.store.root
         if not (root.is_dir() and os.access(root, os.W_OK)):  # the path itself only in the server's log
             report["artifacts"] = "the artifact store is missing or not writable (SLM_STUDIO_DATA_DIR)"
-            logging.getLogger("studio.server").error("artifact store %s is missing or not writable", root)
+            log.error("artifact store %s is missing or not writable", root)
         healthy = report["database"] == "ok" and report["artifacts"] == "ok"
         return JSONResponse({"status": "ok" if healthy else "unhealthy", **report}, status_code=200 if healthy else 503)
 
     @api.get("/download/{job_id}")
-    def download(job_id: int, request: Request) -> FileResponse:
+    def download(job_id: str, request: Request) -> FileResponse:
         viewer = viewer_of(request)
-        try:
-            with storage.db.session() as s:
-                job_rows.get(s, viewer, job_id)
-                files = [a for a in records.artifacts_of(s, viewer, job_id) if a.kind == "export"]
-        except NotFoundError:
-            files = []
+        files = []
+        if job_id.isdigit():
+            try:
+                with storage.db.session() as s:
+                    job_rows.get(s, viewer, int(job_id))
+                    files = [a for a in records.artifacts_of(s, viewer, int(job_id)) if a.kind == "export"]
+            except NotFoundError:
+                pass
         if not files or not storage.store.resolve(files[0].path).is_file():
-            raise HTTPException(status_code=404, detail=f"No export {job_id} for you to download.")
+            raise HTTPException(status_code=404, detail=f"No export {job_id[:24]} for you to download.")
         path = storage.store.resolve(files[0].path)
-        return FileResponse(path, media_type="application/zip", filename=path.name)
+        return FileResponse(path, media_type="application/zip", filename=path.name,
+                            headers={"Cache-Control": "private, no-store"})
 
-    @api.middleware("http")
-    async def refuse_oversized(request: Request, call_next):
-        """A declared size over the limit is refused before a byte is read (Gradio also stops a stream
-        without a declared size once it passes the limit)."""
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > (upload_mb + 1) * 1024 * 1024:
-            return JSONResponse({"detail": f"This upload is {int(declared) / 1024 ** 2:,.0f} MB; the studio accepts "
-                                           f"files up to {upload_mb:,} MB. Upload a smaller file (or ask the "
-                                           "administrator to raise SLM_STUDIO_MAX_UPLOAD_MB)."}, status_code=413)
-        return await call_next(request)
+    if settings.hosted:
+        add_login_routes(api, Logins(storage, settings), owners.forget_user)
 
     gr.mount_gradio_app(
-        api, studio.blocks, "/", footer_links=[], show_error=False, max_file_size=f"{upload_mb}mb",
-        auth=_login_checker(storage) if hosted else None,
-        auth_message="SLM Studio: log in with the account your administrator made for you." if hosted else None,
+        api, studio.blocks, "/", footer_links=[], show_error=False, max_file_size=f"{settings.max_upload_mb}mb",
+        # the guard has already found the session; Gradio only learns the user's name from it
+        auth_dependency=(lambda request: request.scope.get("studio.user")) if settings.hosted else None,
         # System fonts only: nothing is fetched from a font CDN, so the page renders offline.
         theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]))
+    # added last = runs first: headers on every answer, then CORS, then the guard
+    api.add_middleware(RequestGuard, storage=storage, settings=settings, owners=owners)
+    api.add_middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins), allow_credentials=True,
+                       allow_methods=["GET", "POST"], allow_headers=["content-type"])
+    api.add_middleware(SecureASGIMiddleware, secure=security_headers())
     return api, studio
 
 
-def _login_checker(storage: Storage):
-    async def login(name: str, password: str) -> bool:
-        # Argon2 is slow on purpose: verify off the event loop so other users' pages stay responsive
-        return await anyio.to_thread.run_sync(lambda: check_login(storage.db, name, password) is not None)
-
-    return login
-
-
-def _gradio_user(api: FastAPI, request: Request) -> str | None:
-    """The name Gradio's login put behind this browser's cookie (None when not logged in)."""
-    app = next(r.app for r in api.routes if isinstance(r, Mount))
-    token = request.cookies.get(f"access-token-{app.cookie_id}") or \
-        request.cookies.get(f"access-token-unsecure-{app.cookie_id}")
-    return app.tokens.get(token) if token else None
+def security_headers() -> Secure:
+    """The page may load and send data only to this server, is never framed, and posts forms only here.
+    Gradio's page needs inline scripts and styles (its config is inline) and 'unsafe-eval' (gr.HTML renders
+    its templates with `new Function`), so those stay allowed; what limits a script that got in anyway is
+    connect-src/form-action 'self': it has nowhere else to send what it reads."""
+    csp = (ContentSecurityPolicy().default_src("'self'").base_uri("'self'").connect_src("'self'")
+           .font_src("'self'", "data:").form_action("'self'").frame_ancestors("'none'")
+           .img_src("'self'", "data:", "blob:").media_src("'self'", "blob:").object_src("'none'")
+           .script_src("'self'", "'unsafe-inline'", "'unsafe-eval'").style_src("'self'", "'unsafe-inline'")
+           .worker_src("'self'", "blob:"))
+    return Secure(csp=csp, xfo=XFrameOptions().deny(), xcto=XContentTypeOptions(),
+                  referrer=ReferrerPolicy().strict_origin_when_cross_origin(),
+                  hsts=StrictTransportSecurity().max_age(31536000),  # browsers heed it over HTTPS only
+                  coop=CrossOriginOpenerPolicy().same_origin(), corp=CrossOriginResourcePolicy().same_origin(),
+                  permissions=PermissionsPolicy().geolocation().microphone().camera())
 
 
 @dataclass
@@ -137,7 +156,7 @@ class Running:
 
 
 def start_in_thread(api: FastAPI, studio: StudioApp, host: str = "127.0.0.1", port: int = 0) -> Running:
-    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="warning", proxy_headers=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -151,14 +170,20 @@ def start_in_thread(api: FastAPI, studio: StudioApp, host: str = "127.0.0.1", po
 def serve(host: str, port: int, with_worker: bool = True) -> None:
     """Serve the studio until stopped. On a laptop it also starts one worker process, so Start just works;
     a team server can run its workers apart (`with_worker=False`)."""
-    api, _ = create_server()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "will assume transactional DDL" on every start
+    settings = HostSettings.from_env()
+    api, _ = create_server(settings=settings)
     worker = None
     if with_worker:
         worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"],
                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         # open event streams (timers of open pages) must not hold a stopping server for ever
-        uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+        # client addresses (login limits) come from X-Forwarded-For only when the proxy sending it is trusted
+        proxies = settings.trusted_proxies
+        uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+                    proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)  # running jobs save their step and stay resumable
