@@ -27,26 +27,12 @@ import time
 from pathlib import Path
 
 import requests
-from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # studio_http: the tests' own way of speaking HTTP to the studio
 
-
-class FromAddress(HTTPAdapter):
-    def __init__(self, address: str) -> None:
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.address, 0)
-        return super().init_poolmanager(*args, **kwargs)
-
-
-def client(address: str) -> requests.Session:
-    session = requests.Session()
-    session.mount("http://", FromAddress(address))
-    return session
+from studio_http import call, client, endpoints, file_data, upload  # noqa: E402
 
 
 def free_port() -> int:
@@ -85,19 +71,11 @@ def health_ms(url: str) -> float:
 
 def check(session: requests.Session, url: str, name: str, content: bytes) -> tuple[str, float]:
     """Upload a file and run the data step's check on it; (what it said, seconds)."""
-    path = session.post(url + "gradio_api/upload", files={"files": (name, content)}, timeout=600).json()[0]
-    config = session.get(url + "config", timeout=60).json()
-    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "check_dataset")
+    path = upload(session, url, name, content).json()[0]
+    fn = next(e["id"] for e in endpoints(session, url) if e["api_name"] == "check_dataset")
     started = time.perf_counter()
-    joined = session.post(url + "gradio_api/queue/join", timeout=60, json={
-        "data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, *["(detect)"] * 5], "fn_index": fn,
-        "session_hash": "benchpage01"}).json()
-    with session.get(url + "gradio_api/queue/data", params={"session_hash": "benchpage01"}, stream=True,
-                     timeout=900) as stream:
-        for line in stream.iter_lines():
-            if line.startswith(b"data:") and b"process_completed" in line and joined["event_id"].encode() in line:
-                return line.decode()[5:400], time.perf_counter() - started
-    raise RuntimeError("no answer")
+    answer = call(session, url, fn, [file_data(path, name), *["(detect)"] * 5], timeout=900)
+    return answer.everything[:400], time.perf_counter() - started
 
 
 def main() -> None:

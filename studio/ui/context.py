@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gradio as gr
 
 from storage.config import Storage
 from storage.errors import StorageError
 from storage.jobs import Viewer
-from storage.records import find_user, local_user
+from storage.records import local_user
 from studio.errors import AccessError, StudioError
 from studio.ui.owners import Owners
-
-RECHECK_USER_S = 30.0
-"""A disabled account or a changed admin flag takes effect on open pages within this time."""
 
 
 @dataclass
@@ -28,38 +24,30 @@ class UIContext:
     owners: Owners | None = None
     """Who uploaded which file (the server's guard records them); None outside a server (tests, scripts)."""
     _local: Viewer | None = None
-    _users: dict[str, tuple[Viewer, float]] = field(default_factory=dict)
 
     def viewer(self, request: gr.Request | None = None) -> Viewer:
-        """Who is asking. Looked up once per user: the timers ask on every tick."""
+        """Who is asking: hosted, the session the server's guard found for this very request (looked up in the
+        database, so a disabled account or a changed admin flag counts at once); else the one local user."""
         if not self.hosted:
             if self._local is None:
                 self._local = local_user(self.storage.db)
             return self._local
-        return self.user_named(getattr(request, "username", None))
-
-    def user_named(self, name: str | None) -> Viewer:
-        if not name:
+        session = _scope(request).get("studio.session")
+        if session is None:
             raise AccessError("Log in first.")
-        viewer, checked = self._users.get(name, (None, 0.0))
-        if viewer is None or time.monotonic() - checked > RECHECK_USER_S:
-            with self.storage.db.session() as s:
-                user = find_user(s, name)
-                if user is None or not user.password_hash:
-                    self._users.pop(name, None)
-                    raise AccessError("This account no longer exists or was disabled; ask your administrator.")
-                viewer = Viewer(user.id, user.is_admin)
-            self._users[name] = (viewer, time.monotonic())
-        return viewer
-
+        return session.viewer
 
     def owns_upload(self, request: gr.Request | None, path: str | None) -> bool:
         """A file path sent by a page: usable only if this login uploaded it (checked here as well as by the
         server's guard, so a handler never opens a path a request merely names)."""
         if self.owners is None:
             return True
-        scope = getattr(getattr(request, "request", None), "scope", None) or {}
-        return self.owners.owns_file(scope.get("studio.owner"), path)
+        return self.owners.owns_file(_scope(request).get("studio.owner"), path)
+
+
+def _scope(request: gr.Request | None) -> dict:
+    """The ASGI scope of the HTTP request behind a Gradio event (where the guard put the session)."""
+    return getattr(getattr(request, "request", None), "scope", None) or {}
 
 
 def message_of(err: Exception) -> str:
