@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 from starlette.datastructures import Headers
+from starlette.formparsers import MultiPartException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from storage.config import Storage
@@ -154,7 +155,10 @@ class RequestGuard:
         if declared.isdigit() and int(declared) > limit:
             raise Refused(413, _too_big(upload, int(declared), self.settings))
         if upload:  # streamed through (Gradio writes it to disk as it comes), counted on the way
-            return _counting(receive, limit, self.settings)
+            left = self._upload_room(scope)
+            if left is not None and (left <= 0 or (declared.isdigit() and int(declared) > left)):
+                raise Refused(413, QUOTA_FULL)
+            return _counting(receive, limit if left is None else min(limit, left), self.settings)
         body = bytearray()
         while True:
             message = await receive()
@@ -167,6 +171,14 @@ class RequestGuard:
                 break
         scope["studio.body"] = bytes(body)
         return _replay(bytes(body), receive)
+
+    def _upload_room(self, scope: dict) -> int | None:
+        """Bytes the caller may still upload today: what their uploads still in Gradio's cache (kept a day) take
+        is capped at their storage quota, apart from what their datasets and jobs take."""
+        session = scope.get("studio.session")
+        if session is None or not self.settings.user_quota_mb:
+            return None
+        return self.settings.user_quota_mb * 1024 * 1024 - self.owners.upload_bytes(session.viewer.user_id)
 
     def _check_names(self, scope: dict) -> None:
         """Page sessions and files named by the request must be this login's own."""
@@ -205,11 +217,8 @@ class RequestGuard:
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]  # plain JSON
         start: dict[str, Any] = {}
         body = bytearray()
-        over = {"limit": False}
 
         async def capture(message) -> None:
-            if over["limit"]:
-                return  # the app's own error answer to a stream cut short; ours follows
             if message["type"] == "http.response.start":
                 start.update(message)
                 return
@@ -225,13 +234,7 @@ class RequestGuard:
             await send(start)
             await send({"type": "http.response.body", "body": bytes(body)})
 
-        try:
-            await self.app(scope, receive, capture)
-        except _TooBig:
-            over["limit"] = True
-        if over["limit"] or getattr(receive, "over", False):
-            refused = Refused(413, _too_big(True, 0, self.settings))
-            await self._refusal(scope, refused)(scope, receive, send)
+        await self.app(scope, receive, capture)
 
     # ----------------------------------------------------------------- answers
 
@@ -242,23 +245,22 @@ class RequestGuard:
         return JSONResponse({"detail": refused.message}, refused.status)
 
 
-class _TooBig(Exception):
-    pass
-
-
 def _counting(receive, limit: int, settings: HostSettings):
+    """The request's own receive, counting bytes. Past the limit, or when the client goes away mid-upload, it
+    raises the multipart parser's own error: Gradio then deletes the partial files it wrote (any other error
+    would leave them in its cache) and answers 413 (or 400) with the message."""
     seen = 0
 
     async def counted():
         nonlocal seen
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise MultiPartException("The upload was interrupted before it ended.")
         seen += len(message.get("body", b""))
         if seen > limit:
-            counted.over = True
-            raise _TooBig()
+            raise MultiPartException(_too_big(True, 0, settings))
         return message
 
-    counted.over = False
     return counted
 
 
@@ -290,10 +292,15 @@ def _file_paths(value) -> list[str]:
     return found
 
 
+QUOTA_FULL = ("Your uploads of the last day already take as much as your storage quota allows (the maximum allowed "
+              "size, SLM_STUDIO_USER_QUOTA_MB). Uploaded files are kept for a day; try again later, or ask the "
+              "administrator to raise the quota.")
+
+
 def _too_big(upload: bool, size: int, settings: HostSettings) -> str:
     if upload:
         shown = f"This upload is {size / 1024 ** 2:,.0f} MB; t" if size else "T"
-        return (f"{shown}he studio accepts files up to {settings.max_upload_mb:,} MB. Upload a smaller file "
-                "(or ask the administrator to raise SLM_STUDIO_MAX_UPLOAD_MB).")
+        return (f"{shown}he studio accepts files up to {settings.max_upload_mb:,} MB (the maximum allowed size). "
+                "Upload a smaller file (or ask the administrator to raise SLM_STUDIO_MAX_UPLOAD_MB).")
     return (f"This request is larger than the {settings.max_request_kb:,} KB the studio accepts "
             "(SLM_STUDIO_MAX_REQUEST_KB). Files go through the upload, not in a request.")

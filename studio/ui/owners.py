@@ -46,6 +46,14 @@ class Owners:
             since = self._files.get(owner, {}).get(str(resolved))
         return since is not None and time.monotonic() - since < KEEP_S and resolved.is_file()
 
+    def upload_bytes(self, user_id: int) -> int:
+        """What a user's uploads still in Gradio's cache take (they count towards the user's quota)."""
+        prefix, now = f"{user_id}:", time.monotonic()
+        with self._lock:
+            paths = {p for owner, files in self._files.items() if owner.startswith(prefix)
+                     for p, since in files.items() if now - since < KEEP_S}
+        return sum(Path(p).stat().st_size for p in paths if Path(p).is_file())
+
     def _inside(self, path: str) -> Path | None:
         try:
             resolved = Path(path).resolve()
