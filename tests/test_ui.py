@@ -139,8 +139,12 @@ def test_model_folders_stay_private(ctx, monkeypatch, tiny_bert, tmp_path):
         check_model_folder(ctx.storage, bob, str(ctx.storage.store.root / "datasets"))
     check_model_folder(ctx.storage, bob, str(tiny_bert))  # a laptop may use any folder
     monkeypatch.setenv("SLM_STUDIO_AUTH", "users")
-    with pytest.raises(ConfigError, match="shared models folder"):
+    with pytest.raises(ConfigError, match="shared models folder") as there:
         check_model_folder(ctx.storage, bob, str(tiny_bert))
+    with pytest.raises(ConfigError) as missing:  # a folder that does not exist: the very same answer
+        check_model_folder(ctx.storage, bob, str(tiny_bert) + "-nowhere")
+    assert str(there.value) == str(missing.value)
+    check_model_folder(ctx.storage, bob, "HuggingFaceTB/SmolLM2-135M")  # a hub id is still a hub id
     shared = models_dir() / "tiny"
     shared.mkdir(parents=True)
     check_model_folder(ctx.storage, bob, str(shared))
