@@ -3,8 +3,8 @@
     python bench/security.py
 
 Starts `python -m studio ui` as the container does (SLM_STUDIO_AUTH=users, default settings), then:
-1. 30 wrong passwords for one account from one address, then the right one: how many were checked, when
-   the limit answered, and whether the right password got in while locked;
+1. 30 wrong passwords for one account from one address, then the right one from there and from elsewhere:
+   how many were checked, and whether the right password got in;
 2. one address guessing 30 different accounts;
 3. the health check's latency at rest and during 40 parallel wrong logins from 40 addresses;
 4. a dataset at the row limit accepted, and one row more refused (and how long each took);
@@ -95,8 +95,10 @@ def main() -> None:
         one = client("127.0.0.51")
         answers = [attempt(one, url, "erin", f"guess-{i}") for i in range(30)]
         right = attempt(one, url, "erin", "erin-secret-123")
+        elsewhere = attempt(client("127.0.0.54"), url, "erin", "erin-secret-123")
         print(f"1. 30 wrong passwords for one account, one address: {answers.count(400)} checked, "
-              f"{answers.count(429)} refused by the limit (429); then the right password: {right}")
+              f"{answers.count(429)} refused by the limit (429); then the right password from there: {right}, "
+              f"from another address: {elsewhere}")
         spray = client("127.0.0.52")
         sprayed = [attempt(spray, url, f"user{i}", "password-123") for i in range(30)]
         print(f"2. one address, 30 different accounts: {sprayed.count(400)} checked, {sprayed.count(429)} refused")

@@ -58,7 +58,7 @@ def hash_password(password: str) -> str:
 
 def add_user(db: Database, name: str, password: str, admin: bool = False) -> Viewer:
     problems = []
-    if not NAME.match(name) or name == records.LOCAL_USER:
+    if not NAME.fullmatch(name) or name == records.LOCAL_USER:
         problems.append(f"'{name}' cannot be a user name; use 1-64 letters, digits, '.', '_', '@' or '-' "
                         f"(and not '{records.LOCAL_USER}')")
     with db.session() as s:

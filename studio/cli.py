@@ -596,7 +596,7 @@ def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for 
     from storage.config import studio_home
 
     # Gradio keeps uploads in its cache folder: the studio's own private one, not a shared /tmp/gradio
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(studio_home() / "uploads"))
+    os.environ.setdefault("GRADIO_TEMP_DIR", str((studio_home() / "uploads").resolve()))
     from studio.ui.server import serve
 
     typer.echo(f"SLM Studio at http://{host}:{port}  (Ctrl-C to stop; running jobs save their step first)")

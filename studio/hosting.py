@@ -46,14 +46,22 @@ class HostSettings:
     user_quota_mb: int = _setting(20480, "SLM_STUDIO_USER_QUOTA_MB",
                                   "Hosted: what one user's datasets and jobs may take on disk; 0 for no limit.",
                                   "a whole number of megabytes (0: no limit), e.g. 20480")
+    min_free_mb: int = _setting(2048, "SLM_STUDIO_MIN_FREE_MB",
+                                "Uploads stop while the disk has less than this free (kept for everyone's jobs).",
+                                "a whole number of megabytes, e.g. 2048")
     session_hours: float = _setting(12.0, "SLM_STUDIO_SESSION_HOURS",
                                     "A login lasts at most this long.", "a number of hours from 0.1 to 720, e.g. 12")
     session_idle_minutes: float = _setting(120.0, "SLM_STUDIO_SESSION_IDLE_MINUTES",
                                            "A login unused for this long ends (an open page keeps it in use).",
                                            "a number of minutes from 1 to 43200, e.g. 120")
     login_limit_account: str = _setting("5/minute;30/hour", "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT",
-                                        "Login attempts one account may receive (from all addresses together).",
+                                        "Login attempts on one account from one client address.",
                                         "rates like '5/minute;30/hour'")
+    login_limit_account_total: str = _setting("100/hour", "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT_TOTAL",
+                                              "Login attempts on one account from all addresses together (only a "
+                                              "guessing attack from many addresses reaches it; it then locks the "
+                                              "account for everyone until the hour has passed).",
+                                              "rates like '100/hour'")
     login_limit_address: str = _setting("20/minute;200/hour", "SLM_STUDIO_LOGIN_LIMIT_ADDRESS",
                                         "Login attempts one client address may make (to all accounts together).",
                                         "rates like '20/minute;200/hour'")
@@ -103,13 +111,14 @@ class HostSettings:
         for name in ("max_upload_mb", "max_request_kb", "max_dataset_rows", "max_dataset_mb", "max_expansion"):
             if getattr(self, name) <= 0:
                 bad.append(name)
-        if self.user_quota_mb < 0:
-            bad.append("user_quota_mb")
+        for name in ("user_quota_mb", "min_free_mb"):
+            if getattr(self, name) < 0:
+                bad.append(name)
         if not 0.1 <= self.session_hours <= 720:
             bad.append("session_hours")
         if not 1 <= self.session_idle_minutes <= 43200:
             bad.append("session_idle_minutes")
-        for name in ("login_limit_account", "login_limit_address"):
+        for name in ("login_limit_account", "login_limit_account_total", "login_limit_address"):
             try:
                 if not parse_many(getattr(self, name)):
                     bad.append(name)

@@ -83,7 +83,8 @@ def server(request, tmp_path_factory, tiny_bert):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLM_STUDIO_")}, "PYTHONPATH": str(ROOT),
            "SLM_STUDIO_HOME": str(home), "SLM_STUDIO_DB_URL": db_url, "SLM_STUDIO_AUTH": "users",
            "SLM_STUDIO_PORT": str(port), "SLM_STUDIO_MAX_UPLOAD_MB": "64", "SLM_STUDIO_USER_QUOTA_MB": str(QUOTA_MB),
-           "SLM_STUDIO_ALLOWED_ORIGINS": FRIEND, "SLM_STUDIO_ADMIN_USER": "root",
+           "SLM_STUDIO_ALLOWED_ORIGINS": FRIEND, "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT_TOTAL": "12/hour",
+           "SLM_STUDIO_ADMIN_USER": "root",
            "SLM_STUDIO_ADMIN_PASSWORD": PASSWORDS["root"]}
     log_path = home / "server.log"
     with open(log_path, "wb") as log:
@@ -209,7 +210,10 @@ def test_a_file_is_usable_only_by_the_login_that_uploaded_it(server):
     assert file_inputs  # the data step takes a file
     targets = {**{k: str(v) for k, v in alice_paths(server).items()}, "upload": hers, "passwd": "/etc/passwd",
                "relative": "../../etc/passwd", "missing": str(uploads / "no-such-file.csv"),
-               "relative-db": "studio.db"}
+               "relative-db": "studio.db", "dotted": f"{uploads}/../uploads/{Path(hers).relative_to(uploads)}",
+               # a URL whose '..' would collapse onto her own upload: Gradio would fetch it (server-side request)
+               "url": f"http://1.1.1.1/x/../../../../../../../../../..{hers}",
+               "url-query": f"https://1.1.1.1/cdn-cgi/trace?x=/../../../../../../../../..{hers}"}
     before = {p for p in uploads.rglob("*") if p.is_file()}
     inputs = {e["id"]: len(e["inputs"]) for e in endpoints(bob, url)}
     for fn, slots in file_inputs:
@@ -284,6 +288,14 @@ def test_page_sessions_cannot_be_borrowed(server):
     assert bob.get(url + "gradio_api/heartbeat/alicepage01", timeout=30).status_code == 403
     assert bob.post(url + "gradio_api/cancel", json={"session_hash": "alicepage01", "fn_index": history,
                                                      "event_id": "x"}, timeout=30).status_code == 403
+    hers = alice.post(url + "gradio_api/queue/join", json={"data": [1], "fn_index": history,
+                                                           "session_hash": "alicepage01"}, timeout=30).json()["event_id"]
+    assert bob.post(url + "gradio_api/cancel", json={"session_hash": "bobpage0001", "fn_index": history,
+                                                     "event_id": hers}, timeout=30).status_code == 403
+    for i in range(600):  # bob opens more pages than are remembered per user: only his own oldest are forgotten
+        with bob.get(url + f"gradio_api/heartbeat/bobflood{i:04d}", timeout=30, stream=True) as beat:
+            assert beat.status_code == 200
+    assert bob.get(url + "gradio_api/heartbeat/alicepage01", timeout=30).status_code == 403
 
 
 def test_downloads_only_for_the_owner(server):
@@ -317,6 +329,20 @@ def test_other_origins_cannot_use_a_login(server):
         assert alice.post(url + "logout", headers={"Origin": sibling}, timeout=30).status_code == 403
     assert alice.get(url + "gradio_api/token", timeout=30).status_code == 404  # the token is never handed to script
     own = url.rstrip("/")
+    for odd in ({"Origin": own + "/evil"}, {"Sec-Fetch-Site": "cross-site"}):
+        assert alice.post(url + "gradio_api/queue/join", json=join, headers=odd, timeout=30).status_code == 403
+    twice = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/")), timeout=30)
+    twice.putrequest("POST", "/logout")
+    for name, value in (("Origin", own), ("Origin", FOREIGN), ("Content-Length", "0"),
+                        ("Cookie", f"slm_studio_session={alice.cookies['slm_studio_session']}")):
+        twice.putheader(name, value)
+    twice.endheaders()
+    assert twice.getresponse().status == 403  # two Origin headers: refused, whichever comes first
+    forged = alice.get(url + "config", headers={"X-Forwarded-Host": "evil.example.com"}, timeout=30).json()
+    assert "evil.example.com" not in json.dumps(forged)  # no proxy is trusted: the page's links stay its own
+    noisy = requests.get(url + "config", timeout=30, headers={
+        "Cookie": f'prefs={{"theme":"dark"}}; slm_studio_session={alice.cookies["slm_studio_session"]}'})
+    assert noisy.status_code == 200  # another app's malformed cookie does not log her out
     assert alice.post(url + "gradio_api/queue/join", json={**join, "session_hash": "own0001"},
                       headers={"Origin": own}, timeout=30).status_code == 200
     friend = alice.get(url + "config", headers={"Origin": FRIEND}, timeout=30)
@@ -334,13 +360,20 @@ def test_guessing_passwords_is_throttled_and_cannot_stall_the_server(server):
             for i in range(30)]
     statuses = [a.status_code for a in said]
     assert statuses[:5] == [400] * 5 and set(statuses[5:]) == {429}  # SLM_STUDIO_LOGIN_LIMIT_ACCOUNT: 5/minute
-    assert "Too many login attempts for this account" in said[-1].text and int(said[-1].headers["retry-after"]) > 0
-    right = attacker.post(url + "login", data={"username": "erin", "password": PASSWORDS["erin"]}, timeout=60)
-    assert right.status_code == 429 and not right.cookies  # not even the right password while locked
-    elsewhere = client("127.0.0.42").post(url + "login", data={"username": "erin", "password": PASSWORDS["erin"]},
-                                          timeout=60)
-    assert elsewhere.status_code == 429  # the account's limit holds whichever address asks
-    login(url, "alice", PASSWORDS["alice"], "127.0.0.42")  # other accounts are not locked by it
+    assert "Too many login attempts for this account from your address" in said[-1].text
+    assert int(said[-1].headers["retry-after"]) > 0
+    right = attacker.post(url + "login", data={"username": "ERIN ", "password": PASSWORDS["erin"]}, timeout=60)
+    assert right.status_code == 429 and not right.cookies  # not even the right password (nor a variant of the name)
+    login(url, "erin", PASSWORDS["erin"], "127.0.0.42")  # erin herself, elsewhere, is not locked out by a guesser
+    login(url, "alice", PASSWORDS["alice"], "127.0.0.41")  # nor are the guesser's other accounts
+
+    # guessing from many addresses: the account's total (SLM_STUDIO_LOGIN_LIMIT_ACCOUNT_TOTAL, here 12/hour) stops it
+    spread = [client(f"127.0.3.{i // 4 + 1}").post(url + "login", data={"username": "erin", "password": f"x-{i:04d}"},
+                                                  timeout=60).status_code for i in range(16)]
+    assert spread.count(400) == 12 and spread[-1] == 429  # (her own login above cleared the count)
+    locked = client("127.0.0.48").post(url + "login", data={"username": "erin", "password": PASSWORDS["erin"]},
+                                       timeout=60)
+    assert locked.status_code == 429 and "Too many login attempts for this account." in locked.text
 
     sprayer = client("127.0.0.43")  # one address trying many accounts
     sprayed = [sprayer.post(url + "login", data={"username": f"user{i}", "password": "password-123"}, timeout=60)
@@ -543,7 +576,11 @@ def test_security_headers_and_private_files(server):
 
 
 def test_the_admin_sees_refusals_in_the_log(server):
+    assert client("127.0.0.49").get(server["url"] + "nothing%0aFAKE%20studio.login%20INFO%20logout",
+                                    timeout=30).status_code == 404
     logged = server["log"].read_text()
-    assert "refused POST /gradio_api/queue/join" in logged and "login throttled" in logged
+    assert "refused POST '/gradio_api/queue/join'" in logged and "login throttled" in logged
+    assert not [line for line in logged.splitlines() if line.startswith("FAKE")]  # a path cannot forge a line
+    assert "Could not fetch" not in logged  # no URL named in a request was ever fetched
     assert PASSWORDS["erin"] not in logged and "guess-0001" not in logged  # no password ever written
     json.dumps(logged)  # plain text

@@ -192,3 +192,15 @@ def test_a_full_quota_starts_no_job_and_stores_no_dataset(ctx, monkeypatch, samp
 
         assert [d.id for d in records.list_datasets(s, alice)] == [first]
         assert s.query(records.Job).count() == 0
+
+
+def test_uploads_stop_while_the_disk_is_nearly_full(ctx):
+    import requests
+
+    running = start_in_thread(*create_server(ctx.storage, HostSettings(min_free_mb=10**9)))  # 1 PB must stay free
+    try:
+        answer = requests.post(running.url + "gradio_api/upload", files={"files": ("t.csv", b"text,label\n")},
+                               timeout=30)
+        assert answer.status_code == 507 and "disk is nearly full" in answer.json()["detail"]
+    finally:
+        running.stop()

@@ -21,21 +21,22 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException
+from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from storage.config import Storage
 from storage.sessions import find_session
 from studio.hosting import HostSettings
-from studio.ui.login import COOKIE
+from studio.ui.login import cookie_name
 from studio.ui.owners import Owners, owner_key
 
 log = logging.getLogger("studio.guard")
@@ -55,6 +56,8 @@ ROUTES = [
 """Routes a logged-in user may call: the studio's own and the part of Gradio its page and gradio_client use."""
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+FORWARDED = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-prefix",
+             b"forwarded", b"x-real-ip"}
 SESSION_HASH = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -89,16 +92,20 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if not self.settings.trusted_proxies:  # nobody's X-Forwarded-Host may rewrite the page's own links
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() not in FORWARDED]
         try:
             receive = await self._admit(scope, receive)
         except Refused as refused:
-            if refused.status != 401:
-                log.warning("refused %s %s (%s): %s", scope["method"], scope["path"], scope.get("studio.owner"),
+            if refused.status != 401:  # repr and cut: a path cannot write lines of its own into the log
+                log.warning("refused %s %.200r (%s): %s", scope["method"], scope["path"], scope.get("studio.owner"),
                             refused.message)
             await self._refusal(scope, refused)(scope, receive, send)
             return
         if scope["path"] == "/gradio_api/upload":
-            await self._upload(scope, receive, send)
+            await self._answer_recorded(scope, receive, send, self._record_uploads)
+        elif scope["path"] == "/gradio_api/queue/join":
+            await self._answer_recorded(scope, receive, send, self._record_event)
         else:
             await self.app(scope, receive, send)
 
@@ -124,13 +131,10 @@ class RequestGuard:
         if not self.settings.hosted:
             scope["studio.owner"] = owner_key(None, None)
             return
-        cookie = SimpleCookie()
-        try:
-            cookie.load(Headers(scope=scope).get("cookie", ""))
-        except Exception:  # noqa: BLE001 - a malformed cookie header is simply no session
-            return
-        token = cookie[COOKIE].value if COOKIE in cookie else None
-        if token is None:
+        # Starlette's parser skips a malformed cookie instead of dropping the header (another app on the same
+        # host must not be able to log the user out with one bad cookie)
+        token = cookie_parser(Headers(scope=scope).get("cookie", "")).get(cookie_name(scope["scheme"]))
+        if not token:
             return
         session = await anyio.to_thread.run_sync(find_session, self.storage.db, token, self.idle)
         if session is not None:
@@ -139,14 +143,19 @@ class RequestGuard:
             scope["studio.owner"] = owner_key(session.viewer.user_id, session.id)
 
     def _check_origin(self, headers: Headers) -> None:
-        """A browser sends Origin with every cross-origin POST; programs (gradio_client, curl) send none."""
-        origin = headers.get("origin")
-        if origin is None:
+        """A browser sends Origin with every cross-origin POST (and Sec-Fetch-Site); programs (gradio_client, curl)
+        send neither."""
+        origins = headers.getlist("origin")
+        if not origins:
+            if headers.get("sec-fetch-site") == "cross-site":
+                raise Refused(403, "Requests from other web sites are not accepted.")
             return
+        origin = origins[0].rstrip("/")
+        parts = urlsplit(origin)
         own = headers.get("host", "").lower()
-        if origin.rstrip("/") in self.settings.allowed_origins or (own and urlsplit(origin).netloc.lower() == own):
-            return
-        raise Refused(403, "Requests from other web sites are not accepted.")
+        ours = parts.scheme in ("http", "https") and not parts.path and parts.netloc.lower() == own and own
+        if len(origins) > 1 or not (ours or origin in self.settings.allowed_origins):
+            raise Refused(403, "Requests from other web sites are not accepted.")
 
     async def _bounded_body(self, scope: dict, receive, headers: Headers):
         upload = scope["path"] == "/gradio_api/upload"
@@ -158,7 +167,11 @@ class RequestGuard:
             left = self._upload_room(scope)
             if left is not None and (left <= 0 or (declared.isdigit() and int(declared) > left)):
                 raise Refused(413, QUOTA_FULL)
-            return _counting(receive, limit if left is None else min(limit, left), self.settings)
+            free = shutil.disk_usage(self.owners.upload_folder).free - self.settings.min_free_mb * 1024 * 1024
+            if free <= 0 or (declared.isdigit() and int(declared) > free):
+                log.error("upload refused: the disk of %s is nearly full", self.owners.upload_folder)
+                raise Refused(507, DISK_FULL)
+            return _counting(receive, min(limit, free, left if left is not None else limit), self.settings)
         body = bytearray()
         while True:
             message = await receive()
@@ -202,6 +215,9 @@ class RequestGuard:
             if not isinstance(body, dict):
                 raise Refused(400, "The request body must be a JSON object.")
             hashes.append(str(body.get("session_hash", "")))
+            event = body.get("event_id")
+            if path.startswith("/gradio_api/cancel") and event and not self.owners.owns_event(owner, str(event)):
+                raise Refused(403, "That event is not yours.")
             for named in _file_paths(body):
                 if not self.owners.owns_file(owner, named):
                     raise Refused(403, "That file is not one you uploaded in this session; upload it again.")
@@ -211,9 +227,9 @@ class RequestGuard:
 
     # ----------------------------------------------------------------- uploads: who uploaded what
 
-    async def _upload(self, scope: dict, receive, send) -> None:
-        """Gradio answers an upload with the paths it stored; they become this login's files before the
-        answer reaches the browser (it names them in its very next request)."""
+    async def _answer_recorded(self, scope: dict, receive, send, record: Callable[[dict, Any], None]) -> None:
+        """Pass the request on, and note what Gradio's answer hands out (uploaded paths, an event id) as this
+        login's before the answer reaches the browser (it names them in its very next request)."""
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]  # plain JSON
         start: dict[str, Any] = {}
         body = bytearray()
@@ -227,14 +243,21 @@ class RequestGuard:
                 return
             if start.get("status") == 200:
                 try:
-                    paths = json.loads(bytes(body))
-                    self.owners.record_uploads(scope["studio.owner"], [p for p in paths if isinstance(p, str)])
+                    record(scope, json.loads(bytes(body)))
                 except ValueError:
                     pass
             await send(start)
             await send({"type": "http.response.body", "body": bytes(body)})
 
         await self.app(scope, receive, capture)
+
+    def _record_uploads(self, scope: dict, answer) -> None:
+        if isinstance(answer, list):
+            self.owners.record_uploads(scope["studio.owner"], [p for p in answer if isinstance(p, str)])
+
+    def _record_event(self, scope: dict, answer) -> None:
+        if isinstance(answer, dict) and isinstance(answer.get("event_id"), str):
+            self.owners.record_event(scope["studio.owner"], answer["event_id"])
 
     # ----------------------------------------------------------------- answers
 
@@ -292,6 +315,8 @@ def _file_paths(value) -> list[str]:
     return found
 
 
+DISK_FULL = ("The server's disk is nearly full, so it takes no uploads now. Tell your administrator "
+             "(SLM_STUDIO_MIN_FREE_MB keeps that much free for everyone's jobs).")
 QUOTA_FULL = ("Your uploads of the last day already take as much as your storage quota allows (the maximum allowed "
               "size, SLM_STUDIO_USER_QUOTA_MB). Uploaded files are kept for a day; try again later, or ask the "
               "administrator to raise the quota.")

@@ -5,8 +5,12 @@
   gets a clear "try again in N minutes". A correct password clears the account's count.
 - Argon2 runs on one thread of its own, never on the pool that serves pages, with a short bounded queue:
   a burst of logins cannot stall other users or the health check.
+- Three limits: one account from one address (a guesser locks the account for their own address only), one
+  account from all addresses (only a guessing attack from many addresses reaches it), one address over all
+  accounts (password spraying).
 - A login opens a session row (storage/sessions.py); the browser holds a random token in an HttpOnly,
-  SameSite=Lax cookie (Secure over HTTPS). Logout is a POST and ends every session of the user.
+  SameSite=Lax cookie; over HTTPS it is Secure and named __Host-…, which no other site of the domain can set.
+  Logout is a POST and ends every session of the user.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ from studio.accounts import MAX_PASSWORD, check_login
 from studio.hosting import HostSettings
 
 COOKIE = "slm_studio_session"
+
+
+def cookie_name(scheme: str) -> str:
+    """Over HTTPS the __Host- prefix: the browser takes it only from this host, Secure, for the whole site."""
+    return f"__Host-{COOKIE}" if scheme == "https" else COOKIE
+
 MAX_WAITING = 16
 """Password checks that may wait for the Argon2 thread; more are told the server is busy."""
 log = logging.getLogger("studio.login")
@@ -48,19 +58,21 @@ class Logins:
         self.storage, self.settings = storage, settings
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self.per_account = parse_many(settings.login_limit_account)
+        self.per_account_total = parse_many(settings.login_limit_account_total)
         self.per_address = parse_many(settings.login_limit_address)
         self.argon2 = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
         self.waiting = 0
 
     async def attempt(self, name: str, password: str, address: str) -> Outcome:
         account = name.strip().lower()[:128]
-        scopes = [(self.per_account, ("account", account), "for this account"),
+        scopes = [(self.per_account, ("account", account, address), "for this account from your address"),
+                  (self.per_account_total, ("account", account), "for this account"),
                   (self.per_address, ("address", address), "from your address")]
         blocked = [(limit, key, whose) for limits, key, whose in scopes for limit in limits
                    if not self.limiter.test(limit, *key)]
         if blocked:  # counted only when it is let through: a locked-out client cannot extend its own lock
             wait = max(self._retry_after(limit, key) for limit, key, _ in blocked)
-            log.warning("login throttled: %s %r from %s", blocked[0][1][0], account, address)
+            log.warning("login throttled (%s): %r from %s", blocked[0][2], account, address)
             return Outcome(429, f"Too many login attempts {blocked[0][2]}. Try again in {_minutes(wait)}, or ask "
                                 "your administrator to check the account.", retry_after_s=wait)
         for limits, key, _ in scopes:
@@ -78,7 +90,9 @@ class Logins:
         if viewer is None:
             log.info("login failed for %r from %s", account, address)
             return Outcome(400, "Incorrect user name or password.")
-        for limit in self.per_account:
+        for limit in self.per_account:  # the right password: what was guessed at this account so far is forgotten
+            self.limiter.clear(limit, "account", account, address)
+        for limit in self.per_account_total:
             self.limiter.clear(limit, "account", account)
         token = open_session(self.storage.db, viewer.user_id, timedelta(hours=self.settings.session_hours), address)
         return Outcome(200, "Logged in.", token=token)
@@ -117,8 +131,9 @@ def add_login_routes(api: FastAPI, logins: Logins, owner_forgotten) -> None:
                                     headers)
             return JSONResponse({"detail": outcome.message}, outcome.status, headers)
         answer = RedirectResponse("./", 303) if browser else JSONResponse({"success": True})
-        answer.set_cookie(COOKIE, outcome.token, max_age=int(logins.settings.session_hours * 3600), path="/",
-                          httponly=True, samesite="lax", secure=request.url.scheme == "https")
+        https = request.url.scheme == "https"
+        answer.set_cookie(cookie_name(request.url.scheme), outcome.token, path="/", httponly=True, samesite="lax",
+                          secure=https, max_age=int(logins.settings.session_hours * 3600))
         return answer
 
     @api.get("/logout", response_class=HTMLResponse)
@@ -133,10 +148,10 @@ def add_login_routes(api: FastAPI, logins: Logins, owner_forgotten) -> None:
             owner_forgotten(session.viewer.user_id)
             log.info("logout of %r ended %d session(s)", session.user_name, ended)
         else:
-            end_session(logins.storage.db, request.cookies.get(COOKIE))
+            end_session(logins.storage.db, request.cookies.get(cookie_name(request.url.scheme)))
         browser = "text/html" in request.headers.get("accept", "")
         answer = RedirectResponse("login", 303) if browser else JSONResponse({"success": True})
-        answer.delete_cookie(COOKIE, path="/")
+        answer.delete_cookie(cookie_name(request.url.scheme), path="/", secure=request.url.scheme == "https")
         return answer
 
 
