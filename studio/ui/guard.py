@@ -315,8 +315,8 @@ def _file_paths(value) -> list[str]:
     return found
 
 
-DISK_FULL = ("The server's disk is nearly full, so it takes no uploads now. Tell your administrator "
-             "(SLM_STUDIO_MIN_FREE_MB keeps that much free for everyone's jobs).")
+DISK_FULL = ("The disk the studio writes to is nearly full, so it takes no uploads now. Free some space, or tell "
+             "the administrator (SLM_STUDIO_MIN_FREE_MB keeps that much free for everyone's jobs).")
 QUOTA_FULL = ("Your uploads of the last day already take as much as your storage quota allows (the maximum allowed "
               "size, SLM_STUDIO_USER_QUOTA_MB). Uploaded files are kept for a day; try again later, or ask the "
               "administrator to raise the quota.")
