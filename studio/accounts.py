@@ -30,10 +30,6 @@ MAX_PASSWORD = 1024
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
-def auth_mode() -> str:
-    return HostSettings.from_env().auth
-
-
 def models_dir() -> Path:
     return HostSettings.from_env().shared_models_dir()
 

@@ -25,6 +25,7 @@ from typing import Literal
 import charset_normalizer
 
 from studio.errors import DatasetError
+from studio.hosting import HostSettings
 
 TaskKind = Literal["classification", "causal_lm"]
 FORMATS = {
@@ -106,17 +107,15 @@ class DatasetLimits:
     plus what is left of the user's storage quota. A file that would pass one is refused while it is being
     read, before the disk fills, and nothing of it is kept."""
 
-    max_rows: int = 1_000_000
-    max_bytes: int = 2048 * 1024 * 1024
-    max_expansion: int = 50
+    max_rows: int = HostSettings.max_dataset_rows
+    max_bytes: int = HostSettings.max_dataset_mb * 1024 * 1024
+    max_expansion: int = HostSettings.max_expansion
     """Times its own size a file may unpack to, beyond EXPANSION_FLOOR (a compressed Parquet file can)."""
     quota_left: int | None = None
     """Bytes the user may still store (None: no quota)."""
 
     @classmethod
     def from_env(cls, quota_left: int | None = None) -> DatasetLimits:
-        from studio.hosting import HostSettings
-
         settings = HostSettings.from_env()
         return cls(settings.max_dataset_rows, settings.max_dataset_mb * 1024 * 1024, settings.max_expansion,
                    quota_left)

@@ -26,13 +26,18 @@ class UIContext:
     _local: Viewer | None = None
 
     def viewer(self, request: gr.Request | None = None) -> Viewer:
-        """Who is asking: hosted, the session the server's guard found for this very request (looked up in the
-        database, so a disabled account or a changed admin flag counts at once); else the one local user."""
+        """Who is asking, for a Gradio event (see viewer_for)."""
+        return self.viewer_for(_scope(request))
+
+    def viewer_for(self, scope: dict) -> Viewer:
+        """Who sent the HTTP request of this ASGI scope: hosted, the session the server's guard found for it
+        (looked up in the database, so a disabled account or a changed admin flag counts at once); else the one
+        local user."""
         if not self.hosted:
             if self._local is None:
                 self._local = local_user(self.storage.db)
             return self._local
-        session = _scope(request).get("studio.session")
+        session = scope.get("studio.session")
         if session is None:
             raise AccessError("Log in first.")
         return session.viewer

@@ -48,6 +48,7 @@ from storage import records
 from storage.config import Storage, open_storage
 from storage.errors import NotFoundError
 from studio.accounts import ready_for_logins
+from studio.errors import AccessError
 from studio.hosting import HostSettings
 from studio.ui.app import StudioApp, build_app
 from studio.ui.guard import RequestGuard
@@ -68,12 +69,10 @@ def create_server(storage: Storage | None = None, settings: HostSettings | None 
     api = FastAPI(title="SLM Studio", docs_url=None, redoc_url=None, openapi_url=None)
 
     def viewer_of(request: Request):
-        if not settings.hosted:
-            return studio.ctx.viewer()
-        session = request.scope.get("studio.session")
-        if session is None:  # the guard lets no such request through; checked here too
-            raise HTTPException(status_code=401, detail="Log in first.")
-        return session.viewer
+        try:
+            return studio.ctx.viewer_for(request.scope)
+        except AccessError:  # the guard lets no such request through; checked here too
+            raise HTTPException(status_code=401, detail="Log in first.") from None
 
     @api.get("/healthz")
     def health() -> JSONResponse:
