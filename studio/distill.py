@@ -1,9 +1,11 @@
 """Distill step: teacher -> cached logits -> student, read top to bottom.
 
+    plan_run        fit max_length to the data, weigh skewed classes (what was chosen goes in config.json)
     setup_teacher   load it; for classification without a head for the user's labels, fine-tune it
+                    (learning rate chosen on the validation split unless set)
     setup_student   layer-drop copy of the teacher (or a catalog model), optional vocab trim, LoRA
     cache_teacher   run the teacher once over the training split and keep its logits on disk
-    train_loop      epochs of KD on the cached logits; a checkpoint after each epoch; resumable
+    train_student   KD on the cached logits, validated, best weights kept (studio.training.train_loop)
 
 Everything lands in one run folder: config.json (written before anything runs), teacher/,
 cache/, checkpoints/, student/ and metrics.jsonl (one line per step, append-only).
@@ -17,21 +19,41 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from safetensors.torch import load_file, load_model, save_file, save_model
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
 from studio.dataset import PreparedDataset
-from studio.errors import CheckpointError, ConfigError, StopRequested
-from studio.losses import causal_kd_loss, classification_kd_loss, next_token_ce
+from studio.errors import CheckpointError, ConfigError
+from studio.losses import balanced_class_weights, causal_kd_loss, classification_kd_loss, next_token_ce
 from studio.settings import Check, Settings
 from studio.student import layer_drop_student, same_tokenizer, trim_vocabulary
 from studio.teacher import SAFE_LOAD, load_causal_lm, load_classifier, load_tokenizer, resolve_source
+from studio.training import (
+    Progress,
+    ProgressFn,
+    StepPlan,
+    TrainResult,
+    Validator,
+    causal_validator,
+    classification_validator,
+    latest_checkpoint,
+    report,
+    train_loop,
+)
+
+__all__ = ["DistillConfig", "DistillResult", "Progress", "ProgressFn", "RunPaths", "distill", "latest_checkpoint"]
+
+AUTO_MAX_LENGTH = 256
+"""The longest input an automatic max_length picks: cost grows with length (and memory with its square)."""
+TEACHER_LEARNING_RATES = (3e-5, 1e-4, 3e-4)
+"""What the automatic teacher learning rate tries; each trial runs the first quarter of the same schedule."""
+SKEWED = 1.5
+"""Labels count as skewed (and are weighted) when the commonest class has this many times the rarest's rows."""
 
 
 @dataclass
@@ -51,13 +73,25 @@ class DistillConfig(Settings):
     alpha: float = 0.5
     """Weight of the teacher's soft targets vs the true labels (0 = labels only, 1 = teacher only)."""
     epochs: int = 3
-    batch_size: int = 32
+    """Passes over the training split, at least; small data trains for min_steps instead."""
+    min_steps: int = 300
+    """Optimizer steps at least, however small the data: a few hundred is what a fresh head needs."""
+    max_steps: int = 0
+    """Optimizer steps at most, per training stage (0: no cap beyond epochs and early stopping)."""
+    patience: int = 5
+    """Stop when this many validations in a row did not improve (0: never stop early). The best
+    validated weights are kept either way."""
+    balance: str = "auto"
+    """Classification: 'weights' counts each class equally in the loss, 'off' counts each row equally,
+    'auto' weighs classes when the commonest has 1.5x the rows of the rarest."""
+    batch_size: int = 16
     learning_rate: float = 1e-4
     """Student learning rate; LoRA usually wants ~5x more than full fine-tuning."""
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
-    max_length: int = 128
-    """Tokens read per example; longer texts are cut. Cost grows with it."""
+    max_length: int = 0
+    """Tokens read per example; longer texts are cut. 0 fits it to the data (95 % of texts whole, at most
+    256). Cost grows with it."""
     lora: bool = False
     """Train small LoRA adapters instead of all student weights (merged at the end)."""
     qlora: bool = False
@@ -67,10 +101,14 @@ class DistillConfig(Settings):
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     teacher_epochs: int = 3
-    """Classification: epochs to fine-tune a teacher that has no head for your labels."""
-    teacher_learning_rate: float = 5e-5
+    """Classification: passes (at least) to fine-tune a teacher that has no head for your labels."""
+    teacher_learning_rate: float = 0.0
+    """0 (Auto) tries 3e-5, 1e-4 and 3e-4 on the validation split and keeps the best (about 1.5x the
+    teacher's training time); a number skips the search."""
     top_k: int = 32
     """Causal LM: teacher logits kept per position in the cache. More is closer, but larger."""
+    labels_only_student: bool = False
+    """Also train the same student on the labels alone (no teacher), to show what distillation adds."""
     seed: int = 13
     threads: int = 0
     """CPU threads; 0 uses every core."""
@@ -81,12 +119,16 @@ class DistillConfig(Settings):
             ("temperature", 0.5 <= self.temperature <= 20, "from 0.5 to 20 (2 is a good start)"),
             ("alpha", 0.0 <= self.alpha <= 1.0, "from 0 to 1"),
             ("epochs", 1 <= self.epochs <= 100, "from 1 to 100"),
+            ("min_steps", 0 <= self.min_steps <= 100_000, "from 0 to 100000"),
+            ("max_steps", 0 <= self.max_steps <= 1_000_000, "0 (no cap) or a positive number"),
+            ("patience", 0 <= self.patience <= 100, "0 (never stop early) to 100"),
+            ("balance", self.balance in ("auto", "weights", "off"), "'auto', 'weights' or 'off'"),
             ("batch_size", 1 <= self.batch_size <= 1024, "from 1 to 1024"),
             ("learning_rate", 0 < self.learning_rate <= 0.1, "above 0 and at most 0.1"),
-            ("teacher_learning_rate", 0 < self.teacher_learning_rate <= 0.1, "above 0 and at most 0.1"),
+            ("teacher_learning_rate", 0 <= self.teacher_learning_rate <= 0.1, "0 (Auto) or above 0 up to 0.1"),
             ("weight_decay", 0 <= self.weight_decay <= 1, "from 0 to 1"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "from 0 to below 1"),
-            ("max_length", 8 <= self.max_length <= 8192, "from 8 to 8192"),
+            ("max_length", self.max_length == 0 or 8 <= self.max_length <= 8192, "0 (fit the data) or 8 to 8192"),
             ("lora_r", 1 <= self.lora_r <= 256, "from 1 to 256"),
             ("lora_alpha", 1 <= self.lora_alpha <= 1024, "from 1 to 1024"),
             ("lora_dropout", 0 <= self.lora_dropout < 1, "from 0 to below 1"),
@@ -97,27 +139,6 @@ class DistillConfig(Settings):
 
     def other_problems(self) -> list[str]:
         return [] if self.teacher else ["teacher is empty; name a catalog entry, a folder or a hub id"]
-
-
-@dataclass
-class Progress:
-    """One progress report: stage is 'teacher', 'cache' or 'student'."""
-
-    stage: str
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
-    loss: float | None = None
-    message: str = ""
-    global_step: int | None = None
-    """Training steps done in this stage, across epochs (what a loss curve's x axis counts)."""
-    lr: float | None = None
-    restart_step: int | None = None
-    """Set once when a training stage starts: the step it starts after (0, or its checkpoint's)."""
-
-
-ProgressFn = Callable[[Progress], None]
 
 
 @dataclass
@@ -141,18 +162,84 @@ class RunPaths:
         self.cache = self.root / "cache" / "teacher_logits.safetensors"
         self.checkpoints = self.root / "checkpoints"
         self.student = self.root / "student"
+        self.labels_only = self.root / "student_labels_only"
         self.metrics = self.root / "metrics.jsonl"
 
 
-def _report(on_progress: ProgressFn | None, progress: Progress) -> None:
-    if on_progress is not None:
-        on_progress(progress)
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class RunPlan:
+    """What the studio chose for this run from the data (stored in config.json, shown with the results)."""
+
+    max_length: int
+    texts: int
+    """Training texts."""
+    texts_cut: int
+    """Training texts longer than max_length, of which only the first max_length tokens are read."""
+    class_weights: list[float] | None = None
+    """Loss weight per label (in label order) when classes are weighed; None when every row counts the same."""
+    teacher_learning_rate: float | None = None
+    learning_rate_trials: dict[str, float | None] = field(default_factory=dict)
+    """Validation score of each teacher learning rate tried (the first quarter of training each)."""
+    stages: dict[str, dict] = field(default_factory=dict)
+    """Per training stage: steps planned and run, the best validated step and its score, stopped early."""
+
+
+def fit_max_length(lengths: list[int], model_limit: int | None, requested: int = 0) -> int:
+    """``requested``, or the length that keeps 95 % of texts whole, in steps of 32, at most AUTO_MAX_LENGTH
+    and never past what the model can read."""
+    limit = model_limit if model_limit and model_limit < 100_000 else 8192
+    if requested:
+        return min(requested, limit)
+    if not lengths:
+        return min(128, limit)
+    ordered = sorted(lengths)
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return max(32, min(math.ceil(p95 / 32) * 32, AUTO_MAX_LENGTH, limit))
+
+
+def class_weights(balance: str, labels: list[str], records: list[dict]) -> list[float] | None:
+    """Balanced loss weights per label when asked, or ('auto') when the labels are skewed; else None."""
+    if balance == "off" or not labels:
+        return None
+    counts = [0] * len(labels)
+    index = _label_ids(labels)
+    for record in records:
+        counts[index[record["label"]]] += 1
+    present = [c for c in counts if c]
+    if balance == "auto" and (not present or max(present) < SKEWED * min(present)):
+        return None
+    return [round(w, 6) for w in balanced_class_weights(counts).tolist()]
+
+
+def plan_run(config: DistillConfig, dataset: PreparedDataset, tokenizer: PreTrainedTokenizerBase,
+             records: list[dict]) -> RunPlan:
+    task = dataset.report.task
+    label_ids = _label_ids(dataset.report.labels) if task == "classification" else None
+    full = encode_records(records, tokenizer, 1_000_000, label_ids)  # untruncated: how long the texts really are
+    lengths = [len(item["input_ids"]) for item in full]
+    model_limit = getattr(tokenizer, "model_max_length", None)
+    length = fit_max_length(lengths, model_limit, config.max_length)
+    weights = class_weights(config.balance, dataset.report.labels, records) if task == "classification" else None
+    return RunPlan(max_length=length, texts=len(lengths), texts_cut=sum(n > length for n in lengths),
+                   class_weights=weights)
+
+
+def plan_words(plan: RunPlan) -> str:
+    """The plan in one plain sentence for the progress line and the results."""
+    cut = (f"{plan.texts_cut:,} of {plan.texts:,} training texts are longer than {plan.max_length} tokens; "
+           f"the models read the first {plan.max_length} of each." if plan.texts_cut else
+           f"Every training text fits in {plan.max_length} tokens.")
+    weighed = " Labels are skewed, so each class counts equally in training." if plan.class_weights else ""
+    return cut + weighed
 
 
 # --------------------------------------------------------------------------- teacher
 
 
-def setup_teacher(config: DistillConfig, dataset: PreparedDataset, run: RunPaths,
+def setup_teacher(config: DistillConfig, dataset: PreparedDataset, run: RunPaths, plan: RunPlan,
                   on_progress: ProgressFn | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
     """Load the teacher; a classifier without a head for these labels is fine-tuned first and saved.
 
@@ -165,28 +252,120 @@ def setup_teacher(config: DistillConfig, dataset: PreparedDataset, run: RunPaths
     tokenizer = load_tokenizer(source)
     if dataset.report.task == "causal_lm":
         return load_causal_lm(source), tokenizer, source.path
-    labels = dataset.report.labels
-    model, ready = load_classifier(source, labels)
+    model, ready = load_classifier(source, dataset.report.labels)
     if not ready:
         if config.teacher_epochs == 0:
             raise ConfigError(["teacher_epochs is 0, but the teacher has no head for your labels; "
                                "allow at least 1 epoch so it can learn them"])
-        items = encode_records(dataset.split("train"), tokenizer, config.max_length, _label_ids(labels))
-        train_loop(model, items, _ce_loss, config, run.root / "checkpoints" / "teacher", "teacher",
-                   lr=config.teacher_learning_rate, epochs=config.teacher_epochs,
-                   pad_id=tokenizer.pad_token_id, metrics=run.metrics, on_progress=on_progress)
+        finetune_teacher(model, tokenizer, config, dataset, run, plan, on_progress)
         _save_model(model, tokenizer, run.teacher)
         return model, tokenizer, str(run.teacher)
     return model, tokenizer, source.path
+
+
+@dataclass
+class Stage:
+    """One training stage's data and shape: what train_loop needs besides the model and the loss."""
+
+    items: list[dict]
+    validate: Validator
+    plan: StepPlan
+    pad_id: int
+    pad_to: int | None
+
+
+def stage_for(config: DistillConfig, dataset: PreparedDataset, tokenizer: PreTrainedTokenizerBase, max_length: int,
+              epochs: int, records: list[dict] | None = None) -> Stage:
+    task, labels = dataset.report.task, dataset.report.labels
+    label_ids = _label_ids(labels) if task == "classification" else None
+    items = encode_records(records if records is not None else dataset.split("train"), tokenizer, max_length, label_ids)
+    held_out = encode_records(dataset.split("validation"), tokenizer, max_length, label_ids)
+    pad_id, pad_to = tokenizer.pad_token_id, max_length if task == "causal_lm" else None
+    validate = classification_validator(held_out, config.batch_size, pad_id, len(labels)) if label_ids else \
+        causal_validator(held_out, config.batch_size, pad_id, pad_to)
+    plan = StepPlan.of(len(items), config.batch_size, epochs, config.min_steps, config.max_steps, config.patience)
+    return Stage(items, validate, plan, pad_id, pad_to)
+
+
+def run_stage(model: torch.nn.Module, stage: Stage, loss_fn: Callable, config: DistillConfig, folder: Path, name: str,
+              lr: float, metrics: Path, on_progress: ProgressFn | None, checkpoint_every_s: float | None = None,
+              pause_at: int | None = None) -> TrainResult:
+    return train_loop(model, stage.items, loss_fn, folder, name, plan=stage.plan, lr=lr, batch_size=config.batch_size,
+                      pad_id=stage.pad_id, metrics=metrics, seed=config.seed, weight_decay=config.weight_decay,
+                      warmup_ratio=config.warmup_ratio, validate=stage.validate,
+                      on_progress=on_progress, pad_to=stage.pad_to, checkpoint_every_s=checkpoint_every_s,
+                      pause_at=pause_at)
+
+
+def finetune_teacher(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: DistillConfig,
+                     dataset: PreparedDataset, run: RunPaths, plan: RunPlan, on_progress: ProgressFn | None) -> None:
+    """Fine-tune a classifier on the labels, validated; the learning rate is searched when not given."""
+    stage = stage_for(config, dataset, tokenizer, plan.max_length, config.teacher_epochs)
+    loss_fn = weighted_ce(plan.class_weights)
+    lr = config.teacher_learning_rate or search_learning_rate(model, stage, loss_fn, config, run, plan, on_progress)
+    plan.teacher_learning_rate = lr
+    result = run_stage(model, stage, loss_fn, config, run.checkpoints / "teacher", "teacher", lr, run.metrics,
+                       on_progress)
+    plan.stages["teacher"] = stage_summary(stage.plan, result)
+
+
+def search_learning_rate(model: PreTrainedModel, stage: Stage, loss_fn: Callable, config: DistillConfig,
+                         run: RunPaths, plan: RunPlan, on_progress: ProgressFn | None) -> float:
+    """Each candidate trains the first quarter of the same schedule from the same start; the best on the
+    validation split goes on from where its trial stopped (so the search costs about half a training more).
+
+    A finished search is remembered in the run folder; an interrupted trial resumes from its checkpoint."""
+    chosen_file = run.root / "teacher_learning_rate.json"
+    if chosen_file.exists():
+        chosen = json.loads(chosen_file.read_text())
+        plan.learning_rate_trials = chosen["trials"]
+        return chosen["learning_rate"]
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trial_steps = max(stage.plan.eval_every, stage.plan.steps // 4)
+    scores: dict[float, float] = {}
+    for n, lr in enumerate(TEACHER_LEARNING_RATES, 1):
+        model.load_state_dict(start)
+        torch.manual_seed(config.seed)
+        report(on_progress, Progress("teacher", 1, 1, 0, 1, message=f"trying learning rate {lr:g} for the teacher "
+                                     f"({n} of {len(TEACHER_LEARNING_RATES)}, {trial_steps} steps)"))
+        result = run_stage(model, stage, loss_fn, config, _trial_folder(run, lr), f"teacher lr {lr:g}", lr,
+                           run.metrics, on_progress, pause_at=trial_steps)
+        scores[lr] = result.best_score if result.best_score is not None else float("-inf")
+    best = max(TEACHER_LEARNING_RATES, key=lambda lr: scores[lr])  # ties: the smaller, gentler rate
+    shutil.rmtree(run.checkpoints / "teacher", ignore_errors=True)
+    shutil.copytree(_trial_folder(run, best), run.checkpoints / "teacher")
+    for lr in TEACHER_LEARNING_RATES:
+        shutil.rmtree(_trial_folder(run, lr), ignore_errors=True)
+    plan.learning_rate_trials = {f"{lr:g}": scores[lr] for lr in TEACHER_LEARNING_RATES}
+    tmp = chosen_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"learning_rate": best, "trials": plan.learning_rate_trials}))
+    os.replace(tmp, chosen_file)
+    return best
+
+
+def _trial_folder(run: RunPaths, lr: float) -> Path:
+    return run.checkpoints / f"teacher-lr-{lr:g}"
+
+
+def stage_summary(plan: StepPlan, result: TrainResult) -> dict:
+    return {"steps_planned": plan.steps, "steps": result.steps, "best_step": result.best_step,
+            "best_validation": result.best_score, "stopped_early": result.stopped_early}
 
 
 def _label_ids(labels: list[str]) -> dict[str, int]:
     return {label: i for i, label in enumerate(labels)}
 
 
-def _ce_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    return torch.nn.functional.cross_entropy(model(**model_inputs(batch, model.device)).logits,
-                                             batch["labels"].to(model.device))
+def weighted_ce(weights: list[float] | None) -> Callable[[torch.nn.Module, dict], torch.Tensor]:
+    """Cross-entropy on the labels, each class weighed as given (or all alike)."""
+    tensor = None if weights is None else torch.tensor(weights)
+
+    def loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        logits = model(**model_inputs(batch, model.device)).logits
+        weight = None if tensor is None else tensor.to(logits.device)
+        return torch.nn.functional.cross_entropy(logits, batch["labels"].to(model.device), weight=weight)
+
+    return loss
 
 
 def _save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
@@ -297,7 +476,7 @@ def cache_teacher(teacher: PreTrainedModel, items: list[dict], config: DistillCo
                 values, indices = logits.topk(config.top_k, dim=-1)
                 out["top_values"].append(values.half())
                 out["top_indices"].append(indices.int())
-            _report(on_progress, Progress("cache", 1, 1, step + 1, steps))
+            report(on_progress, Progress("cache", 1, 1, step + 1, steps))
     tensors = {k: torch.cat(v) for k, v in out.items() if v}
     meta = json.dumps({"fingerprint": fingerprint}).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -307,182 +486,42 @@ def cache_teacher(teacher: PreTrainedModel, items: list[dict], config: DistillCo
     return tensors
 
 
-# --------------------------------------------------------------------------- training loop
-
-
-@dataclass
-class Position:
-    """Where training stands: epochs finished, and batches done in the epoch under way."""
-
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-
-
-def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor],
-               config: DistillConfig, checkpoint_dir: Path, stage: str, *, lr: float, epochs: int, pad_id: int,
-               metrics: Path, on_progress: ProgressFn | None = None, pad_to: int | None = None,
-               checkpoint_every_s: float | None = None) -> list[float]:
-    """Plain epochs of AdamW with linear warmup/decay; resumable from the last checkpoint.
-
-    A checkpoint is saved after each epoch, every `checkpoint_every_s` seconds mid-epoch, and when the
-    progress callback raises StopRequested (a cancel: the step under way finishes, is saved, then the
-    exception goes on up). Batch order is seeded per epoch, so a resumed epoch skips exactly the batches
-    already trained. Returns the wall-clock seconds of each epoch run in this call.
-    """
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(items) / config.batch_size)
-    total = steps_per_epoch * epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
-    at = _load_checkpoint(checkpoint_dir, model, optimizer, scheduler)
-    _forget_steps_after(metrics, stage, at.global_step)
-    _report(on_progress, Progress(stage, min(at.epoch + 1, epochs), epochs, at.step_in_epoch, steps_per_epoch,
-                                  global_step=at.global_step, restart_step=at.global_step))
-    model, optimizer = accelerator.prepare(model, optimizer)
-
-    def save(position: Position) -> None:
-        _save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, position)
-
-    seconds = []
-    last_save = time.monotonic()
-    with metrics.open("a", encoding="utf-8") as log:
-        for epoch in range(at.epoch, epochs):
-            model.train()
-            started = time.perf_counter()
-            skip = at.step_in_epoch if epoch == at.epoch else 0
-            batches = iter_batches(items, config.batch_size, pad_id, seed=config.seed + epoch, pad_to=pad_to)
-            for step, batch in enumerate(batches):
-                if step < skip:
-                    continue
-                loss = loss_fn(model, batch)
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                value, rate = loss.item(), scheduler.get_last_lr()[0]
-                global_step = epoch * steps_per_epoch + step + 1
-                log.write(json.dumps({"stage": stage, "epoch": epoch + 1, "step": global_step,
-                                      "loss": round(value, 6), "lr": rate, "time": time.time()}) + "\n")
-                here = Position(epoch, step + 1, global_step)
-                try:
-                    _report(on_progress, Progress(stage, epoch + 1, epochs, step + 1, steps_per_epoch, value,
-                                                  global_step=global_step, lr=rate))
-                except StopRequested:
-                    log.flush()
-                    save(here)
-                    raise
-                if checkpoint_every_s and time.monotonic() - last_save >= checkpoint_every_s and step + 1 < steps_per_epoch:
-                    log.flush()
-                    save(here)
-                    last_save = time.monotonic()
-            log.flush()
-            seconds.append(time.perf_counter() - started)
-            save(Position(epoch + 1, 0, (epoch + 1) * steps_per_epoch))
-            last_save = time.monotonic()
-    return seconds
-
-
-def _forget_steps_after(metrics: Path, stage: str, step: int) -> None:
-    """Drop the log lines of steps after the checkpoint: a resumed run trains them again."""
-    if not metrics.exists():
-        return
-    lines = metrics.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if not _after(line, stage, step)]
-    if len(kept) != len(lines):
-        tmp = metrics.with_suffix(".tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, metrics)
-
-
-def _after(line: str, stage: str, step: int) -> bool:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError:
-        return True  # half a line written as the process died
-    return row.get("stage") == stage and row.get("step", 0) > step
-
-
-def _save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: object, at: Position) -> None:
-    target = folder / f"step-{at.global_step}"
-    tmp = folder / f".step-{at.global_step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(asdict(at)))
-    _fsync_folder(tmp)  # on disk before it gets its real name: a power cut leaves it whole or absent
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    _fsync_folder(folder, files=False)
-    for old in _checkpoints(folder)[:-2]:  # keep this one and the one before it
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_folder(folder: Path, files: bool = True) -> None:
-    for path in folder.iterdir() if files else []:
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _checkpoints(folder: Path) -> list[Path]:
-    """Finished checkpoints, oldest first."""
-    done = [p for p in folder.glob("step-*") if p.name[5:].isdigit() and (p / "state.json").exists()]
-    return sorted(done, key=lambda p: int(p.name[5:]))
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    done = _checkpoints(folder)
-    return done[-1] if done else None
-
-
-def _load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: object) -> Position:
-    """The newest checkpoint that loads; an unreadable one (e.g. cut short by a crash) falls back to the
-    one before it, which is always kept."""
-    problems = []
-    for checkpoint in reversed(_checkpoints(folder)):
-        try:
-            load_model(model, str(checkpoint / "model.safetensors"))
-            # weights_only: our own file, but never unpickle arbitrary objects.
-            state = torch.load(checkpoint / "optimizer.pt", weights_only=True)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            return Position(**json.loads((checkpoint / "state.json").read_text()))
-        except (RuntimeError, OSError, KeyError, ValueError, TypeError) as err:
-            problems.append(f"{checkpoint.name}: {err}")
-    if problems:
-        raise CheckpointError(f"No checkpoint in {folder} matches this run ({'; '.join(problems)}). "
-                              "Start a new run, or delete the checkpoints folder to train from the start.")
-    return Position()
-
-
 # --------------------------------------------------------------------------- the whole step
 
 
 def write_run_config(run: RunPaths, config: DistillConfig, dataset: PreparedDataset, resume: bool) -> None:
-    """Resolved config next to the outputs, before anything runs; a resumed run must match it."""
-    resolved = {"distill": config.to_dict(), "dataset": str(dataset.path), "task": dataset.report.task,
-                "labels": dataset.report.labels}
+    """The settings asked for, next to the outputs, before anything runs; a resumed run must match them.
+    ``distill`` holds the settings as run (an automatic max_length or learning rate resolved, see record_plan)."""
+    resolved = {"requested": config.to_dict(), "distill": config.to_dict(), "dataset": str(dataset.path),
+                "task": dataset.report.task, "labels": dataset.report.labels}
     if run.config.exists():
         previous = json.loads(run.config.read_text())
-        if resume and previous["distill"] != resolved["distill"]:
-            changed = sorted(k for k in resolved["distill"] if previous["distill"].get(k) != resolved["distill"][k])
+        asked = previous.get("requested", previous["distill"])
+        if resume and asked != resolved["requested"]:
+            changed = sorted(k for k in resolved["requested"] if asked.get(k) != resolved["requested"][k])
             raise CheckpointError(f"This run was started with other settings ({', '.join(changed)}); "
                                   "resume it with the same settings, or start a new run folder.")
         if not resume:
             raise CheckpointError(f"{run.root} already holds a run. Resume it (--resume) or choose a new folder.")
+        return  # it already says what this run resolved and did so far
     run.root.mkdir(parents=True, exist_ok=True)
-    run.config.write_text(json.dumps(resolved, indent=2))
+    _write_json(run.config, resolved)
+
+
+def record_plan(run: RunPaths, plan: RunPlan) -> None:
+    """Put what the studio chose into config.json: the settings as run, and the plan with its reasons."""
+    resolved = json.loads(run.config.read_text())
+    resolved["distill"]["max_length"] = plan.max_length
+    if plan.teacher_learning_rate is not None:
+        resolved["distill"]["teacher_learning_rate"] = plan.teacher_learning_rate
+    resolved["plan"] = {**asdict(plan), "words": plan_words(plan)}
+    _write_json(run.config, resolved)
+
+
+def _write_json(path: Path, value: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
 
 
 def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path,
@@ -490,20 +529,27 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
             checkpoint_every_s: float | None = None) -> DistillResult:
     """Run the whole distillation; with ``resume`` pick up after the last checkpoint.
 
-    Checkpoints come after each epoch, and also every `checkpoint_every_s` seconds within one."""
+    Checkpoints come at each validation, and also every `checkpoint_every_s` seconds between them."""
     run = RunPaths(run_dir)
     write_run_config(run, config, dataset, resume)
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads or cpu_threads())
     task = dataset.report.task
 
-    teacher, tokenizer, teacher_dir = setup_teacher(config, dataset, run, on_progress)
+    records = dataset.split("train")
+    plan = plan_run(config, dataset, load_tokenizer(resolve_source(config.teacher)), records)
+    _keep_what_was_done(run, plan)
+    config = replace(config, max_length=plan.max_length)
+    record_plan(run, plan)
+    report(on_progress, Progress("teacher", 1, 1, 0, 1, message=plan_words(plan)))
+    teacher, tokenizer, teacher_dir = setup_teacher(config, dataset, run, plan, on_progress)
+    record_plan(run, plan)
     (run.root / "teacher.json").write_text(json.dumps({"path": teacher_dir, "name": config.teacher}))
     student, student_tok, kd_mode = setup_student(config, teacher, tokenizer, dataset, run)
-    records = dataset.split("train")
+    baseline = setup_student(config, teacher, tokenizer, dataset, run)[0] if config.labels_only_student else None
     if kd_mode == "sequence":
-        _report(on_progress, Progress("cache", 1, 1, 0, 1, message="Teacher and student use different "
-                                      "tokenizers: the student learns from text the teacher writes."))
+        report(on_progress, Progress("cache", 1, 1, 0, 1, message="Teacher and student use different "
+                                     "tokenizers: the student learns from text the teacher writes."))
         records = teacher_written(teacher, tokenizer, records, config)
 
     label_ids = _label_ids(dataset.report.labels) if task == "classification" else None
@@ -516,19 +562,37 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
     cache_seconds = time.perf_counter() - started
     del teacher
 
-    items = encode_records(records, student_tok, config.max_length, label_ids)
-    loss_fn = make_kd_loss(task, cache, config.temperature, config.alpha if kd_mode == "logits" else 0.0)
-    seconds = train_loop(student, items, loss_fn, config, run.checkpoints / "student", "student",
-                         lr=config.learning_rate, epochs=config.epochs, pad_id=student_tok.pad_token_id,
-                         metrics=run.metrics, on_progress=on_progress,
-                         pad_to=config.max_length if task == "causal_lm" else None,
-                         checkpoint_every_s=checkpoint_every_s)
+    stage = stage_for(config, dataset, student_tok, config.max_length, config.epochs, records)
+    loss_fn = make_kd_loss(task, cache, config.temperature, config.alpha if kd_mode == "logits" else 0.0,
+                           plan.class_weights)
+    trained = run_stage(student, stage, loss_fn, config, run.checkpoints / "student", "student", config.learning_rate,
+                        run.metrics, on_progress, checkpoint_every_s)
+    plan.stages["student"] = stage_summary(stage.plan, trained)
+    _save_model(_merged(student, config, run, task), student_tok, run.student)
+    if baseline is not None:
+        torch.manual_seed(config.seed)
+        result = run_stage(baseline, stage, make_kd_loss(task, {}, config.temperature, 0.0, plan.class_weights),
+                           config, run.checkpoints / "labels-only", "labels-only student", config.learning_rate,
+                           run.metrics, on_progress, checkpoint_every_s)
+        plan.stages["labels-only student"] = stage_summary(stage.plan, result)
+        _save_model(_merged(baseline, config, run, task), student_tok, run.labels_only)
+    record_plan(run, plan)
+    return DistillResult(run.root, task, teacher_dir, run.student, kd_mode, trained.seconds, cache_seconds)
+
+
+def _keep_what_was_done(run: RunPaths, plan: RunPlan) -> None:
+    """A resumed run keeps the learning rate it chose and the stages it finished."""
+    before = json.loads(run.config.read_text()).get("plan")
+    if before:
+        plan.teacher_learning_rate = before.get("teacher_learning_rate")
+        plan.learning_rate_trials = before.get("learning_rate_trials") or {}
+        plan.stages = before.get("stages") or {}
+
+
+def _merged(student: torch.nn.Module, config: DistillConfig, run: RunPaths, task: str) -> PreTrainedModel:
     if config.qlora:
-        student = _merge_into_float_base(student, run, task)
-    elif config.lora:
-        student = student.merge_and_unload()
-    _save_model(student, student_tok, run.student)
-    return DistillResult(run.root, task, teacher_dir, run.student, kd_mode, seconds, cache_seconds)
+        return _merge_into_float_base(student, run, task)
+    return student.merge_and_unload() if config.lora else student
 
 
 def cpu_threads() -> int:
@@ -537,13 +601,15 @@ def cpu_threads() -> int:
     return int(shared) if shared.isdigit() and int(shared) > 0 else os.cpu_count() or 1
 
 
-def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float) -> Callable:
+def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float,
+                 class_weights: list[float] | None = None) -> Callable:
     """The per-batch loss: soft targets come from the cache by item index, never from the teacher."""
+    weights = None if class_weights is None else torch.tensor(class_weights)
 
     def classification(model: torch.nn.Module, batch: dict) -> torch.Tensor:
         logits = model(**model_inputs(batch, model.device)).logits
         soft = cache["logits"][batch["index"]].to(model.device) if alpha > 0 else logits.detach()
-        return classification_kd_loss(logits, soft, batch["labels"].to(model.device), temperature, alpha)
+        return classification_kd_loss(logits, soft, batch["labels"].to(model.device), temperature, alpha, weights)
 
     def causal(model: torch.nn.Module, batch: dict) -> torch.Tensor:
         inputs = model_inputs(batch, model.device)

@@ -12,28 +12,46 @@ import torch
 import torch.nn.functional as F
 
 
-def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """T^2 * KL(teacher_T || student_T), averaged over rows.
+def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
+    """T^2 * KL(teacher_T || student_T), averaged over rows (weighted by ``weights`` [N] when given).
 
     Shapes: student_logits, teacher_logits [N, C] -> scalar.
     """
     t = temperature
     log_p_student = F.log_softmax(student_logits / t, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits / t, dim=-1)
-    kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
-    return kl * t * t
+    per_row = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="none").sum(-1)
+    return _mean(per_row, weights) * t * t
+
+
+def _mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return values.mean()
+    return (values * weights).sum() / weights.sum().clamp(min=1e-12)
 
 
 def classification_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                           temperature: float, alpha: float) -> torch.Tensor:
-    """alpha * T^2 * KL + (1 - alpha) * CE.
+                           temperature: float, alpha: float, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """alpha * T^2 * KL + (1 - alpha) * CE; with ``class_weights`` each row counts as much as its class's weight
+    in both terms (so a rare class is not drowned out by the common one).
 
-    Shapes: logits [N, C], labels [N] (class ids) -> scalar.
+    Shapes: logits [N, C], labels [N] (class ids), class_weights [C] -> scalar.
     """
-    loss = alpha * kd_kl_loss(student_logits, teacher_logits, temperature)
+    weights = None if class_weights is None else class_weights.to(student_logits.device)[labels]
+    loss = alpha * kd_kl_loss(student_logits, teacher_logits, temperature, weights)
     if alpha < 1.0:
-        loss = loss + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
+        loss = loss + (1.0 - alpha) * _mean(F.cross_entropy(student_logits, labels, reduction="none"), weights)
     return loss
+
+
+def balanced_class_weights(counts: list[int]) -> torch.Tensor:
+    """n / (classes * count) per class (scikit-learn's "balanced"): every class weighs the same in all.
+
+    Shapes: counts [C] -> [C]; a class with no examples gets weight 0.
+    """
+    n, present = sum(counts), sum(1 for c in counts if c)
+    return torch.tensor([n / (present * c) if c else 0.0 for c in counts], dtype=torch.float32)
 
 
 def topk_kd_loss(student_logits: torch.Tensor, top_values: torch.Tensor, top_indices: torch.Tensor,

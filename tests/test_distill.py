@@ -4,10 +4,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from studio.batches import encode_records
 from studio.dataset import DatasetOptions, prepare_dataset
-from studio.distill import DistillConfig, Progress, distill, latest_checkpoint
+from studio.distill import DistillConfig, Progress, class_weights, distill, fit_max_length, latest_checkpoint
 from studio.errors import CheckpointError, ConfigError, StopRequested
 from studio.evaluate import evaluate_run
+from studio.training import StepPlan, Validation, train_loop
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def faq(samples, tmp_path):
 
 
 def small(**kw) -> DistillConfig:
-    base = dict(student_layers=2, epochs=2, teacher_epochs=1, batch_size=32, max_length=48,
+    base = dict(student_layers=2, epochs=2, teacher_epochs=1, batch_size=32, max_length=48, min_steps=0, patience=0,
                 learning_rate=1e-3, teacher_learning_rate=1e-3, threads=2)
     return DistillConfig(**{**base, **kw})
 
@@ -40,7 +42,9 @@ def test_classification_run_fine_tunes_teacher_caches_and_distills(tiny_bert, ti
     config = json.loads((run / "config.json").read_text())
     assert config["distill"]["student_layers"] == 2 and config["labels"] == tickets.report.labels
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [s["stage"] for s in steps].count("student") == 2 * 10  # 320 train rows / 32 per batch, 2 epochs
+    assert [s["stage"] for s in steps if "loss" in s].count("student") == 2 * 10  # 320 train rows / 32 a batch, 2 epochs
+    validated = [s["step"] for s in steps if s["stage"] == "student" and "validation" in s]
+    assert validated == [10, 20]  # about once an epoch (every 10 steps at least), and at the end
     student = AutoModelForSequenceClassification.from_pretrained(run / "student")
     assert student.config.num_hidden_layers == 2
     assert student.config.id2label[0] == tickets.report.labels[0]
@@ -66,7 +70,7 @@ def test_crash_then_resume_continues_from_last_checkpoint(tiny_bert, tickets, tm
     with pytest.raises(Crash):
         distill(config, tickets, run, on_progress=crash_in_epoch_2)
     state = json.loads((latest_checkpoint(run / "checkpoints" / "student") / "state.json").read_text())
-    assert state == {"epoch": 1, "step_in_epoch": 0, "global_step": 10}
+    assert state["global_step"] == 10 and state["best_step"] == 10  # validated and saved at step 10
     assert not (run / "student").exists()
     cache_time = (run / "cache" / "teacher_logits.safetensors").stat().st_mtime_ns
 
@@ -79,7 +83,7 @@ def test_crash_then_resume_continues_from_last_checkpoint(tiny_bert, tickets, tm
     distill(config, tickets, run, on_progress=seen.append, resume=True)
     student_epochs = sorted({p.epoch for p in seen if p.stage == "student"})
     assert student_epochs == [2, 3]  # epoch 1 came from the checkpoint
-    assert "teacher" not in {p.stage for p in seen}  # the fine-tuned teacher was reused
+    assert not any(p.stage == "teacher" and p.global_step for p in seen)  # the fine-tuned teacher was reused
     assert (run / "cache" / "teacher_logits.safetensors").stat().st_mtime_ns == cache_time
     assert (run / "student" / "studio_ready").exists()
 
@@ -97,14 +101,14 @@ def test_stop_mid_epoch_saves_that_step_and_resume_repeats_nothing(tiny_bert, ti
     with pytest.raises(StopRequested):
         distill(config, tickets, run, on_progress=stop_at_step_13)
     state = json.loads((latest_checkpoint(run / "checkpoints" / "student") / "state.json").read_text())
-    assert state == {"epoch": 1, "step_in_epoch": 3, "global_step": 13}
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 3, 13)
 
     seen: list[Progress] = []
     distill(config, tickets, run, on_progress=seen.append, resume=True)
     first = next(p for p in seen if p.stage == "student")
     assert first.restart_step == 13
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["stage"] == "student"]
+             if json.loads(line)["stage"] == "student" and "loss" in json.loads(line)]
     assert steps == list(range(1, 21))
 
 
@@ -139,3 +143,89 @@ def test_config_reports_all_problems_and_unknown_keys():
     with pytest.raises(ConfigError, match="unknown setting 'temprature'"):
         DistillConfig.from_dict({"temprature": 2.0})
     assert DistillConfig.from_dict(DistillConfig().to_dict()) == DistillConfig()
+
+
+def test_step_budget_gives_small_data_enough_steps_and_validates_about_once_an_epoch():
+    small_data = StepPlan.of(items=480, batch_size=16, epochs=3, min_steps=300, patience=5)
+    assert small_data.steps == 300 and small_data.steps_per_epoch == 30 and small_data.eval_every == 30
+    big_data = StepPlan.of(items=100_000, batch_size=16, epochs=3, min_steps=300)
+    assert big_data.steps == 3 * 6250 and big_data.eval_every == 50
+    tiny = StepPlan.of(items=40, batch_size=16, epochs=3, min_steps=300)
+    assert tiny.eval_every == 10 and tiny.epochs == 100
+    assert StepPlan.of(items=480, batch_size=16, epochs=3, min_steps=300, max_steps=120).steps == 120
+
+
+class Scripted:
+    """A validator that reads scores from a script and remembers the weights it saw each time."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores, self.seen = scores, []
+
+    def __call__(self, model) -> Validation:
+        self.seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return Validation(loss=1.0, macro_f1=self.scores[len(self.seen) - 1])
+
+
+def test_training_stops_when_validation_stops_improving_and_keeps_the_best_weights(tiny_bert, tickets, tmp_path):
+    from studio.distill import weighted_ce
+    from studio.teacher import load_classifier, load_tokenizer, resolve_source
+
+    source = resolve_source(str(tiny_bert))
+    model, _ = load_classifier(source, tickets.report.labels)
+    tokenizer = load_tokenizer(source)
+    items = encode_records(tickets.split("train")[:80], tokenizer, 32, {k: i for i, k in enumerate(tickets.report.labels)})
+    validate = Scripted([0.2, 0.5, 0.4, 0.45, 0.3, 0.9])  # best at the 2nd validation, then 3 worse: stop
+    plan = StepPlan(steps=60, steps_per_epoch=5, eval_every=5, patience=3)
+    result = train_loop(model, items, weighted_ce(None), tmp_path / "ck", "teacher", plan=plan, lr=1e-3, batch_size=16,
+                        pad_id=tokenizer.pad_token_id, metrics=tmp_path / "m.jsonl", seed=1, validate=validate)
+    assert len(validate.seen) == 5 and result.steps == 25 and result.stopped_early
+    assert result.best_step == 10 and result.best_score == 0.5
+    best = validate.seen[1]
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())  # the best weights, not the last
+    assert [p.name for p in (tmp_path / "ck").glob("best-*")] == ["best-10.safetensors"]
+    logged = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [row["validation"] for row in logged if "validation" in row] == [0.2, 0.5, 0.4, 0.45, 0.3]
+
+
+def test_max_length_fits_the_data_and_skewed_labels_are_weighed():
+    assert fit_max_length([10] * 95 + [500] * 5, model_limit=512) == 32
+    assert fit_max_length(list(range(1, 201)), model_limit=512) == 192  # the 95th percentile, 190, in steps of 32
+    assert fit_max_length([1000] * 10, model_limit=512) == 256  # never past the automatic cap
+    assert fit_max_length([1000] * 10, model_limit=128) == 128  # nor past what the model reads
+    assert fit_max_length([10] * 10, model_limit=512, requested=300) == 300
+    even = [{"label": "a"}] * 10 + [{"label": "b"}] * 8
+    skewed = [{"label": "a"}] * 30 + [{"label": "b"}] * 10
+    assert class_weights("auto", ["a", "b"], even) is None
+    assert class_weights("auto", ["a", "b"], skewed) == pytest.approx([40 / 60, 40 / 20])
+    assert class_weights("off", ["a", "b"], skewed) is None
+    assert class_weights("weights", ["a", "b"], even) is not None
+
+
+def test_auto_teacher_learning_rate_is_chosen_on_validation_and_not_searched_again(tiny_bert, tickets, tmp_path):
+    run = tmp_path / "run"
+    config = small(teacher=str(tiny_bert), teacher_learning_rate=0.0, max_length=0, epochs=1)
+    seen: list[Progress] = []
+
+    def crash_in_student(p: Progress) -> None:
+        seen.append(p)
+        if p.stage == "student" and p.global_step == 2:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        distill(config, tickets, run, on_progress=crash_in_student)
+    resolved = json.loads((run / "config.json").read_text())
+    trials = resolved["plan"]["learning_rate_trials"]
+    assert list(trials) == ["3e-05", "0.0001", "0.0003"]
+    chosen = resolved["distill"]["teacher_learning_rate"]
+    assert trials[f"{chosen:g}"] == max(trials.values()) and resolved["requested"]["teacher_learning_rate"] == 0.0
+    assert 32 <= resolved["distill"]["max_length"] <= 256 and resolved["requested"]["max_length"] == 0
+    stages = {p.stage for p in seen}
+    assert {"teacher lr 3e-05", "teacher lr 0.0001", "teacher lr 0.0003", "teacher"} <= stages
+    assert any("trying learning rate" in p.message for p in seen)
+    assert not list((run / "checkpoints").glob("teacher-lr-*"))  # trials cleaned up; the winner went on
+
+    again: list[Progress] = []
+    distill(config, tickets, run, on_progress=again.append, resume=True)
+    assert not any(p.stage.startswith("teacher") for p in again if p.global_step)  # no search, no teacher training
+    final = json.loads((run / "config.json").read_text())
+    assert final["plan"]["learning_rate_trials"] == trials and set(final["plan"]["stages"]) == {"teacher", "student"}

@@ -54,6 +54,7 @@ class RunContext:
         """The variant being made and its recipe step (they name heal stages in the metrics)."""
         resolved = json.loads(self.run.config.read_text())
         self.settings: dict = resolved["distill"]
+        self.class_weights: list[float] | None = (resolved.get("plan") or {}).get("class_weights")
         self.task: str = resolved["task"]
         self.labels: list[str] = resolved.get("labels") or []
         self.dataset_path = Path(resolved["dataset"])
@@ -83,7 +84,7 @@ class RunContext:
         """The run's KD loss on cached teacher logits (labels only when there is no cache)."""
         temperature = temperature or self.settings["temperature"]
         alpha = self.settings["alpha"] if alpha is None else alpha
-        return make_kd_loss(self.task, self.cache, temperature, alpha if self.cache else 0.0)
+        return make_kd_loss(self.task, self.cache, temperature, alpha if self.cache else 0.0, self.class_weights)
 
     def calibration_batches(self, tokenizer: PreTrainedTokenizerBase, batches: int) -> Iterator[dict]:
         """A few fixed training batches, to score what matters before cutting it."""

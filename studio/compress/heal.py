@@ -14,14 +14,19 @@ import torch
 from torch import nn
 
 from studio.compress.base import RunContext, WorkingModel
-from studio.distill import DistillConfig, train_loop
+from dataclasses import replace
+
+from studio.distill import DistillConfig, run_stage, stage_for
 from studio.settings import Check, Settings
 
 
 @dataclass
 class HealSettings(Settings):
     epochs: int = 1
-    """Passes over the training split. One usually recovers most of what pruning lost."""
+    """Passes over the training split, at least. One usually recovers most of what pruning lost."""
+    min_steps: int = 100
+    """Optimizer steps at least, however small the data. Healing stops early when validation stops
+    improving, and keeps its best validated weights."""
     learning_rate: float = 0.0
     """0 uses the distillation run's learning rate."""
     temperature: float = 0.0
@@ -31,6 +36,7 @@ class HealSettings(Settings):
 
     def checks(self) -> list[Check]:
         return [("epochs", 1 <= self.epochs <= 50, "from 1 to 50"),
+                ("min_steps", 0 <= self.min_steps <= 100_000, "from 0 to 100000"),
                 ("learning_rate", 0 <= self.learning_rate <= 0.1, "0 (the run's) or up to 0.1"),
                 ("temperature", self.temperature == 0 or 0.5 <= self.temperature <= 20, "0 (the run's) or 0.5 to 20"),
                 ("alpha", self.alpha == -1 or 0 <= self.alpha <= 1, "-1 (the run's) or from 0 to 1")]
@@ -59,13 +65,14 @@ def heal(wm: WorkingModel, s: HealSettings, ctx: RunContext) -> WorkingModel:
     wm.model.train()
     stage = f"heal {ctx.variant}#{ctx.step_number}" if ctx.variant else "heal"  # each heal its own loss curve
     try:
-        train_loop(wm.model, ctx.train_items(wm.tokenizer), loss_fn, run, checkpoints, stage,
-                   lr=lr, epochs=s.epochs, pad_id=wm.tokenizer.pad_token_id, metrics=ctx.work_dir / "metrics.jsonl",
-                   on_progress=ctx.on_progress, pad_to=ctx.pad_to)
+        plan = stage_for(replace(run, min_steps=s.min_steps), ctx.dataset, wm.tokenizer, run.max_length, s.epochs)
+        result = run_stage(wm.model, plan, loss_fn, run, checkpoints, stage, lr, ctx.work_dir / "metrics.jsonl",
+                           ctx.on_progress)
     finally:
         for handle in handles:
             handle.remove()
     wm.model.to("cpu").eval()  # training may have moved it to a GPU; export and saving expect the CPU
     wm.model.zero_grad(set_to_none=True)
-    wm.notes.append(f"healed {s.epochs} epoch(s) of KD on the cached teacher logits (lr {lr:g})")
+    wm.notes.append(f"healed {result.steps} steps of KD on the cached teacher logits (lr {lr:g}), "
+                    f"kept the best on validation (step {result.best_step})")
     return wm

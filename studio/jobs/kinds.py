@@ -67,7 +67,7 @@ class DistillJob(Settings):
         return []
 
 
-DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.9)}
+DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.9), "labels-only": (0.6, 0.9)}
 
 
 def run_distill(ctx: JobContext) -> None:
@@ -81,7 +81,9 @@ def run_distill(ctx: JobContext) -> None:
         dataset_dir = ctx.storage.store.resolve(dataset.path)
     prepared = load_prepared(dataset_dir)
     resume = (ctx.folder / "config.json").exists()
-    ctx.reporter.spans = DISTILL_SPANS
+    ctx.reporter.spans = dict(DISTILL_SPANS)
+    if spec.distill.get("labels_only_student"):  # two students share the training part of the bar
+        ctx.reporter.spans["student"] = (0.3, 0.6)
     ctx.reporter.say("resuming from the last checkpoint" if resume else "loading the teacher")
     distill(DistillConfig.from_dict(spec.distill), prepared, ctx.folder, on_progress=ctx.reporter, resume=resume,
             checkpoint_every_s=ctx.checkpoint_every_s)

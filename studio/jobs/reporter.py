@@ -18,7 +18,7 @@ from storage.errors import JobLostError
 from studio.errors import StopRequested
 
 if TYPE_CHECKING:  # the worker's main process never loads torch; only the job's child process does
-    from studio.distill import Progress
+    from studio.training import Progress
 
 WRITE_EVERY_S = 0.5
 """Progress without new metrics is written at most this often; metric rows are written as they come."""
@@ -76,6 +76,9 @@ class JobReporter:
             metrics.append({"stage": p.stage, "name": "loss", "step": p.global_step, "epoch": p.epoch, "value": p.loss})
             if p.lr is not None:
                 metrics.append({"stage": p.stage, "name": "lr", "step": p.global_step, "epoch": p.epoch, "value": p.lr})
+        if p.validation is not None and p.global_step is not None:
+            metrics.append({"stage": p.stage, "name": "validation", "step": p.global_step, "epoch": p.epoch,
+                            "value": p.validation})
         step = f"{p.stage} epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}" if p.epochs > 1 else \
             f"{p.stage} step {p.step}/{p.steps}"
         if p.message:

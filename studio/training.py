@@ -1,0 +1,386 @@
+"""The training loop every stage shares (teacher fine-tune, KD, healing), read top to bottom.
+
+    StepPlan       how long: a budget in optimizer steps (small data still gets enough of them),
+                   how often to validate, how patient to be
+    train_loop     AdamW with linear warmup/decay; validates on the validation split, keeps the best
+                   weights, stops early when validation stops improving; checkpoints and resumes
+    validators     what "better" means: macro-F1 for classifiers (loss breaks ties), loss for text
+
+A checkpoint (weights, optimizer, scheduler, position) is written at each validation, every
+`checkpoint_every_s` seconds, and when a cancel arrives; a resumed run skips exactly the batches
+already trained, and keeps the best weights and the early-stopping count it had.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, load_model, save_file, save_model
+from sklearn.metrics import f1_score
+from transformers import get_linear_schedule_with_warmup
+
+from studio.batches import iter_batches, model_inputs
+from studio.errors import CheckpointError, StopRequested
+
+
+@dataclass
+class Progress:
+    """One progress report: stage is 'teacher', 'cache', 'student', 'heal ...' (or a search trial)."""
+
+    stage: str
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float | None = None
+    message: str = ""
+    global_step: int | None = None
+    """Training steps done in this stage, across epochs (what a loss curve's x axis counts)."""
+    lr: float | None = None
+    restart_step: int | None = None
+    """Set once when a training stage starts: the step it starts after (0, or its checkpoint's)."""
+    validation: float | None = None
+    """The validation score measured at this step (macro-F1, or minus the loss for text generators)."""
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def report(on_progress: ProgressFn | None, progress: Progress) -> None:
+    if on_progress is not None:
+        on_progress(progress)
+
+
+# --------------------------------------------------------------------------- how long
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """A training budget in optimizer steps. Epochs alone starve small data: 480 rows at batch 16 for
+    3 epochs is 90 steps, too few for a fresh classification head; a floor in steps fixes that, and
+    validation with patience stops a long budget as soon as it stops helping."""
+
+    steps: int
+    steps_per_epoch: int
+    eval_every: int
+    """Validate this often (and always at the last step)."""
+    patience: int
+    """Validations in a row without improvement before stopping; 0 never stops early."""
+
+    @classmethod
+    def of(cls, items: int, batch_size: int, epochs: int, min_steps: int = 0, max_steps: int = 0,
+           patience: int = 0) -> StepPlan:
+        per_epoch = max(1, math.ceil(items / batch_size))
+        steps = max(epochs * per_epoch, min_steps)
+        if max_steps:
+            steps = min(steps, max_steps)
+        # About once an epoch, but at least every 50 steps and at most every 10: tiny data is not
+        # validated every step, big data is not left unchecked for hundreds.
+        return cls(steps, per_epoch, min(max(per_epoch, 10), 50, steps), patience)
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.steps / self.steps_per_epoch)
+
+
+# --------------------------------------------------------------------------- what "better" means
+
+
+@dataclass
+class Validation:
+    loss: float
+    macro_f1: float | None = None
+
+    @property
+    def score(self) -> float:
+        """The headline: macro-F1 for classifiers, minus the loss for text generators."""
+        return self.macro_f1 if self.macro_f1 is not None else -self.loss
+
+    def key(self) -> tuple[float, float]:
+        """Ordered so that larger is better; a macro-F1 tie goes to the lower loss."""
+        return (round(self.score, 6), -self.loss)
+
+
+Validator = Callable[[torch.nn.Module], Validation]
+
+
+def classification_validator(items: list[dict], batch_size: int, pad_id: int, classes: int) -> Validator:
+    """Macro-F1 and cross-entropy of a classifier on encoded validation items."""
+
+    @torch.inference_mode()
+    def validate(model: torch.nn.Module) -> Validation:
+        losses, predictions, truth = [], [], []
+        for batch in iter_batches(items, batch_size, pad_id):
+            logits = model(**model_inputs(batch, model.device)).logits.float()
+            labels = batch["labels"].to(logits.device)
+            losses.append(torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item())
+            predictions += logits.argmax(-1).tolist()
+            truth += batch["labels"].tolist()
+        f1 = f1_score(truth, predictions, average="macro", labels=list(range(classes)), zero_division=0)
+        return Validation(sum(losses) / max(1, len(truth)), float(f1))
+
+    return validate
+
+
+def causal_validator(items: list[dict], batch_size: int, pad_id: int, pad_to: int | None) -> Validator:
+    """Mean next-token cross-entropy of a text generator on encoded validation items."""
+    from studio.losses import next_token_ce
+
+    @torch.inference_mode()
+    def validate(model: torch.nn.Module) -> Validation:
+        total, weight = 0.0, 0
+        for batch in iter_batches(items, batch_size, pad_id, pad_to=pad_to):
+            inputs = model_inputs(batch, model.device)
+            tokens = int(inputs["attention_mask"][:, 1:].sum())
+            total += next_token_ce(model(**inputs).logits, inputs["input_ids"], inputs["attention_mask"]).item() * tokens
+            weight += tokens
+        return Validation(total / max(1, weight))
+
+    return validate
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Position:
+    """Where training stands, and what early stopping knows so far."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_step: int = 0
+    best_key: list[float] | None = None
+    best_score: float | None = None
+    waited: int = 0
+    """Validations since the best one."""
+    stopped: bool = False
+    """True once training ended (budget spent or stopped early)."""
+
+
+@dataclass
+class TrainResult:
+    seconds: list[float] = field(default_factory=list)
+    """Wall-clock seconds of each epoch run in this call."""
+    steps: int = 0
+    best_step: int = 0
+    best_score: float | None = None
+    stopped_early: bool = False
+
+
+def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor],
+               checkpoint_dir: Path, stage: str, *, plan: StepPlan, lr: float, batch_size: int, pad_id: int,
+               metrics: Path, seed: int, weight_decay: float = 0.01, warmup_ratio: float = 0.06,
+               validate: Validator | None = None, on_progress: ProgressFn | None = None, pad_to: int | None = None,
+               checkpoint_every_s: float | None = None, pause_at: int | None = None) -> TrainResult:
+    """Train ``plan.steps`` steps (or fewer, stopping early); the model ends with its best validated weights.
+
+    ``pause_at`` stops after that step with a checkpoint, leaving the rest of the schedule for a later call
+    (a learning-rate trial runs the first steps of the very schedule its winner then finishes).
+    """
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(plan.steps * warmup_ratio), plan.steps)
+    at = _load_checkpoint(checkpoint_dir, model, optimizer, scheduler)
+    _forget_steps_after(metrics, stage, at.global_step)
+    per_epoch, epochs = plan.steps_per_epoch, plan.epochs
+    done_epochs, in_epoch = divmod(at.global_step, per_epoch)
+    report(on_progress, Progress(stage, min(done_epochs + 1, epochs), epochs, in_epoch, per_epoch,
+                                 global_step=at.global_step, restart_step=at.global_step))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    inner = accelerator.unwrap_model(model)
+    result = TrainResult()
+    last = min(plan.steps, pause_at or plan.steps)
+
+    def save(position: Position) -> None:
+        _save_checkpoint(checkpoint_dir, inner, optimizer, scheduler, position)
+
+    def check(position: Position, log) -> None:
+        """Validate, keep the best weights, count towards patience."""
+        if validate is None:
+            return
+        inner.eval()
+        measured = validate(inner)
+        inner.train()
+        key = list(measured.key())
+        if position.best_key is None or key > position.best_key:
+            _save_best(checkpoint_dir, inner, position.global_step)
+            position.best_step, position.best_key, position.best_score, position.waited = \
+                position.global_step, key, measured.score, 0
+        else:
+            position.waited += 1
+        log.write(json.dumps({"stage": stage, "step": position.global_step, "validation": round(measured.score, 6),
+                              "validation_loss": round(measured.loss, 6), "time": time.time()}) + "\n")
+        report(on_progress, Progress(stage, position.epoch + 1, epochs, position.step_in_epoch, per_epoch,
+                                     global_step=position.global_step, validation=measured.score))
+
+    last_save = time.monotonic()
+    with metrics.open("a", encoding="utf-8") as log:
+        here = at
+        while not here.stopped and here.global_step < last:
+            epoch = here.global_step // per_epoch
+            skip = here.global_step - epoch * per_epoch
+            model.train()
+            started = time.perf_counter()
+            for step, batch in enumerate(iter_batches(items, batch_size, pad_id, seed=seed + epoch, pad_to=pad_to)):
+                if step < skip:
+                    continue
+                loss = loss_fn(model, batch)
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                value, rate = loss.item(), scheduler.get_last_lr()[0]
+                here = Position(**{**asdict(here), "epoch": epoch, "step_in_epoch": step + 1,
+                                   "global_step": here.global_step + 1})
+                log.write(json.dumps({"stage": stage, "epoch": epoch + 1, "step": here.global_step,
+                                      "loss": round(value, 6), "lr": rate, "time": time.time()}) + "\n")
+                try:
+                    report(on_progress, Progress(stage, epoch + 1, epochs, step + 1, per_epoch, value,
+                                                 global_step=here.global_step, lr=rate))
+                except StopRequested:
+                    log.flush()
+                    save(here)
+                    raise
+                at_end = here.global_step >= plan.steps
+                if here.global_step % plan.eval_every == 0 or at_end or here.global_step == pause_at:
+                    check(here, log)
+                    here.stopped = at_end or bool(plan.patience and here.waited >= plan.patience)
+                    log.flush()
+                    save(here)
+                    last_save = time.monotonic()
+                elif checkpoint_every_s and time.monotonic() - last_save >= checkpoint_every_s:
+                    log.flush()
+                    save(here)
+                    last_save = time.monotonic()
+                if here.stopped or here.global_step >= last:
+                    break
+            result.seconds.append(time.perf_counter() - started)
+    if here.stopped:
+        _load_best(checkpoint_dir, inner, here.best_step)
+    result.steps, result.best_step, result.best_score = here.global_step, here.best_step, here.best_score
+    result.stopped_early = here.stopped and here.global_step < plan.steps
+    return result
+
+
+def _forget_steps_after(metrics: Path, stage: str, step: int) -> None:
+    """Drop the log lines of steps after the checkpoint: a resumed run trains them again."""
+    if not metrics.exists():
+        return
+    lines = metrics.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if not _after(line, stage, step)]
+    if len(kept) != len(lines):
+        tmp = metrics.with_suffix(".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, metrics)
+
+
+def _after(line: str, stage: str, step: int) -> bool:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return True  # half a line written as the process died
+    return row.get("stage") == stage and row.get("step", 0) > step
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _trained(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights training changes (all of them, or only LoRA's); tied weights once."""
+    return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_best(folder: Path, model: torch.nn.Module, step: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".best-{step}.tmp"
+    save_file({k: v.cpu() for k, v in _trained(model).items()}, str(tmp))
+    os.replace(tmp, folder / f"best-{step}.safetensors")
+    for old in folder.glob("best-*.safetensors"):
+        if old.name != f"best-{step}.safetensors":
+            old.unlink(missing_ok=True)
+
+
+def _load_best(folder: Path, model: torch.nn.Module, step: int) -> None:
+    path = folder / f"best-{step}.safetensors"
+    if step and path.exists():
+        device = next(model.parameters()).device
+        model.load_state_dict({k: v.to(device) for k, v in load_file(str(path)).items()}, strict=False)
+
+
+def _save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: object, at: Position) -> None:
+    target = folder / f"step-{at.global_step}"
+    tmp = folder / f".step-{at.global_step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / "model.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps(asdict(at)))
+    _fsync_folder(tmp)  # on disk before it gets its real name: a power cut leaves it whole or absent
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    _fsync_folder(folder, files=False)
+    for old in _checkpoints(folder)[:-2]:  # keep this one and the one before it
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_folder(folder: Path, files: bool = True) -> None:
+    for path in folder.iterdir() if files else []:
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """Finished checkpoints, oldest first."""
+    done = [p for p in folder.glob("step-*") if p.name[5:].isdigit() and (p / "state.json").exists()]
+    return sorted(done, key=lambda p: int(p.name[5:]))
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    done = _checkpoints(folder)
+    return done[-1] if done else None
+
+
+def checkpoint_state(folder: Path) -> Position | None:
+    """Where the newest checkpoint in ``folder`` stands, or None when there is none."""
+    latest = latest_checkpoint(folder)
+    return Position(**json.loads((latest / "state.json").read_text())) if latest else None
+
+
+def _load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: object) -> Position:
+    """The newest checkpoint that loads; an unreadable one (e.g. cut short by a crash) falls back to the
+    one before it, which is always kept."""
+    problems = []
+    for checkpoint in reversed(_checkpoints(folder)):
+        try:
+            load_model(model, str(checkpoint / "model.safetensors"))
+            # weights_only: our own file, but never unpickle arbitrary objects.
+            state = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            return Position(**json.loads((checkpoint / "state.json").read_text()))
+        except (RuntimeError, OSError, KeyError, ValueError, TypeError) as err:
+            problems.append(f"{checkpoint.name}: {err}")
+    if problems:
+        raise CheckpointError(f"No checkpoint in {folder} matches this run ({'; '.join(problems)}). "
+                              "Start a new run, or delete the checkpoints folder to train from the start.")
+    return Position()
