@@ -2,7 +2,8 @@
 (the dicts in compare.json / the metrics table), so the UI only places them and tests read them.
 
 A model row has: name, status, accuracy / macro_f1 (classification) or perplexity (causal LM),
-size_bytes, latency_ms, throughput, params, agreement.
+size_bytes, latency_ms, throughput, params, agreement. Baseline rows (majority class, TF-IDF) are drawn as
+reference lines, never as candidates: a model that does not beat the TF-IDF baseline is not recommended.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 
+from studio.baselines import MAJORITY, TFIDF
+from studio.baselines import NAMES as BASELINES
+
 TEACHER, FRONT, OTHER, OUT = "#6b7280", "#2563eb", "#93c5fd", "#d1d5db"
 
 
@@ -19,17 +23,34 @@ TEACHER, FRONT, OTHER, OUT = "#6b7280", "#2563eb", "#93c5fd", "#d1d5db"
 
 
 def quality_key(models: Sequence[dict]) -> tuple[str, bool]:
-    """(metric, higher is better): accuracy for classifiers, perplexity for text generators."""
-    if any(m.get("accuracy") is not None for m in models):
-        return "accuracy", True
+    """(metric, higher is better): macro-F1 for classifiers (accuracy flatters a model that answers the
+    commonest label), perplexity for text generators."""
+    if any(m.get("macro_f1") is not None for m in models):
+        return "macro_f1", True
     return "perplexity", False
 
 
+QUALITY_WORDS = {"macro_f1": "macro-F1", "perplexity": "perplexity"}
+
+
 def measured(models: Sequence[dict]) -> list[dict]:
-    """Rows that were really measured (a variant this machine could not make has no numbers)."""
+    """Models that were really measured (a variant this machine could not make has no numbers); baselines
+    are references, not candidates."""
     key, _ = quality_key(models)
-    return [m for m in models if m.get("status", "ok") == "ok" and m.get(key) is not None
+    return [m for m in models if m.get("status", "ok") == "ok" and m.get(key) is not None and m["name"] not in BASELINES
             and m.get("size_bytes") is not None and m.get("latency_ms") is not None]
+
+
+def baseline_scores(models: Sequence[dict]) -> dict[str, float]:
+    """The baselines' macro-F1 by name (empty for text generators)."""
+    return {m["name"]: m["macro_f1"] for m in models if m["name"] in BASELINES and m.get("macro_f1") is not None}
+
+
+def _reference_lines(fig: go.Figure, models: Sequence[dict]) -> None:
+    words = {MAJORITY: "always the commonest label", TFIDF: "TF-IDF + logistic regression"}
+    for name, value in baseline_scores(models).items():
+        fig.add_hline(y=value, line_dash="dash" if name == TFIDF else "dot", line_color="#b45309",
+                      annotation_text=f"{words[name]}: {value:.3f}", annotation_position="bottom right")
 
 
 def pareto_front(points: Sequence[tuple[float, float]], higher_quality_is_better: bool = True) -> list[int]:
@@ -67,7 +88,12 @@ def tradeoff_figure(models: Sequence[dict], cost: str = "size_bytes", budget: Bu
     limit = None if budget is None else budget.max_mb if cost == "size_bytes" else budget.max_ms
     if limit:
         fig.add_vline(x=limit, line_dash="dash", line_color="#dc2626", annotation_text="your budget")
-    fig.update_layout(title=f"{key} vs {label}", xaxis_title=label, yaxis_title=key + ("" if higher else " (lower is better)"),
+    _reference_lines(fig, models)
+    words = QUALITY_WORDS.get(key, key)
+    if higher:
+        fig.update_yaxes(range=[0, 1.05])
+    fig.update_layout(title=f"{words} vs {label}", xaxis_title=label,
+                      yaxis_title=words + ("" if higher else " (lower is better)"),
                       template="plotly_white", height=420, margin={"t": 50, "l": 60, "r": 20, "b": 50})
     return fig
 
@@ -106,6 +132,20 @@ def loss_figure(curve: Sequence[tuple[str, int, float]]) -> go.Figure:
     return fig
 
 
+def confusion_figure(model: dict, labels: Sequence[str]) -> go.Figure:
+    """Test examples by true label (rows) and the label the model gave (columns); colour is the share of
+    each true label, so a rare label's mistakes show as clearly as a common one's."""
+    counts = model["confusion"]
+    shares = [[c / max(1, sum(row)) for c in row] for row in counts]
+    fig = go.Figure(go.Heatmap(z=shares, x=list(labels), y=list(labels), text=counts, texttemplate="%{text}",
+                               colorscale="Blues", zmin=0, zmax=1, colorbar={"title": "share of row"},
+                               hovertemplate="true %{y}, answered %{x}: %{text}<extra></extra>"))
+    fig.update_layout(title=f"{model['name']}: what it answers for each true label", xaxis_title="answered",
+                      yaxis_title="true label", yaxis_autorange="reversed", template="plotly_white", height=420,
+                      margin={"t": 50, "l": 100, "r": 20, "b": 80})
+    return fig
+
+
 def class_balance_figure(label_counts: dict[str, int]) -> go.Figure:
     """How many examples each label has: a rare label is learned poorly."""
     labels = sorted(label_counts, key=label_counts.get, reverse=True)
@@ -125,7 +165,7 @@ class Budget:
     max_mb: float | None = None
     max_ms: float | None = None
     min_quality: float | None = None
-    """Accuracy at least this (classification), or perplexity at most this (causal LM)."""
+    """Macro-F1 at least this (classification), or perplexity at most this (causal LM)."""
 
 
 @dataclass
@@ -138,30 +178,41 @@ class Recommendation:
 
 
 def recommend(models: Sequence[dict], budget: Budget) -> Recommendation:
-    """The best-quality model within the budget (ties go to the smaller), and why, in plain words."""
+    """The best-quality model within the budget (ties go to the smaller), and why, in plain words. A classifier
+    that does not beat the TF-IDF baseline is never recommended, whatever the budget."""
     rows = measured(models)
     if not rows:
         return Recommendation(None, "Nothing has been measured yet: run a distillation (and compressions) first.")
     key, higher = quality_key(rows)
-    misses = {m["name"]: miss for m in rows if (miss := _miss(m, budget, key, higher))}
+    words = QUALITY_WORDS.get(key, key)
+    floor = baseline_scores(models).get(TFIDF)
+    misses = {m["name"]: miss for m in rows if (miss := _miss(m, budget, key, higher, floor))}
     fits = [m for m in rows if m["name"] not in misses]
     if not fits:
+        if floor is not None and all(m[key] <= floor for m in rows):
+            return Recommendation(None, f"No model beats the TF-IDF baseline (macro-F1 {floor:.3f}), so none is "
+                                  "recommended: a linear model fitted in a second does as well. Try more training "
+                                  "steps, more labelled data, or a bigger teacher.", [], misses)
         closest = min(rows, key=lambda m: m["size_bytes"])
         return Recommendation(None, "No model fits this budget. The smallest, "
                               f"{closest['name']}, {misses[closest['name']]}. Loosen a limit, or make a smaller "
                               "variant (pruning, int8).", [], misses)
     best = max(fits, key=lambda m: ((m[key] if higher else -m[key]), -m["size_bytes"]))
     teacher = next((m for m in rows if m["name"] == "teacher"), None)
-    words = [f"{key} {best[key]:.4g}" + (f" (teacher {teacher[key]:.4g})" if teacher and best is not teacher else ""),
-             f"{best['size_bytes'] / 1e6:.1f} MB", f"{best['latency_ms']:.2f} ms per request"]
-    reason = (f"{best['name']} is the {'most accurate' if higher else 'lowest-perplexity'} model that fits your budget: "
-              + ", ".join(words) + ".")
+    said = [f"{words} {best[key]:.4g}" + (f" (teacher {teacher[key]:.4g})" if teacher and best is not teacher else ""),
+            f"{best['size_bytes'] / 1e6:.1f} MB", f"{best['latency_ms']:.2f} ms per request"]
+    reason = (f"{best['name']} is the {'best' if higher else 'lowest-perplexity'} model that fits your budget: "
+              + ", ".join(said) + ".")
+    if floor is not None:
+        reason += f" It beats the TF-IDF baseline ({floor:.3f})."
     if len(fits) > 1:
         reason += f" {len(fits) - 1} other model(s) fit too, with lower quality or the same quality at a larger size."
     return Recommendation(best["name"], reason, [m["name"] for m in fits], misses)
 
 
-def _miss(m: dict, budget: Budget, key: str, higher: bool) -> str | None:
+def _miss(m: dict, budget: Budget, key: str, higher: bool, floor: float | None = None) -> str | None:
+    if floor is not None and m[key] <= floor:
+        return f"does not beat the TF-IDF baseline (macro-F1 {m[key]:.3f}, baseline {floor:.3f})"
     if budget.max_mb is not None and m["size_bytes"] / 1e6 > budget.max_mb:
         return f"is {m['size_bytes'] / 1e6:.1f} MB, over {budget.max_mb:g} MB"
     if budget.max_ms is not None and m["latency_ms"] > budget.max_ms:

@@ -198,42 +198,60 @@ def distill(
     data: Annotated[Path, typer.Option(help="Dataset file (CSV, TSV, JSONL, TXT, Parquet).")],
     teacher: Annotated[str, typer.Option(help="Catalog key, model folder, or hub id.")] = "minilm-l6",
     student: Annotated[Optional[str], typer.Option(help="Student model; default: built from the teacher's layers.")] = None,
-    student_layers: Annotated[int, typer.Option(help="Teacher layers the student keeps.")] = 3,
-    epochs: int = 3,
-    temperature: Annotated[float, typer.Option(help="KD temperature T (1-4 usual).")] = 2.0,
-    alpha: Annotated[float, typer.Option(help="Weight of teacher soft targets vs labels, 0-1.")] = 0.5,
-    learning_rate: float = 1e-4,
-    batch_size: int = 32,
-    max_length: int = 128,
+    test_file: Annotated[Optional[Path], typer.Option(help="Your own test file (same columns), instead of holding "
+                                                      "out part of --data.")] = None,
+    validation_file: Annotated[Optional[Path], typer.Option(help="Your own validation file (same columns).")] = None,
+    student_layers: Annotated[Optional[int], typer.Option(help="Teacher layers the student keeps [3].")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the data at least [2].")] = None,
+    min_steps: Annotated[Optional[int], typer.Option(help="Training steps at least, however small the data "
+                                                     "[250].")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Training steps at most per stage [0: no cap].")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Validations without improvement before stopping "
+                                                    "[4; 0: never].")] = None,
+    balance: Annotated[Optional[str], typer.Option(help="Class weights: auto, weights or off [auto].")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="KD temperature T (1-4 usual) [2].")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="Weight of teacher soft targets vs labels, 0-1 [0.5].")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Student learning rate [1e-4].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per step [16].")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens read per text [0: fit the data].")] = None,
     lora: Annotated[bool, typer.Option(help="Train LoRA adapters (merged at the end).")] = False,
-    lora_r: int = 8,
+    lora_r: Annotated[Optional[int], typer.Option(help="LoRA rank [8].")] = None,
     qlora: Annotated[bool, typer.Option(help="QLoRA: LoRA on a 4-bit NF4 copy of the student (needs bitsandbytes).")] = False,
-    teacher_epochs: Annotated[int, typer.Option(help="Epochs to fine-tune a teacher on your labels.")] = 3,
+    teacher_epochs: Annotated[Optional[int], typer.Option(help="Passes to fine-tune a teacher on your labels "
+                                                          "[2].")] = None,
+    teacher_learning_rate: Annotated[Optional[float], typer.Option(help="Teacher learning rate [0: Auto, chosen on "
+                                                                   "the validation split].")] = None,
     trim_vocab: Annotated[bool, typer.Option(help="Classification: drop unused vocabulary rows.")] = True,
-    top_k: Annotated[int, typer.Option(help="Causal LM: teacher logits cached per token.")] = 32,
+    top_k: Annotated[Optional[int], typer.Option(help="Causal LM: teacher logits cached per token [32].")] = None,
+    labels_only: Annotated[bool, typer.Option(help="Also train the student on labels alone, to show what "
+                                              "distillation adds.")] = False,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
     task: Task = None, text_column: TextCol = None, label_column: LabelCol = None,
     prompt_column: PromptCol = None, response_column: ResponseCol = None,
     max_chars: MaxChars = 10_000, seed: int = 13,
 ) -> None:
-    """Distill a teacher into a smaller student on your data, then evaluate both on the test split.
+    """Distill a teacher into a smaller student on your data, then evaluate both on the test split, beside a
+    majority-class and a TF-IDF baseline. Settings left out keep their defaults (in brackets).
 
     The run is recorded in the job history (the same one the browser shows)."""
     from studio.distill import DistillConfig
     from studio.jobs import service
 
-    config = DistillConfig(teacher=teacher, student=student, student_layers=student_layers, epochs=epochs,
-                           temperature=temperature, alpha=alpha, learning_rate=learning_rate,
-                           batch_size=batch_size, max_length=max_length, lora=lora, lora_r=lora_r, qlora=qlora,
-                           teacher_epochs=teacher_epochs, trim_vocab=trim_vocab, top_k=top_k, seed=seed)
+    given = dict(student_layers=student_layers, epochs=epochs, min_steps=min_steps, max_steps=max_steps,
+                 patience=patience, balance=balance, temperature=temperature, alpha=alpha,
+                 learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, lora_r=lora_r,
+                 teacher_epochs=teacher_epochs, teacher_learning_rate=teacher_learning_rate, top_k=top_k)
+    config = DistillConfig(teacher=teacher, student=student, lora=lora, qlora=qlora, trim_vocab=trim_vocab,
+                           labels_only_student=labels_only, seed=seed,
+                           **{k: v for k, v in given.items() if v is not None})
     storage, me = _storage()
     opts = _options(task, text_column, label_column, prompt_column, response_column, max_chars, seed)
-    dataset_id = service.add_dataset(storage, me, data, opts)
+    dataset_id = service.add_dataset(storage, me, data, opts, test_file=test_file, validation_file=validation_file)
     with storage.db.session() as s:
         from storage.records import get_dataset
 
         _print_report(_report_of(get_dataset(s, me, dataset_id)))
-    title = f"{teacher} -> {student or f'{student_layers}-layer student'} on {data.name}"
+    title = f"{teacher} -> {student or f'{config.student_layers}-layer student'} on {data.name}"
     job_id = service.submit(storage, me, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
                             title=title, enqueue=False)
     if _run_job(storage, me, job_id, queue) == "done":
@@ -267,12 +285,29 @@ def evaluate(job: Annotated[int, typer.Argument(help="The id of a finished disti
 
 
 def _print_eval(report: dict) -> None:
+    if report.get("plan"):
+        typer.echo(report["plan"])
     typer.echo(format_table(report["models"]))
+    for model in report["models"]:
+        for warning in model.get("warnings") or []:
+            typer.secho(f"Warning: {model['name']} {warning}.", fg=typer.colors.YELLOW)
+    student = next((m for m in report["models"] if m["name"] == "student" and m.get("per_class")), None)
+    if student:
+        typer.echo("\nThe student, label by label (test split):")
+        typer.echo(per_class_table(student["per_class"]))
+
+
+def per_class_table(per_class: dict[str, dict]) -> str:
+    width = max(len("label"), *(len(label) for label in per_class))
+    lines = [f"{'label':<{width}}  precision  recall     F1  examples"]
+    lines += [f"{label:<{width}}  {m['precision']:>9.3f}  {m['recall']:>6.3f}  {m['f1']:>5.3f}  {m['support']:>8}"
+              for label, m in per_class.items()]
+    return "\n".join(lines)
 
 
 def format_table(models: list[dict]) -> str:
     """A plain-text table of model metrics (quality, size, speed)."""
-    columns = [("name", "model", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("macro_f1", "macro-F1", "{:.4f}"),
+    columns = [("name", "model", "{}"), ("macro_f1", "macro-F1", "{:.4f}"), ("accuracy", "accuracy", "{:.4f}"),
                ("perplexity", "perplexity", "{:.2f}"), ("agreement", "agree", "{:.3f}"),
                ("params", "params", "{:,}"), ("size_bytes", "MB", "{:.1f}"),
                ("latency_ms", "ms/item", "{:.2f}"), ("throughput", "per s", "{:.1f}"),

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -150,6 +150,8 @@ class DatasetReport:
     label_counts: dict[str, int] = field(default_factory=dict)
     split_sizes: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    own_splits: dict[str, str] = field(default_factory=dict)
+    """Splits the user brought as files of their own ('test' / 'validation' -> file name), not cut from this one."""
 
     @property
     def labels(self) -> list[str]:
@@ -535,12 +537,17 @@ def _check_labels(label_rows: dict[str, list[int]], opts: DatasetOptions) -> lis
 
 
 def prepare_dataset(source: str | Path, out_dir: str | Path, opts: DatasetOptions | None = None,
-                    limits: DatasetLimits | None = None) -> PreparedDataset:
-    """Check ``source`` and write its train/validation/test splits to ``out_dir``.
+                    limits: DatasetLimits | None = None, test_file: str | Path | None = None,
+                    validation_file: str | Path | None = None) -> PreparedDataset:
+    """Check ``source`` and write its train/validation/test splits to ``out_dir``. A ``test_file`` (or
+    ``validation_file``) of the user's own replaces that split; it is checked like the main file and must
+    have the same columns and only labels the main file has.
 
     Raises DatasetError listing every problem found; nothing is written in that case.
     """
     opts, limits = opts or DatasetOptions(), limits or DatasetLimits.from_env()
+    own = {name: Path(file) for name, file in (("test", test_file), ("validation", validation_file)) if file}
+    opts = replace(opts, **{f"{name}_fraction": 0.0 for name in own})
     source, out_dir = Path(source), Path(out_dir)
     fmt, encoding, rows = iter_rows(source)
     if fmt == "parquet":
@@ -563,6 +570,10 @@ def prepare_dataset(source: str | Path, out_dir: str | Path, opts: DatasetOption
     tmp = Path(tempfile.mkdtemp(prefix=".prep-", dir=out_dir.parent))
     try:
         report = _write_checked(source, fmt, encoding, columns, cols, head, rows, tmp, opts, limits)
+        for name, file in own.items():
+            _add_own_split(tmp, report, name, file, opts, limits)
+        if own:
+            (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -572,8 +583,38 @@ def prepare_dataset(source: str | Path, out_dir: str | Path, opts: DatasetOption
     return PreparedDataset(out_dir, report)
 
 
-def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], cols: dict,
-                   head: list, rows: Iterator, tmp: Path, opts: DatasetOptions, limits: DatasetLimits) -> DatasetReport:
+def _add_own_split(folder: Path, report: DatasetReport, name: str, file: Path, opts: DatasetOptions,
+                   limits: DatasetLimits) -> None:
+    """Check the user's own test (or validation) file against the main one and make it that split."""
+    fixed = replace(opts, task=report.task, text_column=report.text_column, label_column=report.label_column,
+                    prompt_column=report.prompt_column, response_column=report.response_column)
+    fmt, encoding, rows = iter_rows(file)
+    head = [item for _, item in zip(range(DETECT_ROWS), rows)]
+    if not head:
+        raise DatasetError(f"The {name} file '{file.name}' has a header but no data rows. Add rows or leave it out.")
+    columns = list(head[0][1].keys())
+    try:
+        cols = detect_columns(columns, [r for _, r in head], fixed)
+    except DatasetError as err:
+        raise DatasetError(f"The {name} file '{file.name}' does not have the main file's columns: {err}") from err
+    sub = folder / f".{name}"
+    sub.mkdir()
+    own = _write_checked(file, fmt, encoding, columns, cols, head, rows, sub, replace(fixed, seed=0), limits,
+                         held_out=True)
+    unknown = sorted(set(own.label_counts) - set(report.label_counts))
+    if unknown:
+        raise DatasetError(f"The {name} file '{file.name}' has label(s) the training file never uses: "
+                           f"{', '.join(unknown[:10])}. A model cannot learn a label it never saw: add training "
+                           "rows with them, or remove those rows from the " + name + " file.")
+    os.replace(sub / "train.jsonl", folder / f"{name}.jsonl")
+    shutil.rmtree(sub)
+    report.split_sizes[name] = own.rows_used
+    report.own_splits[name] = file.name
+    report.warnings += [f"{name} file: {w}" for w in own.warnings]
+
+
+def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], cols: dict, head: list, rows: Iterator,
+                   tmp: Path, opts: DatasetOptions, limits: DatasetLimits, held_out: bool = False) -> DatasetReport:
     problems: list[str] = []
     skipped: list[int] = []
     labels: list[str] = []
@@ -596,7 +637,7 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
                 if "label" in rec:
                     labels.append(rec["label"])
                     label_rows[rec["label"]].append(row_no)
-    if cols["task"] == "classification":
+    if cols["task"] == "classification" and not held_out:  # a test file may hold a label only once
         problems += _check_labels(label_rows, opts)
     if count == 0 and not problems:
         problems.append("no row has text in the chosen column(s); check the column choice")

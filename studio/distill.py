@@ -51,7 +51,7 @@ __all__ = ["DistillConfig", "DistillResult", "Progress", "ProgressFn", "RunPaths
 AUTO_MAX_LENGTH = 256
 """The longest input an automatic max_length picks: cost grows with length (and memory with its square)."""
 TEACHER_LEARNING_RATES = (3e-5, 1e-4, 3e-4)
-"""What the automatic teacher learning rate tries; each trial runs the first quarter of the same schedule."""
+"""What the automatic teacher learning rate tries; each trial runs the first fifth of the same schedule."""
 SKEWED = 1.5
 """Labels count as skewed (and are weighted) when the commonest class has this many times the rarest's rows."""
 
@@ -72,13 +72,13 @@ class DistillConfig(Settings):
     """Softens the teacher's distribution; 1-4 is usual. Higher passes on more 'dark knowledge'."""
     alpha: float = 0.5
     """Weight of the teacher's soft targets vs the true labels (0 = labels only, 1 = teacher only)."""
-    epochs: int = 3
+    epochs: int = 2
     """Passes over the training split, at least; small data trains for min_steps instead."""
-    min_steps: int = 300
+    min_steps: int = 250
     """Optimizer steps at least, however small the data: a few hundred is what a fresh head needs."""
     max_steps: int = 0
     """Optimizer steps at most, per training stage (0: no cap beyond epochs and early stopping)."""
-    patience: int = 5
+    patience: int = 4
     """Stop when this many validations in a row did not improve (0: never stop early). The best
     validated weights are kept either way."""
     balance: str = "auto"
@@ -100,10 +100,10 @@ class DistillConfig(Settings):
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    teacher_epochs: int = 3
+    teacher_epochs: int = 2
     """Classification: passes (at least) to fine-tune a teacher that has no head for your labels."""
     teacher_learning_rate: float = 0.0
-    """0 (Auto) tries 3e-5, 1e-4 and 3e-4 on the validation split and keeps the best (about 1.5x the
+    """0 (Auto) tries 3e-5, 1e-4 and 3e-4 on the validation split and keeps the best (about 1.4x the
     teacher's training time); a number skips the search."""
     top_k: int = 32
     """Causal LM: teacher logits kept per position in the cache. More is closer, but larger."""
@@ -182,7 +182,7 @@ class RunPlan:
     """Loss weight per label (in label order) when classes are weighed; None when every row counts the same."""
     teacher_learning_rate: float | None = None
     learning_rate_trials: dict[str, float | None] = field(default_factory=dict)
-    """Validation score of each teacher learning rate tried (the first quarter of training each)."""
+    """Validation score of each teacher learning rate tried (the first fifth of training each)."""
     stages: dict[str, dict] = field(default_factory=dict)
     """Per training stage: steps planned and run, the best validated step and its score, stopped early."""
 
@@ -311,8 +311,8 @@ def finetune_teacher(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
 
 def search_learning_rate(model: PreTrainedModel, stage: Stage, loss_fn: Callable, config: DistillConfig,
                          run: RunPaths, plan: RunPlan, on_progress: ProgressFn | None) -> float:
-    """Each candidate trains the first quarter of the same schedule from the same start; the best on the
-    validation split goes on from where its trial stopped (so the search costs about half a training more).
+    """Each candidate trains the first fifth of the same schedule from the same start; the best on the
+    validation split goes on from where its trial stopped (so the search costs about 40 % more training).
 
     A finished search is remembered in the run folder; an interrupted trial resumes from its checkpoint."""
     chosen_file = run.root / "teacher_learning_rate.json"
@@ -321,7 +321,7 @@ def search_learning_rate(model: PreTrainedModel, stage: Stage, loss_fn: Callable
         plan.learning_rate_trials = chosen["trials"]
         return chosen["learning_rate"]
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    trial_steps = max(stage.plan.eval_every, stage.plan.steps // 4)
+    trial_steps = max(stage.plan.eval_every, stage.plan.steps // 5)
     scores: dict[float, float] = {}
     for n, lr in enumerate(TEACHER_LEARNING_RATES, 1):
         model.load_state_dict(start)

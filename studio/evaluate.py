@@ -1,7 +1,9 @@
 """Evaluate step: every model (teacher, student, later each variant) measured the same way.
 
-Quality on the held-out test split (accuracy and macro-F1, or perplexity), agreement with the
-teacher, parameter count, bytes on disk, CPU latency at batch 1 and throughput at batch N.
+Quality on the held-out test split (macro-F1 first, accuracy beside it, per-class precision/recall/F1
+and the confusion matrix; or perplexity), agreement with the teacher, parameter count, bytes on disk,
+CPU latency at batch 1 and throughput at batch N. Classifiers are shown beside the majority-class and
+TF-IDF baselines, and a model that collapses onto one class or does not beat them is flagged.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import math
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from studio.baselines import LABELS_ONLY, TFIDF, fit_baselines, predictor
+from studio.baselines import NAMES as BASELINES
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
 from studio.dataset import load_prepared
 from studio.errors import StudioError
@@ -45,9 +49,15 @@ class ModelMetrics:
     peak_load_mb: float | None = None
     """Peak memory a fresh process adds to load the model and answer one request (MB)."""
     form: str = "torch"
-    """How it runs: 'torch', 'bnb' (bitsandbytes) or 'onnx' (ONNX Runtime)."""
+    """How it runs: 'torch', 'bnb' (bitsandbytes), 'onnx' (ONNX Runtime) or 'sklearn' (a baseline)."""
     status: str = "ok"
     note: str = ""
+    per_class: dict[str, dict[str, float]] | None = None
+    """Classification: precision, recall, F1 and support of each label on the test split."""
+    confusion: list[list[int]] | None = None
+    """Classification: test examples by true label (rows) and predicted label (columns), in label order."""
+    warnings: list[str] = field(default_factory=list)
+    """What a user must know before trusting this model (it answers one class, it loses to a baseline)."""
 
 
 def weights_bytes(folder: str | Path) -> int:
@@ -89,14 +99,72 @@ def evaluate_classifier(name: str, model: PreTrainedModel, tokenizer: PreTrained
     throughput = len(items) / (time.perf_counter() - started)
     singles = [next(iter_batches([it], 1, pad)) for it in items[:LATENCY_SAMPLES]]
     truth = [it["label"] for it in items]
-    metrics = ModelMetrics(
-        name=name, params=params or count_parameters(model), size_bytes=size_bytes,
-        latency_ms=_median_ms(run, singles), throughput=throughput,
-        accuracy=accuracy_score(truth, predictions),
-        macro_f1=f1_score(truth, predictions, average="macro", labels=list(range(len(labels))), zero_division=0),
-        agreement=_agreement(predictions, teacher_predictions),
-    )
+    metrics = ModelMetrics(name=name, params=params or count_parameters(model), size_bytes=size_bytes,
+                           latency_ms=_median_ms(run, singles), throughput=throughput,
+                           agreement=_agreement(predictions, teacher_predictions),
+                           **class_scores(truth, predictions, labels))
     return metrics, predictions
+
+
+def class_scores(truth: list[int], predictions: list[int], labels: list[str]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix; label ids in ``labels`` order."""
+    ids = list(range(len(labels)))
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predictions, labels=ids, zero_division=0)
+    per_class = {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                         "support": int(support[i])} for i, label in enumerate(labels)}
+    return {"accuracy": float(accuracy_score(truth, predictions)),
+            "macro_f1": float(f1_score(truth, predictions, average="macro", labels=ids, zero_division=0)),
+            "per_class": per_class, "confusion": confusion_matrix(truth, predictions, labels=ids).tolist()}
+
+
+def evaluate_baselines(train: list[dict], test: list[dict], labels: list[str],
+                       teacher_predictions: list[int] | None = None) -> list[ModelMetrics]:
+    """The majority-class and TF-IDF baselines, fitted on ``train``, measured on ``test`` like every model."""
+    index = {label: i for i, label in enumerate(labels)}
+    texts, truth = [r["text"] for r in test], [index[r["label"]] for r in test]
+    rows = []
+    for baseline in fit_baselines(train, labels):
+        predict = predictor(baseline, labels)
+        predict(texts[:1])  # warm-up
+        started = time.perf_counter()
+        predictions = predict(texts)
+        throughput = len(texts) / max(time.perf_counter() - started, 1e-9)
+        rows.append(ModelMetrics(
+            name=baseline.name, params=baseline.params, size_bytes=baseline.size_bytes,
+            latency_ms=_median_ms(lambda text, predict=predict: predict([text]), texts[:LATENCY_SAMPLES]),
+            throughput=throughput,
+            agreement=_agreement(predictions, teacher_predictions), form="sklearn",
+            note=f"fitted on the {len(train):,} training rows in {baseline.fit_seconds:.1f} s",
+            **class_scores(truth, predictions, labels)))
+    return rows
+
+
+ONE_CLASS = 0.95
+"""A classifier that gives one label to this share of the test texts has (almost) collapsed."""
+
+
+def add_quality_warnings(rows: list[dict]) -> None:
+    """Flag classifiers that answer (almost) one class, or do not beat the majority or TF-IDF baseline."""
+    by_name = {row["name"]: row for row in rows}
+    majority, tfidf = (by_name.get(name, {}).get("macro_f1") for name in BASELINES)
+    for row in rows:
+        if row.get("confusion") is None or row["name"] in BASELINES:
+            continue
+        row["warnings"] = warnings = []
+        predicted = [sum(column) for column in zip(*row["confusion"])]
+        top = max(predicted) / max(1, sum(predicted))
+        if top >= ONE_CLASS:
+            warnings.append(f"answers one label for {top:.0%} of the test texts: it has not learned your labels")
+        if majority is not None and row["macro_f1"] <= majority:
+            warnings.append("does not beat always answering the commonest label (majority baseline)")
+        elif tfidf is not None and row["macro_f1"] <= tfidf:
+            warnings.append(f"does not beat the TF-IDF baseline (macro-F1 {row['macro_f1']:.3f} vs {tfidf:.3f})")
+
+
+def beats_linear_baseline(row: dict, rows: list[dict]) -> bool:
+    """True when ``row`` has a higher macro-F1 than the TF-IDF baseline among ``rows`` (or there is none)."""
+    tfidf = next((r.get("macro_f1") for r in rows if r["name"] == TFIDF), None)
+    return tfidf is None or (row.get("macro_f1") or 0.0) > tfidf
 
 
 def _agreement(predictions: list[int], reference: list[int] | None) -> float | None:
@@ -155,8 +223,16 @@ def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
     config = json.loads((run_dir / "config.json").read_text())
     test = load_prepared(config["dataset"]).split("test")
     rows, _ = _teacher_and_student(run_dir, config, test, measure_memory=False, include_before_kd=include_before_kd)
-    report = {"task": config["task"], "test_examples": len(test), "models": rows}
-    (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
+    return _write_report(run_dir / "eval.json", config, test, rows)
+
+
+def _write_report(path: Path, config: dict, test: list[dict], rows: list[dict]) -> dict:
+    add_quality_warnings(rows)
+    report = {"task": config["task"], "test_examples": len(test), "labels": config.get("labels") or [],
+              "plan": (config.get("plan") or {}).get("words", ""), "models": rows}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(path)
     return report
 
 
@@ -184,7 +260,10 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
     teacher_dir = json.loads((run_dir / "teacher.json").read_text())["path"]
     rows, reference = [], None
-    for name, folder in [("teacher", Path(teacher_dir)), ("student", run_dir / "student")]:
+    models = [("teacher", Path(teacher_dir)), ("student", run_dir / "student")]
+    if (run_dir / "student_labels_only" / "studio_ready").exists():
+        models.append((LABELS_ONLY, run_dir / "student_labels_only"))
+    for name, folder in models:
         source = resolve_source(str(folder))
         model = load_for_task(source, task, labels)
         # fp32 size: a converted GGUF teacher is cached in bf16, which would flatter it
@@ -202,6 +281,9 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
             del dropped
         reference = reference or predictions
         del model
+    if task == "classification":
+        train = load_prepared(config["dataset"]).split("train")
+        rows += [asdict(m) for m in evaluate_baselines(train, test, labels, reference)]
     return rows, reference
 
 
@@ -239,6 +321,4 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
             metrics.peak_load_mb = peak_load_mb("variant", folder)
         rows.append(asdict(metrics))
         del wm
-    report = {"task": task, "test_examples": len(test), "models": rows}
-    (run_dir / "compare.json").write_text(json.dumps(report, indent=2))
-    return report
+    return _write_report(run_dir / "compare.json", config, test, rows)

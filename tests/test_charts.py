@@ -2,12 +2,21 @@
 
 import pytest
 
-from studio.charts import Budget, class_balance_figure, loss_figure, metric_bars, pareto_front, recommend, tradeoff_figure
+from studio.charts import (
+    Budget,
+    class_balance_figure,
+    confusion_figure,
+    loss_figure,
+    metric_bars,
+    pareto_front,
+    recommend,
+    tradeoff_figure,
+)
 
 
-def row(name, accuracy, mb, ms, throughput, params):
-    return {"name": name, "status": "ok", "accuracy": accuracy, "size_bytes": mb * 1e6, "latency_ms": ms,
-            "throughput": throughput, "params": params}
+def row(name, macro_f1, mb, ms, throughput, params):
+    return {"name": name, "status": "ok", "macro_f1": macro_f1, "accuracy": macro_f1 + 0.02, "size_bytes": mb * 1e6,
+            "latency_ms": ms, "throughput": throughput, "params": params}
 
 
 MODELS = [row("teacher", 0.90, 90.9, 5.9, 281, 22.7e6), row("student", 0.90, 20.6, 2.3, 758, 5.2e6),
@@ -65,3 +74,32 @@ def test_recommend_for_text_generators_prefers_low_perplexity():
     rec = recommend(models, Budget(min_quality=5.0, max_ms=10))
     assert rec.name is None and rec.misses["tiny"] == "has perplexity 9, above 5"
     assert recommend([], Budget()).name is None
+
+
+BASELINES = [row("majority-baseline", 0.25, 0.0, 0.01, 1e6, 1), row("tfidf-baseline", 0.60, 2.0, 0.3, 5000, 1e5)]
+
+
+def test_baselines_are_reference_lines_not_candidates():
+    fig = tradeoff_figure(MODELS + BASELINES, "size_bytes")
+    assert list(fig.data[0].text) == ["teacher", "student", "int8", "magnitude"]
+    lines = {round(shape.y0, 2) for shape in fig.layout.shapes if shape.y0 == shape.y1}
+    assert lines == {0.25, 0.6}
+    assert fig.layout.yaxis.range == (0, 1.05) and fig.layout.yaxis.title.text == "macro-F1"
+    assert [t.name for t in metric_bars(MODELS + BASELINES).data] == ["teacher", "student", "int8", "magnitude"]
+
+
+def test_a_model_that_does_not_beat_tfidf_is_never_recommended():
+    weak = [row("teacher", 0.58, 90.9, 5.9, 281, 22.7e6), row("student", 0.62, 20.6, 2.3, 758, 5.2e6)]
+    rec = recommend(weak + BASELINES, Budget())
+    assert rec.name == "student" and "beats the TF-IDF baseline (0.600)" in rec.reason
+    assert "does not beat the TF-IDF baseline" in rec.misses["teacher"]
+    weaker = [row("teacher", 0.58, 90.9, 5.9, 281, 22.7e6), row("student", 0.55, 20.6, 2.3, 758, 5.2e6)]
+    none = recommend(weaker + BASELINES, Budget())
+    assert none.name is None and "No model beats the TF-IDF baseline (macro-F1 0.600)" in none.reason
+    assert "more training steps, more labelled data, or a bigger teacher" in none.reason
+
+
+def test_confusion_heatmap_colours_each_true_label_by_its_share():
+    fig = confusion_figure({"name": "student", "confusion": [[8, 2], [5, 0]]}, ["a", "b"])
+    assert [list(r) for r in fig.data[0].z] == [[0.8, 0.2], [1.0, 0.0]]
+    assert [list(r) for r in fig.data[0].text] == [[8, 2], [5, 0]]

@@ -178,3 +178,24 @@ def test_options_report_every_problem_at_once():
     with pytest.raises(ConfigError) as err:
         DatasetOptions(task="regression", test_fraction=0.7, max_chars=3)
     assert len(err.value.problems) >= 3
+
+
+def test_own_test_file_replaces_the_held_out_split_and_is_checked_like_the_main_file(tmp_path):
+    main = tmp_path / "train.csv"
+    main.write_text("text,label\n" + "".join(f"parcel late {i},delivery\nrefund please {i},billing\n" for i in range(20)))
+    own = tmp_path / "test.csv"
+    own.write_text("text,label\nwhere is my parcel,delivery\nmoney back,billing\n")
+    prepared = prepare_dataset(main, tmp_path / "ds", test_file=own)
+    assert prepared.report.split_sizes == {"train": 36, "validation": 4, "test": 2}
+    assert prepared.report.own_splits == {"test": "test.csv"}
+    assert [r["text"] for r in prepared.split("test")] == ["where is my parcel", "money back"]
+
+    other_label = tmp_path / "other.csv"
+    other_label.write_text("text,label\nmy screen broke,hardware\nmoney back,billing\n")
+    with pytest.raises(DatasetError, match="label\\(s\\) the training file never uses: hardware"):
+        prepare_dataset(main, tmp_path / "ds2", test_file=other_label)
+    other_columns = tmp_path / "cols.csv"
+    other_columns.write_text("message,category\nwhere is my parcel,delivery\n")
+    with pytest.raises(DatasetError, match="does not have the main file's columns"):
+        prepare_dataset(main, tmp_path / "ds3", test_file=other_columns)
+    assert not (tmp_path / "ds2").exists() and not (tmp_path / "ds3").exists()  # nothing half-written

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from studio.losses import (
+    balanced_class_weights,
     causal_kd_loss,
     classification_kd_loss,
     kd_kl_loss,
@@ -69,3 +70,17 @@ def test_next_token_ce_and_causal_mix():
     values, indices = torch.randn(b, length, v).topk(4, dim=-1)
     assert causal_kd_loss(logits, ids, mask, values, indices, 2.0, 0.0).item() == pytest.approx(expected.item(), rel=1e-5)
     assert causal_kd_loss(logits, ids, mask, values, indices, 2.0, 1.0).shape == ()
+
+
+def test_class_weights_count_each_class_as_its_weight():
+    torch.manual_seed(0)
+    s, t = torch.randn(6, 3), torch.randn(6, 3)
+    y = torch.tensor([0, 0, 0, 0, 1, 2])
+    plain = classification_kd_loss(s, t, y, 2.0, 0.5)
+    assert classification_kd_loss(s, t, y, 2.0, 0.5, torch.ones(3)).item() == pytest.approx(plain.item(), rel=1e-5)
+    # weight 0 for class 0: the loss is that of the other rows alone
+    only_rare = classification_kd_loss(s[4:], t[4:], y[4:], 2.0, 0.5)
+    zeroed = classification_kd_loss(s, t, y, 2.0, 0.5, torch.tensor([0.0, 1.0, 1.0]))
+    assert zeroed.item() == pytest.approx(only_rare.item(), rel=1e-5)
+    weights = balanced_class_weights([4, 1, 1, 0])
+    assert weights.tolist() == pytest.approx([6 / 12, 6 / 3, 6 / 3, 0.0])  # n / (classes present * count)

@@ -8,14 +8,12 @@ undo the sparsity.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from studio.compress.base import RunContext, WorkingModel
-from dataclasses import replace
-
 from studio.distill import DistillConfig, run_stage, stage_for
 from studio.settings import Check, Settings
 

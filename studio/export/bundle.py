@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from studio.baselines import LABELS_ONLY
+from studio.baselines import NAMES as BASELINES
 from studio.distill import Progress, ProgressFn
 from studio.errors import ConfigError, ModelLoadError, UnsupportedError
 from studio.export import EXPORT_JSON, ExportResult, ExportSettings
@@ -252,14 +254,16 @@ def _card_info(run_dir: Path, config: dict, chosen: Chosen, dataset, files: dict
     teacher = json.loads((run_dir / "teacher.json").read_text())
     entry = CATALOG.get(teacher.get("name", ""))
     rows = metrics if metrics is not None else _measured_rows(run_dir)
-    shown = {name: rows[name] for name in dict.fromkeys(["teacher", "student", chosen.name]) if name in rows}
+    order = ["teacher", "student", chosen.name, LABELS_ONLY, *BASELINES]
+    shown = {name: rows[name] for name in dict.fromkeys(order) if name in rows}
     recipe = (chosen.manifest or {}).get("recipe") or []
     return {"name": f"{chosen.name} (SLM Studio export)", "task": config["task"],
             "teacher": entry.title if entry else teacher.get("name", "unknown"),
             "licence": _licence_id(entry.licence) if entry else None, "licence_text": entry.licence if entry else None,
             "report": asdict(dataset.report),
             "distill": config["distill"], "recipe": recipe, "metrics": shown, "files": files, "hybrid": hybrid,
-            "notes": notes, "quantized": any(s["method"] in QUANTIZING for s in recipe), "role": chosen.name}
+            "notes": notes, "quantized": any(s["method"] in QUANTIZING for s in recipe), "role": chosen.name,
+            "chosen": chosen.name, "plan": (config.get("plan") or {}).get("words", "")}
 
 
 QUANTIZING = {"int8", "bnb-int8", "bnb-nf4", "bnb-fp4"}

@@ -7,8 +7,8 @@ import re
 
 COLUMNS = [("params", "parameters", lambda v: f"{v / 1e6:.2f} M"),
            ("size_bytes", "size on disk", lambda v: f"{v / 1e6:.1f} MB"),
-           ("accuracy", "accuracy", lambda v: f"{v:.1%}"),
            ("macro_f1", "macro F1", lambda v: f"{v:.3f}"),
+           ("accuracy", "accuracy", lambda v: f"{v:.1%}"),
            ("perplexity", "perplexity", lambda v: f"{v:.2f}"),
            ("agreement", "agrees with teacher", lambda v: f"{v:.1%}"),
            ("latency_ms", "latency", lambda v: f"{v:.1f} ms")]
@@ -83,8 +83,12 @@ def model_card(info: dict) -> str:
         ("- Compression: " + " → ".join(_step_text(s) for s in info["recipe"])) if info.get("recipe")
         else "- Compression: none (the distilled student as trained)",
         "",
+        *([f"- {_md(info['plan'])}"] if info.get("plan") else []),
+        "",
         "## Measured (held-out test split)\n",
         metrics_table(info["metrics"]),
+        _baseline_text(info["metrics"]),
+        _per_class_text(info["metrics"].get(info.get("chosen", ""), {}), info.get("chosen", "")),
         _hybrid_text(info.get("hybrid"), task),
         "## Intended use and limits\n",
         f"- Made for the same kind of texts as its training data ({report.get('rows_used', '?')} rows of the owner's "
@@ -97,6 +101,28 @@ def model_card(info: dict) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _baseline_text(rows: dict[str, dict]) -> str:
+    """What the baselines are, and every warning a measured model carries."""
+    lines = []
+    if any(name.endswith("-baseline") for name in rows):
+        lines.append("The baselines were fitted on the same training split and measured on the same test split: "
+                     "majority-baseline always answers the commonest label; tfidf-baseline is TF-IDF of words and "
+                     "word pairs with logistic regression. Macro-F1 (the mean of each label's F1) is the headline: "
+                     "it does not flatter a model that ignores rare labels.")
+    lines += [f"- **Warning: {_md(name)}** {_md(w)}." for name, row in rows.items() for w in row.get("warnings") or []]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _per_class_text(row: dict, name: str) -> str:
+    if not row.get("per_class"):
+        return ""
+    lines = [f"### {_md(name)}, label by label\n", "| label | precision | recall | F1 | test examples |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {_md(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+              for label, m in row["per_class"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def _step_text(step: dict) -> str:

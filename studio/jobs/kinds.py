@@ -21,6 +21,8 @@ from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage
 from storage.models import Job
+from studio.baselines import LABELS_ONLY
+from studio.baselines import NAMES as BASELINES
 from studio.errors import ConfigError, StopRequested
 from studio.export import ExportSettings  # settings only: the export code itself loads when a job runs
 from studio.jobs.reporter import JobReporter
@@ -104,9 +106,20 @@ def record_run_models(ctx: JobContext, report: dict, settings: dict) -> None:
     student_id = records.put_variant(ctx.db, job_id, name="student", role="student", parent_id=teacher_id,
                                      path=store.relative(ctx.folder / "student"),
                                      method="distill", settings=settings)
-    for name, variant_id in [("teacher", teacher_id), ("student", student_id)]:
-        records.add_scores(ctx.db, job_id, variant_id, _numbers(rows.get(name, {})))
+    ids = {"teacher": teacher_id, "student": student_id}
     folder = store.relative(ctx.folder)
+    for name in rows:
+        if name in BASELINES:
+            ids[name] = records.put_variant(ctx.db, job_id, name=name, role="baseline", method=name,
+                                            settings={"fitted_on": "the training split"})
+        elif name == LABELS_ONLY:
+            ids[name] = records.put_variant(ctx.db, job_id, name=name, role="student", parent_id=teacher_id,
+                                            path=f"{folder}/student_labels_only", method="labels only",
+                                            settings={**settings, "alpha": 0.0})
+            records.record_artifacts(ctx.db, job_id, store.files_under(f"{folder}/student_labels_only"), "model",
+                                     ids[name])
+    for name, variant_id in ids.items():
+        records.add_scores(ctx.db, job_id, variant_id, _numbers(rows.get(name, {})))
     records.record_artifacts(ctx.db, job_id, store.files_under(f"{folder}/student"), "model", student_id)
     if inside:
         records.record_artifacts(ctx.db, job_id, store.files_under(store.relative(Path(teacher_path))), "model", teacher_id)
@@ -250,7 +263,8 @@ def run_evaluate(ctx: JobContext) -> None:
         targets = {row["name"]: records.find_variant(s, family, row["name"]) for row in rows}
     for row in rows:
         target = targets.get(row["name"])
-        variant_id = target.id if target else records.put_variant(ctx.db, ctx.job.id, name=row["name"], role="student")
+        role = "baseline" if row["name"] in BASELINES else "student"
+        variant_id = target.id if target else records.put_variant(ctx.db, ctx.job.id, name=row["name"], role=role)
         records.add_scores(ctx.db, ctx.job.id, variant_id, _numbers(row))
 
 

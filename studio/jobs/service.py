@@ -5,6 +5,7 @@ Every call takes the Viewer it acts for; storage filters by owner in its queries
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import asdict
@@ -26,14 +27,19 @@ from studio.jobs.kinds import KINDS
 
 
 def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOptions | None = None,
-                name: str | None = None) -> int:
+                name: str | None = None, test_file: Path | None = None, validation_file: Path | None = None) -> int:
     """Check and split a file into the store under a generated name; record it. Nothing is kept when the
     file is refused (prepare_dataset writes atomically, and the row is added only after). The checked copy
     must fit the dataset limits and what is left of the user's quota."""
     relative = f"datasets/{uuid.uuid4().hex}"
     limits = DatasetLimits.from_env(quota_left=quota_left(storage, viewer))
-    prepared = prepare_dataset(file, storage.store.resolve(relative), options, limits)
-    report, digest = asdict(prepared.report), sha256_of(Path(file))
+    prepared = prepare_dataset(file, storage.store.resolve(relative), options, limits, test_file=test_file,
+                               validation_file=validation_file)
+    digest = sha256_of(Path(file))
+    if test_file or validation_file:  # the same main file with other held-out files is another dataset
+        digest = hashlib.sha256(" ".join([digest] + [sha256_of(Path(f)) if f else "-" for f in (test_file, validation_file)])
+                                .encode()).hexdigest()
+    report = asdict(prepared.report)
     try:
         with storage.db.session() as s:
             same = records.same_dataset(s, storage.store, viewer, digest, relative)

@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import gradio as gr
 
 from storage import jobs as job_rows
 from storage import records
-from studio.charts import Budget, loss_figure, metric_bars, quality_key, recommend, tradeoff_figure
+from studio.charts import Budget, confusion_figure, loss_figure, metric_bars, quality_key, recommend, tradeoff_figure
 from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, message_of
 
-COLUMNS = [("name", "model"), ("status", "status"), ("quality", "quality"), ("size_bytes", "MB"),
+COLUMNS = [("name", "model"), ("status", "status"), ("quality", "macro-F1 (or perplexity)"), ("accuracy", "accuracy"),
+           ("size_bytes", "MB"),
            ("latency_ms", "ms / request"), ("throughput", "per second"), ("params", "parameters"),
            ("agreement", "agrees with teacher")]
 
@@ -30,6 +32,9 @@ class CompareTab:
     latency_chart: gr.Plot
     bars: gr.Plot
     curve: gr.Plot
+    closer: gr.Dropdown
+    confusion: gr.Plot
+    per_class: gr.Dataframe
 
 
 def compare_rows(ctx: UIContext, viewer, run_id: int) -> list[dict]:
@@ -45,8 +50,34 @@ def compare_rows(ctx: UIContext, viewer, run_id: int) -> list[dict]:
     return rows
 
 
+def run_report(ctx: UIContext, viewer, run_id: int) -> dict:
+    """The run's newest measurement (compare.json after compress or evaluate, else eval.json): per-class
+    scores, confusion matrices and warnings, which the database keeps no copy of."""
+    with ctx.storage.db.session() as s:
+        folder = ctx.storage.store.resolve(job_rows.get(s, viewer, run_id).folder)
+    for name in ("compare.json", "eval.json"):
+        if (folder / name).is_file():
+            return json.loads((folder / name).read_text())
+    return {}
+
+
+def warnings_text(report: dict) -> str:
+    said = [f"- ⚠️ **{m['name']}** {w}." for m in report.get("models", []) for w in m.get("warnings") or []]
+    return ("\n\n**Before you trust these numbers:**\n" + "\n".join(said)) if said else ""
+
+
+def closer_look(report: dict, name: str | None) -> tuple[object | None, list[list]]:
+    """(confusion heatmap, per-class table) of one model of the report."""
+    model = next((m for m in report.get("models", []) if m["name"] == name and m.get("confusion")), None)
+    if model is None:
+        return None, []
+    rows = [[label, round(v["precision"], 3), round(v["recall"], 3), round(v["f1"], 3), v["support"]]
+            for label, v in model["per_class"].items()]
+    return confusion_figure(model, report.get("labels") or list(model["per_class"])), rows
+
+
 def table_rows(models: list[dict]) -> list[list]:
-    key, _ = quality_key(models) if models else ("accuracy", True)
+    key, _ = quality_key(models) if models else ("macro_f1", True)
     out = []
     for m in models:
         row = []
@@ -60,21 +91,28 @@ def table_rows(models: list[dict]) -> list[list]:
 
 
 def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
+    nothing = (None, None, None, None, gr.update(choices=[], value=None), None, [])
     if not run_id:
-        return "*Finish a distillation first (step 3).*", [], None, None, None, None
+        return "*Finish a distillation first (step 3).*", [], *nothing
     try:
         models = compare_rows(ctx, viewer, int(run_id))
+        report = run_report(ctx, viewer, int(run_id))
         with ctx.storage.db.session() as s:
             curve = records.training_curve(s, viewer, int(run_id))
     except Exception as err:  # noqa: BLE001
-        return error_box(message_of(err)), [], None, None, None, None
+        return error_box(message_of(err)), [], *nothing
     budget = Budget(max_mb or None, max_ms or None, min_quality or None)
     advice = recommend(models, budget)
     words = f"**Recommended: {advice.name}.** {advice.reason}" if advice.name else f"**{advice.reason}**"
     if advice.misses:
         words += "\n\n" + "\n".join(f"- {name} {why}" for name, why in advice.misses.items())
+    words += warnings_text(report)
+    looked = [m["name"] for m in report.get("models", []) if m.get("confusion")]
+    chosen = advice.name if advice.name in looked else ("student" if "student" in looked else None)
+    heatmap, per_class = closer_look(report, chosen)
     return (words, table_rows(models), tradeoff_figure(models, "size_bytes", budget),
-            tradeoff_figure(models, "latency_ms", budget), metric_bars(models), loss_figure(curve) if curve else None)
+            tradeoff_figure(models, "latency_ms", budget), metric_bars(models), loss_figure(curve) if curve else None,
+            gr.update(choices=looked, value=chosen), heatmap, per_class)
 
 
 def build_compare_tab(ctx: UIContext) -> CompareTab:
@@ -84,7 +122,7 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     with gr.Row():
         max_mb = gr.Number(label="Largest size you accept (MB; 0 = no limit)", value=0, minimum=0)
         max_ms = gr.Number(label="Slowest answer you accept (ms; 0 = no limit)", value=0, minimum=0)
-        min_quality = gr.Number(label="Lowest accuracy (or highest perplexity) you accept; 0 = no limit", value=0,
+        min_quality = gr.Number(label="Lowest macro-F1 (or highest perplexity) you accept; 0 = no limit", value=0,
                                 minimum=0)
     advice = gr.Markdown()
     table = gr.Dataframe(headers=[label for _, label in COLUMNS], interactive=False, label="All models (click a "
@@ -95,6 +133,13 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     with gr.Row():
         bars = gr.Plot(label="Relative to the teacher")
         curve = gr.Plot(label="Training curve")
+    gr.Markdown("#### A closer look at one model\nWhich labels it gets right, and what it answers instead. "
+                "Macro-F1 is the average of the per-label F1 below, so a rare label counts as much as a common one.")
+    closer = gr.Dropdown([], label="Model", interactive=True)
+    with gr.Row():
+        confusion = gr.Plot(label="Confusion matrix (test split)")
+        per_class = gr.Dataframe(headers=["label", "precision", "recall", "F1", "test examples"], interactive=False,
+                                 label="Label by label")
 
     def refresh_runs(request: gr.Request = None):
         return runs_choice(ctx, ctx.viewer(request))
@@ -102,10 +147,21 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     def show(run_id, mb, ms, quality, request: gr.Request = None):
         return comparison(ctx, ctx.viewer(request), run_id, mb, ms, quality)
 
+    def look(run_id, name, request: gr.Request = None):
+        if not run_id:
+            return None, []
+        try:
+            return closer_look(run_report(ctx, ctx.viewer(request), int(run_id)), name)
+        except Exception as err:  # noqa: BLE001
+            gr.Warning(message_of(err))
+            return None, []
+
     inputs = [run, max_mb, max_ms, min_quality]
-    outputs = [advice, table, size_chart, latency_chart, bars, curve]
+    outputs = [advice, table, size_chart, latency_chart, bars, curve, closer, confusion, per_class]
+    closer.input(look, [run, closer], [confusion, per_class])
     run.focus(refresh_runs, None, [run])
     run.change(show, inputs, outputs, api_name="compare")
     for source in (max_mb.change, max_ms.change, min_quality.change):
         source(show, inputs, outputs)
-    return CompareTab(run, max_mb, max_ms, min_quality, advice, table, size_chart, latency_chart, bars, curve)
+    return CompareTab(run, max_mb, max_ms, min_quality, advice, table, size_chart, latency_chart, bars, curve, closer,
+                      confusion, per_class)

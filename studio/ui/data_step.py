@@ -22,11 +22,11 @@ TASKS = [DETECT, "classification", "causal_lm"]
 FILE_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".txt", ".parquet"]
 
 
-def dataset_file() -> gr.File:
+def dataset_file(label: str = "Dataset file", elem_id: str = "dataset-upload") -> gr.File:
     """A file drop that hands the handler the uploaded file's path, and nothing else: Gradio's own gr.File
     (type='filepath') opens an empty temporary file in its cache on every event and leaves it there. (Set on
     the one component, not by a subclass: Gradio writes a .pyi stub beside the module of any subclass.)"""
-    upload = gr.File(label="Dataset file", file_types=FILE_TYPES, type="filepath", elem_id="dataset-upload")
+    upload = gr.File(label=label, file_types=FILE_TYPES, type="filepath", elem_id=elem_id)
 
     def path_only(f: FileData) -> NamedString:
         if not client_utils.is_valid_file(f.path, FILE_TYPES):
@@ -40,6 +40,7 @@ def dataset_file() -> gr.File:
 @dataclass
 class DataTab:
     upload: gr.File
+    test_upload: gr.File
     task: gr.Dropdown
     text_column: gr.Dropdown
     label_column: gr.Dropdown
@@ -77,7 +78,8 @@ def report_text(report: DatasetReport) -> str:
         "learning to write text like yours (causal language model)"
     lines = [f"**{report.rows_used:,} of {report.rows_read:,} rows are ready** for {task}.",
              f"Columns used: {cols}. File: {report.format.upper()}, {report.encoding}.",
-             "Split: " + ", ".join(f"{n} {k}" for k, n in report.split_sizes.items()) + "."]
+             "Split: " + ", ".join(f"{n} {k}" for k, n in report.split_sizes.items()) + "."
+             + "".join(f" The {k} rows are your own file {name}." for k, name in report.own_splits.items())]
     if report.label_counts:
         lines.append(f"{len(report.label_counts)} labels.")
     lines += [f"- ⚠️ {w}" for w in report.warnings]
@@ -85,8 +87,10 @@ def report_text(report: DatasetReport) -> str:
 
 
 def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, text_column: str = DETECT,
-               label_column: str = DETECT, prompt_column: str = DETECT, response_column: str = DETECT) -> Checked:
-    """Check an uploaded file; the dataset is stored only when it passes."""
+               label_column: str = DETECT, prompt_column: str = DETECT, response_column: str = DETECT,
+               test_path: str | None = None) -> Checked:
+    """Check an uploaded file (and the user's own test file, when given); the dataset is stored only when
+    both pass."""
     if not path:
         return Checked("Drop a CSV, TSV, JSON Lines, TXT or Parquet file above.", [], [], None, None, [])
     file = Path(path)
@@ -98,7 +102,8 @@ def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, tex
         headers, rows = preview_rows(file)
         options = DatasetOptions(task=given(task), text_column=given(text_column), label_column=given(label_column),
                                  prompt_column=given(prompt_column), response_column=given(response_column))
-        dataset_id = service.add_dataset(ctx.storage, viewer, file, options, name=file.name)
+        dataset_id = service.add_dataset(ctx.storage, viewer, file, options, name=file.name,
+                                         test_file=Path(test_path) if test_path else None)
     except Exception as err:  # noqa: BLE001 - every failure becomes a message for the user
         return Checked(error_box(message_of(err)), [], [], None, None, [])
     with ctx.storage.db.session() as s:
@@ -112,6 +117,10 @@ def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, tex
 def build_data_tab(ctx: UIContext) -> DataTab:
     gr.Markdown("### 2. Your data\nDrop a file of your own texts. Nothing leaves this machine.")
     upload = dataset_file()
+    with gr.Accordion("Your own test file (optional)", open=False):
+        gr.Markdown("By default a tenth of your file is held out to test the models. If you have a test set of "
+                    "your own (same columns), drop it here and all of the main file is used to train.")
+        test_upload = dataset_file("Test file", "test-upload")
     with gr.Row():
         task = gr.Dropdown(TASKS, value=DETECT, label="Task")
         text_column = gr.Dropdown([DETECT], value=DETECT, label="Text column")
@@ -125,21 +134,22 @@ def build_data_tab(ctx: UIContext) -> DataTab:
     dataset_id = gr.State(None)
     column_boxes = [text_column, label_column, prompt_column, response_column]
 
-    def run(path, request: gr.Request, *choices):  # request before *args: Gradio only fills in parameters ahead of them
+    def run(path, test_path, request: gr.Request, *choices):  # request before *args: Gradio fills only those ahead
         viewer = ctx.viewer(request)
-        if path and not ctx.owns_upload(request, path):
+        if any(p and not ctx.owns_upload(request, p) for p in (path, test_path)):
             checked = Checked(error_box("That file is not one you uploaded in this session; drop it here again."),
                               [], [], None, None, [])
         else:
-            checked = check_file(ctx, viewer, path, *choices)
+            checked = check_file(ctx, viewer, path, *choices, test_path=test_path)
         column_updates = [gr.update(choices=[DETECT, *checked.columns]) for _ in column_boxes]
         return (checked.report, gr.update(value=checked.preview, headers=checked.headers or None),
                 gr.update(value=checked.balance, visible=checked.balance is not None), checked.dataset_id,
                 gr.update(interactive=bool(path)), *column_updates)
 
-    inputs = [upload, task, *column_boxes]
+    inputs = [upload, test_upload, task, *column_boxes]
     outputs = [report, preview, balance, dataset_id, recheck, *column_boxes]
     upload.change(run, inputs, outputs)
+    test_upload.change(run, inputs, outputs)
     recheck.click(run, inputs, outputs, api_name="check_dataset")
-    return DataTab(upload, task, *column_boxes, recheck, report, preview, balance, dataset_id)
+    return DataTab(upload, test_upload, task, *column_boxes, recheck, report, preview, balance, dataset_id)
 

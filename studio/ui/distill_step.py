@@ -15,19 +15,24 @@ from studio.distill import DistillConfig
 from studio.jobs import service
 from studio.ui.context import UIContext, error_box, message_of
 
-# Presets per task: the student's depth and training length are the big levers.
+# Presets per task: the student's depth and how long it trains are the big levers. Balanced is the plain
+# defaults: a floor in training steps, validation with early stopping, the teacher's learning rate chosen.
 PRESETS = {
-    "classification": {"Fastest": {"student_layers": 2, "epochs": 3, "lora": False},
-                       "Balanced": {"student_layers": 3, "epochs": 4, "lora": False},
-                       "Best quality": {"student_layers": 4, "epochs": 6, "lora": False}},
-    "causal_lm": {"Fastest": {"student_layers": 6, "epochs": 3, "batch_size": 8, "temperature": 1.0},
-                  "Balanced": {"student_layers": 10, "epochs": 6, "batch_size": 8, "temperature": 1.0},
-                  "Best quality": {"student_layers": 15, "epochs": 8, "batch_size": 8, "temperature": 1.0}},
+    "classification": {"Fastest": {"student_layers": 2, "min_steps": 150, "teacher_learning_rate": 1e-4},
+                       "Balanced": {},
+                       "Best quality": {"student_layers": 4, "epochs": 3, "teacher_epochs": 3, "min_steps": 400}},
+    "causal_lm": {"Fastest": {"student_layers": 6, "epochs": 3, "min_steps": 0, "batch_size": 8, "temperature": 1.0},
+                  "Balanced": {"student_layers": 10, "epochs": 6, "min_steps": 0, "batch_size": 8, "temperature": 1.0},
+                  "Best quality": {"student_layers": 15, "epochs": 8, "min_steps": 0, "batch_size": 8,
+                                   "temperature": 1.0}},
 }
-PRESET_WORDS = {"Fastest": "smallest student, shortest training", "Balanced": "a good default",
+PRESET_WORDS = {"Fastest": "smallest student, shortest training, no learning-rate search",
+                "Balanced": "a good default: enough training for small data, learning rate chosen on your data",
                 "Best quality": "deeper student, longer training; slower to train and to run"}
-ADVANCED = ["student_layers", "epochs", "temperature", "alpha", "learning_rate", "batch_size", "max_length", "lora",
-            "lora_r", "teacher_epochs", "top_k", "trim_vocab", "seed"]
+ADVANCED = ["student_layers", "epochs", "min_steps", "patience", "balance", "temperature", "alpha", "learning_rate",
+            "teacher_learning_rate", "batch_size", "max_length", "lora", "lora_r", "teacher_epochs", "top_k",
+            "trim_vocab", "labels_only_student", "seed"]
+CHOICES = {"balance": ["auto", "weights", "off"]}
 
 
 @dataclass
@@ -122,7 +127,9 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     settings: dict[str, gr.components.Component] = {}
     with gr.Accordion("Advanced settings", open=False):
         for name in ADVANCED:
-            if fields[name].type in ("bool", bool):
+            if name in CHOICES:
+                settings[name] = gr.Dropdown(CHOICES[name], value=defaults[name], label=name.replace("_", " "))
+            elif fields[name].type in ("bool", bool):
                 settings[name] = gr.Checkbox(value=defaults[name], label=name.replace("_", " "))
             else:
                 settings[name] = gr.Number(value=defaults[name], label=name.replace("_", " "),
