@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,10 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from studio.batches import encode_records  # noqa: E402
 from studio.cli import format_table  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
-from studio.distill import DistillConfig, RunPaths, _ce_loss, distill, setup_student, train_loop  # noqa: E402
+from studio.distill import DistillConfig, RunPaths, distill, run_stage, setup_student, stage_for, weighted_ce  # noqa: E402
 from studio.evaluate import evaluate_run  # noqa: E402
 from studio.teacher import load_classifier, load_tokenizer, resolve_source  # noqa: E402
 
@@ -51,10 +51,10 @@ def plain_epoch_seconds(config: DistillConfig, dataset, run: RunPaths, epochs: i
     tokenizer = load_tokenizer(resolve_source(str(run.teacher)))
     with tempfile.TemporaryDirectory() as tmp:
         student, student_tok, _ = setup_student(config, teacher, tokenizer, dataset, RunPaths(tmp))
-        label_ids = {label: i for i, label in enumerate(dataset.report.labels)}
-        items = encode_records(dataset.split("train"), student_tok, config.max_length, label_ids)
-        return train_loop(student, items, _ce_loss, config, Path(tmp) / "ckpt", "plain", lr=config.learning_rate,
-                          epochs=epochs, pad_id=student_tok.pad_token_id, metrics=Path(tmp) / "m.jsonl")
+        plain = replace(config, min_steps=0, patience=0)
+        stage = stage_for(plain, dataset, student_tok, config.max_length, epochs)
+        return run_stage(student, stage, weighted_ce(None), plain, Path(tmp) / "ckpt", "plain", config.learning_rate,
+                         Path(tmp) / "m.jsonl", None).seconds
 
 
 def bench_classification(work: Path, student_layers: int) -> dict:
@@ -62,11 +62,11 @@ def bench_classification(work: Path, student_layers: int) -> dict:
     dataset = prepare_dataset(SAMPLES / "support_tickets.csv", work / "tickets")
     config = DistillConfig(teacher="minilm-l6", student_layers=student_layers, epochs=4, teacher_epochs=3,
                            teacher_learning_rate=1e-4, learning_rate=2e-4, temperature=2.0, alpha=0.5,
-                           max_length=128, batch_size=32)
+                           max_length=128, batch_size=32, min_steps=0, patience=0)
     result = distill(config, dataset, work / "cls-run")
     plain = plain_epoch_seconds(config, dataset, RunPaths(work / "cls-run"))
     report = evaluate_run(work / "cls-run")
-    teacher, student = report["models"]
+    teacher, student = report["models"][:2]
     kd_epoch = statistics.mean(result.epoch_seconds)
     plain_epoch = statistics.mean(plain)
     ratios = {
@@ -100,7 +100,7 @@ def bench_causal(work: Path, student_layers: int, epochs: int) -> dict:
     started = time.perf_counter()
     dataset = prepare_dataset(SAMPLES / "shop_faq.jsonl", work / "faq")
     config = DistillConfig(teacher="smollm2-135m", student_layers=student_layers, epochs=epochs, batch_size=8,
-                           max_length=128, learning_rate=2e-4, temperature=1.0, alpha=0.5, top_k=32)
+                           max_length=128, learning_rate=2e-4, temperature=1.0, alpha=0.5, top_k=32, min_steps=0)
     result = distill(config, dataset, work / "lm-run")
     report = evaluate_run(work / "lm-run", include_before_kd=True)
     print(f"\n== Causal LM: SmolLM2-135M teacher (30 layers) -> {student_layers}-layer student, "

@@ -611,6 +611,8 @@ def _add_own_split(folder: Path, report: DatasetReport, name: str, file: Path, o
     report.split_sizes[name] = own.rows_used
     report.own_splits[name] = file.name
     report.warnings += [f"{name} file: {w}" for w in own.warnings]
+    if name == "test":
+        report.warnings += _leak_warnings(folder, name)
 
 
 def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], cols: dict, head: list, rows: Iterator,
@@ -655,6 +657,8 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
     all_path.unlink()
 
     warnings = []
+    if not held_out and split["test"]:
+        warnings += _leak_warnings(tmp, "test")
     if skipped:
         warnings.append(f"{len(skipped)} row(s) with an empty text or label were skipped "
                         f"(rows {', '.join(map(str, skipped[:10]))}{'...' if len(skipped) > 10 else ''}).")
@@ -670,6 +674,51 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
     )
     (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return report
+
+
+NEAR_REPEAT = 0.9
+"""Cosine similarity of word TF-IDF vectors at which a held-out row counts as a repeat of a training row."""
+LEAK_SAMPLE = (2_000, 50_000)
+"""Held-out and training rows compared at most (a seeded sample beyond that): the check stays a few seconds."""
+
+
+def near_repeats(held_out: list[str], train: list[str], threshold: float = NEAR_REPEAT) -> list[tuple[int, int]]:
+    """(held-out index, training index) of each held-out text that nearly repeats a training text: the same
+    words give the same vector, so "Hi, how do I cancel?" repeats "How do I cancel?"."""
+    if not held_out or not train:
+        return []
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(train + held_out)
+    similar = vectorizer.transform(held_out) @ vectorizer.transform(train).T
+    found = []
+    for i in range(similar.shape[0]):
+        row = similar.getrow(i)
+        if row.nnz and row.data.max() >= threshold:
+            found.append((i, int(row.indices[row.data.argmax()])))
+    return found
+
+
+def _row_text(record: dict) -> str:
+    return " ".join(str(record.get(k, "")) for k in ("text", "prompt", "response") if record.get(k))
+
+
+def _leak_warnings(folder: Path, name: str) -> list[str]:
+    """A warning when held-out rows nearly repeat training rows: scores on them measure memory, not skill."""
+    rng = random.Random(0)
+    held = [_row_text(r) for r in load_split(folder, name)]
+    train = [_row_text(r) for r in load_split(folder, "train")]
+    held_sample = rng.sample(held, min(len(held), LEAK_SAMPLE[0]))
+    train_sample = rng.sample(train, min(len(train), LEAK_SAMPLE[1]))
+    found = near_repeats(held_sample, train_sample)
+    if not found:
+        return []
+    i, j = found[0]
+    share = len(found) / len(held_sample)
+    return [f"{len(found):,} of the {len(held_sample):,} {name} rows{' checked' if len(held_sample) < len(held) else ''} "
+            f"({share:.0%}) nearly repeat a training row (e.g. \"{held_sample[i][:80]}\" and "
+            f"\"{train_sample[j][:80]}\"), so scores on them measure memory, not skill. Remove the repeats from "
+            "your file, or bring a test file of your own."]
 
 
 def _check_parquet_size(source: Path, limits: DatasetLimits) -> None:

@@ -199,3 +199,13 @@ def test_own_test_file_replaces_the_held_out_split_and_is_checked_like_the_main_
     with pytest.raises(DatasetError, match="does not have the main file's columns"):
         prepare_dataset(main, tmp_path / "ds3", test_file=other_columns)
     assert not (tmp_path / "ds2").exists() and not (tmp_path / "ds3").exists()  # nothing half-written
+
+
+def test_held_out_rows_that_repeat_training_rows_are_flagged(tmp_path):
+    rows = "".join(f"return order {i} please,returns\nwhere is parcel {i + 500} now,delivery\n" for i in range(10, 40))
+    clean = prepare_dataset(write(tmp_path / "clean.csv", "text,label\n" + rows), tmp_path / "a")
+    assert not any("nearly repeat" in w for w in clean.report.warnings)
+    repeated = "".join("\"Hi, how do I get a refund?\",returns\nHello! where is my parcel?,delivery\n" for _ in range(30))
+    leaky = prepare_dataset(write(tmp_path / "leaky.csv", "text,label\n" + repeated), tmp_path / "b")
+    said = next(w for w in leaky.report.warnings if "nearly repeat" in w)
+    assert said.startswith("6 of the 6 test rows (100%)") and "bring a test file of your own" in said
