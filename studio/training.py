@@ -209,7 +209,7 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
         """Validate, keep the best weights, count towards patience."""
         if validate is None:
             return
-        inner.eval()
+        _validation_mode(inner)
         measured = validate(inner)
         inner.train()
         key = list(measured.key())
@@ -272,6 +272,15 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
     result.steps, result.best_step, result.best_score = here.global_step, here.best_step, here.best_score
     result.stopped_early = here.stopped and here.global_step < plan.steps
     return result
+
+
+def _validation_mode(model: torch.nn.Module) -> None:
+    """eval() (no dropout), except bitsandbytes 4-bit layers: in eval mode on a CPU with AVX-512 BF16 they repack
+    their weights for an inference kernel, mid-training, under the optimizer (and fail on narrow layers)."""
+    model.eval()
+    for module in model.modules():
+        if type(module).__module__.startswith("bitsandbytes") and type(module).__name__.startswith("Linear"):
+            module.training = True
 
 
 def _forget_steps_after(metrics: Path, stage: str, step: int) -> None:
