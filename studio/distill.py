@@ -253,6 +253,8 @@ def setup_teacher(config: DistillConfig, dataset: PreparedDataset, run: RunPaths
     if dataset.report.task == "causal_lm":
         return load_causal_lm(source), tokenizer, source.path
     model, ready = load_classifier(source, dataset.report.labels)
+    if model.config.pad_token_id is None:  # a text generator as a classifier: it finds each text's end by padding
+        model.config.pad_token_id = tokenizer.pad_token_id
     if not ready:
         if config.teacher_epochs == 0:
             raise ConfigError(["teacher_epochs is 0, but the teacher has no head for your labels; "
@@ -389,8 +391,10 @@ def setup_student(config: DistillConfig, teacher: PreTrainedModel, tokenizer: Pr
     if config.student:
         source = resolve_source(config.student)
         student_tok = load_tokenizer(source)
-        if task == "classification":
+        if task == "classification":  # class-logit KD needs no shared tokenizer: any classifier can learn
             student, _ = load_classifier(source, dataset.report.labels)
+            if student.config.pad_token_id is None:
+                student.config.pad_token_id = student_tok.pad_token_id
         else:
             student = load_causal_lm(source)
         same = same_tokenizer(tokenizer, student_tok)

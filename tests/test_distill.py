@@ -229,3 +229,19 @@ def test_auto_teacher_learning_rate_is_chosen_on_validation_and_not_searched_aga
     assert not any(p.stage.startswith("teacher") for p in again if p.global_step)  # no search, no teacher training
     final = json.loads((run / "config.json").read_text())
     assert final["plan"]["learning_rate_trials"] == trials and set(final["plan"]["stages"]) == {"teacher", "student"}
+
+
+def test_a_text_generator_teaches_a_classifier_with_another_tokenizer(tiny_llama, tiny_bert, tickets, tmp_path):
+    """A causal LM gets a classification head and is fine-tuned; a BERT student with its own vocabulary learns
+    from its class logits (the logits are per text, so the tokenizers need not match)."""
+    run = tmp_path / "run"
+    result = distill(small(teacher=str(tiny_llama), student=str(tiny_bert), threads=1), tickets, run)
+    assert result.kd_mode == "logits"
+    teacher = AutoModelForSequenceClassification.from_pretrained(run / "teacher")
+    assert teacher.config.architectures == ["LlamaForSequenceClassification"]
+    assert teacher.config.pad_token_id is not None
+    student = AutoModelForSequenceClassification.from_pretrained(run / "student")
+    assert student.config.model_type == "bert"
+    report = evaluate_run(run)
+    assert [m["name"] for m in report["models"]][:2] == ["teacher", "student"]
+    assert report["models"][1]["agreement"] is not None

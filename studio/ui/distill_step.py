@@ -13,6 +13,7 @@ from storage import records
 from studio.charts import loss_figure
 from studio.distill import DistillConfig
 from studio.jobs import service
+from studio.teacher import CATALOG
 from studio.ui.context import UIContext, error_box, message_of
 
 # Presets per task: the student's depth and how long it trains are the big levers. Balanced is the plain
@@ -29,10 +30,13 @@ PRESETS = {
 PRESET_WORDS = {"Fastest": "smallest student, shortest training, no learning-rate search",
                 "Balanced": "a good default: enough training for small data, learning rate chosen on your data",
                 "Best quality": "deeper student, longer training; slower to train and to run"}
-ADVANCED = ["student_layers", "epochs", "min_steps", "patience", "balance", "temperature", "alpha", "learning_rate",
+ADVANCED = ["student", "student_layers", "epochs", "min_steps", "patience", "balance", "temperature", "alpha", "learning_rate",
             "teacher_learning_rate", "batch_size", "max_length", "lora", "lora_r", "teacher_epochs", "top_k",
             "trim_vocab", "labels_only_student", "seed"]
 CHOICES = {"balance": ["auto", "weights", "off"]}
+LAYERS_OF_TEACHER = "(layers of the teacher)"
+STUDENTS = [LAYERS_OF_TEACHER] + [key for key, entry in CATALOG.items() if entry.task == "classification"]
+"""A student other than the teacher's own layers: a catalog classifier (folders are the teacher step's business)."""
 
 
 @dataclass
@@ -69,6 +73,11 @@ def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | Non
     problem = start_problem(teacher, dataset_id)
     if problem:
         return None, error_box(problem)
+    student = values.get("student")
+    if student in (None, "", LAYERS_OF_TEACHER):
+        values = {**values, "student": None}
+    elif student not in STUDENTS:  # the page offers catalog students only; a request may say anything
+        return None, error_box(f"'{student}' is not a student this studio offers; choose one of {', '.join(STUDENTS)}.")
     try:
         config = DistillConfig.from_dict({**values, "teacher": teacher})
         with ctx.storage.db.session() as s:
@@ -127,7 +136,10 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     settings: dict[str, gr.components.Component] = {}
     with gr.Accordion("Advanced settings", open=False):
         for name in ADVANCED:
-            if name in CHOICES:
+            if name == "student":
+                settings[name] = gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label="student",
+                                             info="A text generator teaching a classifier: pick a small encoder")
+            elif name in CHOICES:
                 settings[name] = gr.Dropdown(CHOICES[name], value=defaults[name], label=name.replace("_", " "))
             elif fields[name].type in ("bool", bool):
                 settings[name] = gr.Checkbox(value=defaults[name], label=name.replace("_", " "))
@@ -151,7 +163,7 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
             with ctx.storage.db.session() as s:
                 task = records.get_dataset(s, ctx.viewer(request), ds).task
         values = preset_values(task, choice)
-        return [values[n] for n in names]
+        return [values[n] if n != "student" else values[n] or LAYERS_OF_TEACHER for n in names]
 
     def readiness(spec, ds):
         problem = start_problem(spec, ds)

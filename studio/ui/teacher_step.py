@@ -44,6 +44,11 @@ def describe(source: str, key: str | None, folder: str, hub_id: str,
         text = (f"**{entry.title}** — {entry.task.replace('_', ' ')}, {entry.params_millions:.1f} M parameters, "
                 f"about {memory:.2f} GB in memory to run, {3 * memory:.1f}–{4 * memory:.1f} GB to fine-tune. "
                 f"Licence: {entry.licence}.")
+        if entry.task == "causal_lm":
+            text += ("\n\nIt can also teach a **classifier**: it gets a classification head and is fine-tuned on your "
+                     "labels, then a small encoder student (choose *student* minilm-l6 in step 3) learns its answers. "
+                     f"Fine-tuning {entry.params_millions:.0f} M parameters is slow on a CPU: by parameter count each "
+                     "training step costs several times a MiniLM step; a GPU worker pays off here.")
         if status != "installed":
             return text + f"\n\n> ⚠️ Its weights are {status}.", None
         return text, key
