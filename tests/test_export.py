@@ -207,3 +207,25 @@ def test_a_users_words_cannot_change_the_model_card():
 
     assert "](http" not in card and "](x)" not in card and not re.search(r"(?<!\\)<img", card)
     assert "- Labels (rows): billing (3), ok \\# Hacked" in card  # still readable, one line, escaped
+
+
+def test_the_tfidf_baseline_exports_as_one_onnx_graph_measured_as_exported(cls_run, tmp_path):
+    from studio.baselines import TFIDF, fit_baselines
+    from studio.dataset import load_prepared
+
+    result = export_model(cls_run, ExportSettings(variant=TFIDF), tmp_path / "b.zip")
+    top = unzip(result.zip_path, tmp_path / "out")
+    assert sorted(p.name for p in top.iterdir()) == ["README.md", "baseline.onnx", "export.json", "predict.py"]
+    assert 0.9 <= result.checks["onnx_agreement"] <= 1.0
+    card = (top / "README.md").read_text()
+    assert "library_name: onnx" in card and "macro-F1" in card and "| label | precision |" in card
+    with pytest.raises(ConfigError, match="exports alone"):
+        export_model(cls_run, ExportSettings(variant=TFIDF, hybrid=True), tmp_path / "c.zip")
+    # the zip answers with onnxruntime and numpy only, like the baseline it came from (for these texts)
+    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", *TEXTS], cwd=tmp_path,
+                          env=fresh_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    config = json.loads((cls_run / "config.json").read_text())
+    fitted = next(b for b in fit_baselines(load_prepared(config["dataset"]).split("train"), config["labels"])
+                  if b.name == TFIDF)
+    assert [json.loads(line)["answer"] for line in done.stdout.splitlines()] == list(fitted.pipeline.predict(TEXTS))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from studio.baselines import LABELS_ONLY
+from studio.baselines import LABELS_ONLY, TFIDF
 from studio.baselines import NAMES as BASELINES
 from studio.distill import Progress, ProgressFn
 from studio.errors import ConfigError, ModelLoadError, UnsupportedError
@@ -169,6 +169,13 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
     from studio.export.card import model_card
 
     run_dir, out_zip = Path(run_dir), Path(out_zip)
+    if settings.variant == TFIDF:
+        if settings.hybrid:
+            raise ConfigError(["the hybrid option pairs a distilled model with its teacher; the TF-IDF baseline "
+                               "exports alone (turn the hybrid option off)"])
+        from studio.export.linear import export_linear_baseline
+
+        return export_linear_baseline(run_dir, out_zip, _zip_folder, on_progress)
     config = json.loads((run_dir / "config.json").read_text())
     task, labels = config["task"], config.get("labels") or []
     chosen = choose(run_dir, settings.variant)

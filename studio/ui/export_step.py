@@ -15,6 +15,7 @@ from sqlalchemy import select
 from storage import jobs as job_rows
 from storage import records
 from storage.models import Job
+from studio.baselines import TFIDF
 from studio.jobs import service
 from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, message_of
@@ -46,8 +47,8 @@ def exportable_models(ctx: UIContext, viewer, run_id: int | None) -> list[tuple[
         visible = set(s.scalars(job_rows.visible(select(Job.id).where(Job.id.in_(family)), viewer)))
         variants = [v for job_id in family if job_id in visible for v in records.variants_of(s, viewer, job_id)]
     named = [("student (the distilled model)", "student"), ("teacher", "teacher")]
-    return named + [(f"{v.name} ({v.role}, {v.method})", v.name) for v in variants
-                    if v.status == "ok" and v.name not in ("student", "teacher")]
+    return named + [(f"{v.name} ({v.role}, {v.method})", v.name) for v in variants if v.status == "ok"
+                    and v.name not in ("student", "teacher") and (v.role != "baseline" or v.name == TFIDF)]
 
 
 def start_export(ctx: UIContext, viewer, run_id, model, onnx, gguf, hybrid, threshold) -> tuple[int | None, str]:
