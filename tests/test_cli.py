@@ -60,12 +60,16 @@ def test_cli_runs_are_jobs_in_the_history(tiny_bert, samples, tmp_path, studio_h
                               timeout=300)
 
     done = studio("distill", "--data", str(data), "--teacher", str(tiny_bert), "--student-layers", "2", "--epochs", "1",
-                  "--teacher-epochs", "1", "--max-length", "48")
+                  "--teacher-epochs", "1", "--max-length", "48", "--min-steps", "0", "--teacher-learning-rate", "1e-3",
+                  "--labels-only")
     assert done.returncode == 0, done.stderr
     assert "distill student" in done.stderr  # the progress bar
     assert "Job 1 " in done.stdout
     header = next(line for line in done.stdout.splitlines() if line.startswith("model"))
     assert "accuracy" in header and "macro-F1" in header and "per s" in header
+    for name in ("tfidf-baseline", "majority-baseline", "student-labels-only"):
+        assert any(line.startswith(name) for line in done.stdout.splitlines()), name
+    assert "The student, label by label" in done.stdout and " 48 tokens" in done.stdout  # what the run chose
     run = studio_home / "artifacts" / "jobs" / "1"
     assert (run / "eval.json").exists() and (run / "student" / "model.safetensors").exists()
 

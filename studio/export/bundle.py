@@ -38,6 +38,8 @@ def choose(run_dir: Path, name: str) -> Chosen:
         return Chosen("student", "torch", run_dir / "student")
     if name == "teacher":
         return Chosen("teacher", "torch", Path(json.loads((run_dir / "teacher.json").read_text())["path"]))
+    if name == LABELS_ONLY and (run_dir / "student_labels_only" / "studio_ready").exists():
+        return Chosen(LABELS_ONLY, "torch", run_dir / "student_labels_only")
     folder = run_dir / "variants" / name
     if "/" in name or name.startswith(".") or not (folder / MANIFEST).exists():
         raise ConfigError([f"'{name}' is not a model of this run; choose 'student', 'teacher' or one of its variants"])
