@@ -152,6 +152,19 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def save(results: list[dict], minutes: float) -> dict:
+    """bench/results/quality.json, keeping datasets measured by earlier runs (--only) that this one did not."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "quality.json"
+    earlier = json.loads(path.read_text()).get("results", []) if path.exists() else []
+    names = {r["dataset"] for r in results}
+    merged = [r for r in earlier if r["dataset"] not in names] + results
+    out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "minutes_this_run": minutes,
+           "minutes_all": sum(r["minutes"] for r in merged), "results": merged}
+    path.write_text(json.dumps(out, indent=2))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="dataset names to run (default: all)")
@@ -174,12 +187,10 @@ def main() -> None:
             print(json.dumps({k: result[k] for k in ("dataset", "minutes", "stage_minutes", "verdict")}, indent=1),
                   flush=True)
             print(markdown([result]), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "minutes": (time.perf_counter() - started) / 60,
-           "results": results}
-    (RESULTS / "quality.json").write_text(json.dumps(out, indent=2))
+            save(results, (time.perf_counter() - started) / 60)  # a later crash keeps what was measured
+    out = save(results, (time.perf_counter() - started) / 60)
     print("\n" + markdown(results))
-    print(f"\nwhole bench: {out['minutes']:.1f} min")
+    print(f"\nthis run: {out['minutes_this_run']:.1f} min; all datasets in quality.json: {out['minutes_all']:.1f} min")
     for r in results:
         print(f"{r['dataset']}: " + "; ".join(r["verdict"]))
 

@@ -98,7 +98,7 @@ MaxChars = Annotated[int, typer.Option(help="Longest classification text accepte
 def check_data(file: Path, out: Annotated[Optional[Path], typer.Option(help="Where to write the splits.")] = None,
                task: Task = None, text_column: TextCol = None, label_column: LabelCol = None,
                prompt_column: PromptCol = None, response_column: ResponseCol = None,
-               max_chars: MaxChars = 10_000, seed: int = 13) -> None:
+               max_chars: MaxChars = 100_000, seed: int = 13) -> None:
     """Check a dataset file (CSV, TSV, JSONL, TXT, Parquet) and split it into train/validation/test."""
     out = out or runs_dir() / "datasets" / file.stem
     opts = _options(task, text_column, label_column, prompt_column, response_column, max_chars, seed)
@@ -228,7 +228,7 @@ def distill(
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
     task: Task = None, text_column: TextCol = None, label_column: LabelCol = None,
     prompt_column: PromptCol = None, response_column: ResponseCol = None,
-    max_chars: MaxChars = 10_000, seed: int = 13,
+    max_chars: MaxChars = 100_000, seed: int = 13,
 ) -> None:
     """Distill a teacher into a smaller student on your data, then evaluate both on the test split, beside a
     majority-class and a TF-IDF baseline. Settings left out keep their defaults (in brackets).

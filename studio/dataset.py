@@ -75,8 +75,9 @@ class DatasetOptions:
     test_fraction: float = 0.1
     """Share of rows held out for the final quality figures. Never trained on."""
     seed: int = 13
-    max_chars: int = 10_000
-    """A classification text longer than this is rejected (models read ~512 tokens at most)."""
+    max_chars: int = 100_000
+    """A classification text longer than this is rejected, as a sign of a wrong column or a broken file (a long
+    article is fine: the models read its first max_length tokens, and the run says how many texts were cut)."""
     min_examples_per_label: int = 3
     """A label needs at least one example in training and one to test it on."""
 
