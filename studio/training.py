@@ -267,6 +267,8 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
                 if here.stopped or here.global_step >= last:
                     break
             result.seconds.append(time.perf_counter() - started)
+            if not items:  # nothing to train on: never loop forever
+                break
     if here.stopped:
         _load_best(checkpoint_dir, inner, here.best_step)
     result.steps, result.best_step, result.best_score = here.global_step, here.best_step, here.best_score

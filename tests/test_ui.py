@@ -204,3 +204,29 @@ def test_uploads_stop_while_the_disk_is_nearly_full(ctx):
         assert answer.status_code == 507 and "is nearly full" in answer.json()["detail"]
     finally:
         running.stop()
+
+
+def test_distill_step_takes_only_catalog_students_and_says_what_a_run_chose(ctx, samples):
+    from storage import records
+    from studio.jobs import service
+    from studio.ui.compare_step import closer_look, warnings_text
+    from studio.ui.distill_step import LAYERS_OF_TEACHER, preset_values, start_job
+
+    me = records.local_user(ctx.storage.db)
+    dataset = service.add_dataset(ctx.storage, me, samples / "support_tickets.csv")
+    values = {**preset_values("classification", "Balanced"), "student": "/etc/models/anything"}
+    job_id, said = start_job(ctx, me, "minilm-l6", dataset, values)
+    assert job_id is None and "is not a student this studio offers" in said
+    job_id, _ = start_job(ctx, me, "minilm-l6", dataset, {**values, "student": LAYERS_OF_TEACHER})
+    with ctx.storage.db.session() as s:
+        config = s.get(records.Job, job_id).config["distill"]
+    assert config["student"] is None and config["teacher_learning_rate"] == 0.0 and config["min_steps"] == 250
+
+    report = {"labels": ["a", "b"], "models": [
+        {"name": "student", "confusion": [[3, 1], [0, 2]], "warnings": ["does not beat the TF-IDF baseline"],
+         "per_class": {"a": {"precision": 1.0, "recall": 0.75, "f1": 0.857, "support": 4},
+                       "b": {"precision": 0.667, "recall": 1.0, "f1": 0.8, "support": 2}}}]}
+    assert "**student** does not beat the TF-IDF baseline" in warnings_text(report)
+    figure, rows = closer_look(report, "student")
+    assert rows[0] == ["a", 1.0, 0.75, 0.857, 4] and list(figure.data[0].x) == ["a", "b"]
+    assert closer_look(report, "nobody") == (None, [])
