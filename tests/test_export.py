@@ -141,17 +141,29 @@ def test_hybrid_classifier_measures_share_and_predict_py_answers(cls_run, tmp_pa
     dataset = json.loads((cls_run / "config.json").read_text())["dataset"]
     rows = [json.loads(line)["text"] for line in (Path(dataset) / "train.jsonl").read_text().splitlines()[:50]]
     assert not any(row in card for row in rows)  # counts, never the owner's rows
-    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "--threshold", "1.01", *TEXTS],
+    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "--threshold", "1", *TEXTS],
                           cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     answers = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [a["by"] for a in answers] == ["teacher"] * 3  # nothing is confident above 1.01
+    assert [a["by"] for a in answers] == ["teacher"] * 3  # threshold 1: the teacher answers everything
     student = load_for_task(resolve_source(str(cls_run / "student")), "classification", settings["labels"])
     done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "--threshold", "0", *TEXTS],
                           cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
     labels = [student.config.id2label[int(i)] for i in
               original_logits(student, load_tokenizer(resolve_source(str(cls_run / "student")))).argmax(-1)]
     assert [json.loads(line)["answer"] for line in done.stdout.splitlines()] == labels
+
+
+def test_threshold_one_sends_everything_to_the_teacher_and_stays_in_range():
+    from studio.export.hybrid import choose_threshold
+    from studio.export.predict import student_answers
+
+    assert student_answers(0.7, 0.7) and not student_answers(0.69, 0.7)
+    assert not student_answers(1.0, 1.0)  # a float32 softmax can say exactly 1.0
+    labels = ["a", "b", "a", "b"]
+    hopeless = [("b", 1.0), ("a", 0.99), ("b", 0.6), ("a", 1.0)]  # always wrong, often sure
+    assert choose_threshold(hopeless, labels, labels) == 1.0
+    assert choose_threshold([(y, 0.8) for y in labels], labels, labels) == 0.0
 
 
 def test_causal_student_exports_safetensors_onnx_and_gguf(lm_run, tmp_path):

@@ -149,7 +149,8 @@ def _hybrid_text(hybrid: dict | None, task: str) -> str:
                 "hybrid option to add the teacher and a confidence threshold).\n")
     lines = ["## Small model first, teacher when unsure\n",
              f"`predict.py` asks the student first and hands the input to the teacher (in `teacher/`) when the "
-             f"student's confidence is below **{hybrid['threshold']:.4g}** ({hybrid['threshold_source']}).\n",
+             f"student's confidence is below **{hybrid['threshold']:.4g}** ({hybrid['threshold_source']}; "
+             "at 1 the teacher answers everything).\n",
              f"- The student answers **{hybrid['student_share']:.1%}** of inputs alone ({hybrid['measured_on']})."]
     if task == "classification":
         lines += [f"- Accuracy: student alone {hybrid['student_accuracy']:.1%}, hybrid {hybrid['hybrid_accuracy']:.1%}, "

@@ -12,7 +12,6 @@ student answers alone.
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 
@@ -34,8 +33,13 @@ def _classify_all(runner: predict.Runner, records: list[dict]) -> list[tuple[str
 
 
 def _hybrid_accuracy(student: list[tuple[str, float]], teacher: list[str], labels: list[str], threshold: float) -> float:
-    right = [(s == y) if c >= threshold else (t == y) for (s, c), t, y in zip(student, teacher, labels)]
+    right = [(s == y) if predict.student_answers(c, threshold) else (t == y) for (s, c), t, y in zip(student, teacher, labels)]
     return sum(right) / max(1, len(right))
+
+
+def _share(confidences: list[float], threshold: float) -> float:
+    """The part of the inputs the student answers alone at ``threshold``."""
+    return sum(predict.student_answers(c, threshold) for c in confidences) / max(1, len(confidences))
 
 
 def choose_threshold(student: list[tuple[str, float]], teacher: list[str], labels: list[str]) -> float:
@@ -44,7 +48,7 @@ def choose_threshold(student: list[tuple[str, float]], teacher: list[str], label
     for threshold in sorted({0.0} | {round(c, 4) for _, c in student}):
         if _hybrid_accuracy(student, teacher, labels, threshold) >= target:
             return threshold
-    return math.nextafter(1.0, 2.0)  # above every confidence: the teacher answers everything
+    return 1.0  # the teacher answers everything
 
 
 def measure_classifier(student: predict.Runner, teacher: predict.Runner, validation: list[dict], test: list[dict],
@@ -59,11 +63,11 @@ def measure_classifier(student: predict.Runner, teacher: predict.Runner, validat
     said = _classify_all(student, test)
     teacher_said = [label for label, _ in _classify_all(teacher, test)]
     labels = [r["label"] for r in test]
-    curve = [{"threshold": t, "student_share": sum(c >= t for _, c in said) / max(1, len(said)),
+    curve = [{"threshold": t, "student_share": _share([c for _, c in said], t),
               "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, t)} for t in OTHER_THRESHOLDS]
     return {"threshold": threshold, "curve": curve, "threshold_source": chosen,
             "measured_on": f"test split, {len(test)} examples",
-            "student_share": sum(c >= threshold for _, c in said) / max(1, len(said)),
+            "student_share": _share([c for _, c in said], threshold),
             "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, threshold),
             "student_accuracy": _hybrid_accuracy(said, teacher_said, labels, 0.0),
             "teacher_accuracy": sum(t == y for t, y in zip(teacher_said, labels)) / max(1, len(labels))}
@@ -87,10 +91,9 @@ def measure_causal(student: predict.Runner, validation: list[dict], test: list[d
     else:
         source = "set by the user"
     confidences = _confidences(student, test)
-    share = lambda t: sum(c >= t for c in confidences) / max(1, len(confidences))  # noqa: E731
-    return {"threshold": threshold, "threshold_source": source, "student_share": share(threshold),
+    return {"threshold": threshold, "threshold_source": source, "student_share": _share(confidences, threshold),
             "measured_on": f"test split, first {len(confidences)} prompts, 24 new tokens each",
-            "curve": [{"threshold": t, "student_share": share(t)} for t in CAUSAL_THRESHOLDS]}
+            "curve": [{"threshold": t, "student_share": _share(confidences, t)} for t in CAUSAL_THRESHOLDS]}
 
 
 def measure(export_dir: Path, settings: dict, validation: list[dict], test: list[dict],

@@ -3,7 +3,7 @@
     python predict.py "My parcel never arrived"            one answer per text
     python predict.py --file questions.txt                 one text per line
     python predict.py --runtime onnx "..."                 ONNX Runtime instead of transformers
-    python predict.py --threshold 0.9 "..."                a stricter hand-over to the teacher
+    python predict.py --threshold 0.9 "..."                a stricter hand-over to the teacher (1: teacher only)
     python predict.py --json "..."                         machine-readable answers
 
 Needs torch and transformers (and onnxruntime for --runtime onnx); nothing else. The studio that
@@ -100,13 +100,18 @@ def generate(runner: Runner, question: str, max_new_tokens: int = 48) -> tuple[s
     return tok.decode(ids[0, start:], skip_special_tokens=True).strip(), confidence
 
 
+def student_answers(confidence: float, threshold: float) -> bool:
+    """The student keeps its answer at or above ``threshold``; a threshold of 1 (or more) sends every input on."""
+    return confidence >= threshold and threshold < 1.0
+
+
 def answer(texts: list[str], student: Runner, teacher: Runner | None, threshold: float) -> list[dict]:
     """The student answers; below ``threshold`` confidence the teacher (when exported) answers instead."""
     results = []
     for text in texts:
         said, confidence = classify(student, [text])[0] if student.task == "classification" else generate(student, text)
         result = {"input": text, "answer": said, "confidence": round(confidence, 4), "by": "student"}
-        if teacher is not None and confidence < threshold:
+        if teacher is not None and not student_answers(confidence, threshold):
             said, confidence = classify(teacher, [text])[0] if teacher.task == "classification" \
                 else generate(teacher, text)
             result.update(answer=said, teacher_confidence=round(confidence, 4), by="teacher")
