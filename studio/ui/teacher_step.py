@@ -8,7 +8,9 @@ from pathlib import Path
 import gradio as gr
 
 from studio.accounts import models_dir
+from studio.errors import StudioError
 from studio.teacher import CATALOG, catalog_status, is_offline
+from studio.teacher_cost import BATCH, LENGTH, known_cost, measure_cost
 from studio.ui.context import UIContext
 
 SOURCES = ["Catalog (works offline)", "A folder on this machine", "A model hub id (needs the internet)"]
@@ -21,13 +23,37 @@ class TeacherTab:
     folder: gr.Textbox
     hub_id: gr.Textbox
     info: gr.Markdown
+    costs: gr.Dataframe
+    measure: gr.Button
     chosen: gr.State
     """The teacher spec the later steps use: a catalog key, a folder path or a hub id."""
 
 
+COST_HEADER = f"fine-tune here (s per step of {BATCH}×{LENGTH} tokens)"
+CATALOG_HEADERS = ["key", "model", "task", "size", "licence", COST_HEADER, "status"]
+
+
+def _cost_cell(key: str) -> str:
+    cost = known_cost(key)
+    return f"{cost.seconds_per_step:.2f} s (≥ {cost.minimum_minutes:.0f} min a run)" if cost else "not measured yet"
+
+
 def catalog_rows() -> list[list[str]]:
     installed = sorted(CATALOG.values(), key=lambda e: catalog_status(e) != "installed")
-    return [[e.key, e.title, e.task, f"{e.params_millions:.1f} M", e.licence, catalog_status(e)] for e in installed]
+    return [[e.key, e.title, e.task, f"{e.params_millions:.1f} M", e.licence, _cost_cell(e.key), catalog_status(e)]
+            for e in installed]
+
+
+def measure_here(described: str, spec: str | None) -> tuple[str, list[list[str]]]:
+    """Time a few real fine-tune steps of the chosen teacher on this machine (about a minute at most)."""
+    if not spec:
+        return described + "\n\n> ⚠️ Choose a teacher that can be used before measuring it.", catalog_rows()
+    try:
+        cost = measure_cost(spec)
+    except StudioError as err:
+        return described + f"\n\n> ⚠️ It could not be measured: {err}", catalog_rows()
+    head = described.split("\n\n**Fine-tune cost on this machine:**")[0]
+    return f"{head}\n\n**Fine-tune cost on this machine:** {cost.words()}", catalog_rows()
 
 
 def describe(source: str, key: str | None, folder: str, hub_id: str,
@@ -44,11 +70,15 @@ def describe(source: str, key: str | None, folder: str, hub_id: str,
         text = (f"**{entry.title}** — {entry.task.replace('_', ' ')}, {entry.params_millions:.1f} M parameters, "
                 f"about {memory:.2f} GB in memory to run, {3 * memory:.1f}–{4 * memory:.1f} GB to fine-tune. "
                 f"Licence: {entry.licence}.")
+        if entry.terms_notice:
+            text += f"\n\n{entry.terms_notice}"
         if entry.task == "causal_lm":
             text += ("\n\nIt can also teach a **classifier**: it gets a classification head and is fine-tuned on your "
-                     "labels, then a small encoder student (choose *student* minilm-l6 in step 3) learns its answers. "
-                     f"Fine-tuning {entry.params_millions:.0f} M parameters is slow on a CPU: by parameter count each "
-                     "training step costs several times a MiniLM step; a GPU worker pays off here.")
+                     "labels, then a small encoder student (choose *student* minilm-l6 in step 3) learns its answers.")
+        cost = known_cost(key)
+        text += (f"\n\n**Fine-tune cost on this machine:** {cost.words()}" if cost else
+                 "\n\n**Fine-tune cost on this machine:** not measured yet (*Measure here* times a few real "
+                 "training steps; under a minute).")
         if status != "installed":
             return text + f"\n\n> ⚠️ Its weights are {status}.", None
         return text, key
@@ -71,8 +101,7 @@ def describe(source: str, key: str | None, folder: str, hub_id: str,
 
 def build_teacher_tab(ctx: UIContext) -> TeacherTab:
     gr.Markdown("### 1. Choose a teacher\nThe big model whose knowledge the small student learns.")
-    gr.Dataframe(catalog_rows(), headers=["key", "model", "task", "size", "licence", "status"], interactive=False,
-                 label="Offline catalog")
+    costs = gr.Dataframe(catalog_rows(), headers=CATALOG_HEADERS, interactive=False, label="Offline catalog")
     source = gr.Radio(SOURCES, value=SOURCES[0], label="Where the teacher comes from")
     first = next(iter(CATALOG))
     catalog = gr.Dropdown(list(CATALOG), value=first, label="Catalog teacher")
@@ -80,6 +109,7 @@ def build_teacher_tab(ctx: UIContext) -> TeacherTab:
     hub_id = gr.Textbox(label="Hub id", visible=False)
     text, spec = describe(SOURCES[0], first, "", "")
     info = gr.Markdown(text)
+    measure = gr.Button("Measure the chosen teacher's fine-tune cost here", size="sm")
     chosen = gr.State(spec)
 
     def update(src: str, key: str | None, path: str, hub: str):
@@ -89,4 +119,5 @@ def build_teacher_tab(ctx: UIContext) -> TeacherTab:
 
     for trigger in (source.change, catalog.change, folder.change, hub_id.change):
         trigger(update, [source, catalog, folder, hub_id], [catalog, folder, hub_id, info, chosen])
-    return TeacherTab(source, catalog, folder, hub_id, info, chosen)
+    measure.click(measure_here, [info, chosen], [info, costs], concurrency_limit=1, concurrency_id="measure-cost")
+    return TeacherTab(source, catalog, folder, hub_id, info, costs, measure, chosen)
