@@ -94,10 +94,10 @@ def datasets(work: Path) -> dict[str, dict]:
     return made
 
 
-def run_one(name: str, spec: dict, work: Path) -> dict:
+def run_one(name: str, spec: dict, work: Path, overrides: dict | None = None) -> dict:
     dataset = prepare_dataset(spec["file"], work / f"{name}-data", spec.get("options"), test_file=spec.get("test_file"))
     counts = dataset.report.label_counts
-    config = DistillConfig(labels_only_student=True)
+    config = DistillConfig.from_dict({**DistillConfig(labels_only_student=True).to_dict(), **(overrides or {})})
     stages: dict[str, float] = {}
     last = {"stage": None, "at": time.perf_counter()}
 
@@ -153,10 +153,10 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def save(results: list[dict], minutes: float) -> dict:
-    """bench/results/quality.json, keeping datasets measured by earlier runs (--only) that this one did not."""
+def save(results: list[dict], minutes: float, name: str = "quality.json") -> dict:
+    """bench/results/<name>, keeping datasets measured by earlier runs (--only) that this one did not."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "quality.json"
+    path = RESULTS / name
     earlier = json.loads(path.read_text()).get("results", []) if path.exists() else []
     names = {r["dataset"] for r in results}
     merged = [r for r in earlier if r["dataset"] not in names] + results
@@ -169,7 +169,11 @@ def save(results: list[dict], minutes: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="dataset names to run (default: all)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="not the defaults: DistillConfig settings to change (JSON values), e.g. student_layers=4")
+    parser.add_argument("--out", default="quality.json", help="file name under bench/results/")
     args = parser.parse_args()
+    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     hf_logging.set_verbosity_error()
     import torch
 
@@ -182,18 +186,26 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             print(f"\n== {name}", flush=True)
-            result = run_one(name, spec, work)
+            result = run_one(name, spec, work, overrides)
+            result["settings_changed"] = overrides
             result["verdict"] = verdict(result)
             results.append(result)
             print(json.dumps({k: result[k] for k in ("dataset", "minutes", "stage_minutes", "verdict")}, indent=1),
                   flush=True)
             print(markdown([result]), flush=True)
-            save(results, (time.perf_counter() - started) / 60)  # a later crash keeps what was measured
-    out = save(results, (time.perf_counter() - started) / 60)
+            save(results, (time.perf_counter() - started) / 60, args.out)  # a later crash keeps what was measured
+    out = save(results, (time.perf_counter() - started) / 60, args.out)
     print("\n" + markdown(results))
     print(f"\nthis run: {out['minutes_this_run']:.1f} min; all datasets in quality.json: {out['minutes_all']:.1f} min")
     for r in results:
         print(f"{r['dataset']}: " + "; ".join(r["verdict"]))
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 if __name__ == "__main__":

@@ -62,14 +62,35 @@ def collate(items: list[dict], pad_id: int, pad_to: int | None = None) -> dict[s
     return batch
 
 
+GROUP = 50
+"""Length-grouped shuffling sorts windows of this many batches by length (as transformers' Trainer
+does with group_by_length): batches pad to similar lengths, so varied texts train up to twice as fast."""
+
+
 def iter_batches(items: list[dict], batch_size: int, pad_id: int, seed: int | None = None,
-                 pad_to: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches in order, or shuffled reproducibly when ``seed`` is given (same seed, same order)."""
+                 pad_to: int | None = None, by_length: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches in order, or shuffled reproducibly when ``seed`` is given (same seed, same order).
+
+    ``by_length``: with a seed, each window of GROUP batches is sorted by length and the batches
+    are shuffled; without one, all items go longest first (order does not matter to a score)."""
     order = list(range(len(items)))
-    if seed is not None:
-        order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
-    for start in range(0, len(order), batch_size):
-        yield collate([items[i] for i in order[start:start + batch_size]], pad_id, pad_to)
+    size = lambda i: len(items[i]["input_ids"])  # noqa: E731
+    if seed is None:
+        if by_length:
+            order.sort(key=size, reverse=True)
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(items), generator=generator).tolist()
+        if by_length:
+            window = GROUP * batch_size
+            order = [i for start in range(0, len(order), window)
+                     for i in sorted(order[start:start + window], key=size, reverse=True)]
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        if by_length:
+            batches = [batches[b] for b in torch.randperm(len(batches), generator=generator).tolist()]
+    for batch in batches:
+        yield collate([items[i] for i in batch], pad_id, pad_to)
 
 
 def model_inputs(batch: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:

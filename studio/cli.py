@@ -227,6 +227,10 @@ def distill(
                                                           "[2].")] = None,
     teacher_learning_rate: Annotated[Optional[float], typer.Option(help="Teacher learning rate [0: Auto, chosen on "
                                                                    "the validation split].")] = None,
+    teacher_training: Annotated[Optional[str], typer.Option(help="A teacher new to your labels: full (fine-tune every "
+                                                            "weight), head (fit its head only: minutes for a big "
+                                                            "text generator), auto [auto: head for text generators, "
+                                                            "full for encoders].")] = None,
     trim_vocab: Annotated[bool, typer.Option(help="Classification: drop unused vocabulary rows.")] = True,
     top_k: Annotated[Optional[int], typer.Option(help="Causal LM: teacher logits cached per token [32].")] = None,
     labels_only: Annotated[bool, typer.Option(help="Also train the student on labels alone, to show what "
@@ -246,7 +250,8 @@ def distill(
     given = dict(student_layers=student_layers, epochs=epochs, min_steps=min_steps, max_steps=max_steps,
                  patience=patience, balance=balance, temperature=temperature, alpha=alpha,
                  learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, lora_r=lora_r,
-                 teacher_epochs=teacher_epochs, teacher_learning_rate=teacher_learning_rate, top_k=top_k)
+                 teacher_epochs=teacher_epochs, teacher_learning_rate=teacher_learning_rate, top_k=top_k,
+                 teacher_training=teacher_training)
     config = DistillConfig(teacher=teacher, student=student, lora=lora, qlora=qlora, trim_vocab=trim_vocab,
                            labels_only_student=labels_only, seed=seed,
                            **{k: v for k, v in given.items() if v is not None})

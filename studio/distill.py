@@ -33,6 +33,8 @@ from studio.losses import balanced_class_weights, causal_kd_loss, classification
 from studio.settings import Check, Settings
 from studio.student import layer_drop_student, same_tokenizer, trim_vocabulary
 from studio.teacher import SAFE_LOAD, load_causal_lm, load_classifier, load_tokenizer, resolve_source
+from studio.teacher_head import decoder_classifier, teach_head
+from studio.teacher_head import describe as describe_head
 from studio.training import (
     Progress,
     ProgressFn,
@@ -52,6 +54,9 @@ AUTO_MAX_LENGTH = 256
 """The longest input an automatic max_length picks: cost grows with length (and memory with its square)."""
 TEACHER_LEARNING_RATES = (3e-5, 1e-4, 3e-4)
 """What the automatic teacher learning rate tries; each trial runs the first fifth of the same schedule."""
+ENCODER_STUDENT = "minilm-l6"
+"""The student of a text generator teaching a classifier (unless one is named): a pretrained encoder,
+cut to ``student_layers`` of its 6 layers; a few layers kept from a 30-layer generator classify poorly."""
 SKEWED = 1.5
 """Labels count as skewed (and are weighted) when the commonest class has this many times the rarest's rows."""
 
@@ -65,7 +70,8 @@ class DistillConfig(Settings):
     student: str | None = None
     """None builds the student from the teacher's layers; else a catalog key or folder."""
     student_layers: int = 3
-    """Layers kept from the teacher. Fewer is smaller and faster, but learns less."""
+    """Layers kept from the teacher (from MiniLM-L6 when a text generator teaches a classifier). Fewer is
+    smaller and faster, but learns less."""
     trim_vocab: bool = True
     """Classification only: drop vocabulary rows the data never uses (halves a small encoder)."""
     temperature: float = 2.0
@@ -102,6 +108,11 @@ class DistillConfig(Settings):
     lora_dropout: float = 0.05
     teacher_epochs: int = 2
     """Classification: passes (at least) to fine-tune a teacher that has no head for your labels."""
+    teacher_training: str = "auto"
+    """Classification, a teacher with no head for your labels: 'full' fine-tunes every weight; 'head' keeps
+    its weights and fits only its classification head on what it reads (one pass over the data: minutes,
+    not hours, for a 135 M-parameter teacher on a CPU); 'auto' is 'head' for text generators used as
+    classifiers and 'full' for encoders."""
     teacher_learning_rate: float = 0.0
     """0 (Auto) tries 3e-5, 1e-4 and 3e-4 on the validation split and keeps the best (about 1.4x the
     teacher's training time); a number skips the search."""
@@ -123,6 +134,7 @@ class DistillConfig(Settings):
             ("max_steps", 0 <= self.max_steps <= 1_000_000, "0 (no cap) or a positive number"),
             ("patience", 0 <= self.patience <= 100, "0 (never stop early) to 100"),
             ("balance", self.balance in ("auto", "weights", "off"), "'auto', 'weights' or 'off'"),
+            ("teacher_training", self.teacher_training in ("auto", "full", "head"), "'auto', 'full' or 'head'"),
             ("batch_size", 1 <= self.batch_size <= 1024, "from 1 to 1024"),
             ("learning_rate", 0 < self.learning_rate <= 0.1, "above 0 and at most 0.1"),
             ("teacher_learning_rate", 0 <= self.teacher_learning_rate <= 0.1, "0 (Auto) or above 0 up to 0.1"),
@@ -233,7 +245,10 @@ def plan_words(plan: RunPlan) -> str:
            f"the models read the first {plan.max_length} of each." if plan.texts_cut else
            f"Every training text fits in {plan.max_length} tokens.")
     weighed = " Labels are skewed, so each class counts equally in training." if plan.class_weights else ""
-    return cut + weighed
+    head = plan.stages.get("teacher", {})
+    frozen = (" The teacher's weights stayed as they were: it read the texts once and only its head was fitted "
+              f"to your labels (validation macro-F1 {head['best_validation']:.3f})." if head.get("trained") else "")
+    return cut + weighed + frozen
 
 
 # --------------------------------------------------------------------------- teacher
@@ -256,6 +271,10 @@ def setup_teacher(config: DistillConfig, dataset: PreparedDataset, run: RunPaths
     if model.config.pad_token_id is None:  # a text generator as a classifier: it finds each text's end by padding
         model.config.pad_token_id = tokenizer.pad_token_id
     if not ready:
+        if _head_only(config, model):
+            fit_teacher_head(model, tokenizer, config, dataset, run, plan, on_progress)
+            _save_model(model, tokenizer, run.teacher)
+            return model, tokenizer, str(run.teacher)
         if config.teacher_epochs == 0:
             raise ConfigError(["teacher_epochs is 0, but the teacher has no head for your labels; "
                                "allow at least 1 epoch so it can learn them"])
@@ -309,6 +328,31 @@ def finetune_teacher(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     result = run_stage(model, stage, loss_fn, config, run.checkpoints / "teacher", "teacher", lr, run.metrics,
                        on_progress)
     plan.stages["teacher"] = stage_summary(stage.plan, result)
+
+
+def _head_only(config: DistillConfig, model: PreTrainedModel) -> bool:
+    if config.teacher_training == "full":
+        return False
+    if not decoder_classifier(model):
+        if config.teacher_training == "head":
+            raise ConfigError([f"teacher_training 'head' needs a text generator as the teacher (its head is one "
+                               f"linear layer on the last token); {type(model).__name__} is not one. "
+                               "Use 'full' or 'auto'"])
+        return False
+    return True
+
+
+def fit_teacher_head(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: DistillConfig,
+                     dataset: PreparedDataset, run: RunPaths, plan: RunPlan, on_progress: ProgressFn | None) -> None:
+    """Frozen teacher, fitted head (studio.teacher_head); its training-split logits become the KD cache."""
+    label_ids = _label_ids(dataset.report.labels)
+    train = encode_records(dataset.split("train"), tokenizer, config.max_length, label_ids)
+    held_out = encode_records(dataset.split("validation"), tokenizer, config.max_length, label_ids)
+    key = json.dumps([config.teacher, dataset.report.split_sizes, config.max_length])
+    fit = teach_head(model, train, held_out, len(label_ids), plan.class_weights, config.batch_size,
+                     tokenizer.pad_token_id, config.seed, run.root / "teacher_features.safetensors", key, on_progress)
+    plan.stages["teacher"] = describe_head(fit)
+    write_cache(run.cache, {"logits": fit.train_logits}, cache_fingerprint(config, str(run.teacher), dataset, "logits"))
 
 
 def search_learning_rate(model: PreTrainedModel, stage: Stage, loss_fn: Callable, config: DistillConfig,
@@ -388,13 +432,16 @@ def setup_student(config: DistillConfig, teacher: PreTrainedModel, tokenizer: Pr
                   dataset: PreparedDataset, run: RunPaths) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
     """Build the student. Returns (model, its tokenizer, kd_mode)."""
     task = dataset.report.task
-    if config.student:
-        source = resolve_source(config.student)
+    encoder_for_generator = config.student is None and task == "classification" and decoder_classifier(teacher)
+    if config.student or encoder_for_generator:
+        source = resolve_source(config.student or ENCODER_STUDENT)
         student_tok = load_tokenizer(source)
         if task == "classification":  # class-logit KD needs no shared tokenizer: any classifier can learn
             student, _ = load_classifier(source, dataset.report.labels)
             if student.config.pad_token_id is None:
                 student.config.pad_token_id = student_tok.pad_token_id
+            if encoder_for_generator and config.student_layers < student.config.num_hidden_layers:
+                student = layer_drop_student(student, config.student_layers)
         else:
             student = load_causal_lm(source)
         same = same_tokenizer(tokenizer, student_tok)
@@ -482,12 +529,22 @@ def cache_teacher(teacher: PreTrainedModel, items: list[dict], config: DistillCo
                 out["top_indices"].append(indices.int())
             report(on_progress, Progress("cache", 1, 1, step + 1, steps))
     tensors = {k: torch.cat(v) for k, v in out.items() if v}
+    write_cache(path, tensors, fingerprint)
+    return tensors
+
+
+def write_cache(path: Path, tensors: dict[str, torch.Tensor], fingerprint: str) -> None:
     meta = json.dumps({"fingerprint": fingerprint}).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({**tensors, "meta": torch.tensor(list(meta), dtype=torch.uint8)}, str(tmp))
     os.replace(tmp, path)
-    return tensors
+
+
+def cache_fingerprint(config: DistillConfig, teacher_dir: str, dataset: PreparedDataset, kd_mode: str) -> str:
+    """What the cached teacher logits depend on: a change to any of it computes them again."""
+    return json.dumps([config.teacher, teacher_dir, dataset.report.split_sizes, config.max_length, config.top_k,
+                       dataset.report.task, kd_mode])
 
 
 # --------------------------------------------------------------------------- the whole step
@@ -558,8 +615,7 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
 
     label_ids = _label_ids(dataset.report.labels) if task == "classification" else None
     teacher_items = encode_records(records, tokenizer, config.max_length, label_ids)
-    fingerprint = json.dumps([config.teacher, teacher_dir, dataset.report.split_sizes, config.max_length,
-                              config.top_k, task, kd_mode])
+    fingerprint = cache_fingerprint(config, teacher_dir, dataset, kd_mode)
     started = time.perf_counter()
     cache = {} if kd_mode == "sequence" else cache_teacher(
         teacher, teacher_items, config, task, tokenizer.pad_token_id, run.cache, fingerprint, on_progress)

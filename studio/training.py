@@ -119,7 +119,7 @@ def classification_validator(items: list[dict], batch_size: int, pad_id: int, cl
     @torch.inference_mode()
     def validate(model: torch.nn.Module) -> Validation:
         losses, predictions, truth = [], [], []
-        for batch in iter_batches(items, batch_size, pad_id):
+        for batch in iter_batches(items, batch_size, pad_id, by_length=True):
             logits = model(**model_inputs(batch, model.device)).logits.float()
             labels = batch["labels"].to(logits.device)
             losses.append(torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item())
@@ -232,7 +232,8 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
             skip = here.global_step - epoch * per_epoch
             model.train()
             started = time.perf_counter()
-            for step, batch in enumerate(iter_batches(items, batch_size, pad_id, seed=seed + epoch, pad_to=pad_to)):
+            batches = iter_batches(items, batch_size, pad_id, seed=seed + epoch, pad_to=pad_to, by_length=pad_to is None)
+            for step, batch in enumerate(batches):
                 if step < skip:
                     continue
                 loss = loss_fn(model, batch)

@@ -232,16 +232,91 @@ def test_auto_teacher_learning_rate_is_chosen_on_validation_and_not_searched_aga
 
 
 def test_a_text_generator_teaches_a_classifier_with_another_tokenizer(tiny_llama, tiny_bert, tickets, tmp_path):
-    """A causal LM gets a classification head and is fine-tuned; a BERT student with its own vocabulary learns
-    from its class logits (the logits are per text, so the tokenizers need not match)."""
+    """A causal LM gets a classification head; by default ('auto') its weights stay frozen and only the head is
+    fitted. A BERT student with its own vocabulary learns from its class logits (per text: tokenizers may differ)."""
+    from safetensors.torch import load_file
+
+    from studio.batches import iter_batches, model_inputs
+    from studio.teacher import load_tokenizer, resolve_source
+
     run = tmp_path / "run"
-    result = distill(small(teacher=str(tiny_llama), student=str(tiny_bert), threads=1), tickets, run)
+    seen: list[Progress] = []
+    result = distill(small(teacher=str(tiny_llama), student=str(tiny_bert), threads=1), tickets, run,
+                     on_progress=seen.append)
     assert result.kd_mode == "logits"
     teacher = AutoModelForSequenceClassification.from_pretrained(run / "teacher")
     assert teacher.config.architectures == ["LlamaForSequenceClassification"]
     assert teacher.config.pad_token_id is not None
+    original = AutoModelForCausalLM.from_pretrained(tiny_llama).model.state_dict()
+    assert all(torch.equal(original[k], v) for k, v in teacher.model.state_dict().items())  # frozen
+    plan = json.loads((run / "config.json").read_text())["plan"]
+    assert plan["stages"]["teacher"]["trained"].startswith("head only") and len(plan["stages"]["teacher"]["head_trials"]) == 5
+    assert "only its head was fitted" in plan["words"]
+    assert not any(p.stage == "cache" for p in seen)  # the KD targets came with the fit, no second pass
+    tokenizer = load_tokenizer(resolve_source(str(run / "teacher")))
+    labels = {label: i for i, label in enumerate(tickets.report.labels)}
+    items = encode_records(tickets.split("train"), tokenizer, plan["max_length"], labels)
+    with torch.no_grad():
+        logits = torch.cat([teacher(**model_inputs(b)).logits for b in iter_batches(items, 32, tokenizer.pad_token_id)])
+    assert torch.allclose(load_file(run / "cache" / "teacher_logits.safetensors")["logits"], logits, atol=1e-4)
     student = AutoModelForSequenceClassification.from_pretrained(run / "student")
     assert student.config.model_type == "bert"
     report = evaluate_run(run)
     assert [m["name"] for m in report["models"]][:2] == ["teacher", "student"]
     assert report["models"][1]["agreement"] is not None
+
+
+def test_teacher_training_full_or_head_is_the_users_choice(tiny_llama, tiny_bert, tickets, tmp_path):
+    with pytest.raises(ConfigError, match="teacher_training 'head' needs a text generator"):
+        distill(small(teacher=str(tiny_bert), teacher_training="head"), tickets, tmp_path / "a")
+    run = tmp_path / "b"
+    distill(small(teacher=str(tiny_llama), student=str(tiny_bert), teacher_training="full", max_steps=3), tickets, run)
+    teacher = AutoModelForSequenceClassification.from_pretrained(run / "teacher")
+    original = AutoModelForCausalLM.from_pretrained(tiny_llama).model.state_dict()
+    assert not all(torch.equal(original[k], v) for k, v in teacher.model.state_dict().items())  # fine-tuned
+    assert "trained" not in json.loads((run / "config.json").read_text())["plan"]["stages"]["teacher"]
+
+
+def test_length_grouped_batches_cover_every_item_once_and_pad_less():
+    from studio.batches import iter_batches
+
+    items = [{"index": i, "input_ids": [1] * (1 + (i * 37) % 200), "label": 0} for i in range(400)]
+
+    def drawn(seed, by_length):
+        return [b["index"].tolist() for b in iter_batches(items, 16, 0, seed=seed, by_length=by_length)]
+
+    def padding(batches):
+        return sum(len(b) * max(len(items[i]["input_ids"]) for i in b) for b in batches)
+
+    grouped = drawn(3, True)
+    assert sorted(i for b in grouped for i in b) == list(range(400)) and grouped == drawn(3, True)
+    assert grouped != drawn(4, True) and padding(grouped) < 0.7 * padding(drawn(3, False))
+    longest_first = [b["index"].tolist() for b in iter_batches(items, 16, 0, by_length=True)]
+    assert padding(longest_first) <= padding(grouped) and sorted(sum(longest_first, [])) == list(range(400))
+
+
+def test_fitted_head_separates_what_the_features_separate():
+    from studio.teacher_head import STRENGTHS, fit_head
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=generator) * 3
+
+    def sample(n):
+        y = [i % 3 for i in range(n)]
+        return centres[y] + torch.randn(n, 16, generator=generator), y
+
+    class Head(torch.nn.Module):
+        def __init__(self, classes):
+            super().__init__()
+            self.score = torch.nn.Linear(16, classes, bias=False)
+
+    three = Head(3)
+    fit = fit_head(three, sample(90), sample(30), 3, None, seed=1)
+    assert fit.validation > 0.9 and set(fit.trials) == {f"{s:g}" for s in STRENGTHS} and fit.train_logits.shape == (90, 3)
+    x, y = sample(30)
+    assert (three.score(x).argmax(-1) == torch.tensor(y)).float().mean() > 0.9
+    two = Head(2)  # scikit-learn gives one row for two classes; the head gets the symmetric pair
+    x, y = sample(60)
+    keep = [i for i, label in enumerate(y) if label < 2]
+    fit = fit_head(two, (x[keep], [y[i] for i in keep]), (x[keep], [y[i] for i in keep]), 2, [1.0, 1.0], seed=1)
+    assert torch.allclose(two.score.weight[0], -two.score.weight[1]) and fit.validation > 0.9

@@ -76,7 +76,7 @@ def test_gemma3_joins_its_pieces_converts_and_knows_facts(studio_home):
 
 def test_fine_tune_cost_is_measured_here_and_remembered(tiny_bert):
     from studio.teacher_cost import known_cost, measure_cost
-    from studio.ui.teacher_step import catalog_rows, measure_here
+    from studio.ui.teacher_step import measure_here
 
     assert known_cost(str(tiny_bert)) is None
     cost = measure_cost(str(tiny_bert))

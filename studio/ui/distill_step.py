@@ -31,10 +31,10 @@ PRESET_WORDS = {"Fastest": "smallest student, shortest training, no learning-rat
                 "Balanced": "a good default: enough training for small data, learning rate chosen on your data",
                 "Best quality": "deeper student, longer training; slower to train and to run"}
 ADVANCED = ["student", "student_layers", "epochs", "min_steps", "patience", "balance", "temperature", "alpha", "learning_rate",
-            "teacher_learning_rate", "batch_size", "max_length", "lora", "lora_r", "teacher_epochs", "top_k",
+            "teacher_training", "teacher_learning_rate", "batch_size", "max_length", "lora", "lora_r", "teacher_epochs", "top_k",
             "trim_vocab", "labels_only_student", "seed"]
-CHOICES = {"balance": ["auto", "weights", "off"]}
-LAYERS_OF_TEACHER = "(layers of the teacher)"
+CHOICES = {"balance": ["auto", "weights", "off"], "teacher_training": ["auto", "full", "head"]}
+LAYERS_OF_TEACHER = "(layers of the teacher; MiniLM's for a text generator)"
 STUDENTS = [LAYERS_OF_TEACHER] + [key for key, entry in CATALOG.items() if entry.task == "classification"]
 """A student other than the teacher's own layers: a catalog classifier (folders are the teacher step's business)."""
 

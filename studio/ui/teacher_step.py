@@ -73,8 +73,9 @@ def describe(source: str, key: str | None, folder: str, hub_id: str,
         if entry.terms_notice:
             text += f"\n\n{entry.terms_notice}"
         if entry.task == "causal_lm":
-            text += ("\n\nIt can also teach a **classifier**: it gets a classification head and is fine-tuned on your "
-                     "labels, then a small encoder student (choose *student* minilm-l6 in step 3) learns its answers.")
+            text += ("\n\nIt can also teach a **classifier**: it gets a classification head, reads your texts once and "
+                     "only the head is fitted to your labels (minutes, not hours; *teacher training* 'full' in step 3 "
+                     "fine-tunes every weight instead), then a small encoder student (minilm-l6) learns its answers.")
         cost = known_cost(key)
         text += (f"\n\n**Fine-tune cost on this machine:** {cost.words()}" if cost else
                  "\n\n**Fine-tune cost on this machine:** not measured yet (*Measure here* times a few real "
