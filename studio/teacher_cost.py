@@ -1,9 +1,10 @@
 """What a teacher costs to fine-tune on this machine: measured, not guessed from its size.
 
 A few real training steps (forward, backward, AdamW update over every weight, as the teacher
-fine-tune does) on a batch of ``BATCH`` texts of ``LENGTH`` tokens; the first step is a warm-up and
-is not counted. The result is kept per machine in the model cache, so the teacher step shows it
-at once the next time, and a different machine (or a GPU worker) measures its own.
+fine-tune does) on a batch of ``BATCH`` texts of ``LENGTH`` tokens, the first a warm-up not counted;
+then a few forward passes alone (what fitting a text generator's head costs: it reads each text
+once). The result is kept per machine in the model cache, so the teacher step shows it at once the
+next time, and a different machine (or a GPU worker) measures its own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from studio.paths import model_cache_dir
 from studio.teacher import load_causal_lm, load_classifier, resolve_source
+from studio.teacher_head import decoder_classifier
 
 BATCH = 16
 LENGTH = 128
@@ -32,6 +34,10 @@ class Cost:
     teacher: str
     task: str
     seconds_per_step: float
+    seconds_per_read: float
+    """One forward pass over a batch, no training: how a text generator's frozen teacher reads the data."""
+    head_only: bool
+    """A text generator as a classifier: by default only its head is fitted (teacher_training 'auto')."""
     batch: int
     length: int
     machine: str
@@ -41,11 +47,18 @@ class Cost:
     def minimum_minutes(self) -> float:
         return self.seconds_per_step * MIN_STEPS / 60
 
+    @property
+    def minutes_per_thousand_texts(self) -> float:
+        return self.seconds_per_read * 1000 / self.batch / 60
+
     def words(self) -> str:
-        return (f"{self.seconds_per_step:.2f} s per training step of {self.batch} texts × {self.length} tokens "
-                f"here ({self.machine}); a run trains at least {MIN_STEPS} steps, so the teacher's fine-tune takes "
-                f"at least {self.minimum_minutes:.0f} min (longer texts or more data: more). "
-                f"Measured {self.measured_at}.")
+        full = (f"{self.seconds_per_step:.2f} s per training step of {self.batch} texts × {self.length} tokens; "
+                f"a run trains at least {MIN_STEPS} steps, so a full fine-tune takes at least "
+                f"{self.minimum_minutes:.0f} min (longer texts or more data: more)")
+        read = (f"fitting its head (the default for a text generator) reads each text once: about "
+                f"{self.minutes_per_thousand_texts:.1f} min per 1,000 texts of {self.length} tokens")
+        said = f"{read}; {full}" if self.head_only else full
+        return f"{said[0].upper()}{said[1:]}. Here: {self.machine}, measured {self.measured_at}."
 
 
 def machine() -> str:
@@ -65,9 +78,9 @@ def known_cost(teacher: str, task: str = "classification") -> Cost | None:
     """The cost measured earlier on this machine, if any."""
     try:
         row = json.loads(_store().read_text()).get(_key(teacher, task))
-    except (OSError, ValueError):
+        return Cost(**row) if row else None
+    except (OSError, ValueError, TypeError):  # none yet, or written by an older studio: measure again
         return None
-    return Cost(**row) if row else None
 
 
 def measure_cost(teacher: str, task: str = "classification") -> Cost:
@@ -92,7 +105,16 @@ def measure_cost(teacher: str, task: str = "classification") -> Cost:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         timings.append(time.perf_counter() - start)
+    model.eval()
+    reads = []
+    with torch.inference_mode():
+        for _ in range(TIMED_STEPS):
+            start = time.perf_counter()
+            model(input_ids=ids, attention_mask=mask)
+            reads.append(time.perf_counter() - start)
     cost = Cost(teacher=teacher, task=task, seconds_per_step=round(sum(timings[1:]) / TIMED_STEPS, 3),
+                seconds_per_read=round(sum(reads) / TIMED_STEPS, 3),
+                head_only=task == "classification" and decoder_classifier(model),
                 batch=BATCH, length=LENGTH, machine=machine(), measured_at=time.strftime("%Y-%m-%d"))
     _remember(cost)
     return cost

@@ -29,7 +29,7 @@ from studio.batches import iter_batches, model_inputs
 from studio.training import Progress, ProgressFn, report
 
 STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0)
-"""Inverse regularisation strengths (scikit-learn's C) tried on the validation split."""
+"""Inverse regularisation strengths (scikit-learn's C), each scored by cross-validation on the training split."""
 
 
 def decoder_classifier(model: PreTrainedModel) -> bool:

@@ -29,13 +29,19 @@ class TeacherTab:
     """The teacher spec the later steps use: a catalog key, a folder path or a hub id."""
 
 
-COST_HEADER = f"fine-tune here (s per step of {BATCH}×{LENGTH} tokens)"
+COST_HEADER = f"to teach your labels here ({BATCH} texts × {LENGTH} tokens a step)"
+COST_TITLE = "**What it costs to teach it your labels on this machine:**"
 CATALOG_HEADERS = ["key", "model", "task", "size", "licence", COST_HEADER, "status"]
 
 
 def _cost_cell(key: str) -> str:
     cost = known_cost(key)
-    return f"{cost.seconds_per_step:.2f} s (≥ {cost.minimum_minutes:.0f} min a run)" if cost else "not measured yet"
+    if cost is None:
+        return "not measured yet"
+    if cost.head_only:
+        return (f"head only: {cost.minutes_per_thousand_texts:.1f} min per 1,000 texts; "
+                f"full: {cost.seconds_per_step:.2f} s a step")
+    return f"{cost.seconds_per_step:.2f} s a step (≥ {cost.minimum_minutes:.0f} min a run)"
 
 
 def catalog_rows() -> list[list[str]]:
@@ -52,8 +58,8 @@ def measure_here(described: str, spec: str | None) -> tuple[str, list[list[str]]
         cost = measure_cost(spec)
     except StudioError as err:
         return described + f"\n\n> ⚠️ It could not be measured: {err}", catalog_rows()
-    head = described.split("\n\n**Fine-tune cost on this machine:**")[0]
-    return f"{head}\n\n**Fine-tune cost on this machine:** {cost.words()}", catalog_rows()
+    head = described.split(f"\n\n{COST_TITLE}")[0]
+    return f"{head}\n\n{COST_TITLE} {cost.words()}", catalog_rows()
 
 
 def describe(source: str, key: str | None, folder: str, hub_id: str,
@@ -77,9 +83,8 @@ def describe(source: str, key: str | None, folder: str, hub_id: str,
                      "only the head is fitted to your labels (minutes, not hours; *teacher training* 'full' in step 3 "
                      "fine-tunes every weight instead), then a small encoder student (minilm-l6) learns its answers.")
         cost = known_cost(key)
-        text += (f"\n\n**Fine-tune cost on this machine:** {cost.words()}" if cost else
-                 "\n\n**Fine-tune cost on this machine:** not measured yet (*Measure here* times a few real "
-                 "training steps; under a minute).")
+        text += (f"\n\n{COST_TITLE} {cost.words()}" if cost else
+                 f"\n\n{COST_TITLE} not measured yet (*Measure* times a few real training steps; under a minute).")
         if status != "installed":
             return text + f"\n\n> ⚠️ Its weights are {status}.", None
         return text, key
@@ -110,7 +115,7 @@ def build_teacher_tab(ctx: UIContext) -> TeacherTab:
     hub_id = gr.Textbox(label="Hub id", visible=False)
     text, spec = describe(SOURCES[0], first, "", "")
     info = gr.Markdown(text)
-    measure = gr.Button("Measure the chosen teacher's fine-tune cost here", size="sm")
+    measure = gr.Button("Measure what the chosen teacher costs to teach here", size="sm")
     chosen = gr.State(spec)
 
     def update(src: str, key: str | None, path: str, hub: str):
