@@ -241,3 +241,20 @@ def test_the_tfidf_baseline_exports_as_one_onnx_graph_measured_as_exported(cls_r
     fitted = next(b for b in fit_baselines(load_prepared(config["dataset"]).split("train"), config["labels"])
                   if b.name == TFIDF)
     assert [json.loads(line)["answer"] for line in done.stdout.splitlines()] == list(fitted.pipeline.predict(TEXTS))
+
+
+def test_a_gemma_taught_export_carries_the_gemma_terms(tmp_path):
+    from studio.export.bundle import _add_teacher_terms, _licence_id
+    from studio.teacher import CATALOG
+
+    run, stage = tmp_path / "run", tmp_path / "stage"
+    run.mkdir(), stage.mkdir()
+    files, notes = {}, []
+    (run / "teacher.json").write_text(json.dumps({"name": "minilm-l6", "path": "x"}))
+    _add_teacher_terms(run, stage, files, notes)
+    assert not files and not notes and not list(stage.iterdir())
+    (run / "teacher.json").write_text(json.dumps({"name": "gemma3-270m", "path": "x"}))
+    _add_teacher_terms(run, stage, files, notes)
+    assert (stage / "GEMMA_TERMS.html").read_text().count("Gemma") > 10 and "GEMMA_TERMS.html" in files
+    assert notes == [CATALOG["gemma3-270m"].terms_notice] and "Model Derivatives" in notes[0]
+    assert _licence_id(CATALOG["gemma3-270m"].licence) == "gemma" and _licence_id("Apache-2.0") == "apache-2.0"

@@ -34,6 +34,9 @@ ADVANCED = ["student", "student_layers", "epochs", "min_steps", "patience", "bal
             "teacher_training", "teacher_learning_rate", "batch_size", "max_length", "lora", "lora_r", "teacher_epochs", "top_k",
             "trim_vocab", "labels_only_student", "seed"]
 CHOICES = {"balance": ["auto", "weights", "off"], "teacher_training": ["auto", "full", "head"]}
+CHOICE_INFO = {"balance": "auto: each class counts equally when labels are skewed",
+               "teacher_training": "auto: a text generator keeps its weights and only its head learns your labels "
+                                   "(minutes on a CPU); an encoder is fine-tuned fully"}
 LAYERS_OF_TEACHER = "(layers of the teacher; MiniLM's for a text generator)"
 STUDENTS = [LAYERS_OF_TEACHER] + [key for key, entry in CATALOG.items() if entry.task == "classification"]
 """A student other than the teacher's own layers: a catalog classifier (folders are the teacher step's business)."""
@@ -138,9 +141,10 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         for name in ADVANCED:
             if name == "student":
                 settings[name] = gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label="student",
-                                             info="A text generator teaching a classifier: pick a small encoder")
+                                             info="A text generator teaching a classifier gets a MiniLM student")
             elif name in CHOICES:
-                settings[name] = gr.Dropdown(CHOICES[name], value=defaults[name], label=name.replace("_", " "))
+                settings[name] = gr.Dropdown(CHOICES[name], value=defaults[name], label=name.replace("_", " "),
+                                             info=CHOICE_INFO.get(name))
             elif fields[name].type in ("bool", bool):
                 settings[name] = gr.Checkbox(value=defaults[name], label=name.replace("_", " "))
             else:
