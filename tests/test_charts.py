@@ -96,7 +96,7 @@ def test_a_model_that_does_not_beat_tfidf_is_never_recommended():
     weaker = [row("teacher", 0.58, 90.9, 5.9, 281, 22.7e6), row("student", 0.55, 20.6, 2.3, 758, 5.2e6)]
     none = recommend(weaker + BASELINES, Budget())
     assert none.name is None and "No model beats the TF-IDF baseline (macro-F1 0.600)" in none.reason
-    assert "more training steps, more labelled data, or a bigger teacher" in none.reason
+    assert "Try another teacher (smollm2-135m" in none.reason and "more labelled data" in none.reason
 
 
 def test_confusion_heatmap_colours_each_true_label_by_its_share():
