@@ -192,9 +192,10 @@ def recommend(models: Sequence[dict], budget: Budget) -> Recommendation:
         if floor is not None and all(m[key] <= floor for m in rows):
             return Recommendation(None, f"No model beats the TF-IDF baseline (macro-F1 {floor:.3f}), so none is "
                                   "recommended: a linear model fitted in a second does as well. Try another teacher "
-                                  "(smollm2-135m reads long, subtle texts better than minilm-l6 and, with its head "
-                                  "fitted alone, costs minutes on a CPU), more labelled data, or more training "
-                                  "steps; or export the TF-IDF baseline itself (step 6: tfidf-baseline).", [], misses)
+                                  "(smollm2-135m reads text differently from minilm-l6, and with only its head fitted "
+                                  "costs minutes on a CPU; which is better depends on your data), more labelled "
+                                  "data, or more training steps; or export the TF-IDF baseline itself (step 6: "
+                                  "tfidf-baseline).", [], misses)
         closest = min(rows, key=lambda m: m["size_bytes"])
         return Recommendation(None, "No model fits this budget. The smallest, "
                               f"{closest['name']}, {misses[closest['name']]}. Loosen a limit, or make a smaller "
