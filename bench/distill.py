@@ -8,7 +8,7 @@ vocab-trimmed student; one table of quality, size and speed, plus the time of a 
 logits against a plain fine-tune epoch of the same student. Causal LM: SmolLM2-135M -> a student
 with a third of its layers, distilled on the bundled shop FAQ split by answer (test answers never
 trained on); held-out perplexity of the teacher, the student before KD (layers dropped only) and after
-KD, generation speed, and the first test questions answered by both.
+KD, generation speed, and the answers each wrote to the test questions, judged (studio.answers).
 Every figure printed is measured in this run. Not part of the test suite.
 """
 
@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from studio.answers import answers_text  # noqa: E402
 from studio.cli import format_table  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
 from studio.distill import DistillConfig, RunPaths, distill, run_stage, setup_student, stage_for, weighted_ce  # noqa: E402
@@ -97,50 +98,10 @@ def bench_classification(work: Path, student_layers: int) -> dict:
             "cache_s": result.cache_seconds}
 
 
-def faq_split_by_answer(work: Path, seed: int = 7) -> dict[str, Path]:
-    """The FAQ's 288 questions are rephrasings of 16, each group sharing one answer. A random split puts
-    rephrasings of every test question in training (the Data step flags all of them); here whole answer
-    groups go to test (2) and validation (2), so held-out answers were never trained on."""
-    import random
-
-    rows = [json.loads(line) for line in (SAMPLES / "shop_faq.jsonl").read_text().splitlines() if line.strip()]
-    answers = sorted({r["answer"] for r in rows})
-    random.Random(seed).shuffle(answers)
-    split = {"test": set(answers[:2]), "validation": set(answers[2:4])}
-    files = {}
-    for name in ("train", "validation", "test"):
-        chosen = [r for r in rows if (r["answer"] in split[name] if name in split else
-                                      r["answer"] not in split["test"] | split["validation"])]
-        files[name] = work / f"faq-{name}.jsonl"
-        files[name].write_text("".join(json.dumps(r) + "\n" for r in chosen))
-    return files
-
-
-def sample_answers(run: Path, dataset, count: int = 3, new_tokens: int = 40) -> list[dict]:
-    """Read what the models write: greedy answers of teacher and student to the first test questions."""
-    import torch
-
-    from studio.batches import prompt_text
-    from studio.teacher import load_causal_lm
-
-    out = []
-    for name, folder in (("teacher", json.loads((run / "teacher.json").read_text())["path"]), ("student", run / "student")):
-        source = resolve_source(str(folder))
-        model, tokenizer = load_causal_lm(source).eval(), load_tokenizer(source)
-        for record in dataset.split("test")[:count]:
-            enc = tokenizer(prompt_text(record, tokenizer), return_tensors="pt", add_special_tokens=False)
-            with torch.no_grad():
-                ids = model.generate(**enc, max_new_tokens=new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-            said = tokenizer.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-            out.append({"model": name, "question": record["prompt"], "answer": said, "reference": record["response"]})
-    return out
-
-
 def bench_causal(work: Path, student_layers: int, epochs: int) -> dict:
     started = time.perf_counter()
-    files = faq_split_by_answer(work)
-    dataset = prepare_dataset(files["train"], work / "faq", test_file=files["test"], validation_file=files["validation"])
+    dataset = prepare_dataset(SAMPLES / "shop_faq.jsonl", work / "faq")
+    print(dataset.report.split_note)
     print("data warnings:", dataset.report.warnings or "none (no test question nearly repeats a training one)")
     config = DistillConfig(teacher="smollm2-135m", student_layers=student_layers, epochs=epochs, batch_size=8,
                            max_length=128, learning_rate=2e-4, temperature=1.0, alpha=0.5, top_k=32, min_steps=0)
@@ -154,12 +115,10 @@ def bench_causal(work: Path, student_layers: int, epochs: int) -> dict:
           f"KD epochs {', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s")
     print(f"  generation speed student / teacher: {student['generation_tokens_per_s'] / teacher['generation_tokens_per_s']:.2f}x;"
           f" parameters student / teacher: {student['params'] / teacher['params']:.3f}")
-    samples = sample_answers(work / "lm-run", dataset)
-    for row in samples:
-        print(f"  [{row['model']}] Q: {row['question']}\n      A: {row['answer']}\n      reference: {row['reference']}")
+    print(answers_text(report["answers"], count=20))
     print(f"causal-LM bench took {time.perf_counter() - started:.0f} s")
     return {"report": report, "kd_epoch_s": result.epoch_seconds, "cache_s": result.cache_seconds,
-            "splits": dataset.report.split_sizes, "warnings": dataset.report.warnings, "samples": samples}
+            "splits": dataset.report.split_sizes, "warnings": dataset.report.warnings}
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
 """Plotly figures and the budget recommendation for the Compare step. Pure functions of plain rows
 (the dicts in compare.json / the metrics table), so the UI only places them and tests read them.
 
-A model row has: name, status, accuracy / macro_f1 (classification) or perplexity (causal LM),
+A model row has: name, status, accuracy / macro_f1 (classification) or rouge_l / perplexity (causal LM),
 size_bytes, latency_ms, throughput, params, agreement. Baseline rows (majority class, TF-IDF) are drawn as
-reference lines, never as candidates: a model that does not beat the TF-IDF baseline is not recommended.
+reference lines, never as candidates: a model that does not beat the TF-IDF baseline is not recommended,
+nor a text generator whose answers fail the fluency check (studio.answers).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ TEACHER, FRONT, OTHER, OUT = "#6b7280", "#2563eb", "#93c5fd", "#d1d5db"
 
 def quality_key(models: Sequence[dict]) -> tuple[str, bool]:
     """(metric, higher is better): macro-F1 for classifiers (accuracy flatters a model that answers the
-    commonest label), perplexity for text generators."""
+    commonest label); for text generators ROUGE-L of their answers against the reference answers (what
+    they write), perplexity only for runs measured before answers were judged."""
     if any(m.get("macro_f1") is not None for m in models):
         return "macro_f1", True
+    if any(m.get("rouge_l") is not None for m in models):
+        return "rouge_l", True
     return "perplexity", False
 
 
-QUALITY_WORDS = {"macro_f1": "macro-F1", "perplexity": "perplexity"}
+QUALITY_WORDS = {"macro_f1": "macro-F1", "rouge_l": "ROUGE-L", "perplexity": "perplexity"}
 
 
 def measured(models: Sequence[dict]) -> list[dict]:
@@ -77,7 +81,8 @@ def tradeoff_figure(models: Sequence[dict], cost: str = "size_bytes", budget: Bu
     xs = [m[cost] / scale for m in rows]
     ys = [m[key] for m in rows]
     front = set(pareto_front(list(zip(xs, ys)), higher))
-    colours = [TEACHER if m["name"] == "teacher" else FRONT if i in front else OTHER for i, m in enumerate(rows)]
+    colours = [OUT if m.get("fluent") is False else TEACHER if m["name"] == "teacher" else FRONT if i in front else OTHER
+               for i, m in enumerate(rows)]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers+text", text=[m["name"] for m in rows], textposition="top center",
                              marker={"size": 12, "color": colours, "line": {"width": 1, "color": "#1f2937"}},
@@ -165,7 +170,8 @@ class Budget:
     max_mb: float | None = None
     max_ms: float | None = None
     min_quality: float | None = None
-    """Macro-F1 at least this (classification), or perplexity at most this (causal LM)."""
+    """Macro-F1 at least this (classification), or ROUGE-L at least this (causal LM; perplexity at most this
+    for runs measured before answers were judged)."""
 
 
 @dataclass
@@ -196,6 +202,11 @@ def recommend(models: Sequence[dict], budget: Budget) -> Recommendation:
                                   "costs minutes on a CPU; which is better depends on your data), more labelled "
                                   "data, or more training steps; or export the TF-IDF baseline itself (step 6: "
                                   "tfidf-baseline).", [], misses)
+        if all(m.get("fluent") is False for m in rows):
+            return Recommendation(None, "No text generator writes usable answers, so none is recommended: "
+                                  + "; ".join(f"{name} {why}" for name, why in misses.items()) + ". Read the answers "
+                                  "below; try a larger student (more layers), more training data, or the teacher "
+                                  "itself.", [], misses)
         closest = min(rows, key=lambda m: m["size_bytes"])
         return Recommendation(None, "No model fits this budget. The smallest, "
                               f"{closest['name']}, {misses[closest['name']]}. Loosen a limit, or make a smaller "
@@ -210,10 +221,16 @@ def recommend(models: Sequence[dict], budget: Budget) -> Recommendation:
         reason += f" It beats the TF-IDF baseline ({floor:.3f})."
     if len(fits) > 1:
         reason += f" {len(fits) - 1} other model(s) fit too, with lower quality or the same quality at a larger size."
+    unfluent = [name for name, why in misses.items() if why.startswith("fails the fluency")]
+    if unfluent:
+        reason += (f" Not {', '.join(unfluent)}: {'its' if len(unfluent) == 1 else 'their'} answers fail the fluency "
+                   "check, whatever the other figures say (read the answers below).")
     return Recommendation(best["name"], reason, [m["name"] for m in fits], misses)
 
 
 def _miss(m: dict, budget: Budget, key: str, higher: bool, floor: float | None = None) -> str | None:
+    if m.get("fluent") is False:
+        return f"fails the fluency check ({m.get('fluency_note') or 'its answers are not sentences'})"
     if floor is not None and m[key] <= floor:
         return f"does not beat the TF-IDF baseline (macro-F1 {m[key]:.3f}, baseline {floor:.3f})"
     if budget.max_mb is not None and m["size_bytes"] / 1e6 > budget.max_mb:

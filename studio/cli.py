@@ -118,6 +118,8 @@ def _print_report(report) -> None:
                                              ("prompt", report.prompt_column), ("response", report.response_column)] if v)
     typer.echo(f"{report.source}: {report.format}, {report.encoding}, task {report.task}, columns {cols}")
     typer.echo(f"rows read {report.rows_read}, used {report.rows_used}; splits {report.split_sizes}")
+    if report.split_note:
+        typer.echo(report.split_note)
     if report.label_counts:
         typer.echo("labels: " + ", ".join(f"{k} ({v})" for k, v in report.label_counts.items()))
     for warning in report.warnings:
@@ -302,6 +304,13 @@ def _print_eval(report: dict) -> None:
     for model in report["models"]:
         for warning in model.get("warnings") or []:
             typer.secho(f"Warning: {model['name']} {warning}.", fg=typer.colors.YELLOW)
+    if report.get("answers"):
+        from studio.answers import answers_text
+
+        book = report["answers"]
+        typer.echo(f"\n'answer ppl' is how surprising the teacher finds a model's answers; the human reference "
+                   f"answers score {book['reference_perplexity']:.1f}.")
+        typer.echo(answers_text(book))
     student = next((m for m in report["models"] if m["name"] == "student" and m.get("per_class")), None)
     if student:
         typer.echo("\nThe student, label by label (test split):")
@@ -319,7 +328,9 @@ def per_class_table(per_class: dict[str, dict]) -> str:
 def format_table(models: list[dict]) -> str:
     """A plain-text table of model metrics (quality, size, speed)."""
     columns = [("name", "model", "{}"), ("macro_f1", "macro-F1", "{:.4f}"), ("accuracy", "accuracy", "{:.4f}"),
-               ("perplexity", "perplexity", "{:.2f}"), ("agreement", "agree", "{:.3f}"),
+               ("perplexity", "perplexity", "{:.2f}"), ("rouge_l", "ROUGE-L", "{:.3f}"), ("chrf", "chrF", "{:.1f}"),
+               ("answer_perplexity", "answer ppl", "{:.1f}"), ("degenerate_share", "degenerate", "{:.0%}"),
+               ("fluent", "fluent", "{}"), ("agreement", "agree", "{:.3f}"),
                ("params", "params", "{:,}"), ("size_bytes", "MB", "{:.1f}"),
                ("latency_ms", "ms/item", "{:.2f}"), ("throughput", "per s", "{:.1f}"),
                ("generation_tokens_per_s", "gen tok/s", "{:.1f}"), ("peak_load_mb", "load MB", "{:.1f}"),
@@ -331,6 +342,7 @@ def format_table(models: list[dict]) -> str:
         for key, _, fmt in used:
             value = m.get(key)
             value = value / 1e6 if key == "size_bytes" and value is not None else value
+            value = {True: "yes", False: "NO"}[value] if isinstance(value, bool) else value
             row.append("-" if value is None else fmt.format(value))
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(used))]

@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from collections import Counter, defaultdict
@@ -153,6 +154,8 @@ class DatasetReport:
     warnings: list[str] = field(default_factory=list)
     own_splits: dict[str, str] = field(default_factory=dict)
     """Splits the user brought as files of their own ('test' / 'validation' -> file name), not cut from this one."""
+    split_note: str = ""
+    """How the split kept related rows together (text generation), in words."""
 
     @property
     def labels(self) -> list[str]:
@@ -497,15 +500,19 @@ def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions,
     return [{"text": t} for t in _chunks(text, opts.max_chars)]
 
 
-def _split_indices(labels: list[str] | None, n: int, opts: DatasetOptions) -> dict[str, list[int]]:
-    """Seeded split; stratified by label so every split keeps the class balance."""
+def _split_indices(labels: list[str] | None, n: int, opts: DatasetOptions,
+                   groups: list[int] | None = None) -> dict[str, list[int]]:
+    """Seeded split; stratified by label so every split keeps the class balance, or (``groups``) by whole
+    groups of related rows, so no held-out row has a relative in training."""
+    if groups is not None:
+        return _group_split(groups, opts)
     rng = random.Random(opts.seed)
-    groups: dict[str, list[int]] = defaultdict(list)
+    by_label: dict[str, list[int]] = defaultdict(list)
     for i in range(n):
-        groups[labels[i] if labels else ""].append(i)
+        by_label[labels[i] if labels else ""].append(i)
     split: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
-    for key in sorted(groups):
-        idx = groups[key]
+    for key in sorted(by_label):
+        idx = by_label[key]
         rng.shuffle(idx)
         n_test = round(len(idx) * opts.test_fraction)
         n_val = round(len(idx) * opts.validation_fraction)
@@ -519,6 +526,67 @@ def _split_indices(labels: list[str] | None, n: int, opts: DatasetOptions) -> di
     for part in split.values():
         part.sort()
     return split
+
+
+def _group_split(groups: list[int], opts: DatasetOptions) -> dict[str, list[int]]:
+    """Whole groups, in seeded order, fill test, then validation, then train; train always keeps one."""
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, group in enumerate(groups):
+        members[group].append(i)
+    order = sorted(members)
+    random.Random(opts.seed).shuffle(order)
+    want = {"test": round(len(groups) * opts.test_fraction), "validation": round(len(groups) * opts.validation_fraction)}
+    split: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
+    for group in order:
+        side = next((name for name in ("test", "validation") if len(split[name]) < want[name]), "train")
+        split[side] += members[group]
+    if not split["train"]:  # one or two huge groups: training needs something
+        side = "validation" if split["validation"] else "test"
+        split["train"], split[side] = split[side], []
+    for part in split.values():
+        part.sort()
+    return split
+
+
+GROUP_LIMIT = 20_000
+"""Rows up to which near repeats are found by comparing every pair (beyond it, only identical ones group)."""
+
+
+def related_groups(pairs: list[tuple[str, str]]) -> list[int]:
+    """A group id per (prompt or text, answer) row: rows that share an answer or a prompt, or nearly repeat
+    each other (word TF-IDF cosine a little below the leak check's NEAR_REPEAT, for a margin), share a group."""
+    threshold = NEAR_REPEAT - 0.05
+    parent = list(range(len(pairs)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        parent[root(i)] = root(j)
+
+    first: dict[tuple[str, str], int] = {}
+    for i, (prompt, answer) in enumerate(pairs):
+        for key in (("prompt", _plain(prompt)), ("answer", _plain(answer))):
+            if key[1]:
+                join(i, first.setdefault(key, i))
+    if 1 < len(pairs) <= GROUP_LIMIT:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = [f"{prompt} {answer}".strip() for prompt, answer in pairs]
+        vectors = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform(texts)
+        for start in range(0, len(texts), 2_000):
+            similar = (vectors[start:start + 2_000] @ vectors.T).tocoo()
+            for i, j, value in zip(similar.row, similar.col, similar.data):
+                if value >= threshold and start + i != j:
+                    join(start + int(i), int(j))
+    return [root(i) for i in range(len(pairs))]
+
+
+def _plain(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
 
 
 def _check_labels(label_rows: dict[str, list[int]], opts: DatasetOptions) -> list[str]:
@@ -621,6 +689,7 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
     problems: list[str] = []
     skipped: list[int] = []
     labels: list[str] = []
+    pairs: list[tuple[str, str]] = []
     label_rows: dict[str, list[int]] = defaultdict(list)
     rows_read = count = written = 0
     max_bytes, why = limits.byte_limit(source.stat().st_size)
@@ -640,6 +709,8 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
                 if "label" in rec:
                     labels.append(rec["label"])
                     label_rows[rec["label"]].append(row_no)
+                else:
+                    pairs.append((rec.get("prompt", rec.get("text", "")), rec.get("response", "")))
     if cols["task"] == "classification" and not held_out:  # a test file may hold a label only once
         problems += _check_labels(label_rows, opts)
     if count == 0 and not problems:
@@ -647,7 +718,8 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
     if problems:
         raise DatasetError(f"'{source.name}' cannot be used yet ({len(problems)} problem(s)):", problems)
 
-    split = _split_indices(labels or None, count, opts)
+    groups = related_groups(pairs) if pairs and not held_out else None
+    split = _split_indices(labels or None, count, opts, groups)
     owner = {i: name for name, idx in split.items() for i in idx}
     files = {name: (tmp / f"{name}.jsonl").open("w", encoding="utf-8") for name in split}
     with all_path.open(encoding="utf-8") as src:
@@ -672,9 +744,18 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
         rows_read=rows_read, rows_used=count,
         label_counts=dict(sorted(Counter(labels).items())),
         split_sizes={k: len(v) for k, v in split.items()}, warnings=warnings,
+        split_note=_split_note(groups) if groups else "",
     )
     (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return report
+
+
+def _split_note(groups: list[int]) -> str:
+    kinds = len(set(groups))
+    if kinds == len(groups):
+        return ""
+    return (f"Rows that share an answer or nearly repeat each other were kept on the same side of the split "
+            f"({len(groups):,} rows in {kinds:,} groups), so no held-out prompt is a rephrasing of a training one.")
 
 
 NEAR_REPEAT = 0.9

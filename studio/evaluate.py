@@ -1,7 +1,8 @@
 """Evaluate step: every model (teacher, student, later each variant) measured the same way.
 
 Quality on the held-out test split (macro-F1 first, accuracy beside it, per-class precision/recall/F1
-and the confusion matrix; or perplexity), agreement with the teacher, parameter count, bytes on disk,
+and the confusion matrix; or perplexity and, judged by studio.answers, what each model writes to held-out
+prompts), agreement with the teacher, parameter count, bytes on disk,
 CPU latency at batch 1 and throughput at batch N. Classifiers are shown beside the majority-class and
 TF-IDF baselines, and a model that collapses onto one class or does not beat them is flagged.
 """
@@ -20,6 +21,7 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from studio.answers import JUDGED_PROMPTS, Judge, generate_answers, question_of
 from studio.baselines import LABELS_ONLY, TFIDF, fit_baselines, predictor
 from studio.baselines import NAMES as BASELINES
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
@@ -58,6 +60,16 @@ class ModelMetrics:
     """Classification: test examples by true label (rows) and predicted label (columns), in label order."""
     warnings: list[str] = field(default_factory=list)
     """What a user must know before trusting this model (it answers one class, it loses to a baseline)."""
+    rouge_l: float | None = None
+    """Text generation: mean ROUGE-L F (0-1) of its answers to held-out prompts against the references."""
+    chrf: float | None = None
+    answer_perplexity: float | None = None
+    """Text generation: the teacher's perplexity of this model's answers (human answers: see the report)."""
+    repetition: float | None = None
+    degenerate_share: float | None = None
+    fluent: bool | None = None
+    """Text generation: False when its answers fail the fluency check (see studio.answers)."""
+    fluency_note: str = ""
 
 
 def weights_bytes(folder: str | Path) -> int:
@@ -144,7 +156,11 @@ ONE_CLASS = 0.95
 
 
 def add_quality_warnings(rows: list[dict]) -> None:
-    """Flag classifiers that answer (almost) one class, or do not beat the majority or TF-IDF baseline."""
+    """Flag classifiers that answer (almost) one class, or do not beat the majority or TF-IDF baseline, and text
+    generators whose answers fail the fluency check."""
+    for row in rows:
+        if row.get("fluent") is False:
+            row["warnings"] = [f"fails the fluency check: {row['fluency_note']}"]
     by_name = {row["name"]: row for row in rows}
     majority, tfidf = (by_name.get(name, {}).get("macro_f1") for name in BASELINES)
     for row in rows:
@@ -222,18 +238,49 @@ def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     test = load_prepared(config["dataset"]).split("test")
-    rows, _ = _teacher_and_student(run_dir, config, test, measure_memory=False, include_before_kd=include_before_kd)
-    return _write_report(run_dir / "eval.json", config, test, rows)
+    book = AnswerBook(test) if config["task"] == "causal_lm" else None
+    rows, _ = _teacher_and_student(run_dir, config, test, measure_memory=False, include_before_kd=include_before_kd,
+                                   book=book)
+    return _write_report(run_dir / "eval.json", config, test, rows, book)
 
 
-def _write_report(path: Path, config: dict, test: list[dict], rows: list[dict]) -> dict:
+def _write_report(path: Path, config: dict, test: list[dict], rows: list[dict], book: AnswerBook | None = None) -> dict:
     add_quality_warnings(rows)
     report = {"task": config["task"], "test_examples": len(test), "labels": config.get("labels") or [],
               "plan": (config.get("plan") or {}).get("words", ""), "models": rows}
+    if book is not None:
+        report["answers"] = book.report()
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(path)
     return report
+
+
+class AnswerBook:
+    """Text generators: every model answers the same held-out prompts and the teacher judges the answers."""
+
+    def __init__(self, test: list[dict]) -> None:
+        self.records = test[:JUDGED_PROMPTS]
+        self.judge: Judge | None = None
+        self.by_model: dict[str, list[str]] = {}
+        self.degenerate: dict[str, list[str | None]] = {}
+
+    def add(self, row: ModelMetrics, model, tokenizer) -> None:
+        """Answer the prompts with ``model`` and put the judgement in ``row``; the teacher comes first."""
+        if self.judge is None:
+            self.judge = Judge(model, tokenizer, self.records)
+        judged = self.judge.judge(generate_answers(model, tokenizer, self.records))
+        for key, value in judged.metrics().items():
+            setattr(row, key, value)
+        row.fluency_note = judged.why_not
+        self.by_model[row.name], self.degenerate[row.name] = judged.answers, judged.degenerate
+
+    def report(self) -> dict:
+        judge = self.judge
+        return {"prompts": [question_of(r) for r in self.records],
+                "references": judge.references if judge else [],
+                "reference_perplexity": judge.human_ppl if judge else None,
+                "by_model": self.by_model, "degenerate": self.degenerate}
 
 
 # --------------------------------------------------------------------------- teacher, student and variants
@@ -252,7 +299,7 @@ def _measure(task: str, name: str, model, tokenizer, test: list[dict], settings:
 
 
 def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_memory: bool,
-                         include_before_kd: bool = False) -> tuple[list[dict], list[int]]:
+                         include_before_kd: bool = False, book: AnswerBook | None = None) -> tuple[list[dict], list[int]]:
     """Rows for teacher (and, for causal LMs, optionally the layer-dropped student before KD) and student,
     plus the teacher's predictions that every other model's agreement is measured against."""
     from studio.load_probe import peak_load_mb
@@ -272,11 +319,15 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
                                         size_bytes=size, teacher_predictions=reference)
         if measure_memory:
             metrics.peak_load_mb = peak_load_mb("model", folder, task, labels)
+        if book is not None:
+            book.add(metrics, model, load_tokenizer(source))
         rows.append(asdict(metrics))
         if name == "teacher" and include_before_kd and task == "causal_lm":
             dropped = layer_drop_student(model, settings["student_layers"])
             before, _ = _measure(task, "student before KD", dropped, load_tokenizer(source), test, settings, labels,
                                  size_bytes=_on_disk(dropped), teacher_predictions=predictions)
+            if book is not None:
+                book.add(before, dropped, load_tokenizer(source))
             rows.append(asdict(before))
             del dropped
         reference = reference or predictions
@@ -299,7 +350,8 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
     config = json.loads((run_dir / "config.json").read_text())
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
     test = load_prepared(config["dataset"]).split("test")
-    rows, reference = _teacher_and_student(run_dir, config, test, measure_memory)
+    book = AnswerBook(test) if task == "causal_lm" else None
+    rows, reference = _teacher_and_student(run_dir, config, test, measure_memory, book=book)
     folders = sorted(p for p in (run_dir / "variants").glob("*") if (p / MANIFEST).exists()) \
         if (run_dir / "variants").exists() else []
     for folder in folders:
@@ -319,6 +371,8 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
         metrics.form, metrics.note = wm.form, "; ".join(wm.notes)
         if measure_memory:
             metrics.peak_load_mb = peak_load_mb("variant", folder)
+        if book is not None:
+            book.add(metrics, wm.model, wm.tokenizer)
         rows.append(asdict(metrics))
         del wm
-    return _write_report(run_dir / "compare.json", config, test, rows)
+    return _write_report(run_dir / "compare.json", config, test, rows, book)

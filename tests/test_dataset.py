@@ -1,4 +1,5 @@
 import json
+import random
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,7 +48,9 @@ def test_faq_pairs_are_causal_prompt_response(samples, tmp_path):
     assert prepared.report.task == "causal_lm"
     assert (prepared.report.prompt_column, prepared.report.response_column) == ("question", "answer")
     assert set(prepared.split("train")[0]) == {"prompt", "response"}
-    assert load_prepared(tmp_path / "faq").report.rows_used == 288
+    report = load_prepared(tmp_path / "faq").report
+    assert report.rows_used == 311 and "311 rows in 120 groups" in report.split_note  # 120 questions, 2-3 ways each
+    assert not any("nearly repeat" in w for w in report.warnings)
 
 
 def test_txt_paragraphs_and_long_text_chunked(tmp_path):
@@ -209,3 +212,23 @@ def test_held_out_rows_that_repeat_training_rows_are_flagged(tmp_path):
     leaky = prepare_dataset(write(tmp_path / "leaky.csv", "text,label\n" + repeated), tmp_path / "b")
     said = next(w for w in leaky.report.warnings if "nearly repeat" in w)
     assert said.startswith("6 of the 6 test rows (100%)") and "bring a test file of your own" in said
+
+
+def test_rephrasings_of_one_question_stay_on_one_side_of_a_generator_split(tmp_path):
+    topics = [(f"how do I {verb} my {thing}", f"To {verb} the {thing}, open Settings then {verb.title()} {thing}.")
+              for verb in ("reset", "clean", "pair", "return", "register", "update") for thing in ("kettle", "fryer",
+                                                                                                  "blender", "plug", "vacuum")]
+    rows = [{"prompt": f"{prefix}{question}?", "response": answer} for question, answer in topics
+            for prefix in ("", "Hi, ", "Quick question: ", "Please help. ")]
+    rows += [{"prompt": "Hi, how do I reset my kettle??", "response": "Hold the button for 10 seconds."}]  # a near repeat
+    file = tmp_path / "faq.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in random.Random(3).sample(rows, len(rows))))
+    prepared = prepare_dataset(file, tmp_path / "ds")
+    sides = {name: {r["response"] for r in prepared.split(name)} for name in ("train", "validation", "test")}
+    assert not sides["train"] & sides["test"] and not sides["train"] & sides["validation"]
+    assert not any("nearly repeat" in w for w in prepared.report.warnings)
+    assert "121 rows in 30 groups" in prepared.report.split_note
+    assert 8 <= prepared.report.split_sizes["test"] <= 16 and prepared.report.split_sizes["train"] >= 90
+    with_kettle = [name for name in sides if any("kettle" in r["prompt"] and "reset" in r["prompt"]
+                                                 for r in prepared.split(name))]
+    assert len(with_kettle) == 1  # the near repeat went where its rephrasings went

@@ -14,6 +14,7 @@ import torch
 from studio.compress.pipeline import compress, parse_recipe
 from studio.compress.variant import load_variant
 from studio.errors import ConfigError
+from studio.evaluate import evaluate_run
 from studio.export import ExportSettings, export_model
 from studio.teacher import load_for_task, load_tokenizer, resolve_source
 
@@ -167,7 +168,8 @@ def test_threshold_one_sends_everything_to_the_teacher_and_stays_in_range():
 
 
 def test_causal_student_exports_safetensors_onnx_and_gguf(lm_run, tmp_path):
-    result = export_model(lm_run, ExportSettings(variant="student", hybrid=True), tmp_path / "lm.zip")
+    # metrics={}: whether the tiny random student passes the fluency check is no business of this test
+    result = export_model(lm_run, ExportSettings(variant="student", hybrid=True), tmp_path / "lm.zip", metrics={})
     top = unzip(result.zip_path, tmp_path / "out")
     assert len(list((top / "gguf").glob("*.gguf"))) == 1
     source = resolve_source(str(lm_run / "student"))
@@ -182,6 +184,27 @@ def test_causal_student_exports_safetensors_onnx_and_gguf(lm_run, tmp_path):
                           cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.splitlines()[-1])["by"] in ("student", "teacher")
+
+
+def test_a_generator_whose_answers_fail_the_fluency_check_never_answers_alone(lm_run, tmp_path):
+    report = evaluate_run(lm_run)  # the tiny student of random weights writes no sentences
+    student = next(m for m in report["models"] if m["name"] == "student")
+    book = report["answers"]
+    assert len(book["by_model"]["student"]) == len(book["prompts"]) == min(50, report["test_examples"])
+    assert set(book["by_model"]) == {"teacher", "student"} and 0 <= student["rouge_l"] <= 1
+    failing = {**student, "fluent": False, "fluency_note": "9 of 10 answers are no answer at all"}
+    result = export_model(lm_run, ExportSettings(variant="student", hybrid=True, onnx=False, gguf=False),
+                          tmp_path / "lm.zip", metrics={"student": failing})
+    assert result.hybrid["threshold"] == 1.0 and result.hybrid["student_share"] == 0.0
+    assert "fail the fluency check" in result.hybrid["threshold_source"]
+    top = unzip(result.zip_path, tmp_path / "out")
+    card = (top / "README.md").read_text()
+    assert "### What it writes" in card and "fail the fluency check" in card
+    assert json.loads((top / "export.json").read_text())["threshold"] == 1.0
+    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "Do you ship abroad?"],
+                          cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1])["by"] == "teacher"
 
 
 def test_pruned_llama_exports_to_a_config_that_describes_it(lm_run, tmp_path):

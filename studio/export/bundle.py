@@ -228,7 +228,8 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
         hybrid = None
         if settings.hybrid:
             say("measuring the small-model-first hybrid")
-            hybrid = _add_teacher(run_dir, stage, export_settings, dataset, settings.threshold)
+            hybrid = _add_teacher(run_dir, stage, export_settings, dataset, settings.threshold,
+                                  (metrics if metrics is not None else _measured_rows(run_dir)).get(chosen.name, {}))
             files["teacher/"] = "the teacher, asked only when the student is unsure (see below)"
             export_settings["threshold"] = hybrid["threshold"]
             (stage / EXPORT_JSON).write_text(json.dumps(export_settings, indent=2))
@@ -243,7 +244,10 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
     return ExportResult(out_zip, size, files, hybrid, notes, checks)
 
 
-def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, threshold: float | None) -> dict:
+def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, threshold: float | None,
+                 row: dict) -> dict:
+    """Copy the teacher in and measure the hybrid. A text generator whose answers failed the fluency check
+    never answers alone: unless the user set a threshold, it is 1 (the teacher answers everything)."""
     from studio.export.hybrid import measure
     from studio.export.plain import copy_hf_folder
 
@@ -252,7 +256,12 @@ def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, thr
         copy_hf_folder(teacher.folder, stage / "teacher")
     except ModelLoadError as err:
         raise ConfigError([f"the hybrid option needs the teacher's files: {err}"]) from err
-    return measure(stage, export_settings, dataset.split("validation"), dataset.split("test"), threshold)
+    why = None
+    if threshold is None and row.get("fluent") is False:
+        threshold = 1.0
+        why = (f"the student's answers fail the fluency check ({row.get('fluency_note', '')}), so the teacher "
+               "answers everything; set a threshold to let the student answer anyway")
+    return measure(stage, export_settings, dataset.split("validation"), dataset.split("test"), threshold, why)
 
 
 def _teacher_entry(run_dir: Path):
@@ -282,6 +291,7 @@ def _card_info(run_dir: Path, config: dict, chosen: Chosen, dataset, files: dict
 
     teacher, entry = _teacher_entry(run_dir)
     rows = metrics if metrics is not None else _measured_rows(run_dir)
+    answers = _answer_book(run_dir)
     order = ["teacher", "student", chosen.name, LABELS_ONLY, *BASELINES]
     shown = {name: rows[name] for name in dict.fromkeys(order) if name in rows}
     recipe = (chosen.manifest or {}).get("recipe") or []
@@ -291,7 +301,7 @@ def _card_info(run_dir: Path, config: dict, chosen: Chosen, dataset, files: dict
             "report": asdict(dataset.report),
             "distill": config["distill"], "recipe": recipe, "metrics": shown, "files": files, "hybrid": hybrid,
             "notes": notes, "quantized": any(s["method"] in QUANTIZING for s in recipe), "role": chosen.name,
-            "chosen": chosen.name, "plan": (config.get("plan") or {}).get("words", "")}
+            "chosen": chosen.name, "plan": (config.get("plan") or {}).get("words", ""), "answers": answers}
 
 
 QUANTIZING = {"int8", "bnb-int8", "bnb-nf4", "bnb-fp4"}
@@ -309,6 +319,15 @@ def _measured_rows(run_dir: Path) -> dict[str, dict]:
         if (run_dir / name).exists():
             rows.update({r["name"]: r for r in json.loads((run_dir / name).read_text())["models"]})
     return rows
+
+
+def _answer_book(run_dir: Path) -> dict | None:
+    """The answers every model gave to the held-out prompts (text generators), from the latest measurement."""
+    book = None
+    for name in ("eval.json", "compare.json"):
+        if (run_dir / name).exists():
+            book = json.loads((run_dir / name).read_text()).get("answers") or book
+    return book
 
 
 def _zip_folder(stage: Path, out_zip: Path, root: str) -> int:

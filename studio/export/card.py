@@ -10,6 +10,10 @@ COLUMNS = [("params", "parameters", lambda v: f"{v / 1e6:.2f} M"),
            ("macro_f1", "macro F1", lambda v: f"{v:.3f}"),
            ("accuracy", "accuracy", lambda v: f"{v:.1%}"),
            ("perplexity", "perplexity", lambda v: f"{v:.2f}"),
+           ("rouge_l", "ROUGE-L of its answers", lambda v: f"{v:.3f}"),
+           ("chrf", "chrF", lambda v: f"{v:.1f}"),
+           ("answer_perplexity", "teacher's perplexity of its answers", lambda v: f"{v:.1f}"),
+           ("degenerate_share", "degenerate answers", lambda v: f"{v:.0%}"),
            ("agreement", "agrees with teacher", lambda v: f"{v:.1%}"),
            ("latency_ms", "latency", lambda v: f"{v:.1f} ms")]
 
@@ -17,7 +21,7 @@ COLUMNS = [("params", "parameters", lambda v: f"{v / 1e6:.2f} M"),
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~])")
 
 
-def _md(value: object) -> str:
+def md(value: object) -> str:
     """A user's text (a label, a column name, a path) as plain text in Markdown: one line, every character that
     Markdown or HTML would read as markup escaped, so a label can neither add lines nor links to the card."""
     return _MARKDOWN.sub(r"\\\1", " ".join(str(value).split()))
@@ -35,7 +39,7 @@ def metrics_table(rows: dict[str, dict]) -> str:
              "|---" * (len(shown) + 1) + "|"]
     for name, row in rows.items():
         cells = [fmt(row[key]) if isinstance(row.get(key), (int, float)) else "–" for key, _, fmt in shown]
-        lines.append(f"| {_md(name)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md(name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -56,13 +60,13 @@ def model_card(info: dict) -> str:
     head += [f"tags:{_yaml_list(tags)}", f"base_model_relation: {'quantized' if info.get('quantized') else 'finetune'}",
              "---", ""]
     what = "sorts texts into one of its labels" if task == "classification" else "continues text / answers prompts"
-    made = (f"the teacher of an SLM Studio distillation (**{_md(info['teacher'])}**), as used for the owner's data"
+    made = (f"the teacher of an SLM Studio distillation (**{md(info['teacher'])}**), as used for the owner's data"
             if info.get("role") == "teacher" else
             f"A small model that {what}, made with SLM Studio by knowledge distillation from the teacher "
-            f"**{_md(info['teacher'])}** on the owner's own data")
+            f"**{md(info['teacher'])}** on the owner's own data")
     parts = [
         "\n".join(head),
-        f"# {_md(info['name'])}\n",
+        f"# {md(info['name'])}\n",
         (made[0].upper() + made[1:]) + ".\n",
         "## Files\n",
         "\n".join(f"- `{path}` — {about}" for path, about in info["files"].items()) + "\n",
@@ -78,17 +82,18 @@ def model_card(info: dict) -> str:
         "## Training data\n",
         _data_summary(report),
         "## How it was made\n",
-        f"- Teacher: {_md(info['teacher'])}" + (f" (licence: {info['licence']})" if info.get("licence") else ""),
-        "- Distillation settings: " + ", ".join(f"{k}={_md(v)}" for k, v in sorted(info["distill"].items())),
+        f"- Teacher: {md(info['teacher'])}" + (f" (licence: {info['licence']})" if info.get("licence") else ""),
+        "- Distillation settings: " + ", ".join(f"{k}={md(v)}" for k, v in sorted(info["distill"].items())),
         ("- Compression: " + " → ".join(_step_text(s) for s in info["recipe"])) if info.get("recipe")
         else "- Compression: none (the distilled student as trained)",
         "",
-        *([f"- {_md(info['plan'])}"] if info.get("plan") else []),
+        *([f"- {md(info['plan'])}"] if info.get("plan") else []),
         "",
         "## Measured (held-out test split)\n",
         metrics_table(info["metrics"]),
         _baseline_text(info["metrics"]),
         _per_class_text(info["metrics"].get(info.get("chosen", ""), {}), info.get("chosen", "")),
+        _answers_text(info.get("answers"), ["teacher", info.get("chosen", "student")]),
         _hybrid_text(info.get("hybrid"), task),
         "## Intended use and limits\n",
         f"- Made for the same kind of texts as its training data ({report.get('rows_used', '?')} rows of the owner's "
@@ -111,33 +116,49 @@ def _baseline_text(rows: dict[str, dict]) -> str:
                      "majority-baseline always answers the commonest label; tfidf-baseline is TF-IDF of words and "
                      "word pairs with logistic regression. Macro-F1 (the mean of each label's F1) is the headline: "
                      "it does not flatter a model that ignores rare labels.")
-    lines += [f"- **Warning: {_md(name)}** {_md(w)}." for name, row in rows.items() for w in row.get("warnings") or []]
+    lines += [f"- **Warning: {md(name)}** {md(w)}." for name, row in rows.items() for w in row.get("warnings") or []]
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def _answers_text(book: dict | None, names: list[str]) -> str:
+    """Text generators: what teacher and this model answer to the first held-out prompts, beside the reference."""
+    if not book or not book.get("prompts"):
+        return ""
+    from studio.answers import NEW_TOKENS, side_by_side
+
+    names = [n for n in dict.fromkeys(names) if n in book.get("by_model", {})]
+    lines = ["### What it writes\n",
+             f"Greedy answers (up to {NEW_TOKENS} tokens, as `predict.py` answers) to the first held-out prompts; "
+             f"the teacher's perplexity of the human reference answers is {book['reference_perplexity']:.1f}.\n",
+             "| prompt | reference | " + " | ".join(md(n) for n in names) + " |", "|---" * (len(names) + 2) + "|"]
+    for row in side_by_side(book, 5, names):
+        lines.append("| " + " | ".join(md(row.get(k, "")) for k in ["prompt", "reference", *names]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _per_class_text(row: dict, name: str) -> str:
     if not row.get("per_class"):
         return ""
-    lines = [f"### {_md(name)}, label by label\n", "| label | precision | recall | F1 | test examples |",
+    lines = [f"### {md(name)}, label by label\n", "| label | precision | recall | F1 | test examples |",
              "|---|---|---|---|---|"]
-    lines += [f"| {_md(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+    lines += [f"| {md(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
               for label, m in row["per_class"].items()]
     return "\n".join(lines) + "\n"
 
 
 def _step_text(step: dict) -> str:
-    settings = ", ".join(f"{k}={_md(v)}" for k, v in step.items() if k != "method")
+    settings = ", ".join(f"{k}={md(v)}" for k, v in step.items() if k != "method")
     return f"{step['method']}({settings})" if settings else step["method"]
 
 
 def _data_summary(report: dict) -> str:
-    lines = [f"- Task: {report.get('task')}; file format {_md(report.get('format'))}; "
+    lines = [f"- Task: {report.get('task')}; file format {md(report.get('format'))}; "
              f"{report.get('rows_used')} rows used of {report.get('rows_read')} read",
              "- Split (train / validation / test): " + " / ".join(str(report.get("split_sizes", {}).get(k, 0))
                                                                for k in ("train", "validation", "test"))]
     if report.get("label_counts"):
-        lines.append("- Labels (rows): " + ", ".join(f"{_md(k)} ({v})" for k, v in sorted(report["label_counts"].items())))
-    used = [_md(report.get(k)) for k in ("text_column", "label_column", "prompt_column", "response_column")
+        lines.append("- Labels (rows): " + ", ".join(f"{md(k)} ({v})" for k, v in sorted(report["label_counts"].items())))
+    used = [md(report.get(k)) for k in ("text_column", "label_column", "prompt_column", "response_column")
             if report.get(k)]
     lines.append(f"- Columns used: {', '.join(used)}. No rows of the data are included in this export.")
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from studio.answers import question_of
 from studio.export import predict
 
 TOLERANCE = 0.01
@@ -73,19 +74,15 @@ def measure_classifier(student: predict.Runner, teacher: predict.Runner, validat
             "teacher_accuracy": sum(t == y for t, y in zip(teacher_said, labels)) / max(1, len(labels))}
 
 
-def question_of(record: dict) -> str:
-    if "prompt" in record:
-        return record["prompt"]
-    words = record["text"].split()
-    return " ".join(words[: max(1, len(words) // 3)])
-
-
 def _confidences(student: predict.Runner, records: list[dict]) -> list[float]:
     return [predict.generate(student, question_of(r), max_new_tokens=24)[1] for r in records[:CAUSAL_LIMIT]]
 
 
-def measure_causal(student: predict.Runner, validation: list[dict], test: list[dict], threshold: float | None) -> dict:
-    if threshold is None:  # no right answer to aim at: split the validation prompts half and half
+def measure_causal(student: predict.Runner, validation: list[dict], test: list[dict], threshold: float | None,
+                   why: str | None = None) -> dict:
+    if why is not None:
+        source = why
+    elif threshold is None:  # no right answer to aim at: split the validation prompts half and half
         threshold = round(statistics.median(_confidences(student, validation) or [0.5]), 4)
         source = "the student's median confidence on the validation split (raise it to send more to the teacher)"
     else:
@@ -97,7 +94,7 @@ def measure_causal(student: predict.Runner, validation: list[dict], test: list[d
 
 
 def measure(export_dir: Path, settings: dict, validation: list[dict], test: list[dict],
-            threshold: float | None) -> dict:
+            threshold: float | None, why: str | None = None) -> dict:
     """The hybrid's figures for an export folder holding model/ (and onnx/) and teacher/."""
     student = predict.Runner(export_dir / "model", settings["task"], settings["runtime"],
                              export_dir / "onnx" / "model.onnx")
@@ -105,4 +102,4 @@ def measure(export_dir: Path, settings: dict, validation: list[dict], test: list
     if settings["task"] == "classification":
         teacher = predict.Runner(export_dir / "teacher", settings["task"])
         return measure_classifier(student, teacher, validation, test, threshold)
-    return measure_causal(student, validation, test, threshold)
+    return measure_causal(student, validation, test, threshold, why)

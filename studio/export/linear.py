@@ -98,7 +98,7 @@ def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress
 
 
 def _card(config: dict, report, scores: dict, agreement: float, tested: int, params: int, size: int) -> str:
-    from studio.export.card import _md
+    from studio.export.card import md
 
     lines = ["---", "library_name: onnx", "pipeline_tag: text-classification", "tags:", "  - slm-studio",
              "  - tfidf", "  - logistic-regression", "---", "",
@@ -113,10 +113,10 @@ def _card(config: dict, report, scores: dict, agreement: float, tested: int, par
              f"- The ONNX graph gives the same label as the scikit-learn baseline the studio measured for "
              f"{agreement:.1%} of the test texts: ONNX Runtime splits words a little differently.", "",
              "| label | precision | recall | F1 | test examples |", "|---|---|---|---|---|"]
-    lines += [f"| {_md(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+    lines += [f"| {md(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
               for label, m in scores["per_class"].items()]
     lines += ["", "## Training data\n", f"- {report.rows_used} rows of the owner's data; labels: "
-              + ", ".join(f"{_md(k)} ({v})" for k, v in sorted(report.label_counts.items()))
+              + ", ".join(f"{md(k)} ({v})" for k, v in sorted(report.label_counts.items()))
               + ". No rows of the data are included in this export.", "",
               "## Limits\n", "- It knows only the words it saw in training: a new word counts for nothing. "
               "Check it on your own examples first.", ""]

@@ -14,7 +14,8 @@ from studio.charts import Budget, confusion_figure, loss_figure, metric_bars, qu
 from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, message_of
 
-COLUMNS = [("name", "model"), ("status", "status"), ("quality", "macro-F1 (or perplexity)"), ("accuracy", "accuracy"),
+COLUMNS = [("name", "model"), ("status", "status"), ("quality", "macro-F1 (or ROUGE-L of answers)"),
+           ("accuracy", "accuracy"),
            ("size_bytes", "MB"),
            ("latency_ms", "ms / request"), ("throughput", "per second"), ("params", "parameters"),
            ("agreement", "agrees with teacher")]
@@ -35,6 +36,7 @@ class CompareTab:
     closer: gr.Dropdown
     confusion: gr.Plot
     per_class: gr.Dataframe
+    answers: gr.Markdown
 
 
 def compare_rows(ctx: UIContext, viewer, run_id: int) -> list[dict]:
@@ -59,6 +61,33 @@ def run_report(ctx: UIContext, viewer, run_id: int) -> dict:
         if (folder / name).is_file():
             return json.loads((folder / name).read_text())
     return {}
+
+
+def with_judgement(models: list[dict], report: dict) -> list[dict]:
+    """The database keeps numbers only: whether a generator's answers passed the fluency check (and why not)
+    comes from the run's report."""
+    judged = {m["name"]: m for m in report.get("models", [])}
+    return [{**m, **{k: judged[m["name"]][k] for k in ("fluent", "fluency_note") if k in judged.get(m["name"], {})}}
+            for m in models]
+
+
+def answers_markdown(report: dict, count: int = 5) -> str:
+    """Text generators: each model's answers to the same held-out prompts, side by side with the reference."""
+    from studio.answers import NEW_TOKENS, side_by_side
+    from studio.export.card import md
+
+    book = report.get("answers")
+    if not book or not book.get("prompts"):
+        return ""
+    names = list(book["by_model"])
+    lines = ["#### What each model writes",
+             f"Greedy answers (up to {NEW_TOKENS} tokens, as the export answers) to the first {min(count, len(book['prompts']))} "
+             "held-out prompts. Read them before you trust a number: a model marked [reads as word salad] or "
+             "[repeats itself] is not recommended whatever its scores.", "",
+             "| prompt | reference | " + " | ".join(md(n) for n in names) + " |", "|---" * (len(names) + 2) + "|"]
+    for row in side_by_side(book, count, names):
+        lines.append("| " + " | ".join(md(row.get(k, "")) for k in ["prompt", "reference", *names]) + " |")
+    return "\n".join(lines)
 
 
 def warnings_text(report: dict) -> str:
@@ -91,12 +120,12 @@ def table_rows(models: list[dict]) -> list[list]:
 
 
 def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
-    nothing = (None, None, None, None, gr.update(choices=[], value=None), None, [])
+    nothing = (None, None, None, None, gr.update(choices=[], value=None), None, [], "")
     if not run_id:
         return "*Finish a distillation first (step 3).*", [], *nothing
     try:
-        models = compare_rows(ctx, viewer, int(run_id))
         report = run_report(ctx, viewer, int(run_id))
+        models = with_judgement(compare_rows(ctx, viewer, int(run_id)), report)
         with ctx.storage.db.session() as s:
             curve = records.training_curve(s, viewer, int(run_id))
     except Exception as err:  # noqa: BLE001
@@ -112,7 +141,7 @@ def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
     heatmap, per_class = closer_look(report, chosen)
     return (words, table_rows(models), tradeoff_figure(models, "size_bytes", budget),
             tradeoff_figure(models, "latency_ms", budget), metric_bars(models), loss_figure(curve) if curve else None,
-            gr.update(choices=looked, value=chosen), heatmap, per_class)
+            gr.update(choices=looked, value=chosen), heatmap, per_class, answers_markdown(report))
 
 
 def build_compare_tab(ctx: UIContext) -> CompareTab:
@@ -122,7 +151,7 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     with gr.Row():
         max_mb = gr.Number(label="Largest size you accept (MB; 0 = no limit)", value=0, minimum=0)
         max_ms = gr.Number(label="Slowest answer you accept (ms; 0 = no limit)", value=0, minimum=0)
-        min_quality = gr.Number(label="Lowest macro-F1 (or highest perplexity) you accept; 0 = no limit", value=0,
+        min_quality = gr.Number(label="Lowest macro-F1 (or ROUGE-L, for text generators) you accept; 0 = no limit", value=0,
                                 minimum=0)
     advice = gr.Markdown()
     table = gr.Dataframe(headers=[label for _, label in COLUMNS], interactive=False, label="All models (click a "
@@ -140,6 +169,7 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
         confusion = gr.Plot(label="Confusion matrix (test split)")
         per_class = gr.Dataframe(headers=["label", "precision", "recall", "F1", "test examples"], interactive=False,
                                  label="Label by label")
+    answers = gr.Markdown()
 
     def refresh_runs(request: gr.Request = None):
         return runs_choice(ctx, ctx.viewer(request))
@@ -157,11 +187,11 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
             return None, []
 
     inputs = [run, max_mb, max_ms, min_quality]
-    outputs = [advice, table, size_chart, latency_chart, bars, curve, closer, confusion, per_class]
+    outputs = [advice, table, size_chart, latency_chart, bars, curve, closer, confusion, per_class, answers]
     closer.input(look, [run, closer], [confusion, per_class])
     run.focus(refresh_runs, None, [run])
     run.change(show, inputs, outputs, api_name="compare")
     for source in (max_mb.change, max_ms.change, min_quality.change):
         source(show, inputs, outputs)
     return CompareTab(run, max_mb, max_ms, min_quality, advice, table, size_chart, latency_chart, bars, curve, closer,
-                      confusion, per_class)
+                      confusion, per_class, answers)

@@ -79,7 +79,8 @@ def report_text(report: DatasetReport) -> str:
     lines = [f"**{report.rows_used:,} of {report.rows_read:,} rows are ready** for {task}.",
              f"Columns used: {cols}. File: {report.format.upper()}, {report.encoding}.",
              "Split: " + ", ".join(f"{n} {k}" for k, n in report.split_sizes.items()) + "."
-             + "".join(f" The {k} rows are your own file {name}." for k, name in report.own_splits.items())]
+             + "".join(f" The {k} rows are your own file {name}." for k, name in report.own_splits.items())
+             + (f" {report.split_note}" if report.split_note else "")]
     if report.label_counts:
         lines.append(f"{len(report.label_counts)} labels.")
     lines += [f"- ⚠️ {w}" for w in report.warnings]

@@ -51,7 +51,7 @@ def job_detail(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, object 
     if job.error:
         lines.append(error_box(job.error))
     for name, values in scores:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in ("accuracy", "macro_f1", "perplexity",
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in ("accuracy", "macro_f1", "perplexity", "rouge_l",
                                                                                 "latency_ms", "size_bytes"))
         lines.append(f"- {name}: {shown or 'not measured'}")
     can = {"cancel": job.status in ("queued", "running"), "resume": job.status in job_rows.RESUMABLE,
