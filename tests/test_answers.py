@@ -108,3 +108,20 @@ def test_a_generator_that_fails_the_fluency_check_is_never_recommended():
     assert tight.name is None
     alone = recommend([models[1]], Budget())
     assert alone.name is None and "No text generator writes usable answers" in alone.reason
+
+
+def test_compare_takes_the_fluency_verdict_from_the_report_and_shows_the_answers():
+    from studio.ui.compare_step import answers_markdown, with_judgement
+
+    stored = [{"name": "teacher", "status": "ok", "rouge_l": 0.2, "size_bytes": 5e8, "latency_ms": 40.0},
+              {"name": "student", "status": "ok", "rouge_l": 0.4, "size_bytes": 2e8, "latency_ms": 20.0}]
+    report = {"models": [{"name": "teacher", "fluent": True, "fluency_note": ""},
+                         {"name": "student", "fluent": False, "fluency_note": "31 of 36 answers are no answer at all"}],
+              "answers": {"prompts": ["Can I pay | later?"], "references": ["Yes, with Klarna."],
+                          "by_model": {"teacher": ["Yes, you can."], "student": ["3 days 3 days"]},
+                          "degenerate": {"teacher": [None], "student": ["repeats itself"]}, "reference_perplexity": 20.0}}
+    models = with_judgement(stored, report)  # the database keeps numbers only
+    assert recommend(models, Budget()).name == "teacher"
+    table = answers_markdown(report)
+    assert "| Can I pay \\| later? | Yes, with Klarna. | Yes, you can. | 3 days 3 days \\[repeats itself\\] |" in table
+    assert answers_markdown({"models": []}) == ""

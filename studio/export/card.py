@@ -124,16 +124,23 @@ def _answers_text(book: dict | None, names: list[str]) -> str:
     """Text generators: what teacher and this model answer to the first held-out prompts, beside the reference."""
     if not book or not book.get("prompts"):
         return ""
-    from studio.answers import NEW_TOKENS, side_by_side
+    from studio.answers import NEW_TOKENS
+
+    return "\n".join(["### What it writes\n",
+                      f"Greedy answers (up to {NEW_TOKENS} tokens, as `predict.py` answers) to the first held-out "
+                      "prompts; the teacher's perplexity of the human reference answers is "
+                      f"{book['reference_perplexity']:.1f}.\n", *answers_table(book, names)]) + "\n"
+
+
+def answers_table(book: dict, names: list[str], count: int = 5) -> list[str]:
+    """Markdown table lines: prompt, reference and each named model's answer (marked when degenerate)."""
+    from studio.answers import side_by_side
 
     names = [n for n in dict.fromkeys(names) if n in book.get("by_model", {})]
-    lines = ["### What it writes\n",
-             f"Greedy answers (up to {NEW_TOKENS} tokens, as `predict.py` answers) to the first held-out prompts; "
-             f"the teacher's perplexity of the human reference answers is {book['reference_perplexity']:.1f}.\n",
-             "| prompt | reference | " + " | ".join(md(n) for n in names) + " |", "|---" * (len(names) + 2) + "|"]
-    for row in side_by_side(book, 5, names):
+    lines = ["| prompt | reference | " + " | ".join(md(n) for n in names) + " |", "|---" * (len(names) + 2) + "|"]
+    for row in side_by_side(book, count, names):
         lines.append("| " + " | ".join(md(row.get(k, "")) for k in ["prompt", "reference", *names]) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _per_class_text(row: dict, name: str) -> str:

@@ -73,21 +73,17 @@ def with_judgement(models: list[dict], report: dict) -> list[dict]:
 
 def answers_markdown(report: dict, count: int = 5) -> str:
     """Text generators: each model's answers to the same held-out prompts, side by side with the reference."""
-    from studio.answers import NEW_TOKENS, side_by_side
-    from studio.export.card import md
+    from studio.answers import NEW_TOKENS
+    from studio.export.card import answers_table
 
     book = report.get("answers")
     if not book or not book.get("prompts"):
         return ""
-    names = list(book["by_model"])
-    lines = ["#### What each model writes",
-             f"Greedy answers (up to {NEW_TOKENS} tokens, as the export answers) to the first {min(count, len(book['prompts']))} "
-             "held-out prompts. Read them before you trust a number: a model marked [reads as word salad] or "
-             "[repeats itself] is not recommended whatever its scores.", "",
-             "| prompt | reference | " + " | ".join(md(n) for n in names) + " |", "|---" * (len(names) + 2) + "|"]
-    for row in side_by_side(book, count, names):
-        lines.append("| " + " | ".join(md(row.get(k, "")) for k in ["prompt", "reference", *names]) + " |")
-    return "\n".join(lines)
+    return "\n".join(["#### What each model writes",
+                      f"Greedy answers (up to {NEW_TOKENS} tokens, as the export answers) to the first "
+                      f"{min(count, len(book['prompts']))} held-out prompts. Read them before you trust a number: a "
+                      "model marked [reads as word salad] or [repeats itself] is not recommended whatever its scores.",
+                      "", *answers_table(book, list(book["by_model"]), count)])
 
 
 def warnings_text(report: dict) -> str:
