@@ -309,7 +309,9 @@ def _print_eval(report: dict) -> None:
 
         book = report["answers"]
         typer.echo(f"\n'answer ppl' is how surprising the teacher finds a model's answers; the human reference "
-                   f"answers score {book['reference_perplexity']:.1f}.")
+                   f"answers score {book['reference_perplexity']:.1f}."
+                   + (f" {book['skipped_repeats']} test prompt(s) that nearly repeat a training one were left out."
+                      if book.get("skipped_repeats") else ""))
         typer.echo(answers_text(book))
     student = next((m for m in report["models"] if m["name"] == "student" and m.get("per_class")), None)
     if student:

@@ -781,15 +781,15 @@ def near_repeats(held_out: list[str], train: list[str], threshold: float = NEAR_
     return found
 
 
-def _row_text(record: dict) -> str:
+def row_text(record: dict) -> str:
     return " ".join(str(record.get(k, "")) for k in ("text", "prompt", "response") if record.get(k))
 
 
 def _leak_warnings(folder: Path, name: str) -> list[str]:
     """A warning when held-out rows nearly repeat training rows: scores on them measure memory, not skill."""
     rng = random.Random(0)
-    held = [_row_text(r) for r in load_split(folder, name)]
-    train = [_row_text(r) for r in load_split(folder, "train")]
+    held = [row_text(r) for r in load_split(folder, name)]
+    train = [row_text(r) for r in load_split(folder, "train")]
     held_sample = rng.sample(held, min(len(held), LEAK_SAMPLE[0]))
     train_sample = rng.sample(train, min(len(train), LEAK_SAMPLE[1]))
     found = near_repeats(held_sample, train_sample)

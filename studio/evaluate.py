@@ -25,7 +25,7 @@ from studio.answers import JUDGED_PROMPTS, Judge, generate_answers, question_of
 from studio.baselines import LABELS_ONLY, TFIDF, fit_baselines, predictor
 from studio.baselines import NAMES as BASELINES
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
-from studio.dataset import load_prepared
+from studio.dataset import LEAK_SAMPLE, load_prepared, near_repeats, row_text
 from studio.errors import StudioError
 from studio.student import count_parameters, layer_drop_student
 from studio.teacher import load_for_task, load_tokenizer, resolve_source
@@ -237,8 +237,9 @@ def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
     """Measure teacher and student of a finished run on its test split; writes eval.json."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    test = load_prepared(config["dataset"]).split("test")
-    book = AnswerBook(test) if config["task"] == "causal_lm" else None
+    dataset = load_prepared(config["dataset"])
+    test = dataset.split("test")
+    book = AnswerBook(test, dataset.split("train")) if config["task"] == "causal_lm" else None
     rows, _ = _teacher_and_student(run_dir, config, test, measure_memory=False, include_before_kd=include_before_kd,
                                    book=book)
     return _write_report(run_dir / "eval.json", config, test, rows, book)
@@ -259,8 +260,14 @@ def _write_report(path: Path, config: dict, test: list[dict], rows: list[dict], 
 class AnswerBook:
     """Text generators: every model answers the same held-out prompts and the teacher judges the answers."""
 
-    def __init__(self, test: list[dict]) -> None:
-        self.records = test[:JUDGED_PROMPTS]
+    def __init__(self, test: list[dict], train: list[dict]) -> None:
+        """Judged on test prompts that do not nearly repeat a training row (a test file of the user's own may)."""
+        candidates = test[:4 * JUDGED_PROMPTS]
+        repeats = {i for i, _ in near_repeats([row_text(r) for r in candidates],
+                                              [row_text(r) for r in train[:LEAK_SAMPLE[1]]])}
+        fresh = [r for i, r in enumerate(candidates) if i not in repeats]
+        self.records = fresh[:JUDGED_PROMPTS]
+        self.skipped = len(repeats)
         self.judge: Judge | None = None
         self.by_model: dict[str, list[str]] = {}
         self.degenerate: dict[str, list[str | None]] = {}
@@ -280,6 +287,7 @@ class AnswerBook:
         return {"prompts": [question_of(r) for r in self.records],
                 "references": judge.references if judge else [],
                 "reference_perplexity": judge.human_ppl if judge else None,
+                "skipped_repeats": self.skipped,
                 "by_model": self.by_model, "degenerate": self.degenerate}
 
 
@@ -349,8 +357,9 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
-    test = load_prepared(config["dataset"]).split("test")
-    book = AnswerBook(test) if task == "causal_lm" else None
+    dataset = load_prepared(config["dataset"])
+    test = dataset.split("test")
+    book = AnswerBook(test, dataset.split("train")) if task == "causal_lm" else None
     rows, reference = _teacher_and_student(run_dir, config, test, measure_memory, book=book)
     folders = sorted(p for p in (run_dir / "variants").glob("*") if (p / MANIFEST).exists()) \
         if (run_dir / "variants").exists() else []

@@ -125,3 +125,13 @@ def test_compare_takes_the_fluency_verdict_from_the_report_and_shows_the_answers
     table = answers_markdown(report)
     assert "| Can I pay \\| later? | Yes, with Klarna. | Yes, you can. | 3 days 3 days \\[repeats itself\\] |" in table
     assert answers_markdown({"models": []}) == ""
+
+
+def test_prompts_that_nearly_repeat_training_ones_are_not_judged():
+    from studio.evaluate import AnswerBook
+
+    train = faq()[:100]
+    fresh = faq()[200:210]
+    repeats = [{"prompt": "Hi, " + r["prompt"], "response": r["response"]} for r in train[:3]]
+    book = AnswerBook(repeats + fresh, train)  # a test file of the user's own, three rows rephrase training ones
+    assert book.skipped == 3 and book.records == fresh

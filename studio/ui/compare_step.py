@@ -82,7 +82,9 @@ def answers_markdown(report: dict, count: int = 5) -> str:
     return "\n".join(["#### What each model writes",
                       f"Greedy answers (up to {NEW_TOKENS} tokens, as the export answers) to the first "
                       f"{min(count, len(book['prompts']))} held-out prompts. Read them before you trust a number: a "
-                      "model marked [reads as word salad] or [repeats itself] is not recommended whatever its scores.",
+                      "model marked [reads as word salad] or [repeats itself] is not recommended whatever its scores."
+                      + (f" {book['skipped_repeats']} test prompt(s) that nearly repeat a training one were left out."
+                         if book.get("skipped_repeats") else ""),
                       "", *answers_table(book, list(book["by_model"]), count)])
 
 
