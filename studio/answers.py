@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from studio.batches import prompt_text
+from studio.batches import prompt_text, reference_of
 
 JUDGED_PROMPTS = 50
 """Held-out prompts each model answers (generation is slow on a CPU)."""
@@ -40,22 +40,6 @@ FLUENT_SURPRISE = 2.0
 answers (perplexity of all answer tokens) ..."""
 FLUENT_DEGENERATE = 0.1
 """... and at most this share of its answers is degenerate."""
-
-
-def reference_of(record: dict) -> str:
-    """What a good answer looks like: the response, or the rest of a plain text after its first third."""
-    if "response" in record:
-        return record["response"]
-    words = record["text"].split()
-    return " ".join(words[max(1, len(words) // 3):])
-
-
-def question_of(record: dict) -> str:
-    """What a user would type: the prompt, or the first third of a plain text."""
-    if "prompt" in record:
-        return record["prompt"]
-    words = record["text"].split()
-    return " ".join(words[: max(1, len(words) // 3)])
 
 
 @torch.inference_mode()

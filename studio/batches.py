@@ -19,11 +19,26 @@ def causal_text(record: dict, tokenizer: PreTrainedTokenizerBase) -> str:
     return f"Question: {record['prompt']}\nAnswer: {record['response']}{tokenizer.eos_token or ''}"
 
 
+def question_of(record: dict) -> str:
+    """What a user would type: the prompt, or the first third of a plain text."""
+    if "prompt" in record:
+        return record["prompt"]
+    words = record["text"].split()
+    return " ".join(words[: max(1, len(words) // 3)])
+
+
+def reference_of(record: dict) -> str:
+    """What a good answer looks like: the response, or the rest of a plain text after its first third."""
+    if "response" in record:
+        return record["response"]
+    words = record["text"].split()
+    return " ".join(words[max(1, len(words) // 3):])
+
+
 def prompt_text(record: dict, tokenizer: PreTrainedTokenizerBase) -> str:
     """The part of a record a user would type, formatted for generation."""
     if "prompt" not in record:
-        words = record["text"].split()
-        return " ".join(words[: max(1, len(words) // 3)])
+        return question_of(record)
     if tokenizer.chat_template:
         return tokenizer.apply_chat_template([{"role": "user", "content": record["prompt"]}],
                                              tokenize=False, add_generation_prompt=True)

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
+from studio.batches import encode_records, iter_batches, model_inputs, prompt_text, question_of
 from studio.dataset import PreparedDataset
 from studio.errors import CheckpointError, ConfigError
 from studio.losses import balanced_class_weights, causal_kd_loss, classification_kd_loss, next_token_ce
@@ -702,7 +702,6 @@ def teacher_written(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
             if "prompt" in record:
                 written.append({"prompt": record["prompt"], "response": answer.strip()})
             else:
-                words = record["text"].split()
-                written.append({"text": " ".join(words[: max(1, len(words) // 3)]) + " " + answer.strip()})
+                written.append({"text": question_of(record) + " " + answer.strip()})
     tokenizer.padding_side = "right"
     return written

@@ -21,10 +21,10 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from studio.answers import JUDGED_PROMPTS, Judge, generate_answers, question_of
+from studio.answers import JUDGED_PROMPTS, Judge, generate_answers
 from studio.baselines import LABELS_ONLY, TFIDF, fit_baselines, predictor
 from studio.baselines import NAMES as BASELINES
-from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
+from studio.batches import encode_records, iter_batches, model_inputs, prompt_text, question_of
 from studio.dataset import LEAK_SAMPLE, load_prepared, near_repeats, row_text
 from studio.errors import StudioError
 from studio.student import count_parameters, layer_drop_student

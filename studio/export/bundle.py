@@ -182,6 +182,8 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
     task, labels = config["task"], config.get("labels") or []
     chosen = choose(run_dir, settings.variant)
     dataset = load_prepared(config["dataset"])
+    reports = _reports(run_dir)
+    rows = metrics if metrics is not None else {r["name"]: r for report in reports for r in report["models"]}
     texts = [(r.get("text") or r.get("prompt") or "") for r in dataset.split("test")[:4]] or ["hello"]
     stage = out_zip.with_name(f".{out_zip.name}.staging")
     shutil.rmtree(stage, ignore_errors=True)
@@ -228,15 +230,15 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
         hybrid = None
         if settings.hybrid:
             say("measuring the small-model-first hybrid")
-            hybrid = _add_teacher(run_dir, stage, export_settings, dataset, settings.threshold,
-                                  (metrics if metrics is not None else _measured_rows(run_dir)).get(chosen.name, {}))
+            hybrid = _add_teacher(run_dir, stage, export_settings, dataset, settings.threshold, rows.get(chosen.name, {}))
             files["teacher/"] = "the teacher, asked only when the student is unsure (see below)"
             export_settings["threshold"] = hybrid["threshold"]
             (stage / EXPORT_JSON).write_text(json.dumps(export_settings, indent=2))
         files["export.json"] = "settings predict.py reads (task, labels, runtime, threshold)"
         _add_teacher_terms(run_dir, stage, files, notes)
         say("writing the model card and the zip")
-        info = _card_info(run_dir, config, chosen, dataset, files, metrics, hybrid, notes)
+        answers = next((r["answers"] for r in reversed(reports) if r.get("answers")), None)
+        info = _card_info(run_dir, config, chosen, dataset, files, rows, answers, hybrid, notes)
         (stage / "README.md").write_text(model_card(info), encoding="utf-8")
         size = _zip_folder(stage, out_zip, root=out_zip.stem)
     finally:
@@ -285,13 +287,11 @@ def _add_teacher_terms(run_dir: Path, stage: Path, files: dict, notes: list[str]
     notes.append(entry.terms_notice)
 
 
-def _card_info(run_dir: Path, config: dict, chosen: Chosen, dataset, files: dict, metrics: dict | None,
-               hybrid: dict | None, notes: list[str]) -> dict:
+def _card_info(run_dir: Path, config: dict, chosen: Chosen, dataset, files: dict, rows: dict[str, dict],
+               answers: dict | None, hybrid: dict | None, notes: list[str]) -> dict:
     from dataclasses import asdict
 
     teacher, entry = _teacher_entry(run_dir)
-    rows = metrics if metrics is not None else _measured_rows(run_dir)
-    answers = _answer_book(run_dir)
     order = ["teacher", "student", chosen.name, LABELS_ONLY, *BASELINES]
     shown = {name: rows[name] for name in dict.fromkeys(order) if name in rows}
     recipe = (chosen.manifest or {}).get("recipe") or []
@@ -313,21 +313,10 @@ def _licence_id(text: str) -> str:
     return next((tag for start, tag in known.items() if lowered.startswith(start)), "other")
 
 
-def _measured_rows(run_dir: Path) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    for name in ("eval.json", "compare.json"):
-        if (run_dir / name).exists():
-            rows.update({r["name"]: r for r in json.loads((run_dir / name).read_text())["models"]})
-    return rows
-
-
-def _answer_book(run_dir: Path) -> dict | None:
-    """The answers every model gave to the held-out prompts (text generators), from the latest measurement."""
-    book = None
-    for name in ("eval.json", "compare.json"):
-        if (run_dir / name).exists():
-            book = json.loads((run_dir / name).read_text()).get("answers") or book
-    return book
+def _reports(run_dir: Path) -> list[dict]:
+    """The run's measurements, oldest kind first (eval.json, then compare.json, which adds the variants)."""
+    return [json.loads((run_dir / name).read_text()) for name in ("eval.json", "compare.json")
+            if (run_dir / name).exists()]
 
 
 def _zip_folder(stage: Path, out_zip: Path, root: str) -> int:

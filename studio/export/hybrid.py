@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from studio.answers import question_of
+from studio.batches import question_of
 from studio.export import predict
 
 TOLERANCE = 0.01
