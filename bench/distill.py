@@ -5,10 +5,11 @@
 
 Classification: MiniLM teacher fine-tuned on the bundled support tickets -> KD into a layer-dropped,
 vocab-trimmed student; one table of quality, size and speed, plus the time of a KD epoch on cached
-logits against a plain fine-tune epoch of the same student. Causal LM: SmolLM2-135M -> a student
-with a third of its layers, distilled on the bundled shop FAQ split by answer (test answers never
-trained on); held-out perplexity of the teacher, the student before KD (layers dropped only) and after
-KD, generation speed, and the answers each wrote to the test questions, judged (studio.answers).
+logits against a plain fine-tune epoch of the same student. Causal LM, the 'plain' recipe (the default
+'answers' recipe is measured by bench/generate.py): SmolLM2-135M -> a student with a third of its layers,
+distilled on the bundled shop FAQ split by answer (test answers never trained on); held-out perplexity
+of the teacher, the student before KD (layers dropped only) and after KD, generation speed, and the
+answers each wrote to the test questions, judged (studio.answers).
 Every figure printed is measured in this run. Not part of the test suite.
 """
 
@@ -104,7 +105,8 @@ def bench_causal(work: Path, student_layers: int, epochs: int) -> dict:
     print(dataset.report.split_note)
     print("data warnings:", dataset.report.warnings or "none (no test question nearly repeats a training one)")
     config = DistillConfig(teacher="smollm2-135m", student_layers=student_layers, epochs=epochs, batch_size=8,
-                           max_length=128, learning_rate=2e-4, temperature=1.0, alpha=0.5, top_k=32, min_steps=0)
+                           max_length=128, learning_rate=2e-4, temperature=1.0, alpha=0.5, top_k=32, min_steps=0,
+                           recipe="plain")
     result = distill(config, dataset, work / "lm-run")
     report = evaluate_run(work / "lm-run", include_before_kd=True)
     print(f"\n== Causal LM: SmolLM2-135M teacher (30 layers) -> {student_layers}-layer student, "

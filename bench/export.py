@@ -130,7 +130,8 @@ def bench_causal(work: Path, run: Path | None) -> list[dict]:
     if run is None:
         dataset = prepare_dataset(SAMPLES / "shop_faq.jsonl", work / "faq")
         config = DistillConfig(teacher="smollm2-135m", student_layers=10, epochs=1, batch_size=8, max_length=128,
-                               learning_rate=2e-4, temperature=1.0, alpha=0.5, top_k=32, min_steps=0)
+                               learning_rate=2e-4, temperature=1.0, alpha=0.5, top_k=32, min_steps=0,
+                               recipe="plain")  # what the export costs, not what the model says
         distill(config, dataset, work / "lm-run")
         run = work / "lm-run"
     print(f"\n== Causal-LM export of {run}")

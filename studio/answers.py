@@ -1,7 +1,8 @@
 """Judge text generators by what they write, not by perplexity alone.
 
 Every model answers the same held-out prompts the way the exported ``predict.py`` does (greedy, up to
-48 new tokens, stop at the end-of-text token). Its answers are then scored three ways:
+48 new tokens, never repeating a run of 3 tokens within an answer, stop at the end-of-text token). Its
+answers are then scored three ways:
 
 - against the reference answers: ROUGE-L F (longest common word sequence, ``rouge-score``; 0-1, like
   macro-F1) and chrF (character n-grams, ``sacrebleu``; 0-100, as sacrebleu reports it);
@@ -21,7 +22,7 @@ import statistics
 from dataclasses import dataclass, field
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from studio.batches import prompt_text, reference_of
 
@@ -30,6 +31,10 @@ JUDGED_PROMPTS = 50
 NEW_TOKENS = 48
 """As the exported predict.py generates."""
 GENERATE_BATCH = 8
+NO_REPEAT = 3
+"""No answer repeats a run of this many tokens (the prompt may be quoted): greedy decoding of a small model loops
+("the suction is sucked out of the vacuum, and the suction is sucked out of the vacuum ..."), and nobody should
+be shown that. The exported predict.py and the ONNX form apply the same rule."""
 REPEATED = 0.3
 """An answer whose word pairs are repeats at this share (or more) repeats itself (human answers: about 0)."""
 UNREADABLE = 3.0
@@ -56,11 +61,38 @@ def generate_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             prompts = [prompt_text(r, tokenizer) for r in records[start:start + batch_size]]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             out = model.generate(**enc, max_new_tokens=new_tokens, do_sample=False,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                 logits_processor=LogitsProcessorList([NoRepeatInAnswer(enc["input_ids"].shape[1])]))
             answers += [_decode(row, tokenizer) for row in out[:, enc["input_ids"].shape[1]:].tolist()]
     finally:
         tokenizer.padding_side = side
     return answers
+
+
+def banned_tokens(answer: list[int], n: int = NO_REPEAT) -> set[int]:
+    """Tokens that would complete a run of ``n`` tokens the answer already holds.
+
+    >>> sorted(banned_tokens([5, 6, 7, 5, 6]))
+    [7]
+    """
+    if n < 1 or len(answer) < n - 1:
+        return set()
+    tail = answer[len(answer) - n + 1:]
+    return {answer[i + n - 1] for i in range(len(answer) - n + 1) if answer[i:i + n - 1] == tail}
+
+
+class NoRepeatInAnswer(LogitsProcessor):
+    """Bans ``banned_tokens`` of each row's answer so far (the tokens after ``prompt_length``)."""
+
+    def __init__(self, prompt_length: int) -> None:
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row in range(input_ids.shape[0]):
+            banned = banned_tokens(input_ids[row, self.prompt_length:].tolist())
+            if banned:
+                scores[row, sorted(banned)] = float("-inf")
+        return scores
 
 
 def _decode(ids: list[int], tokenizer: PreTrainedTokenizerBase) -> str:
@@ -205,7 +237,7 @@ def side_by_side(book: dict, count: int = 5, models: list[str] | None = None) ->
 def answers_text(book: dict, count: int = 5) -> str:
     """Plain text of ``side_by_side``: what people read before they trust a number."""
     lines = [f"Answers to the first {min(count, len(book.get('prompts', [])))} held-out prompts (greedy, up to "
-             f"{NEW_TOKENS} tokens, as the export answers):"]
+             f"{NEW_TOKENS} tokens, no run of {NO_REPEAT} tokens repeated, as the export answers):"]
     for row in side_by_side(book, count):
         lines.append(f"Q: {row.pop('prompt')}")
         width = max(len(k) for k in row)

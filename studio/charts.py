@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 
-from studio.baselines import MAJORITY, TFIDF
+from studio.baselines import BASE_TEACHER, MAJORITY, TFIDF
 from studio.baselines import NAMES as BASELINES
 
 TEACHER, FRONT, OTHER, OUT = "#6b7280", "#2563eb", "#93c5fd", "#d1d5db"
@@ -186,7 +186,7 @@ class Recommendation:
 def recommend(models: Sequence[dict], budget: Budget) -> Recommendation:
     """The best-quality model within the budget (ties go to the smaller), and why, in plain words. A classifier
     that does not beat the TF-IDF baseline is never recommended, whatever the budget."""
-    rows = measured(models)
+    rows = [m for m in measured(models) if m["name"] != BASE_TEACHER]
     if not rows:
         return Recommendation(None, "Nothing has been measured yet: run a distillation (and compressions) first.")
     key, higher = quality_key(rows)

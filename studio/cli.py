@@ -209,7 +209,13 @@ def distill(
     test_file: Annotated[Optional[Path], typer.Option(help="Your own test file (same columns), instead of holding "
                                                       "out part of --data.")] = None,
     validation_file: Annotated[Optional[Path], typer.Option(help="Your own validation file (same columns).")] = None,
-    student_layers: Annotated[Optional[int], typer.Option(help="Teacher layers the student keeps [3].")] = None,
+    student_layers: Annotated[Optional[int], typer.Option(help="Teacher layers the student keeps [0: choose; 3 for a "
+                                                          "classifier, a depth probe for a text generator].")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="Text generators: answers (tune the teacher on your answers, "
+                                                  "learn from its own answers and general text, probe the depth) or "
+                                                  "plain (layer-drop and distil on your rows alone) [answers].")] = None,
+    kd_tokens: Annotated[Optional[int], typer.Option(help="Text generators, answers recipe: tokens the student is "
+                                                     "distilled on [0: 400,000].")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the data at least [2].")] = None,
     min_steps: Annotated[Optional[int], typer.Option(help="Training steps at least, however small the data "
                                                      "[250].")] = None,
@@ -246,14 +252,14 @@ def distill(
     majority-class and a TF-IDF baseline. Settings left out keep their defaults (in brackets).
 
     The run is recorded in the job history (the same one the browser shows)."""
-    from studio.distill import DistillConfig
+    from studio.distill import DistillConfig, student_words
     from studio.jobs import service
 
     given = dict(student_layers=student_layers, epochs=epochs, min_steps=min_steps, max_steps=max_steps,
                  patience=patience, balance=balance, temperature=temperature, alpha=alpha,
                  learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, lora_r=lora_r,
                  teacher_epochs=teacher_epochs, teacher_learning_rate=teacher_learning_rate, top_k=top_k,
-                 teacher_training=teacher_training)
+                 teacher_training=teacher_training, recipe=recipe, kd_tokens=kd_tokens)
     config = DistillConfig(teacher=teacher, student=student, lora=lora, qlora=qlora, trim_vocab=trim_vocab,
                            labels_only_student=labels_only, seed=seed,
                            **{k: v for k, v in given.items() if v is not None})
@@ -264,7 +270,7 @@ def distill(
         from storage.records import get_dataset
 
         _print_report(_report_of(get_dataset(s, me, dataset_id)))
-    title = f"{teacher} -> {student or f'{config.student_layers}-layer student'} on {data.name}"
+    title = f"{teacher} -> {student or student_words(config.student_layers)} on {data.name}"
     job_id = service.submit(storage, me, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
                             title=title, enqueue=False)
     if _run_job(storage, me, job_id, queue) == "done":

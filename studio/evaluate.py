@@ -22,12 +22,12 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from studio.answers import JUDGED_PROMPTS, Judge, generate_answers
-from studio.baselines import LABELS_ONLY, TFIDF, fit_baselines, predictor
+from studio.baselines import BASE_TEACHER, LABELS_ONLY, TFIDF, fit_baselines, predictor
 from studio.baselines import NAMES as BASELINES
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text, question_of
 from studio.dataset import LEAK_SAMPLE, load_prepared, near_repeats, row_text
 from studio.errors import StudioError
-from studio.student import count_parameters, layer_drop_student
+from studio.student import copy_with_layers, count_parameters, layer_drop_student
 from studio.teacher import load_for_task, load_tokenizer, resolve_source
 
 LATENCY_SAMPLES = 40
@@ -313,16 +313,18 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
     from studio.load_probe import peak_load_mb
 
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
-    teacher_dir = json.loads((run_dir / "teacher.json").read_text())["path"]
+    teacher = json.loads((run_dir / "teacher.json").read_text())
     rows, reference = [], None
-    models = [("teacher", Path(teacher_dir)), ("student", run_dir / "student")]
+    models = [("teacher", Path(teacher["path"])), ("student", run_dir / "student")]
+    if task == "causal_lm" and teacher.get("base") and teacher["base"] != teacher["path"]:
+        models.insert(0, (BASE_TEACHER, Path(teacher["base"])))  # first: it judges every model's answers
     if (run_dir / "student_labels_only" / "studio_ready").exists():
         models.append((LABELS_ONLY, run_dir / "student_labels_only"))
     for name, folder in models:
         source = resolve_source(str(folder))
         model = load_for_task(source, task, labels)
         # fp32 size: a converted GGUF teacher is cached in bf16, which would flatter it
-        size = _on_disk(model) if name == "teacher" and task == "causal_lm" else weights_bytes(folder)
+        size = _on_disk(model) if name in ("teacher", BASE_TEACHER) and task == "causal_lm" else weights_bytes(folder)
         metrics, predictions = _measure(task, name, model, load_tokenizer(source), test, settings, labels,
                                         size_bytes=size, teacher_predictions=reference)
         if measure_memory:
@@ -331,19 +333,26 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
             book.add(metrics, model, load_tokenizer(source))
         rows.append(asdict(metrics))
         if name == "teacher" and include_before_kd and task == "causal_lm":
-            dropped = layer_drop_student(model, settings["student_layers"])
+            dropped = _student_before_kd(model, run_dir / "student", settings["student_layers"])
             before, _ = _measure(task, "student before KD", dropped, load_tokenizer(source), test, settings, labels,
                                  size_bytes=_on_disk(dropped), teacher_predictions=predictions)
             if book is not None:
                 book.add(before, dropped, load_tokenizer(source))
             rows.append(asdict(before))
             del dropped
-        reference = reference or predictions
+        reference = predictions if name == "teacher" else reference
         del model
     if task == "classification":
         train = load_prepared(config["dataset"]).split("train")
         rows += [asdict(m) for m in evaluate_baselines(train, test, labels, reference)]
     return rows, reference
+
+
+def _student_before_kd(teacher: PreTrainedModel, student_dir: Path, layers: int) -> PreTrainedModel:
+    """The teacher cut to the student's layers (those the depth probe chose, when it ran), untrained."""
+    config = json.loads((student_dir / "config.json").read_text()) if (student_dir / "config.json").exists() else {}
+    kept = config.get("studio_kept_layers")
+    return copy_with_layers(teacher, kept) if kept else layer_drop_student(teacher, layers)
 
 
 def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure_memory: bool = True) -> dict:

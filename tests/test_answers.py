@@ -7,10 +7,19 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from studio.answers import Judge, degenerate, generate_answers, repeated_share, side_by_side
+from studio.answers import (
+    Judge,
+    NoRepeatInAnswer,
+    banned_tokens,
+    degenerate,
+    generate_answers,
+    repeated_share,
+    side_by_side,
+)
 from studio.batches import causal_text
 from studio.charts import Budget, recommend
 from studio.export import predict
@@ -62,10 +71,33 @@ def test_degenerate_answers_are_named():
 def test_answers_are_the_answers_the_export_gives(reader):
     model, tok = loaded(reader)
     records = faq()[:6]
-    batched = generate_answers(model, tok, records, new_tokens=12, batch_size=4)  # left-padded batches
+    batched = generate_answers(model, tok, records, new_tokens=24, batch_size=4)  # left-padded batches
     runner = predict.Runner(reader, "causal_lm")
-    assert batched == [predict.generate(runner, r["prompt"], max_new_tokens=12)[0] for r in records]
+    assert batched == [predict.generate(runner, r["prompt"], max_new_tokens=24)[0] for r in records]
     assert all(batched)
+
+
+def test_no_answer_repeats_a_run_of_three_tokens(reader):
+    assert sorted(banned_tokens([5, 6, 7, 5, 6])) == [7] and banned_tokens([1, 1, 1]) == {1}
+    assert banned_tokens([5, 6]) == set() and banned_tokens([]) == set()
+    for answer in ([5, 6, 7, 5, 6], [1, 2, 3, 4], [9, 9, 9], [4, 2, 4, 2, 4], []):  # the export's rule is the same
+        assert set(np.flatnonzero(predict.repeats(answer, 20)).tolist()) == banned_tokens(answer)
+    model, tok = loaded(reader)
+    tok.padding_side = "left"
+    enc = tok(["Question: where is my parcel?\nAnswer:", "Question: how do I pay?\nAnswer:"], return_tensors="pt",
+              padding=True)
+    free = model.generate(**enc, max_new_tokens=40, do_sample=False, pad_token_id=tok.pad_token_id)
+    ruled = model.generate(**enc, max_new_tokens=40, do_sample=False, pad_token_id=tok.pad_token_id,
+                           logits_processor=[NoRepeatInAnswer(enc["input_ids"].shape[1])])
+    start = enc["input_ids"].shape[1]
+
+    def runs(row: list[int]) -> list[tuple[int, ...]]:  # up to the end-of-text token (padding follows it)
+        row = row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
+        return [tuple(row[i:i + 3]) for i in range(len(row) - 2)]
+
+    for row in ruled[:, start:].tolist():
+        assert len(set(runs(row))) == len(runs(row))
+    assert any(len(set(runs(row))) < len(runs(row)) for row in free[:, start:].tolist())  # the tiny model loops
 
 
 def test_the_judge_passes_human_answers_and_fails_word_salad_repeats_and_silence(reader):

@@ -8,7 +8,7 @@ from studio.compress.pipeline import compress, compress_many, parse_recipe
 from studio.compress.variant import load_variant
 from studio.distill import distill
 from studio.errors import ConfigError
-from studio.evaluate import evaluate_all
+from studio.evaluate import evaluate_all, weights_bytes
 from tiny_models import small_config as small
 
 
@@ -194,8 +194,11 @@ def test_peak_load_memory_is_measured_in_a_fresh_process(cls_run):
 
 def test_causal_lm_structured_pruning_int8_and_generation(lm_run):
     made = compress_many(lm_run, [("lm-slim", parse_recipe("prune-neurons:fraction=0.25+prune-layers:count=1+heal")),
-                                  ("lm-int8", parse_recipe("int8"))])
-    assert [m["status"] for m in made] == ["ok", "ok"]
+                                  ("lm-int8", parse_recipe("int8")), ("lm-bf16", parse_recipe("bf16"))])
+    assert [m["status"] for m in made] == ["ok", "ok", "ok"]
+    half = load_variant(lm_run / "variants" / "lm-bf16")  # loads as bf16: loaded as float32 it would not be faster
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    assert weights_bytes(lm_run / "variants" / "lm-bf16") < 0.6 * weights_bytes(lm_run / "student")
     slim = load_variant(lm_run / "variants" / "lm-slim")
     assert slim.model.model.layers[0].mlp.down_proj.in_features == 48 and len(slim.model.model.layers) == 2
     ids = slim.tokenizer("Where is my order?", return_tensors="pt")
@@ -206,6 +209,8 @@ def test_causal_lm_structured_pruning_int8_and_generation(lm_run):
     assert out.shape[1] == ids["input_ids"].shape[1] + 4
     report = evaluate_all(lm_run, measure_memory=False)
     assert all(m["perplexity"] and m["perplexity"] > 1 for m in report["models"])
+    rows = {m["name"]: m for m in report["models"]}  # within rounding, bf16 reads the text as float32 does
+    assert rows["lm-bf16"]["perplexity"] == pytest.approx(rows["student"]["perplexity"], rel=0.05)
 
 
 def test_qlora_trains_adapters_on_a_4bit_base_and_merges_into_float(tiny_bert, cls_run, tmp_path):

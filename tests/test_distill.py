@@ -4,6 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from studio import generator
+from studio.baselines import BASE_TEACHER
 from studio.batches import encode_records
 from studio.dataset import DatasetOptions, prepare_dataset
 from studio.distill import DistillConfig, Progress, class_weights, distill, fit_max_length, latest_checkpoint
@@ -27,7 +29,7 @@ def faq(samples, tmp_path):
 
 def small(**kw) -> DistillConfig:
     base = dict(student_layers=2, epochs=2, teacher_epochs=1, batch_size=32, max_length=48, min_steps=0, patience=0,
-                learning_rate=1e-3, teacher_learning_rate=1e-3, threads=2)
+                learning_rate=1e-3, teacher_learning_rate=1e-3, threads=2, kd_tokens=4000)
     return DistillConfig(**{**base, **kw})
 
 
@@ -112,27 +114,42 @@ def test_stop_mid_epoch_saves_that_step_and_resume_repeats_nothing(tiny_bert, ti
     assert steps == list(range(1, 21))
 
 
-def test_causal_lm_with_lora_merges_and_evaluates(tiny_llama, faq, tmp_path):
+def test_causal_lm_default_recipe_tunes_the_teacher_probes_the_depth_and_merges_lora(tiny_llama, faq, tmp_path):
     run = tmp_path / "run"
-    result = distill(small(teacher=str(tiny_llama), lora=True, top_k=8, epochs=1, learning_rate=5e-3), faq, run)
+    seen: list[Progress] = []
+    result = distill(small(teacher=str(tiny_llama), student_layers=0, lora=True, top_k=8, learning_rate=5e-3,
+                           kd_tokens=3000), faq, run, on_progress=seen.append)
     assert result.kd_mode == "logits"
+    teacher = json.loads((run / "teacher.json").read_text())
+    assert teacher["path"] == str(run / "teacher") and teacher["base"] == str(tiny_llama)  # tuned, then saved
+    plan = json.loads((run / "config.json").read_text())["plan"]
+    written = (run / "teacher_written.jsonl").read_text().splitlines()
+    assert plan["texts_written"] == len(written) > 0
+    assert plan["texts_general"] > 0 or generator.bbc_folder() is None
+    assert [p["depth"] for p in plan["depth_probe"]] == [2, 1]  # half, two fifths and a third of 4 layers
     student = AutoModelForCausalLM.from_pretrained(run / "student")
     assert not any("lora" in k for k in student.state_dict())  # merged
+    assert student.config.studio_kept_layers == plan["student_layers"]
+    assert student.config.num_hidden_layers == len(plan["student_layers"])
+    assert "Depth probe" in plan["words"] and any("probing a 2-layer student" in p.message for p in seen)
     report = evaluate_run(run, include_before_kd=True)
     names = [m["name"] for m in report["models"]]
-    assert names == ["teacher", "student before KD", "student"]
+    assert names == [BASE_TEACHER, "teacher", "student before KD", "student"]
     for m in report["models"]:
         assert m["perplexity"] > 1 and m["generation_tokens_per_s"] > 0
+    base = report["models"][0]
+    assert base["perplexity"] > report["models"][1]["perplexity"]  # tuning on the answers helped the teacher
     cache = __import__("safetensors.torch", fromlist=["load_file"]).load_file(run / "cache" / "teacher_logits.safetensors")
     assert cache["top_indices"].shape[-1] == 8 and cache["top_values"].dtype == torch.float16
 
 
 def test_different_tokenizer_falls_back_to_sequence_kd(tiny_llama, other_tiny_llama, faq, tmp_path):
     seen: list[Progress] = []
-    result = distill(small(teacher=str(tiny_llama), student=str(other_tiny_llama), epochs=1), faq,
+    result = distill(small(teacher=str(tiny_llama), student=str(other_tiny_llama), epochs=1, recipe="plain"), faq,
                      tmp_path / "run", on_progress=seen.append)
     assert result.kd_mode == "sequence"
     assert any("different tokenizers" in p.message for p in seen)
+    assert not (tmp_path / "run" / "teacher").exists()  # 'plain' distils from the teacher as installed
     assert not (tmp_path / "run" / "cache" / "teacher_logits.safetensors").exists()
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from studio.baselines import BASE_TEACHER
 from studio.compress.pipeline import compress, parse_recipe
 from studio.compress.variant import load_variant
 from studio.errors import ConfigError
@@ -191,7 +192,7 @@ def test_a_generator_whose_answers_fail_the_fluency_check_never_answers_alone(lm
     student = next(m for m in report["models"] if m["name"] == "student")
     book = report["answers"]
     assert len(book["by_model"]["student"]) == len(book["prompts"]) == min(50, report["test_examples"])
-    assert set(book["by_model"]) == {"teacher", "student"} and 0 <= student["rouge_l"] <= 1
+    assert set(book["by_model"]) == {BASE_TEACHER, "teacher", "student"} and 0 <= student["rouge_l"] <= 1
     failing = {**student, "fluent": False, "fluency_note": "9 of 10 answers are no answer at all"}
     result = export_model(lm_run, ExportSettings(variant="student", hybrid=True, onnx=False, gguf=False),
                           tmp_path / "lm.zip", metrics={"student": failing})

@@ -61,5 +61,5 @@ def small_config(**kw):
     from studio.distill import DistillConfig
 
     base = dict(student_layers=2, epochs=1, teacher_epochs=1, batch_size=32, max_length=48, min_steps=0,
-                learning_rate=1e-3, teacher_learning_rate=1e-3, threads=2)
+                learning_rate=1e-3, teacher_learning_rate=1e-3, threads=2, kd_tokens=4000)
     return DistillConfig(**{**base, **kw})

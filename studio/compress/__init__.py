@@ -22,6 +22,7 @@ from studio.compress.prune import (
     prune_neurons,
 )
 from studio.compress.quantize import (
+    Bf16Settings,
     Bnb4bitSettings,
     BnbFp4Settings,
     BnbInt8Settings,
@@ -29,12 +30,15 @@ from studio.compress.quantize import (
     OnnxSettings,
     quantize_bnb,
     quantize_onnx_int8,
+    to_bf16,
     to_onnx,
 )
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method("int8", "quantize", OnnxInt8Settings, quantize_onnx_int8,
            "CPU int8 (ONNX Runtime): about 4x smaller, int8 products, the CPU-only choice"),
+    Method("bf16", "quantize", Bf16Settings, to_bf16,
+           "bfloat16 weights: half the size, the same answers; about 2x faster on CPUs with bfloat16 instructions"),
     Method("onnx", "quantize", OnnxSettings, to_onnx,
            "ONNX Runtime float32: same weights, run by a faster engine (no quantization)"),
     Method("bnb-int8", "quantize", BnbInt8Settings, quantize_bnb,
@@ -54,5 +58,5 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "short KD on the cached teacher logits to win back what pruning lost"),
 ]}
 
-__all__ = ["METHODS", "Method", "HealSettings", "LayerSettings", "MagnitudeSettings", "StructuredSettings",
+__all__ = ["METHODS", "Method", "Bf16Settings", "HealSettings", "LayerSettings", "MagnitudeSettings", "StructuredSettings",
            "Bnb4bitSettings", "BnbFp4Settings", "BnbInt8Settings", "OnnxInt8Settings", "OnnxSettings"]

@@ -8,6 +8,7 @@ grouped-query attention stays consistent after pruning.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -192,6 +193,19 @@ def apply_structure(model: nn.Module, structure: dict) -> None:
             keep_head_units(layer, list(range(units)))
         if neurons != mlp_width(layer):
             keep_neurons(layer, list(range(neurons)))
+
+
+@torch.no_grad()
+def skip_each_layer(model: nn.Module, batches: list[dict], loss_fn) -> list[float]:
+    """The mean of ``loss_fn(model, batch)`` over ``batches`` with each layer skipped in turn (higher = that
+    layer matters more)."""
+    losses = []
+    for skip in range(len(layer_list(model))):
+        trial = copy.deepcopy(model).eval()
+        keep_layers(trial, [i for i in range(len(layer_list(trial))) if i != skip])
+        losses.append(sum(loss_fn(trial, b).item() for b in batches) / len(batches))
+        del trial
+    return losses
 
 
 def keep_layers(model: nn.Module, keep: list[int]) -> None:

@@ -10,7 +10,6 @@ a layer's importance is how much the loss grows when it is skipped.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -200,18 +199,9 @@ def prune_neurons(wm: WorkingModel, s: StructuredSettings, ctx: RunContext) -> W
     return _prune_per_layer(wm, s, ctx, neuron_scores, parts.keep_neurons)
 
 
-@torch.no_grad()
 def layer_ablation_losses(wm: WorkingModel, ctx: RunContext, batches: int) -> list[float]:
     """The calibration loss with each layer skipped in turn (higher = that layer matters more)."""
-    loss_fn = ctx.kd_loss()
-    data = list(ctx.calibration_batches(wm.tokenizer, batches))
-    losses = []
-    for skip in range(len(parts.layer_list(wm.model))):
-        trial = copy.deepcopy(wm.model).eval()
-        parts.keep_layers(trial, [i for i in range(len(parts.layer_list(trial))) if i != skip])
-        losses.append(sum(loss_fn(trial, b).item() for b in data) / len(data))
-        del trial
-    return losses
+    return parts.skip_each_layer(wm.model, list(ctx.calibration_batches(wm.tokenizer, batches)), ctx.kd_loss())
 
 
 def prune_layers(wm: WorkingModel, s: LayerSettings, ctx: RunContext) -> WorkingModel:

@@ -27,6 +27,22 @@ from studio.settings import Check, Settings
 ONNX_OPSET = 17
 
 
+# --------------------------------------------------------------------------- bfloat16
+
+
+@dataclass
+class Bf16Settings(Settings):
+    """bfloat16 weights: half the size of float32 and, within rounding, the same answers. Faster only where the
+    processor has bfloat16 instructions (recent x86 with AVX-512 BF16 or AMX, recent ARM, GPUs); elsewhere it can
+    be slower than float32, which is why every variant's speed is measured on the machine it runs on."""
+
+
+def to_bf16(wm: WorkingModel, s: Bf16Settings, ctx: RunContext) -> WorkingModel:
+    wm.model = wm.model.to(torch.bfloat16)
+    wm.notes.append("bfloat16 weights (half of float32); fast only on processors with bfloat16 instructions")
+    return wm
+
+
 # --------------------------------------------------------------------------- ONNX Runtime
 
 
@@ -128,11 +144,12 @@ class OnnxModel(nn.Module):
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                  max_new_tokens: int = 32, min_new_tokens: int = 0, eos_token_id: int | None = None,
-                 **_: object) -> torch.Tensor:
+                 logits_processor=None, **_: object) -> torch.Tensor:
         ids = input_ids
         mask = attention_mask if attention_mask is not None else torch.ones_like(ids)
         for step in range(max_new_tokens):
-            next_ids = self(ids, mask).logits[:, -1].argmax(-1, keepdim=True)
+            scores = self(ids, mask).logits[:, -1]
+            next_ids = (logits_processor(ids, scores) if logits_processor else scores).argmax(-1, keepdim=True)
             ids, mask = torch.cat([ids, next_ids], 1), torch.cat([mask, torch.ones_like(next_ids)], 1)
             if eos_token_id is not None and step + 1 >= min_new_tokens and bool((next_ids == eos_token_id).all()):
                 break

@@ -99,13 +99,20 @@ def save_variant(wm: WorkingModel, folder: Path, manifest: dict) -> None:
         if wm.form == "onnx" and wm.float_source is not None:  # the pruned/healed float model, for export
             save_variant(wm.float_source, tmp / "float", {**manifest, "name": f"{manifest['name']}-float"})
         manifest = {**manifest, "form": wm.form, "task": wm.task, "structure": wm.structure, "sparse": wm.sparse,
-                    "params": wm.params, "notes": wm.notes, "recreate": recreate_text(wm)}
+                    "params": wm.params, "notes": wm.notes, "recreate": recreate_text(wm), "dtype": _dtype(wm)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+
+
+def _dtype(wm: WorkingModel) -> str:
+    """'bfloat16' for a bf16 torch model (it must load as one to stay fast), else 'float32'."""
+    if wm.form == "torch" and next(wm.model.parameters()).dtype == torch.bfloat16:
+        return "bfloat16"
+    return "float32"
 
 
 def recreate_text(wm: WorkingModel) -> str:
@@ -160,8 +167,9 @@ def load_variant(folder: str | Path) -> WorkingModel:
 
 
 def _load_torch(folder: Path, task: str, manifest: dict) -> PreTrainedModel:
+    dtype = torch.bfloat16 if manifest.get("dtype") == "bfloat16" else torch.float32
     if not manifest.get("structure") and not manifest.get("sparse"):
-        return auto_class(task).from_pretrained(folder, **SAFE_LOAD).eval()
+        return auto_class(task).from_pretrained(folder, **{**SAFE_LOAD, "dtype": dtype}).eval()
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     model = auto_class(task).from_config(config, dtype=torch.float32)
     if manifest.get("structure"):
@@ -180,7 +188,7 @@ def _load_torch(folder: Path, task: str, manifest: dict) -> PreTrainedModel:
                              f"unexpected {unexpected[:3]}). The variant is damaged: create it again.")
     if getattr(config, "tie_word_embeddings", False):
         model.tie_weights()
-    return model.eval()
+    return model.to(dtype).eval()
 
 
 def describe_shape(wm: WorkingModel) -> dict:

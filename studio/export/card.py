@@ -124,10 +124,11 @@ def _answers_text(book: dict | None, names: list[str]) -> str:
     """Text generators: what teacher and this model answer to the first held-out prompts, beside the reference."""
     if not book or not book.get("prompts"):
         return ""
-    from studio.answers import NEW_TOKENS
+    from studio.answers import NEW_TOKENS, NO_REPEAT
 
     return "\n".join(["### What it writes\n",
-                      f"Greedy answers (up to {NEW_TOKENS} tokens, as `predict.py` answers) to the first held-out "
+                      f"Greedy answers (up to {NEW_TOKENS} tokens, never repeating a run of {NO_REPEAT} tokens, as "
+                      "`predict.py` answers) to the first held-out "
                       "prompts; the teacher's perplexity of the human reference answers is "
                       f"{book['reference_perplexity']:.1f}.\n", *answers_table(book, names)]) + "\n"
 

@@ -83,15 +83,26 @@ def prompt_of(tokenizer, question: str) -> str:
     return f"Question: {question}\nAnswer:"
 
 
+def repeats(answer: list[int], vocabulary: int, n: int = 3) -> np.ndarray:
+    """True for each token that would repeat a run of n tokens already in the answer (greedy loops otherwise)."""
+    banned = np.zeros(vocabulary, dtype=bool)
+    tail = answer[len(answer) - n + 1:] if len(answer) >= n - 1 else None
+    for i in range(len(answer) - n + 1):
+        if answer[i:i + n - 1] == tail:
+            banned[answer[i + n - 1]] = True
+    return banned
+
+
 def generate(runner: Runner, question: str, max_new_tokens: int = 48) -> tuple[str, float]:
-    """Greedy answer and confidence (geometric mean of the chosen tokens' probabilities)."""
+    """Greedy answer, never repeating a run of 3 tokens, and its confidence (geometric mean of the chosen tokens'
+    probabilities)."""
     tok = runner.tokenizer
     prompt = question if runner.continue_text else prompt_of(tok, question)
     ids = np.array([tok(prompt, add_special_tokens=False)["input_ids"]], dtype=np.int64)
     start, log_probs = ids.shape[1], []
     for _ in range(max_new_tokens):
         probs = softmax(runner.logits(ids, np.ones_like(ids))[0, -1])
-        token = int(probs.argmax())
+        token = int(np.where(repeats(ids[0, start:].tolist(), probs.shape[0]), -1.0, probs).argmax())
         if token == tok.eos_token_id:
             break
         log_probs.append(math.log(max(float(probs[token]), 1e-12)))

@@ -11,7 +11,7 @@ import gradio as gr
 from storage import jobs as job_rows
 from storage import records
 from studio.charts import loss_figure
-from studio.distill import DistillConfig
+from studio.distill import DistillConfig, student_words
 from studio.jobs import service
 from studio.teacher import CATALOG
 from studio.ui.context import UIContext, error_box, message_of
@@ -22,19 +22,22 @@ PRESETS = {
     "classification": {"Fastest": {"student_layers": 2, "min_steps": 150, "teacher_learning_rate": 1e-4},
                        "Balanced": {},
                        "Best quality": {"student_layers": 4, "epochs": 3, "teacher_epochs": 3, "min_steps": 400}},
-    "causal_lm": {"Fastest": {"student_layers": 6, "epochs": 3, "min_steps": 0, "batch_size": 8, "temperature": 1.0},
-                  "Balanced": {"student_layers": 10, "epochs": 6, "min_steps": 0, "batch_size": 8, "temperature": 1.0},
-                  "Best quality": {"student_layers": 15, "epochs": 8, "min_steps": 0, "batch_size": 8,
-                                   "temperature": 1.0}},
+    # text generators: the 'answers' recipe (see studio.generator); the presets change its budget in tokens
+    "causal_lm": {"Fastest": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 150_000},
+                  "Balanced": {"batch_size": 8, "temperature": 1.0},
+                  "Best quality": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 1_000_000}},
 }
-PRESET_WORDS = {"Fastest": "smallest student, shortest training, no learning-rate search",
+PRESET_WORDS = {"Fastest": "smallest student (classifiers), shortest training, no learning-rate search",
                 "Balanced": "a good default: enough training for small data, learning rate chosen on your data",
                 "Best quality": "deeper student, longer training; slower to train and to run"}
-ADVANCED = ["student", "student_layers", "epochs", "min_steps", "patience", "balance", "temperature", "alpha", "learning_rate",
-            "teacher_training", "teacher_learning_rate", "batch_size", "max_length", "lora", "lora_r", "teacher_epochs", "top_k",
-            "trim_vocab", "labels_only_student", "seed"]
-CHOICES = {"balance": ["auto", "weights", "off"], "teacher_training": ["auto", "full", "head"]}
-CHOICE_INFO = {"balance": "auto: each class counts equally when labels are skewed",
+ADVANCED = ["student", "student_layers", "recipe", "kd_tokens", "epochs", "min_steps", "patience", "balance",
+            "temperature", "alpha", "learning_rate", "teacher_training", "teacher_learning_rate", "batch_size",
+            "max_length", "lora", "lora_r", "teacher_epochs", "top_k", "trim_vocab", "labels_only_student", "seed"]
+CHOICES = {"recipe": ["auto", "answers", "plain"], "balance": ["auto", "weights", "off"],
+           "teacher_training": ["auto", "full", "head"]}
+CHOICE_INFO = {"recipe": "text generators: answers tunes the teacher on your answers and distils on its own answers "
+                         "plus general text; plain distils on your rows alone",
+               "balance": "auto: each class counts equally when labels are skewed",
                "teacher_training": "auto: a text generator keeps its weights and only its head learns your labels "
                                    "(minutes on a CPU); an encoder is fine-tuned fully"}
 LAYERS_OF_TEACHER = "(layers of the teacher; MiniLM's for a text generator)"
@@ -86,7 +89,7 @@ def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | Non
         with ctx.storage.db.session() as s:
             name = records.get_dataset(s, viewer, dataset_id).name
         job_id = service.submit(ctx.storage, viewer, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
-                                title=f"{teacher.rsplit('/', 1)[-1]} -> {config.student_layers}-layer student on {name}")
+                                title=f"{teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}")
     except Exception as err:  # noqa: BLE001
         return None, error_box(message_of(err))
     return job_id, f"Job {job_id} queued. It runs in the worker; you can close this page and come back."
