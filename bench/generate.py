@@ -53,7 +53,8 @@ SAMPLES = ROOT / "studio" / "samples"
 SETTINGS = {"teacher": "smollm2-135m", "batch_size": 8, "temperature": 1.0}
 """The UI's text-generator settings; everything else is the studio's default ('answers' recipe)."""
 VARIANTS = {"teacher": ["bf16", "int8"], "student": ["bf16", "int8"]}
-NEWS_ARTICLES = 400
+NEWS_ARTICLES = 500
+"""About 50 held-out prompts after the studio's 80/10/10 split."""
 PLAIN = "plain student"
 
 
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["faq", "news"])
     parser.add_argument("--work", type=Path, help="keep runs here (default: a temp folder); reruns resume")
     parser.add_argument("--answers", type=int, default=20, help="answers printed per domain")
+    parser.add_argument("--news-articles", type=int, default=NEWS_ARTICLES, help="headline/paragraph pairs for 'news'")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "generate.json")
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
@@ -154,7 +156,7 @@ def main() -> None:
             continue
         folder = work / name
         folder.mkdir(parents=True, exist_ok=True)
-        data = SAMPLES / "shop_faq.jsonl" if name == "faq" else news_data(folder / "news.jsonl")
+        data = SAMPLES / "shop_faq.jsonl" if name == "faq" else news_data(folder / "news.jsonl", args.news_articles)
         result = bench_domain(name, data, folder)
         results[name] = result
         print(f"\n== {name}: {result['plan']['words']}")
