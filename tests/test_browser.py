@@ -105,6 +105,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         shot("3-distill")
 
         open_step("4. Compress", "Finished distillation")
+        expect(page.get_by_text("Tick at least one method.")).to_be_visible()  # the run list refreshed: a run is picked
         page.get_by_label("int8 — 4× smaller, runs on any CPU (ONNX Runtime)").check()
         page.get_by_role("button", name="Make variants").click()
         expect(page.get_by_text("Queued variant job")).to_be_visible()
