@@ -736,7 +736,7 @@ def tune_causal_teacher(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizer
         return run_stage(model, stage, loss, config, run.checkpoints / "teacher", "teacher", lr, run.metrics,
                          on_progress)
 
-    tuned, result = generator.tune_teacher(teacher, stage, run_it)
+    tuned, result = generator.tune_teacher(teacher, stage, run_it, make_kd_loss("causal_lm", {}, 1.0, 0.0))
     plan.stages["teacher"] = stage_summary(stage.plan, result)
     _save_model(tuned, tokenizer, run.teacher)
     shutil.rmtree(run.checkpoints / "teacher", ignore_errors=True)

