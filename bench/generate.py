@@ -150,7 +150,7 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-generate-"))
     print(f"Machine: {machine()}\nWork folder: {work}")
-    results = {}
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}  # a one-domain run keeps the other's
     for name in ("faq", "news"):
         if args.only and args.only != name:
             continue

@@ -75,21 +75,48 @@ def tune_teacher(teacher: PreTrainedModel, train_stage, run_stage_fn, loss_fn) -
 
 REWORD_ASK = ("Rewrite this customer question in different words. Reply with the new question only.\n\n"
               "Question: {question}")
+REWORD_LINE_ASK = ("Rewrite this line in different words, keeping its meaning. Reply with the new line only.\n\n"
+                   "Line: {question}")
+"""For prompts that are not questions (a headline, an instruction, a product name)."""
 WORD = re.compile(r"[a-z0-9]+")
 NOT_A_QUESTION = re.compile(r"\b(question|rewrite|rewritten|customer|revised|version)\b", re.I)
+NOT_A_LINE = re.compile(r"\b(line|headline|rewrite|rewritten|rephrased|revised|version|words|meaning)\b", re.I)
+"""Words of the request itself: a line that has them (and the original has not) echoes the request."""
+LEAD = re.compile(r"^[\w' ]{0,30}?\b(?:line|headline|rewrite|rewritten|rephrased|rebutt?)\b[\w' ]{0,12}:\s*", re.I)
+"""'The new line:', 'Rewrite:', 'Headline:' before the rewording itself."""
+
+
+def is_question(prompt: str) -> bool:
+    return prompt.rstrip().endswith("?")
+
+
+def reword_ask(prompt: str) -> str:
+    """The request to reword ``prompt``: a question stays a question, any other line another line."""
+    return (REWORD_ASK if is_question(prompt) else REWORD_LINE_ASK).format(question=prompt)
 
 
 def reworded(original: str, attempt: str) -> str | None:
-    """A teacher's rewording of ``original`` if it reads as the same question in other words, else None.
+    """A teacher's rewording of ``original`` if it reads as the same request in other words, else None.
+    A question must come back as a question; another line may come back behind a label ('Headline: ...').
 
     >>> reworded("How do I cancel my subscription?", "How can I end my subscription?")
     'How can I end my subscription?'
     >>> reworded("How do I cancel my subscription?", "The answer to the question is not provided.") is None
     True
+    >>> reworded("Barclays profits hit record level", "The new line: Barclays profits reach a record")
+    'Barclays profits reach a record'
+    >>> reworded("IBM frees 500 software patents", "Rewrite this line in different words, keeping its meaning.")
     """
     text = attempt.strip().split("\n")[0].strip().strip('"').strip()
+    question = is_question(original)
+    if not question:
+        text = LEAD.sub("", text).strip().strip('"').strip()
     words, before = WORD.findall(text.lower()), WORD.findall(original.lower())
-    if not text.endswith("?") or not 3 <= len(words) <= 30 or NOT_A_QUESTION.search(text):
+    if not 3 <= len(words) <= 30:
+        return None
+    if question and (not text.endswith("?") or NOT_A_QUESTION.search(text)):
+        return None
+    if not question and set(w.lower() for w in NOT_A_LINE.findall(text)) - set(before):
         return None
     if words == before or not {w for w in words if len(w) > 3} & {w for w in before if len(w) > 3}:
         return None
@@ -111,7 +138,7 @@ def teacher_written(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
                                  "in its own words"))
     written = _answered(teacher, tokenizer, [{"prompt": question_of(r)} if "prompt" in r else r for r in records])
     report(on_progress, Progress("cache", 1, 1, 1, 3, message="the teacher rewords your questions"))
-    asks = [{"prompt": REWORD_ASK.format(question=r["prompt"])} for r in pairs]
+    asks = [{"prompt": reword_ask(r["prompt"])} for r in pairs]
     attempts = generate_answers(rewriter or teacher, tokenizer, asks, new_tokens=32) if asks else []
     kept = [q for r, a in zip(pairs, attempts) if (q := reworded(r["prompt"], a))]
     report(on_progress, Progress("cache", 1, 1, 2, 3, message=f"the teacher answers {len(kept)} reworded questions"))

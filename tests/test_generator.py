@@ -9,7 +9,7 @@ import torch
 
 from studio import generator
 from studio.compress.parts import skip_each_layer
-from studio.generator import DepthProbe, candidate_depths, choose_depth, general_text, kd_steps, reworded
+from studio.generator import DepthProbe, candidate_depths, choose_depth, general_text, kd_steps, reword_ask, reworded
 from studio.teacher import load_causal_lm, resolve_source
 
 
@@ -22,6 +22,17 @@ def test_a_rewording_must_read_as_the_same_question_in_other_words():
     assert reworded(q, "What a delightful question! Here is a revised version?") is None  # talks about the task
     assert reworded(q, "Where is the nearest train station?") is None  # another question altogether
     assert reworded(q, "Cancel?") is None  # too short to be a customer's question
+
+
+def test_a_line_that_is_not_a_question_is_reworded_as_a_line():
+    """Headlines, instructions, product names: the request asks for another line, and a label before it is dropped."""
+    line = "Barclays profits hit record level"
+    assert "Line: Barclays" in reword_ask(line) and "Question: How" in reword_ask("How do I pay?")
+    assert reworded(line, "Headline: Barclays reports record profits") == "Barclays reports record profits"
+    assert reworded(line, "The new line: Barclays profits hit record level") is None  # the same words behind a label
+    assert reworded(line, "Rewrite this line in different words, keeping its meaning.") is None  # echoes the request
+    assert reworded(line, "In a world of endless opportunities, growth never ends.") is None  # nothing in common
+    assert reworded("A question of trust", "A question of trust and of technology") is not None  # its own words
 
 
 def test_the_probe_picks_the_shallowest_depth_that_stays_close_to_the_deepest():
