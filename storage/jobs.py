@@ -179,10 +179,10 @@ def report(db: Database, job_id: int, progress: float, step: str, metrics: Itera
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
-def forget_metrics_after(db: Database, job_id: int, stage: str, step: int) -> int:
+def forget_metrics_after(db: Database, job_id: int, stage: str, step: int, label: str = "") -> int:
     """Before a resumed run repeats steps after its checkpoint, drop the rows the crash left for them."""
     with db.session() as s:
-        gone = s.execute(delete(Metric).where(Metric.job_id == job_id, Metric.stage == stage,
+        gone = s.execute(delete(Metric).where(Metric.job_id == job_id, Metric.stage == stage, Metric.label == label,
                                               Metric.variant_id.is_(None), Metric.step > step))
         return gone.rowcount
 

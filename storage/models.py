@@ -146,7 +146,9 @@ class Metric(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id", ondelete="CASCADE"), index=True)
     stage: Mapped[str] = mapped_column(String(32), default="")
-    """teacher, student, heal, ... for training steps; 'eval' for scores."""
+    """What kind of training (teacher, student, heal, ...); 'eval' for scores."""
+    label: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    """Which one of its kind: 'lr 0.0001' for a learning-rate trial, '<variant>#<step>' for a heal."""
     name: Mapped[str] = mapped_column(String(64))
     step: Mapped[int | None] = mapped_column(Integer)
     epoch: Mapped[int | None] = mapped_column(Integer)

@@ -165,12 +165,13 @@ def scores_of(s: Session, variant_id: int) -> dict[str, float]:
 
 
 def training_curve(s: Session, viewer: Viewer, job_id: int, name: str = "loss") -> list[tuple[str, int, float]]:
-    """(stage, step, value) of one training metric, in step order: what a loss chart draws."""
+    """(curve, step, value) of one training metric, in step order: what a loss chart draws. A curve is a stage
+    and its label as people read them, e.g. 'teacher', 'heal int8-heal#2'."""
     get(s, viewer, job_id)
-    rows = s.execute(select(Metric.stage, Metric.step, Metric.value)
+    rows = s.execute(select(Metric.stage, Metric.label, Metric.step, Metric.value)
                      .where(Metric.job_id == job_id, Metric.name == name, Metric.variant_id.is_(None))
                      .order_by(Metric.id))  # the order they were trained in
-    return [tuple(r) for r in rows]
+    return [(f"{stage} {label}".strip(), step, value) for stage, label, step, value in rows]
 
 
 # --------------------------------------------------------------------------- artifacts

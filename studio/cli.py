@@ -13,9 +13,11 @@ from typing import Annotated, Optional
 import typer
 from tqdm import tqdm
 
+from storage.config import studio_home
 from storage.errors import StorageError
 from studio.dataset import DatasetOptions, prepare_dataset
 from studio.errors import StudioError
+from studio.logs import quiet_libraries
 from studio.paths import runs_dir
 
 app = typer.Typer(add_completion=False,
@@ -142,10 +144,11 @@ class ProgressBars:
         if p.stage == "variant":  # a heading, not a bar
             self.close()
             return
-        key = (p.stage, p.epoch)
+        key = (p.stage, p.label, p.epoch)
         if key != self.key:
             self.close()
-            label = self.NAMES.get(p.stage, p.stage) + (f" {p.epoch}/{p.epochs}" if p.epochs > 1 else "")
+            label = " ".join(filter(None, [self.NAMES.get(p.stage, p.stage), p.label]))
+            label += f" {p.epoch}/{p.epochs}" if p.epochs > 1 else ""
             self.bar, self.key = tqdm(total=p.steps, desc=label, unit="step", file=sys.stderr), key
         self.bar.n = p.step
         if p.loss is not None:
@@ -659,8 +662,6 @@ def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for 
 
     if HostSettings.from_env().hosted:  # settings checked before the (slow) web stack loads: a wrong one fails at once
         ready_for_logins(open_storage().db)
-    from storage.config import studio_home
-
     # Gradio keeps uploads in its cache folder: the studio's own private one, not a shared /tmp/gradio
     os.environ.setdefault("GRADIO_TEMP_DIR", str((studio_home() / "uploads").resolve()))
     from studio.ui.server import serve
@@ -691,6 +692,7 @@ def main() -> None:
     # Everything the studio writes (database, datasets, models, uploads) is its owner's alone: on a shared
     # server other accounts of the machine must not read users' data.
     os.umask(0o077)
+    quiet_libraries(studio_home() / "logs" / "studio.log")  # a job's own log takes them while it runs
     hf_logging.set_verbosity_error()  # load reports and shard bars drown out our own progress
     hf_logging.disable_progress_bar()
     app()

@@ -25,7 +25,7 @@ from typing import Literal
 
 import charset_normalizer
 
-from studio.errors import DatasetError
+from studio.errors import ConfigError, DatasetError
 from studio.hosting import HostSettings
 
 TaskKind = Literal["classification", "causal_lm"]
@@ -98,8 +98,6 @@ class DatasetOptions:
         if self.min_examples_per_label < 2:
             problems.append("min_examples_per_label must be at least 2")
         if problems:
-            from studio.errors import ConfigError
-
             raise ConfigError(problems)
 
 

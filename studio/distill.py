@@ -29,28 +29,31 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from studio import generator
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text, question_of
+from studio.bnb import Bnb4bitSettings, bnb_config, bnb_device, bnb_unsupported
 from studio.dataset import PreparedDataset
-from studio.errors import CheckpointError, ConfigError
-from studio.losses import balanced_class_weights, causal_kd_loss, classification_kd_loss, next_token_ce
+from studio.errors import ConfigError
+from studio.losses import balanced_class_weights
+from studio.models import SAFE_LOAD, auto_class, load_causal_lm, load_classifier, load_tokenizer
+from studio.progress import Progress, ProgressFn, report
+from studio.run import RunPaths, write_json, write_run_config
 from studio.settings import Check, Settings
 from studio.student import copy_with_layers, layer_drop_student, same_tokenizer, trim_vocabulary
-from studio.teacher import SAFE_LOAD, load_causal_lm, load_classifier, load_tokenizer, resolve_source
+from studio.teacher import resolve_source
 from studio.teacher_head import decoder_classifier, teach_head
 from studio.teacher_head import describe as describe_head
 from studio.training import (
-    Progress,
-    ProgressFn,
     StepPlan,
     TrainResult,
     Validator,
     causal_validator,
     classification_validator,
+    cpu_threads,
     latest_checkpoint,
-    report,
+    make_kd_loss,
     train_loop,
 )
 
-__all__ = ["DistillConfig", "DistillResult", "Progress", "ProgressFn", "RunPaths", "distill", "latest_checkpoint"]
+__all__ = ["DistillConfig", "DistillResult", "RunPaths", "distill", "latest_checkpoint"]
 
 AUTO_MAX_LENGTH = 256
 """The longest input an automatic max_length picks: cost grows with length (and memory with its square)."""
@@ -176,18 +179,6 @@ class DistillResult:
     """'logits' (soft targets) or 'sequence' (student trained on teacher-written text)."""
     epoch_seconds: list[float] = field(default_factory=list)
     cache_seconds: float = 0.0
-
-
-class RunPaths:
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.config = self.root / "config.json"
-        self.teacher = self.root / "teacher"
-        self.cache = self.root / "cache" / "teacher_logits.safetensors"
-        self.checkpoints = self.root / "checkpoints"
-        self.student = self.root / "student"
-        self.labels_only = self.root / "student_labels_only"
-        self.metrics = self.root / "metrics.jsonl"
 
 
 # --------------------------------------------------------------------------- the plan
@@ -349,10 +340,11 @@ def stage_for(config: DistillConfig, dataset: PreparedDataset, tokenizer: PreTra
 
 def run_stage(model: torch.nn.Module, stage: Stage, loss_fn: Callable, config: DistillConfig, folder: Path, name: str,
               lr: float, metrics: Path, on_progress: ProgressFn | None, checkpoint_every_s: float | None = None,
-              pause_at: int | None = None) -> TrainResult:
-    return train_loop(model, stage.items, loss_fn, folder, name, plan=stage.plan, lr=lr, batch_size=config.batch_size,
-                      pad_id=stage.pad_id, metrics=metrics, seed=config.seed, weight_decay=config.weight_decay,
-                      warmup_ratio=config.warmup_ratio, validate=stage.validate,
+              pause_at: int | None = None, label: str = "") -> TrainResult:
+    """Train one stage; ``name`` is its kind (Progress.stage), ``label`` which one of that kind."""
+    return train_loop(model, stage.items, loss_fn, folder, name, label=label, plan=stage.plan, lr=lr,
+                      batch_size=config.batch_size, pad_id=stage.pad_id, metrics=metrics, seed=config.seed,
+                      weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio, validate=stage.validate,
                       on_progress=on_progress, pad_to=stage.pad_to, checkpoint_every_s=checkpoint_every_s,
                       pause_at=pause_at)
 
@@ -413,8 +405,8 @@ def search_learning_rate(model: PreTrainedModel, stage: Stage, loss_fn: Callable
         torch.manual_seed(config.seed)
         report(on_progress, Progress("teacher", 1, 1, 0, 1, message=f"trying learning rate {lr:g} for the teacher "
                                      f"({n} of {len(TEACHER_LEARNING_RATES)}, {trial_steps} steps)"))
-        result = run_stage(model, stage, loss_fn, config, _trial_folder(run, lr), f"teacher lr {lr:g}", lr,
-                           run.metrics, on_progress, pause_at=trial_steps)
+        result = run_stage(model, stage, loss_fn, config, _trial_folder(run, lr), "teacher", lr,
+                           run.metrics, on_progress, pause_at=trial_steps, label=f"lr {lr:g}")
         scores[lr] = result.best_score if result.best_score is not None else float("-inf")
     best = max(TEACHER_LEARNING_RATES, key=lambda lr: scores[lr])  # ties: the smaller, gentler rate
     shutil.rmtree(run.checkpoints / "teacher", ignore_errors=True)
@@ -503,8 +495,6 @@ def _four_bit_base(student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     """Save the float student (LoRA is merged back into it at the end), reload it in 4-bit NF4."""
     from peft import prepare_model_for_kbit_training
 
-    from studio.compress.quantize import Bnb4bitSettings, bnb_config, bnb_device, bnb_unsupported
-    from studio.compress.variant import auto_class
 
     reason = bnb_unsupported(4)
     if reason:
@@ -521,7 +511,6 @@ def _merge_into_float_base(trained: torch.nn.Module, run: RunPaths, task: str) -
     """QLoRA's adapters, merged into the float student saved before quantization (not the 4-bit copy)."""
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-    from studio.compress.variant import auto_class
 
     base = auto_class(task).from_pretrained(run.root / "student_base", **SAFE_LOAD)
     float_model = get_peft_model(base, trained.peft_config["default"])
@@ -590,48 +579,16 @@ def cache_fingerprint(config: DistillConfig, teacher_dir: str, dataset: Prepared
 # --------------------------------------------------------------------------- the whole step
 
 
-def write_run_config(run: RunPaths, config: DistillConfig, dataset: PreparedDataset, resume: bool) -> None:
-    """The settings asked for, next to the outputs, before anything runs; a resumed run must match them.
-    ``distill`` holds the settings as run (an automatic max_length or learning rate resolved, see record_plan)."""
-    resolved = {"requested": config.to_dict(), "distill": config.to_dict(), "dataset": str(dataset.path),
-                "task": dataset.report.task, "labels": dataset.report.labels}
-    if run.config.exists():
-        previous = json.loads(run.config.read_text())
-        asked = previous.get("requested", previous["distill"])
-        if resume and asked != resolved["requested"]:
-            changed = sorted(k for k in resolved["requested"] if asked.get(k) != resolved["requested"][k])
-            raise CheckpointError(f"This run was started with other settings ({', '.join(changed)}); "
-                                  "resume it with the same settings, or start a new run folder.")
-        if not resume:
-            raise CheckpointError(f"{run.root} already holds a run. Resume it (--resume) or choose a new folder.")
-        return  # it already says what this run resolved and did so far
-    run.root.mkdir(parents=True, exist_ok=True)
-    _write_json(run.config, resolved)
-
-
 def record_plan(run: RunPaths, plan: RunPlan) -> None:
     """Put what the studio chose into config.json: the settings as run, and the plan with its reasons."""
-    resolved = json.loads(run.config.read_text())
+    resolved = run.read_config()
     resolved["distill"]["max_length"] = plan.max_length
     if plan.student_layers:
         resolved["distill"]["student_layers"] = len(plan.student_layers)
     if plan.teacher_learning_rate is not None:
         resolved["distill"]["teacher_learning_rate"] = plan.teacher_learning_rate
     resolved["plan"] = {**asdict(plan), "words": plan_words(plan)}
-    _write_json(run.config, resolved)
-
-
-def _record_setting(run: RunPaths, key: str, value) -> None:
-    """A setting the run chose (asked as 0, 'choose'), written into config.json's settings as run."""
-    resolved = json.loads(run.config.read_text())
-    resolved["distill"][key] = value
-    _write_json(run.config, resolved)
-
-
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
+    write_json(run.config, resolved)
 
 
 def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path,
@@ -664,7 +621,7 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
     probe = answers and config.student is None and config.student_layers == 0
     if not probe and not config.student_layers:
         config = replace(config, student_layers=_auto_layers(task, teacher))
-        _record_setting(run, "student_layers", config.student_layers)
+        run.record_setting("student_layers", config.student_layers)
     student, student_tok, kd_mode = (None, tokenizer, "logits") if probe else \
         setup_student(config, teacher, tokenizer, dataset, run)
     baseline = setup_student(config, teacher, tokenizer, dataset, run)[0] \
@@ -778,10 +735,10 @@ def probe_student(teacher: PreTrainedModel, stage: Stage, loss_fn: Callable, con
     steps = min(generator.PROBE_STEPS, stage.plan.steps)
     probe_stage = replace(stage, plan=generator.probe_plan(steps, stage.plan.steps_per_epoch))
 
-    def train_probe(model, folder, name):
+    def train_probe(model, folder, label):
         torch.manual_seed(config.seed)
-        result = run_stage(model, probe_stage, loss_fn, config, folder, name, config.learning_rate, run.metrics,
-                           on_progress)
+        result = run_stage(model, probe_stage, loss_fn, config, folder, "probe", config.learning_rate, run.metrics,
+                           on_progress, label=label)
         return -result.best_score
 
     probes = generator.probe_depths(teacher, rank, train_probe, run.checkpoints / "probe", on_progress)
@@ -794,7 +751,7 @@ def probe_student(teacher: PreTrainedModel, stage: Stage, loss_fn: Callable, con
 
 def _keep_what_was_done(run: RunPaths, plan: RunPlan) -> None:
     """A resumed run keeps the learning rate it chose and the stages it finished."""
-    before = json.loads(run.config.read_text()).get("plan")
+    before = run.read_config().get("plan")
     if before:
         plan.teacher_learning_rate = before.get("teacher_learning_rate")
         plan.learning_rate_trials = before.get("learning_rate_trials") or {}
@@ -805,35 +762,6 @@ def _merged(student: torch.nn.Module, config: DistillConfig, run: RunPaths, task
     if config.qlora:
         return _merge_into_float_base(student, run, task)
     return student.merge_and_unload() if config.lora else student
-
-
-def cpu_threads() -> int:
-    """Every core, unless the worker shares them out among parallel jobs (SLM_STUDIO_THREADS)."""
-    shared = os.environ.get("SLM_STUDIO_THREADS", "")
-    return int(shared) if shared.isdigit() and int(shared) > 0 else os.cpu_count() or 1
-
-
-def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float,
-                 class_weights: list[float] | None = None) -> Callable:
-    """The per-batch loss: soft targets come from the cache by item index, never from the teacher."""
-    weights = None if class_weights is None else torch.tensor(class_weights)
-
-    def classification(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        logits = model(**model_inputs(batch, model.device)).logits
-        soft = cache["logits"][batch["index"]].to(model.device) if alpha > 0 else logits.detach()
-        return classification_kd_loss(logits, soft, batch["labels"].to(model.device), temperature, alpha, weights)
-
-    def causal(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        inputs = model_inputs(batch, model.device)
-        logits = model(**inputs).logits
-        if alpha == 0:
-            return next_token_ce(logits, inputs["input_ids"], inputs["attention_mask"])
-        index, length = batch["index"], logits.shape[1]  # batches may be shorter than the cached max_length
-        return causal_kd_loss(logits, inputs["input_ids"], inputs["attention_mask"],
-                              cache["top_values"][index, :length].to(model.device),
-                              cache["top_indices"][index, :length].to(model.device), temperature, alpha)
-
-    return classification if task == "classification" else causal
 
 
 def teacher_written(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict],

@@ -25,10 +25,13 @@ from studio.answers import JUDGED_PROMPTS, Judge, generate_answers
 from studio.baselines import BASE_TEACHER, LABELS_ONLY, TFIDF, fit_baselines, predictor
 from studio.baselines import NAMES as BASELINES
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text, question_of
+from studio.compress.variant import MANIFEST, load_variant, read_manifest
 from studio.dataset import LEAK_SAMPLE, load_prepared, near_repeats, row_text
 from studio.errors import StudioError
+from studio.load_probe import peak_load_mb
+from studio.models import load_for_task, load_tokenizer
 from studio.student import copy_with_layers, count_parameters, layer_drop_student
-from studio.teacher import load_for_task, load_tokenizer, resolve_source
+from studio.teacher import resolve_source
 
 LATENCY_SAMPLES = 40
 
@@ -310,7 +313,6 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
                          include_before_kd: bool = False, book: AnswerBook | None = None) -> tuple[list[dict], list[int]]:
     """Rows for teacher (and, for causal LMs, optionally the layer-dropped student before KD) and student,
     plus the teacher's predictions that every other model's agreement is measured against."""
-    from studio.load_probe import peak_load_mb
 
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
     teacher = json.loads((run_dir / "teacher.json").read_text())
@@ -360,8 +362,6 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
 
     Writes compare.json. A variant this machine could not make is listed with its reason.
     """
-    from studio.compress.variant import MANIFEST, load_variant, read_manifest
-    from studio.load_probe import peak_load_mb
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
+from studio.models import load_causal_lm, load_classifier
 from studio.paths import model_cache_dir
-from studio.teacher import load_causal_lm, load_classifier, resolve_source
+from studio.teacher import resolve_source
 from studio.teacher_head import decoder_classifier
 
 BATCH = 16

@@ -6,7 +6,8 @@ from studio.baselines import LABELS_ONLY, MAJORITY, TFIDF
 from studio.cli import format_table
 from studio.dataset import prepare_dataset
 from studio.evaluate import add_quality_warnings, evaluate_baselines, evaluate_classifier, evaluate_run
-from studio.teacher import load_classifier, load_tokenizer, resolve_source
+from studio.models import load_classifier, load_tokenizer
+from studio.teacher import resolve_source
 
 
 def test_teacher_agrees_with_itself_and_metrics_are_consistent(tiny_bert, samples, tmp_path):

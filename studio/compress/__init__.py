@@ -7,6 +7,7 @@ in order to a run's student (or teacher, or an earlier variant); a quantize step
 
 from __future__ import annotations
 
+from studio.bnb import Bnb4bitSettings, BnbFp4Settings, BnbInt8Settings
 from studio.compress.base import Method
 from studio.compress.heal import HealSettings, heal
 from studio.compress.prune import (
@@ -23,9 +24,6 @@ from studio.compress.prune import (
 )
 from studio.compress.quantize import (
     Bf16Settings,
-    Bnb4bitSettings,
-    BnbFp4Settings,
-    BnbInt8Settings,
     OnnxInt8Settings,
     OnnxSettings,
     quantize_bnb,

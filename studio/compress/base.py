@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,8 +14,10 @@ from transformers import PreTrainedTokenizerBase
 
 from studio.batches import encode_records, iter_batches
 from studio.dataset import PreparedDataset, load_prepared
-from studio.distill import ProgressFn, RunPaths, make_kd_loss
+from studio.progress import ProgressFn
+from studio.run import RunPaths
 from studio.settings import Settings
+from studio.training import make_kd_loss
 
 
 @dataclass
@@ -52,7 +53,7 @@ class RunContext:
         self.variant = ""
         self.step_number = 0
         """The variant being made and its recipe step (they name heal stages in the metrics)."""
-        resolved = json.loads(self.run.config.read_text())
+        resolved = self.run.read_config()
         self.settings: dict = resolved["distill"]
         self.class_weights: list[float] | None = (resolved.get("plan") or {}).get("class_weights")
         self.task: str = resolved["task"]

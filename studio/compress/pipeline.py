@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -18,17 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.bnb import BnbInt8Settings, bnb_unsupported
 from studio.compress import METHODS
 from studio.compress.base import Method, RunContext, WorkingModel
-from studio.compress.quantize import BnbInt8Settings, bnb_unsupported
 from studio.compress.variant import MANIFEST, describe_shape, load_variant, read_manifest, save_variant
-from studio.distill import Progress, ProgressFn
 from studio.errors import ConfigError, StudioError, UnsupportedError
+from studio.models import load_for_task, load_tokenizer
+from studio.progress import Progress, ProgressFn
 from studio.settings import Settings
 from studio.student import count_parameters
-from studio.teacher import load_for_task, load_tokenizer, resolve_source
+from studio.teacher import resolve_source
 
 NAME = re.compile(r"[^a-z0-9.+_-]+")
+NAME_MAX = 120
+"""Characters in a variant's name at most (what the database keeps)."""
 
 
 @dataclass
@@ -133,8 +137,12 @@ def variant_name(steps: list[Step]) -> str:
 
 
 def final_name(name: str | None, steps: list[Step]) -> str:
-    """The folder name a variant gets: the name given, or one made from its recipe, made safe."""
-    return NAME.sub("-", (name or variant_name(steps)).lower()).strip("-.")
+    """The folder name a variant gets: the name given, or one made from its recipe, made safe. A long recipe's
+    own name is cut to NAME_MAX characters, ending in a hash of the whole so two recipes never share one."""
+    made = NAME.sub("-", (name or variant_name(steps)).lower()).strip("-.")
+    if not name and len(made) > NAME_MAX:
+        made = made[:NAME_MAX - 9].rstrip("-.") + "-" + hashlib.sha1(made.encode()).hexdigest()[:8]
+    return made
 
 
 def recipe_names(recipes: list[tuple[str | None, list[dict[str, Any]]]]) -> list[str]:
@@ -205,6 +213,8 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
         planned.append((final_name(name, steps), steps))
     names = [n for n, _ in planned]
     problems += ["a variant name needs at least one letter or digit" for n in names if not n]
+    problems += [f"the variant name '{n[:40]}…' has {len(n)} characters; give it a name of at most {NAME_MAX}"
+                 for n in names if len(n) > NAME_MAX]
     problems += [f"'{n}' is the name of the run's own model; call the variant something else"
                  for n in names if n in ("student", "teacher")]
     twice = sorted({n for n in names if names.count(n) > 1})

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from studio.compress import parts
+from studio import model_parts as parts
 from studio.compress.base import RunContext, WorkingModel
 from studio.settings import Check, Settings
 

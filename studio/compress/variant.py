@@ -21,22 +21,19 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 
-from studio.compress import parts
+from studio import model_parts as parts
+from studio.bnb import bnb_device
 from studio.compress.base import WorkingModel
-from studio.compress.quantize import OnnxModel, bnb_device
 from studio.errors import ConfigError, ModelLoadError
-from studio.teacher import SAFE_LOAD, ModelSource, load_tokenizer
+from studio.models import SAFE_LOAD, ModelSource, auto_class, load_tokenizer
+from studio.onnx import OnnxModel
 
 MANIFEST = "variant.json"
 SPARSE_FILE = "model.sparse.safetensors"
 SPARSE_MIN_ZEROS = 0.25
 """Store a matrix as bitmask + values only when enough of it is zero to save space."""
-
-
-def auto_class(task: str) -> type:
-    return AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
 
 
 # --------------------------------------------------------------------------- sparse weights
@@ -124,7 +121,7 @@ def recreate_text(wm: WorkingModel) -> str:
     text = steps[wm.form]
     if wm.structure and wm.form == "torch":
         text = ("Build the model from config.json, shrink each layer to the head units and MLP neurons listed "
-                "in 'structure' (studio.compress.parts.apply_structure), then load the weights.")
+                "in 'structure' (studio.model_parts.apply_structure), then load the weights.")
     if wm.sparse and wm.form == "torch":
         text += (f" Weights are in {SPARSE_FILE}: for each '<name>::mask' (numpy.packbits of the non-zero "
                  "positions) put '<name>::values' at those positions of a zero matrix of the shape in the "

@@ -13,9 +13,19 @@ import torch
 
 from studio.baselines import LABELS_ONLY, TFIDF
 from studio.baselines import NAMES as BASELINES
-from studio.distill import Progress, ProgressFn
+from studio.compress.variant import MANIFEST, load_variant, read_manifest
+from studio.dataset import load_prepared
 from studio.errors import ConfigError, ModelLoadError, UnsupportedError
-from studio.export import EXPORT_JSON, ExportResult, ExportSettings
+from studio.export.card import model_card
+from studio.export.gguf import write_gguf
+from studio.export.hybrid import measure
+from studio.export.linear import export_linear_baseline
+from studio.export.plain import copy_hf_folder, plain_model, same_predictions
+from studio.export.settings import EXPORT_JSON, ExportResult, ExportSettings
+from studio.models import SAFE_LOAD, auto_class, load_for_task
+from studio.onnx import OnnxModel, export_onnx
+from studio.progress import Progress, ProgressFn
+from studio.teacher import CATALOG, resolve_source, terms_path
 
 
 @dataclass
@@ -30,8 +40,6 @@ class Chosen:
 
 
 def choose(run_dir: Path, name: str) -> Chosen:
-    from studio.compress.variant import MANIFEST, read_manifest
-
     if name == "student":
         if not (run_dir / "student").exists():
             raise ConfigError([f"the run in {run_dir} has no finished student; let the distillation finish first"])
@@ -55,8 +63,6 @@ def choose(run_dir: Path, name: str) -> Chosen:
 
 def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, labels: list[str]) -> list[str]:
     """model/ as a plain Hugging Face folder; returns notes for the card."""
-    from studio.compress.variant import load_variant
-    from studio.export.plain import copy_hf_folder, plain_model
 
     manifest = chosen.manifest or {}
     if chosen.form == "onnx":  # the float model the ONNX graph was made from
@@ -87,7 +93,6 @@ def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, lab
 
 def float_of(run_dir: Path, chosen: Chosen) -> Chosen:
     """An ONNX variant's float model: kept in its float/ (when the recipe pruned first), else its source."""
-    from studio.compress.variant import read_manifest
 
     if (chosen.folder / "float").exists():
         manifest = read_manifest(chosen.folder / "float")
@@ -97,8 +102,6 @@ def float_of(run_dir: Path, chosen: Chosen) -> Chosen:
 
 def load_exported(model_dir: Path, task: str, texts: list[str]) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     """model/ loaded once with plain from_pretrained (as a user will), and the check inputs."""
-    from studio.compress.variant import auto_class
-    from studio.teacher import SAFE_LOAD
 
     return auto_class(task).from_pretrained(model_dir, **SAFE_LOAD).eval(), _inputs(model_dir, texts)
 
@@ -106,9 +109,6 @@ def load_exported(model_dir: Path, task: str, texts: list[str]) -> tuple[torch.n
 def check_model_folder(run_dir: Path, chosen: Chosen, copy: torch.nn.Module, inputs: dict[str, torch.Tensor],
                        task: str, labels: list[str]) -> float:
     """Compare the loaded model/ with the model it came from; the largest logit difference."""
-    from studio.compress.variant import load_variant
-    from studio.export.plain import same_predictions
-    from studio.teacher import load_for_task, resolve_source
 
     if chosen.form == "onnx":
         chosen = float_of(run_dir, chosen)
@@ -135,8 +135,6 @@ def _inputs(model_dir: Path, texts: list[str]) -> dict[str, torch.Tensor]:
 def write_onnx(chosen: Chosen, stage: Path, task: str, model: torch.nn.Module | None,
                inputs: dict[str, torch.Tensor] | None) -> tuple[str, float | None]:
     """onnx/model.onnx: the ONNX variant itself, or the loaded model/ exported and checked."""
-    from studio.compress.quantize import OnnxModel, export_onnx
-    from studio.export.plain import same_predictions
 
     out = stage / "onnx" / "model.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -150,8 +148,6 @@ def write_onnx(chosen: Chosen, stage: Path, task: str, model: torch.nn.Module | 
 
 
 def write_gguf_file(stage: Path, name: str) -> tuple[str, str]:
-    from studio.export.gguf import write_gguf
-
     out = stage / "gguf" / f"{name}-f16.gguf"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_gguf(stage / "model", out)
@@ -167,15 +163,12 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
 
     ``metrics``: measured rows by model name (teacher, student, variant); read from the run's
     eval.json / compare.json when not given."""
-    from studio.dataset import load_prepared
-    from studio.export.card import model_card
 
     run_dir, out_zip = Path(run_dir), Path(out_zip)
     if settings.variant == TFIDF:
         if settings.hybrid:
             raise ConfigError(["the hybrid option pairs a distilled model with its teacher; the TF-IDF baseline "
                                "exports alone (turn the hybrid option off)"])
-        from studio.export.linear import export_linear_baseline
 
         return export_linear_baseline(run_dir, out_zip, _zip_folder, on_progress)
     config = json.loads((run_dir / "config.json").read_text())
@@ -250,8 +243,6 @@ def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, thr
                  row: dict) -> dict:
     """Copy the teacher in and measure the hybrid. A text generator whose answers failed the fluency check
     never answers alone: unless the user set a threshold, it is 1 (the teacher answers everything)."""
-    from studio.export.hybrid import measure
-    from studio.export.plain import copy_hf_folder
 
     teacher = choose(run_dir, "teacher")
     try:
@@ -267,15 +258,12 @@ def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, thr
 
 
 def _teacher_entry(run_dir: Path):
-    from studio.teacher import CATALOG
-
     teacher = json.loads((run_dir / "teacher.json").read_text())
     return teacher, CATALOG.get(teacher.get("name", ""))
 
 
 def _add_teacher_terms(run_dir: Path, stage: Path, files: dict, notes: list[str]) -> None:
     """A teacher whose licence covers what is made from it (Gemma): its terms travel in the zip."""
-    from studio.teacher import terms_path
 
     entry = _teacher_entry(run_dir)[1]
     terms = terms_path(entry) if entry else None

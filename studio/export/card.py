@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+from studio.answers import NEW_TOKENS, NO_REPEAT, side_by_side
+
 COLUMNS = [("params", "parameters", lambda v: f"{v / 1e6:.2f} M"),
            ("size_bytes", "size on disk", lambda v: f"{v / 1e6:.1f} MB"),
            ("macro_f1", "macro F1", lambda v: f"{v:.3f}"),
@@ -124,7 +126,6 @@ def _answers_text(book: dict | None, names: list[str]) -> str:
     """Text generators: what teacher and this model answer to the first held-out prompts, beside the reference."""
     if not book or not book.get("prompts"):
         return ""
-    from studio.answers import NEW_TOKENS, NO_REPEAT
 
     return "\n".join(["### What it writes\n",
                       f"Greedy answers (up to {NEW_TOKENS} tokens, never repeating a run of {NO_REPEAT} tokens, as "
@@ -135,7 +136,6 @@ def _answers_text(book: dict | None, names: list[str]) -> str:
 
 def answers_table(book: dict, names: list[str], count: int = 5) -> list[str]:
     """Markdown table lines: prompt, reference and each named model's answer (marked when degenerate)."""
-    from studio.answers import side_by_side
 
     names = [n for n in dict.fromkeys(names) if n in book.get("by_model", {})]
     lines = ["| prompt | reference | " + " | ".join(md(n) for n in names) + " |", "|---" * (len(names) + 2) + "|"]

@@ -20,9 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from studio.baselines import TFIDF, fit_baselines
+from studio.dataset import load_prepared
 from studio.errors import ConfigError, UnsupportedError
-from studio.export import EXPORT_JSON, ExportResult
-from studio.training import Progress, ProgressFn
+from studio.evaluate import class_scores
+from studio.export.card import md
+from studio.export.settings import EXPORT_JSON, ExportResult
+from studio.progress import Progress, ProgressFn
 
 LOCALE = "C.UTF-8"
 """ONNX Runtime lower-cases with a named locale (en_US.UTF-8 unless told): C.UTF-8 exists on every Linux."""
@@ -53,8 +56,6 @@ def run_graph(graph: bytes | Path, texts: list[str]) -> tuple[list[str], np.ndar
 def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress: ProgressFn | None = None
                            ) -> ExportResult:
     """``zip_folder(stage, out_zip, root)`` writes the zip (the bundle's own, so every export zips alike)."""
-    from studio.dataset import load_prepared
-    from studio.evaluate import class_scores
 
     def say(step: int, message: str) -> None:
         if on_progress is not None:
@@ -98,8 +99,6 @@ def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress
 
 
 def _card(config: dict, report, scores: dict, agreement: float, tested: int, params: int, size: int) -> str:
-    from studio.export.card import md
-
     lines = ["---", "library_name: onnx", "pipeline_tag: text-classification", "tags:", "  - slm-studio",
              "  - tfidf", "  - logistic-regression", "---", "",
              "# tfidf-baseline (SLM Studio export)\n",

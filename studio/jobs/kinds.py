@@ -6,6 +6,10 @@
     export    one model of a distill job's run -> a zip (model folder, card, ONNX, GGUF, predict.py)
 
 The function gets a JobContext: where to work, how to report, and the storage to record results in.
+
+The worker's main process and the web pages import this module to read and check job configs; the pipeline
+modules (torch, transformers) are imported inside the functions that run a job, so they load only in the
+job's own process.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from storage.models import Job
 from studio.baselines import LABELS_ONLY
 from studio.baselines import NAMES as BASELINES
 from studio.errors import ConfigError, StopRequested
-from studio.export import ExportSettings  # settings only: the export code itself loads when a job runs
+from studio.export.settings import ExportSettings  # settings only: the export code itself loads when a job runs
 from studio.jobs.reporter import JobReporter
 from studio.settings import Check, Settings
 
@@ -69,7 +73,7 @@ class DistillJob(Settings):
         return []
 
 
-DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.9), "labels-only": (0.6, 0.9)}
+DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.9), "labels-only student": (0.6, 0.9)}
 
 
 def run_distill(ctx: JobContext) -> None:
@@ -290,7 +294,7 @@ def export_file_name(parent_id: int, variant: str) -> str:
 
 
 def run_export(ctx: JobContext) -> None:
-    from studio.export import export_model
+    from studio.export.bundle import export_model
 
     spec = ExportSettings.from_dict(ctx.job.config)
     run_dir = parent_folder(ctx)

@@ -28,6 +28,7 @@ from storage.config import Storage
 from storage.errors import DatabaseError
 from storage.models import Job
 from studio.jobs.process_id import worker_name
+from studio.logs import JOB_LOG
 
 QUEUE_NAME = "slm-studio"
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +88,7 @@ class JobQueue:
             row = s.get(Job, job_id)
             folder, attempt = store.resolve(row.folder), row.attempt
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "job.log", "ab") as log:
+        with open(folder / JOB_LOG, "ab") as log:
             child = subprocess.Popen([sys.executable, "-m", "studio.jobs.runner", str(job_id)], stdout=log,
                                      stderr=subprocess.STDOUT, env=self._child_env())
         job_rows.set_worker(db, job_id, worker_name(child.pid), attempt)
@@ -97,7 +98,7 @@ class JobQueue:
         finally:
             self.children.pop(job_id, None)
         try:
-            records.record_artifacts(db, job_id, [store.describe(store.relative(folder / "job.log"))], "log")
+            records.record_artifacts(db, job_id, [store.describe(store.relative(folder / JOB_LOG))], "log")
         except IntegrityError:
             return  # the user deleted the finished job in the moment since; nothing is left to record
         # finish() changes only a job still marked running, i.e. one whose process died before closing it.

@@ -22,6 +22,7 @@ from studio.errors import StopRequested, StudioError
 from studio.jobs.kinds import CHECKPOINT_EVERY_S, KINDS, JobContext
 from studio.jobs.process_id import worker_name
 from studio.jobs.reporter import JobReporter
+from studio.logs import JOB_LOG, job_log, quiet_libraries
 
 HEARTBEAT_S = 5.0
 log = logging.getLogger("studio.jobs")
@@ -44,7 +45,8 @@ def run_claimed(storage: Storage, job_id: int, *, checkpoint_every_s: float = CH
     reporter.keep_alive(HEARTBEAT_S)
     ctx = JobContext(storage, job, folder, reporter, checkpoint_every_s)
     try:
-        KINDS[job.kind].run(ctx)
+        with job_log(folder / JOB_LOG):
+            KINDS[job.kind].run(ctx)
         status, error = "done", None
     except JobLostError:
         log.warning("job %s was taken from this process; stopping without writing more", job_id)
@@ -62,9 +64,10 @@ def run_claimed(storage: Storage, job_id: int, *, checkpoint_every_s: float = CH
     except (StudioError, StorageError) as err:
         status, error = "failed", str(err)
     except Exception as err:  # noqa: BLE001 - anything else is still the job's failure, never the worker's
-        traceback.print_exc()
+        with open(folder / JOB_LOG, "a", encoding="utf-8") as out:  # the log the message points at, in the CLI too
+            traceback.print_exc(file=out)
         status, error = "failed", (f"Unexpected error: {type(err).__name__}: {err}. The full report is in the job's "
-                                   f"log ({job.folder}/job.log); resume the job to try again from its last checkpoint.")
+                                   f"log ({job.folder}/{JOB_LOG}); resume the job to try again from its last checkpoint.")
     finally:
         reporter.finished.set()
     job_rows.finish(storage.db, job_id, status, error, attempt=job.attempt)
@@ -112,6 +115,7 @@ def _die_with_parent() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    quiet_libraries()  # until the job starts and its own log takes them
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

@@ -24,6 +24,7 @@ from studio.dataset import DatasetLimits, DatasetOptions, prepare_dataset
 from studio.errors import ConfigError, QuotaError
 from studio.hosting import HostSettings
 from studio.jobs.kinds import KINDS
+from studio.jobs.queue import JobQueue
 
 
 def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOptions | None = None,
@@ -74,7 +75,7 @@ def check_model_folder(storage: Storage, viewer: Viewer, spec: str | None) -> No
     only from the shared models folder (users must not read the server's files through the studio). In a
     hosted studio a path outside that folder is refused alike whether it exists or not: the answer says
     nothing about the server's files."""
-    from studio.teacher import CATALOG
+    from studio.teacher import CATALOG  # torch: loaded only by the commands that check a model
 
     if not spec or spec in CATALOG:
         return
@@ -138,7 +139,7 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
 
 def _check_names_free(s, parent_id: int, spec) -> None:
     """Two compress jobs on one run must not make variants of the same name (one folder each)."""
-    from studio.compress.pipeline import parse_recipe, recipe_names
+    from studio.compress.pipeline import parse_recipe, recipe_names  # torch: only when compressing
 
     wanted = recipe_names([(name, parse_recipe(text)) for name, text in spec.recipes])
     family = job_rows.descendants(s, parent_id)
@@ -178,6 +179,5 @@ def delete(storage: Storage, viewer: Viewer, job_id: int) -> list[int]:
 
 
 def _queue(storage: Storage):
-    from studio.jobs.queue import JobQueue
 
     return JobQueue(storage)

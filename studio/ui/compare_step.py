@@ -10,7 +10,9 @@ import gradio as gr
 
 from storage import jobs as job_rows
 from storage import records
+from studio.answers import NEW_TOKENS
 from studio.charts import Budget, confusion_figure, loss_figure, metric_bars, quality_key, recommend, tradeoff_figure
+from studio.export.card import answers_table
 from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, message_of
 
@@ -73,8 +75,6 @@ def with_judgement(models: list[dict], report: dict) -> list[dict]:
 
 def answers_markdown(report: dict, count: int = 5) -> str:
     """Text generators: each model's answers to the same held-out prompts, side by side with the reference."""
-    from studio.answers import NEW_TOKENS
-    from studio.export.card import answers_table
 
     book = report.get("answers")
     if not book or not book.get("prompts"):

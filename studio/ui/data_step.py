@@ -12,6 +12,7 @@ from gradio.data_classes import FileData
 from gradio.utils import NamedString
 from gradio_client import utils as client_utils
 
+from storage.records import get_dataset
 from studio.charts import class_balance_figure
 from studio.dataset import DatasetOptions, DatasetReport, iter_rows
 from studio.jobs import service
@@ -108,7 +109,6 @@ def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, tex
     except Exception as err:  # noqa: BLE001 - every failure becomes a message for the user
         return Checked(error_box(message_of(err)), [], [], None, None, [])
     with ctx.storage.db.session() as s:
-        from storage.records import get_dataset
 
         report = DatasetReport(**get_dataset(s, viewer, dataset_id).report)
     balance = class_balance_figure(report.label_counts) if report.label_counts else None
