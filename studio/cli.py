@@ -406,7 +406,7 @@ def compress(
     if _run_job(storage, me, job_id, queue) != "done":
         return
     folder = storage.store.resolve(_job(storage, me, job).folder)
-    from studio.compress.variant import read_manifest
+    from studio.run import read_manifest
 
     for manifest in _made_variants(storage, me, job_id, folder, read_manifest):
         status = manifest["status"] if manifest["status"] == "ok" else f"{manifest['status']}: {manifest.get('reason')}"
@@ -417,10 +417,11 @@ def compress(
 
 def _made_variants(storage, me, job_id, folder, read_manifest):
     from storage.records import variants_of
+    from studio.run import RunPaths
 
     with storage.db.session() as s:
         names = [v.name for v in variants_of(s, me, job_id)]
-    return [read_manifest(folder / "variants" / name) for name in names]
+    return [read_manifest(RunPaths(folder).variants / name) for name in names]
 
 
 @app.command()

@@ -617,7 +617,7 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
                                                    on_progress)
         records = generator_texts(teacher, tokenizer, records, config, dataset, run, plan, on_progress)
     record_plan(run, plan)
-    (run.root / "teacher.json").write_text(json.dumps({"path": teacher_dir, "name": config.teacher, "base": base_dir}))
+    run.record_teacher(teacher_dir, config.teacher, base_dir)
     probe = answers and config.student is None and config.student_layers == 0
     if not probe and not config.student_layers:
         config = replace(config, student_layers=_auto_layers(task, teacher))

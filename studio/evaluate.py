@@ -22,14 +22,15 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from studio.answers import JUDGED_PROMPTS, Judge, generate_answers
-from studio.baselines import BASE_TEACHER, LABELS_ONLY, TFIDF, fit_baselines, predictor
+from studio.baselines import BASE_TEACHER, TFIDF, fit_baselines, predictor
 from studio.baselines import NAMES as BASELINES
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text, question_of
-from studio.compress.variant import MANIFEST, load_variant, read_manifest
+from studio.compress.variant import load_variant
 from studio.dataset import LEAK_SAMPLE, load_prepared, near_repeats, row_text
 from studio.errors import StudioError
 from studio.load_probe import peak_load_mb
 from studio.models import load_for_task, load_tokenizer
+from studio.run import LABELS_ONLY, RunPaths, read_manifest
 from studio.student import copy_with_layers, count_parameters, layer_drop_student
 from studio.teacher import resolve_source
 
@@ -315,13 +316,14 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
     plus the teacher's predictions that every other model's agreement is measured against."""
 
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
-    teacher = json.loads((run_dir / "teacher.json").read_text())
+    run = RunPaths(run_dir)
+    teacher = run.teacher_info()
     rows, reference = [], None
-    models = [("teacher", Path(teacher["path"])), ("student", run_dir / "student")]
+    models = [("teacher", Path(teacher["path"])), ("student", run.student)]
     if task == "causal_lm" and teacher.get("base") and teacher["base"] != teacher["path"]:
         models.insert(0, (BASE_TEACHER, Path(teacher["base"])))  # first: it judges every model's answers
-    if (run_dir / "student_labels_only" / "studio_ready").exists():
-        models.append((LABELS_ONLY, run_dir / "student_labels_only"))
+    if (run.labels_only / "studio_ready").exists():
+        models.append((LABELS_ONLY, run.labels_only))
     for name, folder in models:
         source = resolve_source(str(folder))
         model = load_for_task(source, task, labels)
@@ -335,7 +337,7 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
             book.add(metrics, model, load_tokenizer(source))
         rows.append(asdict(metrics))
         if name == "teacher" and include_before_kd and task == "causal_lm":
-            dropped = _student_before_kd(model, run_dir / "student", settings["student_layers"])
+            dropped = _student_before_kd(model, run.student, settings["student_layers"])
             before, _ = _measure(task, "student before KD", dropped, load_tokenizer(source), test, settings, labels,
                                  size_bytes=_on_disk(dropped), teacher_predictions=predictions)
             if book is not None:
@@ -370,9 +372,9 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
     test = dataset.split("test")
     book = AnswerBook(test, dataset.split("train")) if task == "causal_lm" else None
     rows, reference = _teacher_and_student(run_dir, config, test, measure_memory, book=book)
-    folders = sorted(p for p in (run_dir / "variants").glob("*") if (p / MANIFEST).exists()) \
-        if (run_dir / "variants").exists() else []
-    for folder in folders:
+    run = RunPaths(run_dir)
+    for name in run.variant_names():
+        folder = run.variants / name
         manifest = read_manifest(folder)
         if variants is not None and manifest["name"] not in variants:
             continue

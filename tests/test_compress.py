@@ -53,7 +53,7 @@ def test_impossible_settings_are_refused_before_any_work(cls_run):
                      "unknown setting 'colour'"]:
         assert expected in text
     assert not (cls_run / "variants").exists() or not any((cls_run / "variants").iterdir())
-    with pytest.raises(ConfigError, match="not a variant name"):
+    with pytest.raises(ConfigError, match="not a model of this run"):
         compress(cls_run, parse_recipe("int8"), source="../teacher")
     with pytest.raises(ConfigError, match="at least one letter"):
         compress(cls_run, parse_recipe("int8"), name="../..")

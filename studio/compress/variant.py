@@ -29,8 +29,8 @@ from studio.compress.base import WorkingModel
 from studio.errors import ConfigError, ModelLoadError
 from studio.models import SAFE_LOAD, ModelSource, auto_class, load_tokenizer
 from studio.onnx import OnnxModel
+from studio.run import MANIFEST, read_manifest
 
-MANIFEST = "variant.json"
 SPARSE_FILE = "model.sparse.safetensors"
 SPARSE_MIN_ZEROS = 0.25
 """Store a matrix as bitmask + values only when enough of it is zero to save space."""
@@ -130,18 +130,6 @@ def recreate_text(wm: WorkingModel) -> str:
 
 
 # --------------------------------------------------------------------------- load
-
-
-def read_manifest(folder: Path) -> dict:
-    path = Path(folder) / MANIFEST
-    if not path.exists():
-        raise ModelLoadError(f"{folder} is not a saved variant (no {MANIFEST}). Pick a folder under the run's variants/.")
-    try:
-        manifest = json.loads(path.read_text())
-        manifest["name"], manifest["status"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ModelLoadError(f"{path} is damaged ({err}); delete the variant and make it again.") from err
-    return manifest
 
 
 def load_variant(folder: str | Path) -> WorkingModel:

@@ -6,14 +6,13 @@ import json
 import os
 import shutil
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from studio.baselines import LABELS_ONLY, TFIDF
 from studio.baselines import NAMES as BASELINES
-from studio.compress.variant import MANIFEST, load_variant, read_manifest
+from studio.baselines import TFIDF
+from studio.compress.variant import load_variant
 from studio.dataset import load_prepared
 from studio.errors import ConfigError, ModelLoadError, UnsupportedError
 from studio.export.card import model_card
@@ -25,43 +24,18 @@ from studio.export.settings import EXPORT_JSON, ExportResult, ExportSettings
 from studio.models import SAFE_LOAD, auto_class, load_for_task
 from studio.onnx import OnnxModel, export_onnx
 from studio.progress import Progress, ProgressFn
+from studio.run import LABELS_ONLY, RunModel, RunPaths, read_manifest
 from studio.teacher import CATALOG, resolve_source, terms_path
 
 
-@dataclass
-class Chosen:
-    """The model picked for export, and where its float weights are."""
-
-    name: str
-    form: str
-    """'torch', 'bnb' or 'onnx'."""
-    folder: Path
-    manifest: dict | None = None
-
-
-def choose(run_dir: Path, name: str) -> Chosen:
-    if name == "student":
-        if not (run_dir / "student").exists():
-            raise ConfigError([f"the run in {run_dir} has no finished student; let the distillation finish first"])
-        return Chosen("student", "torch", run_dir / "student")
-    if name == "teacher":
-        return Chosen("teacher", "torch", Path(json.loads((run_dir / "teacher.json").read_text())["path"]))
-    if name == LABELS_ONLY and (run_dir / "student_labels_only" / "studio_ready").exists():
-        return Chosen(LABELS_ONLY, "torch", run_dir / "student_labels_only")
-    folder = run_dir / "variants" / name
-    if "/" in name or name.startswith(".") or not (folder / MANIFEST).exists():
-        raise ConfigError([f"'{name}' is not a model of this run; choose 'student', 'teacher' or one of its variants"])
-    manifest = read_manifest(folder)
-    if manifest["status"] != "ok":
-        raise ConfigError([f"variant '{name}' is {manifest['status']} ({manifest.get('reason', '')}); "
-                           "export a variant that was made"])
-    return Chosen(name, manifest["form"], folder, manifest)
+def choose(run_dir: Path, name: str) -> RunModel:
+    return RunPaths(run_dir).find_model(name)
 
 
 # --------------------------------------------------------------------------- the model folder
 
 
-def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, labels: list[str]) -> list[str]:
+def write_model_folder(run_dir: Path, chosen: RunModel, dest: Path, task: str, labels: list[str]) -> list[str]:
     """model/ as a plain Hugging Face folder; returns notes for the card."""
 
     manifest = chosen.manifest or {}
@@ -91,12 +65,12 @@ def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, lab
     return notes
 
 
-def float_of(run_dir: Path, chosen: Chosen) -> Chosen:
+def float_of(run_dir: Path, chosen: RunModel) -> RunModel:
     """An ONNX variant's float model: kept in its float/ (when the recipe pruned first), else its source."""
 
     if (chosen.folder / "float").exists():
         manifest = read_manifest(chosen.folder / "float")
-        return Chosen(chosen.name, manifest["form"], chosen.folder / "float", manifest)
+        return RunModel(chosen.name, manifest["form"], chosen.folder / "float", manifest)
     return choose(run_dir, (chosen.manifest or {}).get("source", "student"))
 
 
@@ -106,7 +80,7 @@ def load_exported(model_dir: Path, task: str, texts: list[str]) -> tuple[torch.n
     return auto_class(task).from_pretrained(model_dir, **SAFE_LOAD).eval(), _inputs(model_dir, texts)
 
 
-def check_model_folder(run_dir: Path, chosen: Chosen, copy: torch.nn.Module, inputs: dict[str, torch.Tensor],
+def check_model_folder(run_dir: Path, chosen: RunModel, copy: torch.nn.Module, inputs: dict[str, torch.Tensor],
                        task: str, labels: list[str]) -> float:
     """Compare the loaded model/ with the model it came from; the largest logit difference."""
 
@@ -132,7 +106,7 @@ def _inputs(model_dir: Path, texts: list[str]) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- other formats
 
 
-def write_onnx(chosen: Chosen, stage: Path, task: str, model: torch.nn.Module | None,
+def write_onnx(chosen: RunModel, stage: Path, task: str, model: torch.nn.Module | None,
                inputs: dict[str, torch.Tensor] | None) -> tuple[str, float | None]:
     """onnx/model.onnx: the ONNX variant itself, or the loaded model/ exported and checked."""
 
@@ -171,7 +145,7 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
                                "exports alone (turn the hybrid option off)"])
 
         return export_linear_baseline(run_dir, out_zip, _zip_folder, on_progress)
-    config = json.loads((run_dir / "config.json").read_text())
+    config = RunPaths(run_dir).read_config()
     task, labels = config["task"], config.get("labels") or []
     chosen = choose(run_dir, settings.variant)
     dataset = load_prepared(config["dataset"])
@@ -258,7 +232,7 @@ def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, thr
 
 
 def _teacher_entry(run_dir: Path):
-    teacher = json.loads((run_dir / "teacher.json").read_text())
+    teacher = RunPaths(run_dir).teacher_info()
     return teacher, CATALOG.get(teacher.get("name", ""))
 
 
@@ -275,7 +249,7 @@ def _add_teacher_terms(run_dir: Path, stage: Path, files: dict, notes: list[str]
     notes.append(entry.terms_notice)
 
 
-def _card_info(run_dir: Path, config: dict, chosen: Chosen, dataset, files: dict, rows: dict[str, dict],
+def _card_info(run_dir: Path, config: dict, chosen: RunModel, dataset, files: dict, rows: dict[str, dict],
                answers: dict | None, hybrid: dict | None, notes: list[str]) -> dict:
     from dataclasses import asdict
 

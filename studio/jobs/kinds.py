@@ -25,11 +25,11 @@ from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage
 from storage.models import Job
-from studio.baselines import LABELS_ONLY
 from studio.baselines import NAMES as BASELINES
 from studio.errors import ConfigError, StopRequested
 from studio.export.settings import ExportSettings  # settings only: the export code itself loads when a job runs
 from studio.jobs.reporter import JobReporter
+from studio.run import LABELS_ONLY, RunPaths
 from studio.settings import Check, Settings
 
 CHECKPOINT_EVERY_S = 300.0
@@ -101,7 +101,7 @@ def run_distill(ctx: JobContext) -> None:
 def record_run_models(ctx: JobContext, report: dict, settings: dict) -> None:
     """Teacher and student as variants with their scores; the run's files as artifacts."""
     store, job_id = ctx.storage.store, ctx.job.id
-    teacher_path = json.loads((ctx.folder / "teacher.json").read_text())["path"]
+    teacher_path = RunPaths(ctx.folder).teacher_info()["path"]
     inside = Path(teacher_path).resolve().is_relative_to(ctx.folder.resolve())  # fine-tuned here, so this job's
     rows = {m["name"]: m for m in report["models"]}
     teacher_id = records.put_variant(ctx.db, job_id, name="teacher", role="teacher",
