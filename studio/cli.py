@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from storage.config import studio_home
 from storage.errors import StorageError
+from studio import metrics
 from studio.dataset import DatasetOptions, prepare_dataset
 from studio.errors import StudioError
 from studio.logs import quiet_libraries
@@ -337,26 +338,13 @@ def per_class_table(per_class: dict[str, dict]) -> str:
 
 
 def format_table(models: list[dict]) -> str:
-    """A plain-text table of model metrics (quality, size, speed)."""
-    columns = [("name", "model", "{}"), ("macro_f1", "macro-F1", "{:.4f}"), ("accuracy", "accuracy", "{:.4f}"),
-               ("perplexity", "perplexity", "{:.2f}"), ("rouge_l", "ROUGE-L", "{:.3f}"), ("chrf", "chrF", "{:.1f}"),
-               ("answer_perplexity", "answer ppl", "{:.1f}"), ("degenerate_share", "degenerate", "{:.0%}"),
-               ("fluent", "fluent", "{}"), ("agreement", "agree", "{:.3f}"),
-               ("params", "params", "{:,}"), ("size_bytes", "MB", "{:.1f}"),
-               ("latency_ms", "ms/item", "{:.2f}"), ("throughput", "per s", "{:.1f}"),
-               ("generation_tokens_per_s", "gen tok/s", "{:.1f}"), ("peak_load_mb", "load MB", "{:.1f}"),
-               ("form", "runs on", "{}"), ("status", "status", "{}")]
-    used = [c for c in columns if any(m.get(c[0]) is not None for m in models)]
-    rows = [[c[1] for c in used]]
-    for m in models:
-        row = []
-        for key, _, fmt in used:
-            value = m.get(key)
-            value = value / 1e6 if key == "size_bytes" and value is not None else value
-            value = {True: "yes", False: "NO"}[value] if isinstance(value, bool) else value
-            row.append("-" if value is None else fmt.format(value))
-        rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(used))]
+    """A plain-text table of model metrics (quality, size, speed): the columns any model has a value for."""
+    columns = metrics.shown(models)
+    extra = [key for key in ("form", "status") if any(m.get(key) is not None for m in models)]
+    rows = [["model", *(c.short for c in columns), *({"form": "runs on"}.get(k, k) for k in extra)]]
+    rows += [[str(m.get("name", "")), *(c.text(m.get(c.key)) for c in columns), *(str(m.get(k) or "–") for k in extra)]
+             for m in models]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)

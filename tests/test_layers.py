@@ -19,7 +19,8 @@ FLOORS = [
     ["studio.answers", "studio.baselines", "studio.charts", "studio.dataset", "studio.teacher", "studio.student",
      "studio.accounts", "studio.run"],
     ["studio.models", "studio.bnb", "studio.onnx", "studio.training", "studio.model_parts", "studio.progress",
-     "studio.batches", "studio.losses", "studio.settings", "studio.logs", "studio.paths", "studio.hosting"],
+     "studio.batches", "studio.losses", "studio.settings", "studio.logs", "studio.paths", "studio.hosting",
+     "studio.metrics"],
     ["storage"],
     ["studio.errors", "studio"],
 ]

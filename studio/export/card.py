@@ -5,19 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+from studio import metrics
 from studio.answers import NEW_TOKENS, NO_REPEAT, side_by_side
 
-COLUMNS = [("params", "parameters", lambda v: f"{v / 1e6:.2f} M"),
-           ("size_bytes", "size on disk", lambda v: f"{v / 1e6:.1f} MB"),
-           ("macro_f1", "macro F1", lambda v: f"{v:.3f}"),
-           ("accuracy", "accuracy", lambda v: f"{v:.1%}"),
-           ("perplexity", "perplexity", lambda v: f"{v:.2f}"),
-           ("rouge_l", "ROUGE-L of its answers", lambda v: f"{v:.3f}"),
-           ("chrf", "chrF", lambda v: f"{v:.1f}"),
-           ("answer_perplexity", "teacher's perplexity of its answers", lambda v: f"{v:.1f}"),
-           ("degenerate_share", "degenerate answers", lambda v: f"{v:.0%}"),
-           ("agreement", "agrees with teacher", lambda v: f"{v:.1%}"),
-           ("latency_ms", "latency", lambda v: f"{v:.1f} ms")]
+CARD_COLUMNS = ["params", "size_bytes", "macro_f1", "accuracy", "perplexity", "rouge_l", "chrf", "answer_perplexity",
+                "degenerate_share", "agreement", "latency_ms"]
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~])")
@@ -34,13 +26,13 @@ def _yaml_list(items: list[str]) -> str:
 
 
 def metrics_table(rows: dict[str, dict]) -> str:
-    shown = [(key, title, fmt) for key, title, fmt in COLUMNS if any(r.get(key) is not None for r in rows.values())]
-    if not rows or not shown:
+    columns = metrics.shown(list(rows.values()), CARD_COLUMNS)
+    if not rows or not columns:
         return "No measurements were recorded for this run.\n"
-    lines = ["| model | " + " | ".join(title for _, title, _ in shown) + " |",
-             "|---" * (len(shown) + 1) + "|"]
+    lines = ["| model | " + " | ".join(c.title for c in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
     for name, row in rows.items():
-        cells = [fmt(row[key]) if isinstance(row.get(key), (int, float)) else "–" for key, _, fmt in shown]
+        cells = [c.text(row.get(c.key)) for c in columns]
         lines.append(f"| {md(name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

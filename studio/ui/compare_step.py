@@ -13,14 +13,13 @@ from storage import records
 from studio.answers import NEW_TOKENS
 from studio.charts import Budget, confusion_figure, loss_figure, metric_bars, quality_key, recommend, tradeoff_figure
 from studio.export.card import answers_table
+from studio.metrics import BY_KEY
 from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, message_of
 
 COLUMNS = [("name", "model"), ("status", "status"), ("quality", "macro-F1 (or ROUGE-L of answers)"),
-           ("accuracy", "accuracy"),
-           ("size_bytes", "MB"),
-           ("latency_ms", "ms / request"), ("throughput", "per second"), ("params", "parameters"),
-           ("agreement", "agrees with teacher")]
+           *[(key, BY_KEY[key].title + (" (MB)" if key == "size_bytes" else ""))
+             for key in ("accuracy", "size_bytes", "latency_ms", "throughput", "params", "agreement")]]
 
 
 @dataclass

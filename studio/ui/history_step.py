@@ -11,6 +11,7 @@ from storage import jobs as job_rows
 from storage import records
 from studio.charts import loss_figure
 from studio.jobs import service
+from studio.metrics import scores_text
 from studio.ui.context import UIContext, error_box, message_of
 
 HEADERS = ["id", "kind", "status", "progress", "step", "created", "owner", "title", "latest loss"]
@@ -51,8 +52,7 @@ def job_detail(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, object 
     if job.error:
         lines.append(error_box(job.error))
     for name, values in scores:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in ("accuracy", "macro_f1", "perplexity", "rouge_l",
-                                                                                "latency_ms", "size_bytes"))
+        shown = scores_text(values, ["accuracy", "macro_f1", "perplexity", "rouge_l", "latency_ms", "size_bytes"])
         lines.append(f"- {name}: {shown or 'not measured'}")
     can = {"cancel": job.status in ("queued", "running"), "resume": job.status in job_rows.RESUMABLE,
            "delete": job.status not in ("queued", "running")}
