@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from storage.artifacts import ArtifactStore
 from storage.db import Database
 from storage.errors import JobLostError, JobStateError, NotFoundError
-from storage.models import Artifact, Job, Metric, User, Variant, utcnow
+from storage.tables import Artifact, Job, Metric, User, Variant, utcnow
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "cancelled", "failed")

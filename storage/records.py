@@ -11,7 +11,7 @@ from storage.artifacts import ArtifactStore, StoredFile
 from storage.db import Database
 from storage.errors import ArtifactError, JobStateError, NotFoundError
 from storage.jobs import MAX_ID, Viewer, get
-from storage.models import Artifact, Dataset, Job, Metric, User, Variant
+from storage.tables import Artifact, Dataset, Job, Metric, User, Variant
 
 LOCAL_USER = "local"
 

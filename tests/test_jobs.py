@@ -15,7 +15,7 @@ from sqlalchemy import select
 from storage import jobs as job_rows
 from storage import records
 from storage.config import StorageConfig, open_storage
-from storage.models import Job
+from storage.tables import Job
 from studio.distill import latest_checkpoint
 from studio.errors import ConfigError
 from studio.jobs import service

@@ -13,7 +13,7 @@ from storage import records
 from storage.artifacts import ArtifactStore
 from storage.db import Database
 from storage.errors import ArtifactError, JobLostError, JobStateError, NotFoundError
-from storage.models import Base, Job, Metric, utcnow
+from storage.tables import Base, Job, Metric, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 

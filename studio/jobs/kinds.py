@@ -24,7 +24,7 @@ from pathlib import Path
 from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage
-from storage.models import Job
+from storage.tables import Job
 from studio.baselines import NAMES as BASELINES
 from studio.errors import ConfigError, StopRequested
 from studio.export.settings import ExportSettings  # settings only: the export code itself loads when a job runs

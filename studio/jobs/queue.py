@@ -26,7 +26,7 @@ from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage
 from storage.errors import DatabaseError
-from storage.models import Job
+from storage.tables import Job
 from studio.jobs.process_id import worker_name
 from studio.logs import JOB_LOG
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from storage import jobs as job_rows
 from storage.config import Storage, open_storage
 from storage.errors import JobLostError, StorageError
-from storage.models import Job
+from storage.tables import Job
 from studio.errors import StopRequested, StudioError
 from studio.jobs.kinds import CHECKPOINT_EVERY_S, KINDS, JobContext
 from studio.jobs.process_id import worker_name

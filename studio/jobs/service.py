@@ -19,7 +19,7 @@ from storage.artifacts import sha256_of
 from storage.config import Storage
 from storage.errors import JobStateError
 from storage.jobs import Viewer
-from storage.models import Job, Variant
+from storage.tables import Job, Variant
 from studio.dataset import DatasetLimits, DatasetOptions, prepare_dataset
 from studio.errors import ConfigError, QuotaError
 from studio.hosting import HostSettings

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from storage import jobs as job_rows
 from storage import records
-from storage.models import Job
+from storage.tables import Job
 from studio.baselines import TFIDF
 from studio.jobs import service
 from studio.ui.compress_step import runs_choice
