@@ -107,5 +107,6 @@ class Method:
     settings: type[Settings]
     apply: MethodFn
     summary: str
-    check: Callable[[dict, Any], list[str]] | None = None
-    """Plan-time check against the model's shape (and updates the shape for the next step)."""
+    plan_shape: Callable[[dict, Any], list[str]] | None = None
+    """At plan time: the step's problems with the model's shape, and the shape it leaves written into ``shape``
+    for the next step."""

@@ -118,7 +118,7 @@ def _check_step(method: Method, settings: Settings, shape: dict, position: int, 
         if "head_units" not in shape:
             return ["structured pruning supports BERT-style encoders and Llama-style decoders only; "
                     "use 'magnitude' pruning or quantization for this model"]
-        problems += method.check(shape, settings) if method.check else []
+        problems += method.plan_shape(shape, settings) if method.plan_shape else []
         shape["structured"] = shape["structured"] or method.name != "prune-layers"
     return problems
 

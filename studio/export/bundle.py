@@ -80,7 +80,7 @@ def load_exported(model_dir: Path, task: str, texts: list[str]) -> tuple[torch.n
     return auto_class(task).from_pretrained(model_dir, **SAFE_LOAD).eval(), _inputs(model_dir, texts)
 
 
-def check_model_folder(run_dir: Path, chosen: RunModel, copy: torch.nn.Module, inputs: dict[str, torch.Tensor],
+def largest_logit_difference(run_dir: Path, chosen: RunModel, copy: torch.nn.Module, inputs: dict[str, torch.Tensor],
                        task: str, labels: list[str]) -> float:
     """Compare the loaded model/ with the model it came from; the largest logit difference."""
 
@@ -171,7 +171,7 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
         say("checking the model folder loads and answers the same")
         if chosen.form != "bnb":  # a bitsandbytes folder is copied as is; this machine may not even load it
             exported, inputs = load_exported(stage / "model", task, texts)
-            checks["model"] = check_model_folder(run_dir, chosen, exported, inputs, task, labels)
+            checks["model"] = largest_logit_difference(run_dir, chosen, exported, inputs, task, labels)
         if settings.onnx or chosen.form == "onnx":  # an ONNX variant's graph is the variant itself
             say("writing the ONNX file")
             if chosen.form == "bnb":

@@ -70,7 +70,7 @@ def quota_left(storage: Storage, viewer: Viewer) -> int | None:
     return quota - used
 
 
-def check_model_folder(storage: Storage, viewer: Viewer, spec: str | None) -> None:
+def check_model_folder_is_theirs(storage: Storage, viewer: Viewer, spec: str | None) -> None:
     """A teacher or student given as a folder: never inside another user's job, and in a hosted studio
     only from the shared models folder (users must not read the server's files through the studio). In a
     hosted studio a path outside that folder is refused alike whether it exists or not: the answer says
@@ -115,7 +115,7 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
     dataset_id = getattr(spec, "dataset_id", None)
     if kind == "distill":
         for key in ("teacher", "student"):
-            check_model_folder(storage, viewer, spec.distill.get(key))
+            check_model_folder_is_theirs(storage, viewer, spec.distill.get(key))
     with storage.db.session() as s:
         if dataset_id:
             records.get_dataset(s, viewer, dataset_id)
