@@ -12,6 +12,7 @@ A job is a config (JSON) plus a kind; everything a job makes hangs off it and go
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false
@@ -20,6 +21,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    """A job's life: queued -> running -> one of the final four. Resumable: interrupted, cancelled, failed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """Its worker stopped (shut down, or died) before it finished; resume it from its last checkpoint."""
 
 
 class Base(DeclarativeBase):

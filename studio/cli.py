@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from storage.config import studio_home
 from storage.errors import StorageError
+from storage.tables import JobStatus
 from studio import metrics
 from studio.dataset import DatasetOptions, prepare_dataset
 from studio.errors import StudioError
@@ -181,7 +182,7 @@ def _run_job(storage, viewer, job_id: int, queue: bool) -> str:
         JobQueue(storage).enqueue(job_id)
         typer.echo(f"Job {job_id} queued. A worker runs it ('python -m studio worker'); "
                    f"follow it with 'python -m studio jobs show {job_id}'.")
-        return "queued"
+        return JobStatus.QUEUED
     typer.echo(f"Job {job_id} (in the job history; Ctrl-C stops it after the current step, resumable)")
     bars = ProgressBars()
     try:
@@ -189,11 +190,11 @@ def _run_job(storage, viewer, job_id: int, queue: bool) -> str:
     finally:
         bars.close()
     job = _job(storage, viewer, job_id)
-    if status != "done":
+    if status != JobStatus.DONE:
         typer.secho(f"Job {job_id} {status}" + (f": {job.error}" if job.error else "") +
-                    (f"\nResume it with 'python -m studio jobs resume {job_id}'." if status != "failed" else ""),
-                    fg=typer.colors.RED if status == "failed" else typer.colors.YELLOW, err=True)
-        raise typer.Exit(1 if status == "failed" else 3)
+                    (f"\nResume it with 'python -m studio jobs resume {job_id}'." if status != JobStatus.FAILED else ""),
+                    fg=typer.colors.RED if status == JobStatus.FAILED else typer.colors.YELLOW, err=True)
+        raise typer.Exit(1 if status == JobStatus.FAILED else 3)
     return status
 
 
@@ -277,7 +278,7 @@ def distill(
     title = f"{teacher} -> {student or student_words(config.student_layers)} on {data.name}"
     job_id = service.submit(storage, me, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
                             title=title, enqueue=False)
-    if _run_job(storage, me, job_id, queue) == "done":
+    if _run_job(storage, me, job_id, queue) == JobStatus.DONE:
         folder = storage.store.resolve(_job(storage, me, job_id).folder)
         typer.echo(f"Student saved to {folder / 'student'}")
         _print_eval(json.loads((folder / "eval.json").read_text()))
@@ -301,7 +302,7 @@ def evaluate(job: Annotated[int, typer.Argument(help="The id of a finished disti
     storage, me = _storage()
     job_id = service.submit(storage, me, "evaluate", {"before_kd": before_kd}, parent_id=job,
                             title=f"evaluate job {job}", enqueue=False)
-    if _run_job(storage, me, job_id, queue) == "done":
+    if _run_job(storage, me, job_id, queue) == JobStatus.DONE:
         folder = storage.store.resolve(_job(storage, me, job).folder)
         report = folder / "compare.json" if (folder / "compare.json").exists() else folder / "eval.json"
         _print_eval(json.loads(report.read_text()))
@@ -391,7 +392,7 @@ def compress(
     storage, me = _storage()
     job_id = service.submit(storage, me, "compress", {"recipes": recipes, "source": source, "evaluate": evaluate},
                             parent_id=job, title=f"compress job {job}: {', '.join(variant)}", enqueue=False)
-    if _run_job(storage, me, job_id, queue) != "done":
+    if _run_job(storage, me, job_id, queue) != JobStatus.DONE:
         return
     folder = storage.store.resolve(_job(storage, me, job).folder)
     from studio.run import read_manifest
@@ -435,7 +436,7 @@ def export(
     settings = {"variant": variant, "onnx": onnx, "gguf": gguf, "hybrid": hybrid, "threshold": threshold}
     job_id = service.submit(storage, me, "export", settings, parent_id=job, title=f"export {variant} of job {job}",
                             enqueue=False)
-    if _run_job(storage, me, job_id, queue) != "done":
+    if _run_job(storage, me, job_id, queue) != JobStatus.DONE:
         return
     folder = storage.store.resolve(_job(storage, me, job_id).folder)
     made = folder / export_file_name(job, variant)
@@ -518,7 +519,7 @@ def jobs_cancel(job: int) -> None:
 
     storage, me = _storage()
     now = service.cancel(storage, me, job)
-    typer.echo(f"Job {job} cancelled." if now == "cancelled" else f"Job {job} stops after its current step.")
+    typer.echo(f"Job {job} cancelled." if now == JobStatus.CANCELLED else f"Job {job} stops after its current step.")
 
 
 @jobs_app.command("resume")
@@ -529,7 +530,7 @@ def jobs_resume(job: int, queue: Annotated[bool, typer.Option(help="Hand it to t
 
     storage, me = _storage()
     service.resume(storage, me, job, enqueue=False)
-    if _run_job(storage, me, job, queue) == "done":
+    if _run_job(storage, me, job, queue) == JobStatus.DONE:
         typer.echo(f"Job {job} finished.")
 
 

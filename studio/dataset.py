@@ -21,14 +21,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 import charset_normalizer
 
 from studio.errors import ConfigError, DatasetError
 from studio.hosting import HostSettings
+from studio.words import Task
 
-TaskKind = Literal["classification", "causal_lm"]
 FORMATS = {
     ".csv": "csv",
     ".tsv": "csv",
@@ -65,7 +64,7 @@ BINARY_MAGIC = {
 class DatasetOptions:
     """How to read and split a dataset. Every field has a default that suits most files."""
 
-    task: TaskKind | None = None
+    task: Task | None = None
     """'classification' or 'causal_lm'; None detects it from the columns."""
     text_column: str | None = None
     label_column: str | None = None
@@ -84,7 +83,7 @@ class DatasetOptions:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.task not in (None, "classification", "causal_lm"):
+        if self.task not in (None, Task.CLASSIFICATION, Task.CAUSAL_LM):
             problems.append(f"task is '{self.task}'; use 'classification' or 'causal_lm'")
         for name in ("validation_fraction", "test_fraction"):
             value = getattr(self, name)
@@ -139,7 +138,7 @@ class DatasetReport:
     source: str
     format: str
     encoding: str
-    task: TaskKind
+    task: Task
     columns: list[str]
     text_column: str | None = None
     label_column: str | None = None
@@ -428,7 +427,7 @@ def detect_columns(columns: list[str], sample: list[dict], opts: DatasetOptions)
     taken = {c for c in (text, label, prompt, response) if c}
     long_cols = [c for c in columns if c not in taken and stats[c]["avg_len"] >= 20
                  and not stats[c]["numeric"]]
-    if text is None and not (opts.task == "causal_lm" and prompt and response):
+    if text is None and not (opts.task == Task.CAUSAL_LM and prompt and response):
         text = _guess("text", long_cols, "--text-column") if not (prompt and response) else None
     task = opts.task
     if task is None:
@@ -437,8 +436,8 @@ def detect_columns(columns: list[str], sample: list[dict], opts: DatasetOptions)
                      and 2 <= stats[c]["distinct"] <= max(2, min(200, n // 2))
                      and stats[c]["avg_len"] <= 40]
             label = _guess("label", short, "--label-column")
-        task = "classification" if (label and text) else "causal_lm"
-    if task == "classification":
+        task = Task.CLASSIFICATION if (label and text) else Task.CAUSAL_LM
+    if task == Task.CLASSIFICATION:
         if text is None:
             raise DatasetError("No text column was found. Name it 'text' in the file or say "
                                f"which one to use (--text-column). Columns: {', '.join(columns)}.")
@@ -472,7 +471,7 @@ def _chunks(text: str, max_chars: int) -> list[str]:
 
 def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions,
                problems: list[str], skipped: list[int]) -> list[dict]:
-    if cols["task"] == "classification":
+    if cols["task"] == Task.CLASSIFICATION:
         text = row.get(cols["text_column"], "").strip()
         label = row.get(cols["label_column"], "").strip()
         if not text or not label:
@@ -619,7 +618,7 @@ def prepare_dataset(source: str | Path, out_dir: str | Path, opts: DatasetOption
     fmt, encoding, rows = iter_rows(source)
     if fmt == "parquet":
         _check_parquet_size(source, limits)
-    if fmt == "txt" and opts.task == "classification":
+    if fmt == "txt" and opts.task == Task.CLASSIFICATION:
         raise DatasetError("A .txt file has no labels, so it can only be used for causal-LM "
                            "(domain text) training. For classification upload a CSV with text and label columns.")
 
@@ -709,7 +708,7 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
                     label_rows[rec["label"]].append(row_no)
                 else:
                     pairs.append((rec.get("prompt", rec.get("text", "")), rec.get("response", "")))
-    if cols["task"] == "classification" and not held_out:  # a test file may hold a label only once
+    if cols["task"] == Task.CLASSIFICATION and not held_out:  # a test file may hold a label only once
         problems += _check_labels(label_rows, opts)
     if count == 0 and not problems:
         problems.append("no row has text in the chosen column(s); check the column choice")

@@ -52,6 +52,7 @@ from studio.training import (
     make_kd_loss,
     train_loop,
 )
+from studio.words import Task
 
 __all__ = ["DistillConfig", "DistillResult", "RunPaths", "distill", "latest_checkpoint"]
 
@@ -240,12 +241,12 @@ def class_weights(balance: str, labels: list[str], records: list[dict]) -> list[
 def plan_run(config: DistillConfig, dataset: PreparedDataset, tokenizer: PreTrainedTokenizerBase,
              records: list[dict]) -> RunPlan:
     task = dataset.report.task
-    label_ids = _label_ids(dataset.report.labels) if task == "classification" else None
+    label_ids = _label_ids(dataset.report.labels) if task == Task.CLASSIFICATION else None
     full = encode_records(records, tokenizer, 1_000_000, label_ids)  # untruncated: how long the texts really are
     lengths = [len(item["input_ids"]) for item in full]
     model_limit = getattr(tokenizer, "model_max_length", None)
     length = fit_max_length(lengths, model_limit, config.max_length)
-    weights = class_weights(config.balance, dataset.report.labels, records) if task == "classification" else None
+    weights = class_weights(config.balance, dataset.report.labels, records) if task == Task.CLASSIFICATION else None
     return RunPlan(max_length=length, texts=len(lengths), texts_cut=sum(n > length for n in lengths),
                    class_weights=weights)
 
@@ -295,7 +296,7 @@ def setup_teacher(config: DistillConfig, dataset: PreparedDataset, run: RunPaths
     else:
         source = resolve_source(config.teacher)
     tokenizer = load_tokenizer(source)
-    if dataset.report.task == "causal_lm":
+    if dataset.report.task == Task.CAUSAL_LM:
         return load_causal_lm(source), tokenizer, source.path
     model, ready = load_classifier(source, dataset.report.labels)
     if model.config.pad_token_id is None:  # a text generator as a classifier: it finds each text's end by padding
@@ -328,7 +329,7 @@ class Stage:
 def stage_for(config: DistillConfig, dataset: PreparedDataset, tokenizer: PreTrainedTokenizerBase, max_length: int,
               epochs: int, records: list[dict] | None = None) -> Stage:
     task, labels = dataset.report.task, dataset.report.labels
-    label_ids = _label_ids(labels) if task == "classification" else None
+    label_ids = _label_ids(labels) if task == Task.CLASSIFICATION else None
     items = encode_records(records if records is not None else dataset.split("train"), tokenizer, max_length, label_ids)
     held_out = encode_records(dataset.split("validation"), tokenizer, max_length, label_ids)
     pad_id, pad_to = tokenizer.pad_token_id, None  # the KD loss cuts the cached logits to each batch's length
@@ -463,11 +464,11 @@ def setup_student(config: DistillConfig, teacher: PreTrainedModel, tokenizer: Pr
                   dataset: PreparedDataset, run: RunPaths) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
     """Build the student. Returns (model, its tokenizer, kd_mode)."""
     task = dataset.report.task
-    encoder_for_generator = config.student is None and task == "classification" and decoder_classifier(teacher)
+    encoder_for_generator = config.student is None and task == Task.CLASSIFICATION and decoder_classifier(teacher)
     if config.student or encoder_for_generator:
         source = resolve_source(config.student or ENCODER_STUDENT)
         student_tok = load_tokenizer(source)
-        if task == "classification":  # class-logit KD needs no shared tokenizer: any classifier can learn
+        if task == Task.CLASSIFICATION:  # class-logit KD needs no shared tokenizer: any classifier can learn
             student, _ = load_classifier(source, dataset.report.labels)
             if student.config.pad_token_id is None:
                 student.config.pad_token_id = student_tok.pad_token_id
@@ -476,10 +477,10 @@ def setup_student(config: DistillConfig, teacher: PreTrainedModel, tokenizer: Pr
         else:
             student = load_causal_lm(source)
         same = same_tokenizer(tokenizer, student_tok)
-        kd_mode = "logits" if task == "classification" or same else "sequence"
+        kd_mode = "logits" if task == Task.CLASSIFICATION or same else "sequence"
     else:
         student, student_tok, kd_mode = layer_drop_student(teacher, config.student_layers), tokenizer, "logits"
-    if task == "classification" and config.trim_vocab:
+    if task == Task.CLASSIFICATION and config.trim_vocab:
         texts = [r["text"] for r in dataset.split("train")]
         trimmed = trim_vocabulary(student, student_tok, texts, run.root / "student_tokenizer")
         student_tok = trimmed or student_tok
@@ -521,7 +522,7 @@ def _merge_into_float_base(trained: torch.nn.Module, run: RunPaths, task: str) -
 def _with_lora(model: PreTrainedModel, config: DistillConfig, task: str) -> PreTrainedModel:
     from peft import LoraConfig, TaskType, get_peft_model
 
-    lora = LoraConfig(task_type=TaskType.SEQ_CLS if task == "classification" else TaskType.CAUSAL_LM,
+    lora = LoraConfig(task_type=TaskType.SEQ_CLS if task == Task.CLASSIFICATION else TaskType.CAUSAL_LM,
                       r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout)
     return get_peft_model(model, lora)
 
@@ -545,11 +546,11 @@ def cache_teacher(teacher: PreTrainedModel, items: list[dict], config: DistillCo
     teacher.eval()
     steps = math.ceil(len(items) / config.batch_size)
     out: dict[str, list[torch.Tensor]] = {"logits": [], "top_values": [], "top_indices": []}
-    pad_to = config.max_length if task == "causal_lm" else None
+    pad_to = config.max_length if task == Task.CAUSAL_LM else None
     with torch.inference_mode():
         for step, batch in enumerate(iter_batches(items, config.batch_size, pad_id, pad_to=pad_to)):
             logits = teacher(**model_inputs(batch, teacher.device)).logits.float().cpu()
-            if task == "classification":
+            if task == Task.CLASSIFICATION:
                 out["logits"].append(logits)
             else:
                 values, indices = logits.topk(config.top_k, dim=-1)
@@ -611,7 +612,7 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
     report(on_progress, Progress("teacher", 1, 1, 0, 1, message=plan_words(plan)))
     teacher, tokenizer, teacher_dir = setup_teacher(config, dataset, run, plan, on_progress)
     base_dir = resolve_source(config.teacher).path
-    answers = task == "causal_lm" and config.recipe != "plain"
+    answers = task == Task.CAUSAL_LM and config.recipe != "plain"
     if answers:
         teacher, teacher_dir = tune_causal_teacher(teacher, tokenizer, teacher_dir, config, dataset, run, plan,
                                                    on_progress)
@@ -632,7 +633,7 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
         if not answers:  # the 'answers' recipe's texts are mostly the teacher's already
             records = teacher_written(teacher, tokenizer, records, config)
 
-    label_ids = _label_ids(dataset.report.labels) if task == "classification" else None
+    label_ids = _label_ids(dataset.report.labels) if task == Task.CLASSIFICATION else None
     teacher_items = encode_records(records, tokenizer, config.max_length, label_ids)
     fingerprint = cache_fingerprint(config, teacher_dir, dataset, kd_mode, len(records) if answers else None)
     started = time.perf_counter()
@@ -670,7 +671,7 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
 
 def _auto_layers(task: str, teacher: PreTrainedModel) -> int:
     """student_layers 0 without a probe: 3 for a classifier, a third of a text generator's layers."""
-    return 3 if task == "classification" else max(1, teacher.config.num_hidden_layers // 3)
+    return 3 if task == Task.CLASSIFICATION else max(1, teacher.config.num_hidden_layers // 3)
 
 
 # --------------------------------------------------------------------------- text generators: the 'answers' recipe
@@ -693,7 +694,7 @@ def tune_causal_teacher(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizer
         return run_stage(model, stage, loss, config, run.checkpoints / "teacher", "teacher", lr, run.metrics,
                          on_progress)
 
-    tuned, result = generator.tune_teacher(teacher, stage, run_it, make_kd_loss("causal_lm", {}, 1.0, 0.0))
+    tuned, result = generator.tune_teacher(teacher, stage, run_it, make_kd_loss(Task.CAUSAL_LM, {}, 1.0, 0.0))
     plan.stages["teacher"] = stage_summary(stage.plan, result)
     _save_model(tuned, tokenizer, run.teacher)
     shutil.rmtree(run.checkpoints / "teacher", ignore_errors=True)

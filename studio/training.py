@@ -32,6 +32,7 @@ from studio.batches import iter_batches, model_inputs
 from studio.errors import CheckpointError, StopRequested
 from studio.losses import causal_kd_loss, classification_kd_loss, next_token_ce
 from studio.progress import Progress, ProgressFn, report
+from studio.words import Task
 
 # --------------------------------------------------------------------------- how long
 
@@ -307,7 +308,7 @@ def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float,
                               cache["top_values"][index, :length].to(model.device),
                               cache["top_indices"][index, :length].to(model.device), temperature, alpha)
 
-    return classification if task == "classification" else causal
+    return classification if task == Task.CLASSIFICATION else causal
 
 
 # --------------------------------------------------------------------------- checkpoints

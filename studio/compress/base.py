@@ -18,6 +18,7 @@ from studio.progress import ProgressFn
 from studio.run import RunPaths
 from studio.settings import Settings
 from studio.training import make_kd_loss
+from studio.words import Task
 
 
 @dataclass
@@ -74,12 +75,12 @@ class RunContext:
         return cached
 
     def train_items(self, tokenizer: PreTrainedTokenizerBase) -> list[dict]:
-        label_ids = {label: i for i, label in enumerate(self.labels)} if self.task == "classification" else None
+        label_ids = {label: i for i, label in enumerate(self.labels)} if self.task == Task.CLASSIFICATION else None
         return encode_records(self.dataset.split("train"), tokenizer, self.settings["max_length"], label_ids)
 
     @property
     def pad_to(self) -> int | None:
-        return self.settings["max_length"] if self.task == "causal_lm" else None
+        return self.settings["max_length"] if self.task == Task.CAUSAL_LM else None
 
     def kd_loss(self, temperature: float | None = None, alpha: float | None = None) -> Callable:
         """The run's KD loss on cached teacher logits (labels only when there is no cache)."""

@@ -30,6 +30,7 @@ from studio.run import MANIFEST, RunPaths, read_manifest
 from studio.settings import Settings
 from studio.student import count_parameters
 from studio.teacher import resolve_source
+from studio.words import ModelForm
 
 NAME = re.compile(r"[^a-z0-9.+_-]+")
 NAME_MAX = 120
@@ -251,7 +252,7 @@ def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict
         for number, step in enumerate(steps, 1):
             ctx.step_number = number
             wm = step.method.apply(wm, step.settings, ctx)
-            if wm.form == "torch":
+            if wm.form == ModelForm.TORCH:
                 wm.params = count_parameters(wm.model)
         save_variant(wm, folder, {**manifest, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
     except UnsupportedError as err:

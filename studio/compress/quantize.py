@@ -22,6 +22,7 @@ from studio.errors import UnsupportedError
 from studio.models import auto_class
 from studio.onnx import OnnxModel, export_onnx
 from studio.settings import Settings
+from studio.words import ModelForm
 
 # --------------------------------------------------------------------------- bfloat16
 
@@ -63,7 +64,7 @@ def to_onnx(wm: WorkingModel, s: OnnxSettings, ctx: RunContext) -> WorkingModel:
     keep_float(wm, ctx)
     wm.onnx_file = export_onnx(wm.model, wm.task, ctx.work_dir / "model.onnx")
     wm.hf_config = wm.model.config
-    wm.model, wm.form = OnnxModel(wm.onnx_file, wm.task), "onnx"
+    wm.model, wm.form = OnnxModel(wm.onnx_file, wm.task), ModelForm.ONNX
     return wm
 
 
@@ -81,7 +82,7 @@ def quantize_onnx_int8(wm: WorkingModel, s: OnnxInt8Settings, ctx: RunContext) -
         logging.getLogger().setLevel(quiet)
     float_file.unlink()
     wm.hf_config = wm.model.config
-    wm.onnx_file, wm.model, wm.form = out, OnnxModel(out, wm.task), "onnx"
+    wm.onnx_file, wm.model, wm.form = out, OnnxModel(out, wm.task), ModelForm.ONNX
     wm.notes.append("int8 weights and int8 products in ONNX Runtime (dynamic activation scales)")
     return wm
 
@@ -118,7 +119,7 @@ def quantize_bnb(wm: WorkingModel, s: BnbInt8Settings | Bnb4bitSettings, ctx: Ru
                                f"{bnb_device().upper()} ({type(err).__name__}: {err})") from err
     if not torch.isfinite(logits.float()).all():
         raise UnsupportedError(f"the bitsandbytes {bits}-bit model gives non-finite outputs on this machine")
-    wm.model, wm.form = model, "bnb"
+    wm.model, wm.form = model, ModelForm.BNB
     if kept_float:
         wm.notes.append(f"{len(kept_float)} layer(s) bitsandbytes cannot run here kept in full precision "
                         f"({', '.join(kept_float[:4])}{', ...' if len(kept_float) > 4 else ''})")

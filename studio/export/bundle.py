@@ -26,6 +26,7 @@ from studio.onnx import OnnxModel, export_onnx
 from studio.progress import Progress, ProgressFn
 from studio.run import LABELS_ONLY, RunModel, RunPaths, read_manifest
 from studio.teacher import CATALOG, resolve_source, terms_path
+from studio.words import ModelForm, Task
 
 
 def choose(run_dir: Path, name: str) -> RunModel:
@@ -39,7 +40,7 @@ def write_model_folder(run_dir: Path, chosen: RunModel, dest: Path, task: str, l
     """model/ as a plain Hugging Face folder; returns notes for the card."""
 
     manifest = chosen.manifest or {}
-    if chosen.form == "onnx":  # the float model the ONNX graph was made from
+    if chosen.form == ModelForm.ONNX:  # the float model the ONNX graph was made from
         source = float_of(run_dir, chosen)
         notes = write_model_folder(run_dir, source, dest, task, labels)
         if source.folder == chosen.folder / "float":
@@ -51,10 +52,10 @@ def write_model_folder(run_dir: Path, chosen: RunModel, dest: Path, task: str, l
                             "make the variant again for a matching `model/`."]
         return notes + [f"`model/` holds {source.name}, the float model this ONNX variant was converted from; "
                         "the variant itself is `onnx/model.onnx`."]
-    if chosen.form == "bnb" or not (manifest.get("structure") or manifest.get("sparse")):
+    if chosen.form == ModelForm.BNB or not (manifest.get("structure") or manifest.get("sparse")):
         copy_hf_folder(chosen.folder, dest)
         return ["The weights are bitsandbytes-quantized: loading them needs `pip install bitsandbytes` (and runs "
-                "fastest on a CUDA GPU)."] if chosen.form == "bnb" else []
+                "fastest on a CUDA GPU)."] if chosen.form == ModelForm.BNB else []
     wm = load_variant(chosen.folder)
     model, notes = plain_model(wm)
     model.save_pretrained(dest)
@@ -84,7 +85,7 @@ def largest_logit_difference(run_dir: Path, chosen: RunModel, copy: torch.nn.Mod
                        task: str, labels: list[str]) -> float:
     """Compare the loaded model/ with the model it came from; the largest logit difference."""
 
-    if chosen.form == "onnx":
+    if chosen.form == ModelForm.ONNX:
         chosen = float_of(run_dir, chosen)
     if chosen.manifest:
         original = load_variant(chosen.folder).model
@@ -112,7 +113,7 @@ def write_onnx(chosen: RunModel, stage: Path, task: str, model: torch.nn.Module 
 
     out = stage / "onnx" / "model.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
-    if chosen.form == "onnx":
+    if chosen.form == ModelForm.ONNX:
         for file in chosen.folder.glob("model.onnx*"):  # the graph and any external-data file
             shutil.copy2(file, out.parent / file.name)
         return "the variant itself, for ONNX Runtime", None
@@ -155,7 +156,7 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
     stage = out_zip.with_name(f".{out_zip.name}.staging")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    steps = 4 + (settings.onnx or chosen.form == "onnx") + settings.hybrid
+    steps = 4 + (settings.onnx or chosen.form == ModelForm.ONNX) + settings.hybrid
     done = iter(range(1, steps + 1))
 
     def say(message: str) -> None:
@@ -169,12 +170,12 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
         notes = write_model_folder(run_dir, chosen, stage / "model", task, labels)
         checks, exported, inputs = {}, None, None
         say("checking the model folder loads and answers the same")
-        if chosen.form != "bnb":  # a bitsandbytes folder is copied as is; this machine may not even load it
+        if chosen.form != ModelForm.BNB:  # a bitsandbytes folder is copied as is; this machine may not even load it
             exported, inputs = load_exported(stage / "model", task, texts)
             checks["model"] = largest_logit_difference(run_dir, chosen, exported, inputs, task, labels)
-        if settings.onnx or chosen.form == "onnx":  # an ONNX variant's graph is the variant itself
+        if settings.onnx or chosen.form == ModelForm.ONNX:  # an ONNX variant's graph is the variant itself
             say("writing the ONNX file")
-            if chosen.form == "bnb":
+            if chosen.form == ModelForm.BNB:
                 notes.append("No ONNX file: a bitsandbytes model cannot be exported to ONNX. Export the student or "
                              "the int8 variant for ONNX Runtime.")
             else:
@@ -182,15 +183,15 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
                 if diff is not None:
                     checks["onnx"] = diff
         del exported  # the hybrid below loads model/ again through predict.py, as the user will
-        if settings.gguf and task == "causal_lm":
+        if settings.gguf and task == Task.CAUSAL_LM:
             try:
                 path, about = write_gguf_file(stage, chosen.name)
                 files[path] = about
             except UnsupportedError as err:
                 notes.append(f"No GGUF file: {err}")
         export_settings = {"task": task, "labels": labels, "variant": chosen.name,
-                           "runtime": "onnx" if chosen.form == "onnx" else "transformers",
-                           "inputs": "text" if task == "causal_lm" and dataset.report.prompt_column is None else "questions",
+                           "runtime": "onnx" if chosen.form == ModelForm.ONNX else "transformers",
+                           "inputs": "text" if task == Task.CAUSAL_LM and dataset.report.prompt_column is None else "questions",
                            "threshold": None}
         (stage / EXPORT_JSON).write_text(json.dumps(export_settings, indent=2))
         shutil.copy2(Path(__file__).with_name("predict.py"), stage / "predict.py")

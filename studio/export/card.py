@@ -7,6 +7,7 @@ import re
 
 from studio import metrics
 from studio.answers import NEW_TOKENS, NO_REPEAT, side_by_side
+from studio.words import Task
 
 CARD_COLUMNS = ["params", "size_bytes", "macro_f1", "accuracy", "perplexity", "rouge_l", "chrf", "answer_perplexity",
                 "degenerate_share", "agreement", "latency_ms"]
@@ -53,7 +54,7 @@ def model_card(info: dict) -> str:
             head.append(f"license_name: {json.dumps(info.get('licence_text') or 'see the teacher')}")
     head += [f"tags:{_yaml_list(tags)}", f"base_model_relation: {'quantized' if info.get('quantized') else 'finetune'}",
              "---", ""]
-    what = "sorts texts into one of its labels" if task == "classification" else "continues text / answers prompts"
+    what = "sorts texts into one of its labels" if task == Task.CLASSIFICATION else "continues text / answers prompts"
     made = (f"the teacher of an SLM Studio distillation (**{md(info['teacher'])}**), as used for the owner's data"
             if info.get("role") == "teacher" else
             f"A small model that {what}, made with SLM Studio by knowledge distillation from the teacher "
@@ -69,9 +70,9 @@ def model_card(info: dict) -> str:
         + "\npython predict.py \"your text here\"\n```\n",
         "Or in Python, with nothing but transformers installed:\n",
         "```python\nfrom transformers import AutoModelFor"
-        + ("SequenceClassification" if task == "classification" else "CausalLM")
+        + ("SequenceClassification" if task == Task.CLASSIFICATION else "CausalLM")
         + ", AutoTokenizer\nmodel = AutoModelFor"
-        + ("SequenceClassification" if task == "classification" else "CausalLM")
+        + ("SequenceClassification" if task == Task.CLASSIFICATION else "CausalLM")
         + ".from_pretrained(\"model\")\ntokenizer = AutoTokenizer.from_pretrained(\"model\")\n```\n",
         "## Training data\n",
         _data_summary(report),
@@ -173,7 +174,7 @@ def _hybrid_text(hybrid: dict | None, task: str) -> str:
              f"student's confidence is below **{hybrid['threshold']:.4g}** ({hybrid['threshold_source']}; "
              "at 1 the teacher answers everything).\n",
              f"- The student answers **{hybrid['student_share']:.1%}** of inputs alone ({hybrid['measured_on']})."]
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         lines += [f"- Accuracy: student alone {hybrid['student_accuracy']:.1%}, hybrid {hybrid['hybrid_accuracy']:.1%}, "
                   f"teacher alone {hybrid['teacher_accuracy']:.1%}.", "",
                   "| threshold (`predict.py --threshold`) | student answers alone | hybrid accuracy |", "|---|---|---|"]

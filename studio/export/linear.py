@@ -26,6 +26,7 @@ from studio.evaluate import class_scores
 from studio.export.card import md
 from studio.export.settings import EXPORT_JSON, ExportResult
 from studio.progress import Progress, ProgressFn
+from studio.words import Task
 
 LOCALE = "C.UTF-8"
 """ONNX Runtime lower-cases with a named locale (en_US.UTF-8 unless told): C.UTF-8 exists on every Linux."""
@@ -62,7 +63,7 @@ def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress
             on_progress(Progress("export", step, 3, 0, 1, message=message))
 
     config = json.loads((run_dir / "config.json").read_text())
-    if config["task"] != "classification":
+    if config["task"] != Task.CLASSIFICATION:
         raise ConfigError(["the TF-IDF baseline exists for classification runs only"])
     labels = config["labels"]
     dataset = load_prepared(config["dataset"])
@@ -84,7 +85,7 @@ def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress
         say(3, "writing the zip")
         (stage / "baseline.onnx").write_bytes(graph)
         shutil.copy2(Path(__file__).with_name("predict_linear.py"), stage / "predict.py")
-        (stage / EXPORT_JSON).write_text(json.dumps({"task": "classification", "labels": labels, "variant": TFIDF,
+        (stage / EXPORT_JSON).write_text(json.dumps({"task": Task.CLASSIFICATION, "labels": labels, "variant": TFIDF,
                                                      "runtime": "onnx"}, indent=2))
         files = {"README.md": "this model card", "baseline.onnx": "TF-IDF + logistic regression as one ONNX graph",
                  "predict.py": "python predict.py \"text\" (needs onnxruntime and numpy only)",

@@ -24,7 +24,7 @@ from pathlib import Path
 from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage
-from storage.tables import Job
+from storage.tables import Job, JobStatus
 from studio.baselines import NAMES as BASELINES
 from studio.errors import ConfigError, StopRequested
 from studio.export.settings import ExportSettings  # settings only: the export code itself loads when a job runs
@@ -238,7 +238,7 @@ def parent_folder(ctx: JobContext) -> Path:
     viewer = owner(ctx)
     with ctx.db.session() as s:
         parent = job_rows.get(s, viewer, ctx.job.parent_id)
-        if parent.kind != "distill" or parent.status != "done":
+        if parent.kind != "distill" or parent.status != JobStatus.DONE:
             raise ConfigError([f"job {parent.id} is a {parent.kind} job that is {parent.status}; "
                                "compress and evaluate need a finished distillation"])
         return ctx.storage.store.resolve(parent.folder)

@@ -26,7 +26,7 @@ from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage
 from storage.errors import DatabaseError
-from storage.tables import Job
+from storage.tables import Job, JobStatus
 from studio.jobs.process_id import worker_name
 from studio.logs import JOB_LOG
 
@@ -72,7 +72,7 @@ class JobQueue:
         submit died before enqueueing): enqueue them again."""
         waiting = self.pending_ids()
         with self.storage.db.session() as s:
-            queued = list(s.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id)))
+            queued = list(s.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.id)))
         lost = [job_id for job_id in queued if job_id not in waiting]
         for job_id in lost:
             self.enqueue(job_id)
@@ -103,10 +103,10 @@ class JobQueue:
             return  # the user deleted the finished job in the moment since; nothing is left to record
         # finish() changes only a job still marked running, i.e. one whose process died before closing it.
         if self.stopping:
-            job_rows.finish(db, job_id, "interrupted", "The worker was stopped before the job reached a safe point. "
+            job_rows.finish(db, job_id, JobStatus.INTERRUPTED, "The worker was stopped before the job reached a safe point. "
                                                        "Resume it to continue from its last checkpoint.", attempt)
         else:
-            job_rows.finish(db, job_id, "failed", f"The job's process ended unexpectedly (exit code {child.returncode};"
+            job_rows.finish(db, job_id, JobStatus.FAILED, f"The job's process ended unexpectedly (exit code {child.returncode};"
                                                   f" {_exit_reason(child.returncode)}). Its log is in the job folder; "
                                                   "resume the job to continue from its last checkpoint.", attempt)
 
@@ -134,7 +134,7 @@ class JobQueue:
             elif time.monotonic() - asked_at > CANCEL_GRACE_S:
                 child.kill()
                 child.wait()
-                job_rows.finish(self.storage.db, job_id, "cancelled",
+                job_rows.finish(self.storage.db, job_id, JobStatus.CANCELLED,
                                 "Stopped by force: the job did not reach a safe point within two minutes.", attempt)
 
     def _child_env(self) -> dict[str, str]:

@@ -19,7 +19,7 @@ from storage.artifacts import sha256_of
 from storage.config import Storage
 from storage.errors import JobStateError
 from storage.jobs import Viewer
-from storage.tables import Job, Variant
+from storage.tables import Job, JobStatus, Variant
 from studio.dataset import DatasetLimits, DatasetOptions, prepare_dataset
 from studio.errors import ConfigError, QuotaError
 from studio.hosting import HostSettings
@@ -123,7 +123,7 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
             if parent_id is None:
                 raise ConfigError([f"a {kind} job works on a finished distillation: give its job id"])
             parent = job_rows.get(s, viewer, parent_id)
-            if parent.kind != "distill" or parent.status != "done":
+            if parent.kind != "distill" or parent.status != JobStatus.DONE:
                 raise JobStateError(f"Job {parent_id} is a {parent.kind} job that is {parent.status}; a {kind} job "
                                     "needs a finished distillation. Wait for it to finish, or resume it.")
         if kind == "compress":
@@ -144,7 +144,7 @@ def _check_names_free(s, parent_id: int, spec) -> None:
     wanted = recipe_names([(name, parse_recipe(text)) for name, text in spec.recipes])
     family = job_rows.descendants(s, parent_id)
     taken = {v.name: v.job_id for v in s.scalars(select(Variant).where(Variant.job_id.in_(family)))}
-    for other in s.scalars(select(Job).where(Job.id.in_(family), Job.kind == "compress", Job.status != "done")):
+    for other in s.scalars(select(Job).where(Job.id.in_(family), Job.kind == "compress", Job.status != JobStatus.DONE)):
         recipes = [(name, parse_recipe(text)) for name, text in other.config.get("recipes", [])]
         taken.update({name: other.id for name in recipe_names(recipes)})
     clashes = [f"a variant named '{n}' is made by job {taken[n]} on this run; give this one another name "

@@ -17,9 +17,10 @@ from studio.charts import class_balance_figure
 from studio.dataset import DatasetOptions, DatasetReport, iter_rows
 from studio.jobs import service
 from studio.ui.context import UIContext, error_box, message_of
+from studio.words import Task
 
 DETECT = "(detect)"
-TASKS = [DETECT, "classification", "causal_lm"]
+TASKS = [DETECT, Task.CLASSIFICATION, Task.CAUSAL_LM]
 FILE_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".txt", ".parquet"]
 
 
@@ -75,7 +76,7 @@ def report_text(report: DatasetReport) -> str:
     cols = ", ".join(f"{k} = `{v}`" for k, v in [("text", report.text_column), ("label", report.label_column),
                                                   ("prompt", report.prompt_column),
                                                   ("response", report.response_column)] if v)
-    task = "sorting texts into labels (classification)" if report.task == "classification" else \
+    task = "sorting texts into labels (classification)" if report.task == Task.CLASSIFICATION else \
         "learning to write text like yours (causal language model)"
     lines = [f"**{report.rows_used:,} of {report.rows_read:,} rows are ready** for {task}.",
              f"Columns used: {cols}. File: {report.format.upper()}, {report.encoding}.",

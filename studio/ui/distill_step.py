@@ -10,20 +10,22 @@ import gradio as gr
 
 from storage import jobs as job_rows
 from storage import records
+from storage.tables import JobStatus
 from studio.charts import loss_figure
 from studio.distill import DistillConfig, student_words
 from studio.jobs import service
 from studio.teacher import CATALOG
 from studio.ui.context import UIContext, error_box, message_of
+from studio.words import Task
 
 # Presets per task: the student's depth and how long it trains are the big levers. Balanced is the plain
 # defaults: a floor in training steps, validation with early stopping, the teacher's learning rate chosen.
 PRESETS = {
-    "classification": {"Fastest": {"student_layers": 2, "min_steps": 150, "teacher_learning_rate": 1e-4},
+    Task.CLASSIFICATION: {"Fastest": {"student_layers": 2, "min_steps": 150, "teacher_learning_rate": 1e-4},
                        "Balanced": {},
                        "Best quality": {"student_layers": 4, "epochs": 3, "teacher_epochs": 3, "min_steps": 400}},
     # text generators: the 'answers' recipe (see studio.generator); the presets change its budget in tokens
-    "causal_lm": {"Fastest": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 150_000},
+    Task.CAUSAL_LM: {"Fastest": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 150_000},
                   "Balanced": {"batch_size": 8, "temperature": 1.0},
                   "Best quality": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 1_000_000}},
 }
@@ -41,7 +43,7 @@ CHOICE_INFO = {"recipe": "text generators: answers tunes the teacher on your ans
                "teacher_training": "auto: a text generator keeps its weights and only its head learns your labels "
                                    "(minutes on a CPU); an encoder is fine-tuned fully"}
 LAYERS_OF_TEACHER = "(layers of the teacher; MiniLM's for a text generator)"
-STUDENTS = [LAYERS_OF_TEACHER] + [key for key, entry in CATALOG.items() if entry.task == "classification"]
+STUDENTS = [LAYERS_OF_TEACHER] + [key for key, entry in CATALOG.items() if entry.task == Task.CLASSIFICATION]
 """A student other than the teacher's own layers: a catalog classifier (folders are the teacher step's business)."""
 
 
@@ -61,7 +63,7 @@ class DistillTab:
 
 def preset_values(task: str, preset: str) -> dict:
     values = DistillConfig().to_dict()
-    values.update(PRESETS.get(task, PRESETS["classification"]).get(preset, {}))
+    values.update(PRESETS.get(task, PRESETS[Task.CLASSIFICATION]).get(preset, {}))
     return values
 
 
@@ -114,21 +116,21 @@ def job_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, obje
     except Exception as err:  # noqa: BLE001
         return error_box(message_of(err)), "", None, False
     words = f"**Job {job.id}** is **{job.status}**."
-    if job.status == "queued":
+    if job.status == JobStatus.QUEUED:
         words += " Waiting for the worker (start it with `python -m studio worker` if nothing happens)."
-    if job.status == "done":
+    if job.status == JobStatus.DONE:
         words += " Go on to step 4 (Compress) or 5 (Compare)."
     if job.error:
         words += "\n\n" + error_box(job.error)
     return words, progress_bar(job.progress, job.step), loss_figure(curve) if curve else None, \
-        job.status in ("queued", "running")
+        job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def latest_active(ctx: UIContext, viewer, kind: str = "distill") -> int | None:
     """The job to show when a page opens: this user's newest running or queued one, else the newest."""
     with ctx.storage.db.session() as s:
         jobs = job_rows.list_jobs(s, viewer, limit=20, kind=kind)
-    active = [j for j in jobs if j.status in ("running", "queued")]
+    active = [j for j in jobs if j.status in (JobStatus.RUNNING, JobStatus.QUEUED)]
     shown = active or jobs
     return shown[0].id if shown else None
 
@@ -137,7 +139,7 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     gr.Markdown("### 3. Distill\nThe student learns from the teacher's answers on your data.")
     preset = gr.Radio(list(PRESET_WORDS), value="Balanced", label="Preset",
                       info="; ".join(f"{k}: {v}" for k, v in PRESET_WORDS.items()))
-    defaults = preset_values("classification", "Balanced")
+    defaults = preset_values(Task.CLASSIFICATION, "Balanced")
     fields = {f.name: f for f in dataclasses.fields(DistillConfig)}
     settings: dict[str, gr.components.Component] = {}
     with gr.Accordion("Advanced settings", open=False):
@@ -165,7 +167,7 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     names = list(settings)
 
     def apply_preset(choice, ds, request: gr.Request = None):
-        task = "classification"
+        task = Task.CLASSIFICATION
         if ds:
             with ctx.storage.db.session() as s:
                 task = records.get_dataset(s, ctx.viewer(request), ds).task

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from storage import jobs as job_rows
 from storage import records
-from storage.tables import Job
+from storage.tables import Job, JobStatus
 from studio.baselines import TFIDF
 from studio.jobs import service
 from studio.ui.compress_step import runs_choice
@@ -80,8 +80,8 @@ def export_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, s
         words = f"**Export job {job.id}** is **{job.status}**."
         if job.error:
             words += "\n\n" + error_box(job.error)
-        if job.status != "done" or not files:
-            return words, progress_bar(job.progress, job.step) if job.status in ("queued", "running") else "", ""
+        if job.status != JobStatus.DONE or not files:
+            return words, progress_bar(job.progress, job.step) if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "", ""
         summary = json.loads(ctx.storage.store.resolve(job.folder).joinpath("export.json").read_text())
     except Exception as err:  # noqa: BLE001 - e.g. the job's files were deleted meanwhile
         return error_box(message_of(err)), "", ""

@@ -9,6 +9,7 @@ import gradio as gr
 
 from storage import jobs as job_rows
 from storage import records
+from storage.tables import JobStatus
 from studio.charts import loss_figure
 from studio.jobs import service
 from studio.metrics import scores_text
@@ -54,8 +55,8 @@ def job_detail(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, object 
     for name, values in scores:
         shown = scores_text(values, ["accuracy", "macro_f1", "perplexity", "rouge_l", "latency_ms", "size_bytes"])
         lines.append(f"- {name}: {shown or 'not measured'}")
-    can = {"cancel": job.status in ("queued", "running"), "resume": job.status in job_rows.RESUMABLE,
-           "delete": job.status not in ("queued", "running")}
+    can = {"cancel": job.status in (JobStatus.QUEUED, JobStatus.RUNNING), "resume": job.status in job_rows.RESUMABLE,
+           "delete": job.status not in (JobStatus.QUEUED, JobStatus.RUNNING)}
     return "\n\n".join(lines), loss_figure(curve) if curve else None, can
 
 
@@ -83,7 +84,7 @@ def build_history_tab(ctx: UIContext) -> HistoryTab:
         try:
             if action == "cancel":
                 now = service.cancel(ctx.storage, viewer, int(chosen))
-                said = "Cancelled." if now == "cancelled" else "It stops after its current step."
+                said = "Cancelled." if now == JobStatus.CANCELLED else "It stops after its current step."
             elif action == "resume":
                 service.resume(ctx.storage, viewer, int(chosen))
                 said = "Queued again; it continues from its last checkpoint."
