@@ -257,7 +257,7 @@ def distill(
     majority-class and a TF-IDF baseline. Settings left out keep their defaults (in brackets).
 
     The run is recorded in the job history (the same one the browser shows)."""
-    from studio.distill import DistillConfig, student_words
+    from studio.distill_plan import DistillConfig, student_words
     from studio.jobs import service
 
     given = dict(student_layers=student_layers, epochs=epochs, min_steps=min_steps, max_steps=max_steps,

@@ -8,7 +8,8 @@ from studio import generator
 from studio.baselines import BASE_TEACHER
 from studio.batches import encode_records
 from studio.dataset import DatasetOptions, prepare_dataset
-from studio.distill import DistillConfig, class_weights, distill, fit_max_length, latest_checkpoint
+from studio.distill import distill, latest_checkpoint
+from studio.distill_plan import DistillConfig, class_weights, fit_max_length
 from studio.errors import CheckpointError, ConfigError, StopRequested
 from studio.evaluate import evaluate_run
 from studio.progress import Progress
@@ -185,8 +186,8 @@ class Scripted:
 
 
 def test_training_stops_when_validation_stops_improving_and_keeps_the_best_weights(tiny_bert, tickets, tmp_path):
-    from studio.distill import weighted_ce
     from studio.models import load_classifier, load_tokenizer
+    from studio.stages import weighted_ce
     from studio.teacher import resolve_source
 
     source = resolve_source(str(tiny_bert))

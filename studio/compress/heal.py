@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from studio.compress.base import RunContext, WorkingModel
-from studio.distill import DistillConfig, run_stage, stage_for
+from studio.distill_plan import DistillConfig
 from studio.settings import Check, Settings
+from studio.stages import run_stage, stage_for
 
 
 @dataclass

@@ -64,7 +64,7 @@ class DistillJob(Settings):
         return [("dataset_id", self.dataset_id > 0, "the id of an uploaded dataset")]
 
     def other_problems(self) -> list[str]:
-        from studio.distill import DistillConfig
+        from studio.distill_plan import DistillConfig
 
         try:
             DistillConfig.from_dict(self.distill)
@@ -78,7 +78,8 @@ DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.
 
 def run_distill(ctx: JobContext) -> None:
     from studio.dataset import load_prepared
-    from studio.distill import DistillConfig, distill
+    from studio.distill import distill
+    from studio.distill_plan import DistillConfig
     from studio.evaluate import evaluate_run
 
     spec = DistillJob.from_dict(ctx.job.config)

@@ -12,7 +12,7 @@ from storage import jobs as job_rows
 from storage import records
 from storage.tables import JobStatus
 from studio.charts import loss_figure
-from studio.distill import DistillConfig, student_words
+from studio.distill_plan import DistillConfig, student_words
 from studio.jobs import service
 from studio.teacher import CATALOG
 from studio.ui.context import UIContext, error_box, message_of
