@@ -32,7 +32,7 @@ from studio.cli import format_table  # noqa: E402
 from studio.compress.pipeline import compress_many, parse_recipe  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
 from studio.distill import distill  # noqa: E402
-from studio.distill_plan import DistillConfig  # noqa: E402
+from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_all  # noqa: E402
 
 SAMPLES = ROOT / "studio" / "samples"

@@ -36,7 +36,7 @@ from studio.answers import answers_text  # noqa: E402
 from studio.cli import format_table  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
 from studio.distill import distill, setup_student  # noqa: E402
-from studio.distill_plan import DistillConfig  # noqa: E402
+from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_run  # noqa: E402
 from studio.models import load_classifier, load_tokenizer  # noqa: E402
 from studio.run import RunPaths  # noqa: E402

@@ -33,7 +33,7 @@ from bench.distill import machine  # noqa: E402
 from studio.compress.pipeline import compress_many, parse_recipe  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
 from studio.distill import distill  # noqa: E402
-from studio.distill_plan import DistillConfig  # noqa: E402
+from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_all  # noqa: E402
 from studio.export.bundle import export_model  # noqa: E402
 from studio.export.settings import ExportSettings  # noqa: E402

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import sys
+import typing
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -18,9 +21,11 @@ from storage.errors import StorageError
 from storage.tables import JobStatus
 from studio import metrics
 from studio.dataset import DatasetOptions, prepare_dataset
+from studio.distill_config import DistillConfig
 from studio.errors import StudioError
 from studio.logs import quiet_libraries
 from studio.paths import runs_dir
+from studio.settings import choices_of, help_of
 
 app = typer.Typer(add_completion=False,
                   help="SLM Studio: distill a big teacher model into a small, fast student on your own data.")
@@ -56,6 +61,41 @@ def _history_line() -> None:
         count = job_rows.count_jobs(s, me)
     where = storage.db.engine.url.render_as_string(hide_password=True)
     typer.echo(f"\nJob history: {count} job(s) in {where} ('python -m studio jobs list')")
+
+
+def settings_options(cls: type, skip: tuple[str, ...] = ()) -> Callable:
+    """One --option per field of the settings class ``cls`` (its help text, its choices, its default),
+    added to a command, which receives the ones given as the dict ``settings``. A new field is a new option."""
+
+    def shown(value: object) -> str:
+        return "empty" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    def wrap(fn: Callable) -> Callable:
+        own = inspect.signature(fn, eval_str=True)
+        params = [p for p in own.parameters.values() if p.name != "settings"]
+        hints = typing.get_type_hints(cls)
+        extra = []
+        for field in dataclasses.fields(cls):
+            if field.name in skip:
+                continue
+            kind = next(t for t in (typing.get_args(hints[field.name]) or (hints[field.name],)) if t is not type(None))
+            words = help_of(field) + (f" One of: {', '.join(choices_of(field))}." if choices_of(field) else "")
+            flag = (f"--{field.metadata['flag']}",) if field.metadata.get("flag") else ()
+            option = typer.Option(*flag, help=f"{words} Default: {shown(field.default)}.", show_default=False)
+            extra.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                           annotation=Annotated[Optional[kind], option]))
+        names = [p.name for p in extra]
+
+        @wraps(fn)
+        def command(*args, **kwargs):
+            given = {name: kwargs.pop(name, None) for name in names}
+            return fn(*args, settings={k: v for k, v in given.items() if v is not None}, **kwargs)
+
+        command.__signature__ = own.replace(parameters=params + extra)
+        command.__annotations__ = {p.name: p.annotation for p in params + extra}
+        return command
+
+    return wrap
 
 
 def friendly(fn: Callable) -> Callable:
@@ -207,67 +247,27 @@ def _job(storage, viewer, job_id: int):
 
 @app.command()
 @friendly
+@settings_options(DistillConfig, skip=("seed",))
 def distill(
     data: Annotated[Path, typer.Option(help="Dataset file (CSV, TSV, JSONL, TXT, Parquet).")],
-    teacher: Annotated[str, typer.Option(help="Catalog key, model folder, or hub id.")] = "minilm-l6",
-    student: Annotated[Optional[str], typer.Option(help="Student model; default: built from the teacher's layers.")] = None,
     test_file: Annotated[Optional[Path], typer.Option(help="Your own test file (same columns), instead of holding "
                                                       "out part of --data.")] = None,
     validation_file: Annotated[Optional[Path], typer.Option(help="Your own validation file (same columns).")] = None,
-    student_layers: Annotated[Optional[int], typer.Option(help="Teacher layers the student keeps [0: choose; 3 for a "
-                                                          "classifier, a depth probe for a text generator].")] = None,
-    recipe: Annotated[Optional[str], typer.Option(help="Text generators: answers (tune the teacher on your answers, "
-                                                  "learn from its own answers and general text, probe the depth) or "
-                                                  "plain (layer-drop and distil on your rows alone) [answers].")] = None,
-    kd_tokens: Annotated[Optional[int], typer.Option(help="Text generators, answers recipe: tokens the student is "
-                                                     "distilled on [0: 400,000].")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Passes over the data at least [2].")] = None,
-    min_steps: Annotated[Optional[int], typer.Option(help="Training steps at least, however small the data "
-                                                     "[250].")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Training steps at most per stage [0: no cap].")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Validations without improvement before stopping "
-                                                    "[4; 0: never].")] = None,
-    balance: Annotated[Optional[str], typer.Option(help="Class weights: auto, weights or off [auto].")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="KD temperature T (1-4 usual) [2].")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="Weight of teacher soft targets vs labels, 0-1 [0.5].")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Student learning rate [1e-4].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per step [16].")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Tokens read per text [0: fit the data].")] = None,
-    lora: Annotated[bool, typer.Option(help="Train LoRA adapters (merged at the end).")] = False,
-    lora_r: Annotated[Optional[int], typer.Option(help="LoRA rank [8].")] = None,
-    qlora: Annotated[bool, typer.Option(help="QLoRA: LoRA on a 4-bit NF4 copy of the student (needs bitsandbytes).")] = False,
-    teacher_epochs: Annotated[Optional[int], typer.Option(help="Passes to fine-tune a teacher on your labels "
-                                                          "[2].")] = None,
-    teacher_learning_rate: Annotated[Optional[float], typer.Option(help="Teacher learning rate [0: Auto, chosen on "
-                                                                   "the validation split].")] = None,
-    teacher_training: Annotated[Optional[str], typer.Option(help="A teacher new to your labels: full (fine-tune every "
-                                                            "weight), head (fit its head only: minutes for a big "
-                                                            "text generator), auto [auto: head for text generators, "
-                                                            "full for encoders].")] = None,
-    trim_vocab: Annotated[bool, typer.Option(help="Classification: drop unused vocabulary rows.")] = True,
-    top_k: Annotated[Optional[int], typer.Option(help="Causal LM: teacher logits cached per token [32].")] = None,
-    labels_only: Annotated[bool, typer.Option(help="Also train the student on labels alone, to show what "
-                                              "distillation adds.")] = False,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
     task: Task = None, text_column: TextCol = None, label_column: LabelCol = None,
     prompt_column: PromptCol = None, response_column: ResponseCol = None,
-    max_chars: MaxChars = 100_000, seed: int = 13,
+    max_chars: MaxChars = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the split and the training.")] = 13,
+    settings: dict | None = None,
 ) -> None:
     """Distill a teacher into a smaller student on your data, then evaluate both on the test split, beside a
-    majority-class and a TF-IDF baseline. Settings left out keep their defaults (in brackets).
+    majority-class and a TF-IDF baseline. Settings left out keep their defaults.
 
     The run is recorded in the job history (the same one the browser shows)."""
-    from studio.distill_plan import DistillConfig, student_words
+    from studio.distill_plan import student_words
     from studio.jobs import service
 
-    given = dict(student_layers=student_layers, epochs=epochs, min_steps=min_steps, max_steps=max_steps,
-                 patience=patience, balance=balance, temperature=temperature, alpha=alpha,
-                 learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, lora_r=lora_r,
-                 teacher_epochs=teacher_epochs, teacher_learning_rate=teacher_learning_rate, top_k=top_k,
-                 teacher_training=teacher_training, recipe=recipe, kd_tokens=kd_tokens)
-    config = DistillConfig(teacher=teacher, student=student, lora=lora, qlora=qlora, trim_vocab=trim_vocab,
-                           labels_only_student=labels_only, seed=seed,
-                           **{k: v for k, v in given.items() if v is not None})
+    config = DistillConfig(seed=seed, **(settings or {}))
     storage, me = _storage()
     opts = _options(task, text_column, label_column, prompt_column, response_column, max_chars, seed)
     dataset_id = service.add_dataset(storage, me, data, opts, test_file=test_file, validation_file=validation_file)
@@ -275,7 +275,7 @@ def distill(
         from storage.records import get_dataset
 
         _print_report(_report_of(get_dataset(s, me, dataset_id)))
-    title = f"{teacher} -> {student or student_words(config.student_layers)} on {data.name}"
+    title = f"{config.teacher} -> {config.student or student_words(config.student_layers)} on {data.name}"
     job_id = service.submit(storage, me, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
                             title=title, enqueue=False)
     if _run_job(storage, me, job_id, queue) == JobStatus.DONE:

@@ -1,6 +1,6 @@
 """Distill step: teacher -> cached logits -> student, read top to bottom.
 
-    plan_run        fit max_length to the data, weigh skewed classes (studio/distill_plan.py, with the settings)
+    plan_run        fit max_length to the data, weigh skewed classes (studio/distill_plan.py; the settings: distill_config.py)
     setup_teacher   load it; for classification without a head for the user's labels, fine-tune it
                     (learning rate chosen on the validation split unless set)
     setup_student   layer-drop copy of the teacher (or a catalog model), optional vocab trim, LoRA
@@ -32,16 +32,8 @@ from studio import generator
 from studio.batches import encode_records, iter_batches, label_index, model_inputs, prompt_text, question_of
 from studio.bnb import Bnb4bitSettings, bnb_config, bnb_device, bnb_unsupported
 from studio.dataset import PreparedDataset
-from studio.distill_plan import (
-    ENCODER_STUDENT,
-    TEACHER_LEARNING_RATES,
-    DistillConfig,
-    DistillResult,
-    RunPlan,
-    plan_run,
-    plan_words,
-    record_plan,
-)
+from studio.distill_config import ENCODER_STUDENT, TEACHER_LEARNING_RATES, DistillConfig, DistillResult
+from studio.distill_plan import RunPlan, plan_run, plan_words, record_plan
 from studio.errors import ConfigError
 from studio.models import SAFE_LOAD, auto_class, load_causal_lm, load_classifier, load_tokenizer
 from studio.progress import Progress, ProgressFn, report

@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from studio.batches import encode_records, label_index, model_inputs
 from studio.dataset import PreparedDataset
-from studio.distill_plan import DistillConfig
+from studio.distill_config import DistillConfig
 from studio.progress import ProgressFn
 from studio.training import StepPlan, TrainResult, Validator, causal_validator, classification_validator, train_loop
 from studio.words import Task

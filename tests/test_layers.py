@@ -16,6 +16,7 @@ FLOORS = [
     ["studio.evaluate", "studio.load_probe", "studio.teacher_cost"],
     ["studio.compress"],
     ["studio.distill", "studio.distill_plan", "studio.stages", "studio.generator", "studio.teacher_head"],
+    ["studio.distill_config"],
     ["studio.answers", "studio.baselines", "studio.charts", "studio.dataset", "studio.teacher", "studio.student",
      "studio.accounts", "studio.run"],
     ["studio.models", "studio.bnb", "studio.onnx", "studio.training", "studio.model_parts", "studio.progress",

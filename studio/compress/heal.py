@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from studio.compress.base import RunContext, WorkingModel
-from studio.distill_plan import DistillConfig
+from studio.distill_config import DistillConfig
 from studio.settings import Check, Settings
 from studio.stages import run_stage, stage_for
 

@@ -26,6 +26,7 @@ from storage import records
 from storage.config import Storage
 from storage.tables import Job, JobStatus
 from studio.baselines import NAMES as BASELINES
+from studio.distill_config import DistillConfig
 from studio.errors import ConfigError, StopRequested
 from studio.export.settings import ExportSettings  # settings only: the export code itself loads when a job runs
 from studio.jobs.reporter import JobReporter
@@ -64,7 +65,6 @@ class DistillJob(Settings):
         return [("dataset_id", self.dataset_id > 0, "the id of an uploaded dataset")]
 
     def other_problems(self) -> list[str]:
-        from studio.distill_plan import DistillConfig
 
         try:
             DistillConfig.from_dict(self.distill)
@@ -79,7 +79,6 @@ DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.
 def run_distill(ctx: JobContext) -> None:
     from studio.dataset import load_prepared
     from studio.distill import distill
-    from studio.distill_plan import DistillConfig
     from studio.evaluate import evaluate_run
 
     spec = DistillJob.from_dict(ctx.job.config)

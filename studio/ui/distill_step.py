@@ -12,8 +12,10 @@ from storage import jobs as job_rows
 from storage import records
 from storage.tables import JobStatus
 from studio.charts import loss_figure
-from studio.distill_plan import DistillConfig, student_words
+from studio.distill_config import DistillConfig
+from studio.distill_plan import student_words
 from studio.jobs import service
+from studio.settings import choices_of, help_of
 from studio.teacher import CATALOG
 from studio.ui.context import UIContext, error_box, message_of
 from studio.words import Task
@@ -32,16 +34,8 @@ PRESETS = {
 PRESET_WORDS = {"Fastest": "smallest student (classifiers), shortest training, no learning-rate search",
                 "Balanced": "a good default: enough training for small data, learning rate chosen on your data",
                 "Best quality": "deeper student, longer training; slower to train and to run"}
-ADVANCED = ["student", "student_layers", "recipe", "kd_tokens", "epochs", "min_steps", "patience", "balance",
-            "temperature", "alpha", "learning_rate", "teacher_training", "teacher_learning_rate", "batch_size",
-            "max_length", "lora", "lora_r", "teacher_epochs", "top_k", "trim_vocab", "labels_only_student", "seed"]
-CHOICES = {"recipe": ["auto", "answers", "plain"], "balance": ["auto", "weights", "off"],
-           "teacher_training": ["auto", "full", "head"]}
-CHOICE_INFO = {"recipe": "text generators: answers tunes the teacher on your answers and distils on its own answers "
-                         "plus general text; plain distils on your rows alone",
-               "balance": "auto: each class counts equally when labels are skewed",
-               "teacher_training": "auto: a text generator keeps its weights and only its head learns your labels "
-                                   "(minutes on a CPU); an encoder is fine-tuned fully"}
+ADVANCED = [f for f in dataclasses.fields(DistillConfig) if f.metadata.get("advanced")]
+"""The advanced settings shown: every DistillConfig field made with setting(..., advanced=True)."""
 LAYERS_OF_TEACHER = "(layers of the teacher; MiniLM's for a text generator)"
 STUDENTS = [LAYERS_OF_TEACHER] + [key for key, entry in CATALOG.items() if entry.task == Task.CLASSIFICATION]
 """A student other than the teacher's own layers: a catalog classifier (folders are the teacher step's business)."""
@@ -140,20 +134,18 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     preset = gr.Radio(list(PRESET_WORDS), value="Balanced", label="Preset",
                       info="; ".join(f"{k}: {v}" for k, v in PRESET_WORDS.items()))
     defaults = preset_values(Task.CLASSIFICATION, "Balanced")
-    fields = {f.name: f for f in dataclasses.fields(DistillConfig)}
     settings: dict[str, gr.components.Component] = {}
     with gr.Accordion("Advanced settings", open=False):
-        for name in ADVANCED:
-            if name == "student":
-                settings[name] = gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label="student",
-                                             info="A text generator teaching a classifier gets a MiniLM student")
-            elif name in CHOICES:
-                settings[name] = gr.Dropdown(CHOICES[name], value=defaults[name], label=name.replace("_", " "),
-                                             info=CHOICE_INFO.get(name))
-            elif fields[name].type in ("bool", bool):
-                settings[name] = gr.Checkbox(value=defaults[name], label=name.replace("_", " "))
+        for field in ADVANCED:
+            name, label, info = field.name, field.name.replace("_", " "), help_of(field)
+            if name == "student":  # the page offers catalog students; a text generator teaching a classifier gets MiniLM
+                settings[name] = gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label=label, info=info)
+            elif choices_of(field):
+                settings[name] = gr.Dropdown(list(choices_of(field)), value=defaults[name], label=label, info=info)
+            elif isinstance(field.default, bool):
+                settings[name] = gr.Checkbox(value=defaults[name], label=label, info=info)
             else:
-                settings[name] = gr.Number(value=defaults[name], label=name.replace("_", " "),
+                settings[name] = gr.Number(value=defaults[name], label=label, info=info,
                                            precision=0 if isinstance(defaults[name], int) else None)
     why_not = gr.Markdown(start_problem(None, None))
     with gr.Row():
