@@ -24,8 +24,9 @@ from pathlib import Path
 
 import charset_normalizer
 
-from studio.errors import ConfigError, DatasetError
+from studio.errors import DatasetError
 from studio.hosting import HostSettings
+from studio.settings import Check, Settings, setting
 from studio.words import Task
 
 FORMATS = {
@@ -61,43 +62,34 @@ BINARY_MAGIC = {
 
 
 @dataclass
-class DatasetOptions:
+class DatasetOptions(Settings):
     """How to read and split a dataset. Every field has a default that suits most files."""
 
-    task: Task | None = None
-    """'classification' or 'causal_lm'; None detects it from the columns."""
-    text_column: str | None = None
-    label_column: str | None = None
-    prompt_column: str | None = None
-    response_column: str | None = None
-    validation_fraction: float = 0.1
-    """Share of rows held out to pick the best epoch. 0.05-0.2 is usual."""
-    test_fraction: float = 0.1
-    """Share of rows held out for the final quality figures. Never trained on."""
-    seed: int = 13
-    max_chars: int = 100_000
-    """A classification text longer than this is rejected, as a sign of a wrong column or a broken file (a long
-    article is fine: the models read its first max_length tokens, and the run says how many texts were cut)."""
-    min_examples_per_label: int = 3
-    """A label needs at least one example in training and one to test it on."""
+    task: str | None = setting(None, "What the model learns: 'classification' (texts with labels) or 'causal_lm' "
+                               "(prompts with answers, or plain text); empty detects it from the columns.",
+                               choices=(Task.CLASSIFICATION, Task.CAUSAL_LM))
+    text_column: str | None = setting(None, "Column with the text; empty detects it.")
+    label_column: str | None = setting(None, "Column with the label, for classification; empty detects it.")
+    prompt_column: str | None = setting(None, "Prompt column of prompt/response pairs; empty detects it.")
+    response_column: str | None = setting(None, "Response column of prompt/response pairs; empty detects it.")
+    validation_fraction: float = setting(0.1, "Share of rows held out to pick the best epoch. 0.05-0.2 is usual.")
+    test_fraction: float = setting(0.1, "Share of rows held out for the final quality figures. Never trained on.")
+    seed: int = setting(13, "Random seed of the split.")
+    max_chars: int = setting(100_000, "A classification text longer than this is rejected, as a sign of a wrong "
+                             "column or a broken file (a long article is fine: the models read its first max_length "
+                             "tokens, and the run says how many texts were cut).")
+    min_examples_per_label: int = setting(3, "A label needs at least one example in training and one to test it on.")
 
-    def __post_init__(self) -> None:
-        problems = []
-        if self.task not in (None, Task.CLASSIFICATION, Task.CAUSAL_LM):
-            problems.append(f"task is '{self.task}'; use 'classification' or 'causal_lm'")
-        for name in ("validation_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 0.5:
-                problems.append(f"{name} is {value}; use a value from 0 to 0.5 (e.g. 0.1)")
+    def checks(self) -> list[Check]:
+        return [("validation_fraction", 0.0 <= self.validation_fraction < 0.5, "a value from 0 to 0.5 (e.g. 0.1)"),
+                ("test_fraction", 0.0 <= self.test_fraction < 0.5, "a value from 0 to 0.5 (e.g. 0.1)"),
+                ("max_chars", self.max_chars >= 16, "at least 16"),
+                ("min_examples_per_label", self.min_examples_per_label >= 2, "at least 2")]
+
+    def other_problems(self) -> list[str]:
         if self.validation_fraction + self.test_fraction >= 0.6:
-            problems.append("validation_fraction + test_fraction leave too little to train on; "
-                            "keep their sum under 0.6")
-        if self.max_chars < 16:
-            problems.append(f"max_chars is {self.max_chars}; use at least 16")
-        if self.min_examples_per_label < 2:
-            problems.append("min_examples_per_label must be at least 2")
-        if problems:
-            raise ConfigError(problems)
+            return ["validation_fraction + test_fraction leave too little to train on; keep their sum under 0.6"]
+        return []
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,8 @@ class Settings:
         typed = self.type_problems()
         if typed:  # range checks would only trip over the wrong types
             raise ConfigError(typed)
-        chosen = [(f.name, getattr(self, f.name) in choices_of(f), _one_of(choices_of(f)))
-                  for f in dataclasses.fields(self) if choices_of(f)]
+        chosen = [(f.name, getattr(self, f.name) in choices_of(f) or (getattr(self, f.name) is None and f.default is None),
+                   _one_of(choices_of(f))) for f in dataclasses.fields(self) if choices_of(f)]
         problems = [f"{name} is {getattr(self, name)!r}; use {allowed}" for name, ok, allowed in chosen + self.checks()
                     if not ok]
         problems += self.other_problems()
