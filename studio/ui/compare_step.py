@@ -15,7 +15,7 @@ from studio.charts import Budget, confusion_figure, loss_figure, metric_bars, qu
 from studio.export.card import answers_table
 from studio.metrics import BY_KEY
 from studio.ui.compress_step import runs_choice
-from studio.ui.context import UIContext, error_box, message_of
+from studio.ui.context import UIContext, error_box, shows_errors
 
 COLUMNS = [("name", "model"), ("status", "status"), ("quality", "macro-F1 (or ROUGE-L of answers)"),
            *[(key, BY_KEY[key].title + (" (MB)" if key == "size_bytes" else ""))
@@ -116,17 +116,15 @@ def table_rows(models: list[dict]) -> list[list]:
     return out
 
 
+@shows_errors(lambda message: (error_box(message), [], None, None, None, None, gr.update(choices=[], value=None), None, [], ""))
 def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
     nothing = (None, None, None, None, gr.update(choices=[], value=None), None, [], "")
     if not run_id:
         return "*Finish a distillation first (step 3).*", [], *nothing
-    try:
-        report = run_report(ctx, viewer, int(run_id))
-        models = with_judgement(compare_rows(ctx, viewer, int(run_id)), report)
-        with ctx.storage.db.session() as s:
-            curve = records.training_curve(s, viewer, int(run_id))
-    except Exception as err:  # noqa: BLE001
-        return error_box(message_of(err)), [], *nothing
+    report = run_report(ctx, viewer, int(run_id))
+    models = with_judgement(compare_rows(ctx, viewer, int(run_id)), report)
+    with ctx.storage.db.session() as s:
+        curve = records.training_curve(s, viewer, int(run_id))
     budget = Budget(max_mb or None, max_ms or None, min_quality or None)
     advice = recommend(models, budget)
     words = f"**Recommended: {advice.name}.** {advice.reason}" if advice.name else f"**{advice.reason}**"
@@ -174,14 +172,15 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     def show(run_id, mb, ms, quality, request: gr.Request = None):
         return comparison(ctx, ctx.viewer(request), run_id, mb, ms, quality)
 
+    def warned(message: str) -> tuple[None, list]:
+        gr.Warning(message)
+        return None, []
+
+    @shows_errors(warned)
     def look(run_id, name, request: gr.Request = None):
         if not run_id:
             return None, []
-        try:
-            return closer_look(run_report(ctx, ctx.viewer(request), int(run_id)), name)
-        except Exception as err:  # noqa: BLE001
-            gr.Warning(message_of(err))
-            return None, []
+        return closer_look(run_report(ctx, ctx.viewer(request), int(run_id)), name)
 
     inputs = [run, max_mb, max_ms, min_quality]
     outputs = [advice, table, size_chart, latency_chart, bars, curve, closer, confusion, per_class, answers]

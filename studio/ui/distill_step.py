@@ -17,7 +17,7 @@ from studio.distill_plan import student_words
 from studio.jobs import service
 from studio.settings import choices_of, help_of
 from studio.teacher import CATALOG
-from studio.ui.context import UIContext, error_box, message_of
+from studio.ui.context import UIContext, error_box, shows_errors
 from studio.words import Task
 
 # Presets per task: the student's depth and how long it trains are the big levers. Balanced is the plain
@@ -70,6 +70,7 @@ def start_problem(teacher: str | None, dataset_id: int | None) -> str | None:
     return None
 
 
+@shows_errors(lambda message: (None, error_box(message)))
 def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | None, values: dict) -> tuple[int | None, str]:
     """Submit the distillation; (job id or None, what to tell the user)."""
     problem = start_problem(teacher, dataset_id)
@@ -80,14 +81,11 @@ def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | Non
         values = {**values, "student": None}
     elif student not in STUDENTS:  # the page offers catalog students only; a request may say anything
         return None, error_box(f"'{student}' is not a student this studio offers; choose one of {', '.join(STUDENTS)}.")
-    try:
-        config = DistillConfig.from_dict({**values, "teacher": teacher})
-        with ctx.storage.db.session() as s:
-            name = records.get_dataset(s, viewer, dataset_id).name
-        job_id = service.submit(ctx.storage, viewer, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
-                                title=f"{teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}")
-    except Exception as err:  # noqa: BLE001
-        return None, error_box(message_of(err))
+    config = DistillConfig.from_dict({**values, "teacher": teacher})
+    with ctx.storage.db.session() as s:
+        name = records.get_dataset(s, viewer, dataset_id).name
+    job_id = service.submit(ctx.storage, viewer, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
+                            title=f"{teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}")
     return job_id, f"Job {job_id} queued. It runs in the worker; you can close this page and come back."
 
 
@@ -99,16 +97,14 @@ def progress_bar(fraction: float, label: str) -> str:
             f'<span style="position:absolute;left:8px;top:1px;font-size:13px">{pct:.0f}% — {label}</span></div>')
 
 
+@shows_errors(lambda message: (error_box(message), "", None, False))
 def job_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, object | None, bool]:
     """(status words, progress bar, loss chart, whether Cancel can work) for the job followed."""
     if not job_id:
         return "No distillation started yet.", "", None, False
-    try:
-        with ctx.storage.db.session() as s:
-            job = job_rows.get(s, viewer, job_id)
-            curve = records.training_curve(s, viewer, job_id)
-    except Exception as err:  # noqa: BLE001
-        return error_box(message_of(err)), "", None, False
+    with ctx.storage.db.session() as s:
+        job = job_rows.get(s, viewer, job_id)
+        curve = records.training_curve(s, viewer, job_id)
     words = f"**Job {job.id}** is **{job.status}**."
     if job.status == JobStatus.QUEUED:
         words += " Waiting for the worker (start it with `python -m studio worker` if nothing happens)."
@@ -178,11 +174,9 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         words, bar, figure, can_cancel = job_view(ctx, ctx.viewer(request), current)
         return words, bar, figure, gr.update(interactive=can_cancel)
 
+    @shows_errors(error_box)
     def on_cancel(current, request: gr.Request = None):
-        try:
-            service.cancel(ctx.storage, ctx.viewer(request), current)
-        except Exception as err:  # noqa: BLE001
-            return error_box(message_of(err))
+        service.cancel(ctx.storage, ctx.viewer(request), current)
         return "Stopping after the current step (it can be resumed from History)."
 
     preset.change(apply_preset, [preset, dataset_id], list(settings.values()))
