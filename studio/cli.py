@@ -183,7 +183,7 @@ class ProgressBars:
     def __call__(self, p) -> None:
         if p.message:
             tqdm.write(p.message)
-        if p.stage == "variant":  # a heading, not a bar
+        if p.items:  # an item of several (a variant, an export step): its message is the heading, not a bar
             self.close()
             return
         key = (p.stage, p.label, p.epoch)

@@ -34,6 +34,11 @@ class Progress:
     """Which one of its kind, e.g. a trial's learning rate ('lr 0.0001') or the variant and step a heal belongs
     to ('int8-heal#2'); each (stage, label) is its own loss curve."""
 
+    item: int = 0
+    items: int = 0
+    """Progress over several items instead of training steps: variant ``item`` of ``items``, export step 3 of 6
+    (0 of 0 for a stage that counts training steps)."""
+
     @property
     def title(self) -> str:
         """The stage as people read it: 'heal int8-heal#2'."""
@@ -41,6 +46,11 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+
+
+def item_progress(stage: str, item: int, items: int, message: str) -> Progress:
+    """Item ``item`` of ``items`` has started (a variant, an export step)."""
+    return Progress(stage, 1, 1, 0, 1, message=message, item=item, items=items)
 
 
 def report(on_progress: ProgressFn | None, progress: Progress) -> None:

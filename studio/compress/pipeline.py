@@ -25,7 +25,7 @@ from studio.compress.base import Method, RunContext, WorkingModel
 from studio.compress.variant import describe_shape, load_variant, save_variant
 from studio.errors import ConfigError, StudioError, UnsupportedError
 from studio.models import load_for_task, load_tokenizer
-from studio.progress import Progress, ProgressFn
+from studio.progress import ProgressFn, item_progress
 from studio.run import MANIFEST, RunPaths, read_manifest
 from studio.settings import Settings
 from studio.student import count_parameters
@@ -216,8 +216,8 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
     results = []
     for index, (name, steps) in enumerate(planned, 1):
         if on_progress is not None:
-            on_progress(Progress("variant", index, len(planned), 0, 1, message=f"making variant {name} "
-                                                                                f"({index} of {len(planned)})"))
+            on_progress(item_progress("variant", index, len(planned), f"making variant {name} ({index} of "
+                                                                      f"{len(planned)})"))
         manifest = read_manifest(ctx.run.variants / name) if name in made_before and name in keep else \
             _run_one(ctx, name, steps, source)
         if on_made is not None:

@@ -23,7 +23,7 @@ from studio.export.plain import copy_hf_folder, plain_model, same_predictions
 from studio.export.settings import EXPORT_JSON, ExportResult, ExportSettings
 from studio.models import SAFE_LOAD, auto_class, load_for_task
 from studio.onnx import OnnxModel, export_onnx
-from studio.progress import Progress, ProgressFn
+from studio.progress import ProgressFn, item_progress
 from studio.run import LABELS_ONLY, RunModel, RunPaths, read_manifest
 from studio.teacher import CATALOG, resolve_source, terms_path
 from studio.words import ModelForm, Task
@@ -161,7 +161,7 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
 
     def say(message: str) -> None:
         if on_progress is not None:
-            on_progress(Progress("export", next(done), steps, 0, 1, message=message))
+            on_progress(item_progress("export", next(done), steps, message))
 
     try:
         say("writing the model folder")

@@ -25,7 +25,7 @@ from studio.errors import ConfigError, UnsupportedError
 from studio.evaluate import class_scores
 from studio.export.card import md
 from studio.export.settings import EXPORT_JSON, ExportResult
-from studio.progress import Progress, ProgressFn
+from studio.progress import ProgressFn, item_progress
 from studio.words import Task
 
 LOCALE = "C.UTF-8"
@@ -60,7 +60,7 @@ def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress
 
     def say(step: int, message: str) -> None:
         if on_progress is not None:
-            on_progress(Progress("export", step, 3, 0, 1, message=message))
+            on_progress(item_progress("export", step, 3, message))
 
     config = json.loads((run_dir / "config.json").read_text())
     if config["task"] != Task.CLASSIFICATION:

@@ -59,14 +59,17 @@ class JobReporter:
         """The pipeline's progress callback."""
         if self.echo is not None:
             self.echo(p)
-        if p.stage == "variant":  # one of several items (variants): its own slice of the current part
+        if p.stage == "variant":  # one of several variants: each its own slice of the current part
             lo, hi = self.part_span
-            width = (hi - lo) / max(1, p.epochs)
-            self.span = (lo + width * (p.epoch - 1), lo + width * p.epoch)
+            width = (hi - lo) / max(1, p.items)
+            self.span = (lo + width * (p.item - 1), lo + width * p.item)
         if p.restart_step is not None:
             job_rows.forget_metrics_after(self.db, self.job_id, p.stage, p.restart_step, label=p.label)
         lo, hi = self.spans.get(p.stage, self.span)
-        done = 0.0 if p.stage == "variant" else ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)
+        if p.items:  # an item started: the variant's slice starts empty, export step 3 of 6 is a third done
+            done = 0.0 if p.stage == "variant" else (p.item - 1) / p.items
+        else:
+            done = ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)
         fraction = lo + (hi - lo) * min(1.0, done)
         metrics = []
         row = {"stage": p.stage, "label": p.label, "step": p.global_step, "epoch": p.epoch}
