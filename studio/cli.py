@@ -461,7 +461,7 @@ def export(
 def show(job: Annotated[int, typer.Argument(help="A job id.")]) -> None:
     """Print a job's settings, state, variants with their scores, and files."""
     from storage import jobs as job_rows
-    from storage.records import artifacts_of, scores_of, variants_of
+    from storage.records import artifacts_of, run_models
 
     storage, me = _storage()
     with storage.db.session() as s:
@@ -474,7 +474,7 @@ def show(job: Annotated[int, typer.Argument(help="A job id.")]) -> None:
         curve = job_rows.last_values(s, [row.id], "loss")
         if curve:
             typer.echo(f"last training loss: {curve[row.id]:.4f}")
-        models = [{"name": v.name, "status": v.status, **scores_of(s, v.id)} for v in variants_of(s, me, job)]
+        models = [m.with_scores() for m in run_models(s, me, job, made_from=False)]
         if models:
             typer.echo(format_table(models))
         files = artifacts_of(s, me, job)

@@ -43,14 +43,7 @@ class CompareTab:
 def compare_rows(ctx: UIContext, viewer, run_id: int) -> list[dict]:
     """Teacher, student and the variants made from this run, each with its latest scores."""
     with ctx.storage.db.session() as s:
-        family = job_rows.descendants(s, job_rows.get(s, viewer, run_id).id)
-        rows = []
-        for job_id in family:
-            if job_rows.get(s, viewer, job_id).kind == "evaluate":
-                continue
-            for v in records.variants_of(s, viewer, job_id):
-                rows.append({"name": v.name, "status": v.status, **records.scores_of(s, v.id)})
-    return rows
+        return [m.with_scores() for m in records.run_models(s, viewer, run_id)]
 
 
 def run_report(ctx: UIContext, viewer, run_id: int) -> dict:

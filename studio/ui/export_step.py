@@ -10,11 +10,10 @@ import json
 from dataclasses import dataclass
 
 import gradio as gr
-from sqlalchemy import select
 
 from storage import jobs as job_rows
 from storage import records
-from storage.tables import Job, JobStatus
+from storage.tables import JobStatus
 from studio.baselines import TFIDF
 from studio.jobs import service
 from studio.ui.compress_step import runs_choice
@@ -42,10 +41,7 @@ def exportable_models(ctx: UIContext, viewer, run_id: int | None) -> list[tuple[
     if not run_id:
         return []
     with ctx.storage.db.session() as s:
-        job_rows.get(s, viewer, run_id)  # not this user's run: an error, not someone else's variants
-        family = job_rows.descendants(s, run_id)
-        visible = set(s.scalars(job_rows.visible(select(Job.id).where(Job.id.in_(family)), viewer)))
-        variants = [v for job_id in family if job_id in visible for v in records.variants_of(s, viewer, job_id)]
+        variants = records.run_models(s, viewer, run_id)
     named = [("student (the distilled model)", "student"), ("teacher", "teacher")]
     return named + [(f"{v.name} ({v.role}, {v.method})", v.name) for v in variants if v.status == "ok"
                     and v.name not in ("student", "teacher") and (v.role != "baseline" or v.name == TFIDF)]
