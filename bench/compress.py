@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from bench.distill import machine  # noqa: E402
-from studio.cli import format_table  # noqa: E402
+from studio.cli.tables import format_table  # noqa: E402
 from studio.compress.pipeline import compress_many, parse_recipe  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
 from studio.distill import distill  # noqa: E402

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from studio.answers import answers_text  # noqa: E402
-from studio.cli import format_table  # noqa: E402
+from studio.cli.tables import format_table  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
 from studio.distill import distill, setup_student  # noqa: E402
 from studio.distill_config import DistillConfig  # noqa: E402

@@ -42,7 +42,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from bench.distill import machine  # noqa: E402
 from studio.answers import answers_text  # noqa: E402
 from studio.baselines import BASE_TEACHER  # noqa: E402
-from studio.cli import format_table  # noqa: E402
+from studio.cli.tables import format_table  # noqa: E402
 from studio.compress.pipeline import compress_many, parse_recipe  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
 from studio.distill import distill  # noqa: E402

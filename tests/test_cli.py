@@ -27,7 +27,7 @@ def test_settings_are_data_a_new_field_is_a_new_option():
 
     import typer
 
-    from studio.cli import settings_options
+    from studio.cli.shell import settings_options
     from studio.settings import Settings, setting
 
     @dataclasses.dataclass
@@ -168,7 +168,7 @@ def test_compress_on_a_job_that_does_not_exist_is_a_message():
 
 
 def test_split_variant_names():
-    from studio.cli import split_variant
+    from studio.cli.steps import split_variant
 
     assert split_variant("small=prune-heads:fraction=0.5+int8") == ("small", "prune-heads:fraction=0.5+int8")
     assert split_variant("heal:epochs=2") == (None, "heal:epochs=2")

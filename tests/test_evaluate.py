@@ -3,7 +3,7 @@ import json
 import pytest
 
 from studio.baselines import MAJORITY, TFIDF
-from studio.cli import format_table
+from studio.cli.tables import format_table
 from studio.dataset import prepare_dataset
 from studio.evaluate import add_quality_warnings, evaluate_baselines, evaluate_classifier, evaluate_run
 from studio.models import load_classifier, load_tokenizer
