@@ -28,10 +28,11 @@ sys.path.insert(0, str(ROOT))
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from bench.distill import machine  # noqa: E402
-from studio.cli import format_table  # noqa: E402
+from studio.cli.tables import format_table  # noqa: E402
 from studio.compress.pipeline import compress_many, parse_recipe  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
-from studio.distill import DistillConfig, distill  # noqa: E402
+from studio.distill import distill  # noqa: E402
+from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_all  # noqa: E402
 
 SAMPLES = ROOT / "studio" / "samples"

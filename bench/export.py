@@ -32,9 +32,11 @@ from bench.compress import distill_run  # noqa: E402
 from bench.distill import machine  # noqa: E402
 from studio.compress.pipeline import compress_many, parse_recipe  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
-from studio.distill import DistillConfig, distill  # noqa: E402
+from studio.distill import distill  # noqa: E402
+from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_all  # noqa: E402
-from studio.export import ExportSettings, export_model  # noqa: E402
+from studio.export.bundle import export_model  # noqa: E402
+from studio.export.settings import ExportSettings  # noqa: E402
 
 SAMPLES = ROOT / "studio" / "samples"
 VARIANTS = [("int8", "int8"), ("slim-healed", "prune-heads:fraction=0.5+prune-neurons:fraction=0.5+heal:epochs=2")]

@@ -42,10 +42,11 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from bench.distill import machine  # noqa: E402
 from studio.answers import answers_text  # noqa: E402
 from studio.baselines import BASE_TEACHER  # noqa: E402
-from studio.cli import format_table  # noqa: E402
+from studio.cli.tables import format_table  # noqa: E402
 from studio.compress.pipeline import compress_many, parse_recipe  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
-from studio.distill import DistillConfig, distill  # noqa: E402
+from studio.distill import distill  # noqa: E402
+from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_all, evaluate_run  # noqa: E402
 from studio.generator import bbc_folder  # noqa: E402
 

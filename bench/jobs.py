@@ -32,7 +32,7 @@ from sqlalchemy import func, select  # noqa: E402
 from storage import jobs as job_rows  # noqa: E402
 from storage import records  # noqa: E402
 from storage.config import StorageConfig, open_storage  # noqa: E402
-from storage.models import Metric  # noqa: E402
+from storage.tables import Metric  # noqa: E402
 from studio.jobs import service  # noqa: E402
 from studio.jobs.queue import JobQueue  # noqa: E402
 

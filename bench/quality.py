@@ -42,10 +42,12 @@ sys.path.insert(0, str(ROOT))
 
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from studio.baselines import LABELS_ONLY, MAJORITY, TFIDF  # noqa: E402
+from studio.baselines import MAJORITY, TFIDF  # noqa: E402
 from studio.dataset import DatasetOptions, prepare_dataset  # noqa: E402
-from studio.distill import DistillConfig, distill  # noqa: E402
+from studio.distill import distill  # noqa: E402
+from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_run  # noqa: E402
+from studio.run import LABELS_ONLY  # noqa: E402
 
 SAMPLES = ROOT / "studio" / "samples"
 RESULTS = ROOT / "bench" / "results"

@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 from storage.artifacts import ArtifactStore
 from storage.db import Database
 from storage.errors import JobLostError, JobStateError, NotFoundError
-from storage.models import Artifact, Job, Metric, User, Variant, utcnow
+from storage.tables import Artifact, Job, JobStatus, Metric, User, Variant, utcnow
 
-ACTIVE = ("queued", "running")
-RESUMABLE = ("interrupted", "cancelled", "failed")
-FINAL = ("done", "failed", "cancelled", "interrupted")
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.CANCELLED, JobStatus.FAILED)
+FINAL = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def submit(db: Database, owner_id: int, kind: str, config: dict, *, title: str =
     """Record a queued job; its folder in the artifact store is jobs/<id>."""
     with db.session() as s:
         job = Job(owner_id=owner_id, kind=kind, config=config, title=title, dataset_id=dataset_id,
-                  parent_id=parent_id, status="queued", progress=0.0, step="waiting for a worker", attempt=0)
+                  parent_id=parent_id, status=JobStatus.QUEUED, progress=0.0, step="waiting for a worker", attempt=0)
         s.add(job)
         s.flush()
         job.folder = f"jobs/{job.id}"
@@ -131,8 +131,8 @@ def claim(db: Database, job_id: int, worker: str) -> bool:
     """Take a queued job. False when someone else took it, or it was cancelled meanwhile."""
     now = utcnow()
     with db.session() as s:
-        done = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
-            status="running", worker=worker, heartbeat_at=now, started_at=now, finished_at=None, error=None,
+        done = s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED).values(
+            status=JobStatus.RUNNING, worker=worker, heartbeat_at=now, started_at=now, finished_at=None, error=None,
             cancel_requested=False, attempt=Job.attempt + 1, step="starting"))
         return done.rowcount == 1
 
@@ -145,7 +145,7 @@ def current_attempt(db: Database, job_id: int) -> int:
 def _mine(job_id: int, attempt: int | None):
     """The WHERE of every write a running job makes: still running, and still this attempt. A process
     that lost its job (marked interrupted, then resumed elsewhere) matches nothing and learns it."""
-    where = [Job.id == job_id, Job.status == "running"]
+    where = [Job.id == job_id, Job.status == JobStatus.RUNNING]
     return where + ([Job.attempt == attempt] if attempt is not None else [])
 
 
@@ -179,10 +179,10 @@ def report(db: Database, job_id: int, progress: float, step: str, metrics: Itera
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
-def forget_metrics_after(db: Database, job_id: int, stage: str, step: int) -> int:
+def forget_metrics_after(db: Database, job_id: int, stage: str, step: int, label: str = "") -> int:
     """Before a resumed run repeats steps after its checkpoint, drop the rows the crash left for them."""
     with db.session() as s:
-        gone = s.execute(delete(Metric).where(Metric.job_id == job_id, Metric.stage == stage,
+        gone = s.execute(delete(Metric).where(Metric.job_id == job_id, Metric.stage == stage, Metric.label == label,
                                               Metric.variant_id.is_(None), Metric.step > step))
         return gone.rowcount
 
@@ -192,7 +192,7 @@ def finish(db: Database, job_id: int, status: str, error: str | None = None, att
     if status not in FINAL:
         raise ValueError(f"finish() takes one of {FINAL}, not {status}")
     values = {"status": status, "error": error, "finished_at": utcnow(), "heartbeat_at": utcnow()}
-    if status == "done":
+    if status == JobStatus.DONE:
         values.update(progress=1.0, step="finished")
     with db.session() as s:
         return s.execute(update(Job).where(*_mine(job_id, attempt)).values(**values)).rowcount == 1
@@ -207,7 +207,7 @@ def recover_orphans(db: Database, *, stale_after: float, host: str | None = None
     cutoff = utcnow() - timedelta(seconds=stale_after)
     with db.session() as s:
         running = s.execute(select(Job.id, Job.attempt, Job.worker, Job.heartbeat_at, Job.step)
-                            .where(Job.status == "running")).all()
+                            .where(Job.status == JobStatus.RUNNING)).all()
         dead = []
         for job_id, attempt, worker, beat, step in running:
             w_host, _, process = (worker or "").rpartition(":")
@@ -220,7 +220,7 @@ def recover_orphans(db: Database, *, stale_after: float, host: str | None = None
         marked = []
         for job_id, attempt, step in dead:
             marked += [job_id] if s.execute(update(Job).where(*_mine(job_id, attempt)).values(
-                status="interrupted", finished_at=utcnow(),
+                status=JobStatus.INTERRUPTED, finished_at=utcnow(),
                 error=f"The worker running this job stopped unexpectedly (during: {step}). "
                       "Resume it to continue from its last checkpoint.")).rowcount else []
         return marked
@@ -235,12 +235,12 @@ def request_cancel(db: Database, viewer: Viewer, job_id: int) -> str:
     Returns the status the job now has ('cancelled', or 'running' while it winds down)."""
     with db.session() as s:
         job = get(s, viewer, job_id)  # visible to this user, or NotFoundError
-        if s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
-                status="cancelled", finished_at=utcnow(), step="cancelled before it started")).rowcount:
-            return "cancelled"
-        if s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+        if s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED).values(
+                status=JobStatus.CANCELLED, finished_at=utcnow(), step="cancelled before it started")).rowcount:
+            return JobStatus.CANCELLED
+        if s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(
                 cancel_requested=True, step="stopping after this step")).rowcount:
-            return "running"
+            return JobStatus.RUNNING
         s.refresh(job)
         raise JobStateError(f"Job {job_id} is {job.status}; only a queued or running job can be cancelled.")
 
@@ -253,7 +253,7 @@ def resume(db: Database, viewer: Viewer, job_id: int) -> None:
             raise JobStateError(f"Job {job_id} is {job.status}; only an interrupted, cancelled or failed job can "
                                 "be resumed.")
         s.execute(update(Job).where(Job.id == job_id, Job.status.in_(RESUMABLE)).values(
-            status="queued", error=None, finished_at=None, cancel_requested=False, step="waiting for a worker"))
+            status=JobStatus.QUEUED, error=None, finished_at=None, cancel_requested=False, step="waiting for a worker"))
 
 
 def delete_job(db: Database, store: ArtifactStore, viewer: Viewer, job_id: int) -> list[int]:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from storage.artifacts import ArtifactStore, StoredFile
 from storage.db import Database
 from storage.errors import ArtifactError, JobStateError, NotFoundError
-from storage.jobs import MAX_ID, Viewer, get
-from storage.models import Artifact, Dataset, Job, Metric, User, Variant
+from storage.jobs import MAX_ID, Viewer, descendants, get, visible
+from storage.tables import Artifact, Dataset, Job, Metric, User, Variant
 
 LOCAL_USER = "local"
 
@@ -164,13 +165,42 @@ def scores_of(s: Session, variant_id: int) -> dict[str, float]:
     return dict(rows.all())
 
 
+@dataclass(frozen=True)
+class ModelRow:
+    """One model of a run as the job history keeps it: what it is, how it came out, its latest scores."""
+
+    name: str
+    role: str
+    """teacher, student, quantized, pruned, baseline, ..."""
+    method: str
+    status: str
+    job_id: int
+    scores: dict[str, float]
+
+    def with_scores(self) -> dict:
+        """{'name', 'status', and each score}: a row of a table of models."""
+        return {"name": self.name, "status": self.status, **self.scores}
+
+
+def run_models(s: Session, viewer: Viewer, run_id: int, *, made_from: bool = True) -> list[ModelRow]:
+    """The models of a job with their scores: those it recorded and, with ``made_from``, every variant made from
+    it since (compress jobs on a run), among the jobs the viewer may see. Re-measurements (evaluate jobs) add
+    no models. Compare, Export and the CLI's ``show`` read models this one way."""
+    get(s, viewer, run_id)  # not the viewer's: NotFoundError, never someone else's models
+    family = descendants(s, run_id) if made_from else [run_id]
+    jobs = select(Job.id).where(Job.id.in_(family), or_(Job.kind != "evaluate", Job.id == run_id))
+    variants = s.scalars(select(Variant).where(Variant.job_id.in_(visible(jobs, viewer))).order_by(Variant.id))
+    return [ModelRow(v.name, v.role, v.method, v.status, v.job_id, scores_of(s, v.id)) for v in variants]
+
+
 def training_curve(s: Session, viewer: Viewer, job_id: int, name: str = "loss") -> list[tuple[str, int, float]]:
-    """(stage, step, value) of one training metric, in step order: what a loss chart draws."""
+    """(curve, step, value) of one training metric, in step order: what a loss chart draws. A curve is a stage
+    and its label as people read them, e.g. 'teacher', 'heal int8-heal#2'."""
     get(s, viewer, job_id)
-    rows = s.execute(select(Metric.stage, Metric.step, Metric.value)
+    rows = s.execute(select(Metric.stage, Metric.label, Metric.step, Metric.value)
                      .where(Metric.job_id == job_id, Metric.name == name, Metric.variant_id.is_(None))
                      .order_by(Metric.id))  # the order they were trained in
-    return [tuple(r) for r in rows]
+    return [(f"{stage} {label}".strip(), step, value) for stage, label, step, value in rows]
 
 
 # --------------------------------------------------------------------------- artifacts

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 
 from storage.db import Database
 from storage.jobs import Viewer, as_utc
-from storage.models import LoginSession, User, utcnow
+from storage.tables import LoginSession, User, utcnow
 
 TOUCH_EVERY = timedelta(minutes=1)
 """last_seen_at is written at most this often: a page's timers must not turn every tick into a write."""

@@ -16,8 +16,6 @@ from typing import Any
 
 MAJORITY, TFIDF = "majority-baseline", "tfidf-baseline"
 NAMES = (MAJORITY, TFIDF)
-LABELS_ONLY = "student-labels-only"
-"""The same student trained on the labels alone (no teacher): what distillation adds is the difference."""
 BASE_TEACHER = "untuned teacher"
 """A text generator's teacher as installed, before it learnt the user's answers: it judges every model's answers
 and shows what tuning added. A reference, never recommended (the tuned teacher is what exports)."""

@@ -110,3 +110,8 @@ def iter_batches(items: list[dict], batch_size: int, pad_id: int, seed: int | No
 
 def model_inputs(batch: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
+
+
+def label_index(labels: list[str]) -> dict[str, int]:
+    """Each label's index: the model's class ids, in the order of the run's labels."""
+    return {label: i for i, label in enumerate(labels)}

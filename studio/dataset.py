@@ -21,14 +21,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 import charset_normalizer
 
 from studio.errors import DatasetError
 from studio.hosting import HostSettings
+from studio.settings import Check, Settings, setting
+from studio.words import Task
 
-TaskKind = Literal["classification", "causal_lm"]
 FORMATS = {
     ".csv": "csv",
     ".tsv": "csv",
@@ -62,45 +62,34 @@ BINARY_MAGIC = {
 
 
 @dataclass
-class DatasetOptions:
+class DatasetOptions(Settings):
     """How to read and split a dataset. Every field has a default that suits most files."""
 
-    task: TaskKind | None = None
-    """'classification' or 'causal_lm'; None detects it from the columns."""
-    text_column: str | None = None
-    label_column: str | None = None
-    prompt_column: str | None = None
-    response_column: str | None = None
-    validation_fraction: float = 0.1
-    """Share of rows held out to pick the best epoch. 0.05-0.2 is usual."""
-    test_fraction: float = 0.1
-    """Share of rows held out for the final quality figures. Never trained on."""
-    seed: int = 13
-    max_chars: int = 100_000
-    """A classification text longer than this is rejected, as a sign of a wrong column or a broken file (a long
-    article is fine: the models read its first max_length tokens, and the run says how many texts were cut)."""
-    min_examples_per_label: int = 3
-    """A label needs at least one example in training and one to test it on."""
+    task: str | None = setting(None, "What the model learns: 'classification' (texts with labels) or 'causal_lm' "
+                               "(prompts with answers, or plain text); empty detects it from the columns.",
+                               choices=(Task.CLASSIFICATION, Task.CAUSAL_LM))
+    text_column: str | None = setting(None, "Column with the text; empty detects it.")
+    label_column: str | None = setting(None, "Column with the label, for classification; empty detects it.")
+    prompt_column: str | None = setting(None, "Prompt column of prompt/response pairs; empty detects it.")
+    response_column: str | None = setting(None, "Response column of prompt/response pairs; empty detects it.")
+    validation_fraction: float = setting(0.1, "Share of rows held out to pick the best epoch. 0.05-0.2 is usual.")
+    test_fraction: float = setting(0.1, "Share of rows held out for the final quality figures. Never trained on.")
+    seed: int = setting(13, "Random seed of the split.")
+    max_chars: int = setting(100_000, "A classification text longer than this is rejected, as a sign of a wrong "
+                             "column or a broken file (a long article is fine: the models read its first max_length "
+                             "tokens, and the run says how many texts were cut).")
+    min_examples_per_label: int = setting(3, "A label needs at least one example in training and one to test it on.")
 
-    def __post_init__(self) -> None:
-        problems = []
-        if self.task not in (None, "classification", "causal_lm"):
-            problems.append(f"task is '{self.task}'; use 'classification' or 'causal_lm'")
-        for name in ("validation_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 0.5:
-                problems.append(f"{name} is {value}; use a value from 0 to 0.5 (e.g. 0.1)")
+    def checks(self) -> list[Check]:
+        return [("validation_fraction", 0.0 <= self.validation_fraction < 0.5, "a value from 0 to 0.5 (e.g. 0.1)"),
+                ("test_fraction", 0.0 <= self.test_fraction < 0.5, "a value from 0 to 0.5 (e.g. 0.1)"),
+                ("max_chars", self.max_chars >= 16, "at least 16"),
+                ("min_examples_per_label", self.min_examples_per_label >= 2, "at least 2")]
+
+    def other_problems(self) -> list[str]:
         if self.validation_fraction + self.test_fraction >= 0.6:
-            problems.append("validation_fraction + test_fraction leave too little to train on; "
-                            "keep their sum under 0.6")
-        if self.max_chars < 16:
-            problems.append(f"max_chars is {self.max_chars}; use at least 16")
-        if self.min_examples_per_label < 2:
-            problems.append("min_examples_per_label must be at least 2")
-        if problems:
-            from studio.errors import ConfigError
-
-            raise ConfigError(problems)
+            return ["validation_fraction + test_fraction leave too little to train on; keep their sum under 0.6"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -141,7 +130,7 @@ class DatasetReport:
     source: str
     format: str
     encoding: str
-    task: TaskKind
+    task: Task
     columns: list[str]
     text_column: str | None = None
     label_column: str | None = None
@@ -430,7 +419,7 @@ def detect_columns(columns: list[str], sample: list[dict], opts: DatasetOptions)
     taken = {c for c in (text, label, prompt, response) if c}
     long_cols = [c for c in columns if c not in taken and stats[c]["avg_len"] >= 20
                  and not stats[c]["numeric"]]
-    if text is None and not (opts.task == "causal_lm" and prompt and response):
+    if text is None and not (opts.task == Task.CAUSAL_LM and prompt and response):
         text = _guess("text", long_cols, "--text-column") if not (prompt and response) else None
     task = opts.task
     if task is None:
@@ -439,8 +428,8 @@ def detect_columns(columns: list[str], sample: list[dict], opts: DatasetOptions)
                      and 2 <= stats[c]["distinct"] <= max(2, min(200, n // 2))
                      and stats[c]["avg_len"] <= 40]
             label = _guess("label", short, "--label-column")
-        task = "classification" if (label and text) else "causal_lm"
-    if task == "classification":
+        task = Task.CLASSIFICATION if (label and text) else Task.CAUSAL_LM
+    if task == Task.CLASSIFICATION:
         if text is None:
             raise DatasetError("No text column was found. Name it 'text' in the file or say "
                                f"which one to use (--text-column). Columns: {', '.join(columns)}.")
@@ -474,7 +463,7 @@ def _chunks(text: str, max_chars: int) -> list[str]:
 
 def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions,
                problems: list[str], skipped: list[int]) -> list[dict]:
-    if cols["task"] == "classification":
+    if cols["task"] == Task.CLASSIFICATION:
         text = row.get(cols["text_column"], "").strip()
         label = row.get(cols["label_column"], "").strip()
         if not text or not label:
@@ -621,7 +610,7 @@ def prepare_dataset(source: str | Path, out_dir: str | Path, opts: DatasetOption
     fmt, encoding, rows = iter_rows(source)
     if fmt == "parquet":
         _check_parquet_size(source, limits)
-    if fmt == "txt" and opts.task == "classification":
+    if fmt == "txt" and opts.task == Task.CLASSIFICATION:
         raise DatasetError("A .txt file has no labels, so it can only be used for causal-LM "
                            "(domain text) training. For classification upload a CSV with text and label columns.")
 
@@ -711,7 +700,7 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
                     label_rows[rec["label"]].append(row_no)
                 else:
                     pairs.append((rec.get("prompt", rec.get("text", "")), rec.get("response", "")))
-    if cols["task"] == "classification" and not held_out:  # a test file may hold a label only once
+    if cols["task"] == Task.CLASSIFICATION and not held_out:  # a test file may hold a label only once
         problems += _check_labels(label_rows, opts)
     if count == 0 and not problems:
         problems.append("no row has text in the chosen column(s); check the column choice")

@@ -22,13 +22,18 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from studio.answers import JUDGED_PROMPTS, Judge, generate_answers
-from studio.baselines import BASE_TEACHER, LABELS_ONLY, TFIDF, fit_baselines, predictor
+from studio.baselines import BASE_TEACHER, TFIDF, fit_baselines, predictor
 from studio.baselines import NAMES as BASELINES
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text, question_of
+from studio.compress.variant import load_variant
 from studio.dataset import LEAK_SAMPLE, load_prepared, near_repeats, row_text
 from studio.errors import StudioError
+from studio.load_probe import peak_load_mb
+from studio.models import load_for_task, load_tokenizer
+from studio.run import LABELS_ONLY, RunPaths, read_manifest
 from studio.student import copy_with_layers, count_parameters, layer_drop_student
-from studio.teacher import load_for_task, load_tokenizer, resolve_source
+from studio.teacher import resolve_source
+from studio.words import Task
 
 LATENCY_SAMPLES = 40
 
@@ -239,7 +244,7 @@ def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
     config = json.loads((run_dir / "config.json").read_text())
     dataset = load_prepared(config["dataset"])
     test = dataset.split("test")
-    book = AnswerBook(test, dataset.split("train")) if config["task"] == "causal_lm" else None
+    book = AnswerBook(test, dataset.split("train")) if config["task"] == Task.CAUSAL_LM else None
     rows, _ = _teacher_and_student(run_dir, config, test, measure_memory=False, include_before_kd=include_before_kd,
                                    book=book)
     return _write_report(run_dir / "eval.json", config, test, rows, book)
@@ -298,7 +303,7 @@ def _measure(task: str, name: str, model, tokenizer, test: list[dict], settings:
              size_bytes: int, params: int | None = None, teacher_predictions: list[int] | None = None
              ) -> tuple[ModelMetrics, list[int]]:
     """One model, measured exactly as every other: the single entry point for teacher, student and variants."""
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         return evaluate_classifier(name, model, tokenizer, test, labels, size_bytes=size_bytes,
                                    max_length=settings["max_length"], batch_size=settings["batch_size"],
                                    teacher_predictions=teacher_predictions, params=params)
@@ -310,21 +315,21 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
                          include_before_kd: bool = False, book: AnswerBook | None = None) -> tuple[list[dict], list[int]]:
     """Rows for teacher (and, for causal LMs, optionally the layer-dropped student before KD) and student,
     plus the teacher's predictions that every other model's agreement is measured against."""
-    from studio.load_probe import peak_load_mb
 
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
-    teacher = json.loads((run_dir / "teacher.json").read_text())
+    run = RunPaths(run_dir)
+    teacher = run.teacher_info()
     rows, reference = [], None
-    models = [("teacher", Path(teacher["path"])), ("student", run_dir / "student")]
-    if task == "causal_lm" and teacher.get("base") and teacher["base"] != teacher["path"]:
+    models = [("teacher", Path(teacher["path"])), ("student", run.student)]
+    if task == Task.CAUSAL_LM and teacher.get("base") and teacher["base"] != teacher["path"]:
         models.insert(0, (BASE_TEACHER, Path(teacher["base"])))  # first: it judges every model's answers
-    if (run_dir / "student_labels_only" / "studio_ready").exists():
-        models.append((LABELS_ONLY, run_dir / "student_labels_only"))
+    if (run.labels_only / "studio_ready").exists():
+        models.append((LABELS_ONLY, run.labels_only))
     for name, folder in models:
         source = resolve_source(str(folder))
         model = load_for_task(source, task, labels)
         # fp32 size: a converted GGUF teacher is cached in bf16, which would flatter it
-        size = _on_disk(model) if name in ("teacher", BASE_TEACHER) and task == "causal_lm" else weights_bytes(folder)
+        size = _on_disk(model) if name in ("teacher", BASE_TEACHER) and task == Task.CAUSAL_LM else weights_bytes(folder)
         metrics, predictions = _measure(task, name, model, load_tokenizer(source), test, settings, labels,
                                         size_bytes=size, teacher_predictions=reference)
         if measure_memory:
@@ -332,8 +337,8 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
         if book is not None:
             book.add(metrics, model, load_tokenizer(source))
         rows.append(asdict(metrics))
-        if name == "teacher" and include_before_kd and task == "causal_lm":
-            dropped = _student_before_kd(model, run_dir / "student", settings["student_layers"])
+        if name == "teacher" and include_before_kd and task == Task.CAUSAL_LM:
+            dropped = _student_before_kd(model, run.student, settings["student_layers"])
             before, _ = _measure(task, "student before KD", dropped, load_tokenizer(source), test, settings, labels,
                                  size_bytes=_on_disk(dropped), teacher_predictions=predictions)
             if book is not None:
@@ -342,7 +347,7 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
             del dropped
         reference = predictions if name == "teacher" else reference
         del model
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         train = load_prepared(config["dataset"]).split("train")
         rows += [asdict(m) for m in evaluate_baselines(train, test, labels, reference)]
     return rows, reference
@@ -360,19 +365,17 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
 
     Writes compare.json. A variant this machine could not make is listed with its reason.
     """
-    from studio.compress.variant import MANIFEST, load_variant, read_manifest
-    from studio.load_probe import peak_load_mb
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
     dataset = load_prepared(config["dataset"])
     test = dataset.split("test")
-    book = AnswerBook(test, dataset.split("train")) if task == "causal_lm" else None
+    book = AnswerBook(test, dataset.split("train")) if task == Task.CAUSAL_LM else None
     rows, reference = _teacher_and_student(run_dir, config, test, measure_memory, book=book)
-    folders = sorted(p for p in (run_dir / "variants").glob("*") if (p / MANIFEST).exists()) \
-        if (run_dir / "variants").exists() else []
-    for folder in folders:
+    run = RunPaths(run_dir)
+    for name in run.variant_names():
+        folder = run.variants / name
         manifest = read_manifest(folder)
         if variants is not None and manifest["name"] not in variants:
             continue

@@ -32,8 +32,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from studio.answers import REPEATED, generate_answers, repeated_share
 from studio.batches import question_of
+from studio.model_parts import skip_each_layer
+from studio.progress import Progress, ProgressFn, report
 from studio.student import copy_with_layers
-from studio.training import Progress, ProgressFn, StepPlan, report
+from studio.training import StepPlan
 
 TUNE_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
 """LoRA on every linear layer of the teacher: enough to learn a shop's answers without forgetting language."""
@@ -203,7 +205,6 @@ def general_text(count: int, seed: int, avoid: set[str] = frozenset()) -> list[d
 def rank_layers(teacher: PreTrainedModel, batches: list[dict], loss_fn) -> list[int]:
     """Teacher layers, most important first: the KD loss of the teacher with each one skipped in turn
     (the one-shot form of ShortGPT's layer removal)."""
-    from studio.compress.parts import skip_each_layer  # studio.compress imports the distill step
 
     losses = skip_each_layer(teacher, batches, loss_fn)
     return sorted(range(len(losses)), key=lambda i: -losses[i])
@@ -240,7 +241,7 @@ def choose_depth(probes: list[DepthProbe]) -> DepthProbe:
 def probe_depths(teacher: PreTrainedModel, rank, train_probe, folder: Path,
                  on_progress: ProgressFn | None = None) -> list[DepthProbe]:
     """Each candidate depth distilled for PROBE_STEPS steps from the same start; its validation loss after.
-    ``rank()`` gives the teacher's layers, most important first; ``train_probe(model, folder, name)`` runs those
+    ``rank()`` gives the teacher's layers, most important first; ``train_probe(model, folder, label)`` runs those
     steps and returns the validation loss. Results are kept in ``folder``/probe.json so a resumed run neither
     ranks nor probes again."""
     done = folder / "probe.json"
@@ -252,7 +253,7 @@ def probe_depths(teacher: PreTrainedModel, rank, train_probe, folder: Path,
         report(on_progress, Progress("student", 1, 1, 0, 1, message=f"probing a {depth}-layer student "
                                      f"({n} of {len(depths)}, {PROBE_STEPS} steps)"))
         layers = sorted(ranked[:depth])
-        loss = train_probe(student_of(teacher, ranked, depth), folder / f"depth-{depth}", f"probe {depth} layers")
+        loss = train_probe(student_of(teacher, ranked, depth), folder / f"depth-{depth}", f"{depth} layers")
         probes.append(DepthProbe(depth, layers, loss))
     folder.mkdir(parents=True, exist_ok=True)
     tmp = done.with_suffix(".tmp")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from limits import parse_many
 
+from storage.config import studio_home
 from studio.errors import ConfigError
 
 AUTH_MODES = ("none", "users")
@@ -132,7 +133,6 @@ class HostSettings:
         return [f"{meta[n]['env']} is '{_shown(getattr(self, n))}'; use {meta[n]['allowed']}" for n in bad]
 
     def shared_models_dir(self) -> Path:
-        from storage.config import studio_home
 
         return (self.models_dir or studio_home() / "models").expanduser()
 

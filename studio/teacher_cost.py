@@ -18,9 +18,11 @@ from pathlib import Path
 
 import torch
 
+from studio.models import load_causal_lm, load_classifier
 from studio.paths import model_cache_dir
-from studio.teacher import load_causal_lm, load_classifier, resolve_source
+from studio.teacher import resolve_source
 from studio.teacher_head import decoder_classifier
+from studio.words import Task
 
 BATCH = 16
 LENGTH = 128
@@ -74,7 +76,7 @@ def _key(teacher: str, task: str) -> str:
     return f"{teacher}|{task}|{BATCH}x{LENGTH}|{machine()}"
 
 
-def known_cost(teacher: str, task: str = "classification") -> Cost | None:
+def known_cost(teacher: str, task: str = Task.CLASSIFICATION) -> Cost | None:
     """The cost measured earlier on this machine, if any."""
     try:
         row = json.loads(_store().read_text()).get(_key(teacher, task))
@@ -83,10 +85,10 @@ def known_cost(teacher: str, task: str = "classification") -> Cost | None:
         return None
 
 
-def measure_cost(teacher: str, task: str = "classification") -> Cost:
+def measure_cost(teacher: str, task: str = Task.CLASSIFICATION) -> Cost:
     """Time real training steps of ``teacher`` for ``task`` and remember the result for this machine."""
     source = resolve_source(teacher)
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         model = load_classifier(source, ["a", "b", "c"])[0]
     else:
         model = load_causal_lm(source)
@@ -95,7 +97,7 @@ def measure_cost(teacher: str, task: str = "classification") -> Cost:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(5, max(6, min(vocab, 30000)), (BATCH, LENGTH), generator=generator)
     mask = torch.ones_like(ids)
-    labels = torch.randint(0, 3, (BATCH,), generator=generator) if task == "classification" else ids
+    labels = torch.randint(0, 3, (BATCH,), generator=generator) if task == Task.CLASSIFICATION else ids
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     timings = []
     for _ in range(1 + TIMED_STEPS):
@@ -114,7 +116,7 @@ def measure_cost(teacher: str, task: str = "classification") -> Cost:
             reads.append(time.perf_counter() - start)
     cost = Cost(teacher=teacher, task=task, seconds_per_step=round(sum(timings[1:]) / TIMED_STEPS, 3),
                 seconds_per_read=round(sum(reads) / TIMED_STEPS, 3),
-                head_only=task == "classification" and decoder_classifier(model),
+                head_only=task == Task.CLASSIFICATION and decoder_classifier(model),
                 batch=BATCH, length=LENGTH, machine=machine(), measured_at=time.strftime("%Y-%m-%d"))
     _remember(cost)
     return cost

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
 from studio.batches import iter_batches, model_inputs
-from studio.training import Progress, ProgressFn, report
+from studio.progress import Progress, ProgressFn, report
 
 STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0)
 """Inverse regularisation strengths (scikit-learn's C), each scored by cross-validation on the training split."""

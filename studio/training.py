@@ -30,35 +30,9 @@ from transformers import get_linear_schedule_with_warmup
 
 from studio.batches import iter_batches, model_inputs
 from studio.errors import CheckpointError, StopRequested
-
-
-@dataclass
-class Progress:
-    """One progress report: stage is 'teacher', 'cache', 'student', 'heal ...' (or a search trial)."""
-
-    stage: str
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
-    loss: float | None = None
-    message: str = ""
-    global_step: int | None = None
-    """Training steps done in this stage, across epochs (what a loss curve's x axis counts)."""
-    lr: float | None = None
-    restart_step: int | None = None
-    """Set once when a training stage starts: the step it starts after (0, or its checkpoint's)."""
-    validation: float | None = None
-    """The validation score measured at this step (macro-F1, or minus the loss for text generators)."""
-
-
-ProgressFn = Callable[[Progress], None]
-
-
-def report(on_progress: ProgressFn | None, progress: Progress) -> None:
-    if on_progress is not None:
-        on_progress(progress)
-
+from studio.losses import causal_kd_loss, classification_kd_loss, next_token_ce
+from studio.progress import Progress, ProgressFn, report
+from studio.words import Task
 
 # --------------------------------------------------------------------------- how long
 
@@ -133,8 +107,6 @@ def classification_validator(items: list[dict], batch_size: int, pad_id: int, cl
 
 def causal_validator(items: list[dict], batch_size: int, pad_id: int, pad_to: int | None) -> Validator:
     """Mean next-token cross-entropy of a text generator on encoded validation items."""
-    from studio.losses import next_token_ce
-
     @torch.inference_mode()
     def validate(model: torch.nn.Module) -> Validation:
         total, weight = 0.0, 0
@@ -178,7 +150,7 @@ class TrainResult:
 
 
 def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor],
-               checkpoint_dir: Path, stage: str, *, plan: StepPlan, lr: float, batch_size: int, pad_id: int,
+               checkpoint_dir: Path, stage: str, *, label: str = "", plan: StepPlan, lr: float, batch_size: int, pad_id: int,
                metrics: Path, seed: int, weight_decay: float = 0.01, warmup_ratio: float = 0.06,
                validate: Validator | None = None, on_progress: ProgressFn | None = None, pad_to: int | None = None,
                checkpoint_every_s: float | None = None, pause_at: int | None = None) -> TrainResult:
@@ -192,11 +164,11 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(plan.steps * warmup_ratio), plan.steps)
     at = _load_checkpoint(checkpoint_dir, model, optimizer, scheduler)
-    _forget_steps_after(metrics, stage, at.global_step)
+    _forget_steps_after(metrics, stage, label, at.global_step)
     per_epoch, epochs = plan.steps_per_epoch, plan.epochs
     done_epochs, in_epoch = divmod(at.global_step, per_epoch)
     report(on_progress, Progress(stage, min(done_epochs + 1, epochs), epochs, in_epoch, per_epoch,
-                                 global_step=at.global_step, restart_step=at.global_step))
+                                 global_step=at.global_step, restart_step=at.global_step, label=label))
     model, optimizer = accelerator.prepare(model, optimizer)
     inner = accelerator.unwrap_model(model)
     result = TrainResult()
@@ -219,10 +191,11 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
                 position.global_step, key, measured.score, 0
         else:
             position.waited += 1
-        log.write(json.dumps({"stage": stage, "step": position.global_step, "validation": round(measured.score, 6),
-                              "validation_loss": round(measured.loss, 6), "time": time.time()}) + "\n")
+        log.write(json.dumps({"stage": stage, "label": label, "step": position.global_step,
+                              "validation": round(measured.score, 6), "validation_loss": round(measured.loss, 6),
+                              "time": time.time()}) + "\n")
         report(on_progress, Progress(stage, position.epoch + 1, epochs, position.step_in_epoch, per_epoch,
-                                     global_step=position.global_step, validation=measured.score))
+                                     global_step=position.global_step, validation=measured.score, label=label))
 
     last_save = time.monotonic()
     with metrics.open("a", encoding="utf-8") as log:
@@ -245,11 +218,11 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
                 value, rate = loss.item(), scheduler.get_last_lr()[0]
                 here = Position(**{**asdict(here), "epoch": epoch, "step_in_epoch": step + 1,
                                    "global_step": here.global_step + 1})
-                log.write(json.dumps({"stage": stage, "epoch": epoch + 1, "step": here.global_step,
+                log.write(json.dumps({"stage": stage, "label": label, "epoch": epoch + 1, "step": here.global_step,
                                       "loss": round(value, 6), "lr": rate, "time": time.time()}) + "\n")
                 try:
                     report(on_progress, Progress(stage, epoch + 1, epochs, step + 1, per_epoch, value,
-                                                 global_step=here.global_step, lr=rate))
+                                                 global_step=here.global_step, lr=rate, label=label))
                 except StopRequested:
                     log.flush()
                     save(here)
@@ -286,24 +259,56 @@ def _validation_mode(model: torch.nn.Module) -> None:
             module.training = True
 
 
-def _forget_steps_after(metrics: Path, stage: str, step: int) -> None:
+def _forget_steps_after(metrics: Path, stage: str, label: str, step: int) -> None:
     """Drop the log lines of steps after the checkpoint: a resumed run trains them again."""
     if not metrics.exists():
         return
     lines = metrics.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if not _after(line, stage, step)]
+    kept = [line for line in lines if not _after(line, stage, label, step)]
     if len(kept) != len(lines):
         tmp = metrics.with_suffix(".tmp")
         tmp.write_text("".join(kept), encoding="utf-8")
         os.replace(tmp, metrics)
 
 
-def _after(line: str, stage: str, step: int) -> bool:
+def _after(line: str, stage: str, label: str, step: int) -> bool:
     try:
         row = json.loads(line)
     except json.JSONDecodeError:
         return True  # half a line written as the process died
-    return row.get("stage") == stage and row.get("step", 0) > step
+    return row.get("stage") == stage and row.get("label", "") == label and row.get("step", 0) > step
+
+
+# --------------------------------------------------------------------------- losses and threads
+
+
+def cpu_threads() -> int:
+    """Every core, unless the worker shares them out among parallel jobs (SLM_STUDIO_THREADS)."""
+    shared = os.environ.get("SLM_STUDIO_THREADS", "")
+    return int(shared) if shared.isdigit() and int(shared) > 0 else os.cpu_count() or 1
+
+
+def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float,
+                 class_weights: list[float] | None = None) -> Callable:
+    """The per-batch loss: soft targets come from the cache by item index, never from the teacher."""
+    weights = None if class_weights is None else torch.tensor(class_weights)
+
+    def classification(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        logits = model(**model_inputs(batch, model.device)).logits
+        soft = cache["logits"][batch["index"]].to(model.device) if alpha > 0 else logits.detach()
+        return classification_kd_loss(logits, soft, batch["labels"].to(model.device), temperature, alpha, weights)
+
+    def causal(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        inputs = model_inputs(batch, model.device)
+        logits = model(**inputs).logits
+        if alpha == 0:
+            return next_token_ce(logits, inputs["input_ids"], inputs["attention_mask"])
+        index, length = batch["index"], logits.shape[1]  # batches may be shorter than the cached max_length
+        return causal_kd_loss(logits, inputs["input_ids"], inputs["attention_mask"],
+                              cache["top_values"][index, :length].to(model.device),
+                              cache["top_indices"][index, :length].to(model.device), temperature, alpha)
+
+    return classification if task == Task.CLASSIFICATION else causal
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -23,7 +23,8 @@ from studio.answers import (
 from studio.batches import causal_text
 from studio.charts import Budget, recommend
 from studio.export import predict
-from studio.teacher import load_causal_lm, load_tokenizer, resolve_source
+from studio.models import load_causal_lm, load_tokenizer
+from studio.teacher import resolve_source
 
 SAMPLES = Path(__file__).resolve().parent.parent / "studio" / "samples"
 

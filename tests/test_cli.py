@@ -21,6 +21,52 @@ def test_every_command_has_help(command):
     assert result.exit_code == 0 and "Usage" in result.output
 
 
+def test_settings_are_data_a_new_field_is_a_new_option():
+    """The CLI's options are made from the settings' fields: help, choices, defaults and checks come with them."""
+    import dataclasses
+
+    import typer
+
+    from studio.cli.shell import settings_options
+    from studio.settings import Settings, setting
+
+    @dataclasses.dataclass
+    class Toy(Settings):
+        rate: float = setting(0.5, "How fast it learns.")
+        mode: str = setting("auto", "How it works.", choices=("auto", "fast"))
+        loud: bool = setting(False, "Say more.", flag="verbose")
+
+    seen = {}
+    toy = typer.Typer()
+
+    @toy.command()
+    @settings_options(Toy)
+    def go(name: str = "x", settings: dict | None = None) -> None:
+        seen.update(name=name, **Toy.from_dict(settings or {}).to_dict())
+
+    shown = runner.invoke(toy, ["--help"], env={"COLUMNS": "200"}).output
+    assert "How fast it learns. Default: 0.5." in shown and "One of: auto, fast. Default: auto." in shown
+    assert "--verbose" in shown
+    assert runner.invoke(toy, ["--rate", "0.1", "--verbose", "--name", "y"]).exit_code == 0
+    assert seen == {"name": "y", "rate": 0.1, "mode": "auto", "loud": True}
+    refused = runner.invoke(toy, ["--mode", "slow"])
+    assert refused.exit_code != 0 and "mode is 'slow'; use 'auto' or 'fast'" in str(refused.exception)
+
+
+def test_every_distill_setting_has_help_and_an_option_and_the_browser_shows_the_advanced_ones():
+    import dataclasses
+
+    from studio.distill_config import DistillConfig
+    from studio.ui.distill_step import ADVANCED
+
+    shown = runner.invoke(app, ["distill", "--help"], env={"COLUMNS": "250"}).output
+    for field in dataclasses.fields(DistillConfig):
+        assert len(field.metadata["help"]) > 20, field.name
+        assert f"--{field.metadata['flag'] or field.name.replace('_', '-')}" in shown, field.name
+    assert {"student", "qlora", "lora_alpha", "weight_decay"} <= {f.name for f in ADVANCED}
+    assert "teacher" not in {f.name for f in ADVANCED}  # chosen in step 1
+
+
 def test_no_command_shows_welcome_and_exits_0():
     result = runner.invoke(app, [])
     assert result.exit_code == 0
@@ -122,7 +168,7 @@ def test_compress_on_a_job_that_does_not_exist_is_a_message():
 
 
 def test_split_variant_names():
-    from studio.cli import split_variant
+    from studio.cli.steps import split_variant
 
     assert split_variant("small=prune-heads:fraction=0.5+int8") == ("small", "prune-heads:fraction=0.5+int8")
     assert split_variant("heal:epochs=2") == (None, "heal:epochs=2")

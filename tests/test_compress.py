@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from studio.compress import METHODS, parts
+from studio import model_parts as parts
+from studio.compress import METHODS
 from studio.compress.pipeline import compress, compress_many, parse_recipe
 from studio.compress.variant import load_variant
 from studio.distill import distill
@@ -52,7 +53,7 @@ def test_impossible_settings_are_refused_before_any_work(cls_run):
                      "unknown setting 'colour'"]:
         assert expected in text
     assert not (cls_run / "variants").exists() or not any((cls_run / "variants").iterdir())
-    with pytest.raises(ConfigError, match="not a variant name"):
+    with pytest.raises(ConfigError, match="not a model of this run"):
         compress(cls_run, parse_recipe("int8"), source="../teacher")
     with pytest.raises(ConfigError, match="at least one letter"):
         compress(cls_run, parse_recipe("int8"), name="../..")
@@ -114,7 +115,7 @@ def test_structured_pruning_shrinks_heads_neurons_layers_and_reloads(cls_run):
 
 
 def test_bitsandbytes_variants_or_a_clear_unsupported_status(cls_run):
-    from studio.compress.quantize import bnb_unsupported
+    from studio.bnb import bnb_unsupported
 
     made = compress_many(cls_run, [("b8", parse_recipe("bnb-int8")), ("b4", parse_recipe("bnb-nf4:double_quant=true"))])
     for manifest in made:
@@ -134,7 +135,7 @@ def test_layers_bitsandbytes_cannot_run_stay_in_float_and_the_variant_is_run_bef
     (the tiny model's attention layers): on every machine, those layers fail here the same way."""
     import bitsandbytes as bnb
 
-    from studio.compress.quantize import bnb_unsupported
+    from studio.bnb import bnb_unsupported
 
     if bnb_unsupported(4):
         pytest.skip(bnb_unsupported(4))
@@ -214,7 +215,7 @@ def test_causal_lm_structured_pruning_int8_and_generation(lm_run):
 
 
 def test_qlora_trains_adapters_on_a_4bit_base_and_merges_into_float(tiny_bert, cls_run, tmp_path):
-    from studio.compress.quantize import bnb_unsupported
+    from studio.bnb import bnb_unsupported
     from studio.dataset import load_prepared
 
     if bnb_unsupported(4):
@@ -281,9 +282,9 @@ def test_layer_pruning_then_int8_composes(cls_run):
 @pytest.mark.parametrize("recipe", ["int8", "onnx", "bnb-nf4", "magnitude:sparsity=0.4",
                                     "prune-heads:count=1+prune-neurons:count=8", "prune-layers:count=1"])
 def test_reloaded_variant_predicts_exactly_like_the_model_in_memory(cls_run, tmp_path, recipe):
+    from studio.bnb import bnb_unsupported
     from studio.compress.base import RunContext
     from studio.compress.pipeline import load_source, plan
-    from studio.compress.quantize import bnb_unsupported
     from studio.compress.variant import describe_shape, save_variant
 
     if recipe.startswith("bnb") and bnb_unsupported(4):

@@ -2,11 +2,13 @@ import json
 
 import pytest
 
-from studio.baselines import LABELS_ONLY, MAJORITY, TFIDF
-from studio.cli import format_table
+from studio.baselines import MAJORITY, TFIDF
+from studio.cli.tables import format_table
 from studio.dataset import prepare_dataset
 from studio.evaluate import add_quality_warnings, evaluate_baselines, evaluate_classifier, evaluate_run
-from studio.teacher import load_classifier, load_tokenizer, resolve_source
+from studio.models import load_classifier, load_tokenizer
+from studio.run import LABELS_ONLY
+from studio.teacher import resolve_source
 
 
 def test_teacher_agrees_with_itself_and_metrics_are_consistent(tiny_bert, samples, tmp_path):
@@ -69,7 +71,12 @@ def test_a_run_is_measured_beside_its_baselines_and_labels_only_student(tiny_ber
     assert names == ["teacher", "student", LABELS_ONLY, MAJORITY, TFIDF]
     assert report["labels"] == dataset.report.labels and "tokens" in report["plan"]
     for model in report["models"]:
-        assert 0 <= model["macro_f1"] <= 1 and len(model["confusion"]) == len(dataset.report.labels)
-        assert sum(map(sum, model["confusion"])) == report["test_examples"]
+        confusion = model["confusion"]
+        assert len(confusion) == len(dataset.report.labels) and sum(map(sum, confusion)) == report["test_examples"]
+        f1s = [2 * confusion[i][i] / max(1, sum(confusion[i]) + sum(row[i] for row in confusion))
+               for i in range(len(confusion))]
+        assert model["macro_f1"] == pytest.approx(sum(f1s) / len(f1s))  # the headline agrees with what it counted
+        assert model["accuracy"] == pytest.approx(sum(confusion[i][i] for i in range(len(confusion))) /
+                                                  report["test_examples"])
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert set(resolved["plan"]["stages"]) == {"teacher", "student", "labels-only student"}

@@ -16,8 +16,10 @@ from studio.compress.pipeline import compress, parse_recipe
 from studio.compress.variant import load_variant
 from studio.errors import ConfigError
 from studio.evaluate import evaluate_run
-from studio.export import ExportSettings, export_model
-from studio.teacher import load_for_task, load_tokenizer, resolve_source
+from studio.export.bundle import export_model
+from studio.export.settings import ExportSettings
+from studio.models import load_for_task, load_tokenizer
+from studio.teacher import resolve_source
 
 TEXTS = ["my card was charged twice for one order", "where is my parcel, it is late", "cannot log in at all"]
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from studio import generator
-from studio.compress.parts import skip_each_layer
 from studio.generator import DepthProbe, candidate_depths, choose_depth, general_text, kd_steps, reword_ask, reworded
-from studio.teacher import load_causal_lm, resolve_source
+from studio.model_parts import skip_each_layer
+from studio.models import load_causal_lm
+from studio.teacher import resolve_source
 
 
 def test_a_rewording_must_read_as_the_same_question_in_other_words():
@@ -87,7 +88,7 @@ def test_layers_are_ranked_by_how_much_the_loss_misses_each(tiny_llama):
 
 def test_teacher_written_answers_are_kept_and_reused(tiny_llama, tmp_path, monkeypatch):
     source = resolve_source(str(tiny_llama))
-    from studio.teacher import load_tokenizer
+    from studio.models import load_tokenizer
 
     model, tok = load_causal_lm(source), load_tokenizer(source)
     rows = [{"prompt": "How do I cancel my subscription?", "response": "Go to Account."},

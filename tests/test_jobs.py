@@ -15,7 +15,7 @@ from sqlalchemy import select
 from storage import jobs as job_rows
 from storage import records
 from storage.config import StorageConfig, open_storage
-from storage.models import Job
+from storage.tables import Job
 from studio.distill import latest_checkpoint
 from studio.errors import ConfigError
 from studio.jobs import service
@@ -207,6 +207,31 @@ def test_two_jobs_at_once_keep_their_own_files_and_rows(storage, dataset, tiny_b
     assert storage.db.integrity_problems() == []
 
 
+def test_heal_of_an_unnamed_long_recipe_keeps_its_curve_apart(storage):
+    """The heal of an unnamed recipe is named after the whole recipe: far longer than a stage kind. Its rows are
+    stored (PostgreSQL refused the old 'heal <recipe>#3' stage string), read back as one curve, and a resume
+    forgets only that curve's later steps."""
+    from studio.compress.pipeline import parse_recipe, recipe_names
+    from studio.jobs.reporter import JobReporter
+    from studio.progress import Progress
+
+    me = records.local_user(storage.db)
+    variant = recipe_names([(None, parse_recipe("prune-heads:fraction=0.3+prune-neurons:fraction=0.3+heal"))])[0]
+    job = job_rows.submit(storage.db, me.user_id, "compress", {})
+    job_rows.claim(storage.db, job.id, "here:1")
+    reporter = JobReporter(storage.db, job.id, spans={"heal": (0.1, 0.9)})
+    for label in (f"{variant}#3", "other#3"):
+        for step in range(1, 5):
+            reporter(Progress("heal", 1, 1, step, 4, loss=1.0 / step, global_step=step, label=label))
+    reporter(Progress("heal", 1, 1, 2, 4, global_step=2, restart_step=2, label=f"{variant}#3"))  # a resume at step 2
+    with storage.db.session() as s:
+        curve = records.training_curve(s, me, job.id)
+        assert len(f"heal {variant}#3") > 32
+        assert [(name, step) for name, step, _ in curve] == [
+            (f"heal {variant}#3", 1), (f"heal {variant}#3", 2)] + [("heal other#3", step) for step in range(1, 5)]
+        assert s.get(Job, job.id).progress == pytest.approx(0.1 + 0.8 * 2 / 4)
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_compress_job_cancelled_mid_variant_resumes_keeping_what_it_made(storage, dataset, tiny_bert):
     """In-process (as the CLI runs jobs): variant a is saved, b is cancelled while healing; the resumed
@@ -224,7 +249,7 @@ def test_compress_job_cancelled_mid_variant_resumes_keeping_what_it_made(storage
     stop = threading.Event()
 
     def cancel_in_heal(p) -> None:
-        if p.stage.startswith("heal b") and p.global_step and p.global_step >= 5:
+        if (p.stage, p.label) == ("heal", "b#2") and p.global_step and p.global_step >= 5:
             stop.set()
 
     job_rows.claim(storage.db, compress, "here:1")

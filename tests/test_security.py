@@ -31,8 +31,8 @@ from studio_http import Answer, call, client, endpoints, file_data, login, uploa
 
 from storage import records
 from storage.config import StorageConfig, open_storage
-from storage.models import Job, LoginSession
 from storage.sessions import expire_session
+from storage.tables import Job, LoginSession
 from studio.accounts import add_user
 from studio.jobs import service
 from studio.jobs.runner import run_here

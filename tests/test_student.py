@@ -1,8 +1,9 @@
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from studio.models import load_classifier
 from studio.student import count_parameters, layer_drop_student, select_layers, trim_vocabulary
-from studio.teacher import load_classifier, resolve_source
+from studio.teacher import resolve_source
 from tiny_models import sample_texts
 
 

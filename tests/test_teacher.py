@@ -3,7 +3,8 @@ import os
 import pytest
 
 from studio.errors import ModelLoadError, OfflineError
-from studio.teacher import CATALOG, load_causal_lm, load_classifier, load_tokenizer, package_folder, resolve_source
+from studio.models import load_causal_lm, load_classifier, load_tokenizer
+from studio.teacher import CATALOG, package_folder, resolve_source
 
 
 def test_catalog_entries_resolve_to_installed_packages():

@@ -125,29 +125,29 @@ def test_model_folders_stay_private(ctx, monkeypatch, tiny_bert, tmp_path):
     from storage import jobs as job_rows
     from studio.accounts import add_user, check_login, disable_user, models_dir
     from studio.errors import ConfigError
-    from studio.jobs.service import check_model_folder
+    from studio.jobs.service import check_model_folder_is_theirs
 
     alice, bob = add_user(ctx.storage.db, "alice", "alice-secret-1"), add_user(ctx.storage.db, "bob", "bob-secret-22")
     job = job_rows.submit(ctx.storage.db, alice.user_id, "distill", {}, title="alice's run")
     student = ctx.storage.store.resolve(job.folder) / "student"
     student.mkdir(parents=True)
-    check_model_folder(ctx.storage, alice, str(student))  # her own run's model: fine
+    check_model_folder_is_theirs(ctx.storage, alice, str(student))  # her own run's model: fine
     with pytest.raises(Exception, match=f"There is no job {job.id}"):
-        check_model_folder(ctx.storage, bob, str(student))
+        check_model_folder_is_theirs(ctx.storage, bob, str(student))
     (ctx.storage.store.root / "datasets").mkdir(exist_ok=True)
     with pytest.raises(ConfigError, match="inside the studio's own store"):
-        check_model_folder(ctx.storage, bob, str(ctx.storage.store.root / "datasets"))
-    check_model_folder(ctx.storage, bob, str(tiny_bert))  # a laptop may use any folder
+        check_model_folder_is_theirs(ctx.storage, bob, str(ctx.storage.store.root / "datasets"))
+    check_model_folder_is_theirs(ctx.storage, bob, str(tiny_bert))  # a laptop may use any folder
     monkeypatch.setenv("SLM_STUDIO_AUTH", "users")
     with pytest.raises(ConfigError, match="shared models folder") as there:
-        check_model_folder(ctx.storage, bob, str(tiny_bert))
+        check_model_folder_is_theirs(ctx.storage, bob, str(tiny_bert))
     with pytest.raises(ConfigError) as missing:  # a folder that does not exist: the very same answer
-        check_model_folder(ctx.storage, bob, str(tiny_bert) + "-nowhere")
+        check_model_folder_is_theirs(ctx.storage, bob, str(tiny_bert) + "-nowhere")
     assert str(there.value) == str(missing.value)
-    check_model_folder(ctx.storage, bob, "HuggingFaceTB/SmolLM2-135M")  # a hub id is still a hub id
+    check_model_folder_is_theirs(ctx.storage, bob, "HuggingFaceTB/SmolLM2-135M")  # a hub id is still a hub id
     shared = models_dir() / "tiny"
     shared.mkdir(parents=True)
-    check_model_folder(ctx.storage, bob, str(shared))
+    check_model_folder_is_theirs(ctx.storage, bob, str(shared))
     text, spec = describe(SOURCES[1], None, "/etc", "", only_under=models_dir())
     assert spec is None and "shared models folder" in text and "config.json" not in text
 

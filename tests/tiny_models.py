@@ -58,7 +58,7 @@ def build_tiny_llama(folder: Path, vocab_size: int = 400, layers: int = 4) -> Pa
 
 def small_config(**kw):
     """Distillation settings sized for tests: one epoch, tiny batches of short texts, two threads."""
-    from studio.distill import DistillConfig
+    from studio.distill_config import DistillConfig
 
     base = dict(student_layers=2, epochs=1, teacher_epochs=1, batch_size=32, max_length=48, min_steps=0,
                 learning_rate=1e-3, teacher_learning_rate=1e-3, threads=2, kd_tokens=4000)

@@ -7,15 +7,16 @@ in order to a run's student (or teacher, or an earlier variant); a quantize step
 
 from __future__ import annotations
 
+from studio.bnb import Bnb4bitSettings, BnbFp4Settings, BnbInt8Settings
 from studio.compress.base import Method
 from studio.compress.heal import HealSettings, heal
 from studio.compress.prune import (
     LayerSettings,
     MagnitudeSettings,
     StructuredSettings,
-    check_heads,
-    check_layers,
-    check_neurons,
+    plan_heads,
+    plan_layers,
+    plan_neurons,
     prune_heads,
     prune_layers,
     prune_magnitude,
@@ -23,9 +24,6 @@ from studio.compress.prune import (
 )
 from studio.compress.quantize import (
     Bf16Settings,
-    Bnb4bitSettings,
-    BnbFp4Settings,
-    BnbInt8Settings,
     OnnxInt8Settings,
     OnnxSettings,
     quantize_bnb,
@@ -49,11 +47,11 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("magnitude", "prune", MagnitudeSettings, prune_magnitude,
            "unstructured: zero the smallest weights model-wide; smaller stored sparse, not faster"),
     Method("prune-heads", "prune", StructuredSettings, prune_heads,
-           "structured: remove the least important attention heads in every layer (faster)", check_heads),
+           "structured: remove the least important attention heads in every layer (faster)", plan_heads),
     Method("prune-neurons", "prune", StructuredSettings, prune_neurons,
-           "structured: remove the least important MLP neurons in every layer (faster)", check_neurons),
+           "structured: remove the least important MLP neurons in every layer (faster)", plan_neurons),
     Method("prune-layers", "prune", LayerSettings, prune_layers,
-           "structured: remove whole layers, the ones the loss misses least (faster)", check_layers),
+           "structured: remove whole layers, the ones the loss misses least (faster)", plan_layers),
     Method("heal", "heal", HealSettings, heal,
            "short KD on the cached teacher logits to win back what pruning lost"),
 ]}

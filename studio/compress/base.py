@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,8 +14,11 @@ from transformers import PreTrainedTokenizerBase
 
 from studio.batches import encode_records, iter_batches
 from studio.dataset import PreparedDataset, load_prepared
-from studio.distill import ProgressFn, RunPaths, make_kd_loss
+from studio.progress import ProgressFn
+from studio.run import RunPaths
 from studio.settings import Settings
+from studio.training import make_kd_loss
+from studio.words import Task
 
 
 @dataclass
@@ -52,7 +54,7 @@ class RunContext:
         self.variant = ""
         self.step_number = 0
         """The variant being made and its recipe step (they name heal stages in the metrics)."""
-        resolved = json.loads(self.run.config.read_text())
+        resolved = self.run.read_config()
         self.settings: dict = resolved["distill"]
         self.class_weights: list[float] | None = (resolved.get("plan") or {}).get("class_weights")
         self.task: str = resolved["task"]
@@ -73,12 +75,12 @@ class RunContext:
         return cached
 
     def train_items(self, tokenizer: PreTrainedTokenizerBase) -> list[dict]:
-        label_ids = {label: i for i, label in enumerate(self.labels)} if self.task == "classification" else None
+        label_ids = {label: i for i, label in enumerate(self.labels)} if self.task == Task.CLASSIFICATION else None
         return encode_records(self.dataset.split("train"), tokenizer, self.settings["max_length"], label_ids)
 
     @property
     def pad_to(self) -> int | None:
-        return self.settings["max_length"] if self.task == "causal_lm" else None
+        return self.settings["max_length"] if self.task == Task.CAUSAL_LM else None
 
     def kd_loss(self, temperature: float | None = None, alpha: float | None = None) -> Callable:
         """The run's KD loss on cached teacher logits (labels only when there is no cache)."""
@@ -106,5 +108,6 @@ class Method:
     settings: type[Settings]
     apply: MethodFn
     summary: str
-    check: Callable[[dict, Any], list[str]] | None = None
-    """Plan-time check against the model's shape (and updates the shape for the next step)."""
+    plan_shape: Callable[[dict, Any], list[str]] | None = None
+    """At plan time: the step's problems with the model's shape, and the shape it leaves written into ``shape``
+    for the next step."""

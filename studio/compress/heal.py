@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from studio.compress.base import RunContext, WorkingModel
-from studio.distill import DistillConfig, run_stage, stage_for
+from studio.distill_config import DistillConfig
 from studio.settings import Check, Settings
+from studio.stages import run_stage, stage_for
 
 
 @dataclass
@@ -61,11 +62,11 @@ def heal(wm: WorkingModel, s: HealSettings, ctx: RunContext) -> WorkingModel:
     shutil.rmtree(checkpoints, ignore_errors=True)
     torch.manual_seed(run.seed)  # the same recipe heals the same way, whatever ran before it
     wm.model.train()
-    stage = f"heal {ctx.variant}#{ctx.step_number}" if ctx.variant else "heal"  # each heal its own loss curve
+    label = f"{ctx.variant}#{ctx.step_number}" if ctx.variant else ""  # each heal its own loss curve
     try:
         plan = stage_for(replace(run, min_steps=s.min_steps), ctx.dataset, wm.tokenizer, run.max_length, s.epochs)
-        result = run_stage(wm.model, plan, loss_fn, run, checkpoints, stage, lr, ctx.work_dir / "metrics.jsonl",
-                           ctx.on_progress)
+        result = run_stage(wm.model, plan, loss_fn, run, checkpoints, "heal", lr, ctx.work_dir / "metrics.jsonl",
+                           ctx.on_progress, label=label)
     finally:
         for handle in handles:
             handle.remove()

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -18,17 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.bnb import BnbInt8Settings, bnb_unsupported
 from studio.compress import METHODS
 from studio.compress.base import Method, RunContext, WorkingModel
-from studio.compress.quantize import BnbInt8Settings, bnb_unsupported
-from studio.compress.variant import MANIFEST, describe_shape, load_variant, read_manifest, save_variant
-from studio.distill import Progress, ProgressFn
+from studio.compress.variant import describe_shape, load_variant, save_variant
 from studio.errors import ConfigError, StudioError, UnsupportedError
+from studio.models import load_for_task, load_tokenizer
+from studio.progress import ProgressFn, item_progress
+from studio.run import MANIFEST, RunPaths, read_manifest
 from studio.settings import Settings
 from studio.student import count_parameters
-from studio.teacher import load_for_task, load_tokenizer, resolve_source
+from studio.teacher import resolve_source
+from studio.words import ModelForm
 
 NAME = re.compile(r"[^a-z0-9.+_-]+")
+NAME_MAX = 120
+"""Characters in a variant's name at most (what the database keeps)."""
 
 
 @dataclass
@@ -113,7 +119,7 @@ def _check_step(method: Method, settings: Settings, shape: dict, position: int, 
         if "head_units" not in shape:
             return ["structured pruning supports BERT-style encoders and Llama-style decoders only; "
                     "use 'magnitude' pruning or quantization for this model"]
-        problems += method.check(shape, settings) if method.check else []
+        problems += method.plan_shape(shape, settings) if method.plan_shape else []
         shape["structured"] = shape["structured"] or method.name != "prune-layers"
     return problems
 
@@ -133,8 +139,12 @@ def variant_name(steps: list[Step]) -> str:
 
 
 def final_name(name: str | None, steps: list[Step]) -> str:
-    """The folder name a variant gets: the name given, or one made from its recipe, made safe."""
-    return NAME.sub("-", (name or variant_name(steps)).lower()).strip("-.")
+    """The folder name a variant gets: the name given, or one made from its recipe, made safe. A long recipe's
+    own name is cut to NAME_MAX characters, ending in a hash of the whole so two recipes never share one."""
+    made = NAME.sub("-", (name or variant_name(steps)).lower()).strip("-.")
+    if not name and len(made) > NAME_MAX:
+        made = made[:NAME_MAX - 9].rstrip("-.") + "-" + hashlib.sha1(made.encode()).hexdigest()[:8]
+    return made
 
 
 def recipe_names(recipes: list[tuple[str | None, list[dict[str, Any]]]]) -> list[str]:
@@ -151,23 +161,13 @@ def recipe_names(recipes: list[tuple[str | None, list[dict[str, Any]]]]) -> list
 
 
 def load_source(ctx: RunContext, source: str) -> WorkingModel:
-    """'student', 'teacher', or the name of a variant saved earlier in this run."""
-    if source in ("student", "teacher"):
-        if not (ctx.run.root / "teacher.json").exists():
-            raise ConfigError([f"the run in {ctx.run.root} has not finished setting up its teacher; resume it first"])
-        path = ctx.run.student if source == "student" else json.loads((ctx.run.root / "teacher.json").read_text())["path"]
-        model_source = resolve_source(str(path))
-        model = load_for_task(model_source, ctx.task, ctx.labels)
-        return WorkingModel(model.eval(), load_tokenizer(model_source), ctx.task, count_parameters(model))
-    if NAME.search(source) or source.startswith("."):
-        raise ConfigError([f"source '{source}' is not a variant name (letters, digits, . + _ - only)"])
-    folder = ctx.run.root / "variants" / source
-    if not (folder / MANIFEST).exists():
-        raise ConfigError([f"source '{source}' is neither 'student', 'teacher' nor a variant of this run"])
-    manifest = read_manifest(folder)
-    if manifest.get("status") != "ok":
-        raise ConfigError([f"source variant '{source}' is {manifest.get('status')}; pick one that was made"])
-    return load_variant(folder)
+    """'student', 'teacher', or the name of a variant made earlier in this run (RunPaths.find_model)."""
+    found = ctx.run.find_model(source)
+    if found.manifest is not None:
+        return load_variant(found.folder)
+    model_source = resolve_source(str(found.folder))
+    model = load_for_task(model_source, ctx.task, ctx.labels)
+    return WorkingModel(model.eval(), load_tokenizer(model_source), ctx.task, count_parameters(model))
 
 
 # --------------------------------------------------------------------------- running
@@ -190,10 +190,7 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise ConfigError([f"{run_dir} is not a distillation run (no config.json); distill first"])
-    ctx = RunContext(run_dir, run_dir / "variants", on_progress)
-    if not ctx.run.student.exists() and source == "student":
-        raise ConfigError([f"the run in {run_dir} has no finished student yet; let the distillation finish "
-                           "(or resume it) before compressing"])
+    ctx = RunContext(run_dir, RunPaths(run_dir).variants, on_progress)
     shape = describe_shape(load_source(ctx, source))
     planned, problems = [], []
     for name, recipe in recipes:
@@ -205,11 +202,13 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
         planned.append((final_name(name, steps), steps))
     names = [n for n, _ in planned]
     problems += ["a variant name needs at least one letter or digit" for n in names if not n]
+    problems += [f"the variant name '{n[:40]}…' has {len(n)} characters; give it a name of at most {NAME_MAX}"
+                 for n in names if len(n) > NAME_MAX]
     problems += [f"'{n}' is the name of the run's own model; call the variant something else"
                  for n in names if n in ("student", "teacher")]
     twice = sorted({n for n in names if names.count(n) > 1})
     problems += [f"two variants are named '{n}'; give each its own name" for n in twice]
-    made_before = {n for n in names if (ctx.run.root / "variants" / n / MANIFEST).exists()}
+    made_before = {n for n in names if (ctx.run.variants / n / MANIFEST).exists()}
     problems += [f"a variant named '{n}' already exists in this run; choose another name or delete it"
                  for n in names if n in made_before and n not in keep]
     if problems:
@@ -217,9 +216,9 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
     results = []
     for index, (name, steps) in enumerate(planned, 1):
         if on_progress is not None:
-            on_progress(Progress("variant", index, len(planned), 0, 1, message=f"making variant {name} "
-                                                                                f"({index} of {len(planned)})"))
-        manifest = read_manifest(ctx.run.root / "variants" / name) if name in made_before and name in keep else \
+            on_progress(item_progress("variant", index, len(planned), f"making variant {name} ({index} of "
+                                                                      f"{len(planned)})"))
+        manifest = read_manifest(ctx.run.variants / name) if name in made_before and name in keep else \
             _run_one(ctx, name, steps, source)
         if on_made is not None:
             on_made(manifest)
@@ -236,8 +235,8 @@ def _write_status(folder: Path, manifest: dict, status: str, reason: str, log: s
 
 
 def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict:
-    folder = ctx.run.root / "variants" / name
-    work = ctx.run.root / "variants" / f".{name}.work"
+    folder = ctx.run.variants / name
+    work = ctx.run.variants / f".{name}.work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     manifest = {"name": name, "source": source, "recipe": [{"method": s.method.name, **s.settings.to_dict()} for s in steps],
@@ -253,7 +252,7 @@ def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict
         for number, step in enumerate(steps, 1):
             ctx.step_number = number
             wm = step.method.apply(wm, step.settings, ctx)
-            if wm.form == "torch":
+            if wm.form == ModelForm.TORCH:
                 wm.params = count_parameters(wm.model)
         save_variant(wm, folder, {**manifest, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
     except UnsupportedError as err:

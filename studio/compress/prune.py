@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from studio.compress import parts
+from studio import model_parts as parts
 from studio.compress.base import RunContext, WorkingModel
 from studio.settings import Check, Settings
 
@@ -74,7 +74,7 @@ class LayerSettings(Settings):
 # --------------------------------------------------------------------------- plan-time checks
 
 
-def check_heads(shape: dict, s: StructuredSettings) -> list[str]:
+def plan_heads(shape: dict, s: StructuredSettings) -> list[str]:
     problems = []
     for units in set(shape["head_units"]):
         cut = s.removed(units)
@@ -87,7 +87,7 @@ def check_heads(shape: dict, s: StructuredSettings) -> list[str]:
     return problems
 
 
-def check_neurons(shape: dict, s: StructuredSettings) -> list[str]:
+def plan_neurons(shape: dict, s: StructuredSettings) -> list[str]:
     problems = []
     for width in set(shape["neurons"]):
         cut = s.removed(width)
@@ -98,7 +98,7 @@ def check_neurons(shape: dict, s: StructuredSettings) -> list[str]:
     return problems
 
 
-def check_layers(shape: dict, s: LayerSettings) -> list[str]:
+def plan_layers(shape: dict, s: LayerSettings) -> list[str]:
     layers = len(shape["head_units"])
     if s.count >= layers:
         return [f"prune-layers would remove {s.count} of the model's {layers} layers; choose at most {layers - 1}"]
@@ -173,7 +173,7 @@ def neuron_scores(layer: nn.Module, scores: dict[int, torch.Tensor]) -> torch.Te
     return (total + scores[id(parts._get(m.owner, m.output).weight)].sum(0)).abs()
 
 
-def _lowest(values: torch.Tensor, cut: int) -> list[int]:
+def keep_all_but_lowest(values: torch.Tensor, cut: int) -> list[int]:
     """Indices to keep: all but the ``cut`` lowest."""
     return sorted(values.argsort(descending=True)[: len(values) - cut].tolist())
 
@@ -186,7 +186,7 @@ def _prune_per_layer(wm: WorkingModel, s: StructuredSettings, ctx: RunContext, s
     scores = _element_scores(wm.model, wm, ctx, s.importance, s.calibration_batches)
     for layer in parts.layer_list(wm.model):
         values = score(layer, scores)
-        keep(layer, _lowest(values, s.removed(len(values))))
+        keep(layer, keep_all_but_lowest(values, s.removed(len(values))))
     wm.structure = parts.structure_of(wm.model)
     return wm
 
@@ -206,7 +206,7 @@ def layer_ablation_losses(wm: WorkingModel, ctx: RunContext, batches: int) -> li
 
 def prune_layers(wm: WorkingModel, s: LayerSettings, ctx: RunContext) -> WorkingModel:
     losses = layer_ablation_losses(wm, ctx, s.calibration_batches)
-    keep = _lowest(torch.tensor(losses), s.count)
+    keep = keep_all_but_lowest(torch.tensor(losses), s.count)
     parts.keep_layers(wm.model, keep)
     wm.notes.append(f"removed layers {sorted(set(range(len(losses))) - set(keep))} "
                     f"(loss without each layer: {', '.join(f'{v:.3f}' for v in losses)})")

@@ -21,22 +21,20 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 
-from studio.compress import parts
+from studio import model_parts as parts
+from studio.bnb import bnb_device
 from studio.compress.base import WorkingModel
-from studio.compress.quantize import OnnxModel, bnb_device
 from studio.errors import ConfigError, ModelLoadError
-from studio.teacher import SAFE_LOAD, ModelSource, load_tokenizer
+from studio.models import SAFE_LOAD, ModelSource, auto_class, load_tokenizer
+from studio.onnx import OnnxModel
+from studio.run import MANIFEST, read_manifest
+from studio.words import ModelForm
 
-MANIFEST = "variant.json"
 SPARSE_FILE = "model.sparse.safetensors"
 SPARSE_MIN_ZEROS = 0.25
 """Store a matrix as bitmask + values only when enough of it is zero to save space."""
-
-
-def auto_class(task: str) -> type:
-    return AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
 
 
 # --------------------------------------------------------------------------- sparse weights
@@ -85,18 +83,18 @@ def save_variant(wm: WorkingModel, folder: Path, manifest: dict) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        if wm.form == "onnx":
+        if wm.form == ModelForm.ONNX:
             shutil.copy(wm.onnx_file, tmp / "model.onnx")
             wm.hf_config.save_pretrained(tmp)
         else:
             wm.model.save_pretrained(tmp)
-        if wm.sparse and wm.form == "torch":
+        if wm.sparse and wm.form == ModelForm.TORCH:
             save_sparse(wm.model.state_dict(), tmp / SPARSE_FILE)
             for dense in tmp.glob("model*.safetensors"):
                 if dense.name != SPARSE_FILE:
                     dense.unlink()
         wm.tokenizer.save_pretrained(tmp)
-        if wm.form == "onnx" and wm.float_source is not None:  # the pruned/healed float model, for export
+        if wm.form == ModelForm.ONNX and wm.float_source is not None:  # the pruned/healed float model, for export
             save_variant(wm.float_source, tmp / "float", {**manifest, "name": f"{manifest['name']}-float"})
         manifest = {**manifest, "form": wm.form, "task": wm.task, "structure": wm.structure, "sparse": wm.sparse,
                     "params": wm.params, "notes": wm.notes, "recreate": recreate_text(wm), "dtype": _dtype(wm)}
@@ -110,7 +108,7 @@ def save_variant(wm: WorkingModel, folder: Path, manifest: dict) -> None:
 
 def _dtype(wm: WorkingModel) -> str:
     """'bfloat16' for a bf16 torch model (it must load as one to stay fast), else 'float32'."""
-    if wm.form == "torch" and next(wm.model.parameters()).dtype == torch.bfloat16:
+    if wm.form == ModelForm.TORCH and next(wm.model.parameters()).dtype == torch.bfloat16:
         return "bfloat16"
     return "float32"
 
@@ -122,10 +120,10 @@ def recreate_text(wm: WorkingModel) -> str:
                     "settings are in config.json (quantization_config).",
              "torch": "AutoModelFor...from_pretrained(folder)."}
     text = steps[wm.form]
-    if wm.structure and wm.form == "torch":
+    if wm.structure and wm.form == ModelForm.TORCH:
         text = ("Build the model from config.json, shrink each layer to the head units and MLP neurons listed "
-                "in 'structure' (studio.compress.parts.apply_structure), then load the weights.")
-    if wm.sparse and wm.form == "torch":
+                "in 'structure' (studio.model_parts.apply_structure), then load the weights.")
+    if wm.sparse and wm.form == ModelForm.TORCH:
         text += (f" Weights are in {SPARSE_FILE}: for each '<name>::mask' (numpy.packbits of the non-zero "
                  "positions) put '<name>::values' at those positions of a zero matrix of the shape in the "
                  "file's 'sparse' metadata.")
@@ -135,34 +133,22 @@ def recreate_text(wm: WorkingModel) -> str:
 # --------------------------------------------------------------------------- load
 
 
-def read_manifest(folder: Path) -> dict:
-    path = Path(folder) / MANIFEST
-    if not path.exists():
-        raise ModelLoadError(f"{folder} is not a saved variant (no {MANIFEST}). Pick a folder under the run's variants/.")
-    try:
-        manifest = json.loads(path.read_text())
-        manifest["name"], manifest["status"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ModelLoadError(f"{path} is damaged ({err}); delete the variant and make it again.") from err
-    return manifest
-
-
 def load_variant(folder: str | Path) -> WorkingModel:
     """Re-create a saved variant in memory, in the form it was saved."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     tokenizer = load_tokenizer(ModelSource(folder.name, str(folder)))
     task, form = manifest["task"], manifest["form"]
-    if form == "onnx":
+    if form == ModelForm.ONNX:
         model = OnnxModel(folder / "model.onnx", task)
-    elif form == "bnb":
+    elif form == ModelForm.BNB:
         model = auto_class(task).from_pretrained(folder, device_map=bnb_device(), trust_remote_code=False,
                                                  use_safetensors=True)
     else:
         model = _load_torch(folder, task, manifest)
     return WorkingModel(model, tokenizer, task, manifest["params"], form, manifest.get("structure"),
                         manifest.get("sparse", False), list(manifest.get("notes", [])),
-                        folder / "model.onnx" if form == "onnx" else None,
+                        folder / "model.onnx" if form == ModelForm.ONNX else None,
                         AutoConfig.from_pretrained(folder, trust_remote_code=False))
 
 
@@ -194,10 +180,10 @@ def _load_torch(folder: Path, task: str, manifest: dict) -> PreTrainedModel:
 def describe_shape(wm: WorkingModel) -> dict:
     """What plan-time checks need to know about a model before any work runs."""
     try:
-        structure = parts.structure_of(wm.model) if wm.form == "torch" else None
+        structure = parts.structure_of(wm.model) if wm.form == ModelForm.TORCH else None
     except (ConfigError, AttributeError):  # an architecture we cannot prune structurally
         structure = None
-    shape = {"form": wm.form, "structured": bool(wm.structure), "quantized": wm.form != "torch"}
+    shape = {"form": wm.form, "structured": bool(wm.structure), "quantized": wm.form != ModelForm.TORCH}
     if structure:
         shape.update(structure)
     return shape

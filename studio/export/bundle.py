@@ -6,60 +6,41 @@ import json
 import os
 import shutil
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from studio.baselines import LABELS_ONLY, TFIDF
 from studio.baselines import NAMES as BASELINES
-from studio.distill import Progress, ProgressFn
+from studio.baselines import TFIDF
+from studio.compress.variant import load_variant
+from studio.dataset import load_prepared
 from studio.errors import ConfigError, ModelLoadError, UnsupportedError
-from studio.export import EXPORT_JSON, ExportResult, ExportSettings
+from studio.export.card import model_card
+from studio.export.gguf import write_gguf
+from studio.export.hybrid import measure
+from studio.export.linear import export_linear_baseline
+from studio.export.plain import copy_hf_folder, plain_model, same_predictions
+from studio.export.settings import EXPORT_JSON, ExportResult, ExportSettings
+from studio.models import SAFE_LOAD, auto_class, load_for_task
+from studio.onnx import OnnxModel, export_onnx
+from studio.progress import ProgressFn, item_progress
+from studio.run import LABELS_ONLY, RunModel, RunPaths, read_manifest
+from studio.teacher import CATALOG, resolve_source, terms_path
+from studio.words import ModelForm, Task
 
 
-@dataclass
-class Chosen:
-    """The model picked for export, and where its float weights are."""
-
-    name: str
-    form: str
-    """'torch', 'bnb' or 'onnx'."""
-    folder: Path
-    manifest: dict | None = None
-
-
-def choose(run_dir: Path, name: str) -> Chosen:
-    from studio.compress.variant import MANIFEST, read_manifest
-
-    if name == "student":
-        if not (run_dir / "student").exists():
-            raise ConfigError([f"the run in {run_dir} has no finished student; let the distillation finish first"])
-        return Chosen("student", "torch", run_dir / "student")
-    if name == "teacher":
-        return Chosen("teacher", "torch", Path(json.loads((run_dir / "teacher.json").read_text())["path"]))
-    if name == LABELS_ONLY and (run_dir / "student_labels_only" / "studio_ready").exists():
-        return Chosen(LABELS_ONLY, "torch", run_dir / "student_labels_only")
-    folder = run_dir / "variants" / name
-    if "/" in name or name.startswith(".") or not (folder / MANIFEST).exists():
-        raise ConfigError([f"'{name}' is not a model of this run; choose 'student', 'teacher' or one of its variants"])
-    manifest = read_manifest(folder)
-    if manifest["status"] != "ok":
-        raise ConfigError([f"variant '{name}' is {manifest['status']} ({manifest.get('reason', '')}); "
-                           "export a variant that was made"])
-    return Chosen(name, manifest["form"], folder, manifest)
+def choose(run_dir: Path, name: str) -> RunModel:
+    return RunPaths(run_dir).find_model(name)
 
 
 # --------------------------------------------------------------------------- the model folder
 
 
-def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, labels: list[str]) -> list[str]:
+def write_model_folder(run_dir: Path, chosen: RunModel, dest: Path, task: str, labels: list[str]) -> list[str]:
     """model/ as a plain Hugging Face folder; returns notes for the card."""
-    from studio.compress.variant import load_variant
-    from studio.export.plain import copy_hf_folder, plain_model
 
     manifest = chosen.manifest or {}
-    if chosen.form == "onnx":  # the float model the ONNX graph was made from
+    if chosen.form == ModelForm.ONNX:  # the float model the ONNX graph was made from
         source = float_of(run_dir, chosen)
         notes = write_model_folder(run_dir, source, dest, task, labels)
         if source.folder == chosen.folder / "float":
@@ -71,10 +52,10 @@ def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, lab
                             "make the variant again for a matching `model/`."]
         return notes + [f"`model/` holds {source.name}, the float model this ONNX variant was converted from; "
                         "the variant itself is `onnx/model.onnx`."]
-    if chosen.form == "bnb" or not (manifest.get("structure") or manifest.get("sparse")):
+    if chosen.form == ModelForm.BNB or not (manifest.get("structure") or manifest.get("sparse")):
         copy_hf_folder(chosen.folder, dest)
         return ["The weights are bitsandbytes-quantized: loading them needs `pip install bitsandbytes` (and runs "
-                "fastest on a CUDA GPU)."] if chosen.form == "bnb" else []
+                "fastest on a CUDA GPU)."] if chosen.form == ModelForm.BNB else []
     wm = load_variant(chosen.folder)
     model, notes = plain_model(wm)
     model.save_pretrained(dest)
@@ -85,32 +66,26 @@ def write_model_folder(run_dir: Path, chosen: Chosen, dest: Path, task: str, lab
     return notes
 
 
-def float_of(run_dir: Path, chosen: Chosen) -> Chosen:
+def float_of(run_dir: Path, chosen: RunModel) -> RunModel:
     """An ONNX variant's float model: kept in its float/ (when the recipe pruned first), else its source."""
-    from studio.compress.variant import read_manifest
 
     if (chosen.folder / "float").exists():
         manifest = read_manifest(chosen.folder / "float")
-        return Chosen(chosen.name, manifest["form"], chosen.folder / "float", manifest)
+        return RunModel(chosen.name, manifest["form"], chosen.folder / "float", manifest)
     return choose(run_dir, (chosen.manifest or {}).get("source", "student"))
 
 
 def load_exported(model_dir: Path, task: str, texts: list[str]) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     """model/ loaded once with plain from_pretrained (as a user will), and the check inputs."""
-    from studio.compress.variant import auto_class
-    from studio.teacher import SAFE_LOAD
 
     return auto_class(task).from_pretrained(model_dir, **SAFE_LOAD).eval(), _inputs(model_dir, texts)
 
 
-def check_model_folder(run_dir: Path, chosen: Chosen, copy: torch.nn.Module, inputs: dict[str, torch.Tensor],
+def largest_logit_difference(run_dir: Path, chosen: RunModel, copy: torch.nn.Module, inputs: dict[str, torch.Tensor],
                        task: str, labels: list[str]) -> float:
     """Compare the loaded model/ with the model it came from; the largest logit difference."""
-    from studio.compress.variant import load_variant
-    from studio.export.plain import same_predictions
-    from studio.teacher import load_for_task, resolve_source
 
-    if chosen.form == "onnx":
+    if chosen.form == ModelForm.ONNX:
         chosen = float_of(run_dir, chosen)
     if chosen.manifest:
         original = load_variant(chosen.folder).model
@@ -132,15 +107,13 @@ def _inputs(model_dir: Path, texts: list[str]) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- other formats
 
 
-def write_onnx(chosen: Chosen, stage: Path, task: str, model: torch.nn.Module | None,
+def write_onnx(chosen: RunModel, stage: Path, task: str, model: torch.nn.Module | None,
                inputs: dict[str, torch.Tensor] | None) -> tuple[str, float | None]:
     """onnx/model.onnx: the ONNX variant itself, or the loaded model/ exported and checked."""
-    from studio.compress.quantize import OnnxModel, export_onnx
-    from studio.export.plain import same_predictions
 
     out = stage / "onnx" / "model.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
-    if chosen.form == "onnx":
+    if chosen.form == ModelForm.ONNX:
         for file in chosen.folder.glob("model.onnx*"):  # the graph and any external-data file
             shutil.copy2(file, out.parent / file.name)
         return "the variant itself, for ONNX Runtime", None
@@ -150,8 +123,6 @@ def write_onnx(chosen: Chosen, stage: Path, task: str, model: torch.nn.Module | 
 
 
 def write_gguf_file(stage: Path, name: str) -> tuple[str, str]:
-    from studio.export.gguf import write_gguf
-
     out = stage / "gguf" / f"{name}-f16.gguf"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_gguf(stage / "model", out)
@@ -167,18 +138,15 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
 
     ``metrics``: measured rows by model name (teacher, student, variant); read from the run's
     eval.json / compare.json when not given."""
-    from studio.dataset import load_prepared
-    from studio.export.card import model_card
 
     run_dir, out_zip = Path(run_dir), Path(out_zip)
     if settings.variant == TFIDF:
         if settings.hybrid:
             raise ConfigError(["the hybrid option pairs a distilled model with its teacher; the TF-IDF baseline "
                                "exports alone (turn the hybrid option off)"])
-        from studio.export.linear import export_linear_baseline
 
         return export_linear_baseline(run_dir, out_zip, _zip_folder, on_progress)
-    config = json.loads((run_dir / "config.json").read_text())
+    config = RunPaths(run_dir).read_config()
     task, labels = config["task"], config.get("labels") or []
     chosen = choose(run_dir, settings.variant)
     dataset = load_prepared(config["dataset"])
@@ -188,12 +156,12 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
     stage = out_zip.with_name(f".{out_zip.name}.staging")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    steps = 4 + (settings.onnx or chosen.form == "onnx") + settings.hybrid
+    steps = 4 + (settings.onnx or chosen.form == ModelForm.ONNX) + settings.hybrid
     done = iter(range(1, steps + 1))
 
     def say(message: str) -> None:
         if on_progress is not None:
-            on_progress(Progress("export", next(done), steps, 0, 1, message=message))
+            on_progress(item_progress("export", next(done), steps, message))
 
     try:
         say("writing the model folder")
@@ -202,12 +170,12 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
         notes = write_model_folder(run_dir, chosen, stage / "model", task, labels)
         checks, exported, inputs = {}, None, None
         say("checking the model folder loads and answers the same")
-        if chosen.form != "bnb":  # a bitsandbytes folder is copied as is; this machine may not even load it
+        if chosen.form != ModelForm.BNB:  # a bitsandbytes folder is copied as is; this machine may not even load it
             exported, inputs = load_exported(stage / "model", task, texts)
-            checks["model"] = check_model_folder(run_dir, chosen, exported, inputs, task, labels)
-        if settings.onnx or chosen.form == "onnx":  # an ONNX variant's graph is the variant itself
+            checks["model"] = largest_logit_difference(run_dir, chosen, exported, inputs, task, labels)
+        if settings.onnx or chosen.form == ModelForm.ONNX:  # an ONNX variant's graph is the variant itself
             say("writing the ONNX file")
-            if chosen.form == "bnb":
+            if chosen.form == ModelForm.BNB:
                 notes.append("No ONNX file: a bitsandbytes model cannot be exported to ONNX. Export the student or "
                              "the int8 variant for ONNX Runtime.")
             else:
@@ -215,15 +183,15 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
                 if diff is not None:
                     checks["onnx"] = diff
         del exported  # the hybrid below loads model/ again through predict.py, as the user will
-        if settings.gguf and task == "causal_lm":
+        if settings.gguf and task == Task.CAUSAL_LM:
             try:
                 path, about = write_gguf_file(stage, chosen.name)
                 files[path] = about
             except UnsupportedError as err:
                 notes.append(f"No GGUF file: {err}")
         export_settings = {"task": task, "labels": labels, "variant": chosen.name,
-                           "runtime": "onnx" if chosen.form == "onnx" else "transformers",
-                           "inputs": "text" if task == "causal_lm" and dataset.report.prompt_column is None else "questions",
+                           "runtime": "onnx" if chosen.form == ModelForm.ONNX else "transformers",
+                           "inputs": "text" if task == Task.CAUSAL_LM and dataset.report.prompt_column is None else "questions",
                            "threshold": None}
         (stage / EXPORT_JSON).write_text(json.dumps(export_settings, indent=2))
         shutil.copy2(Path(__file__).with_name("predict.py"), stage / "predict.py")
@@ -250,8 +218,6 @@ def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, thr
                  row: dict) -> dict:
     """Copy the teacher in and measure the hybrid. A text generator whose answers failed the fluency check
     never answers alone: unless the user set a threshold, it is 1 (the teacher answers everything)."""
-    from studio.export.hybrid import measure
-    from studio.export.plain import copy_hf_folder
 
     teacher = choose(run_dir, "teacher")
     try:
@@ -267,15 +233,12 @@ def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, thr
 
 
 def _teacher_entry(run_dir: Path):
-    from studio.teacher import CATALOG
-
-    teacher = json.loads((run_dir / "teacher.json").read_text())
+    teacher = RunPaths(run_dir).teacher_info()
     return teacher, CATALOG.get(teacher.get("name", ""))
 
 
 def _add_teacher_terms(run_dir: Path, stage: Path, files: dict, notes: list[str]) -> None:
     """A teacher whose licence covers what is made from it (Gemma): its terms travel in the zip."""
-    from studio.teacher import terms_path
 
     entry = _teacher_entry(run_dir)[1]
     terms = terms_path(entry) if entry else None
@@ -287,7 +250,7 @@ def _add_teacher_terms(run_dir: Path, stage: Path, files: dict, notes: list[str]
     notes.append(entry.terms_notice)
 
 
-def _card_info(run_dir: Path, config: dict, chosen: Chosen, dataset, files: dict, rows: dict[str, dict],
+def _card_info(run_dir: Path, config: dict, chosen: RunModel, dataset, files: dict, rows: dict[str, dict],
                answers: dict | None, hybrid: dict | None, notes: list[str]) -> dict:
     from dataclasses import asdict
 

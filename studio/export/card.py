@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 import re
 
-COLUMNS = [("params", "parameters", lambda v: f"{v / 1e6:.2f} M"),
-           ("size_bytes", "size on disk", lambda v: f"{v / 1e6:.1f} MB"),
-           ("macro_f1", "macro F1", lambda v: f"{v:.3f}"),
-           ("accuracy", "accuracy", lambda v: f"{v:.1%}"),
-           ("perplexity", "perplexity", lambda v: f"{v:.2f}"),
-           ("rouge_l", "ROUGE-L of its answers", lambda v: f"{v:.3f}"),
-           ("chrf", "chrF", lambda v: f"{v:.1f}"),
-           ("answer_perplexity", "teacher's perplexity of its answers", lambda v: f"{v:.1f}"),
-           ("degenerate_share", "degenerate answers", lambda v: f"{v:.0%}"),
-           ("agreement", "agrees with teacher", lambda v: f"{v:.1%}"),
-           ("latency_ms", "latency", lambda v: f"{v:.1f} ms")]
+from studio import metrics
+from studio.answers import NEW_TOKENS, NO_REPEAT, side_by_side
+from studio.words import Task
+
+CARD_COLUMNS = ["params", "size_bytes", "macro_f1", "accuracy", "perplexity", "rouge_l", "chrf", "answer_perplexity",
+                "degenerate_share", "agreement", "latency_ms"]
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~])")
@@ -32,13 +27,13 @@ def _yaml_list(items: list[str]) -> str:
 
 
 def metrics_table(rows: dict[str, dict]) -> str:
-    shown = [(key, title, fmt) for key, title, fmt in COLUMNS if any(r.get(key) is not None for r in rows.values())]
-    if not rows or not shown:
+    columns = metrics.shown(list(rows.values()), CARD_COLUMNS)
+    if not rows or not columns:
         return "No measurements were recorded for this run.\n"
-    lines = ["| model | " + " | ".join(title for _, title, _ in shown) + " |",
-             "|---" * (len(shown) + 1) + "|"]
+    lines = ["| model | " + " | ".join(c.title for c in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
     for name, row in rows.items():
-        cells = [fmt(row[key]) if isinstance(row.get(key), (int, float)) else "–" for key, _, fmt in shown]
+        cells = [c.text(row.get(c.key)) for c in columns]
         lines.append(f"| {md(name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -59,7 +54,7 @@ def model_card(info: dict) -> str:
             head.append(f"license_name: {json.dumps(info.get('licence_text') or 'see the teacher')}")
     head += [f"tags:{_yaml_list(tags)}", f"base_model_relation: {'quantized' if info.get('quantized') else 'finetune'}",
              "---", ""]
-    what = "sorts texts into one of its labels" if task == "classification" else "continues text / answers prompts"
+    what = "sorts texts into one of its labels" if task == Task.CLASSIFICATION else "continues text / answers prompts"
     made = (f"the teacher of an SLM Studio distillation (**{md(info['teacher'])}**), as used for the owner's data"
             if info.get("role") == "teacher" else
             f"A small model that {what}, made with SLM Studio by knowledge distillation from the teacher "
@@ -75,9 +70,9 @@ def model_card(info: dict) -> str:
         + "\npython predict.py \"your text here\"\n```\n",
         "Or in Python, with nothing but transformers installed:\n",
         "```python\nfrom transformers import AutoModelFor"
-        + ("SequenceClassification" if task == "classification" else "CausalLM")
+        + ("SequenceClassification" if task == Task.CLASSIFICATION else "CausalLM")
         + ", AutoTokenizer\nmodel = AutoModelFor"
-        + ("SequenceClassification" if task == "classification" else "CausalLM")
+        + ("SequenceClassification" if task == Task.CLASSIFICATION else "CausalLM")
         + ".from_pretrained(\"model\")\ntokenizer = AutoTokenizer.from_pretrained(\"model\")\n```\n",
         "## Training data\n",
         _data_summary(report),
@@ -124,7 +119,6 @@ def _answers_text(book: dict | None, names: list[str]) -> str:
     """Text generators: what teacher and this model answer to the first held-out prompts, beside the reference."""
     if not book or not book.get("prompts"):
         return ""
-    from studio.answers import NEW_TOKENS, NO_REPEAT
 
     return "\n".join(["### What it writes\n",
                       f"Greedy answers (up to {NEW_TOKENS} tokens, never repeating a run of {NO_REPEAT} tokens, as "
@@ -135,7 +129,6 @@ def _answers_text(book: dict | None, names: list[str]) -> str:
 
 def answers_table(book: dict, names: list[str], count: int = 5) -> list[str]:
     """Markdown table lines: prompt, reference and each named model's answer (marked when degenerate)."""
-    from studio.answers import side_by_side
 
     names = [n for n in dict.fromkeys(names) if n in book.get("by_model", {})]
     lines = ["| prompt | reference | " + " | ".join(md(n) for n in names) + " |", "|---" * (len(names) + 2) + "|"]
@@ -181,7 +174,7 @@ def _hybrid_text(hybrid: dict | None, task: str) -> str:
              f"student's confidence is below **{hybrid['threshold']:.4g}** ({hybrid['threshold_source']}; "
              "at 1 the teacher answers everything).\n",
              f"- The student answers **{hybrid['student_share']:.1%}** of inputs alone ({hybrid['measured_on']})."]
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         lines += [f"- Accuracy: student alone {hybrid['student_accuracy']:.1%}, hybrid {hybrid['hybrid_accuracy']:.1%}, "
                   f"teacher alone {hybrid['teacher_accuracy']:.1%}.", "",
                   "| threshold (`predict.py --threshold`) | student answers alone | hybrid accuracy |", "|---|---|---|"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from studio.batches import question_of
 from studio.export import predict
+from studio.words import Task
 
 TOLERANCE = 0.01
 OTHER_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -99,7 +100,7 @@ def measure(export_dir: Path, settings: dict, validation: list[dict], test: list
     student = predict.Runner(export_dir / "model", settings["task"], settings["runtime"],
                              export_dir / "onnx" / "model.onnx")
     student.continue_text = settings.get("inputs") == "text"
-    if settings["task"] == "classification":
+    if settings["task"] == Task.CLASSIFICATION:
         teacher = predict.Runner(export_dir / "teacher", settings["task"])
         return measure_classifier(student, teacher, validation, test, threshold)
     return measure_causal(student, validation, test, threshold, why)

@@ -20,9 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from studio.baselines import TFIDF, fit_baselines
+from studio.dataset import load_prepared
 from studio.errors import ConfigError, UnsupportedError
-from studio.export import EXPORT_JSON, ExportResult
-from studio.training import Progress, ProgressFn
+from studio.evaluate import class_scores
+from studio.export.card import md
+from studio.export.settings import EXPORT_JSON, ExportResult
+from studio.progress import ProgressFn, item_progress
+from studio.words import Task
 
 LOCALE = "C.UTF-8"
 """ONNX Runtime lower-cases with a named locale (en_US.UTF-8 unless told): C.UTF-8 exists on every Linux."""
@@ -53,15 +57,13 @@ def run_graph(graph: bytes | Path, texts: list[str]) -> tuple[list[str], np.ndar
 def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress: ProgressFn | None = None
                            ) -> ExportResult:
     """``zip_folder(stage, out_zip, root)`` writes the zip (the bundle's own, so every export zips alike)."""
-    from studio.dataset import load_prepared
-    from studio.evaluate import class_scores
 
     def say(step: int, message: str) -> None:
         if on_progress is not None:
-            on_progress(Progress("export", step, 3, 0, 1, message=message))
+            on_progress(item_progress("export", step, 3, message))
 
     config = json.loads((run_dir / "config.json").read_text())
-    if config["task"] != "classification":
+    if config["task"] != Task.CLASSIFICATION:
         raise ConfigError(["the TF-IDF baseline exists for classification runs only"])
     labels = config["labels"]
     dataset = load_prepared(config["dataset"])
@@ -83,7 +85,7 @@ def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress
         say(3, "writing the zip")
         (stage / "baseline.onnx").write_bytes(graph)
         shutil.copy2(Path(__file__).with_name("predict_linear.py"), stage / "predict.py")
-        (stage / EXPORT_JSON).write_text(json.dumps({"task": "classification", "labels": labels, "variant": TFIDF,
+        (stage / EXPORT_JSON).write_text(json.dumps({"task": Task.CLASSIFICATION, "labels": labels, "variant": TFIDF,
                                                      "runtime": "onnx"}, indent=2))
         files = {"README.md": "this model card", "baseline.onnx": "TF-IDF + logistic regression as one ONNX graph",
                  "predict.py": "python predict.py \"text\" (needs onnxruntime and numpy only)",
@@ -98,8 +100,6 @@ def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress
 
 
 def _card(config: dict, report, scores: dict, agreement: float, tested: int, params: int, size: int) -> str:
-    from studio.export.card import md
-
     lines = ["---", "library_name: onnx", "pipeline_tag: text-classification", "tags:", "  - slm-studio",
              "  - tfidf", "  - logistic-regression", "---", "",
              "# tfidf-baseline (SLM Studio export)\n",

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from studio.compress import parts
+from studio import model_parts as parts
 from studio.compress.base import WorkingModel
 from studio.errors import ModelLoadError
 

@@ -6,6 +6,10 @@
     export    one model of a distill job's run -> a zip (model folder, card, ONNX, GGUF, predict.py)
 
 The function gets a JobContext: where to work, how to report, and the storage to record results in.
+
+The worker's main process and the web pages import this module to read and check job configs; the pipeline
+modules (torch, transformers) are imported inside the functions that run a job, so they load only in the
+job's own process.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from pathlib import Path
 from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage
-from storage.models import Job
-from studio.baselines import LABELS_ONLY
+from storage.tables import Job, JobStatus
 from studio.baselines import NAMES as BASELINES
+from studio.distill_config import DistillConfig
 from studio.errors import ConfigError, StopRequested
-from studio.export import ExportSettings  # settings only: the export code itself loads when a job runs
+from studio.export.settings import ExportSettings  # settings only: the export code itself loads when a job runs
 from studio.jobs.reporter import JobReporter
+from studio.run import LABELS_ONLY, RunPaths
 from studio.settings import Check, Settings
 
 CHECKPOINT_EVERY_S = 300.0
@@ -60,7 +65,6 @@ class DistillJob(Settings):
         return [("dataset_id", self.dataset_id > 0, "the id of an uploaded dataset")]
 
     def other_problems(self) -> list[str]:
-        from studio.distill import DistillConfig
 
         try:
             DistillConfig.from_dict(self.distill)
@@ -69,12 +73,12 @@ class DistillJob(Settings):
         return []
 
 
-DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.9), "labels-only": (0.6, 0.9)}
+DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.9), "labels-only student": (0.6, 0.9)}
 
 
 def run_distill(ctx: JobContext) -> None:
     from studio.dataset import load_prepared
-    from studio.distill import DistillConfig, distill
+    from studio.distill import distill
     from studio.evaluate import evaluate_run
 
     spec = DistillJob.from_dict(ctx.job.config)
@@ -97,7 +101,7 @@ def run_distill(ctx: JobContext) -> None:
 def record_run_models(ctx: JobContext, report: dict, settings: dict) -> None:
     """Teacher and student as variants with their scores; the run's files as artifacts."""
     store, job_id = ctx.storage.store, ctx.job.id
-    teacher_path = json.loads((ctx.folder / "teacher.json").read_text())["path"]
+    teacher_path = RunPaths(ctx.folder).teacher_info()["path"]
     inside = Path(teacher_path).resolve().is_relative_to(ctx.folder.resolve())  # fine-tuned here, so this job's
     rows = {m["name"]: m for m in report["models"]}
     teacher_id = records.put_variant(ctx.db, job_id, name="teacher", role="teacher",
@@ -234,7 +238,7 @@ def parent_folder(ctx: JobContext) -> Path:
     viewer = owner(ctx)
     with ctx.db.session() as s:
         parent = job_rows.get(s, viewer, ctx.job.parent_id)
-        if parent.kind != "distill" or parent.status != "done":
+        if parent.kind != "distill" or parent.status != JobStatus.DONE:
             raise ConfigError([f"job {parent.id} is a {parent.kind} job that is {parent.status}; "
                                "compress and evaluate need a finished distillation"])
         return ctx.storage.store.resolve(parent.folder)
@@ -290,7 +294,7 @@ def export_file_name(parent_id: int, variant: str) -> str:
 
 
 def run_export(ctx: JobContext) -> None:
-    from studio.export import export_model
+    from studio.export.bundle import export_model
 
     spec = ExportSettings.from_dict(ctx.job.config)
     run_dir = parent_folder(ctx)

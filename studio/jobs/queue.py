@@ -26,8 +26,9 @@ from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage
 from storage.errors import DatabaseError
-from storage.models import Job
+from storage.tables import Job, JobStatus
 from studio.jobs.process_id import worker_name
+from studio.logs import JOB_LOG
 
 QUEUE_NAME = "slm-studio"
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ class JobQueue:
         submit died before enqueueing): enqueue them again."""
         waiting = self.pending_ids()
         with self.storage.db.session() as s:
-            queued = list(s.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id)))
+            queued = list(s.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.id)))
         lost = [job_id for job_id in queued if job_id not in waiting]
         for job_id in lost:
             self.enqueue(job_id)
@@ -87,7 +88,7 @@ class JobQueue:
             row = s.get(Job, job_id)
             folder, attempt = store.resolve(row.folder), row.attempt
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "job.log", "ab") as log:
+        with open(folder / JOB_LOG, "ab") as log:
             child = subprocess.Popen([sys.executable, "-m", "studio.jobs.runner", str(job_id)], stdout=log,
                                      stderr=subprocess.STDOUT, env=self._child_env())
         job_rows.set_worker(db, job_id, worker_name(child.pid), attempt)
@@ -97,15 +98,15 @@ class JobQueue:
         finally:
             self.children.pop(job_id, None)
         try:
-            records.record_artifacts(db, job_id, [store.describe(store.relative(folder / "job.log"))], "log")
+            records.record_artifacts(db, job_id, [store.describe(store.relative(folder / JOB_LOG))], "log")
         except IntegrityError:
             return  # the user deleted the finished job in the moment since; nothing is left to record
         # finish() changes only a job still marked running, i.e. one whose process died before closing it.
         if self.stopping:
-            job_rows.finish(db, job_id, "interrupted", "The worker was stopped before the job reached a safe point. "
+            job_rows.finish(db, job_id, JobStatus.INTERRUPTED, "The worker was stopped before the job reached a safe point. "
                                                        "Resume it to continue from its last checkpoint.", attempt)
         else:
-            job_rows.finish(db, job_id, "failed", f"The job's process ended unexpectedly (exit code {child.returncode};"
+            job_rows.finish(db, job_id, JobStatus.FAILED, f"The job's process ended unexpectedly (exit code {child.returncode};"
                                                   f" {_exit_reason(child.returncode)}). Its log is in the job folder; "
                                                   "resume the job to continue from its last checkpoint.", attempt)
 
@@ -133,7 +134,7 @@ class JobQueue:
             elif time.monotonic() - asked_at > CANCEL_GRACE_S:
                 child.kill()
                 child.wait()
-                job_rows.finish(self.storage.db, job_id, "cancelled",
+                job_rows.finish(self.storage.db, job_id, JobStatus.CANCELLED,
                                 "Stopped by force: the job did not reach a safe point within two minutes.", attempt)
 
     def _child_env(self) -> dict[str, str]:

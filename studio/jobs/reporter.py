@@ -10,15 +10,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from storage import jobs as job_rows
 from storage.db import Database
 from storage.errors import JobLostError
 from studio.errors import StopRequested
-
-if TYPE_CHECKING:  # the worker's main process never loads torch; only the job's child process does
-    from studio.training import Progress
+from studio.progress import Progress  # no torch: the worker's main process never loads it
 
 WRITE_EVERY_S = 0.5
 """Progress without new metrics is written at most this often; metric rows are written as they come."""
@@ -62,25 +59,28 @@ class JobReporter:
         """The pipeline's progress callback."""
         if self.echo is not None:
             self.echo(p)
-        if p.stage == "variant":  # one of several items (variants): its own slice of the current part
+        if p.stage == "variant":  # one of several variants: each its own slice of the current part
             lo, hi = self.part_span
-            width = (hi - lo) / max(1, p.epochs)
-            self.span = (lo + width * (p.epoch - 1), lo + width * p.epoch)
+            width = (hi - lo) / max(1, p.items)
+            self.span = (lo + width * (p.item - 1), lo + width * p.item)
         if p.restart_step is not None:
-            job_rows.forget_metrics_after(self.db, self.job_id, p.stage, p.restart_step)
-        lo, hi = self.spans.get(p.stage.split(" ")[0], self.span)
-        done = 0.0 if p.stage == "variant" else ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)
+            job_rows.forget_metrics_after(self.db, self.job_id, p.stage, p.restart_step, label=p.label)
+        lo, hi = self.spans.get(p.stage, self.span)
+        if p.items:  # an item started: the variant's slice starts empty, export step 3 of 6 is a third done
+            done = 0.0 if p.stage == "variant" else (p.item - 1) / p.items
+        else:
+            done = ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)
         fraction = lo + (hi - lo) * min(1.0, done)
         metrics = []
+        row = {"stage": p.stage, "label": p.label, "step": p.global_step, "epoch": p.epoch}
         if p.loss is not None and p.global_step is not None and p.restart_step is None:
-            metrics.append({"stage": p.stage, "name": "loss", "step": p.global_step, "epoch": p.epoch, "value": p.loss})
+            metrics.append({**row, "name": "loss", "value": p.loss})
             if p.lr is not None:
-                metrics.append({"stage": p.stage, "name": "lr", "step": p.global_step, "epoch": p.epoch, "value": p.lr})
+                metrics.append({**row, "name": "lr", "value": p.lr})
         if p.validation is not None and p.global_step is not None:
-            metrics.append({"stage": p.stage, "name": "validation", "step": p.global_step, "epoch": p.epoch,
-                            "value": p.validation})
-        step = f"{p.stage} epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}" if p.epochs > 1 else \
-            f"{p.stage} step {p.step}/{p.steps}"
+            metrics.append({**row, "name": "validation", "value": p.validation})
+        step = f"{p.title} epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}" if p.epochs > 1 else \
+            f"{p.title} step {p.step}/{p.steps}"
         if p.message:
             step = p.message
         if metrics or p.message or time.monotonic() - self._last_write >= WRITE_EVERY_S:

@@ -17,11 +17,12 @@ from collections.abc import Callable
 from storage import jobs as job_rows
 from storage.config import Storage, open_storage
 from storage.errors import JobLostError, StorageError
-from storage.models import Job
+from storage.tables import Job, JobStatus
 from studio.errors import StopRequested, StudioError
 from studio.jobs.kinds import CHECKPOINT_EVERY_S, KINDS, JobContext
 from studio.jobs.process_id import worker_name
 from studio.jobs.reporter import JobReporter
+from studio.logs import JOB_LOG, job_log, quiet_libraries
 
 HEARTBEAT_S = 5.0
 log = logging.getLogger("studio.jobs")
@@ -44,27 +45,29 @@ def run_claimed(storage: Storage, job_id: int, *, checkpoint_every_s: float = CH
     reporter.keep_alive(HEARTBEAT_S)
     ctx = JobContext(storage, job, folder, reporter, checkpoint_every_s)
     try:
-        KINDS[job.kind].run(ctx)
-        status, error = "done", None
+        with job_log(folder / JOB_LOG):
+            KINDS[job.kind].run(ctx)
+        status, error = JobStatus.DONE, None
     except JobLostError:
         log.warning("job %s was taken from this process; stopping without writing more", job_id)
         return "lost"
     except KeyboardInterrupt:  # a second Ctrl-C in the foreground: no checkpoint, but never left running
         reporter.finished.set()
-        job_rows.finish(storage.db, job_id, "interrupted", "Stopped at once (Ctrl-C). Resume it to continue from "
+        job_rows.finish(storage.db, job_id, JobStatus.INTERRUPTED, "Stopped at once (Ctrl-C). Resume it to continue from "
                         "its last checkpoint.", attempt=job.attempt)
         raise
     except StopRequested:
         if shutdown is not None and shutdown.is_set():
-            status, error = "interrupted", "The worker was shut down; the job was saved at its last step. Resume it."
+            status, error = JobStatus.INTERRUPTED, "The worker was shut down; the job was saved at its last step. Resume it."
         else:
-            status, error = "cancelled", None
+            status, error = JobStatus.CANCELLED, None
     except (StudioError, StorageError) as err:
-        status, error = "failed", str(err)
+        status, error = JobStatus.FAILED, str(err)
     except Exception as err:  # noqa: BLE001 - anything else is still the job's failure, never the worker's
-        traceback.print_exc()
-        status, error = "failed", (f"Unexpected error: {type(err).__name__}: {err}. The full report is in the job's "
-                                   f"log ({job.folder}/job.log); resume the job to try again from its last checkpoint.")
+        with open(folder / JOB_LOG, "a", encoding="utf-8") as out:  # the log the message points at, in the CLI too
+            traceback.print_exc(file=out)
+        status, error = JobStatus.FAILED, (f"Unexpected error: {type(err).__name__}: {err}. The full report is in the job's "
+                                   f"log ({job.folder}/{JOB_LOG}); resume the job to try again from its last checkpoint.")
     finally:
         reporter.finished.set()
     job_rows.finish(storage.db, job_id, status, error, attempt=job.attempt)
@@ -112,6 +115,7 @@ def _die_with_parent() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    quiet_libraries()  # until the job starts and its own log takes them
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     every = float(os.environ.get("SLM_STUDIO_CHECKPOINT_S", CHECKPOINT_EVERY_S))
     status = run_claimed(storage, job_id, checkpoint_every_s=every, cancel=cancel, shutdown=shutdown)
-    return 0 if status in ("done", "cancelled", "interrupted") else 1
+    return 0 if status in (JobStatus.DONE, JobStatus.CANCELLED, JobStatus.INTERRUPTED) else 1
 
 
 if __name__ == "__main__":

@@ -19,11 +19,12 @@ from storage.artifacts import sha256_of
 from storage.config import Storage
 from storage.errors import JobStateError
 from storage.jobs import Viewer
-from storage.models import Job, Variant
+from storage.tables import Job, JobStatus, Variant
 from studio.dataset import DatasetLimits, DatasetOptions, prepare_dataset
 from studio.errors import ConfigError, QuotaError
 from studio.hosting import HostSettings
 from studio.jobs.kinds import KINDS
+from studio.jobs.queue import JobQueue
 
 
 def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOptions | None = None,
@@ -69,12 +70,12 @@ def quota_left(storage: Storage, viewer: Viewer) -> int | None:
     return quota - used
 
 
-def check_model_folder(storage: Storage, viewer: Viewer, spec: str | None) -> None:
+def check_model_folder_is_theirs(storage: Storage, viewer: Viewer, spec: str | None) -> None:
     """A teacher or student given as a folder: never inside another user's job, and in a hosted studio
     only from the shared models folder (users must not read the server's files through the studio). In a
     hosted studio a path outside that folder is refused alike whether it exists or not: the answer says
     nothing about the server's files."""
-    from studio.teacher import CATALOG
+    from studio.teacher import CATALOG  # torch: loaded only by the commands that check a model
 
     if not spec or spec in CATALOG:
         return
@@ -114,7 +115,7 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
     dataset_id = getattr(spec, "dataset_id", None)
     if kind == "distill":
         for key in ("teacher", "student"):
-            check_model_folder(storage, viewer, spec.distill.get(key))
+            check_model_folder_is_theirs(storage, viewer, spec.distill.get(key))
     with storage.db.session() as s:
         if dataset_id:
             records.get_dataset(s, viewer, dataset_id)
@@ -122,7 +123,7 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
             if parent_id is None:
                 raise ConfigError([f"a {kind} job works on a finished distillation: give its job id"])
             parent = job_rows.get(s, viewer, parent_id)
-            if parent.kind != "distill" or parent.status != "done":
+            if parent.kind != "distill" or parent.status != JobStatus.DONE:
                 raise JobStateError(f"Job {parent_id} is a {parent.kind} job that is {parent.status}; a {kind} job "
                                     "needs a finished distillation. Wait for it to finish, or resume it.")
         if kind == "compress":
@@ -138,12 +139,12 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
 
 def _check_names_free(s, parent_id: int, spec) -> None:
     """Two compress jobs on one run must not make variants of the same name (one folder each)."""
-    from studio.compress.pipeline import parse_recipe, recipe_names
+    from studio.compress.pipeline import parse_recipe, recipe_names  # torch: only when compressing
 
     wanted = recipe_names([(name, parse_recipe(text)) for name, text in spec.recipes])
     family = job_rows.descendants(s, parent_id)
     taken = {v.name: v.job_id for v in s.scalars(select(Variant).where(Variant.job_id.in_(family)))}
-    for other in s.scalars(select(Job).where(Job.id.in_(family), Job.kind == "compress", Job.status != "done")):
+    for other in s.scalars(select(Job).where(Job.id.in_(family), Job.kind == "compress", Job.status != JobStatus.DONE)):
         recipes = [(name, parse_recipe(text)) for name, text in other.config.get("recipes", [])]
         taken.update({name: other.id for name in recipe_names(recipes)})
     clashes = [f"a variant named '{n}' is made by job {taken[n]} on this run; give this one another name "
@@ -178,6 +179,5 @@ def delete(storage: Storage, viewer: Viewer, job_id: int) -> list[int]:
 
 
 def _queue(storage: Storage):
-    from studio.jobs.queue import JobQueue
 
     return JobQueue(storage)

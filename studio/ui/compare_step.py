@@ -10,15 +10,16 @@ import gradio as gr
 
 from storage import jobs as job_rows
 from storage import records
+from studio.answers import NEW_TOKENS
 from studio.charts import Budget, confusion_figure, loss_figure, metric_bars, quality_key, recommend, tradeoff_figure
+from studio.export.card import answers_table
+from studio.metrics import BY_KEY
 from studio.ui.compress_step import runs_choice
-from studio.ui.context import UIContext, error_box, message_of
+from studio.ui.context import UIContext, error_box, shows_errors
 
 COLUMNS = [("name", "model"), ("status", "status"), ("quality", "macro-F1 (or ROUGE-L of answers)"),
-           ("accuracy", "accuracy"),
-           ("size_bytes", "MB"),
-           ("latency_ms", "ms / request"), ("throughput", "per second"), ("params", "parameters"),
-           ("agreement", "agrees with teacher")]
+           *[(key, BY_KEY[key].title + (" (MB)" if key == "size_bytes" else ""))
+             for key in ("accuracy", "size_bytes", "latency_ms", "throughput", "params", "agreement")]]
 
 
 @dataclass
@@ -42,14 +43,7 @@ class CompareTab:
 def compare_rows(ctx: UIContext, viewer, run_id: int) -> list[dict]:
     """Teacher, student and the variants made from this run, each with its latest scores."""
     with ctx.storage.db.session() as s:
-        family = job_rows.descendants(s, job_rows.get(s, viewer, run_id).id)
-        rows = []
-        for job_id in family:
-            if job_rows.get(s, viewer, job_id).kind == "evaluate":
-                continue
-            for v in records.variants_of(s, viewer, job_id):
-                rows.append({"name": v.name, "status": v.status, **records.scores_of(s, v.id)})
-    return rows
+        return [m.with_scores() for m in records.run_models(s, viewer, run_id)]
 
 
 def run_report(ctx: UIContext, viewer, run_id: int) -> dict:
@@ -73,8 +67,6 @@ def with_judgement(models: list[dict], report: dict) -> list[dict]:
 
 def answers_markdown(report: dict, count: int = 5) -> str:
     """Text generators: each model's answers to the same held-out prompts, side by side with the reference."""
-    from studio.answers import NEW_TOKENS
-    from studio.export.card import answers_table
 
     book = report.get("answers")
     if not book or not book.get("prompts"):
@@ -117,17 +109,15 @@ def table_rows(models: list[dict]) -> list[list]:
     return out
 
 
+@shows_errors(lambda message: (error_box(message), [], None, None, None, None, gr.update(choices=[], value=None), None, [], ""))
 def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
     nothing = (None, None, None, None, gr.update(choices=[], value=None), None, [], "")
     if not run_id:
         return "*Finish a distillation first (step 3).*", [], *nothing
-    try:
-        report = run_report(ctx, viewer, int(run_id))
-        models = with_judgement(compare_rows(ctx, viewer, int(run_id)), report)
-        with ctx.storage.db.session() as s:
-            curve = records.training_curve(s, viewer, int(run_id))
-    except Exception as err:  # noqa: BLE001
-        return error_box(message_of(err)), [], *nothing
+    report = run_report(ctx, viewer, int(run_id))
+    models = with_judgement(compare_rows(ctx, viewer, int(run_id)), report)
+    with ctx.storage.db.session() as s:
+        curve = records.training_curve(s, viewer, int(run_id))
     budget = Budget(max_mb or None, max_ms or None, min_quality or None)
     advice = recommend(models, budget)
     words = f"**Recommended: {advice.name}.** {advice.reason}" if advice.name else f"**{advice.reason}**"
@@ -175,14 +165,15 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     def show(run_id, mb, ms, quality, request: gr.Request = None):
         return comparison(ctx, ctx.viewer(request), run_id, mb, ms, quality)
 
+    def warned(message: str) -> tuple[None, list]:
+        gr.Warning(message)
+        return None, []
+
+    @shows_errors(warned)
     def look(run_id, name, request: gr.Request = None):
         if not run_id:
             return None, []
-        try:
-            return closer_look(run_report(ctx, ctx.viewer(request), int(run_id)), name)
-        except Exception as err:  # noqa: BLE001
-            gr.Warning(message_of(err))
-            return None, []
+        return closer_look(run_report(ctx, ctx.viewer(request), int(run_id)), name)
 
     inputs = [run, max_mb, max_ms, min_quality]
     outputs = [advice, table, size_chart, latency_chart, bars, curve, closer, confusion, per_class, answers]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from storage import jobs as job_rows
+from storage.tables import JobStatus
 from studio.jobs import service
 from studio.ui.context import UIContext, error_box, message_of
 
@@ -33,7 +34,7 @@ class CompressTab:
 
 def finished_runs(ctx: UIContext, viewer) -> list[tuple[str, int]]:
     with ctx.storage.db.session() as s:
-        jobs = job_rows.list_jobs(s, viewer, limit=100, kind="distill", status="done")
+        jobs = job_rows.list_jobs(s, viewer, limit=100, kind="distill", status=JobStatus.DONE)
     return [(f"job {j.id}: {j.title}", j.id) for j in jobs]
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
@@ -64,6 +67,24 @@ def message_of(err: Exception) -> str:
     logging.getLogger("studio.ui").error("unexpected error, reference %s", reference, exc_info=err)
     return (f"Something went wrong ({type(err).__name__}). Give your administrator the reference {reference}: "
             "the details are in the server log under it.")
+
+
+def shows_errors(on_error: Callable[[str], Any]) -> Callable:
+    """A page handler whose failure becomes the message the user sees, in one place: ``on_error(message)`` gives the
+    handler's outputs then. Our own errors show as they are; anything else is logged with a reference the message
+    gives (message_of), never shown as a traceback."""
+
+    def wrap(handler: Callable) -> Callable:
+        @functools.wraps(handler)  # Gradio reads the signature (gr.Request) through __wrapped__
+        def run(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - every failure becomes a message for the user
+                return on_error(message_of(err))
+
+        return run
+
+    return wrap
 
 
 def error_box(text: str) -> str:

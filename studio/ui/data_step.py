@@ -12,13 +12,15 @@ from gradio.data_classes import FileData
 from gradio.utils import NamedString
 from gradio_client import utils as client_utils
 
+from storage.records import get_dataset
 from studio.charts import class_balance_figure
 from studio.dataset import DatasetOptions, DatasetReport, iter_rows
 from studio.jobs import service
-from studio.ui.context import UIContext, error_box, message_of
+from studio.ui.context import UIContext, error_box, shows_errors
+from studio.words import Task
 
 DETECT = "(detect)"
-TASKS = [DETECT, "classification", "causal_lm"]
+TASKS = [DETECT, Task.CLASSIFICATION, Task.CAUSAL_LM]
 FILE_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".txt", ".parquet"]
 
 
@@ -74,7 +76,7 @@ def report_text(report: DatasetReport) -> str:
     cols = ", ".join(f"{k} = `{v}`" for k, v in [("text", report.text_column), ("label", report.label_column),
                                                   ("prompt", report.prompt_column),
                                                   ("response", report.response_column)] if v)
-    task = "sorting texts into labels (classification)" if report.task == "classification" else \
+    task = "sorting texts into labels (classification)" if report.task == Task.CLASSIFICATION else \
         "learning to write text like yours (causal language model)"
     lines = [f"**{report.rows_used:,} of {report.rows_read:,} rows are ready** for {task}.",
              f"Columns used: {cols}. File: {report.format.upper()}, {report.encoding}.",
@@ -87,6 +89,7 @@ def report_text(report: DatasetReport) -> str:
     return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if lines[3:] else "")
 
 
+@shows_errors(lambda message: Checked(error_box(message), [], [], None, None, []))
 def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, text_column: str = DETECT,
                label_column: str = DETECT, prompt_column: str = DETECT, response_column: str = DETECT,
                test_path: str | None = None) -> Checked:
@@ -99,17 +102,12 @@ def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, tex
     def given(value: str) -> str | None:
         return None if value in (DETECT, "", None) else value
 
-    try:
-        headers, rows = preview_rows(file)
-        options = DatasetOptions(task=given(task), text_column=given(text_column), label_column=given(label_column),
-                                 prompt_column=given(prompt_column), response_column=given(response_column))
-        dataset_id = service.add_dataset(ctx.storage, viewer, file, options, name=file.name,
-                                         test_file=Path(test_path) if test_path else None)
-    except Exception as err:  # noqa: BLE001 - every failure becomes a message for the user
-        return Checked(error_box(message_of(err)), [], [], None, None, [])
+    headers, rows = preview_rows(file)
+    options = DatasetOptions(task=given(task), text_column=given(text_column), label_column=given(label_column),
+                             prompt_column=given(prompt_column), response_column=given(response_column))
+    dataset_id = service.add_dataset(ctx.storage, viewer, file, options, name=file.name,
+                                     test_file=Path(test_path) if test_path else None)
     with ctx.storage.db.session() as s:
-        from storage.records import get_dataset
-
         report = DatasetReport(**get_dataset(s, viewer, dataset_id).report)
     balance = class_balance_figure(report.label_counts) if report.label_counts else None
     return Checked(report_text(report), rows, headers, balance, dataset_id, report.columns)

@@ -10,38 +10,34 @@ import gradio as gr
 
 from storage import jobs as job_rows
 from storage import records
+from storage.tables import JobStatus
 from studio.charts import loss_figure
-from studio.distill import DistillConfig, student_words
+from studio.distill_config import DistillConfig
+from studio.distill_plan import student_words
 from studio.jobs import service
+from studio.settings import choices_of, help_of
 from studio.teacher import CATALOG
-from studio.ui.context import UIContext, error_box, message_of
+from studio.ui.context import UIContext, error_box, shows_errors
+from studio.words import Task
 
 # Presets per task: the student's depth and how long it trains are the big levers. Balanced is the plain
 # defaults: a floor in training steps, validation with early stopping, the teacher's learning rate chosen.
 PRESETS = {
-    "classification": {"Fastest": {"student_layers": 2, "min_steps": 150, "teacher_learning_rate": 1e-4},
+    Task.CLASSIFICATION: {"Fastest": {"student_layers": 2, "min_steps": 150, "teacher_learning_rate": 1e-4},
                        "Balanced": {},
                        "Best quality": {"student_layers": 4, "epochs": 3, "teacher_epochs": 3, "min_steps": 400}},
     # text generators: the 'answers' recipe (see studio.generator); the presets change its budget in tokens
-    "causal_lm": {"Fastest": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 150_000},
+    Task.CAUSAL_LM: {"Fastest": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 150_000},
                   "Balanced": {"batch_size": 8, "temperature": 1.0},
                   "Best quality": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 1_000_000}},
 }
 PRESET_WORDS = {"Fastest": "smallest student (classifiers), shortest training, no learning-rate search",
                 "Balanced": "a good default: enough training for small data, learning rate chosen on your data",
                 "Best quality": "deeper student, longer training; slower to train and to run"}
-ADVANCED = ["student", "student_layers", "recipe", "kd_tokens", "epochs", "min_steps", "patience", "balance",
-            "temperature", "alpha", "learning_rate", "teacher_training", "teacher_learning_rate", "batch_size",
-            "max_length", "lora", "lora_r", "teacher_epochs", "top_k", "trim_vocab", "labels_only_student", "seed"]
-CHOICES = {"recipe": ["auto", "answers", "plain"], "balance": ["auto", "weights", "off"],
-           "teacher_training": ["auto", "full", "head"]}
-CHOICE_INFO = {"recipe": "text generators: answers tunes the teacher on your answers and distils on its own answers "
-                         "plus general text; plain distils on your rows alone",
-               "balance": "auto: each class counts equally when labels are skewed",
-               "teacher_training": "auto: a text generator keeps its weights and only its head learns your labels "
-                                   "(minutes on a CPU); an encoder is fine-tuned fully"}
+ADVANCED = [f for f in dataclasses.fields(DistillConfig) if f.metadata.get("advanced")]
+"""The advanced settings shown: every DistillConfig field made with setting(..., advanced=True)."""
 LAYERS_OF_TEACHER = "(layers of the teacher; MiniLM's for a text generator)"
-STUDENTS = [LAYERS_OF_TEACHER] + [key for key, entry in CATALOG.items() if entry.task == "classification"]
+STUDENTS = [LAYERS_OF_TEACHER] + [key for key, entry in CATALOG.items() if entry.task == Task.CLASSIFICATION]
 """A student other than the teacher's own layers: a catalog classifier (folders are the teacher step's business)."""
 
 
@@ -61,7 +57,7 @@ class DistillTab:
 
 def preset_values(task: str, preset: str) -> dict:
     values = DistillConfig().to_dict()
-    values.update(PRESETS.get(task, PRESETS["classification"]).get(preset, {}))
+    values.update(PRESETS.get(task, PRESETS[Task.CLASSIFICATION]).get(preset, {}))
     return values
 
 
@@ -74,6 +70,7 @@ def start_problem(teacher: str | None, dataset_id: int | None) -> str | None:
     return None
 
 
+@shows_errors(lambda message: (None, error_box(message)))
 def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | None, values: dict) -> tuple[int | None, str]:
     """Submit the distillation; (job id or None, what to tell the user)."""
     problem = start_problem(teacher, dataset_id)
@@ -84,14 +81,11 @@ def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | Non
         values = {**values, "student": None}
     elif student not in STUDENTS:  # the page offers catalog students only; a request may say anything
         return None, error_box(f"'{student}' is not a student this studio offers; choose one of {', '.join(STUDENTS)}.")
-    try:
-        config = DistillConfig.from_dict({**values, "teacher": teacher})
-        with ctx.storage.db.session() as s:
-            name = records.get_dataset(s, viewer, dataset_id).name
-        job_id = service.submit(ctx.storage, viewer, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
-                                title=f"{teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}")
-    except Exception as err:  # noqa: BLE001
-        return None, error_box(message_of(err))
+    config = DistillConfig.from_dict({**values, "teacher": teacher})
+    with ctx.storage.db.session() as s:
+        name = records.get_dataset(s, viewer, dataset_id).name
+    job_id = service.submit(ctx.storage, viewer, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
+                            title=f"{teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}")
     return job_id, f"Job {job_id} queued. It runs in the worker; you can close this page and come back."
 
 
@@ -103,32 +97,30 @@ def progress_bar(fraction: float, label: str) -> str:
             f'<span style="position:absolute;left:8px;top:1px;font-size:13px">{pct:.0f}% — {label}</span></div>')
 
 
+@shows_errors(lambda message: (error_box(message), "", None, False))
 def job_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, object | None, bool]:
     """(status words, progress bar, loss chart, whether Cancel can work) for the job followed."""
     if not job_id:
         return "No distillation started yet.", "", None, False
-    try:
-        with ctx.storage.db.session() as s:
-            job = job_rows.get(s, viewer, job_id)
-            curve = records.training_curve(s, viewer, job_id)
-    except Exception as err:  # noqa: BLE001
-        return error_box(message_of(err)), "", None, False
+    with ctx.storage.db.session() as s:
+        job = job_rows.get(s, viewer, job_id)
+        curve = records.training_curve(s, viewer, job_id)
     words = f"**Job {job.id}** is **{job.status}**."
-    if job.status == "queued":
+    if job.status == JobStatus.QUEUED:
         words += " Waiting for the worker (start it with `python -m studio worker` if nothing happens)."
-    if job.status == "done":
+    if job.status == JobStatus.DONE:
         words += " Go on to step 4 (Compress) or 5 (Compare)."
     if job.error:
         words += "\n\n" + error_box(job.error)
     return words, progress_bar(job.progress, job.step), loss_figure(curve) if curve else None, \
-        job.status in ("queued", "running")
+        job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def latest_active(ctx: UIContext, viewer, kind: str = "distill") -> int | None:
     """The job to show when a page opens: this user's newest running or queued one, else the newest."""
     with ctx.storage.db.session() as s:
         jobs = job_rows.list_jobs(s, viewer, limit=20, kind=kind)
-    active = [j for j in jobs if j.status in ("running", "queued")]
+    active = [j for j in jobs if j.status in (JobStatus.RUNNING, JobStatus.QUEUED)]
     shown = active or jobs
     return shown[0].id if shown else None
 
@@ -137,21 +129,19 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     gr.Markdown("### 3. Distill\nThe student learns from the teacher's answers on your data.")
     preset = gr.Radio(list(PRESET_WORDS), value="Balanced", label="Preset",
                       info="; ".join(f"{k}: {v}" for k, v in PRESET_WORDS.items()))
-    defaults = preset_values("classification", "Balanced")
-    fields = {f.name: f for f in dataclasses.fields(DistillConfig)}
+    defaults = preset_values(Task.CLASSIFICATION, "Balanced")
     settings: dict[str, gr.components.Component] = {}
     with gr.Accordion("Advanced settings", open=False):
-        for name in ADVANCED:
-            if name == "student":
-                settings[name] = gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label="student",
-                                             info="A text generator teaching a classifier gets a MiniLM student")
-            elif name in CHOICES:
-                settings[name] = gr.Dropdown(CHOICES[name], value=defaults[name], label=name.replace("_", " "),
-                                             info=CHOICE_INFO.get(name))
-            elif fields[name].type in ("bool", bool):
-                settings[name] = gr.Checkbox(value=defaults[name], label=name.replace("_", " "))
+        for field in ADVANCED:
+            name, label, info = field.name, field.name.replace("_", " "), help_of(field)
+            if name == "student":  # the page offers catalog students; a text generator teaching a classifier gets MiniLM
+                settings[name] = gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label=label, info=info)
+            elif choices_of(field):
+                settings[name] = gr.Dropdown(list(choices_of(field)), value=defaults[name], label=label, info=info)
+            elif isinstance(field.default, bool):
+                settings[name] = gr.Checkbox(value=defaults[name], label=label, info=info)
             else:
-                settings[name] = gr.Number(value=defaults[name], label=name.replace("_", " "),
+                settings[name] = gr.Number(value=defaults[name], label=label, info=info,
                                            precision=0 if isinstance(defaults[name], int) else None)
     why_not = gr.Markdown(start_problem(None, None))
     with gr.Row():
@@ -165,7 +155,7 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     names = list(settings)
 
     def apply_preset(choice, ds, request: gr.Request = None):
-        task = "classification"
+        task = Task.CLASSIFICATION
         if ds:
             with ctx.storage.db.session() as s:
                 task = records.get_dataset(s, ctx.viewer(request), ds).task
@@ -184,11 +174,9 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         words, bar, figure, can_cancel = job_view(ctx, ctx.viewer(request), current)
         return words, bar, figure, gr.update(interactive=can_cancel)
 
+    @shows_errors(error_box)
     def on_cancel(current, request: gr.Request = None):
-        try:
-            service.cancel(ctx.storage, ctx.viewer(request), current)
-        except Exception as err:  # noqa: BLE001
-            return error_box(message_of(err))
+        service.cancel(ctx.storage, ctx.viewer(request), current)
         return "Stopping after the current step (it can be resumed from History)."
 
     preset.change(apply_preset, [preset, dataset_id], list(settings.values()))

@@ -10,15 +10,14 @@ import json
 from dataclasses import dataclass
 
 import gradio as gr
-from sqlalchemy import select
 
 from storage import jobs as job_rows
 from storage import records
-from storage.models import Job
+from storage.tables import JobStatus
 from studio.baselines import TFIDF
 from studio.jobs import service
 from studio.ui.compress_step import runs_choice
-from studio.ui.context import UIContext, error_box, message_of
+from studio.ui.context import UIContext, error_box, shows_errors
 from studio.ui.distill_step import progress_bar
 
 
@@ -42,15 +41,13 @@ def exportable_models(ctx: UIContext, viewer, run_id: int | None) -> list[tuple[
     if not run_id:
         return []
     with ctx.storage.db.session() as s:
-        job_rows.get(s, viewer, run_id)  # not this user's run: an error, not someone else's variants
-        family = job_rows.descendants(s, run_id)
-        visible = set(s.scalars(job_rows.visible(select(Job.id).where(Job.id.in_(family)), viewer)))
-        variants = [v for job_id in family if job_id in visible for v in records.variants_of(s, viewer, job_id)]
+        variants = records.run_models(s, viewer, run_id)
     named = [("student (the distilled model)", "student"), ("teacher", "teacher")]
     return named + [(f"{v.name} ({v.role}, {v.method})", v.name) for v in variants if v.status == "ok"
                     and v.name not in ("student", "teacher") and (v.role != "baseline" or v.name == TFIDF)]
 
 
+@shows_errors(lambda message: (None, error_box(message)))
 def start_export(ctx: UIContext, viewer, run_id, model, onnx, gguf, hybrid, threshold) -> tuple[int | None, str]:
     if not run_id:
         return None, error_box("Choose a finished distillation first (step 3).")
@@ -61,30 +58,25 @@ def start_export(ctx: UIContext, viewer, run_id, model, onnx, gguf, hybrid, thre
                                "or leave it empty to have it chosen for you.")
     settings = {"variant": model or "student", "onnx": bool(onnx), "gguf": bool(gguf), "hybrid": bool(hybrid),
                 "threshold": level}
-    try:
-        job_id = service.submit(ctx.storage, viewer, "export", settings, parent_id=int(run_id),
-                                title=f"export {settings['variant']} of job {run_id}")
-    except Exception as err:  # noqa: BLE001
-        return None, error_box(message_of(err))
+    job_id = service.submit(ctx.storage, viewer, "export", settings, parent_id=int(run_id),
+                            title=f"export {settings['variant']} of job {run_id}")
     return job_id, f"Export job {job_id} queued."
 
 
+@shows_errors(lambda message: (error_box(message), "", ""))
 def export_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, str]:
     """(status words, progress bar, download link and summary) of the export job followed."""
     if not job_id:
         return "", "", ""
-    try:
-        with ctx.storage.db.session() as s:
-            job = job_rows.get(s, viewer, job_id)
-            files = [a for a in records.artifacts_of(s, viewer, job_id) if a.kind == "export"]
-        words = f"**Export job {job.id}** is **{job.status}**."
-        if job.error:
-            words += "\n\n" + error_box(job.error)
-        if job.status != "done" or not files:
-            return words, progress_bar(job.progress, job.step) if job.status in ("queued", "running") else "", ""
-        summary = json.loads(ctx.storage.store.resolve(job.folder).joinpath("export.json").read_text())
-    except Exception as err:  # noqa: BLE001 - e.g. the job's files were deleted meanwhile
-        return error_box(message_of(err)), "", ""
+    with ctx.storage.db.session() as s:
+        job = job_rows.get(s, viewer, job_id)
+        files = [a for a in records.artifacts_of(s, viewer, job_id) if a.kind == "export"]
+    words = f"**Export job {job.id}** is **{job.status}**."
+    if job.error:
+        words += "\n\n" + error_box(job.error)
+    if job.status != JobStatus.DONE or not files:
+        return words, progress_bar(job.progress, job.step) if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "", ""
+    summary = json.loads(ctx.storage.store.resolve(job.folder).joinpath("export.json").read_text())
     return words, "", download_html(job.id, files[0].path.rsplit("/", 1)[-1], files[0].bytes, summary)
 
 
@@ -130,11 +122,9 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
     """The finished export whose link is on the page: the timer leaves it alone (no flicker under a click)."""
     timer = gr.Timer(2.0)
 
+    @shows_errors(lambda message: (gr.update(choices=[], value=None), gr.update(interactive=False), error_box(message)))
     def on_run(run_id, request: gr.Request = None):
-        try:
-            models = exportable_models(ctx, ctx.viewer(request), run_id)
-        except Exception as err:  # noqa: BLE001
-            return gr.update(choices=[], value=None), gr.update(interactive=False), error_box(message_of(err))
+        models = exportable_models(ctx, ctx.viewer(request), run_id)
         return (gr.update(choices=models, value=models[0][1] if models else None),
                 gr.update(interactive=bool(models)), "" if run_id else "*Finish a distillation first (step 3).*")
 

@@ -9,9 +9,11 @@ import gradio as gr
 
 from storage import jobs as job_rows
 from storage import records
+from storage.tables import JobStatus
 from studio.charts import loss_figure
 from studio.jobs import service
-from studio.ui.context import UIContext, error_box, message_of
+from studio.metrics import scores_text
+from studio.ui.context import UIContext, error_box, shows_errors
 
 HEADERS = ["id", "kind", "status", "progress", "step", "created", "owner", "title", "latest loss"]
 
@@ -36,26 +38,23 @@ def history_rows(ctx: UIContext, viewer, limit: int = 50) -> list[list]:
              "" if j.last_loss is None else f"{j.last_loss:.4f}"] for j in jobs]
 
 
+@shows_errors(lambda message: (error_box(message), None, {"cancel": False, "resume": False, "delete": False}))
 def job_detail(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, object | None, dict]:
     """(the job in words, its loss chart, which buttons can work now)."""
     if not job_id:
         return "Pick a job by its id to see it here.", None, {"cancel": False, "resume": False, "delete": False}
-    try:
-        with ctx.storage.db.session() as s:
-            job = job_rows.get(s, viewer, int(job_id))
-            curve = records.training_curve(s, viewer, job.id)
-            scores = [(v.name, records.scores_of(s, v.id)) for v in records.variants_of(s, viewer, job.id)]
-    except Exception as err:  # noqa: BLE001
-        return error_box(message_of(err)), None, {"cancel": False, "resume": False, "delete": False}
+    with ctx.storage.db.session() as s:
+        job = job_rows.get(s, viewer, int(job_id))
+        curve = records.training_curve(s, viewer, job.id)
+        scores = [(v.name, records.scores_of(s, v.id)) for v in records.variants_of(s, viewer, job.id)]
     lines = [f"**Job {job.id}** — {job.kind}: {job.title}", f"Status **{job.status}**, {job.progress:.0%} — {job.step}"]
     if job.error:
         lines.append(error_box(job.error))
     for name, values in scores:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in ("accuracy", "macro_f1", "perplexity", "rouge_l",
-                                                                                "latency_ms", "size_bytes"))
+        shown = scores_text(values, ["accuracy", "macro_f1", "perplexity", "rouge_l", "latency_ms", "size_bytes"])
         lines.append(f"- {name}: {shown or 'not measured'}")
-    can = {"cancel": job.status in ("queued", "running"), "resume": job.status in job_rows.RESUMABLE,
-           "delete": job.status not in ("queued", "running")}
+    can = {"cancel": job.status in (JobStatus.QUEUED, JobStatus.RUNNING), "resume": job.status in job_rows.RESUMABLE,
+           "delete": job.status not in (JobStatus.QUEUED, JobStatus.RUNNING)}
     return "\n\n".join(lines), loss_figure(curve) if curve else None, can
 
 
@@ -78,21 +77,20 @@ def build_history_tab(ctx: UIContext) -> HistoryTab:
         return (history_rows(ctx, viewer), text, figure, gr.update(interactive=can["cancel"]),
                 gr.update(interactive=can["resume"]), gr.update(interactive=can["delete"]))
 
-    def act(action, chosen, request: gr.Request = None):
+    @shows_errors(error_box)
+    def do(action, chosen, request: gr.Request = None) -> str:
         viewer = ctx.viewer(request)
-        try:
-            if action == "cancel":
-                now = service.cancel(ctx.storage, viewer, int(chosen))
-                said = "Cancelled." if now == "cancelled" else "It stops after its current step."
-            elif action == "resume":
-                service.resume(ctx.storage, viewer, int(chosen))
-                said = "Queued again; it continues from its last checkpoint."
-            else:
-                gone = service.delete(ctx.storage, viewer, int(chosen))
-                said = f"Deleted job(s) {', '.join(map(str, gone))} and their files."
-        except Exception as err:  # noqa: BLE001
-            said = error_box(message_of(err))
-        return said, *refresh(chosen, request)
+        if action == "cancel":
+            now = service.cancel(ctx.storage, viewer, int(chosen))
+            return "Cancelled." if now == JobStatus.CANCELLED else "It stops after its current step."
+        if action == "resume":
+            service.resume(ctx.storage, viewer, int(chosen))
+            return "Queued again; it continues from its last checkpoint."
+        gone = service.delete(ctx.storage, viewer, int(chosen))
+        return f"Deleted job(s) {', '.join(map(str, gone))} and their files."
+
+    def act(action, chosen, request: gr.Request = None):
+        return do(action, chosen, request), *refresh(chosen, request)
 
     outputs = [table, detail, curve, cancel, resume, delete]
     timer.tick(refresh, [job_id], outputs)

@@ -45,11 +45,12 @@ from starlette.middleware.cors import CORSMiddleware
 
 from storage import jobs as job_rows
 from storage import records
-from storage.config import Storage, open_storage
+from storage.config import Storage, open_storage, studio_home
 from storage.errors import NotFoundError
 from studio.accounts import ready_for_logins
 from studio.errors import AccessError
 from studio.hosting import HostSettings
+from studio.logs import quiet_libraries
 from studio.ui.app import StudioApp, build_app
 from studio.ui.guard import RequestGuard
 from studio.ui.login import Logins, add_login_routes
@@ -171,6 +172,7 @@ def serve(host: str, port: int, with_worker: bool = True) -> None:
     a team server can run its workers apart (`with_worker=False`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # "will assume transactional DDL" on every start
+    quiet_libraries(studio_home() / "logs" / "studio.log")
     settings = HostSettings.from_env()
     api, _ = create_server(settings=settings)
     worker = None

@@ -12,6 +12,7 @@ from studio.errors import StudioError
 from studio.teacher import CATALOG, catalog_status, is_offline
 from studio.teacher_cost import BATCH, LENGTH, known_cost, measure_cost
 from studio.ui.context import UIContext
+from studio.words import Task
 
 SOURCES = ["Catalog (works offline)", "A folder on this machine", "A model hub id (needs the internet)"]
 
@@ -78,7 +79,7 @@ def describe(source: str, key: str | None, folder: str, hub_id: str,
                 f"Licence: {entry.licence}.")
         if entry.terms_notice:
             text += f"\n\n{entry.terms_notice}"
-        if entry.task == "causal_lm":
+        if entry.task == Task.CAUSAL_LM:
             text += ("\n\nIt can also teach a **classifier**: it gets a classification head, reads your texts once and "
                      "only the head is fitted to your labels (minutes, not hours; *teacher training* 'full' in step 3 "
                      "fine-tunes every weight instead), then a small encoder student (minilm-l6) learns its answers.")

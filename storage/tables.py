@@ -12,6 +12,7 @@ A job is a config (JSON) plus a kind; everything a job makes hangs off it and go
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false
@@ -20,6 +21,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    """A job's life: queued -> running -> one of the final four. Resumable: interrupted, cancelled, failed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """Its worker stopped (shut down, or died) before it finished; resume it from its last checkpoint."""
 
 
 class Base(DeclarativeBase):
@@ -146,7 +159,9 @@ class Metric(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id", ondelete="CASCADE"), index=True)
     stage: Mapped[str] = mapped_column(String(32), default="")
-    """teacher, student, heal, ... for training steps; 'eval' for scores."""
+    """What kind of training (teacher, student, heal, ...); 'eval' for scores."""
+    label: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    """Which one of its kind: 'lr 0.0001' for a learning-rate trial, '<variant>#<step>' for a heal."""
     name: Mapped[str] = mapped_column(String(64))
     step: Mapped[int | None] = mapped_column(Integer)
     epoch: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,291 @@
+"""The commands of the studio's steps: catalog, check-data, distill, evaluate, methods, compress, export, show."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from storage.tables import JobStatus
+from studio.cli.shell import (
+    LabelCol,
+    MaxChars,
+    PromptCol,
+    ResponseCol,
+    Task,
+    TextCol,
+    app,
+    dataset_options,
+    friendly,
+    job_of,
+    open_history,
+    run_job,
+    settings_options,
+)
+from studio.cli.tables import format_table, per_class_table
+from studio.dataset import prepare_dataset
+from studio.distill_config import DistillConfig
+from studio.paths import runs_dir
+
+
+@app.command()
+@friendly
+def catalog(measure: Annotated[bool, typer.Option(
+        help="Time a few real fine-tune steps of each installed teacher on this machine (about a minute each).")]
+            = False) -> None:
+    """List the teachers that work offline, with what each costs to fine-tune here when measured."""
+    from studio.teacher import CATALOG, catalog_status
+    from studio.teacher_cost import known_cost, measure_cost
+
+    for entry in CATALOG.values():
+        typer.echo(f"{entry.key:14} {entry.task:14} {entry.params_millions:6.1f}M  {entry.title}")
+        typer.echo(f"{'':14} licence: {entry.licence}; {catalog_status(entry)}")
+        installed = catalog_status(entry) == "installed"
+        cost = measure_cost(entry.key) if measure and installed else known_cost(entry.key)
+        typer.echo(f"{'':14} fine-tune: {cost.words() if cost else 'not measured here (--measure)'}")
+
+
+@app.command("check-data")
+@friendly
+def check_data(file: Path, out: Annotated[Optional[Path], typer.Option(help="Where to write the splits.")] = None,
+               task: Task = None, text_column: TextCol = None, label_column: LabelCol = None,
+               prompt_column: PromptCol = None, response_column: ResponseCol = None,
+               max_chars: MaxChars = 100_000, seed: int = 13) -> None:
+    """Check a dataset file (CSV, TSV, JSONL, TXT, Parquet) and split it into train/validation/test."""
+    out = out or runs_dir() / "datasets" / file.stem
+    opts = dataset_options(task, text_column, label_column, prompt_column, response_column, max_chars, seed)
+    prepared = prepare_dataset(file, out, opts)
+    _print_report(prepared.report)
+    typer.echo(f"Splits written to {prepared.path}")
+
+
+def _print_report(report) -> None:
+    cols = ", ".join(f"{k}={v}" for k, v in [("text", report.text_column), ("label", report.label_column),
+                                             ("prompt", report.prompt_column), ("response", report.response_column)] if v)
+    typer.echo(f"{report.source}: {report.format}, {report.encoding}, task {report.task}, columns {cols}")
+    typer.echo(f"rows read {report.rows_read}, used {report.rows_used}; splits {report.split_sizes}")
+    if report.split_note:
+        typer.echo(report.split_note)
+    if report.label_counts:
+        typer.echo("labels: " + ", ".join(f"{k} ({v})" for k, v in report.label_counts.items()))
+    for warning in report.warnings:
+        typer.secho(f"note: {warning}", fg=typer.colors.YELLOW)
+
+
+@app.command()
+@friendly
+@settings_options(DistillConfig, skip=("seed",))
+def distill(
+    data: Annotated[Path, typer.Option(help="Dataset file (CSV, TSV, JSONL, TXT, Parquet).")],
+    test_file: Annotated[Optional[Path], typer.Option(help="Your own test file (same columns), instead of holding "
+                                                      "out part of --data.")] = None,
+    validation_file: Annotated[Optional[Path], typer.Option(help="Your own validation file (same columns).")] = None,
+    queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
+    task: Task = None, text_column: TextCol = None, label_column: LabelCol = None,
+    prompt_column: PromptCol = None, response_column: ResponseCol = None,
+    max_chars: MaxChars = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the split and the training.")] = 13,
+    settings: dict | None = None,
+) -> None:
+    """Distill a teacher into a smaller student on your data, then evaluate both on the test split, beside a
+    majority-class and a TF-IDF baseline. Settings left out keep their defaults.
+
+    The run is recorded in the job history (the same one the browser shows)."""
+    from studio.distill_plan import student_words
+    from studio.jobs import service
+
+    config = DistillConfig(seed=seed, **(settings or {}))
+    storage, me = open_history()
+    opts = dataset_options(task, text_column, label_column, prompt_column, response_column, max_chars, seed)
+    dataset_id = service.add_dataset(storage, me, data, opts, test_file=test_file, validation_file=validation_file)
+    with storage.db.session() as s:
+        from storage.records import get_dataset
+
+        _print_report(_report_of(get_dataset(s, me, dataset_id)))
+    title = f"{config.teacher} -> {config.student or student_words(config.student_layers)} on {data.name}"
+    job_id = service.submit(storage, me, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
+                            title=title, enqueue=False)
+    if run_job(storage, me, job_id, queue) == JobStatus.DONE:
+        folder = storage.store.resolve(job_of(storage, me, job_id).folder)
+        typer.echo(f"Student saved to {folder / 'student'}")
+        _print_eval(json.loads((folder / "eval.json").read_text()))
+
+
+def _report_of(dataset):
+    from studio.dataset import DatasetReport
+
+    return DatasetReport(**dataset.report)
+
+
+@app.command()
+@friendly
+def evaluate(job: Annotated[int, typer.Argument(help="The id of a finished distillation job.")],
+             before_kd: Annotated[bool, typer.Option(help="Also measure the student before KD.")] = False,
+             queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False
+             ) -> None:
+    """Measure teacher, student (and variants) of a finished run on its test split, as a new job."""
+    from studio.jobs import service
+
+    storage, me = open_history()
+    job_id = service.submit(storage, me, "evaluate", {"before_kd": before_kd}, parent_id=job,
+                            title=f"evaluate job {job}", enqueue=False)
+    if run_job(storage, me, job_id, queue) == JobStatus.DONE:
+        folder = storage.store.resolve(job_of(storage, me, job).folder)
+        report = folder / "compare.json" if (folder / "compare.json").exists() else folder / "eval.json"
+        _print_eval(json.loads(report.read_text()))
+
+
+def _print_eval(report: dict) -> None:
+    if report.get("plan"):
+        typer.echo(report["plan"])
+    typer.echo(format_table(report["models"]))
+    for model in report["models"]:
+        for warning in model.get("warnings") or []:
+            typer.secho(f"Warning: {model['name']} {warning}.", fg=typer.colors.YELLOW)
+    if report.get("answers"):
+        from studio.answers import answers_text
+
+        book = report["answers"]
+        typer.echo(f"\n'answer ppl' is how surprising the teacher finds a model's answers; the human reference "
+                   f"answers score {book['reference_perplexity']:.1f}."
+                   + (f" {book['skipped_repeats']} test prompt(s) that nearly repeat a training one were left out."
+                      if book.get("skipped_repeats") else ""))
+        typer.echo(answers_text(book))
+    student = next((m for m in report["models"] if m["name"] == "student" and m.get("per_class")), None)
+    if student:
+        typer.echo("\nThe student, label by label (test split):")
+        typer.echo(per_class_table(student["per_class"]))
+
+
+@app.command()
+@friendly
+def methods() -> None:
+    """List the compression methods and their settings (defaults in brackets)."""
+
+    from studio.compress import METHODS
+
+    for method in METHODS.values():
+        typer.echo(f"{method.name:14} {method.kind:9} {method.summary}")
+        fields = [f"{f.name}={f.default}" for f in dataclasses.fields(method.settings)]
+        if fields:
+            typer.echo(f"{'':14} {'':9} settings: {', '.join(fields)}")
+    typer.echo("\nCombine steps with '+', settings after ':', e.g.  prune-heads:fraction=0.3+heal:epochs=2+int8")
+
+
+def split_variant(text: str) -> tuple[str | None, str]:
+    """'name=recipe' or just 'recipe' (a recipe's own '=' comes after a ':')."""
+    head, eq, rest = text.partition("=")
+    if eq and ":" not in head and "+" not in head:
+        return head.strip(), rest
+    return None, text
+
+
+@app.command()
+@friendly
+def compress(
+    job: Annotated[int, typer.Argument(help="The id of a finished distillation job ('jobs list' shows them).")],
+    variant: Annotated[list[str], typer.Option("--variant", "-v", help="A recipe, optionally named: "
+                                               "'small=prune-heads:fraction=0.5+heal+int8'. Repeat for several.")],
+    source: Annotated[str, typer.Option(help="'student', 'teacher', or a variant made earlier.")] = "student",
+    evaluate: Annotated[bool, typer.Option(help="Measure teacher, student and all variants afterwards.")] = True,
+    queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
+) -> None:
+    """Make compressed variants (quantized, pruned, healed) of a run's student and measure them."""
+    from studio.jobs import service
+
+    recipes = [list(split_variant(text)) for text in variant]
+    storage, me = open_history()
+    job_id = service.submit(storage, me, "compress", {"recipes": recipes, "source": source, "evaluate": evaluate},
+                            parent_id=job, title=f"compress job {job}: {', '.join(variant)}", enqueue=False)
+    if run_job(storage, me, job_id, queue) != JobStatus.DONE:
+        return
+    folder = storage.store.resolve(job_of(storage, me, job).folder)
+    from studio.run import read_manifest
+
+    for manifest in _made_variants(storage, me, job_id, folder, read_manifest):
+        status = manifest["status"] if manifest["status"] == "ok" else f"{manifest['status']}: {manifest.get('reason')}"
+        typer.echo(f"{manifest['name']}: {status}")
+    if evaluate:
+        typer.echo(format_table(json.loads((folder / "compare.json").read_text())["models"]))
+
+
+def _made_variants(storage, me, job_id, folder, read_manifest):
+    from storage.records import variants_of
+    from studio.run import RunPaths
+
+    with storage.db.session() as s:
+        names = [v.name for v in variants_of(s, me, job_id)]
+    return [read_manifest(RunPaths(folder).variants / name) for name in names]
+
+
+@app.command()
+@friendly
+def export(
+    job: Annotated[int, typer.Argument(help="The id of a finished distillation job ('jobs list' shows them).")],
+    variant: Annotated[str, typer.Option(help="'student', 'teacher', or a variant's name.")] = "student",
+    onnx: Annotated[bool, typer.Option(help="Add an ONNX file (onnxruntime, no PyTorch needed).")] = True,
+    gguf: Annotated[bool, typer.Option(help="Add a GGUF file (Llama-style text generators).")] = True,
+    hybrid: Annotated[bool, typer.Option(help="Add the teacher for inputs the student is unsure of.")] = False,
+    threshold: Annotated[Optional[float], typer.Option(help="Hybrid confidence threshold 0-1; default: "
+                                                            "chosen from the validation split.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to copy the zip; default: this folder.")] = None,
+    queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
+) -> None:
+    """Write one zip for a model of a finished run: Hugging Face folder, model card, ONNX, GGUF, predict.py."""
+    import shutil
+
+    from studio.jobs import service
+    from studio.jobs.kinds import export_file_name
+
+    storage, me = open_history()
+    settings = {"variant": variant, "onnx": onnx, "gguf": gguf, "hybrid": hybrid, "threshold": threshold}
+    job_id = service.submit(storage, me, "export", settings, parent_id=job, title=f"export {variant} of job {job}",
+                            enqueue=False)
+    if run_job(storage, me, job_id, queue) != JobStatus.DONE:
+        return
+    folder = storage.store.resolve(job_of(storage, me, job_id).folder)
+    made = folder / export_file_name(job, variant)
+    target = out or Path.cwd() / made.name
+    if target.is_dir():
+        target = target / made.name
+    shutil.copyfile(made, target)
+    summary = json.loads((folder / "export.json").read_text())
+    typer.echo(f"Wrote {target} ({summary['bytes'] / 1e6:.1f} MB):")
+    for path, about in summary["files"].items():
+        typer.echo(f"  {path:<28} {about}")
+    if summary["hybrid"]:
+        h = summary["hybrid"]
+        typer.echo(f"Hybrid: the student answers {h['student_share']:.1%} alone at confidence {h['threshold']:.3g} "
+                   f"({h['measured_on']}).")
+    for note in summary["notes"]:
+        typer.echo(f"Note: {note}")
+
+
+@app.command()
+@friendly
+def show(job: Annotated[int, typer.Argument(help="A job id.")]) -> None:
+    """Print a job's settings, state, variants with their scores, and files."""
+    from storage import jobs as job_rows
+    from storage.records import artifacts_of, run_models
+
+    storage, me = open_history()
+    with storage.db.session() as s:
+        row = job_rows.get(s, me, job)
+        typer.echo(f"job {row.id}: {row.kind} {row.title}\nstatus {row.status} ({row.progress:.0%}, {row.step})"
+                   f"{', attempt ' + str(row.attempt) if row.attempt > 1 else ''}")
+        if row.error:
+            typer.secho(f"error: {row.error}", fg=typer.colors.RED)
+        typer.echo("config: " + json.dumps(row.config, indent=2))
+        curve = job_rows.last_values(s, [row.id], "loss")
+        if curve:
+            typer.echo(f"last training loss: {curve[row.id]:.4f}")
+        models = [m.with_scores() for m in run_models(s, me, job, made_from=False)]
+        if models:
+            typer.echo(format_table(models))
+        files = artifacts_of(s, me, job)
+        if files:
+            typer.echo(f"{len(files)} files, {sum(a.bytes for a in files) / 1e6:.1f} MB, in "
+                       f"{storage.store.resolve(row.folder)}")
