@@ -8,13 +8,13 @@ from studio import generator
 from studio.baselines import BASE_TEACHER
 from studio.batches import encode_records
 from studio.dataset import DatasetOptions, prepare_dataset
-from studio.distill import distill, latest_checkpoint
+from studio.distill import distill
 from studio.distill_config import DistillConfig
 from studio.distill_plan import class_weights, fit_max_length
 from studio.errors import CheckpointError, ConfigError, StopRequested
 from studio.evaluate import evaluate_run
 from studio.progress import Progress
-from studio.training import StepPlan, Validation, train_loop
+from studio.training import StepPlan, Validation, latest_checkpoint, train_loop
 
 
 @pytest.fixture

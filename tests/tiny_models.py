@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -16,7 +17,7 @@ def sample_texts(limit: int = 600) -> list[str]:
         return [row["text"] for _, row in zip(range(limit), csv.DictReader(f))]
 
 
-def build_tiny_bert(folder: Path, vocab_size: int = 600, layers: int = 4) -> Path:
+def build_tiny_bert(folder: Path, vocab_size: int = 600, layers: int = 4, seed: int = 0) -> Path:
     """A 4-layer, 32-wide BERT encoder without a classification head, plus a WordPiece tokenizer."""
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -32,13 +33,17 @@ def build_tiny_bert(folder: Path, vocab_size: int = 600, layers: int = 4) -> Pat
     config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=256,
                         pad_token_id=tok.token_to_id("[PAD]"))
-    BertModel(config).save_pretrained(folder)
+    with torch.random.fork_rng():  # the same weights every run
+        torch.manual_seed(seed)
+        model = BertModel(config)
+    model.save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
 
 
-def build_tiny_llama(folder: Path, vocab_size: int = 400, layers: int = 4) -> Path:
-    """A 4-layer, 32-wide Llama causal LM with a byte-level BPE tokenizer."""
+def build_tiny_llama(folder: Path, vocab_size: int = 400, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer, 32-wide Llama causal LM with a byte-level BPE tokenizer; the same weights every run (tests
+    must not pass or fail with the draw of a random start)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -51,7 +56,10 @@ def build_tiny_llama(folder: Path, vocab_size: int = 400, layers: int = 4) -> Pa
                          num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
                          max_position_embeddings=256, tie_word_embeddings=True,
                          bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
 
