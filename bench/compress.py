@@ -54,9 +54,20 @@ COMPOSED = [("pruned-healed-int8", "int8")]
 
 def distill_run(work: Path, student_layers: int) -> Path:
     dataset = prepare_dataset(SAMPLES / "support_tickets.csv", work / "tickets")
-    config = DistillConfig(teacher="minilm-l6", student_layers=student_layers, epochs=4, teacher_epochs=3,
-                           teacher_learning_rate=1e-4, learning_rate=2e-4, temperature=2.0, alpha=0.5,
-                           max_length=128, batch_size=32, min_steps=0, patience=0)
+    config = DistillConfig(
+        teacher="minilm-l6",
+        student_layers=student_layers,
+        epochs=4,
+        teacher_epochs=3,
+        teacher_learning_rate=1e-4,
+        learning_rate=2e-4,
+        temperature=2.0,
+        alpha=0.5,
+        max_length=128,
+        batch_size=32,
+        min_steps=0,
+        patience=0,
+    )
     distill(config, dataset, work / "run")
     return work / "run"
 

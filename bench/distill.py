@@ -60,16 +60,36 @@ def plain_epoch_seconds(config: DistillConfig, dataset, run: RunPaths, epochs: i
         student, student_tok, _ = setup_student(config, teacher, tokenizer, dataset, RunPaths(tmp))
         plain = replace(config, min_steps=0, patience=0)
         stage = stage_for(plain, dataset, student_tok, config.max_length, epochs)
-        return run_stage(student, stage, weighted_ce(None), plain, Path(tmp) / "ckpt", "plain", config.learning_rate,
-                         Path(tmp) / "m.jsonl", None).seconds
+        return run_stage(
+            student,
+            stage,
+            weighted_ce(None),
+            plain,
+            Path(tmp) / "ckpt",
+            "plain",
+            config.learning_rate,
+            Path(tmp) / "m.jsonl",
+            None,
+        ).seconds
 
 
 def bench_classification(work: Path, student_layers: int) -> dict:
     started = time.perf_counter()
     dataset = prepare_dataset(SAMPLES / "support_tickets.csv", work / "tickets")
-    config = DistillConfig(teacher="minilm-l6", student_layers=student_layers, epochs=4, teacher_epochs=3,
-                           teacher_learning_rate=1e-4, learning_rate=2e-4, temperature=2.0, alpha=0.5,
-                           max_length=128, batch_size=32, min_steps=0, patience=0)
+    config = DistillConfig(
+        teacher="minilm-l6",
+        student_layers=student_layers,
+        epochs=4,
+        teacher_epochs=3,
+        teacher_learning_rate=1e-4,
+        learning_rate=2e-4,
+        temperature=2.0,
+        alpha=0.5,
+        max_length=128,
+        batch_size=32,
+        min_steps=0,
+        patience=0,
+    )
     result = distill(config, dataset, work / "cls-run")
     plain = plain_epoch_seconds(config, dataset, RunPaths(work / "cls-run"))
     report = evaluate_run(work / "cls-run")
@@ -86,21 +106,32 @@ def bench_classification(work: Path, student_layers: int) -> dict:
         "KD epoch on cached logits / plain epoch": kd_epoch / plain_epoch,
     }
     targets = {
-        "accuracy (student / teacher)": ">= 0.97", "macro-F1 (student / teacher)": ">= 0.97",
-        "parameters (student / teacher)": "<= 0.50", "CPU throughput (student / teacher)": ">= 2.0",
+        "accuracy (student / teacher)": ">= 0.97",
+        "macro-F1 (student / teacher)": ">= 0.97",
+        "parameters (student / teacher)": "<= 0.50",
+        "CPU throughput (student / teacher)": ">= 2.0",
         "KD epoch on cached logits / plain epoch": "<= 1.15",
     }
-    print(f"\n== Classification: MiniLM-L6 teacher -> {student_layers}-layer student, "
-          f"{dataset.report.rows_used} support tickets, {len(dataset.report.labels)} labels, "
-          f"test split {report['test_examples']} rows")
+    print(
+        f"\n== Classification: MiniLM-L6 teacher -> {student_layers}-layer student, "
+        f"{dataset.report.rows_used} support tickets, {len(dataset.report.labels)} labels, "
+        f"test split {report['test_examples']} rows"
+    )
     print(format_table(report["models"]))
-    print(f"teacher logits cached once in {result.cache_seconds:.1f} s; KD epochs "
-          f"{', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s; plain epochs {', '.join(f'{s:.1f}' for s in plain)} s")
+    print(
+        f"teacher logits cached once in {result.cache_seconds:.1f} s; KD epochs "
+        f"{', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s; plain epochs {', '.join(f'{s:.1f}' for s in plain)} s"
+    )
     for name, value in ratios.items():
         print(f"  {name:42} {value:6.3f}   target {targets.get(name, '-')}")
     print(f"classification bench took {time.perf_counter() - started:.0f} s")
-    return {"report": report, "ratios": ratios, "kd_epoch_s": result.epoch_seconds, "plain_epoch_s": plain,
-            "cache_s": result.cache_seconds}
+    return {
+        "report": report,
+        "ratios": ratios,
+        "kd_epoch_s": result.epoch_seconds,
+        "plain_epoch_s": plain,
+        "cache_s": result.cache_seconds,
+    }
 
 
 def bench_causal(work: Path, student_layers: int, epochs: int) -> dict:
@@ -108,23 +139,44 @@ def bench_causal(work: Path, student_layers: int, epochs: int) -> dict:
     dataset = prepare_dataset(SAMPLES / "shop_faq.jsonl", work / "faq")
     print(dataset.report.split_note)
     print("data warnings:", dataset.report.warnings or "none (no test question nearly repeats a training one)")
-    config = DistillConfig(teacher="smollm2-135m", student_layers=student_layers, epochs=epochs, batch_size=8,
-                           max_length=128, learning_rate=2e-4, temperature=1.0, alpha=0.5, top_k=32, min_steps=0,
-                           recipe="plain")
+    config = DistillConfig(
+        teacher="smollm2-135m",
+        student_layers=student_layers,
+        epochs=epochs,
+        batch_size=8,
+        max_length=128,
+        learning_rate=2e-4,
+        temperature=1.0,
+        alpha=0.5,
+        top_k=32,
+        min_steps=0,
+        recipe="plain",
+    )
     result = distill(config, dataset, work / "lm-run")
     report = evaluate_run(work / "lm-run", include_before_kd=True)
-    print(f"\n== Causal LM: SmolLM2-135M teacher (30 layers) -> {student_layers}-layer student, "
-          f"{dataset.report.rows_used} FAQ pairs, test split {report['test_examples']} pairs")
+    print(
+        f"\n== Causal LM: SmolLM2-135M teacher (30 layers) -> {student_layers}-layer student, "
+        f"{dataset.report.rows_used} FAQ pairs, test split {report['test_examples']} pairs"
+    )
     print(format_table(report["models"]))
     teacher, _, student = report["models"]
-    print(f"teacher top-{config.top_k} logits cached once in {result.cache_seconds:.1f} s; "
-          f"KD epochs {', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s")
-    print(f"  generation speed student / teacher: {student['generation_tokens_per_s'] / teacher['generation_tokens_per_s']:.2f}x;"
-          f" parameters student / teacher: {student['params'] / teacher['params']:.3f}")
+    print(
+        f"teacher top-{config.top_k} logits cached once in {result.cache_seconds:.1f} s; "
+        f"KD epochs {', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s"
+    )
+    print(
+        f"  generation speed student / teacher: {student['generation_tokens_per_s'] / teacher['generation_tokens_per_s']:.2f}x;"
+        f" parameters student / teacher: {student['params'] / teacher['params']:.3f}"
+    )
     print(answers_text(report["answers"], count=20))
     print(f"causal-LM bench took {time.perf_counter() - started:.0f} s")
-    return {"report": report, "kd_epoch_s": result.epoch_seconds, "cache_s": result.cache_seconds,
-            "splits": dataset.report.split_sizes, "warnings": dataset.report.warnings}
+    return {
+        "report": report,
+        "kd_epoch_s": result.epoch_seconds,
+        "cache_s": result.cache_seconds,
+        "splits": dataset.report.split_sizes,
+        "warnings": dataset.report.warnings,
+    }
 
 
 def main() -> None:

@@ -68,8 +68,14 @@ def unpack(zip_path: Path, dest: Path) -> Path:
 
 def fresh_predictions(folder: Path, texts: list[str]) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", AGREE, str(folder), json.dumps(texts)], capture_output=True,
-                          text=True, env=env, cwd=folder, timeout=1200)
+    done = subprocess.run(
+        [sys.executable, "-c", AGREE, str(folder), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,
+        timeout=1200,
+    )
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
     return json.loads(done.stdout.splitlines()[-1])
@@ -85,20 +91,33 @@ def export_one(run: Path, work: Path, settings: ExportSettings) -> tuple[Path, d
         for info in zf.infolist():
             part = info.filename.split("/")[1]
             parts[part] = parts.get(part, 0) + info.file_size
-    row = {"variant": settings.variant, "zip_mb": result.bytes / 1e6, "unpacked_mb": unpacked / 1e6,
-           "seconds": seconds, "files": list(result.files), "checks": result.checks, "hybrid": result.hybrid,
-           "notes": result.notes, "parts_mb": {k: v / 1e6 for k, v in parts.items()}}
-    print(f"  {settings.variant:14} zip {row['zip_mb']:7.1f} MB (unpacked {row['unpacked_mb']:7.1f} MB) in "
-          f"{seconds:5.1f} s; largest logit difference vs source: "
-          + ", ".join(f"{k} {v:.2e}" for k, v in result.checks.items()))
+    row = {
+        "variant": settings.variant,
+        "zip_mb": result.bytes / 1e6,
+        "unpacked_mb": unpacked / 1e6,
+        "seconds": seconds,
+        "files": list(result.files),
+        "checks": result.checks,
+        "hybrid": result.hybrid,
+        "notes": result.notes,
+        "parts_mb": {k: v / 1e6 for k, v in parts.items()},
+    }
+    print(
+        f"  {settings.variant:14} zip {row['zip_mb']:7.1f} MB (unpacked {row['unpacked_mb']:7.1f} MB) in "
+        f"{seconds:5.1f} s; largest logit difference vs source: " + ", ".join(f"{k} {v:.2e}" for k, v in result.checks.items())
+    )
     print("      unpacked: " + ", ".join(f"{k} {v:.1f} MB" for k, v in row["parts_mb"].items() if v >= 0.1))
     if result.hybrid:
         h = result.hybrid
-        line = f"      hybrid: threshold {h['threshold']:.3f} ({h['threshold_source']}); student alone on " \
-               f"{h['student_share']:.1%} ({h['measured_on']})"
+        line = (
+            f"      hybrid: threshold {h['threshold']:.3f} ({h['threshold_source']}); student alone on "
+            f"{h['student_share']:.1%} ({h['measured_on']})"
+        )
         if "hybrid_accuracy" in h:
-            line += (f"; accuracy student {h['student_accuracy']:.1%}, hybrid {h['hybrid_accuracy']:.1%}, "
-                     f"teacher {h['teacher_accuracy']:.1%}")
+            line += (
+                f"; accuracy student {h['student_accuracy']:.1%}, hybrid {h['hybrid_accuracy']:.1%}, "
+                f"teacher {h['teacher_accuracy']:.1%}"
+            )
         print(line)
         for point in h.get("curve", []):
             accuracy = f", hybrid accuracy {point['hybrid_accuracy']:.1%}" if "hybrid_accuracy" in point else ""
@@ -116,14 +135,16 @@ def bench_classification(work: Path, run: Path | None) -> list[dict]:
     texts = [json.loads(line)["text"] for line in (Path(test) / "test.jsonl").read_text().splitlines()]
     print(f"\n== Classification exports of {run} ({len(texts)} test tickets)")
     rows = []
-    for settings in [ExportSettings(variant="student", hybrid=True), ExportSettings(variant="int8", hybrid=True),
-                     ExportSettings(variant="slim-healed")]:
+    for settings in [
+        ExportSettings(variant="student", hybrid=True),
+        ExportSettings(variant="int8", hybrid=True),
+        ExportSettings(variant="slim-healed"),
+    ]:
         zip_path, row = export_one(run, work, settings)
         got = fresh_predictions(unpack(zip_path, work / f"unzipped-{settings.variant}"), texts)
         reference = got.get("model")
         row["fresh_process"] = {k: sum(a == b for a, b in zip(v, reference)) / len(v) for k, v in got.items()}
-        print("      fresh process, same label as model/: " +
-              ", ".join(f"{k} {v:.1%}" for k, v in row["fresh_process"].items()))
+        print("      fresh process, same label as model/: " + ", ".join(f"{k} {v:.1%}" for k, v in row["fresh_process"].items()))
         rows.append(row)
     return rows
 
@@ -131,9 +152,19 @@ def bench_classification(work: Path, run: Path | None) -> list[dict]:
 def bench_causal(work: Path, run: Path | None) -> list[dict]:
     if run is None:
         dataset = prepare_dataset(SAMPLES / "shop_faq.jsonl", work / "faq")
-        config = DistillConfig(teacher="smollm2-135m", student_layers=10, epochs=1, batch_size=8, max_length=128,
-                               learning_rate=2e-4, temperature=1.0, alpha=0.5, top_k=32, min_steps=0,
-                               recipe="plain")  # what the export costs, not what the model says
+        config = DistillConfig(
+            teacher="smollm2-135m",
+            student_layers=10,
+            epochs=1,
+            batch_size=8,
+            max_length=128,
+            learning_rate=2e-4,
+            temperature=1.0,
+            alpha=0.5,
+            top_k=32,
+            min_steps=0,
+            recipe="plain",
+        )  # what the export costs, not what the model says
         distill(config, dataset, work / "lm-run")
         run = work / "lm-run"
     print(f"\n== Causal-LM export of {run}")

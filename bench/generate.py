@@ -80,21 +80,35 @@ def news_data(path: Path, articles: int = NEWS_ARTICLES, seed: int = 7) -> Path:
 def plain_student(work: Path, dataset, depth: int) -> dict:
     """The old recipe at the same depth: layer-dropped, distilled on the user's rows alone."""
     run = work / "plain"
-    distill(DistillConfig(**SETTINGS, recipe="plain", student_layers=depth, epochs=6, min_steps=0), dataset, run,
-            resume=(run / "config.json").exists())
+    distill(
+        DistillConfig(**SETTINGS, recipe="plain", student_layers=depth, epochs=6, min_steps=0),
+        dataset,
+        run,
+        resume=(run / "config.json").exists(),
+    )
     report = evaluate_run(run)
     row = next(m for m in report["models"] if m["name"] == "student")
     answers = report["answers"]["by_model"]["student"]
-    return {**row, "name": PLAIN, "answers": answers, "degenerate": report["answers"]["degenerate"]["student"],
-            "prompts": report["answers"]["prompts"]}
+    return {
+        **row,
+        "name": PLAIN,
+        "answers": answers,
+        "degenerate": report["answers"]["degenerate"]["student"],
+        "prompts": report["answers"]["prompts"],
+    }
 
 
 def bench_domain(name: str, data: Path, work: Path) -> dict:
     started = time.perf_counter()
     dataset = prepare_dataset(data, work / "data")
     run = work / "run"
-    distill(DistillConfig(**SETTINGS), dataset, run, resume=(run / "config.json").exists(),
-            on_progress=lambda p: print(f"  {p.stage}: {p.message}", flush=True) if p.message else None)
+    distill(
+        DistillConfig(**SETTINGS),
+        dataset,
+        run,
+        resume=(run / "config.json").exists(),
+        on_progress=lambda p: print(f"  {p.stage}: {p.message}", flush=True) if p.message else None,
+    )
     distilled = time.perf_counter() - started
     config = json.loads((run / "config.json").read_text())
     for source, methods in VARIANTS.items():
@@ -108,15 +122,20 @@ def bench_domain(name: str, data: Path, work: Path) -> dict:
     if plain.pop("prompts") == book["prompts"]:  # the same split, so the same judged prompts
         book["by_model"][PLAIN], book["degenerate"][PLAIN] = answers, degenerate
     report["models"].append(plain)
-    return {"domain": name, "plan": config["plan"], "models": report["models"], "answers": book,
-            "distill_seconds": distilled, "seconds": time.perf_counter() - started}
+    return {
+        "domain": name,
+        "plan": config["plan"],
+        "models": report["models"],
+        "answers": book,
+        "distill_seconds": distilled,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def rows_table(result: dict) -> str:
     models = [m for m in result["models"] if m.get("status", "ok") == "ok"]
     teacher = next(m for m in models if m["name"] == "teacher")
-    speed = ", ".join(f"{m['name']} {m['generation_tokens_per_s'] / teacher['generation_tokens_per_s']:.2f}x"
-                      for m in models)
+    speed = ", ".join(f"{m['name']} {m['generation_tokens_per_s'] / teacher['generation_tokens_per_s']:.2f}x" for m in models)
     return format_table(models) + f"\ngeneration speed against the tuned teacher (float32): {speed}"
 
 
@@ -128,14 +147,20 @@ def targets(result: dict) -> list[str]:
     degenerate = round(student["degenerate_share"] * prompts)
     fastest = max((m for n, m in models.items() if n.startswith("student")), key=lambda m: m["generation_tokens_per_s"])
     checks = [
-        (f"student ROUGE-L {student['rouge_l']:.3f} >= 0.9 x tuned teacher {teacher['rouge_l']:.3f}",
-         student["rouge_l"] >= 0.9 * teacher["rouge_l"]),
+        (
+            f"student ROUGE-L {student['rouge_l']:.3f} >= 0.9 x tuned teacher {teacher['rouge_l']:.3f}",
+            student["rouge_l"] >= 0.9 * teacher["rouge_l"],
+        ),
         (f"degenerate answers {degenerate} of {prompts} = 0", degenerate == 0),
-        (f"teacher ppl of the student's answers {student['answer_perplexity']:.1f} <= human answers {human:.1f}",
-         student["answer_perplexity"] <= human),
-        (f"speed {fastest['name']} {fastest['generation_tokens_per_s']:.1f} tok/s >= 2 x teacher "
-         f"{teacher['generation_tokens_per_s']:.1f}",
-         fastest["generation_tokens_per_s"] >= 2 * teacher["generation_tokens_per_s"]),
+        (
+            f"teacher ppl of the student's answers {student['answer_perplexity']:.1f} <= human answers {human:.1f}",
+            student["answer_perplexity"] <= human,
+        ),
+        (
+            f"speed {fastest['name']} {fastest['generation_tokens_per_s']:.1f} tok/s >= 2 x teacher "
+            f"{teacher['generation_tokens_per_s']:.1f}",
+            fastest["generation_tokens_per_s"] >= 2 * teacher["generation_tokens_per_s"],
+        ),
     ]
     return [f"  [{'met' if ok else 'MISSED'}] {text}" for text, ok in checks]
 
@@ -161,13 +186,23 @@ def main() -> None:
         result = bench_domain(name, data, folder)
         results[name] = result
         print(f"\n== {name}: {result['plan']['words']}")
-        print(f"distillation {result['distill_seconds'] / 60:.1f} min, everything {result['seconds'] / 60:.1f} min; "
-              f"human answers' perplexity (untuned teacher): {result['answers']['reference_perplexity']:.1f}")
+        print(
+            f"distillation {result['distill_seconds'] / 60:.1f} min, everything {result['seconds'] / 60:.1f} min; "
+            f"human answers' perplexity (untuned teacher): {result['answers']['reference_perplexity']:.1f}"
+        )
         print(rows_table(result))
         print("\n".join(targets(result)))
-        print(answers_text({**result["answers"], "by_model": {
-            k: v for k, v in result["answers"]["by_model"].items() if k in (BASE_TEACHER, "teacher", "student", PLAIN)}},
-            args.answers))
+        print(
+            answers_text(
+                {
+                    **result["answers"],
+                    "by_model": {
+                        k: v for k, v in result["answers"]["by_model"].items() if k in (BASE_TEACHER, "teacher", "student", PLAIN)
+                    },
+                },
+                args.answers,
+            )
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
 

@@ -56,19 +56,37 @@ print(step)
 def fill(url: str, data_dir: Path) -> tuple:
     storage = open_storage(StorageConfig(url, data_dir))
     me = records.local_user(storage.db)
-    dataset = records.add_dataset(storage.db, me.user_id, name="tickets.csv", sha256="0" * 64, rows=3000,
-                                  columns=["text", "category"], task="classification", report={}, path="datasets/x")
+    dataset = records.add_dataset(
+        storage.db,
+        me.user_id,
+        name="tickets.csv",
+        sha256="0" * 64,
+        rows=3000,
+        columns=["text", "category"],
+        task="classification",
+        report={},
+        path="datasets/x",
+    )
     started = time.perf_counter()
-    ids = [service.submit(storage, me, "distill", {"dataset_id": dataset, "distill": {"epochs": 1 + i % 5}},
-                          title=f"bench job {i}") for i in range(JOBS)]
+    ids = [
+        service.submit(storage, me, "distill", {"dataset_id": dataset, "distill": {"epochs": 1 + i % 5}}, title=f"bench job {i}")
+        for i in range(JOBS)
+    ]
     submit_s = time.perf_counter() - started
     started = time.perf_counter()
     for job_id in ids:
         job_rows.claim(storage.db, job_id, "bench:1")
         for first in range(1, STEPS + 1, 25):  # a job writes as it trains; 25 steps a call keeps the fill short
-            job_rows.report(storage.db, job_id, first / STEPS, "student", [
-                {"stage": "student", "name": "loss", "step": step, "epoch": 1, "value": 3.0 / step}
-                for step in range(first, first + 25)])
+            job_rows.report(
+                storage.db,
+                job_id,
+                first / STEPS,
+                "student",
+                [
+                    {"stage": "student", "name": "loss", "step": step, "epoch": 1, "value": 3.0 / step}
+                    for step in range(first, first + 25)
+                ],
+            )
         job_rows.finish(storage.db, job_id, "done")
     fill_s = time.perf_counter() - started
     return storage, me, ids, submit_s, fill_s
@@ -102,9 +120,15 @@ def measure(storage, me, ids, repeats: int) -> dict[str, tuple[float, float]]:
         with storage.db.session() as s:
             assert len(records.training_curve(s, me, ids[JOBS // 2])) == STEPS
 
-    return {name: timed(fn, repeats) for name, fn in
-            [("history page (50 newest + latest loss)", page), ("filtered page (done, offset 400)", filtered),
-             ("count of jobs", count), ("one job's loss curve (100 points)", curve)]}
+    return {
+        name: timed(fn, repeats)
+        for name, fn in [
+            ("history page (50 newest + latest loss)", page),
+            ("filtered page (done, offset 400)", filtered),
+            ("count of jobs", count),
+            ("one job's loss curve (100 points)", curve),
+        ]
+    }
 
 
 def run(kind: str, url: str, data_dir: Path, repeats: int) -> None:
@@ -113,13 +137,20 @@ def run(kind: str, url: str, data_dir: Path, repeats: int) -> None:
         metrics = s.scalar(select(func.count(Metric.id)))
     queued = len(JobQueue(storage).pending_ids())
     print(f"\n== {kind}: {JOBS} jobs ({queued} messages in the queue), {metrics:,} metric rows")
-    print(f"submit (check + row + queue message): {submit_s / JOBS * 1000:.2f} ms per job; "
-          f"fill (claim, 4 reports, finish): {fill_s / JOBS * 1000:.2f} ms per job")
+    print(
+        f"submit (check + row + queue message): {submit_s / JOBS * 1000:.2f} ms per job; "
+        f"fill (claim, 4 reports, finish): {fill_s / JOBS * 1000:.2f} ms per job"
+    )
     quiet = measure(storage, me, ids, repeats)
     live_job = service.submit(storage, me, "distill", {"dataset_id": 1, "distill": {}}, title="training now")
     job_rows.claim(storage.db, live_job, "bench:2")
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, url, str(live_job), "600"], cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, url, str(live_job), "600"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
     busy = measure(storage, me, ids, repeats)
     writer.terminate()

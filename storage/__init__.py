@@ -9,5 +9,17 @@ from storage.db import Database
 from storage.errors import ArtifactError, DatabaseError, JobStateError, NotFoundError, StorageError
 from storage.jobs import Viewer
 
-__all__ = ["ArtifactStore", "StoredFile", "Storage", "StorageConfig", "open_storage", "Database", "Viewer",
-           "StorageError", "NotFoundError", "JobStateError", "ArtifactError", "DatabaseError"]
+__all__ = [
+    "ArtifactStore",
+    "StoredFile",
+    "Storage",
+    "StorageConfig",
+    "open_storage",
+    "Database",
+    "Viewer",
+    "StorageError",
+    "NotFoundError",
+    "JobStateError",
+    "ArtifactError",
+    "DatabaseError",
+]

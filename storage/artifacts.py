@@ -107,8 +107,10 @@ class ArtifactStore:
         """Raise if the file is missing or its bytes changed since it was recorded."""
         now = self.describe(stored.path)
         if now.sha256 != stored.sha256 or now.bytes != stored.bytes:
-            raise ArtifactError(f"The artifact {stored.path} has changed on disk since it was recorded "
-                                "(checksum mismatch). Re-run the job that made it.")
+            raise ArtifactError(
+                f"The artifact {stored.path} has changed on disk since it was recorded "
+                "(checksum mismatch). Re-run the job that made it."
+            )
 
     def delete(self, relative: str) -> None:
         """Remove a file or a whole folder; missing is fine (deleting twice is not an error)."""

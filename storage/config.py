@@ -1,8 +1,8 @@
 """Where storage lives, from environment variables (the hosted Docker image sets them; a laptop uses defaults).
 
-    SLM_STUDIO_HOME      root folder of everything local          (default ~/.slm-studio)
-    SLM_STUDIO_DB_URL    any SQLAlchemy URL                       (default sqlite:///$HOME/studio.db)
-    SLM_STUDIO_DATA_DIR  the artifact store                       (default $HOME/artifacts)
+SLM_STUDIO_HOME      root folder of everything local          (default ~/.slm-studio)
+SLM_STUDIO_DB_URL    any SQLAlchemy URL                       (default sqlite:///$HOME/studio.db)
+SLM_STUDIO_DATA_DIR  the artifact store                       (default $HOME/artifacts)
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ class StorageConfig:
     @classmethod
     def from_env(cls) -> StorageConfig:
         home = studio_home()
-        return cls(db_url=os.environ.get("SLM_STUDIO_DB_URL") or sqlite_url(home / "studio.db"),
-                   data_dir=Path(os.environ.get("SLM_STUDIO_DATA_DIR") or home / "artifacts").expanduser())
+        return cls(
+            db_url=os.environ.get("SLM_STUDIO_DB_URL") or sqlite_url(home / "studio.db"),
+            data_dir=Path(os.environ.get("SLM_STUDIO_DATA_DIR") or home / "artifacts").expanduser(),
+        )
 
 
 @dataclass

@@ -70,8 +70,10 @@ class Database:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
         except OperationalError as err:
-            raise DatabaseError(f"Cannot open the database at {self.engine.url.render_as_string(hide_password=True)}: "
-                                f"{err.orig}. Check the URL (SLM_STUDIO_DB_URL) and that the server is running.") from err
+            raise DatabaseError(
+                f"Cannot open the database at {self.engine.url.render_as_string(hide_password=True)}: "
+                f"{err.orig}. Check the URL (SLM_STUDIO_DB_URL) and that the server is running."
+            ) from err
 
     def revision(self) -> str | None:
         with self.engine.connect() as conn:
@@ -82,8 +84,10 @@ class Database:
         current = self.revision()
         known = {s.revision for s in ScriptDirectory.from_config(alembic_config(self.url)).walk_revisions()}
         if current is not None and current not in known:
-            raise DatabaseError(f"The database schema ({current}) is newer than this studio. "
-                                "Upgrade the studio, or point SLM_STUDIO_DB_URL at another database.")
+            raise DatabaseError(
+                f"The database schema ({current}) is newer than this studio. "
+                "Upgrade the studio, or point SLM_STUDIO_DB_URL at another database."
+            )
 
     def integrity_problems(self) -> list[str]:
         """Database-level checks: SQLite's integrity and foreign-key checks; on other servers, orphans."""
@@ -95,9 +99,9 @@ class Database:
             orphans = {
                 "metrics without a job": "SELECT count(*) FROM metrics m LEFT JOIN jobs j ON j.id = m.job_id WHERE j.id IS NULL",
                 "artifacts without a job": "SELECT count(*) FROM artifacts a LEFT JOIN jobs j ON j.id = a.job_id "
-                                           "WHERE j.id IS NULL",
+                "WHERE j.id IS NULL",
                 "variants without a job": "SELECT count(*) FROM variants v LEFT JOIN jobs j ON j.id = v.job_id "
-                                          "WHERE j.id IS NULL",
+                "WHERE j.id IS NULL",
             }
             for label, sql in orphans.items():
                 count = conn.execute(text(sql)).scalar_one()

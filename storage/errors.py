@@ -27,5 +27,7 @@ class JobLostError(StorageError):
     """This process's job was taken from it (marked interrupted, then resumed elsewhere): stop writing."""
 
     def __init__(self, job_id: int) -> None:
-        super().__init__(f"Job {job_id} is no longer run by this process (it was marked interrupted and may "
-                         "have been resumed elsewhere); this process stops without writing more.")
+        super().__init__(
+            f"Job {job_id} is no longer run by this process (it was marked interrupted and may "
+            "have been resumed elsewhere); this process stops without writing more."
+        )

@@ -50,12 +50,30 @@ def visible(query: Select, viewer: Viewer) -> Select:
 # --------------------------------------------------------------------------- asking for work
 
 
-def submit(db: Database, owner_id: int, kind: str, config: dict, *, title: str = "",
-           dataset_id: int | None = None, parent_id: int | None = None) -> Job:
+def submit(
+    db: Database,
+    owner_id: int,
+    kind: str,
+    config: dict,
+    *,
+    title: str = "",
+    dataset_id: int | None = None,
+    parent_id: int | None = None,
+) -> Job:
     """Record a queued job; its folder in the artifact store is jobs/<id>."""
     with db.session() as s:
-        job = Job(owner_id=owner_id, kind=kind, config=config, title=title, dataset_id=dataset_id,
-                  parent_id=parent_id, status=JobStatus.QUEUED, progress=0.0, step="waiting for a worker", attempt=0)
+        job = Job(
+            owner_id=owner_id,
+            kind=kind,
+            config=config,
+            title=title,
+            dataset_id=dataset_id,
+            parent_id=parent_id,
+            status=JobStatus.QUEUED,
+            progress=0.0,
+            step="waiting for a worker",
+            attempt=0,
+        )
         s.add(job)
         s.flush()
         job.folder = f"jobs/{job.id}"
@@ -69,8 +87,9 @@ MAX_ID = 2**31 - 1
 def get(s: Session, viewer: Viewer, job_id: int) -> Job:
     job = s.scalar(visible(select(Job).where(Job.id == job_id), viewer)) if 0 < job_id <= MAX_ID else None
     if job is None:
-        raise NotFoundError(f"There is no job {job_id} (among the jobs you can see). "
-                            "List them with 'python -m studio jobs list'.")
+        raise NotFoundError(
+            f"There is no job {job_id} (among the jobs you can see). List them with 'python -m studio jobs list'."
+        )
     return job
 
 
@@ -92,19 +111,39 @@ class JobSummary:
     last_loss: float | None
 
 
-def list_jobs(s: Session, viewer: Viewer, *, limit: int = 50, offset: int = 0, status: str | None = None,
-              kind: str | None = None) -> list[JobSummary]:
+def list_jobs(
+    s: Session, viewer: Viewer, *, limit: int = 50, offset: int = 0, status: str | None = None, kind: str | None = None
+) -> list[JobSummary]:
     """Newest first, one page; with each job's latest training loss (one indexed query for the page)."""
-    query = (visible(select(Job, User.name).join(User, User.id == Job.owner_id), viewer)
-             .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+    query = (
+        visible(select(Job, User.name).join(User, User.id == Job.owner_id), viewer)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     if status:
         query = query.where(Job.status == status)
     if kind:
         query = query.where(Job.kind == kind)
     rows = s.execute(query).all()
     losses = last_values(s, [j.id for j, _ in rows], "loss")
-    return [JobSummary(j.id, j.kind, j.title, j.status, j.progress, j.step, j.owner_id, owner, as_utc(j.created_at),
-                       as_utc(j.finished_at), j.error, losses.get(j.id)) for j, owner in rows]
+    return [
+        JobSummary(
+            j.id,
+            j.kind,
+            j.title,
+            j.status,
+            j.progress,
+            j.step,
+            j.owner_id,
+            owner,
+            as_utc(j.created_at),
+            as_utc(j.finished_at),
+            j.error,
+            losses.get(j.id),
+        )
+        for j, owner in rows
+    ]
 
 
 def last_values(s: Session, job_ids: list[int], name: str) -> dict[int, float]:
@@ -113,9 +152,12 @@ def last_values(s: Session, job_ids: list[int], name: str) -> dict[int, float]:
         return {}
     # Training metrics and scores never share a name, so (job_id, name) finds them on the metrics index
     # alone (filtering on variant_id too makes SQLite pick the variant index and scan every training row).
-    newest = (select(func.max(Metric.id).label("id"))
-              .where(Metric.job_id.in_(job_ids), Metric.name == name)
-              .group_by(Metric.job_id).subquery())
+    newest = (
+        select(func.max(Metric.id).label("id"))
+        .where(Metric.job_id.in_(job_ids), Metric.name == name)
+        .group_by(Metric.job_id)
+        .subquery()
+    )
     rows = s.execute(select(Metric.job_id, Metric.value).join(newest, Metric.id == newest.c.id))
     return {job_id: value for job_id, value in rows}
 
@@ -131,9 +173,21 @@ def claim(db: Database, job_id: int, worker: str) -> bool:
     """Take a queued job. False when someone else took it, or it was cancelled meanwhile."""
     now = utcnow()
     with db.session() as s:
-        done = s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED).values(
-            status=JobStatus.RUNNING, worker=worker, heartbeat_at=now, started_at=now, finished_at=None, error=None,
-            cancel_requested=False, attempt=Job.attempt + 1, step="starting"))
+        done = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+            .values(
+                status=JobStatus.RUNNING,
+                worker=worker,
+                heartbeat_at=now,
+                started_at=now,
+                finished_at=None,
+                error=None,
+                cancel_requested=False,
+                attempt=Job.attempt + 1,
+                step="starting",
+            )
+        )
         return done.rowcount == 1
 
 
@@ -164,14 +218,18 @@ def heartbeat(db: Database, job_id: int, attempt: int | None = None) -> bool:
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
-def report(db: Database, job_id: int, progress: float, step: str, metrics: Iterable[dict] = (),
-           attempt: int | None = None) -> bool:
+def report(
+    db: Database, job_id: int, progress: float, step: str, metrics: Iterable[dict] = (), attempt: int | None = None
+) -> bool:
     """Progress (0..1), what is happening, and new metric rows, in one commit. Returns cancel_requested;
     raises JobLostError (writing nothing) when the job is no longer this process's to run."""
     rows = [{"job_id": job_id, "recorded_at": utcnow(), **m} for m in metrics]
     with db.session() as s:
-        moved = s.execute(update(Job).where(*_mine(job_id, attempt)).values(
-            progress=max(0.0, min(1.0, progress)), step=step[:255], heartbeat_at=utcnow()))
+        moved = s.execute(
+            update(Job)
+            .where(*_mine(job_id, attempt))
+            .values(progress=max(0.0, min(1.0, progress)), step=step[:255], heartbeat_at=utcnow())
+        )
         if moved.rowcount != 1:
             raise JobLostError(job_id)
         if rows:
@@ -182,8 +240,15 @@ def report(db: Database, job_id: int, progress: float, step: str, metrics: Itera
 def forget_metrics_after(db: Database, job_id: int, stage: str, step: int, label: str = "") -> int:
     """Before a resumed run repeats steps after its checkpoint, drop the rows the crash left for them."""
     with db.session() as s:
-        gone = s.execute(delete(Metric).where(Metric.job_id == job_id, Metric.stage == stage, Metric.label == label,
-                                              Metric.variant_id.is_(None), Metric.step > step))
+        gone = s.execute(
+            delete(Metric).where(
+                Metric.job_id == job_id,
+                Metric.stage == stage,
+                Metric.label == label,
+                Metric.variant_id.is_(None),
+                Metric.step > step,
+            )
+        )
         return gone.rowcount
 
 
@@ -198,16 +263,18 @@ def finish(db: Database, job_id: int, status: str, error: str | None = None, att
         return s.execute(update(Job).where(*_mine(job_id, attempt)).values(**values)).rowcount == 1
 
 
-def recover_orphans(db: Database, *, stale_after: float, host: str | None = None,
-                    process_alive: Callable[[str], bool] | None = None) -> list[int]:
+def recover_orphans(
+    db: Database, *, stale_after: float, host: str | None = None, process_alive: Callable[[str], bool] | None = None
+) -> list[int]:
     """Mark running jobs whose worker died as interrupted. A job run on `host` (this machine) is judged by
     its process alone (a laptop that slept is not a dead worker); a job on another machine by silence:
     no heartbeat for `stale_after` seconds. `worker` reads 'host:process'; `process_alive` gets the
     process part. Returns the ids marked. Safe to run anywhere, any time."""
     cutoff = utcnow() - timedelta(seconds=stale_after)
     with db.session() as s:
-        running = s.execute(select(Job.id, Job.attempt, Job.worker, Job.heartbeat_at, Job.step)
-                            .where(Job.status == JobStatus.RUNNING)).all()
+        running = s.execute(
+            select(Job.id, Job.attempt, Job.worker, Job.heartbeat_at, Job.step).where(Job.status == JobStatus.RUNNING)
+        ).all()
         dead = []
         for job_id, attempt, worker, beat, step in running:
             w_host, _, process = (worker or "").rpartition(":")
@@ -219,10 +286,20 @@ def recover_orphans(db: Database, *, stale_after: float, host: str | None = None
                 dead.append((job_id, attempt, step))
         marked = []
         for job_id, attempt, step in dead:
-            marked += [job_id] if s.execute(update(Job).where(*_mine(job_id, attempt)).values(
-                status=JobStatus.INTERRUPTED, finished_at=utcnow(),
-                error=f"The worker running this job stopped unexpectedly (during: {step}). "
-                      "Resume it to continue from its last checkpoint.")).rowcount else []
+            marked += (
+                [job_id]
+                if s.execute(
+                    update(Job)
+                    .where(*_mine(job_id, attempt))
+                    .values(
+                        status=JobStatus.INTERRUPTED,
+                        finished_at=utcnow(),
+                        error=f"The worker running this job stopped unexpectedly (during: {step}). "
+                        "Resume it to continue from its last checkpoint.",
+                    )
+                ).rowcount
+                else []
+            )
         return marked
 
 
@@ -235,11 +312,17 @@ def request_cancel(db: Database, viewer: Viewer, job_id: int) -> str:
     Returns the status the job now has ('cancelled', or 'running' while it winds down)."""
     with db.session() as s:
         job = get(s, viewer, job_id)  # visible to this user, or NotFoundError
-        if s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED).values(
-                status=JobStatus.CANCELLED, finished_at=utcnow(), step="cancelled before it started")).rowcount:
+        if s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.CANCELLED, finished_at=utcnow(), step="cancelled before it started")
+        ).rowcount:
             return JobStatus.CANCELLED
-        if s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(
-                cancel_requested=True, step="stopping after this step")).rowcount:
+        if s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+            .values(cancel_requested=True, step="stopping after this step")
+        ).rowcount:
             return JobStatus.RUNNING
         s.refresh(job)
         raise JobStateError(f"Job {job_id} is {job.status}; only a queued or running job can be cancelled.")
@@ -250,10 +333,12 @@ def resume(db: Database, viewer: Viewer, job_id: int) -> None:
     with db.session() as s:
         job = get(s, viewer, job_id)
         if job.status not in RESUMABLE:
-            raise JobStateError(f"Job {job_id} is {job.status}; only an interrupted, cancelled or failed job can "
-                                "be resumed.")
-        s.execute(update(Job).where(Job.id == job_id, Job.status.in_(RESUMABLE)).values(
-            status=JobStatus.QUEUED, error=None, finished_at=None, cancel_requested=False, step="waiting for a worker"))
+            raise JobStateError(f"Job {job_id} is {job.status}; only an interrupted, cancelled or failed job can be resumed.")
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(RESUMABLE))
+            .values(status=JobStatus.QUEUED, error=None, finished_at=None, cancel_requested=False, step="waiting for a worker")
+        )
 
 
 def delete_job(db: Database, store: ArtifactStore, viewer: Viewer, job_id: int) -> list[int]:
@@ -266,17 +351,15 @@ def delete_job(db: Database, store: ArtifactStore, viewer: Viewer, job_id: int) 
         family = descendants(s, job.id)
         busy = s.scalars(select(Job.id).where(Job.id.in_(family), Job.status.in_(ACTIVE))).all()
         if busy:
-            raise JobStateError(f"Job {', '.join(map(str, busy))} is still queued or running. Cancel it first, "
-                                "then delete.")
+            raise JobStateError(f"Job {', '.join(map(str, busy))} is still queued or running. Cancel it first, then delete.")
         folders = list(s.scalars(select(Job.folder).where(Job.id.in_(family))))
         paths = list(s.scalars(select(Artifact.path).where(Artifact.job_id.in_(family))))
-        paths += [p for p in s.scalars(select(Variant.path).where(Variant.job_id.in_(family), Variant.role != "teacher"))
-                  if p]
-        gone = sum(s.execute(delete(Job).where(Job.id == member, Job.status.not_in(ACTIVE))).rowcount
-                   for member in reversed(family))  # leaves first, so no row goes by cascade uncounted
+        paths += [p for p in s.scalars(select(Variant.path).where(Variant.job_id.in_(family), Variant.role != "teacher")) if p]
+        gone = sum(
+            s.execute(delete(Job).where(Job.id == member, Job.status.not_in(ACTIVE))).rowcount for member in reversed(family)
+        )  # leaves first, so no row goes by cascade uncounted
         if gone != len(family):  # one was resumed and claimed in the meantime: delete nothing
-            raise JobStateError(f"Job {job_id} or one built on it started running just now. Cancel it first, "
-                                "then delete.")
+            raise JobStateError(f"Job {job_id} or one built on it started running just now. Cancel it first, then delete.")
     for relative in paths + [f for f in folders if f]:
         store.delete(relative)
     return family

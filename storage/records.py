@@ -61,11 +61,13 @@ def set_password(db: Database, name: str, password_hash: str | None) -> bool:
 # --------------------------------------------------------------------------- datasets
 
 
-def add_dataset(db: Database, owner_id: int, *, name: str, sha256: str, rows: int, columns: list, task: str,
-                report: dict, path: str) -> int:
+def add_dataset(
+    db: Database, owner_id: int, *, name: str, sha256: str, rows: int, columns: list, task: str, report: dict, path: str
+) -> int:
     with db.session() as s:
-        ds = Dataset(owner_id=owner_id, name=name[:255], sha256=sha256, rows=rows, columns=columns, task=task,
-                     report=report, path=path)
+        ds = Dataset(
+            owner_id=owner_id, name=name[:255], sha256=sha256, rows=rows, columns=columns, task=task, report=report, path=path
+        )
         s.add(ds)
         s.flush()
         return ds.id
@@ -83,9 +85,9 @@ def get_dataset(s: Session, viewer: Viewer, dataset_id: int) -> Dataset:
 
 def same_dataset(s: Session, store: ArtifactStore, viewer: Viewer, sha256: str, folder: str) -> int | None:
     """This user's dataset made from the same bytes into exactly the same checked splits, if any."""
+
     def splits(relative: str) -> dict[str, str]:
-        return {f.path.rsplit("/", 1)[1]: f.sha256 for f in store.files_under(relative)
-                if f.path.endswith(".jsonl")}
+        return {f.path.rsplit("/", 1)[1]: f.sha256 for f in store.files_under(relative) if f.path.endswith(".jsonl")}
 
     mine = None
     for ds in s.scalars(select(Dataset).where(Dataset.owner_id == viewer.user_id, Dataset.sha256 == sha256)):
@@ -115,8 +117,7 @@ def delete_dataset(db: Database, store: ArtifactStore, viewer: Viewer, dataset_i
         ds = get_dataset(s, viewer, dataset_id)
         users = list(s.scalars(select(Job.id).where(Job.dataset_id == dataset_id).order_by(Job.id)))
         if users:
-            raise JobStateError(f"Dataset {dataset_id} is used by job(s) {', '.join(map(str, users))}; delete "
-                                "those jobs first.")
+            raise JobStateError(f"Dataset {dataset_id} is used by job(s) {', '.join(map(str, users))}; delete those jobs first.")
         path = ds.path
         s.delete(ds)
     store.delete(path)
@@ -125,8 +126,18 @@ def delete_dataset(db: Database, store: ArtifactStore, viewer: Viewer, dataset_i
 # --------------------------------------------------------------------------- variants and metrics
 
 
-def put_variant(db: Database, job_id: int, *, name: str, role: str, path: str = "", method: str = "",
-                settings: dict | None = None, status: str = "ok", parent_id: int | None = None) -> int:
+def put_variant(
+    db: Database,
+    job_id: int,
+    *,
+    name: str,
+    role: str,
+    path: str = "",
+    method: str = "",
+    settings: dict | None = None,
+    status: str = "ok",
+    parent_id: int | None = None,
+) -> int:
     """Record a job's variant; a resumed job recording the same name again updates it (never a second row)."""
     with db.session() as s:
         variant = s.scalar(select(Variant).where(Variant.job_id == job_id, Variant.name == name))
@@ -141,8 +152,7 @@ def put_variant(db: Database, job_id: int, *, name: str, role: str, path: str = 
 
 def find_variant(s: Session, job_ids: list[int], name: str) -> Variant | None:
     """The newest variant of that name among these jobs (a run and the compress jobs on it)."""
-    return s.scalar(select(Variant).where(Variant.job_id.in_(job_ids), Variant.name == name)
-                    .order_by(Variant.id.desc()))
+    return s.scalar(select(Variant).where(Variant.job_id.in_(job_ids), Variant.name == name).order_by(Variant.id.desc()))
 
 
 def variants_of(s: Session, viewer: Viewer, job_id: int) -> list[Variant]:
@@ -155,8 +165,10 @@ def add_scores(db: Database, job_id: int, variant_id: int, scores: dict[str, flo
     evaluation replaces the variant's previous one."""
     with db.session() as s:
         s.execute(delete(Metric).where(Metric.variant_id == variant_id, Metric.stage == "eval"))
-        s.add_all(Metric(job_id=job_id, variant_id=variant_id, stage="eval", name=name, value=float(value))
-                  for name, value in scores.items())
+        s.add_all(
+            Metric(job_id=job_id, variant_id=variant_id, stage="eval", name=name, value=float(value))
+            for name, value in scores.items()
+        )
 
 
 def scores_of(s: Session, variant_id: int) -> dict[str, float]:
@@ -197,17 +209,18 @@ def training_curve(s: Session, viewer: Viewer, job_id: int, name: str = "loss") 
     """(curve, step, value) of one training metric, in step order: what a loss chart draws. A curve is a stage
     and its label as people read them, e.g. 'teacher', 'heal int8-heal#2'."""
     get(s, viewer, job_id)
-    rows = s.execute(select(Metric.stage, Metric.label, Metric.step, Metric.value)
-                     .where(Metric.job_id == job_id, Metric.name == name, Metric.variant_id.is_(None))
-                     .order_by(Metric.id))  # the order they were trained in
+    rows = s.execute(
+        select(Metric.stage, Metric.label, Metric.step, Metric.value)
+        .where(Metric.job_id == job_id, Metric.name == name, Metric.variant_id.is_(None))
+        .order_by(Metric.id)
+    )  # the order they were trained in
     return [(f"{stage} {label}".strip(), step, value) for stage, label, step, value in rows]
 
 
 # --------------------------------------------------------------------------- artifacts
 
 
-def record_artifacts(db: Database, job_id: int, files: Iterable[StoredFile], kind: str,
-                     variant_id: int | None = None) -> int:
+def record_artifacts(db: Database, job_id: int, files: Iterable[StoredFile], kind: str, variant_id: int | None = None) -> int:
     """Record files already in the store; a file this job recorded before is updated, not doubled.
 
     A file another job recorded stays that job's (ArtifactError): deleting this job must never take it."""
@@ -216,8 +229,7 @@ def record_artifacts(db: Database, job_id: int, files: Iterable[StoredFile], kin
         for f in files:
             row = s.scalar(select(Artifact).where(Artifact.path == f.path))
             if row is None:
-                s.add(Artifact(job_id=job_id, variant_id=variant_id, kind=kind, path=f.path, sha256=f.sha256,
-                               bytes=f.bytes))
+                s.add(Artifact(job_id=job_id, variant_id=variant_id, kind=kind, path=f.path, sha256=f.sha256, bytes=f.bytes))
             elif row.job_id != job_id:
                 raise ArtifactError(f"{f.path} belongs to job {row.job_id}; a job records only files it made.")
             else:

@@ -36,8 +36,16 @@ def open_session(db: Database, user_id: int, lifetime: timedelta, address: str =
     now = utcnow()
     with db.session() as s:
         s.execute(delete(LoginSession).where(LoginSession.expires_at < now))  # old rows go as new ones come
-        s.add(LoginSession(token_hash=_digest(token), user_id=user_id, created_at=now, expires_at=now + lifetime,
-                           last_seen_at=now, address=address[:64]))
+        s.add(
+            LoginSession(
+                token_hash=_digest(token),
+                user_id=user_id,
+                created_at=now,
+                expires_at=now + lifetime,
+                last_seen_at=now,
+                address=address[:64],
+            )
+        )
     return token
 
 
@@ -47,8 +55,11 @@ def find_session(db: Database, token: str | None, idle: timedelta) -> ActiveSess
         return None
     now = utcnow()
     with db.session() as s:
-        row = s.execute(select(LoginSession, User).join(User, User.id == LoginSession.user_id)
-                        .where(LoginSession.token_hash == _digest(token))).first()
+        row = s.execute(
+            select(LoginSession, User)
+            .join(User, User.id == LoginSession.user_id)
+            .where(LoginSession.token_hash == _digest(token))
+        ).first()
         if row is None:
             return None
         session, user = row

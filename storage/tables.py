@@ -88,9 +88,11 @@ class Dataset(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_owner_created", "owner_id", "created_at"),
-                      Index("ix_jobs_status", "status"),
-                      {"sqlite_autoincrement": True})  # ids never reused: a job never inherits a deleted job's folder
+    __table_args__ = (
+        Index("ix_jobs_owner_created", "owner_id", "created_at"),
+        Index("ix_jobs_status", "status"),
+        {"sqlite_autoincrement": True},
+    )  # ids never reused: a job never inherits a deleted job's folder
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -122,10 +124,8 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
-    variants: Mapped[list[Variant]] = relationship(back_populates="job", cascade="all, delete-orphan",
-                                                   passive_deletes=True)
-    artifacts: Mapped[list[Artifact]] = relationship(back_populates="job", cascade="all, delete-orphan",
-                                                     passive_deletes=True)
+    variants: Mapped[list[Variant]] = relationship(back_populates="job", cascade="all, delete-orphan", passive_deletes=True)
+    artifacts: Mapped[list[Artifact]] = relationship(back_populates="job", cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Variant(Base):

@@ -40,23 +40,29 @@ def ready_for_logins(db: Database) -> None:
     with db.session() as s:
         users = records.list_users(s)
     if not users:
-        raise ConfigError(["login is on (SLM_STUDIO_AUTH=users) but there are no users yet; add one with "
-                           "'python -m studio users add NAME --admin', or set SLM_STUDIO_ADMIN_USER and "
-                           "SLM_STUDIO_ADMIN_PASSWORD"])
+        raise ConfigError(
+            [
+                "login is on (SLM_STUDIO_AUTH=users) but there are no users yet; add one with "
+                "'python -m studio users add NAME --admin', or set SLM_STUDIO_ADMIN_USER and "
+                "SLM_STUDIO_ADMIN_PASSWORD"
+            ]
+        )
 
 
 def hash_password(password: str) -> str:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise ConfigError([f"the password has {len(password)} characters; use at least {MIN_PASSWORD} "
-                           f"(and at most {MAX_PASSWORD})"])
+        raise ConfigError(
+            [f"the password has {len(password)} characters; use at least {MIN_PASSWORD} (and at most {MAX_PASSWORD})"]
+        )
     return PasswordHasher().hash(password)
 
 
 def add_user(db: Database, name: str, password: str, admin: bool = False) -> Viewer:
     problems = []
     if not NAME.fullmatch(name) or name == records.LOCAL_USER:
-        problems.append(f"'{name}' cannot be a user name; use 1-64 letters, digits, '.', '_', '@' or '-' "
-                        f"(and not '{records.LOCAL_USER}')")
+        problems.append(
+            f"'{name}' cannot be a user name; use 1-64 letters, digits, '.', '_', '@' or '-' (and not '{records.LOCAL_USER}')"
+        )
     with db.session() as s:
         if records.find_user(s, name) is not None:
             problems.append(f"a user named '{name}' already exists; choose another name or change their password")

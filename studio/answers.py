@@ -48,8 +48,13 @@ FLUENT_DEGENERATE = 0.1
 
 
 @torch.inference_mode()
-def generate_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict],
-                     new_tokens: int = NEW_TOKENS, batch_size: int = GENERATE_BATCH) -> list[str]:
+def generate_answers(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: list[dict],
+    new_tokens: int = NEW_TOKENS,
+    batch_size: int = GENERATE_BATCH,
+) -> list[str]:
     """Greedy answers, as the export writes them: up to ``new_tokens``, stopping at the end-of-text token.
     Transformers models answer in left-padded batches; anything else (an ONNX session) one prompt at a time."""
     if not isinstance(model, PreTrainedModel):
@@ -58,12 +63,17 @@ def generate_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     answers: list[str] = []
     try:
         for start in range(0, len(records), batch_size):
-            prompts = [prompt_text(r, tokenizer) for r in records[start:start + batch_size]]
+            prompts = [prompt_text(r, tokenizer) for r in records[start : start + batch_size]]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            out = model.generate(**enc, max_new_tokens=new_tokens, do_sample=False,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                                 logits_processor=LogitsProcessorList([NoRepeatInAnswer(enc["input_ids"].shape[1])]))
-            answers += [_decode(row, tokenizer) for row in out[:, enc["input_ids"].shape[1]:].tolist()]
+            out = model.generate(
+                **enc,
+                max_new_tokens=new_tokens,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                logits_processor=LogitsProcessorList([NoRepeatInAnswer(enc["input_ids"].shape[1])]),
+            )
+            answers += [_decode(row, tokenizer) for row in out[:, enc["input_ids"].shape[1] :].tolist()]
     finally:
         tokenizer.padding_side = side
     return answers
@@ -77,8 +87,8 @@ def banned_tokens(answer: list[int], n: int = NO_REPEAT) -> set[int]:
     """
     if n < 1 or len(answer) < n - 1:
         return set()
-    tail = answer[len(answer) - n + 1:]
-    return {answer[i + n - 1] for i in range(len(answer) - n + 1) if answer[i:i + n - 1] == tail}
+    tail = answer[len(answer) - n + 1 :]
+    return {answer[i + n - 1] for i in range(len(answer) - n + 1) if answer[i : i + n - 1] == tail}
 
 
 class NoRepeatInAnswer(LogitsProcessor):
@@ -89,7 +99,7 @@ class NoRepeatInAnswer(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row in range(input_ids.shape[0]):
-            banned = banned_tokens(input_ids[row, self.prompt_length:].tolist())
+            banned = banned_tokens(input_ids[row, self.prompt_length :].tolist())
             if banned:
                 scores[row, sorted(banned)] = float("-inf")
         return scores
@@ -98,13 +108,14 @@ class NoRepeatInAnswer(LogitsProcessor):
 def _decode(ids: list[int], tokenizer: PreTrainedTokenizerBase) -> str:
     """The answer up to its first end-of-text token."""
     if tokenizer.eos_token_id in ids:
-        ids = ids[:ids.index(tokenizer.eos_token_id)]
+        ids = ids[: ids.index(tokenizer.eos_token_id)]
     return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 @torch.inference_mode()
-def surprise(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict],
-             answers: list[str]) -> list[tuple[float, int]]:
+def surprise(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict], answers: list[str]
+) -> list[tuple[float, int]]:
     """(summed negative log-likelihood, token count) of each answer after its prompt, under ``model``."""
     out = []
     for record, answer in zip(records, answers):
@@ -114,8 +125,8 @@ def surprise(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records
             out.append((0.0, 0))
             continue
         ids = torch.tensor([prompt + said], device=model.device)
-        logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
-        nll = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt):], reduction="sum")
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+        nll = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt) :], reduction="sum")
         out.append((float(nll), len(said)))
     return out
 
@@ -135,7 +146,7 @@ def perplexity(scores: list[tuple[float, int]]) -> float | None:
 def repeated_share(text: str, n: int = 2) -> float:
     """Share of an answer's word n-grams that already occurred earlier in it."""
     words = re.findall(r"\w+", text.lower())
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
@@ -171,8 +182,14 @@ class Judged:
         return sum(d is not None for d in self.degenerate) / max(1, len(self.degenerate))
 
     def metrics(self) -> dict:
-        return {"rouge_l": self.rouge_l, "chrf": self.chrf, "answer_perplexity": self.answer_perplexity,
-                "repetition": self.repetition, "degenerate_share": self.degenerate_share, "fluent": self.fluent}
+        return {
+            "rouge_l": self.rouge_l,
+            "chrf": self.chrf,
+            "answer_perplexity": self.answer_perplexity,
+            "repetition": self.repetition,
+            "degenerate_share": self.degenerate_share,
+            "fluent": self.fluent,
+        }
 
 
 def reference_scores(answers: list[str], references: list[str]) -> tuple[float, float]:
@@ -202,19 +219,26 @@ class Judge:
         rouge, chrf = reference_scores(answers, self.references)
         each = [math.exp(s / n) if n else math.inf for s, n in scores]
         found = [degenerate(a, p, h) for a, p, h in zip(answers, each, self.human_each)]
-        judged = Judged(answers=answers, rouge_l=rouge, chrf=chrf, answer_perplexity=perplexity(scores),
-                        repetition=statistics.fmean(repeated_share(a) for a in answers) if answers else 0.0,
-                        degenerate=found)
+        judged = Judged(
+            answers=answers,
+            rouge_l=rouge,
+            chrf=chrf,
+            answer_perplexity=perplexity(scores),
+            repetition=statistics.fmean(repeated_share(a) for a in answers) if answers else 0.0,
+            degenerate=found,
+        )
         problems = []
         if judged.degenerate_share > FLUENT_DEGENERATE:
             bad, why = next((a, d) for a, d in zip(answers, found) if d)
-            example = f"\"{bad[:80]}\" {why}" if bad.strip() else "an empty answer"
-            problems.append(f"{sum(d is not None for d in found)} of {len(answers)} answers are no answer at all "
-                            f"(e.g. {example})")
+            example = f'"{bad[:80]}" {why}' if bad.strip() else "an empty answer"
+            problems.append(
+                f"{sum(d is not None for d in found)} of {len(answers)} answers are no answer at all (e.g. {example})"
+            )
         human = self.human_ppl
         if judged.answer_perplexity is not None and human and judged.answer_perplexity > FLUENT_SURPRISE * human:
-            problems.append(f"the teacher finds its answers {judged.answer_perplexity / human:.1f}x as "
-                            "surprising as the human answers")
+            problems.append(
+                f"the teacher finds its answers {judged.answer_perplexity / human:.1f}x as surprising as the human answers"
+            )
         judged.fluent, judged.why_not = not problems, "; ".join(problems)
         return judged
 
@@ -236,8 +260,10 @@ def side_by_side(book: dict, count: int = 5, models: list[str] | None = None) ->
 
 def answers_text(book: dict, count: int = 5) -> str:
     """Plain text of ``side_by_side``: what people read before they trust a number."""
-    lines = [f"Answers to the first {min(count, len(book.get('prompts', [])))} held-out prompts (greedy, up to "
-             f"{NEW_TOKENS} tokens, no run of {NO_REPEAT} tokens repeated, as the export answers):"]
+    lines = [
+        f"Answers to the first {min(count, len(book.get('prompts', [])))} held-out prompts (greedy, up to "
+        f"{NEW_TOKENS} tokens, no run of {NO_REPEAT} tokens repeated, as the export answers):"
+    ]
     for row in side_by_side(book, count):
         lines.append(f"Q: {row.pop('prompt')}")
         width = max(len(k) for k in row)

@@ -45,8 +45,10 @@ def fit_baselines(train: list[dict], labels: list[str]) -> list[Baseline]:
     majority.fit(texts, truth)
     made = [Baseline(MAJORITY, majority, 1, 8, time.perf_counter() - started)]
     # Balanced class weights: the same care for rare labels the studio's own training takes.
-    tfidf = make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=200_000),
-                          LogisticRegression(max_iter=2000, class_weight="balanced"))
+    tfidf = make_pipeline(
+        TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=200_000),
+        LogisticRegression(max_iter=2000, class_weight="balanced"),
+    )
     started = time.perf_counter()
     if len(set(truth)) > 1:
         tfidf.fit(texts, truth)

@@ -12,8 +12,7 @@ def causal_text(record: dict, tokenizer: PreTrainedTokenizerBase) -> str:
     """The training text of a causal-LM record; prompt/response pairs use the chat template."""
     if "text" in record:
         return record["text"] + (tokenizer.eos_token or "")
-    messages = [{"role": "user", "content": record["prompt"]},
-                {"role": "assistant", "content": record["response"]}]
+    messages = [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": record["response"]}]
     if tokenizer.chat_template:
         return tokenizer.apply_chat_template(messages, tokenize=False)
     return f"Question: {record['prompt']}\nAnswer: {record['response']}{tokenizer.eos_token or ''}"
@@ -32,7 +31,7 @@ def reference_of(record: dict) -> str:
     if "response" in record:
         return record["response"]
     words = record["text"].split()
-    return " ".join(words[max(1, len(words) // 3):])
+    return " ".join(words[max(1, len(words) // 3) :])
 
 
 def prompt_text(record: dict, tokenizer: PreTrainedTokenizerBase) -> str:
@@ -40,13 +39,15 @@ def prompt_text(record: dict, tokenizer: PreTrainedTokenizerBase) -> str:
     if "prompt" not in record:
         return question_of(record)
     if tokenizer.chat_template:
-        return tokenizer.apply_chat_template([{"role": "user", "content": record["prompt"]}],
-                                             tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": record["prompt"]}], tokenize=False, add_generation_prompt=True
+        )
     return f"Question: {record['prompt']}\nAnswer:"
 
 
-def encode_records(records: list[dict], tokenizer: PreTrainedTokenizerBase, max_length: int,
-                   label_ids: dict[str, int] | None = None) -> list[dict]:
+def encode_records(
+    records: list[dict], tokenizer: PreTrainedTokenizerBase, max_length: int, label_ids: dict[str, int] | None = None
+) -> list[dict]:
     """Token ids per record (unpadded), with its index (to find cached teacher logits) and label."""
     if label_ids is not None:
         texts = [r["text"] for r in records]
@@ -82,8 +83,9 @@ GROUP = 50
 does with group_by_length): batches pad to similar lengths, so varied texts train up to twice as fast."""
 
 
-def iter_batches(items: list[dict], batch_size: int, pad_id: int, seed: int | None = None,
-                 pad_to: int | None = None, by_length: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+def iter_batches(
+    items: list[dict], batch_size: int, pad_id: int, seed: int | None = None, pad_to: int | None = None, by_length: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
     """Batches in order, or shuffled reproducibly when ``seed`` is given (same seed, same order).
 
     ``by_length``: with a seed, each window of GROUP batches is sorted by length and the batches
@@ -93,15 +95,16 @@ def iter_batches(items: list[dict], batch_size: int, pad_id: int, seed: int | No
     if seed is None:
         if by_length:
             order.sort(key=size, reverse=True)
-        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     else:
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(items), generator=generator).tolist()
         if by_length:
             window = GROUP * batch_size
-            order = [i for start in range(0, len(order), window)
-                     for i in sorted(order[start:start + window], key=size, reverse=True)]
-        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+            order = [
+                i for start in range(0, len(order), window) for i in sorted(order[start : start + window], key=size, reverse=True)
+            ]
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
         if by_length:
             batches = [batches[b] for b in torch.randperm(len(batches), generator=generator).tolist()]
     for batch in batches:

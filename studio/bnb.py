@@ -33,8 +33,10 @@ class Bnb4bitSettings(Settings):
     """'float32' or 'bfloat16': the precision the dequantized products run in."""
 
     def checks(self) -> list[Check]:
-        return [("quant_type", self.quant_type in ("nf4", "fp4"), "'nf4' or 'fp4'"),
-                ("compute_dtype", self.compute_dtype in ("float32", "bfloat16"), "'float32' or 'bfloat16'")]
+        return [
+            ("quant_type", self.quant_type in ("nf4", "fp4"), "'nf4' or 'fp4'"),
+            ("compute_dtype", self.compute_dtype in ("float32", "bfloat16"), "'float32' or 'bfloat16'"),
+        ]
 
 
 @dataclass
@@ -50,12 +52,14 @@ def bnb_config(s: BnbInt8Settings | Bnb4bitSettings):
     from transformers import BitsAndBytesConfig
 
     if isinstance(s, BnbInt8Settings):
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=s.threshold,
-                                  llm_int8_skip_modules=HEADS_KEPT_FULL)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=s.quant_type,
-                              bnb_4bit_use_double_quant=s.double_quant,
-                              bnb_4bit_compute_dtype=getattr(torch, s.compute_dtype),
-                              llm_int8_skip_modules=HEADS_KEPT_FULL)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=s.threshold, llm_int8_skip_modules=HEADS_KEPT_FULL)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=s.quant_type,
+        bnb_4bit_use_double_quant=s.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, s.compute_dtype),
+        llm_int8_skip_modules=HEADS_KEPT_FULL,
+    )
 
 
 def bnb_device() -> str:

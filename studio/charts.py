@@ -41,8 +41,15 @@ def measured(models: Sequence[dict]) -> list[dict]:
     """Models that were really measured (a variant this machine could not make has no numbers); baselines
     are references, not candidates."""
     key, _ = quality_key(models)
-    return [m for m in models if m.get("status", "ok") == "ok" and m.get(key) is not None and m["name"] not in BASELINES
-            and m.get("size_bytes") is not None and m.get("latency_ms") is not None]
+    return [
+        m
+        for m in models
+        if m.get("status", "ok") == "ok"
+        and m.get(key) is not None
+        and m["name"] not in BASELINES
+        and m.get("size_bytes") is not None
+        and m.get("latency_ms") is not None
+    ]
 
 
 def baseline_scores(models: Sequence[dict]) -> dict[str, float]:
@@ -53,8 +60,13 @@ def baseline_scores(models: Sequence[dict]) -> dict[str, float]:
 def _reference_lines(fig: go.Figure, models: Sequence[dict]) -> None:
     words = {MAJORITY: "always the commonest label", TFIDF: "TF-IDF + logistic regression"}
     for name, value in baseline_scores(models).items():
-        fig.add_hline(y=value, line_dash="dash" if name == TFIDF else "dot", line_color="#b45309",
-                      annotation_text=f"{words[name]}: {value:.3f}", annotation_position="bottom right")
+        fig.add_hline(
+            y=value,
+            line_dash="dash" if name == TFIDF else "dot",
+            line_color="#b45309",
+            annotation_text=f"{words[name]}: {value:.3f}",
+            annotation_position="bottom right",
+        )
 
 
 def pareto_front(points: Sequence[tuple[float, float]], higher_quality_is_better: bool = True) -> list[int]:
@@ -62,8 +74,11 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_quality_is_better
     sign = 1 if higher_quality_is_better else -1
     front = []
     for i, (cost, quality) in enumerate(points):
-        beaten = any(c <= cost and sign * q >= sign * quality and (c < cost or sign * q > sign * quality)
-                     for j, (c, q) in enumerate(points) if j != i)
+        beaten = any(
+            c <= cost and sign * q >= sign * quality and (c < cost or sign * q > sign * quality)
+            for j, (c, q) in enumerate(points)
+            if j != i
+        )
         if not beaten:
             front.append(i)
     return front
@@ -81,15 +96,33 @@ def tradeoff_figure(models: Sequence[dict], cost: str = "size_bytes", budget: Bu
     xs = [m[cost] / scale for m in rows]
     ys = [m[key] for m in rows]
     front = set(pareto_front(list(zip(xs, ys)), higher))
-    colours = [OUT if m.get("fluent") is False else TEACHER if m["name"] == "teacher" else FRONT if i in front else OTHER
-               for i, m in enumerate(rows)]
+    colours = [
+        OUT if m.get("fluent") is False else TEACHER if m["name"] == "teacher" else FRONT if i in front else OTHER
+        for i, m in enumerate(rows)
+    ]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers+text", text=[m["name"] for m in rows], textposition="top center",
-                             marker={"size": 12, "color": colours, "line": {"width": 1, "color": "#1f2937"}},
-                             name="models", hovertemplate="%{text}<br>%{x:.2f} | " + key + " %{y:.4f}<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers+text",
+            text=[m["name"] for m in rows],
+            textposition="top center",
+            marker={"size": 12, "color": colours, "line": {"width": 1, "color": "#1f2937"}},
+            name="models",
+            hovertemplate="%{text}<br>%{x:.2f} | " + key + " %{y:.4f}<extra></extra>",
+        )
+    )
     ordered = sorted(front, key=lambda i: xs[i])
-    fig.add_trace(go.Scatter(x=[xs[i] for i in ordered], y=[ys[i] for i in ordered], mode="lines",
-                             line={"color": FRONT, "dash": "dot"}, name="best trade-offs (Pareto front)"))
+    fig.add_trace(
+        go.Scatter(
+            x=[xs[i] for i in ordered],
+            y=[ys[i] for i in ordered],
+            mode="lines",
+            line={"color": FRONT, "dash": "dot"},
+            name="best trade-offs (Pareto front)",
+        )
+    )
     limit = None if budget is None else budget.max_mb if cost == "size_bytes" else budget.max_ms
     if limit:
         fig.add_vline(x=limit, line_dash="dash", line_color="#dc2626", annotation_text="your budget")
@@ -97,14 +130,24 @@ def tradeoff_figure(models: Sequence[dict], cost: str = "size_bytes", budget: Bu
     words = QUALITY_WORDS.get(key, key)
     if higher:
         fig.update_yaxes(range=[0, 1.05])
-    fig.update_layout(title=f"{words} vs {label}", xaxis_title=label,
-                      yaxis_title=words + ("" if higher else " (lower is better)"),
-                      template="plotly_white", height=420, margin={"t": 50, "l": 60, "r": 20, "b": 50})
+    fig.update_layout(
+        title=f"{words} vs {label}",
+        xaxis_title=label,
+        yaxis_title=words + ("" if higher else " (lower is better)"),
+        template="plotly_white",
+        height=420,
+        margin={"t": 50, "l": 60, "r": 20, "b": 50},
+    )
     return fig
 
 
-BAR_METRICS = [("quality", "quality"), ("size_bytes", "size"), ("latency_ms", "latency"), ("throughput", "throughput"),
-               ("params", "parameters")]
+BAR_METRICS = [
+    ("quality", "quality"),
+    ("size_bytes", "size"),
+    ("latency_ms", "latency"),
+    ("throughput", "throughput"),
+    ("params", "parameters"),
+]
 
 
 def metric_bars(models: Sequence[dict]) -> go.Figure:
@@ -119,10 +162,22 @@ def metric_bars(models: Sequence[dict]) -> go.Figure:
             metric = key if metric == "quality" else metric
             base = teacher.get(metric) if teacher else None
             values.append(m[metric] / base if base and m.get(metric) is not None else None)
-        fig.add_trace(go.Bar(name=m["name"], x=[label for _, label in BAR_METRICS], y=values,
-                             hovertemplate="%{x}: %{y:.2f}× the teacher<extra>" + m["name"] + "</extra>"))
-    fig.update_layout(barmode="group", title="Relative to the teacher (1.0 = same)", yaxis_title="× teacher",
-                      template="plotly_white", height=420, margin={"t": 50, "l": 60, "r": 20, "b": 50})
+        fig.add_trace(
+            go.Bar(
+                name=m["name"],
+                x=[label for _, label in BAR_METRICS],
+                y=values,
+                hovertemplate="%{x}: %{y:.2f}× the teacher<extra>" + m["name"] + "</extra>",
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        title="Relative to the teacher (1.0 = same)",
+        yaxis_title="× teacher",
+        template="plotly_white",
+        height=420,
+        margin={"t": 50, "l": 60, "r": 20, "b": 50},
+    )
     return fig
 
 
@@ -132,8 +187,14 @@ def loss_figure(curve: Sequence[tuple[str, int, float]]) -> go.Figure:
     for stage in dict.fromkeys(stage for stage, _, _ in curve):
         points = [(step, value) for s, step, value in curve if s == stage]
         fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines", name=stage))
-    fig.update_layout(title="Training loss", xaxis_title="step", yaxis_title="loss", template="plotly_white",
-                      height=360, margin={"t": 50, "l": 60, "r": 20, "b": 50})
+    fig.update_layout(
+        title="Training loss",
+        xaxis_title="step",
+        yaxis_title="loss",
+        template="plotly_white",
+        height=360,
+        margin={"t": 50, "l": 60, "r": 20, "b": 50},
+    )
     return fig
 
 
@@ -142,12 +203,29 @@ def confusion_figure(model: dict, labels: Sequence[str]) -> go.Figure:
     each true label, so a rare label's mistakes show as clearly as a common one's."""
     counts = model["confusion"]
     shares = [[c / max(1, sum(row)) for c in row] for row in counts]
-    fig = go.Figure(go.Heatmap(z=shares, x=list(labels), y=list(labels), text=counts, texttemplate="%{text}",
-                               colorscale="Blues", zmin=0, zmax=1, colorbar={"title": "share of row"},
-                               hovertemplate="true %{y}, answered %{x}: %{text}<extra></extra>"))
-    fig.update_layout(title=f"{model['name']}: what it answers for each true label", xaxis_title="answered",
-                      yaxis_title="true label", yaxis_autorange="reversed", template="plotly_white", height=420,
-                      margin={"t": 50, "l": 100, "r": 20, "b": 80})
+    fig = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=list(labels),
+            y=list(labels),
+            text=counts,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar={"title": "share of row"},
+            hovertemplate="true %{y}, answered %{x}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{model['name']}: what it answers for each true label",
+        xaxis_title="answered",
+        yaxis_title="true label",
+        yaxis_autorange="reversed",
+        template="plotly_white",
+        height=420,
+        margin={"t": 50, "l": 100, "r": 20, "b": 80},
+    )
     return fig
 
 
@@ -155,8 +233,13 @@ def class_balance_figure(label_counts: dict[str, int]) -> go.Figure:
     """How many examples each label has: a rare label is learned poorly."""
     labels = sorted(label_counts, key=label_counts.get, reverse=True)
     fig = go.Figure(go.Bar(x=labels, y=[label_counts[k] for k in labels], marker_color=FRONT))
-    fig.update_layout(title="Examples per label", yaxis_title="examples", template="plotly_white", height=320,
-                      margin={"t": 50, "l": 60, "r": 20, "b": 80})
+    fig.update_layout(
+        title="Examples per label",
+        yaxis_title="examples",
+        template="plotly_white",
+        height=320,
+        margin={"t": 50, "l": 60, "r": 20, "b": 80},
+    )
     return fig
 
 
@@ -196,35 +279,57 @@ def recommend(models: Sequence[dict], budget: Budget) -> Recommendation:
     fits = [m for m in rows if m["name"] not in misses]
     if not fits:
         if floor is not None and all(m[key] <= floor for m in rows):
-            return Recommendation(None, f"No model beats the TF-IDF baseline (macro-F1 {floor:.3f}), so none is "
-                                  "recommended: a linear model fitted in a second does as well. Try another teacher "
-                                  "(smollm2-135m reads text differently from minilm-l6, and with only its head fitted "
-                                  "costs minutes on a CPU; which is better depends on your data), more labelled "
-                                  "data, or more training steps; or export the TF-IDF baseline itself (step 6: "
-                                  "tfidf-baseline).", [], misses)
+            return Recommendation(
+                None,
+                f"No model beats the TF-IDF baseline (macro-F1 {floor:.3f}), so none is "
+                "recommended: a linear model fitted in a second does as well. Try another teacher "
+                "(smollm2-135m reads text differently from minilm-l6, and with only its head fitted "
+                "costs minutes on a CPU; which is better depends on your data), more labelled "
+                "data, or more training steps; or export the TF-IDF baseline itself (step 6: "
+                "tfidf-baseline).",
+                [],
+                misses,
+            )
         if all(m.get("fluent") is False for m in rows):
-            return Recommendation(None, "No text generator writes usable answers, so none is recommended: "
-                                  + "; ".join(f"{name} {why}" for name, why in misses.items()) + ". Read the answers "
-                                  "below; try a larger student (more layers), more training data, or the teacher "
-                                  "itself.", [], misses)
+            return Recommendation(
+                None,
+                "No text generator writes usable answers, so none is recommended: "
+                + "; ".join(f"{name} {why}" for name, why in misses.items())
+                + ". Read the answers "
+                "below; try a larger student (more layers), more training data, or the teacher "
+                "itself.",
+                [],
+                misses,
+            )
         closest = min(rows, key=lambda m: m["size_bytes"])
-        return Recommendation(None, "No model fits this budget. The smallest, "
-                              f"{closest['name']}, {misses[closest['name']]}. Loosen a limit, or make a smaller "
-                              "variant (pruning, int8).", [], misses)
+        return Recommendation(
+            None,
+            "No model fits this budget. The smallest, "
+            f"{closest['name']}, {misses[closest['name']]}. Loosen a limit, or make a smaller "
+            "variant (pruning, int8).",
+            [],
+            misses,
+        )
     best = max(fits, key=lambda m: ((m[key] if higher else -m[key]), -m["size_bytes"]))
     teacher = next((m for m in rows if m["name"] == "teacher"), None)
-    said = [f"{words} {best[key]:.4g}" + (f" (teacher {teacher[key]:.4g})" if teacher and best is not teacher else ""),
-            f"{best['size_bytes'] / 1e6:.1f} MB", f"{best['latency_ms']:.2f} ms per request"]
-    reason = (f"{best['name']} is the {'best' if higher else 'lowest-perplexity'} model that fits your budget: "
-              + ", ".join(said) + ".")
+    said = [
+        f"{words} {best[key]:.4g}" + (f" (teacher {teacher[key]:.4g})" if teacher and best is not teacher else ""),
+        f"{best['size_bytes'] / 1e6:.1f} MB",
+        f"{best['latency_ms']:.2f} ms per request",
+    ]
+    reason = (
+        f"{best['name']} is the {'best' if higher else 'lowest-perplexity'} model that fits your budget: " + ", ".join(said) + "."
+    )
     if floor is not None:
         reason += f" It beats the TF-IDF baseline ({floor:.3f})."
     if len(fits) > 1:
         reason += f" {len(fits) - 1} other model(s) fit too, with lower quality or the same quality at a larger size."
     unfluent = [name for name, why in misses.items() if why.startswith("fails the fluency")]
     if unfluent:
-        reason += (f" Not {', '.join(unfluent)}: {'its' if len(unfluent) == 1 else 'their'} answers fail the fluency "
-                   "check, whatever the other figures say (read the answers below).")
+        reason += (
+            f" Not {', '.join(unfluent)}: {'its' if len(unfluent) == 1 else 'their'} answers fail the fluency "
+            "check, whatever the other figures say (read the answers below)."
+        )
     return Recommendation(best["name"], reason, [m["name"] for m in fits], misses)
 
 

@@ -41,10 +41,22 @@ FORMATS = {
 SNIFF_BYTES = 256 * 1024
 DETECT_ROWS = 2000
 
-TEXT_NAMES = ("text", "body", "message", "description", "content", "ticket", "sentence",
-              "review", "document", "utterance", "comment", "complaint", "email")
-LABEL_NAMES = ("label", "category", "class", "intent", "topic", "tag", "target",
-               "department", "queue", "type")
+TEXT_NAMES = (
+    "text",
+    "body",
+    "message",
+    "description",
+    "content",
+    "ticket",
+    "sentence",
+    "review",
+    "document",
+    "utterance",
+    "comment",
+    "complaint",
+    "email",
+)
+LABEL_NAMES = ("label", "category", "class", "intent", "topic", "tag", "target", "department", "queue", "type")
 PROMPT_NAMES = ("prompt", "question", "instruction", "input", "query")
 RESPONSE_NAMES = ("response", "answer", "output", "completion", "reply")
 
@@ -65,9 +77,12 @@ BINARY_MAGIC = {
 class DatasetOptions(Settings):
     """How to read and split a dataset. Every field has a default that suits most files."""
 
-    task: str | None = setting(None, "What the model learns: 'classification' (texts with labels) or 'causal_lm' "
-                               "(prompts with answers, or plain text); empty detects it from the columns.",
-                               choices=(Task.CLASSIFICATION, Task.CAUSAL_LM))
+    task: str | None = setting(
+        None,
+        "What the model learns: 'classification' (texts with labels) or 'causal_lm' "
+        "(prompts with answers, or plain text); empty detects it from the columns.",
+        choices=(Task.CLASSIFICATION, Task.CAUSAL_LM),
+    )
     text_column: str | None = setting(None, "Column with the text; empty detects it.")
     label_column: str | None = setting(None, "Column with the label, for classification; empty detects it.")
     prompt_column: str | None = setting(None, "Prompt column of prompt/response pairs; empty detects it.")
@@ -75,16 +90,21 @@ class DatasetOptions(Settings):
     validation_fraction: float = setting(0.1, "Share of rows held out to pick the best epoch. 0.05-0.2 is usual.")
     test_fraction: float = setting(0.1, "Share of rows held out for the final quality figures. Never trained on.")
     seed: int = setting(13, "Random seed of the split.")
-    max_chars: int = setting(100_000, "A classification text longer than this is rejected, as a sign of a wrong "
-                             "column or a broken file (a long article is fine: the models read its first max_length "
-                             "tokens, and the run says how many texts were cut).")
+    max_chars: int = setting(
+        100_000,
+        "A classification text longer than this is rejected, as a sign of a wrong "
+        "column or a broken file (a long article is fine: the models read its first max_length "
+        "tokens, and the run says how many texts were cut).",
+    )
     min_examples_per_label: int = setting(3, "A label needs at least one example in training and one to test it on.")
 
     def checks(self) -> list[Check]:
-        return [("validation_fraction", 0.0 <= self.validation_fraction < 0.5, "a value from 0 to 0.5 (e.g. 0.1)"),
-                ("test_fraction", 0.0 <= self.test_fraction < 0.5, "a value from 0 to 0.5 (e.g. 0.1)"),
-                ("max_chars", self.max_chars >= 16, "at least 16"),
-                ("min_examples_per_label", self.min_examples_per_label >= 2, "at least 2")]
+        return [
+            ("validation_fraction", 0.0 <= self.validation_fraction < 0.5, "a value from 0 to 0.5 (e.g. 0.1)"),
+            ("test_fraction", 0.0 <= self.test_fraction < 0.5, "a value from 0 to 0.5 (e.g. 0.1)"),
+            ("max_chars", self.max_chars >= 16, "at least 16"),
+            ("min_examples_per_label", self.min_examples_per_label >= 2, "at least 2"),
+        ]
 
     def other_problems(self) -> list[str]:
         if self.validation_fraction + self.test_fraction >= 0.6:
@@ -108,8 +128,7 @@ class DatasetLimits:
     @classmethod
     def from_env(cls, quota_left: int | None = None) -> DatasetLimits:
         settings = HostSettings.from_env()
-        return cls(settings.max_dataset_rows, settings.max_dataset_mb * 1024 * 1024, settings.max_expansion,
-                   quota_left)
+        return cls(settings.max_dataset_rows, settings.max_dataset_mb * 1024 * 1024, settings.max_expansion, quota_left)
 
     def byte_limit(self, file_bytes: int) -> tuple[int, str]:
         """(the most bytes the checked copy may take, why that many)."""
@@ -190,8 +209,10 @@ def detect_encoding(path: Path, sample: bytes, fmt: str) -> str:
         raise DatasetError(f"'{path.name}' is empty. Add rows of data and upload it again.")
     if fmt == "parquet":
         if not sample.startswith(b"PAR1"):
-            raise DatasetError(f"'{path.name}' is not a valid Parquet file (its first bytes "
-                               "are wrong). Export it again from the tool that made it.")
+            raise DatasetError(
+                f"'{path.name}' is not a valid Parquet file (its first bytes "
+                "are wrong). Export it again from the tool that made it."
+            )
         return "binary"
     for magic, what in BINARY_MAGIC.items():
         if sample.startswith(magic):
@@ -239,9 +260,11 @@ def _refuse_mixed_utf8(path: Path, sample: bytes) -> None:
             bad.append(number)
     if utf8_accents and bad:
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-        raise DatasetError(f"'{path.name}' mixes text encodings: most of it is UTF-8, but line(s) {shown} are "
-                           "not (probably pasted from a program that saves Latin-1 / Windows-1252). Save the whole "
-                           "file as UTF-8 (in Excel: 'CSV UTF-8'), or fix those lines, and upload it again.")
+        raise DatasetError(
+            f"'{path.name}' mixes text encodings: most of it is UTF-8, but line(s) {shown} are "
+            "not (probably pasted from a program that saves Latin-1 / Windows-1252). Save the whole "
+            "file as UTF-8 (in Excel: 'CSV UTF-8'), or fix those lines, and upload it again."
+        )
 
 
 def _text_lines(path: Path, encoding: str) -> Iterator[str]:
@@ -278,13 +301,14 @@ def _iter_csv(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
     reader = csv.reader(_text_lines(path, encoding), delimiter=delimiter)
     header = next(reader, None)
     if not header or not any(h.strip() for h in header):
-        raise DatasetError(f"'{path.name}' has no header row. Put column names "
-                           "(for example: text,label) on the first line.")
+        raise DatasetError(f"'{path.name}' has no header row. Put column names (for example: text,label) on the first line.")
     header = [h.strip() for h in header]
     dupes = [h for h, n in Counter(header).items() if n > 1]
     if dupes:
-        raise DatasetError(f"Column name(s) {', '.join(map(repr, dupes))} appear more than "
-                           "once in the header. Give every column a different name.")
+        raise DatasetError(
+            f"Column name(s) {', '.join(map(repr, dupes))} appear more than "
+            "once in the header. Give every column a different name."
+        )
     row_no = 0
     try:
         for values in reader:
@@ -299,8 +323,10 @@ def _iter_csv(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
                 )
             yield row_no, dict(zip(header, values))
     except csv.Error as err:
-        raise DatasetError(f"Row {row_no + 1} (line {reader.line_num}) of '{path.name}' is "
-                           f"not valid CSV ({err}). Fix that row or re-export the file.") from err
+        raise DatasetError(
+            f"Row {row_no + 1} (line {reader.line_num}) of '{path.name}' is "
+            f"not valid CSV ({err}). Fix that row or re-export the file."
+        ) from err
 
 
 def _iter_jsonl(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
@@ -311,16 +337,18 @@ def _iter_jsonl(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
         if line_no == 1 and stripped.startswith("["):
             raise DatasetError(
                 f"'{path.name}' is one JSON array. This studio reads JSON Lines: one "
-                "object per line, like {\"text\": \"...\", \"label\": \"...\"}."
+                'object per line, like {"text": "...", "label": "..."}.'
             )
         try:
             obj = json.loads(stripped)
         except json.JSONDecodeError as err:
-            raise DatasetError(f"Line {line_no} of '{path.name}' is not valid JSON "
-                               f"({err.msg}). Fix or remove that line.") from err
+            raise DatasetError(
+                f"Line {line_no} of '{path.name}' is not valid JSON ({err.msg}). Fix or remove that line."
+            ) from err
         if not isinstance(obj, dict):
-            raise DatasetError(f"Line {line_no} of '{path.name}' is not a JSON object. "
-                               "Each line must look like {\"text\": \"...\"}.")
+            raise DatasetError(
+                f'Line {line_no} of \'{path.name}\' is not a JSON object. Each line must look like {{"text": "..."}}.'
+            )
         yield line_no, {k: "" if v is None else str(v) for k, v in obj.items()}
 
 
@@ -346,8 +374,9 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:
     try:
         pf = pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for a corrupt file
-        raise DatasetError(f"'{path.name}' could not be read as Parquet ({err}). "
-                           "Export it again from the tool that made it.") from err
+        raise DatasetError(
+            f"'{path.name}' could not be read as Parquet ({err}). Export it again from the tool that made it."
+        ) from err
     row_no = 0
     for batch in pf.iter_batches(batch_size=2048):
         for row in batch.to_pylist():
@@ -378,8 +407,7 @@ def _check_given(columns: list[str], **given: str | None) -> None:
     missing = [f"{flag} '{col}'" for flag, col in given.items() if col and col not in columns]
     if missing:
         raise DatasetError(
-            f"The file has no column {', '.join(missing)}. Its columns are: "
-            f"{', '.join(columns)}. Choose one of those."
+            f"The file has no column {', '.join(missing)}. Its columns are: {', '.join(columns)}. Choose one of those."
         )
 
 
@@ -399,17 +427,19 @@ def _column_stats(sample: list[dict], columns: list[str]) -> dict[str, dict]:
 
 def _guess(kind: str, candidates: list[str], flag: str) -> str | None:
     if len(candidates) > 1:
-        raise DatasetError(
-            f"More than one column could be the {kind}: {', '.join(candidates)}. "
-            f"Say which one to use ({flag})."
-        )
+        raise DatasetError(f"More than one column could be the {kind}: {', '.join(candidates)}. Say which one to use ({flag}).")
     return candidates[0] if candidates else None
 
 
 def detect_columns(columns: list[str], sample: list[dict], opts: DatasetOptions) -> dict:
     """Choose the task and the columns, from the user's choices first, then names, then content."""
-    _check_given(columns, text_column=opts.text_column, label_column=opts.label_column,
-                 prompt_column=opts.prompt_column, response_column=opts.response_column)
+    _check_given(
+        columns,
+        text_column=opts.text_column,
+        label_column=opts.label_column,
+        prompt_column=opts.prompt_column,
+        response_column=opts.response_column,
+    )
     stats = _column_stats(sample, columns)
     n = len(sample)
     text = opts.text_column or next(iter(_named(columns, TEXT_NAMES)), None)
@@ -417,33 +447,43 @@ def detect_columns(columns: list[str], sample: list[dict], opts: DatasetOptions)
     prompt = opts.prompt_column or next(iter(_named(columns, PROMPT_NAMES)), None)
     response = opts.response_column or next(iter(_named(columns, RESPONSE_NAMES)), None)
     taken = {c for c in (text, label, prompt, response) if c}
-    long_cols = [c for c in columns if c not in taken and stats[c]["avg_len"] >= 20
-                 and not stats[c]["numeric"]]
+    long_cols = [c for c in columns if c not in taken and stats[c]["avg_len"] >= 20 and not stats[c]["numeric"]]
     if text is None and not (opts.task == Task.CAUSAL_LM and prompt and response):
         text = _guess("text", long_cols, "--text-column") if not (prompt and response) else None
     task = opts.task
     if task is None:
         if label is None and text:
-            short = [c for c in columns if c not in taken | {text} and stats[c]["filled"] > 0.9
-                     and 2 <= stats[c]["distinct"] <= max(2, min(200, n // 2))
-                     and stats[c]["avg_len"] <= 40]
+            short = [
+                c
+                for c in columns
+                if c not in taken | {text}
+                and stats[c]["filled"] > 0.9
+                and 2 <= stats[c]["distinct"] <= max(2, min(200, n // 2))
+                and stats[c]["avg_len"] <= 40
+            ]
             label = _guess("label", short, "--label-column")
         task = Task.CLASSIFICATION if (label and text) else Task.CAUSAL_LM
     if task == Task.CLASSIFICATION:
         if text is None:
-            raise DatasetError("No text column was found. Name it 'text' in the file or say "
-                               f"which one to use (--text-column). Columns: {', '.join(columns)}.")
+            raise DatasetError(
+                "No text column was found. Name it 'text' in the file or say "
+                f"which one to use (--text-column). Columns: {', '.join(columns)}."
+            )
         if label is None:
-            raise DatasetError("No label column was found for classification. Name it 'label' "
-                               f"or say which one to use (--label-column). Columns: {', '.join(columns)}.")
+            raise DatasetError(
+                "No label column was found for classification. Name it 'label' "
+                f"or say which one to use (--label-column). Columns: {', '.join(columns)}."
+            )
         if label == text:
             raise DatasetError("The text and label columns are the same column; choose two different ones.")
         return {"task": task, "text_column": text, "label_column": label}
     if prompt and response and not opts.text_column:
         return {"task": task, "prompt_column": prompt, "response_column": response}
     if text is None:
-        raise DatasetError("No text column was found. Name it 'text', give prompt and response "
-                           f"columns, or say which column to use (--text-column). Columns: {', '.join(columns)}.")
+        raise DatasetError(
+            "No text column was found. Name it 'text', give prompt and response "
+            f"columns, or say which column to use (--text-column). Columns: {', '.join(columns)}."
+        )
     return {"task": task, "text_column": text}
 
 
@@ -461,8 +501,7 @@ def _chunks(text: str, max_chars: int) -> list[str]:
     return out + ([text] if text else [])
 
 
-def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions,
-               problems: list[str], skipped: list[int]) -> list[dict]:
+def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions, problems: list[str], skipped: list[int]) -> list[dict]:
     if cols["task"] == Task.CLASSIFICATION:
         text = row.get(cols["text_column"], "").strip()
         label = row.get(cols["label_column"], "").strip()
@@ -470,9 +509,11 @@ def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions,
             skipped.append(row_no)
             return []
         if len(text) > opts.max_chars:
-            problems.append(f"row {row_no}, column '{cols['text_column']}': {len(text):,} characters, "
-                            f"over the {opts.max_chars:,} limit. Shorten or split that text, "
-                            "or raise the limit (--max-chars).")
+            problems.append(
+                f"row {row_no}, column '{cols['text_column']}': {len(text):,} characters, "
+                f"over the {opts.max_chars:,} limit. Shorten or split that text, "
+                "or raise the limit (--max-chars)."
+            )
             return []
         return [{"text": text, "label": label}]
     if "prompt_column" in cols:
@@ -489,8 +530,9 @@ def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions,
     return [{"text": t} for t in _chunks(text, opts.max_chars)]
 
 
-def _split_indices(labels: list[str] | None, n: int, opts: DatasetOptions,
-                   groups: list[int] | None = None) -> dict[str, list[int]]:
+def _split_indices(
+    labels: list[str] | None, n: int, opts: DatasetOptions, groups: list[int] | None = None
+) -> dict[str, list[int]]:
     """Seeded split; stratified by label so every split keeps the class balance, or (``groups``) by whole
     groups of related rows, so no held-out row has a relative in training."""
     if groups is not None:
@@ -510,8 +552,8 @@ def _split_indices(labels: list[str] | None, n: int, opts: DatasetOptions,
         if len(idx) - n_test - n_val < 1:
             n_val = max(0, len(idx) - n_test - 1)
         split["test"] += idx[:n_test]
-        split["validation"] += idx[n_test:n_test + n_val]
-        split["train"] += idx[n_test + n_val:]
+        split["validation"] += idx[n_test : n_test + n_val]
+        split["train"] += idx[n_test + n_val :]
     for part in split.values():
         part.sort()
     return split
@@ -567,7 +609,7 @@ def related_groups(pairs: list[tuple[str, str]]) -> list[int]:
         texts = [f"{prompt} {answer}".strip() for prompt, answer in pairs]
         vectors = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform(texts)
         for start in range(0, len(texts), 2_000):
-            similar = (vectors[start:start + 2_000] @ vectors.T).tocoo()
+            similar = (vectors[start : start + 2_000] @ vectors.T).tocoo()
             for i, j, value in zip(similar.row, similar.col, similar.data):
                 if value >= threshold and start + i != j:
                     join(start + int(i), int(j))
@@ -589,14 +631,20 @@ def _check_labels(label_rows: dict[str, list[int]], opts: DatasetOptions) -> lis
                 "label, or remove those rows."
             )
     if len(label_rows) < 2:
-        problems.append(f"only one label was found ('{next(iter(label_rows), '')}'); "
-                        "classification needs at least two different labels.")
+        problems.append(
+            f"only one label was found ('{next(iter(label_rows), '')}'); classification needs at least two different labels."
+        )
     return problems
 
 
-def prepare_dataset(source: str | Path, out_dir: str | Path, opts: DatasetOptions | None = None,
-                    limits: DatasetLimits | None = None, test_file: str | Path | None = None,
-                    validation_file: str | Path | None = None) -> PreparedDataset:
+def prepare_dataset(
+    source: str | Path,
+    out_dir: str | Path,
+    opts: DatasetOptions | None = None,
+    limits: DatasetLimits | None = None,
+    test_file: str | Path | None = None,
+    validation_file: str | Path | None = None,
+) -> PreparedDataset:
     """Check ``source`` and write its train/validation/test splits to ``out_dir``. A ``test_file`` (or
     ``validation_file``) of the user's own replaces that split; it is checked like the main file and must
     have the same columns and only labels the main file has.
@@ -611,8 +659,10 @@ def prepare_dataset(source: str | Path, out_dir: str | Path, opts: DatasetOption
     if fmt == "parquet":
         _check_parquet_size(source, limits)
     if fmt == "txt" and opts.task == Task.CLASSIFICATION:
-        raise DatasetError("A .txt file has no labels, so it can only be used for causal-LM "
-                           "(domain text) training. For classification upload a CSV with text and label columns.")
+        raise DatasetError(
+            "A .txt file has no labels, so it can only be used for causal-LM "
+            "(domain text) training. For classification upload a CSV with text and label columns."
+        )
 
     head: list[tuple[int, dict]] = []
     for item in rows:
@@ -641,11 +691,18 @@ def prepare_dataset(source: str | Path, out_dir: str | Path, opts: DatasetOption
     return PreparedDataset(out_dir, report)
 
 
-def _add_own_split(folder: Path, report: DatasetReport, name: str, file: Path, opts: DatasetOptions,
-                   limits: DatasetLimits) -> None:
+def _add_own_split(
+    folder: Path, report: DatasetReport, name: str, file: Path, opts: DatasetOptions, limits: DatasetLimits
+) -> None:
     """Check the user's own test (or validation) file against the main one and make it that split."""
-    fixed = replace(opts, task=report.task, text_column=report.text_column, label_column=report.label_column,
-                    prompt_column=report.prompt_column, response_column=report.response_column)
+    fixed = replace(
+        opts,
+        task=report.task,
+        text_column=report.text_column,
+        label_column=report.label_column,
+        prompt_column=report.prompt_column,
+        response_column=report.response_column,
+    )
     fmt, encoding, rows = iter_rows(file)
     head = [item for _, item in zip(range(DETECT_ROWS), rows)]
     if not head:
@@ -657,13 +714,14 @@ def _add_own_split(folder: Path, report: DatasetReport, name: str, file: Path, o
         raise DatasetError(f"The {name} file '{file.name}' does not have the main file's columns: {err}") from err
     sub = folder / f".{name}"
     sub.mkdir()
-    own = _write_checked(file, fmt, encoding, columns, cols, head, rows, sub, replace(fixed, seed=0), limits,
-                         held_out=True)
+    own = _write_checked(file, fmt, encoding, columns, cols, head, rows, sub, replace(fixed, seed=0), limits, held_out=True)
     unknown = sorted(set(own.label_counts) - set(report.label_counts))
     if unknown:
-        raise DatasetError(f"The {name} file '{file.name}' has label(s) the training file never uses: "
-                           f"{', '.join(unknown[:10])}. A model cannot learn a label it never saw: add training "
-                           "rows with them, or remove those rows from the " + name + " file.")
+        raise DatasetError(
+            f"The {name} file '{file.name}' has label(s) the training file never uses: "
+            f"{', '.join(unknown[:10])}. A model cannot learn a label it never saw: add training "
+            "rows with them, or remove those rows from the " + name + " file."
+        )
     os.replace(sub / "train.jsonl", folder / f"{name}.jsonl")
     shutil.rmtree(sub)
     report.split_sizes[name] = own.rows_used
@@ -673,8 +731,19 @@ def _add_own_split(folder: Path, report: DatasetReport, name: str, file: Path, o
         report.warnings += _leak_warnings(folder, name)
 
 
-def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], cols: dict, head: list, rows: Iterator,
-                   tmp: Path, opts: DatasetOptions, limits: DatasetLimits, held_out: bool = False) -> DatasetReport:
+def _write_checked(
+    source: Path,
+    fmt: str,
+    encoding: str,
+    columns: list[str],
+    cols: dict,
+    head: list,
+    rows: Iterator,
+    tmp: Path,
+    opts: DatasetOptions,
+    limits: DatasetLimits,
+    held_out: bool = False,
+) -> DatasetReport:
     problems: list[str] = []
     skipped: list[int] = []
     labels: list[str] = []
@@ -722,17 +791,27 @@ def _write_checked(source: Path, fmt: str, encoding: str, columns: list[str], co
     if not held_out and split["test"]:
         warnings += _leak_warnings(tmp, "test")
     if skipped:
-        warnings.append(f"{len(skipped)} row(s) with an empty text or label were skipped "
-                        f"(rows {', '.join(map(str, skipped[:10]))}{'...' if len(skipped) > 10 else ''}).")
+        warnings.append(
+            f"{len(skipped)} row(s) with an empty text or label were skipped "
+            f"(rows {', '.join(map(str, skipped[:10]))}{'...' if len(skipped) > 10 else ''})."
+        )
     if encoding not in ("utf_8", "ascii", "binary"):
         warnings.append(f"The file was read as {encoding}, not UTF-8; check that accents look right.")
     report = DatasetReport(
-        source=source.name, format=fmt, encoding=encoding, task=cols["task"], columns=columns,
-        text_column=cols.get("text_column"), label_column=cols.get("label_column"),
-        prompt_column=cols.get("prompt_column"), response_column=cols.get("response_column"),
-        rows_read=rows_read, rows_used=count,
+        source=source.name,
+        format=fmt,
+        encoding=encoding,
+        task=cols["task"],
+        columns=columns,
+        text_column=cols.get("text_column"),
+        label_column=cols.get("label_column"),
+        prompt_column=cols.get("prompt_column"),
+        response_column=cols.get("response_column"),
+        rows_read=rows_read,
+        rows_used=count,
         label_counts=dict(sorted(Counter(labels).items())),
-        split_sizes={k: len(v) for k, v in split.items()}, warnings=warnings,
+        split_sizes={k: len(v) for k, v in split.items()},
+        warnings=warnings,
         split_note=_split_note(groups) if groups else "",
     )
     (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
@@ -743,8 +822,10 @@ def _split_note(groups: list[int]) -> str:
     kinds = len(set(groups))
     if kinds == len(groups):
         return ""
-    return (f"Rows that share an answer or nearly repeat each other were kept on the same side of the split "
-            f"({len(groups):,} rows in {kinds:,} groups), so no held-out prompt is a rephrasing of a training one.")
+    return (
+        f"Rows that share an answer or nearly repeat each other were kept on the same side of the split "
+        f"({len(groups):,} rows in {kinds:,} groups), so no held-out prompt is a rephrasing of a training one."
+    )
 
 
 NEAR_REPEAT = 0.9
@@ -786,10 +867,12 @@ def _leak_warnings(folder: Path, name: str) -> list[str]:
         return []
     i, j = found[0]
     share = len(found) / len(held_sample)
-    return [f"{len(found):,} of the {len(held_sample):,} {name} rows{' checked' if len(held_sample) < len(held) else ''} "
-            f"({share:.0%}) nearly repeat a training row (e.g. \"{held_sample[i][:80]}\" and "
-            f"\"{train_sample[j][:80]}\"), so scores on them measure memory, not skill. Remove the repeats from "
-            "your file, or bring a test file of your own."]
+    return [
+        f"{len(found):,} of the {len(held_sample):,} {name} rows{' checked' if len(held_sample) < len(held) else ''} "
+        f'({share:.0%}) nearly repeat a training row (e.g. "{held_sample[i][:80]}" and '
+        f'"{train_sample[j][:80]}"), so scores on them measure memory, not skill. Remove the repeats from '
+        "your file, or bring a test file of your own."
+    ]
 
 
 def _check_parquet_size(source: Path, limits: DatasetLimits) -> None:
@@ -799,8 +882,9 @@ def _check_parquet_size(source: Path, limits: DatasetLimits) -> None:
     try:
         meta = pq.ParquetFile(source).metadata
     except Exception as err:  # pyarrow raises several types for a corrupt file
-        raise DatasetError(f"'{source.name}' could not be read as Parquet ({err}). "
-                           "Export it again from the tool that made it.") from err
+        raise DatasetError(
+            f"'{source.name}' could not be read as Parquet ({err}). Export it again from the tool that made it."
+        ) from err
     if meta.num_rows > limits.max_rows:
         raise DatasetError(_too_many_rows(source, limits, meta.num_rows))
     unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
@@ -811,26 +895,34 @@ def _check_parquet_size(source: Path, limits: DatasetLimits) -> None:
 
 def _too_many_rows(source: Path, limits: DatasetLimits, rows: int | None = None) -> str:
     has = f"has {rows:,} rows" if rows else f"has more than {limits.max_rows:,} rows"
-    return (f"'{source.name}' {has}; this studio takes up to {limits.max_rows:,} per dataset (more would not "
-            "train in any sensible time here). Keep a sample of the rows, or ask the administrator to raise "
-            "SLM_STUDIO_MAX_DATASET_ROWS.")
+    return (
+        f"'{source.name}' {has}; this studio takes up to {limits.max_rows:,} per dataset (more would not "
+        "train in any sensible time here). Keep a sample of the rows, or ask the administrator to raise "
+        "SLM_STUDIO_MAX_DATASET_ROWS."
+    )
 
 
 def _too_big(source: Path, max_bytes: int, why: str, limits: DatasetLimits) -> str:
     size, limit = _size(source.stat().st_size), _size(max_bytes)
     if why == "quota":
-        return (f"'{source.name}' does not fit in what is left of your storage ({limit}). Delete old jobs in "
-                "History or old datasets, or ask the administrator to raise SLM_STUDIO_USER_QUOTA_MB.")
+        return (
+            f"'{source.name}' does not fit in what is left of your storage ({limit}). Delete old jobs in "
+            "History or old datasets, or ask the administrator to raise SLM_STUDIO_USER_QUOTA_MB."
+        )
     if why == "expansion":
-        return (f"'{source.name}' ({size}) unpacks to more than {limit}, over {limits.max_expansion} times its own "
-                "size: such files are made to fill a disk, not to train on. If the data is real, save it as CSV or "
-                "JSON Lines (uncompressed) and upload that.")
-    return (f"'{source.name}' unpacks to more than {limit}, the most one dataset may take here. Keep a sample of "
-            "the rows, or ask the administrator to raise SLM_STUDIO_MAX_DATASET_MB.")
+        return (
+            f"'{source.name}' ({size}) unpacks to more than {limit}, over {limits.max_expansion} times its own "
+            "size: such files are made to fill a disk, not to train on. If the data is real, save it as CSV or "
+            "JSON Lines (uncompressed) and upload that."
+        )
+    return (
+        f"'{source.name}' unpacks to more than {limit}, the most one dataset may take here. Keep a sample of "
+        "the rows, or ask the administrator to raise SLM_STUDIO_MAX_DATASET_MB."
+    )
 
 
 def _size(n: int) -> str:
-    return f"{n / 1024 ** 2:,.1f} MB" if n >= 1024 ** 2 else f"{n / 1024:,.1f} KB"
+    return f"{n / 1024**2:,.1f} MB" if n >= 1024**2 else f"{n / 1024:,.1f} KB"
 
 
 def _chain(head: list, rows: Iterator) -> Iterator:

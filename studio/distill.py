@@ -54,8 +54,9 @@ from studio.words import Task
 # --------------------------------------------------------------------------- teacher
 
 
-def setup_teacher(config: DistillConfig, dataset: PreparedDataset, run: RunPaths, plan: RunPlan,
-                  on_progress: ProgressFn | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+def setup_teacher(
+    config: DistillConfig, dataset: PreparedDataset, run: RunPaths, plan: RunPlan, on_progress: ProgressFn | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
     """Load the teacher; a classifier without a head for these labels is fine-tuned first and saved.
 
     Returns (model, tokenizer, where the teacher lives: its own folder, or run/teacher if fine-tuned).
@@ -76,23 +77,30 @@ def setup_teacher(config: DistillConfig, dataset: PreparedDataset, run: RunPaths
             _save_model(model, tokenizer, run.teacher)
             return model, tokenizer, str(run.teacher)
         if config.teacher_epochs == 0:
-            raise ConfigError(["teacher_epochs is 0, but the teacher has no head for your labels; "
-                               "allow at least 1 epoch so it can learn them"])
+            raise ConfigError(
+                ["teacher_epochs is 0, but the teacher has no head for your labels; allow at least 1 epoch so it can learn them"]
+            )
         finetune_teacher(model, tokenizer, config, dataset, run, plan, on_progress)
         _save_model(model, tokenizer, run.teacher)
         return model, tokenizer, str(run.teacher)
     return model, tokenizer, source.path
 
 
-def finetune_teacher(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: DistillConfig,
-                     dataset: PreparedDataset, run: RunPaths, plan: RunPlan, on_progress: ProgressFn | None) -> None:
+def finetune_teacher(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    config: DistillConfig,
+    dataset: PreparedDataset,
+    run: RunPaths,
+    plan: RunPlan,
+    on_progress: ProgressFn | None,
+) -> None:
     """Fine-tune a classifier on the labels, validated; the learning rate is searched when not given."""
     stage = stage_for(config, dataset, tokenizer, plan.max_length, config.teacher_epochs)
     loss_fn = weighted_ce(plan.class_weights)
     lr = config.teacher_learning_rate or search_learning_rate(model, stage, loss_fn, config, run, plan, on_progress)
     plan.teacher_learning_rate = lr
-    result = run_stage(model, stage, loss_fn, config, run.checkpoints / "teacher", "teacher", lr, run.metrics,
-                       on_progress)
+    result = run_stage(model, stage, loss_fn, config, run.checkpoints / "teacher", "teacher", lr, run.metrics, on_progress)
     plan.stages["teacher"] = stage_summary(stage.plan, result)
 
 
@@ -101,28 +109,57 @@ def _head_only(config: DistillConfig, model: PreTrainedModel) -> bool:
         return False
     if not decoder_classifier(model):
         if config.teacher_training == "head":
-            raise ConfigError([f"teacher_training 'head' needs a text generator as the teacher (its head is one "
-                               f"linear layer on the last token); {type(model).__name__} is not one. "
-                               "Use 'full' or 'auto'"])
+            raise ConfigError(
+                [
+                    f"teacher_training 'head' needs a text generator as the teacher (its head is one "
+                    f"linear layer on the last token); {type(model).__name__} is not one. "
+                    "Use 'full' or 'auto'"
+                ]
+            )
         return False
     return True
 
 
-def fit_teacher_head(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: DistillConfig,
-                     dataset: PreparedDataset, run: RunPaths, plan: RunPlan, on_progress: ProgressFn | None) -> None:
+def fit_teacher_head(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    config: DistillConfig,
+    dataset: PreparedDataset,
+    run: RunPaths,
+    plan: RunPlan,
+    on_progress: ProgressFn | None,
+) -> None:
     """Frozen teacher, fitted head (studio.teacher_head); its training-split logits become the KD cache."""
     label_ids = label_index(dataset.report.labels)
     train = encode_records(dataset.split("train"), tokenizer, config.max_length, label_ids)
     held_out = encode_records(dataset.split("validation"), tokenizer, config.max_length, label_ids)
     key = json.dumps([config.teacher, dataset.report.split_sizes, config.max_length])
-    fit = teach_head(model, train, held_out, len(label_ids), plan.class_weights, config.batch_size,
-                     tokenizer.pad_token_id, config.seed, run.root / "teacher_features.safetensors", key, on_progress)
+    fit = teach_head(
+        model,
+        train,
+        held_out,
+        len(label_ids),
+        plan.class_weights,
+        config.batch_size,
+        tokenizer.pad_token_id,
+        config.seed,
+        run.root / "teacher_features.safetensors",
+        key,
+        on_progress,
+    )
     plan.stages["teacher"] = describe_head(fit)
     write_cache(run.cache, {"logits": fit.train_logits}, cache_fingerprint(config, str(run.teacher), dataset, "logits"))
 
 
-def search_learning_rate(model: PreTrainedModel, stage: Stage, loss_fn: Callable, config: DistillConfig,
-                         run: RunPaths, plan: RunPlan, on_progress: ProgressFn | None) -> float:
+def search_learning_rate(
+    model: PreTrainedModel,
+    stage: Stage,
+    loss_fn: Callable,
+    config: DistillConfig,
+    run: RunPaths,
+    plan: RunPlan,
+    on_progress: ProgressFn | None,
+) -> float:
     """Each candidate trains the first fifth of the same schedule from the same start; the best on the
     validation split goes on from where its trial stopped (so the search costs about 40 % more training).
 
@@ -138,10 +175,31 @@ def search_learning_rate(model: PreTrainedModel, stage: Stage, loss_fn: Callable
     for n, lr in enumerate(TEACHER_LEARNING_RATES, 1):
         model.load_state_dict(start)
         torch.manual_seed(config.seed)
-        report(on_progress, Progress("teacher", 1, 1, 0, 1, message=f"trying learning rate {lr:g} for the teacher "
-                                     f"({n} of {len(TEACHER_LEARNING_RATES)}, {trial_steps} steps)"))
-        result = run_stage(model, stage, loss_fn, config, _trial_folder(run, lr), "teacher", lr,
-                           run.metrics, on_progress, pause_at=trial_steps, label=f"lr {lr:g}")
+        report(
+            on_progress,
+            Progress(
+                "teacher",
+                1,
+                1,
+                0,
+                1,
+                message=f"trying learning rate {lr:g} for the teacher "
+                f"({n} of {len(TEACHER_LEARNING_RATES)}, {trial_steps} steps)",
+            ),
+        )
+        result = run_stage(
+            model,
+            stage,
+            loss_fn,
+            config,
+            _trial_folder(run, lr),
+            "teacher",
+            lr,
+            run.metrics,
+            on_progress,
+            pause_at=trial_steps,
+            label=f"lr {lr:g}",
+        )
         scores[lr] = result.best_score if result.best_score is not None else float("-inf")
     best = max(TEACHER_LEARNING_RATES, key=lambda lr: scores[lr])  # ties: the smaller, gentler rate
     shutil.rmtree(run.checkpoints / "teacher", ignore_errors=True)
@@ -173,8 +231,9 @@ def _save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, fold
 # --------------------------------------------------------------------------- student
 
 
-def setup_student(config: DistillConfig, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                  dataset: PreparedDataset, run: RunPaths) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+def setup_student(
+    config: DistillConfig, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: PreparedDataset, run: RunPaths
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
     """Build the student. Returns (model, its tokenizer, kd_mode)."""
     task = dataset.report.task
     encoder_for_generator = config.student is None and task == Task.CLASSIFICATION and decoder_classifier(teacher)
@@ -204,27 +263,33 @@ def setup_student(config: DistillConfig, teacher: PreTrainedModel, tokenizer: Pr
     return student, student_tok, kd_mode
 
 
-def _four_bit_base(student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, run: RunPaths,
-                   task: str) -> PreTrainedModel:
+def _four_bit_base(student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, run: RunPaths, task: str) -> PreTrainedModel:
     """Save the float student (LoRA is merged back into it at the end), reload it in 4-bit NF4."""
     from peft import prepare_model_for_kbit_training
 
-
     reason = bnb_unsupported(4)
     if reason:
-        raise ConfigError([f"qlora needs bitsandbytes 4-bit layers, which cannot run here: {reason}. "
-                           "Turn qlora off; plain lora works everywhere"])
+        raise ConfigError(
+            [
+                f"qlora needs bitsandbytes 4-bit layers, which cannot run here: {reason}. "
+                "Turn qlora off; plain lora works everywhere"
+            ]
+        )
     if not (run.root / "student_base" / "studio_ready").exists():
         _save_model(student, tokenizer, run.root / "student_base")
-    quantized = auto_class(task).from_pretrained(run.root / "student_base", quantization_config=bnb_config(Bnb4bitSettings()),
-                                                 device_map=bnb_device(), trust_remote_code=False, use_safetensors=True)
+    quantized = auto_class(task).from_pretrained(
+        run.root / "student_base",
+        quantization_config=bnb_config(Bnb4bitSettings()),
+        device_map=bnb_device(),
+        trust_remote_code=False,
+        use_safetensors=True,
+    )
     return prepare_model_for_kbit_training(quantized, use_gradient_checkpointing=False)
 
 
 def _merge_into_float_base(trained: torch.nn.Module, run: RunPaths, task: str) -> PreTrainedModel:
     """QLoRA's adapters, merged into the float student saved before quantization (not the 4-bit copy)."""
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-
 
     base = auto_class(task).from_pretrained(run.root / "student_base", **SAFE_LOAD)
     float_model = get_peft_model(base, trained.peft_config["default"])
@@ -235,16 +300,28 @@ def _merge_into_float_base(trained: torch.nn.Module, run: RunPaths, task: str) -
 def _with_lora(model: PreTrainedModel, config: DistillConfig, task: str) -> PreTrainedModel:
     from peft import LoraConfig, TaskType, get_peft_model
 
-    lora = LoraConfig(task_type=TaskType.SEQ_CLS if task == Task.CLASSIFICATION else TaskType.CAUSAL_LM,
-                      r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout)
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS if task == Task.CLASSIFICATION else TaskType.CAUSAL_LM,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+    )
     return get_peft_model(model, lora)
 
 
 # --------------------------------------------------------------------------- teacher cache
 
 
-def cache_teacher(teacher: PreTrainedModel, items: list[dict], config: DistillConfig, task: str,
-                  pad_id: int, path: Path, fingerprint: str, on_progress: ProgressFn | None = None) -> dict:
+def cache_teacher(
+    teacher: PreTrainedModel,
+    items: list[dict],
+    config: DistillConfig,
+    task: str,
+    pad_id: int,
+    path: Path,
+    fingerprint: str,
+    on_progress: ProgressFn | None = None,
+) -> dict:
     """Teacher logits for every training item, computed once and kept in a safetensors file.
 
     Classification keeps all class logits [N, C]; causal LM keeps the top-k per position
@@ -283,19 +360,36 @@ def write_cache(path: Path, tensors: dict[str, torch.Tensor], fingerprint: str) 
     os.replace(tmp, path)
 
 
-def cache_fingerprint(config: DistillConfig, teacher_dir: str, dataset: PreparedDataset, kd_mode: str,
-                      texts: int | None = None) -> str:
+def cache_fingerprint(
+    config: DistillConfig, teacher_dir: str, dataset: PreparedDataset, kd_mode: str, texts: int | None = None
+) -> str:
     """What the cached teacher logits depend on: a change to any of it computes them again."""
-    return json.dumps([config.teacher, teacher_dir, dataset.report.split_sizes, config.max_length, config.top_k,
-                       dataset.report.task, kd_mode, config.recipe, texts])
+    return json.dumps(
+        [
+            config.teacher,
+            teacher_dir,
+            dataset.report.split_sizes,
+            config.max_length,
+            config.top_k,
+            dataset.report.task,
+            kd_mode,
+            config.recipe,
+            texts,
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- the whole step
 
 
-def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path,
-            on_progress: ProgressFn | None = None, resume: bool = False,
-            checkpoint_every_s: float | None = None) -> DistillResult:
+def distill(
+    config: DistillConfig,
+    dataset: PreparedDataset,
+    run_dir: str | Path,
+    on_progress: ProgressFn | None = None,
+    resume: bool = False,
+    checkpoint_every_s: float | None = None,
+) -> DistillResult:
     """Run the whole distillation; with ``resume`` pick up after the last checkpoint.
 
     Checkpoints come at each validation, and also every `checkpoint_every_s` seconds between them."""
@@ -315,8 +409,7 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
     base_dir = resolve_source(config.teacher).path
     answers = task == Task.CAUSAL_LM and config.recipe != "plain"
     if answers:
-        teacher, teacher_dir = tune_causal_teacher(teacher, tokenizer, teacher_dir, config, dataset, run, plan,
-                                                   on_progress)
+        teacher, teacher_dir = tune_causal_teacher(teacher, tokenizer, teacher_dir, config, dataset, run, plan, on_progress)
         records = generator_texts(teacher, tokenizer, records, config, dataset, run, plan, on_progress)
     record_plan(run, plan)
     run.record_teacher(teacher_dir, config.teacher, base_dir)
@@ -324,13 +417,22 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
     if not probe and not config.student_layers:
         config = replace(config, student_layers=_auto_layers(task, teacher))
         run.record_setting("student_layers", config.student_layers)
-    student, student_tok, kd_mode = (None, tokenizer, "logits") if probe else \
-        setup_student(config, teacher, tokenizer, dataset, run)
-    baseline = setup_student(config, teacher, tokenizer, dataset, run)[0] \
-        if config.labels_only_student and not probe else None
+    student, student_tok, kd_mode = (
+        (None, tokenizer, "logits") if probe else setup_student(config, teacher, tokenizer, dataset, run)
+    )
+    baseline = setup_student(config, teacher, tokenizer, dataset, run)[0] if config.labels_only_student and not probe else None
     if kd_mode == "sequence":
-        report(on_progress, Progress("cache", 1, 1, 0, 1, message="Teacher and student use different "
-                                     "tokenizers: the student learns from text the teacher writes."))
+        report(
+            on_progress,
+            Progress(
+                "cache",
+                1,
+                1,
+                0,
+                1,
+                message="Teacher and student use different tokenizers: the student learns from text the teacher writes.",
+            ),
+        )
         if not answers:  # the 'answers' recipe's texts are mostly the teacher's already
             records = teacher_written(teacher, tokenizer, records, config)
 
@@ -338,13 +440,15 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
     teacher_items = encode_records(records, tokenizer, config.max_length, label_ids)
     fingerprint = cache_fingerprint(config, teacher_dir, dataset, kd_mode, len(records) if answers else None)
     started = time.perf_counter()
-    cache = {} if kd_mode == "sequence" else cache_teacher(
-        teacher, teacher_items, config, task, tokenizer.pad_token_id, run.cache, fingerprint, on_progress)
+    cache = (
+        {}
+        if kd_mode == "sequence"
+        else cache_teacher(teacher, teacher_items, config, task, tokenizer.pad_token_id, run.cache, fingerprint, on_progress)
+    )
     cache_seconds = time.perf_counter() - started
 
     stage = stage_for(config, dataset, student_tok, config.max_length, config.epochs, records)
-    loss_fn = make_kd_loss(task, cache, config.temperature, config.alpha if kd_mode == "logits" else 0.0,
-                           plan.class_weights)
+    loss_fn = make_kd_loss(task, cache, config.temperature, config.alpha if kd_mode == "logits" else 0.0, plan.class_weights)
     if answers:
         stage = replace(stage, plan=token_budget(stage, config))
     if probe:
@@ -355,15 +459,34 @@ def distill(config: DistillConfig, dataset: PreparedDataset, run_dir: str | Path
         baseline = _with_lora(baseline, config, task) if config.lora and baseline is not None else baseline
         record_plan(run, plan)
     del teacher
-    trained = run_stage(student, stage, loss_fn, config, run.checkpoints / "student", "student", config.learning_rate,
-                        run.metrics, on_progress, checkpoint_every_s)
+    trained = run_stage(
+        student,
+        stage,
+        loss_fn,
+        config,
+        run.checkpoints / "student",
+        "student",
+        config.learning_rate,
+        run.metrics,
+        on_progress,
+        checkpoint_every_s,
+    )
     plan.stages["student"] = stage_summary(stage.plan, trained)
     _save_model(_merged(student, config, run, task), student_tok, run.student)
     if baseline is not None:
         torch.manual_seed(config.seed)
-        result = run_stage(baseline, stage, make_kd_loss(task, {}, config.temperature, 0.0, plan.class_weights),
-                           config, run.checkpoints / "labels-only", "labels-only student", config.learning_rate,
-                           run.metrics, on_progress, checkpoint_every_s)
+        result = run_stage(
+            baseline,
+            stage,
+            make_kd_loss(task, {}, config.temperature, 0.0, plan.class_weights),
+            config,
+            run.checkpoints / "labels-only",
+            "labels-only student",
+            config.learning_rate,
+            run.metrics,
+            on_progress,
+            checkpoint_every_s,
+        )
         plan.stages["labels-only student"] = stage_summary(stage.plan, result)
         _save_model(_merged(baseline, config, run, task), student_tok, run.labels_only)
     record_plan(run, plan)
@@ -378,22 +501,32 @@ def _auto_layers(task: str, teacher: PreTrainedModel) -> int:
 # --------------------------------------------------------------------------- text generators: the 'answers' recipe
 
 
-def tune_causal_teacher(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, teacher_dir: str,
-                        config: DistillConfig, dataset: PreparedDataset, run: RunPaths, plan: RunPlan,
-                        on_progress: ProgressFn | None) -> tuple[PreTrainedModel, str]:
+def tune_causal_teacher(
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    teacher_dir: str,
+    config: DistillConfig,
+    dataset: PreparedDataset,
+    run: RunPaths,
+    plan: RunPlan,
+    on_progress: ProgressFn | None,
+) -> tuple[PreTrainedModel, str]:
     """The teacher learns the user's answers (LoRA, studio.generator.tune_teacher), saved as run/teacher."""
     if (run.teacher / "studio_ready").exists():
         return teacher, teacher_dir  # setup_teacher loaded the tuned one
     report(on_progress, Progress("teacher", 1, 1, 0, 1, message="the teacher learns your answers (LoRA)"))
     items = encode_records(dataset.split("train"), tokenizer, plan.max_length)
     held_out = encode_records(dataset.split("validation"), tokenizer, plan.max_length)
-    stage = Stage(items, causal_validator(held_out, config.batch_size, tokenizer.pad_token_id, None),
-                  StepPlan.of(len(items), config.batch_size, generator.TUNE_EPOCHS, 0, config.max_steps,
-                              config.patience), tokenizer.pad_token_id, None)
+    stage = Stage(
+        items,
+        causal_validator(held_out, config.batch_size, tokenizer.pad_token_id, None),
+        StepPlan.of(len(items), config.batch_size, generator.TUNE_EPOCHS, 0, config.max_steps, config.patience),
+        tokenizer.pad_token_id,
+        None,
+    )
 
     def run_it(model, stage, loss, lr):
-        return run_stage(model, stage, loss, config, run.checkpoints / "teacher", "teacher", lr, run.metrics,
-                         on_progress)
+        return run_stage(model, stage, loss, config, run.checkpoints / "teacher", "teacher", lr, run.metrics, on_progress)
 
     tuned, result = generator.tune_teacher(teacher, stage, run_it, make_kd_loss(Task.CAUSAL_LM, {}, 1.0, 0.0))
     plan.stages["teacher"] = stage_summary(stage.plan, result)
@@ -402,9 +535,16 @@ def tune_causal_teacher(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizer
     return tuned.eval(), str(run.teacher)
 
 
-def generator_texts(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict],
-                    config: DistillConfig, dataset: PreparedDataset, run: RunPaths, plan: RunPlan,
-                    on_progress: ProgressFn | None) -> list[dict]:
+def generator_texts(
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: list[dict],
+    config: DistillConfig,
+    dataset: PreparedDataset,
+    run: RunPaths,
+    plan: RunPlan,
+    on_progress: ProgressFn | None,
+) -> list[dict]:
     """What the student reads: the user's rows, the tuned teacher's own answers, and general text."""
     path = run.root / "teacher_written.jsonl"
     rewriter = None if path.exists() else load_causal_lm(resolve_source(config.teacher))
@@ -426,9 +566,17 @@ def token_budget(stage: Stage, config: DistillConfig) -> StepPlan:
     return StepPlan(steps, per_epoch, min(max(per_epoch, 10), 50, steps), config.patience)
 
 
-def probe_student(teacher: PreTrainedModel, stage: Stage, loss_fn: Callable, config: DistillConfig, run: RunPaths,
-                  plan: RunPlan, on_progress: ProgressFn | None) -> PreTrainedModel:
+def probe_student(
+    teacher: PreTrainedModel,
+    stage: Stage,
+    loss_fn: Callable,
+    config: DistillConfig,
+    run: RunPaths,
+    plan: RunPlan,
+    on_progress: ProgressFn | None,
+) -> PreTrainedModel:
     """Rank the teacher's layers, probe the candidate depths, and build the chosen student."""
+
     def rank() -> list[int]:
         report(on_progress, Progress("student", 1, 1, 0, 1, message="ranking the teacher's layers"))
         sample = random.Random(config.seed).sample(stage.items, min(len(stage.items), 4 * config.batch_size))
@@ -439,8 +587,9 @@ def probe_student(teacher: PreTrainedModel, stage: Stage, loss_fn: Callable, con
 
     def train_probe(model, folder, label):
         torch.manual_seed(config.seed)
-        result = run_stage(model, probe_stage, loss_fn, config, folder, "probe", config.learning_rate, run.metrics,
-                           on_progress, label=label)
+        result = run_stage(
+            model, probe_stage, loss_fn, config, folder, "probe", config.learning_rate, run.metrics, on_progress, label=label
+        )
         return -result.best_score
 
     probes = generator.probe_depths(teacher, rank, train_probe, run.checkpoints / "probe", on_progress)
@@ -466,20 +615,24 @@ def _merged(student: torch.nn.Module, config: DistillConfig, run: RunPaths, task
     return student.merge_and_unload() if config.lora else student
 
 
-def teacher_written(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict],
-                    config: DistillConfig, max_new_tokens: int = 96) -> list[dict]:
+def teacher_written(
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: list[dict],
+    config: DistillConfig,
+    max_new_tokens: int = 96,
+) -> list[dict]:
     """Sequence-level KD data: the teacher's own answers (or continuations) to each prompt."""
     teacher.eval()
     written = []
     tokenizer.padding_side = "left"
     for start in range(0, len(records), config.batch_size):
-        chunk = records[start:start + config.batch_size]
+        chunk = records[start : start + config.batch_size]
         prompts = [prompt_text(r, tokenizer) for r in chunk]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(teacher.device)
         with torch.inference_mode():
-            out = teacher.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                   pad_token_id=tokenizer.pad_token_id)
-        answers = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = teacher.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        answers = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         for record, answer in zip(chunk, answers):
             if "prompt" in record:
                 written.append({"prompt": record["prompt"], "response": answer.strip()})

@@ -25,65 +25,83 @@ class DistillConfig(Settings):
     """Settings of one distillation run. Stored as JSON; unknown keys are an error."""
 
     teacher: str = setting("minilm-l6", "Catalog key, local model folder, or hub id (online only).", advanced=False)
-    student: str | None = setting(None, "The student: empty builds it from the teacher's layers; else a catalog key "
-                                  "or folder.")
-    student_layers: int = setting(0, "Layers kept from the teacher (from MiniLM-L6 when a text generator teaches a "
-                                  "classifier). Fewer is smaller and faster, but learns less. 0 chooses: 3 for a "
-                                  "classifier; for a text generator a quick probe of a half, two fifths and a third "
-                                  "of the teacher's layers ('answers' recipe), or a third ('plain').")
-    recipe: str = setting("auto", "Text generators: 'answers' first teaches the teacher your answers (LoRA), has it "
-                          "answer your questions and reworded ones in its own words, mixes in general text so the "
-                          "student keeps its grammar, and distils by a token budget; 'plain' distils a layer-dropped "
-                          "student on your rows alone (faster, but a small student trained on a few hundred rows "
-                          "loses its language). 'auto' is 'answers'.", choices=("auto", "answers", "plain"))
-    kd_tokens: int = setting(0, "Text generators, 'answers' recipe: tokens the student is distilled on (0: 400,000). "
-                             "Cost grows with it.")
+    student: str | None = setting(None, "The student: empty builds it from the teacher's layers; else a catalog key or folder.")
+    student_layers: int = setting(
+        0,
+        "Layers kept from the teacher (from MiniLM-L6 when a text generator teaches a "
+        "classifier). Fewer is smaller and faster, but learns less. 0 chooses: 3 for a "
+        "classifier; for a text generator a quick probe of a half, two fifths and a third "
+        "of the teacher's layers ('answers' recipe), or a third ('plain').",
+    )
+    recipe: str = setting(
+        "auto",
+        "Text generators: 'answers' first teaches the teacher your answers (LoRA), has it "
+        "answer your questions and reworded ones in its own words, mixes in general text so the "
+        "student keeps its grammar, and distils by a token budget; 'plain' distils a layer-dropped "
+        "student on your rows alone (faster, but a small student trained on a few hundred rows "
+        "loses its language). 'auto' is 'answers'.",
+        choices=("auto", "answers", "plain"),
+    )
+    kd_tokens: int = setting(
+        0, "Text generators, 'answers' recipe: tokens the student is distilled on (0: 400,000). Cost grows with it."
+    )
     epochs: int = setting(2, "Passes over the training split, at least; small data trains for min_steps instead.")
-    min_steps: int = setting(250, "Optimizer steps at least, however small the data: a few hundred is what a fresh "
-                             "head needs.")
-    max_steps: int = setting(0, "Optimizer steps at most, per training stage (0: no cap beyond epochs and early "
-                             "stopping).")
-    patience: int = setting(4, "Stop when this many validations in a row did not improve (0: never stop early). The "
-                            "best validated weights are kept either way.")
-    balance: str = setting("auto", "Classification: 'weights' counts each class equally in the loss, 'off' counts "
-                           "each row equally, 'auto' weighs classes when the commonest has 1.5x the rows of the "
-                           "rarest.", choices=("auto", "weights", "off"))
-    temperature: float = setting(2.0, "Softens the teacher's distribution; 1-4 is usual. Higher passes on more "
-                                 "'dark knowledge'.")
-    alpha: float = setting(0.5, "Weight of the teacher's soft targets vs the true labels (0 = labels only, "
-                           "1 = teacher only).")
+    min_steps: int = setting(250, "Optimizer steps at least, however small the data: a few hundred is what a fresh head needs.")
+    max_steps: int = setting(0, "Optimizer steps at most, per training stage (0: no cap beyond epochs and early stopping).")
+    patience: int = setting(
+        4,
+        "Stop when this many validations in a row did not improve (0: never stop early). The "
+        "best validated weights are kept either way.",
+    )
+    balance: str = setting(
+        "auto",
+        "Classification: 'weights' counts each class equally in the loss, 'off' counts "
+        "each row equally, 'auto' weighs classes when the commonest has 1.5x the rows of the "
+        "rarest.",
+        choices=("auto", "weights", "off"),
+    )
+    temperature: float = setting(2.0, "Softens the teacher's distribution; 1-4 is usual. Higher passes on more 'dark knowledge'.")
+    alpha: float = setting(0.5, "Weight of the teacher's soft targets vs the true labels (0 = labels only, 1 = teacher only).")
     learning_rate: float = setting(1e-4, "Student learning rate; LoRA usually wants ~5x more than full fine-tuning.")
-    weight_decay: float = setting(0.01, "AdamW weight decay: pulls weights towards 0; more resists overfitting small "
-                                  "data.")
-    warmup_ratio: float = setting(0.06, "Share of the steps over which the learning rate rises from 0 (then it "
-                                  "falls linearly).")
-    teacher_training: str = setting("auto", "Classification, a teacher with no head for your labels: 'full' "
-                                    "fine-tunes every weight; 'head' keeps its weights and fits only its "
-                                    "classification head on what it reads (one pass over the data: minutes, not "
-                                    "hours, for a 135 M-parameter teacher on a CPU); 'auto' is 'head' for text "
-                                    "generators used as classifiers and 'full' for encoders.",
-                                    choices=("auto", "full", "head"))
-    teacher_learning_rate: float = setting(0.0, "0 (Auto) tries 3e-5, 1e-4 and 3e-4 on the validation split and keeps "
-                                           "the best (about 1.4x the teacher's training time); a number skips the "
-                                           "search.")
-    teacher_epochs: int = setting(2, "Classification: passes (at least) to fine-tune a teacher that has no head for "
-                                  "your labels.")
+    weight_decay: float = setting(0.01, "AdamW weight decay: pulls weights towards 0; more resists overfitting small data.")
+    warmup_ratio: float = setting(0.06, "Share of the steps over which the learning rate rises from 0 (then it falls linearly).")
+    teacher_training: str = setting(
+        "auto",
+        "Classification, a teacher with no head for your labels: 'full' "
+        "fine-tunes every weight; 'head' keeps its weights and fits only its "
+        "classification head on what it reads (one pass over the data: minutes, not "
+        "hours, for a 135 M-parameter teacher on a CPU); 'auto' is 'head' for text "
+        "generators used as classifiers and 'full' for encoders.",
+        choices=("auto", "full", "head"),
+    )
+    teacher_learning_rate: float = setting(
+        0.0,
+        "0 (Auto) tries 3e-5, 1e-4 and 3e-4 on the validation split and keeps "
+        "the best (about 1.4x the teacher's training time); a number skips the "
+        "search.",
+    )
+    teacher_epochs: int = setting(2, "Classification: passes (at least) to fine-tune a teacher that has no head for your labels.")
     batch_size: int = setting(16, "Examples per optimizer step. Larger is steadier and needs more memory.")
-    max_length: int = setting(0, "Tokens read per example; longer texts are cut. 0 fits it to the data (95 % of "
-                              "texts whole, at most 256). Cost grows with it.")
+    max_length: int = setting(
+        0,
+        "Tokens read per example; longer texts are cut. 0 fits it to the data (95 % of "
+        "texts whole, at most 256). Cost grows with it.",
+    )
     lora: bool = setting(False, "Train small LoRA adapters instead of all student weights (merged at the end).")
-    qlora: bool = setting(False, "QLoRA: keep the student's base weights in 4-bit NF4 while LoRA trains (needs "
-                          "bitsandbytes; implies lora). Uses far less memory for big students; on a CPU each step "
-                          "is slower, not faster.")
+    qlora: bool = setting(
+        False,
+        "QLoRA: keep the student's base weights in 4-bit NF4 while LoRA trains (needs "
+        "bitsandbytes; implies lora). Uses far less memory for big students; on a CPU each step "
+        "is slower, not faster.",
+    )
     lora_r: int = setting(8, "LoRA rank: the adapters' width. Higher learns more and trains more weights.")
-    lora_alpha: int = setting(16, "LoRA scale (alpha / rank multiplies the adapters' output); twice the rank is "
-                              "usual.")
+    lora_alpha: int = setting(16, "LoRA scale (alpha / rank multiplies the adapters' output); twice the rank is usual.")
     lora_dropout: float = setting(0.05, "Dropout on the LoRA adapters' input while training.")
     top_k: int = setting(32, "Causal LM: teacher logits kept per position in the cache. More is closer, but larger.")
-    trim_vocab: bool = setting(True, "Classification only: drop vocabulary rows the data never uses (halves a small "
-                               "encoder).")
-    labels_only_student: bool = setting(False, "Also train the same student on the labels alone (no teacher), to "
-                                        "show what distillation adds.", flag="labels-only")
+    trim_vocab: bool = setting(True, "Classification only: drop vocabulary rows the data never uses (halves a small encoder).")
+    labels_only_student: bool = setting(
+        False, "Also train the same student on the labels alone (no teacher), to show what distillation adds.", flag="labels-only"
+    )
     seed: int = setting(13, "Random seed: the same seed, data and settings train the same model.")
     threads: int = setting(0, "CPU threads; 0 uses every core.", advanced=False)
 

@@ -1,8 +1,8 @@
 """What a distillation is asked for and what the studio chose: the settings (DistillConfig) and the plan.
 
-    DistillConfig   every setting of a run, with its help text; checked as a whole
-    plan_run        fit max_length to the data, weigh skewed classes (what was chosen goes in config.json)
-    plan_words      the plan in a sentence, shown with the results
+DistillConfig   every setting of a run, with its help text; checked as a whole
+plan_run        fit max_length to the data, weigh skewed classes (what was chosen goes in config.json)
+plan_words      the plan in a sentence, shown with the results
 """
 
 from __future__ import annotations
@@ -75,8 +75,7 @@ def class_weights(balance: str, labels: list[str], records: list[dict]) -> list[
     return [round(w, 6) for w in balanced_class_weights(counts).tolist()]
 
 
-def plan_run(config: DistillConfig, dataset: PreparedDataset, tokenizer: PreTrainedTokenizerBase,
-             records: list[dict]) -> RunPlan:
+def plan_run(config: DistillConfig, dataset: PreparedDataset, tokenizer: PreTrainedTokenizerBase, records: list[dict]) -> RunPlan:
     task = dataset.report.task
     label_ids = label_index(dataset.report.labels) if task == Task.CLASSIFICATION else None
     full = encode_records(records, tokenizer, 1_000_000, label_ids)  # untruncated: how long the texts really are
@@ -84,8 +83,7 @@ def plan_run(config: DistillConfig, dataset: PreparedDataset, tokenizer: PreTrai
     model_limit = getattr(tokenizer, "model_max_length", None)
     length = fit_max_length(lengths, model_limit, config.max_length)
     weights = class_weights(config.balance, dataset.report.labels, records) if task == Task.CLASSIFICATION else None
-    return RunPlan(max_length=length, texts=len(lengths), texts_cut=sum(n > length for n in lengths),
-                   class_weights=weights)
+    return RunPlan(max_length=length, texts=len(lengths), texts_cut=sum(n > length for n in lengths), class_weights=weights)
 
 
 def student_words(layers: int) -> str:
@@ -95,13 +93,20 @@ def student_words(layers: int) -> str:
 
 def plan_words(plan: RunPlan) -> str:
     """The plan in one plain sentence for the progress line and the results."""
-    cut = (f"{plan.texts_cut:,} of {plan.texts:,} training texts are longer than {plan.max_length} tokens; "
-           f"the models read the first {plan.max_length} of each." if plan.texts_cut else
-           f"Every training text fits in {plan.max_length} tokens.")
+    cut = (
+        f"{plan.texts_cut:,} of {plan.texts:,} training texts are longer than {plan.max_length} tokens; "
+        f"the models read the first {plan.max_length} of each."
+        if plan.texts_cut
+        else f"Every training text fits in {plan.max_length} tokens."
+    )
     weighed = " Labels are skewed, so each class counts equally in training." if plan.class_weights else ""
     head = plan.stages.get("teacher", {})
-    frozen = (" The teacher's weights stayed as they were: it read the texts once and only its head was fitted "
-              f"to your labels (validation macro-F1 {head['best_validation']:.3f})." if head.get("trained") else "")
+    frozen = (
+        " The teacher's weights stayed as they were: it read the texts once and only its head was fitted "
+        f"to your labels (validation macro-F1 {head['best_validation']:.3f})."
+        if head.get("trained")
+        else ""
+    )
     return cut + weighed + frozen + _recipe_words(plan)
 
 
@@ -109,13 +114,17 @@ def _recipe_words(plan: RunPlan) -> str:
     """The 'answers' recipe for text generators, as it ran."""
     words = ""
     if plan.texts_written or plan.texts_general:
-        words += (f" The teacher learnt your answers first (LoRA), then wrote {plan.texts_written:,} answers in its own "
-                  f"words; the student also read {plan.texts_general:,} paragraphs of general text (BBC News) so it "
-                  "keeps its grammar.")
+        words += (
+            f" The teacher learnt your answers first (LoRA), then wrote {plan.texts_written:,} answers in its own "
+            f"words; the student also read {plan.texts_general:,} paragraphs of general text (BBC News) so it "
+            "keeps its grammar."
+        )
     if plan.depth_probe:
         tried = ", ".join(f"{p['depth']} layers {p['validation_loss']:.2f}" for p in plan.depth_probe)
-        words += (f" Depth probe (validation loss after a short distillation): {tried}; the student keeps "
-                  f"{len(plan.student_layers)} of the teacher's layers ({', '.join(map(str, plan.student_layers))}).")
+        words += (
+            f" Depth probe (validation loss after a short distillation): {tried}; the student keeps "
+            f"{len(plan.student_layers)} of the teacher's layers ({', '.join(map(str, plan.student_layers))})."
+        )
     return words
 
 

@@ -99,10 +99,19 @@ def _median_ms(fn, inputs: list) -> float:
 
 
 @torch.inference_mode()
-def evaluate_classifier(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                        records: list[dict], labels: list[str], *, size_bytes: int, max_length: int = 128,
-                        batch_size: int = 32, teacher_predictions: list[int] | None = None,
-                        params: int | None = None) -> tuple[ModelMetrics, list[int]]:
+def evaluate_classifier(
+    name: str,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: list[dict],
+    labels: list[str],
+    *,
+    size_bytes: int,
+    max_length: int = 128,
+    batch_size: int = 32,
+    teacher_predictions: list[int] | None = None,
+    params: int | None = None,
+) -> tuple[ModelMetrics, list[int]]:
     model.eval()
     label_ids = {label: i for i, label in enumerate(labels)}
     items = encode_records(records, tokenizer, max_length, label_ids)
@@ -116,10 +125,15 @@ def evaluate_classifier(name: str, model: PreTrainedModel, tokenizer: PreTrained
     throughput = len(items) / (time.perf_counter() - started)
     singles = [next(iter_batches([it], 1, pad)) for it in items[:LATENCY_SAMPLES]]
     truth = [it["label"] for it in items]
-    metrics = ModelMetrics(name=name, params=params or count_parameters(model), size_bytes=size_bytes,
-                           latency_ms=_median_ms(run, singles), throughput=throughput,
-                           agreement=_agreement(predictions, teacher_predictions),
-                           **class_scores(truth, predictions, labels))
+    metrics = ModelMetrics(
+        name=name,
+        params=params or count_parameters(model),
+        size_bytes=size_bytes,
+        latency_ms=_median_ms(run, singles),
+        throughput=throughput,
+        agreement=_agreement(predictions, teacher_predictions),
+        **class_scores(truth, predictions, labels),
+    )
     return metrics, predictions
 
 
@@ -127,15 +141,21 @@ def class_scores(truth: list[int], predictions: list[int], labels: list[str]) ->
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix; label ids in ``labels`` order."""
     ids = list(range(len(labels)))
     precision, recall, f1, support = precision_recall_fscore_support(truth, predictions, labels=ids, zero_division=0)
-    per_class = {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                         "support": int(support[i])} for i, label in enumerate(labels)}
-    return {"accuracy": float(accuracy_score(truth, predictions)),
-            "macro_f1": float(f1_score(truth, predictions, average="macro", labels=ids, zero_division=0)),
-            "per_class": per_class, "confusion": confusion_matrix(truth, predictions, labels=ids).tolist()}
+    per_class = {
+        label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, label in enumerate(labels)
+    }
+    return {
+        "accuracy": float(accuracy_score(truth, predictions)),
+        "macro_f1": float(f1_score(truth, predictions, average="macro", labels=ids, zero_division=0)),
+        "per_class": per_class,
+        "confusion": confusion_matrix(truth, predictions, labels=ids).tolist(),
+    }
 
 
-def evaluate_baselines(train: list[dict], test: list[dict], labels: list[str],
-                       teacher_predictions: list[int] | None = None) -> list[ModelMetrics]:
+def evaluate_baselines(
+    train: list[dict], test: list[dict], labels: list[str], teacher_predictions: list[int] | None = None
+) -> list[ModelMetrics]:
     """The majority-class and TF-IDF baselines, fitted on ``train``, measured on ``test`` like every model."""
     index = {label: i for i, label in enumerate(labels)}
     texts, truth = [r["text"] for r in test], [index[r["label"]] for r in test]
@@ -146,13 +166,19 @@ def evaluate_baselines(train: list[dict], test: list[dict], labels: list[str],
         started = time.perf_counter()
         predictions = predict(texts)
         throughput = len(texts) / max(time.perf_counter() - started, 1e-9)
-        rows.append(ModelMetrics(
-            name=baseline.name, params=baseline.params, size_bytes=baseline.size_bytes,
-            latency_ms=_median_ms(lambda text, predict=predict: predict([text]), texts[:LATENCY_SAMPLES]),
-            throughput=throughput,
-            agreement=_agreement(predictions, teacher_predictions), form="sklearn",
-            note=f"fitted on the {len(train):,} training rows in {baseline.fit_seconds:.1f} s",
-            **class_scores(truth, predictions, labels)))
+        rows.append(
+            ModelMetrics(
+                name=baseline.name,
+                params=baseline.params,
+                size_bytes=baseline.size_bytes,
+                latency_ms=_median_ms(lambda text, predict=predict: predict([text]), texts[:LATENCY_SAMPLES]),
+                throughput=throughput,
+                agreement=_agreement(predictions, teacher_predictions),
+                form="sklearn",
+                note=f"fitted on the {len(train):,} training rows in {baseline.fit_seconds:.1f} s",
+                **class_scores(truth, predictions, labels),
+            )
+        )
     return rows
 
 
@@ -195,10 +221,19 @@ def _agreement(predictions: list[int], reference: list[int] | None) -> float | N
 
 
 @torch.inference_mode()
-def evaluate_causal_lm(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                       records: list[dict], *, size_bytes: int, max_length: int = 256, batch_size: int = 8,
-                       teacher_predictions: list[int] | None = None, new_tokens: int = 32,
-                       params: int | None = None) -> tuple[ModelMetrics, list[int]]:
+def evaluate_causal_lm(
+    name: str,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: list[dict],
+    *,
+    size_bytes: int,
+    max_length: int = 256,
+    batch_size: int = 8,
+    teacher_predictions: list[int] | None = None,
+    new_tokens: int = 32,
+    params: int | None = None,
+) -> tuple[ModelMetrics, list[int]]:
     """Perplexity and next-token agreement on the test split, plus generation speed."""
     model.eval()
     items = encode_records(records, tokenizer, max_length)
@@ -215,23 +250,27 @@ def evaluate_causal_lm(name: str, model: PreTrainedModel, tokenizer: PreTrainedT
     throughput = total_tokens / (time.perf_counter() - started)
     generation = _generation_speed(model, tokenizer, records[:3], new_tokens)
     metrics = ModelMetrics(
-        name=name, params=params or count_parameters(model), size_bytes=size_bytes,
-        latency_ms=1000 / generation, throughput=throughput,
+        name=name,
+        params=params or count_parameters(model),
+        size_bytes=size_bytes,
+        latency_ms=1000 / generation,
+        throughput=throughput,
         perplexity=math.exp(total_nll / max(1, total_tokens)),
-        agreement=_agreement(predictions, teacher_predictions), generation_tokens_per_s=generation,
+        agreement=_agreement(predictions, teacher_predictions),
+        generation_tokens_per_s=generation,
     )
     return metrics, predictions
 
 
-def _generation_speed(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict],
-                      new_tokens: int) -> float:
+def _generation_speed(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict], new_tokens: int) -> float:
     """Greedy tokens per second at batch 1 (the chat case), generation forced to full length."""
     produced, seconds = 0, 0.0
     for i, record in enumerate(records):
         enc = tokenizer(prompt_text(record, tokenizer), return_tensors="pt", add_special_tokens=False).to(model.device)
         started = time.perf_counter()
-        out = model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(
+            **enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
         if i > 0 or len(records) == 1:  # the first call warms up
             seconds += time.perf_counter() - started
             produced += out.shape[1] - enc["input_ids"].shape[1]
@@ -245,15 +284,19 @@ def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
     dataset = load_prepared(config["dataset"])
     test = dataset.split("test")
     book = AnswerBook(test, dataset.split("train")) if config["task"] == Task.CAUSAL_LM else None
-    rows, _ = _teacher_and_student(run_dir, config, test, measure_memory=False, include_before_kd=include_before_kd,
-                                   book=book)
+    rows, _ = _teacher_and_student(run_dir, config, test, measure_memory=False, include_before_kd=include_before_kd, book=book)
     return _write_report(run_dir / "eval.json", config, test, rows, book)
 
 
 def _write_report(path: Path, config: dict, test: list[dict], rows: list[dict], book: AnswerBook | None = None) -> dict:
     add_quality_warnings(rows)
-    report = {"task": config["task"], "test_examples": len(test), "labels": config.get("labels") or [],
-              "plan": (config.get("plan") or {}).get("words", ""), "models": rows}
+    report = {
+        "task": config["task"],
+        "test_examples": len(test),
+        "labels": config.get("labels") or [],
+        "plan": (config.get("plan") or {}).get("words", ""),
+        "models": rows,
+    }
     if book is not None:
         report["answers"] = book.report()
     tmp = path.with_suffix(".tmp")
@@ -267,9 +310,8 @@ class AnswerBook:
 
     def __init__(self, test: list[dict], train: list[dict]) -> None:
         """Judged on test prompts that do not nearly repeat a training row (a test file of the user's own may)."""
-        candidates = test[:4 * JUDGED_PROMPTS]
-        repeats = {i for i, _ in near_repeats([row_text(r) for r in candidates],
-                                              [row_text(r) for r in train[:LEAK_SAMPLE[1]]])}
+        candidates = test[: 4 * JUDGED_PROMPTS]
+        repeats = {i for i, _ in near_repeats([row_text(r) for r in candidates], [row_text(r) for r in train[: LEAK_SAMPLE[1]]])}
         fresh = [r for i, r in enumerate(candidates) if i not in repeats]
         self.records = fresh[:JUDGED_PROMPTS]
         self.skipped = len(repeats)
@@ -289,30 +331,66 @@ class AnswerBook:
 
     def report(self) -> dict:
         judge = self.judge
-        return {"prompts": [question_of(r) for r in self.records],
-                "references": judge.references if judge else [],
-                "reference_perplexity": judge.human_ppl if judge else None,
-                "skipped_repeats": self.skipped,
-                "by_model": self.by_model, "degenerate": self.degenerate}
+        return {
+            "prompts": [question_of(r) for r in self.records],
+            "references": judge.references if judge else [],
+            "reference_perplexity": judge.human_ppl if judge else None,
+            "skipped_repeats": self.skipped,
+            "by_model": self.by_model,
+            "degenerate": self.degenerate,
+        }
 
 
 # --------------------------------------------------------------------------- teacher, student and variants
 
 
-def _measure(task: str, name: str, model, tokenizer, test: list[dict], settings: dict, labels: list[str], *,
-             size_bytes: int, params: int | None = None, teacher_predictions: list[int] | None = None
-             ) -> tuple[ModelMetrics, list[int]]:
+def _measure(
+    task: str,
+    name: str,
+    model,
+    tokenizer,
+    test: list[dict],
+    settings: dict,
+    labels: list[str],
+    *,
+    size_bytes: int,
+    params: int | None = None,
+    teacher_predictions: list[int] | None = None,
+) -> tuple[ModelMetrics, list[int]]:
     """One model, measured exactly as every other: the single entry point for teacher, student and variants."""
     if task == Task.CLASSIFICATION:
-        return evaluate_classifier(name, model, tokenizer, test, labels, size_bytes=size_bytes,
-                                   max_length=settings["max_length"], batch_size=settings["batch_size"],
-                                   teacher_predictions=teacher_predictions, params=params)
-    return evaluate_causal_lm(name, model, tokenizer, test, size_bytes=size_bytes, max_length=settings["max_length"],
-                              teacher_predictions=teacher_predictions, params=params)
+        return evaluate_classifier(
+            name,
+            model,
+            tokenizer,
+            test,
+            labels,
+            size_bytes=size_bytes,
+            max_length=settings["max_length"],
+            batch_size=settings["batch_size"],
+            teacher_predictions=teacher_predictions,
+            params=params,
+        )
+    return evaluate_causal_lm(
+        name,
+        model,
+        tokenizer,
+        test,
+        size_bytes=size_bytes,
+        max_length=settings["max_length"],
+        teacher_predictions=teacher_predictions,
+        params=params,
+    )
 
 
-def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_memory: bool,
-                         include_before_kd: bool = False, book: AnswerBook | None = None) -> tuple[list[dict], list[int]]:
+def _teacher_and_student(
+    run_dir: Path,
+    config: dict,
+    test: list[dict],
+    measure_memory: bool,
+    include_before_kd: bool = False,
+    book: AnswerBook | None = None,
+) -> tuple[list[dict], list[int]]:
     """Rows for teacher (and, for causal LMs, optionally the layer-dropped student before KD) and student,
     plus the teacher's predictions that every other model's agreement is measured against."""
 
@@ -330,8 +408,9 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
         model = load_for_task(source, task, labels)
         # fp32 size: a converted GGUF teacher is cached in bf16, which would flatter it
         size = _on_disk(model) if name in ("teacher", BASE_TEACHER) and task == Task.CAUSAL_LM else weights_bytes(folder)
-        metrics, predictions = _measure(task, name, model, load_tokenizer(source), test, settings, labels,
-                                        size_bytes=size, teacher_predictions=reference)
+        metrics, predictions = _measure(
+            task, name, model, load_tokenizer(source), test, settings, labels, size_bytes=size, teacher_predictions=reference
+        )
         if measure_memory:
             metrics.peak_load_mb = peak_load_mb("model", folder, task, labels)
         if book is not None:
@@ -339,8 +418,17 @@ def _teacher_and_student(run_dir: Path, config: dict, test: list[dict], measure_
         rows.append(asdict(metrics))
         if name == "teacher" and include_before_kd and task == Task.CAUSAL_LM:
             dropped = _student_before_kd(model, run.student, settings["student_layers"])
-            before, _ = _measure(task, "student before KD", dropped, load_tokenizer(source), test, settings, labels,
-                                 size_bytes=_on_disk(dropped), teacher_predictions=predictions)
+            before, _ = _measure(
+                task,
+                "student before KD",
+                dropped,
+                load_tokenizer(source),
+                test,
+                settings,
+                labels,
+                size_bytes=_on_disk(dropped),
+                teacher_predictions=predictions,
+            )
             if book is not None:
                 book.add(before, dropped, load_tokenizer(source))
             rows.append(asdict(before))
@@ -387,8 +475,18 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
         except (StudioError, RuntimeError, OSError, ValueError) as err:  # e.g. made on a GPU, measured without one
             rows.append({"name": manifest["name"], "status": "failed", "note": f"cannot be loaded here: {err}"})
             continue
-        metrics, _ = _measure(task, manifest["name"], wm.model, wm.tokenizer, test, settings, labels,
-                              size_bytes=weights_bytes(folder), params=wm.params, teacher_predictions=reference)
+        metrics, _ = _measure(
+            task,
+            manifest["name"],
+            wm.model,
+            wm.tokenizer,
+            test,
+            settings,
+            labels,
+            size_bytes=weights_bytes(folder),
+            params=wm.params,
+            teacher_predictions=reference,
+        )
         metrics.form, metrics.note = wm.form, "; ".join(wm.notes)
         if measure_memory:
             metrics.peak_load_mb = peak_load_mb("variant", folder)

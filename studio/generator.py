@@ -75,10 +75,8 @@ def tune_teacher(teacher: PreTrainedModel, train_stage, run_stage_fn, loss_fn) -
 # --------------------------------------------------------------------------- what the student reads
 
 
-REWORD_ASK = ("Rewrite this customer question in different words. Reply with the new question only.\n\n"
-              "Question: {question}")
-REWORD_LINE_ASK = ("Rewrite this line in different words, keeping its meaning. Reply with the new line only.\n\n"
-                   "Line: {question}")
+REWORD_ASK = "Rewrite this customer question in different words. Reply with the new question only.\n\nQuestion: {question}"
+REWORD_LINE_ASK = "Rewrite this line in different words, keeping its meaning. Reply with the new line only.\n\nLine: {question}"
 """For prompts that are not questions (a headline, an instruction, a product name)."""
 WORD = re.compile(r"[a-z0-9]+")
 NOT_A_QUESTION = re.compile(r"\b(question|rewrite|rewritten|customer|revised|version)\b", re.I)
@@ -125,8 +123,14 @@ def reworded(original: str, attempt: str) -> str | None:
     return text
 
 
-def teacher_written(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict],
-                    path: Path, on_progress: ProgressFn | None = None, rewriter: PreTrainedModel | None = None) -> list[dict]:
+def teacher_written(
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: list[dict],
+    path: Path,
+    on_progress: ProgressFn | None = None,
+    rewriter: PreTrainedModel | None = None,
+) -> list[dict]:
     """Sequence-level KD data from the tuned teacher, kept in ``path`` (JSON lines) so a resumed run reuses it:
     its own answer to every training question, and its answers to the rewordings of them that pass
     ``reworded``. Plain-text rows (no question) get the teacher's continuation of their first third.
@@ -136,8 +140,7 @@ def teacher_written(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     if path.exists():
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     pairs = [r for r in records if "prompt" in r]
-    report(on_progress, Progress("cache", 1, 1, 0, 3, message="the tuned teacher answers your questions "
-                                 "in its own words"))
+    report(on_progress, Progress("cache", 1, 1, 0, 3, message="the tuned teacher answers your questions in its own words"))
     written = _answered(teacher, tokenizer, [{"prompt": question_of(r)} if "prompt" in r else r for r in records])
     report(on_progress, Progress("cache", 1, 1, 1, 3, message="the teacher rewords your questions"))
     asks = [{"prompt": reword_ask(r["prompt"])} for r in pairs]
@@ -160,8 +163,9 @@ def _answered(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, asks
     for ask, answer in zip(asks, answers):
         if not answer.strip() or repeated_share(answer) >= REPEATED:
             continue
-        out.append({"prompt": ask["prompt"], "response": answer} if "prompt" in ask else
-                   {"text": question_of(ask) + " " + answer})
+        out.append(
+            {"prompt": ask["prompt"], "response": answer} if "prompt" in ask else {"text": question_of(ask) + " " + answer}
+        )
     return out
 
 
@@ -238,8 +242,9 @@ def choose_depth(probes: list[DepthProbe]) -> DepthProbe:
     return min(close, key=lambda p: p.depth)
 
 
-def probe_depths(teacher: PreTrainedModel, rank, train_probe, folder: Path,
-                 on_progress: ProgressFn | None = None) -> list[DepthProbe]:
+def probe_depths(
+    teacher: PreTrainedModel, rank, train_probe, folder: Path, on_progress: ProgressFn | None = None
+) -> list[DepthProbe]:
     """Each candidate depth distilled for PROBE_STEPS steps from the same start; its validation loss after.
     ``rank()`` gives the teacher's layers, most important first; ``train_probe(model, folder, label)`` runs those
     steps and returns the validation loss. Results are kept in ``folder``/probe.json so a resumed run neither
@@ -250,8 +255,12 @@ def probe_depths(teacher: PreTrainedModel, rank, train_probe, folder: Path,
     ranked = rank()
     probes, depths = [], candidate_depths(len(ranked))
     for n, depth in enumerate(depths, 1):
-        report(on_progress, Progress("student", 1, 1, 0, 1, message=f"probing a {depth}-layer student "
-                                     f"({n} of {len(depths)}, {PROBE_STEPS} steps)"))
+        report(
+            on_progress,
+            Progress(
+                "student", 1, 1, 0, 1, message=f"probing a {depth}-layer student ({n} of {len(depths)}, {PROBE_STEPS} steps)"
+            ),
+        )
         layers = sorted(ranked[:depth])
         loss = train_probe(student_of(teacher, ranked, depth), folder / f"depth-{depth}", f"{depth} layers")
         probes.append(DepthProbe(depth, layers, loss))
@@ -272,4 +281,3 @@ def kd_steps(items: list[dict], batch_size: int, tokens: int) -> int:
 
 def probe_plan(steps: int, per_epoch: int) -> StepPlan:
     return StepPlan(steps=steps, steps_per_epoch=per_epoch, eval_every=steps, patience=0)
-

@@ -26,58 +26,101 @@ def _setting(default, env: str, help: str, allowed: str):  # noqa: A002 - the fi
 
 @dataclass(frozen=True)
 class HostSettings:
-    auth: str = _setting("none", "SLM_STUDIO_AUTH",
-                         "'none': a laptop, one local user, no login; 'users': a hosted studio, login required.",
-                         "'none' (one local user) or 'users' (login required)")
-    max_upload_mb: int = _setting(1024, "SLM_STUDIO_MAX_UPLOAD_MB",
-                                  "The largest file a user may upload.", "a whole number of megabytes, e.g. 1024")
-    max_request_kb: int = _setting(1024, "SLM_STUDIO_MAX_REQUEST_KB",
-                                   "The largest body of any other request (API calls carry settings, not files).",
-                                   "a whole number of kilobytes, e.g. 1024")
-    max_dataset_rows: int = _setting(1_000_000, "SLM_STUDIO_MAX_DATASET_ROWS",
-                                     "Rows one dataset may have (more never trains on a CPU anyway).",
-                                     "a whole number of rows, e.g. 1000000")
-    max_dataset_mb: int = _setting(2048, "SLM_STUDIO_MAX_DATASET_MB",
-                                   "The checked copy of one dataset on disk (a compressed file unpacks to more).",
-                                   "a whole number of megabytes, e.g. 2048")
-    max_expansion: int = _setting(50, "SLM_STUDIO_MAX_EXPANSION",
-                                  "How many times its own size a file may unpack to (beyond the first 16 MB): "
-                                  "real data stays far below; a decompression bomb does not.",
-                                  "a whole number, e.g. 50")
-    user_quota_mb: int = _setting(20480, "SLM_STUDIO_USER_QUOTA_MB",
-                                  "Hosted: what one user's datasets and jobs may take on disk; 0 for no limit.",
-                                  "a whole number of megabytes (0: no limit), e.g. 20480")
-    min_free_mb: int = _setting(2048, "SLM_STUDIO_MIN_FREE_MB",
-                                "Uploads stop while the disk has less than this free (kept for everyone's jobs).",
-                                "a whole number of megabytes, e.g. 2048")
-    session_hours: float = _setting(12.0, "SLM_STUDIO_SESSION_HOURS",
-                                    "A login lasts at most this long.", "a number of hours from 0.1 to 720, e.g. 12")
-    session_idle_minutes: float = _setting(120.0, "SLM_STUDIO_SESSION_IDLE_MINUTES",
-                                           "A login unused for this long ends (an open page keeps it in use).",
-                                           "a number of minutes from 1 to 43200, e.g. 120")
-    login_limit_account: str = _setting("5/minute;30/hour", "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT",
-                                        "Login attempts on one account from one client address.",
-                                        "rates like '5/minute;30/hour'")
-    login_limit_account_total: str = _setting("100/hour", "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT_TOTAL",
-                                              "Login attempts on one account from all addresses together (only a "
-                                              "guessing attack from many addresses reaches it; it then locks the "
-                                              "account for everyone until the hour has passed).",
-                                              "rates like '100/hour'")
-    login_limit_address: str = _setting("20/minute;200/hour", "SLM_STUDIO_LOGIN_LIMIT_ADDRESS",
-                                        "Login attempts one client address may make (to all accounts together).",
-                                        "rates like '20/minute;200/hour'")
-    allowed_origins: tuple[str, ...] = _setting((), "SLM_STUDIO_ALLOWED_ORIGINS",
-                                                "Other web origins whose pages may call the studio with a user's "
-                                                "login (none by default: only the studio's own pages).",
-                                                "a comma-separated list like 'https://intranet.example.com'")
-    trusted_proxies: str = _setting("", "SLM_STUDIO_TRUSTED_PROXIES",
-                                    "Addresses of the TLS terminator / reverse proxy whose X-Forwarded-For and "
-                                    "X-Forwarded-Proto headers are believed (none by default).",
-                                    "a comma-separated list of IP addresses or networks, e.g. '10.0.0.5'")
-    models_dir: Path | None = _setting(None, "SLM_STUDIO_MODELS_DIR",
-                                       "Hosted: the only folder users may pick model folders from "
-                                       "(default $SLM_STUDIO_HOME/models, where converted teachers are kept).",
-                                       "a folder path")
+    auth: str = _setting(
+        "none",
+        "SLM_STUDIO_AUTH",
+        "'none': a laptop, one local user, no login; 'users': a hosted studio, login required.",
+        "'none' (one local user) or 'users' (login required)",
+    )
+    max_upload_mb: int = _setting(
+        1024, "SLM_STUDIO_MAX_UPLOAD_MB", "The largest file a user may upload.", "a whole number of megabytes, e.g. 1024"
+    )
+    max_request_kb: int = _setting(
+        1024,
+        "SLM_STUDIO_MAX_REQUEST_KB",
+        "The largest body of any other request (API calls carry settings, not files).",
+        "a whole number of kilobytes, e.g. 1024",
+    )
+    max_dataset_rows: int = _setting(
+        1_000_000,
+        "SLM_STUDIO_MAX_DATASET_ROWS",
+        "Rows one dataset may have (more never trains on a CPU anyway).",
+        "a whole number of rows, e.g. 1000000",
+    )
+    max_dataset_mb: int = _setting(
+        2048,
+        "SLM_STUDIO_MAX_DATASET_MB",
+        "The checked copy of one dataset on disk (a compressed file unpacks to more).",
+        "a whole number of megabytes, e.g. 2048",
+    )
+    max_expansion: int = _setting(
+        50,
+        "SLM_STUDIO_MAX_EXPANSION",
+        "How many times its own size a file may unpack to (beyond the first 16 MB): "
+        "real data stays far below; a decompression bomb does not.",
+        "a whole number, e.g. 50",
+    )
+    user_quota_mb: int = _setting(
+        20480,
+        "SLM_STUDIO_USER_QUOTA_MB",
+        "Hosted: what one user's datasets and jobs may take on disk; 0 for no limit.",
+        "a whole number of megabytes (0: no limit), e.g. 20480",
+    )
+    min_free_mb: int = _setting(
+        2048,
+        "SLM_STUDIO_MIN_FREE_MB",
+        "Uploads stop while the disk has less than this free (kept for everyone's jobs).",
+        "a whole number of megabytes, e.g. 2048",
+    )
+    session_hours: float = _setting(
+        12.0, "SLM_STUDIO_SESSION_HOURS", "A login lasts at most this long.", "a number of hours from 0.1 to 720, e.g. 12"
+    )
+    session_idle_minutes: float = _setting(
+        120.0,
+        "SLM_STUDIO_SESSION_IDLE_MINUTES",
+        "A login unused for this long ends (an open page keeps it in use).",
+        "a number of minutes from 1 to 43200, e.g. 120",
+    )
+    login_limit_account: str = _setting(
+        "5/minute;30/hour",
+        "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT",
+        "Login attempts on one account from one client address.",
+        "rates like '5/minute;30/hour'",
+    )
+    login_limit_account_total: str = _setting(
+        "100/hour",
+        "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT_TOTAL",
+        "Login attempts on one account from all addresses together (only a "
+        "guessing attack from many addresses reaches it; it then locks the "
+        "account for everyone until the hour has passed).",
+        "rates like '100/hour'",
+    )
+    login_limit_address: str = _setting(
+        "20/minute;200/hour",
+        "SLM_STUDIO_LOGIN_LIMIT_ADDRESS",
+        "Login attempts one client address may make (to all accounts together).",
+        "rates like '20/minute;200/hour'",
+    )
+    allowed_origins: tuple[str, ...] = _setting(
+        (),
+        "SLM_STUDIO_ALLOWED_ORIGINS",
+        "Other web origins whose pages may call the studio with a user's login (none by default: only the studio's own pages).",
+        "a comma-separated list like 'https://intranet.example.com'",
+    )
+    trusted_proxies: str = _setting(
+        "",
+        "SLM_STUDIO_TRUSTED_PROXIES",
+        "Addresses of the TLS terminator / reverse proxy whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed (none by default).",
+        "a comma-separated list of IP addresses or networks, e.g. '10.0.0.5'",
+    )
+    models_dir: Path | None = _setting(
+        None,
+        "SLM_STUDIO_MODELS_DIR",
+        "Hosted: the only folder users may pick model folders from "
+        "(default $SLM_STUDIO_HOME/models, where converted teachers are kept).",
+        "a folder path",
+    )
 
     @property
     def hosted(self) -> bool:
@@ -156,5 +199,6 @@ def _shown(value) -> str:
 
 def settings_help() -> list[tuple[str, str, str]]:
     """(variable, default, what it does) for every setting: the README and `--help` list these."""
-    return [(f.metadata["env"], _shown(f.default) if f.default is not None else "", f.metadata["help"])
-            for f in fields(HostSettings)]
+    return [
+        (f.metadata["env"], _shown(f.default) if f.default is not None else "", f.metadata["help"]) for f in fields(HostSettings)
+    ]

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 
-def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-               weights: torch.Tensor | None = None) -> torch.Tensor:
+def kd_kl_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """T^2 * KL(teacher_T || student_T), averaged over rows (weighted by ``weights`` [N] when given).
 
     Shapes: student_logits, teacher_logits [N, C] -> scalar.
@@ -31,8 +32,14 @@ def _mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     return (values * weights).sum() / weights.sum().clamp(min=1e-12)
 
 
-def classification_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                           temperature: float, alpha: float, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def classification_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """alpha * T^2 * KL + (1 - alpha) * CE; with ``class_weights`` each row counts as much as its class's weight
     in both terms (so a rare class is not drowned out by the common one).
 
@@ -54,8 +61,9 @@ def balanced_class_weights(counts: list[int]) -> torch.Tensor:
     return torch.tensor([n / (present * c) if c else 0.0 for c in counts], dtype=torch.float32)
 
 
-def topk_kd_loss(student_logits: torch.Tensor, top_values: torch.Tensor, top_indices: torch.Tensor,
-                 mask: torch.Tensor, temperature: float) -> torch.Tensor:
+def topk_kd_loss(
+    student_logits: torch.Tensor, top_values: torch.Tensor, top_indices: torch.Tensor, mask: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """T^2 * KL from cached top-k teacher logits to the student, averaged over unmasked positions.
 
     The teacher distribution is its softmax over the k cached logits; the student is normalised
@@ -79,9 +87,15 @@ def next_token_ce(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Ten
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
 
-def causal_kd_loss(student_logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor,
-                   top_values: torch.Tensor, top_indices: torch.Tensor, temperature: float,
-                   alpha: float) -> torch.Tensor:
+def causal_kd_loss(
+    student_logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    mask: torch.Tensor,
+    top_values: torch.Tensor,
+    top_indices: torch.Tensor,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
     """alpha * top-k KD + (1 - alpha) * next-token CE. Position i of the cache predicts token i+1.
 
     Shapes: student_logits [B, L, V]; input_ids, mask [B, L]; top_* [B, L, k] -> scalar.

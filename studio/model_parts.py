@@ -45,8 +45,12 @@ def layer_list(model: nn.Module) -> nn.ModuleList:
         found = _get(base, path)
         if isinstance(found, nn.ModuleList):
             return found
-    raise ConfigError([f"structured pruning does not know the layers of a {type(model).__name__}; it supports "
-                       "BERT-style encoders and Llama-style decoders. Use magnitude pruning or quantization instead"])
+    raise ConfigError(
+        [
+            f"structured pruning does not know the layers of a {type(model).__name__}; it supports "
+            "BERT-style encoders and Llama-style decoders. Use magnitude pruning or quantization instead"
+        ]
+    )
 
 
 def set_layer_list(model: nn.Module, layers: nn.ModuleList) -> None:
@@ -62,12 +66,14 @@ def attention(layer: nn.Module) -> Attention:
     if hasattr(layer, "self_attn"):  # Llama family
         attn = layer.self_attn
         units = attn.k_proj.out_features // attn.head_dim
-        return Attention(attn, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, attn.head_dim, units,
-                         attn.num_key_value_groups)
+        return Attention(
+            attn, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, attn.head_dim, units, attn.num_key_value_groups
+        )
     attn = layer.attention.self  # BERT family
     head_dim = attn.attention_head_size
-    return Attention(attn, attn.query, attn.key, attn.value, layer.attention.output.dense, head_dim,
-                     attn.query.out_features // head_dim, 1)
+    return Attention(
+        attn, attn.query, attn.key, attn.value, layer.attention.output.dense, head_dim, attn.query.out_features // head_dim, 1
+    )
 
 
 def mlp(layer: nn.Module) -> Mlp:
@@ -97,8 +103,7 @@ def sliced_linear(linear: nn.Linear, rows: torch.Tensor | None = None, cols: tor
     weight = linear.weight.detach()
     weight = weight[rows] if rows is not None else weight
     weight = weight[:, cols] if cols is not None else weight
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None,
-                    dtype=weight.dtype, device=weight.device)
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None, dtype=weight.dtype, device=weight.device)
     new.weight.data.copy_(weight)
     if linear.bias is not None:
         bias = linear.bias.detach()
@@ -155,8 +160,11 @@ def pad_head_units(layer: nn.Module, units: int) -> None:
     so predictions stay the same while the shapes become the ones a plain config describes."""
     a = attention(layer)
     q_rows, kv_rows = units * a.group * a.head_dim, units * a.head_dim
-    q, k, v = (padded_linear(a.q, q_rows, a.q.in_features), padded_linear(a.k, kv_rows, a.k.in_features),
-               padded_linear(a.v, kv_rows, a.v.in_features))
+    q, k, v = (
+        padded_linear(a.q, q_rows, a.q.in_features),
+        padded_linear(a.k, kv_rows, a.k.in_features),
+        padded_linear(a.v, kv_rows, a.v.in_features),
+    )
     out = padded_linear(a.o, a.o.out_features, q_rows)
     if hasattr(layer, "self_attn"):
         layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj = q, k, v, out
@@ -181,8 +189,7 @@ def pad_neurons(layer: nn.Module, neurons: int) -> None:
 def structure_of(model: nn.Module) -> dict:
     """Head units and MLP neurons per layer: enough to rebuild the shapes before loading weights."""
     layers = layer_list(model)
-    return {"head_units": [attention(layer).units for layer in layers],
-            "neurons": [mlp_width(layer) for layer in layers]}
+    return {"head_units": [attention(layer).units for layer in layers], "neurons": [mlp_width(layer) for layer in layers]}
 
 
 def apply_structure(model: nn.Module, structure: dict) -> None:

@@ -61,9 +61,12 @@ def load_classifier(source: ModelSource, labels: list[str]) -> tuple[PreTrainedM
     ready = has_head and existing == labels
     kwargs = dict(SAFE_LOAD)
     if not ready:
-        kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
-                      label2id={label: i for i, label in enumerate(labels)},
-                      ignore_mismatched_sizes=True)
+        kwargs.update(
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            ignore_mismatched_sizes=True,
+        )
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source.path, **kwargs)
     except (OSError, ValueError) as err:

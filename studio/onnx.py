@@ -36,13 +36,24 @@ def export_onnx(model: nn.Module, task: str, path: Path) -> Path:
     ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 0, 0]])
     mask = torch.tensor([[1] * 8, [1] * 6 + [0, 0]])
     path.parent.mkdir(parents=True, exist_ok=True)
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-            "logits": {0: "batch"} if task == Task.CLASSIFICATION else {0: "batch", 1: "sequence"}}
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        "logits": {0: "batch"} if task == Task.CLASSIFICATION else {0: "batch", 1: "sequence"},
+    }
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python branches, not user errors
         # an eval() wrapper: the exporter restores the wrapper's mode afterwards, and a fresh module is in train mode
-        torch.onnx.export(_LogitsOnly(model, task).eval(), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
-                          output_names=["logits"], dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
+        torch.onnx.export(
+            _LogitsOnly(model, task).eval(),
+            (ids, mask),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
     return path
 
 
@@ -66,13 +77,23 @@ class OnnxModel(nn.Module):
         return torch.device("cpu")
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object) -> SimpleNamespace:
-        feeds = {"input_ids": input_ids.cpu().numpy().astype(np.int64),
-                 "attention_mask": attention_mask.cpu().numpy().astype(np.int64)}
+        feeds = {
+            "input_ids": input_ids.cpu().numpy().astype(np.int64),
+            "attention_mask": attention_mask.cpu().numpy().astype(np.int64),
+        }
         return SimpleNamespace(logits=torch.from_numpy(self.session.run(None, feeds)[0]))
 
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-                 max_new_tokens: int = 32, min_new_tokens: int = 0, eos_token_id: int | None = None,
-                 logits_processor=None, **_: object) -> torch.Tensor:
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        max_new_tokens: int = 32,
+        min_new_tokens: int = 0,
+        eos_token_id: int | None = None,
+        logits_processor=None,
+        **_: object,
+    ) -> torch.Tensor:
         ids = input_ids
         mask = attention_mask if attention_mask is not None else torch.ones_like(ids)
         for step in range(max_new_tokens):

@@ -68,16 +68,16 @@ class RunPaths:
 
     def variant_names(self) -> list[str]:
         """Variants saved in this run (made, unsupported or failed), by name."""
-        return sorted(p.name for p in self.variants.glob("*") if (p / MANIFEST).exists()) if self.variants.exists() \
-            else []
+        return sorted(p.name for p in self.variants.glob("*") if (p / MANIFEST).exists()) if self.variants.exists() else []
 
     def find_model(self, name: str) -> RunModel:
         """'student', 'teacher', the labels-only student or a variant that was made; anything else is refused
         with the names there are."""
         if name == "student":
             if not (self.student / "studio_ready").exists():
-                raise ConfigError([f"the run in {self.root} has no finished student yet; let the distillation "
-                                   "finish (or resume it) first"])
+                raise ConfigError(
+                    [f"the run in {self.root} has no finished student yet; let the distillation finish (or resume it) first"]
+                )
             return RunModel(name, "torch", self.student)
         if name == "teacher":
             return RunModel(name, "torch", Path(self.teacher_info()["path"]))
@@ -85,12 +85,14 @@ class RunPaths:
             return RunModel(name, "torch", self.labels_only)
         if not VARIANT_NAME.fullmatch(name) or name not in self.variant_names():
             there = ", ".join(self.variant_names()) or "none yet"
-            raise ConfigError([f"'{name}' is not a model of this run; choose 'student', 'teacher' or one of its "
-                               f"variants ({there})"])
+            raise ConfigError(
+                [f"'{name}' is not a model of this run; choose 'student', 'teacher' or one of its variants ({there})"]
+            )
         manifest = read_manifest(self.variants / name)
         if manifest["status"] != "ok":
-            raise ConfigError([f"variant '{name}' is {manifest['status']} ({manifest.get('reason', '')}); "
-                               "pick a variant that was made"])
+            raise ConfigError(
+                [f"variant '{name}' is {manifest['status']} ({manifest.get('reason', '')}); pick a variant that was made"]
+            )
         return RunModel(name, manifest["form"], self.variants / name, manifest)
 
     def read_config(self) -> dict:
@@ -107,15 +109,22 @@ class RunPaths:
 def write_run_config(run: RunPaths, config: Settings, dataset: PreparedDataset, resume: bool) -> None:
     """The settings asked for, next to the outputs, before anything runs; a resumed run must match them.
     ``distill`` holds the settings as run (an automatic max_length or learning rate resolved, see record_plan)."""
-    resolved = {"requested": config.to_dict(), "distill": config.to_dict(), "dataset": str(dataset.path),
-                "task": dataset.report.task, "labels": dataset.report.labels}
+    resolved = {
+        "requested": config.to_dict(),
+        "distill": config.to_dict(),
+        "dataset": str(dataset.path),
+        "task": dataset.report.task,
+        "labels": dataset.report.labels,
+    }
     if run.config.exists():
         previous = json.loads(run.config.read_text())
         asked = previous.get("requested", previous["distill"])
         if resume and asked != resolved["requested"]:
             changed = sorted(k for k in resolved["requested"] if asked.get(k) != resolved["requested"][k])
-            raise CheckpointError(f"This run was started with other settings ({', '.join(changed)}); "
-                                  "resume it with the same settings, or start a new run folder.")
+            raise CheckpointError(
+                f"This run was started with other settings ({', '.join(changed)}); "
+                "resume it with the same settings, or start a new run folder."
+            )
         if not resume:
             raise CheckpointError(f"{run.root} already holds a run. Resume it (--resume) or choose a new folder.")
         return  # it already says what this run resolved and did so far

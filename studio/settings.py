@@ -25,8 +25,7 @@ def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), advanced:
 
     ``help``: what it does and its trade-off. ``choices``: the words it takes (checked). ``advanced``: shown among
     the browser's advanced settings. ``flag``: the CLI option's name when not --the-field-name."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "advanced": advanced,
-                                                        "flag": flag})
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "advanced": advanced, "flag": flag})
 
 
 def help_of(field: dataclasses.Field) -> str:
@@ -62,10 +61,16 @@ class Settings:
         typed = self.type_problems()
         if typed:  # range checks would only trip over the wrong types
             raise ConfigError(typed)
-        chosen = [(f.name, getattr(self, f.name) in choices_of(f) or (getattr(self, f.name) is None and f.default is None),
-                   _one_of(choices_of(f))) for f in dataclasses.fields(self) if choices_of(f)]
-        problems = [f"{name} is {getattr(self, name)!r}; use {allowed}" for name, ok, allowed in chosen + self.checks()
-                    if not ok]
+        chosen = [
+            (
+                f.name,
+                getattr(self, f.name) in choices_of(f) or (getattr(self, f.name) is None and f.default is None),
+                _one_of(choices_of(f)),
+            )
+            for f in dataclasses.fields(self)
+            if choices_of(f)
+        ]
+        problems = [f"{name} is {getattr(self, name)!r}; use {allowed}" for name, ok, allowed in chosen + self.checks() if not ok]
         problems += self.other_problems()
         if problems:
             raise ConfigError(problems)
@@ -75,8 +80,7 @@ class Settings:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError([f"unknown setting '{k}'; known settings: {', '.join(sorted(known)) or 'none'}"
-                               for k in unknown])
+            raise ConfigError([f"unknown setting '{k}'; known settings: {', '.join(sorted(known)) or 'none'}" for k in unknown])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

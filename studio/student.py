@@ -36,8 +36,9 @@ def select_layers(teacher_layers: int, student_layers: int) -> list[int]:
     [0, 2, 5]
     """
     if not 1 <= student_layers <= teacher_layers:
-        raise ConfigError([f"student_layers is {student_layers}; the teacher has {teacher_layers} "
-                           f"layers, so choose 1 to {teacher_layers}"])
+        raise ConfigError(
+            [f"student_layers is {student_layers}; the teacher has {teacher_layers} layers, so choose 1 to {teacher_layers}"]
+        )
     if student_layers == 1:
         return [teacher_layers - 1]
     step = (teacher_layers - 1) / (student_layers - 1)
@@ -63,7 +64,7 @@ def copy_with_layers(teacher: PreTrainedModel, kept: list[int]) -> PreTrainedMod
             index = int(match.group(2))
             if index not in kept:
                 continue
-            key = f"{key[:match.start(2)]}{kept.index(index)}{key[match.end(2):]}"
+            key = f"{key[: match.start(2)]}{kept.index(index)}{key[match.end(2) :]}"
         state[key] = value.detach().clone()
     missing, unexpected = student.load_state_dict(state, strict=False)
     tied = set(getattr(student, "_tied_weights_keys", None) or [])
@@ -75,8 +76,9 @@ def copy_with_layers(teacher: PreTrainedModel, kept: list[int]) -> PreTrainedMod
     return student
 
 
-def trim_vocabulary(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Iterable[str],
-                    out_dir: Path) -> PreTrainedTokenizerBase | None:
+def trim_vocabulary(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Iterable[str], out_dir: Path
+) -> PreTrainedTokenizerBase | None:
     """Keep only the vocabulary the texts use (plus special and single-character tokens).
 
     Works for WordPiece tokenizers (BERT family). Words seen in ``texts`` tokenize exactly as
@@ -114,8 +116,9 @@ def trim_vocabulary(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 
     old = model.get_input_embeddings()
     rows = old.weight.detach()[torch.tensor(keep)].clone()
-    model.set_input_embeddings(torch.nn.Embedding.from_pretrained(
-        rows, freeze=False, padding_idx=new_id.get(tokenizer.pad_token_id)))
+    model.set_input_embeddings(
+        torch.nn.Embedding.from_pretrained(rows, freeze=False, padding_idx=new_id.get(tokenizer.pad_token_id))
+    )
     model.config.vocab_size = len(keep)
     if tokenizer.pad_token_id is not None:
         model.config.pad_token_id = new_id[tokenizer.pad_token_id]

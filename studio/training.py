@@ -51,8 +51,7 @@ class StepPlan:
     """Validations in a row without improvement before stopping; 0 never stops early."""
 
     @classmethod
-    def of(cls, items: int, batch_size: int, epochs: int, min_steps: int = 0, max_steps: int = 0,
-           patience: int = 0) -> StepPlan:
+    def of(cls, items: int, batch_size: int, epochs: int, min_steps: int = 0, max_steps: int = 0, patience: int = 0) -> StepPlan:
         per_epoch = max(1, math.ceil(items / batch_size))
         steps = max(epochs * per_epoch, min_steps)
         if max_steps:
@@ -107,6 +106,7 @@ def classification_validator(items: list[dict], batch_size: int, pad_id: int, cl
 
 def causal_validator(items: list[dict], batch_size: int, pad_id: int, pad_to: int | None) -> Validator:
     """Mean next-token cross-entropy of a text generator on encoded validation items."""
+
     @torch.inference_mode()
     def validate(model: torch.nn.Module) -> Validation:
         total, weight = 0.0, 0
@@ -149,11 +149,28 @@ class TrainResult:
     stopped_early: bool = False
 
 
-def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor],
-               checkpoint_dir: Path, stage: str, *, label: str = "", plan: StepPlan, lr: float, batch_size: int, pad_id: int,
-               metrics: Path, seed: int, weight_decay: float = 0.01, warmup_ratio: float = 0.06,
-               validate: Validator | None = None, on_progress: ProgressFn | None = None, pad_to: int | None = None,
-               checkpoint_every_s: float | None = None, pause_at: int | None = None) -> TrainResult:
+def train_loop(
+    model: torch.nn.Module,
+    items: list[dict],
+    loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor],
+    checkpoint_dir: Path,
+    stage: str,
+    *,
+    label: str = "",
+    plan: StepPlan,
+    lr: float,
+    batch_size: int,
+    pad_id: int,
+    metrics: Path,
+    seed: int,
+    weight_decay: float = 0.01,
+    warmup_ratio: float = 0.06,
+    validate: Validator | None = None,
+    on_progress: ProgressFn | None = None,
+    pad_to: int | None = None,
+    checkpoint_every_s: float | None = None,
+    pause_at: int | None = None,
+) -> TrainResult:
     """Train ``plan.steps`` steps (or fewer, stopping early); the model ends with its best validated weights.
 
     ``pause_at`` stops after that step with a checkpoint, leaving the rest of the schedule for a later call
@@ -167,8 +184,19 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
     _forget_steps_after(metrics, stage, label, at.global_step)
     per_epoch, epochs = plan.steps_per_epoch, plan.epochs
     done_epochs, in_epoch = divmod(at.global_step, per_epoch)
-    report(on_progress, Progress(stage, min(done_epochs + 1, epochs), epochs, in_epoch, per_epoch,
-                                 global_step=at.global_step, restart_step=at.global_step, label=label))
+    report(
+        on_progress,
+        Progress(
+            stage,
+            min(done_epochs + 1, epochs),
+            epochs,
+            in_epoch,
+            per_epoch,
+            global_step=at.global_step,
+            restart_step=at.global_step,
+            label=label,
+        ),
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     inner = accelerator.unwrap_model(model)
     result = TrainResult()
@@ -187,15 +215,40 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
         key = list(measured.key())
         if position.best_key is None or key > position.best_key:
             _save_best(checkpoint_dir, inner, position.global_step)
-            position.best_step, position.best_key, position.best_score, position.waited = \
-                position.global_step, key, measured.score, 0
+            position.best_step, position.best_key, position.best_score, position.waited = (
+                position.global_step,
+                key,
+                measured.score,
+                0,
+            )
         else:
             position.waited += 1
-        log.write(json.dumps({"stage": stage, "label": label, "step": position.global_step,
-                              "validation": round(measured.score, 6), "validation_loss": round(measured.loss, 6),
-                              "time": time.time()}) + "\n")
-        report(on_progress, Progress(stage, position.epoch + 1, epochs, position.step_in_epoch, per_epoch,
-                                     global_step=position.global_step, validation=measured.score, label=label))
+        log.write(
+            json.dumps(
+                {
+                    "stage": stage,
+                    "label": label,
+                    "step": position.global_step,
+                    "validation": round(measured.score, 6),
+                    "validation_loss": round(measured.loss, 6),
+                    "time": time.time(),
+                }
+            )
+            + "\n"
+        )
+        report(
+            on_progress,
+            Progress(
+                stage,
+                position.epoch + 1,
+                epochs,
+                position.step_in_epoch,
+                per_epoch,
+                global_step=position.global_step,
+                validation=measured.score,
+                label=label,
+            ),
+        )
 
     last_save = time.monotonic()
     with metrics.open("a", encoding="utf-8") as log:
@@ -216,13 +269,38 @@ def train_loop(model: torch.nn.Module, items: list[dict], loss_fn: Callable[[tor
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 value, rate = loss.item(), scheduler.get_last_lr()[0]
-                here = Position(**{**asdict(here), "epoch": epoch, "step_in_epoch": step + 1,
-                                   "global_step": here.global_step + 1})
-                log.write(json.dumps({"stage": stage, "label": label, "epoch": epoch + 1, "step": here.global_step,
-                                      "loss": round(value, 6), "lr": rate, "time": time.time()}) + "\n")
+                here = Position(
+                    **{**asdict(here), "epoch": epoch, "step_in_epoch": step + 1, "global_step": here.global_step + 1}
+                )
+                log.write(
+                    json.dumps(
+                        {
+                            "stage": stage,
+                            "label": label,
+                            "epoch": epoch + 1,
+                            "step": here.global_step,
+                            "loss": round(value, 6),
+                            "lr": rate,
+                            "time": time.time(),
+                        }
+                    )
+                    + "\n"
+                )
                 try:
-                    report(on_progress, Progress(stage, epoch + 1, epochs, step + 1, per_epoch, value,
-                                                 global_step=here.global_step, lr=rate, label=label))
+                    report(
+                        on_progress,
+                        Progress(
+                            stage,
+                            epoch + 1,
+                            epochs,
+                            step + 1,
+                            per_epoch,
+                            value,
+                            global_step=here.global_step,
+                            lr=rate,
+                            label=label,
+                        ),
+                    )
                 except StopRequested:
                     log.flush()
                     save(here)
@@ -288,8 +366,7 @@ def cpu_threads() -> int:
     return int(shared) if shared.isdigit() and int(shared) > 0 else os.cpu_count() or 1
 
 
-def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float,
-                 class_weights: list[float] | None = None) -> Callable:
+def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float, class_weights: list[float] | None = None) -> Callable:
     """The per-batch loss: soft targets come from the cache by item index, never from the teacher."""
     weights = None if class_weights is None else torch.tensor(class_weights)
 
@@ -304,9 +381,15 @@ def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float,
         if alpha == 0:
             return next_token_ce(logits, inputs["input_ids"], inputs["attention_mask"])
         index, length = batch["index"], logits.shape[1]  # batches may be shorter than the cached max_length
-        return causal_kd_loss(logits, inputs["input_ids"], inputs["attention_mask"],
-                              cache["top_values"][index, :length].to(model.device),
-                              cache["top_indices"][index, :length].to(model.device), temperature, alpha)
+        return causal_kd_loss(
+            logits,
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            cache["top_values"][index, :length].to(model.device),
+            cache["top_indices"][index, :length].to(model.device),
+            temperature,
+            alpha,
+        )
 
     return classification if task == Task.CLASSIFICATION else causal
 
@@ -336,8 +419,9 @@ def _load_best(folder: Path, model: torch.nn.Module, step: int) -> None:
         model.load_state_dict({k: v.to(device) for k, v in load_file(str(path)).items()}, strict=False)
 
 
-def _save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: object, at: Position) -> None:
+def _save_checkpoint(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: object, at: Position
+) -> None:
     target = folder / f"step-{at.global_step}"
     tmp = folder / f".step-{at.global_step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -382,8 +466,7 @@ def checkpoint_state(folder: Path) -> Position | None:
     return Position(**json.loads((latest / "state.json").read_text())) if latest else None
 
 
-def _load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: object) -> Position:
+def _load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: object) -> Position:
     """The newest checkpoint that loads; an unreadable one (e.g. cut short by a crash) falls back to the
     one before it, which is always kept."""
     problems = []
@@ -398,6 +481,8 @@ def _load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.opti
         except (RuntimeError, OSError, KeyError, ValueError, TypeError) as err:
             problems.append(f"{checkpoint.name}: {err}")
     if problems:
-        raise CheckpointError(f"No checkpoint in {folder} matches this run ({'; '.join(problems)}). "
-                              "Start a new run, or delete the checkpoints folder to train from the start.")
+        raise CheckpointError(
+            f"No checkpoint in {folder} matches this run ({'; '.join(problems)}). "
+            "Start a new run, or delete the checkpoints folder to train from the start."
+        )
     return Position()

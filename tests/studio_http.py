@@ -50,17 +50,20 @@ class Answer:
         return self.text + json.dumps(self.output)
 
 
-def call(session: requests.Session, url: str, fn_index: int, data: list, session_hash: str | None = None,
-         timeout: float = 120) -> Answer:
+def call(
+    session: requests.Session, url: str, fn_index: int, data: list, session_hash: str | None = None, timeout: float = 120
+) -> Answer:
     """One event through Gradio's queue (join, then read the event stream until it completes)."""
     page = session_hash or uuid.uuid4().hex[:11]
-    joined = session.post(url + "gradio_api/queue/join", timeout=60, json={
-        "data": data, "fn_index": fn_index, "session_hash": page, "event_data": None, "trigger_id": None})
+    joined = session.post(
+        url + "gradio_api/queue/join",
+        timeout=60,
+        json={"data": data, "fn_index": fn_index, "session_hash": page, "event_data": None, "trigger_id": None},
+    )
     if joined.status_code != 200:
         return Answer(joined.status_code, joined.text)
     event = joined.json()["event_id"]
-    with session.get(url + "gradio_api/queue/data", params={"session_hash": page}, stream=True,
-                     timeout=timeout) as stream:
+    with session.get(url + "gradio_api/queue/data", params={"session_hash": page}, stream=True, timeout=timeout) as stream:
         if stream.status_code != 200:
             return Answer(stream.status_code, stream.text)
         for line in stream.iter_lines():
@@ -74,8 +77,14 @@ def call(session: requests.Session, url: str, fn_index: int, data: list, session
 
 def file_data(path: str, name: str = "data.csv") -> dict:
     """What a page sends for a file input: Gradio's FileData, naming a path on the server."""
-    return {"path": path, "orig_name": name, "size": None, "mime_type": None, "is_stream": False,
-            "meta": {"_type": "gradio.FileData"}}
+    return {
+        "path": path,
+        "orig_name": name,
+        "size": None,
+        "mime_type": None,
+        "is_stream": False,
+        "meta": {"_type": "gradio.FileData"},
+    }
 
 
 def upload(session: requests.Session, url: str, name: str, content: bytes) -> requests.Response:
@@ -86,5 +95,7 @@ def endpoints(session: requests.Session, url: str) -> list[dict]:
     """Every event handler the running app has, from its own config: id, api name and input components."""
     config = session.get(url + "config", timeout=60).json()
     components = {c["id"]: c for c in config["components"]}
-    return [{"id": d["id"], "api_name": d.get("api_name"), "inputs": [components[i] for i in d["inputs"]]}
-            for d in config["dependencies"]]
+    return [
+        {"id": d["id"], "api_name": d.get("api_name"), "inputs": [components[i] for i in d["inputs"]]}
+        for d in config["dependencies"]
+    ]

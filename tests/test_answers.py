@@ -44,8 +44,7 @@ def reader(tiny_llama, tmp_path_factory) -> Path:
     texts = [causal_text(r, tok) for r in faq()[:40]]
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for step in range(200):
-        enc = tok(random.Random(step).sample(texts, 16), return_tensors="pt", padding=True, truncation=True,
-                  max_length=64)
+        enc = tok(random.Random(step).sample(texts, 16), return_tensors="pt", padding=True, truncation=True, max_length=64)
         model(**enc, labels=enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -85,16 +84,20 @@ def test_no_answer_repeats_a_run_of_three_tokens(reader):
         assert set(np.flatnonzero(predict.repeats(answer, 20)).tolist()) == banned_tokens(answer)
     model, tok = loaded(reader)
     tok.padding_side = "left"
-    enc = tok(["Question: where is my parcel?\nAnswer:", "Question: how do I pay?\nAnswer:"], return_tensors="pt",
-              padding=True)
+    enc = tok(["Question: where is my parcel?\nAnswer:", "Question: how do I pay?\nAnswer:"], return_tensors="pt", padding=True)
     free = model.generate(**enc, max_new_tokens=40, do_sample=False, pad_token_id=tok.pad_token_id)
-    ruled = model.generate(**enc, max_new_tokens=40, do_sample=False, pad_token_id=tok.pad_token_id,
-                           logits_processor=[NoRepeatInAnswer(enc["input_ids"].shape[1])])
+    ruled = model.generate(
+        **enc,
+        max_new_tokens=40,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+        logits_processor=[NoRepeatInAnswer(enc["input_ids"].shape[1])],
+    )
     start = enc["input_ids"].shape[1]
 
     def runs(row: list[int]) -> list[tuple[int, ...]]:  # up to the end-of-text token (padding follows it)
-        row = row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
-        return [tuple(row[i:i + 3]) for i in range(len(row) - 2)]
+        row = row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
+        return [tuple(row[i : i + 3]) for i in range(len(row) - 2)]
 
     for row in ruled[:, start:].tolist():
         assert len(set(runs(row))) == len(runs(row))
@@ -121,8 +124,12 @@ def test_the_judge_passes_human_answers_and_fails_word_salad_repeats_and_silence
 
 
 def test_side_by_side_marks_degenerate_answers():
-    book = {"prompts": ["q1", "q2"], "references": ["r1", "r2"], "by_model": {"teacher": ["a", "b"], "student": ["", "c"]},
-            "degenerate": {"teacher": [None, None], "student": ["empty", None]}}
+    book = {
+        "prompts": ["q1", "q2"],
+        "references": ["r1", "r2"],
+        "by_model": {"teacher": ["a", "b"], "student": ["", "c"]},
+        "degenerate": {"teacher": [None, None], "student": ["empty", None]},
+    }
     rows = side_by_side(book)
     assert rows[0] == {"prompt": "q1", "reference": "r1", "teacher": "a", "student": "  [empty]"}
     assert rows[1]["student"] == "c"
@@ -130,8 +137,16 @@ def test_side_by_side_marks_degenerate_answers():
 
 def test_a_generator_that_fails_the_fluency_check_is_never_recommended():
     def row(name, rouge, mb, fluent, note=""):
-        return {"name": name, "status": "ok", "rouge_l": rouge, "perplexity": 3.0, "size_bytes": mb * 1e6,
-                "latency_ms": 10.0, "fluent": fluent, "fluency_note": note}
+        return {
+            "name": name,
+            "status": "ok",
+            "rouge_l": rouge,
+            "perplexity": 3.0,
+            "size_bytes": mb * 1e6,
+            "latency_ms": 10.0,
+            "fluent": fluent,
+            "fluency_note": note,
+        }
 
     models = [row("teacher", 0.20, 500, True), row("student", 0.45, 250, False, "12 of 50 answers are no answer")]
     advice = recommend(models, Budget())
@@ -146,13 +161,23 @@ def test_a_generator_that_fails_the_fluency_check_is_never_recommended():
 def test_compare_takes_the_fluency_verdict_from_the_report_and_shows_the_answers():
     from studio.ui.compare_step import answers_markdown, with_judgement
 
-    stored = [{"name": "teacher", "status": "ok", "rouge_l": 0.2, "size_bytes": 5e8, "latency_ms": 40.0},
-              {"name": "student", "status": "ok", "rouge_l": 0.4, "size_bytes": 2e8, "latency_ms": 20.0}]
-    report = {"models": [{"name": "teacher", "fluent": True, "fluency_note": ""},
-                         {"name": "student", "fluent": False, "fluency_note": "31 of 36 answers are no answer at all"}],
-              "answers": {"prompts": ["Can I pay | later?"], "references": ["Yes, with Klarna."],
-                          "by_model": {"teacher": ["Yes, you can."], "student": ["3 days 3 days"]},
-                          "degenerate": {"teacher": [None], "student": ["repeats itself"]}, "reference_perplexity": 20.0}}
+    stored = [
+        {"name": "teacher", "status": "ok", "rouge_l": 0.2, "size_bytes": 5e8, "latency_ms": 40.0},
+        {"name": "student", "status": "ok", "rouge_l": 0.4, "size_bytes": 2e8, "latency_ms": 20.0},
+    ]
+    report = {
+        "models": [
+            {"name": "teacher", "fluent": True, "fluency_note": ""},
+            {"name": "student", "fluent": False, "fluency_note": "31 of 36 answers are no answer at all"},
+        ],
+        "answers": {
+            "prompts": ["Can I pay | later?"],
+            "references": ["Yes, with Klarna."],
+            "by_model": {"teacher": ["Yes, you can."], "student": ["3 days 3 days"]},
+            "degenerate": {"teacher": [None], "student": ["repeats itself"]},
+            "reference_perplexity": 20.0,
+        },
+    }
     models = with_judgement(stored, report)  # the database keeps numbers only
     assert recommend(models, Budget()).name == "teacher"
     table = answers_markdown(report)

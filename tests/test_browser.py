@@ -20,18 +20,25 @@ ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
-                                "(apt-get install chromium); .ci/run installs it")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium); .ci/run installs it"
+)
 
 
 def watch_for_refusals(page) -> list[str]:
     """Everything the page was refused: a Content-Security-Policy violation in its console, or a request the
     server's guard answered 401/403/404/413 (a route the page needs but the guard does not know)."""
     troubles: list[str] = []
-    page.on("console", lambda msg: troubles.append(f"console: {msg.text}")
-            if "Content Security Policy" in msg.text or "Refused to" in msg.text else None)
-    page.on("response", lambda r: troubles.append(f"{r.status} {r.request.method} {r.url}")
-            if r.status in (401, 403, 404, 413) else None)
+    page.on(
+        "console",
+        lambda msg: (
+            troubles.append(f"console: {msg.text}") if "Content Security Policy" in msg.text or "Refused to" in msg.text else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: troubles.append(f"{r.status} {r.request.method} {r.url}") if r.status in (401, 403, 404, 413) else None,
+    )
     return troubles
 
 
@@ -44,8 +51,9 @@ def studio(studio_home, tmp_path):
     running = start_in_thread(*create_server(settings=HostSettings()))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(studio_home)}
     with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "studio", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     yield running.url
     os.killpg(worker.pid, signal.SIGTERM)
     worker.wait(timeout=60)
@@ -144,8 +152,15 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
     with zipfile.ZipFile(saved) as zf:
         names = set(zf.namelist())
         top = saved.stem
-        assert {f"{top}/README.md", f"{top}/predict.py", f"{top}/export.json", f"{top}/model/config.json",
-                f"{top}/model/model.safetensors", f"{top}/onnx/model.onnx", f"{top}/teacher/config.json"} <= names
+        assert {
+            f"{top}/README.md",
+            f"{top}/predict.py",
+            f"{top}/export.json",
+            f"{top}/model/config.json",
+            f"{top}/model/model.safetensors",
+            f"{top}/onnx/model.onnx",
+            f"{top}/teacher/config.json",
+        } <= names
         card = zf.read(f"{top}/README.md").decode()
         zf.extractall(tmp_path / "unzipped")
     assert saved.name == "slm-studio-job1-int8.zip"

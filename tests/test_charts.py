@@ -15,13 +15,25 @@ from studio.charts import (
 
 
 def row(name, macro_f1, mb, ms, throughput, params):
-    return {"name": name, "status": "ok", "macro_f1": macro_f1, "accuracy": macro_f1 + 0.02, "size_bytes": mb * 1e6,
-            "latency_ms": ms, "throughput": throughput, "params": params}
+    return {
+        "name": name,
+        "status": "ok",
+        "macro_f1": macro_f1,
+        "accuracy": macro_f1 + 0.02,
+        "size_bytes": mb * 1e6,
+        "latency_ms": ms,
+        "throughput": throughput,
+        "params": params,
+    }
 
 
-MODELS = [row("teacher", 0.90, 90.9, 5.9, 281, 22.7e6), row("student", 0.90, 20.6, 2.3, 758, 5.2e6),
-          row("int8", 0.8967, 7.2, 1.3, 760, 5.2e6), row("magnitude", 0.88, 13.0, 2.4, 700, 5.2e6),
-          {"name": "bnb-nf4", "status": "unsupported", "note": "needs a GPU"}]
+MODELS = [
+    row("teacher", 0.90, 90.9, 5.9, 281, 22.7e6),
+    row("student", 0.90, 20.6, 2.3, 758, 5.2e6),
+    row("int8", 0.8967, 7.2, 1.3, 760, 5.2e6),
+    row("magnitude", 0.88, 13.0, 2.4, 700, 5.2e6),
+    {"name": "bnb-nf4", "status": "unsupported", "note": "needs a GPU"},
+]
 
 
 def test_pareto_front_keeps_only_unbeaten_points():
@@ -67,9 +79,11 @@ def test_recommend_picks_the_best_that_fits_and_says_why():
 
 
 def test_recommend_for_text_generators_prefers_low_perplexity():
-    models = [{"name": "teacher", "perplexity": 60.0, "size_bytes": 5e8, "latency_ms": 30},
-              {"name": "student", "perplexity": 2.0, "size_bytes": 2.5e8, "latency_ms": 15},
-              {"name": "tiny", "perplexity": 9.0, "size_bytes": 1e8, "latency_ms": 8}]
+    models = [
+        {"name": "teacher", "perplexity": 60.0, "size_bytes": 5e8, "latency_ms": 30},
+        {"name": "student", "perplexity": 2.0, "size_bytes": 2.5e8, "latency_ms": 15},
+        {"name": "tiny", "perplexity": 9.0, "size_bytes": 1e8, "latency_ms": 8},
+    ]
     assert recommend(models, Budget()).name == "student"
     rec = recommend(models, Budget(min_quality=5.0, max_ms=10))
     assert rec.name is None and rec.misses["tiny"] == "has perplexity 9, above 5"

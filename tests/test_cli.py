@@ -13,9 +13,29 @@ ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["catalog", "check-data", "distill", "evaluate", "show", "methods", "compress",
-                                     "export", "worker", "jobs", "jobs list", "jobs show", "jobs cancel", "jobs resume",
-                                     "jobs delete", "datasets list", "datasets delete", "ui"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "catalog",
+        "check-data",
+        "distill",
+        "evaluate",
+        "show",
+        "methods",
+        "compress",
+        "export",
+        "worker",
+        "jobs",
+        "jobs list",
+        "jobs show",
+        "jobs cancel",
+        "jobs resume",
+        "jobs delete",
+        "datasets list",
+        "datasets delete",
+        "ui",
+    ],
+)
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -89,8 +109,7 @@ def test_broken_file_gives_message_not_traceback(tmp_path):
 
 
 def test_bad_settings_listed_together(samples, tmp_path):
-    result = runner.invoke(app, ["distill", "--data", str(samples / "support_tickets.csv"), "--alpha", "2",
-                                 "--temperature", "0"])
+    result = runner.invoke(app, ["distill", "--data", str(samples / "support_tickets.csv"), "--alpha", "2", "--temperature", "0"])
     assert result.exit_code == 2
     assert "alpha is 2.0" in result.output and "temperature is 0.0" in result.output
 
@@ -102,12 +121,28 @@ def test_cli_runs_are_jobs_in_the_history(tiny_bert, samples, tmp_path, studio_h
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(studio_home)}
 
     def studio(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True, text=True, env=env,
-                              timeout=300)
+        return subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True, text=True, env=env, timeout=300)
 
-    done = studio("distill", "--data", str(data), "--teacher", str(tiny_bert), "--student-layers", "2", "--epochs", "1",
-                  "--teacher-epochs", "1", "--max-length", "48", "--min-steps", "0", "--teacher-learning-rate", "1e-3",
-                  "--labels-only")
+    done = studio(
+        "distill",
+        "--data",
+        str(data),
+        "--teacher",
+        str(tiny_bert),
+        "--student-layers",
+        "2",
+        "--epochs",
+        "1",
+        "--teacher-epochs",
+        "1",
+        "--max-length",
+        "48",
+        "--min-steps",
+        "0",
+        "--teacher-learning-rate",
+        "1e-3",
+        "--labels-only",
+    )
     assert done.returncode == 0, done.stderr
     assert "distill student" in done.stderr  # the progress bar
     assert "Job 1 " in done.stdout
@@ -125,8 +160,14 @@ def test_cli_runs_are_jobs_in_the_history(tiny_bert, samples, tmp_path, studio_h
 
     missing = studio("export", "1", "--variant", "nope")
     assert missing.returncode == 2 and "no variant named 'nope'" in missing.stderr
-    exported = subprocess.run([sys.executable, "-m", "studio", "export", "1", "--variant", "small", "--no-onnx"],
-                              capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    exported = subprocess.run(
+        [sys.executable, "-m", "studio", "export", "1", "--variant", "small", "--no-onnx"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert exported.returncode == 0, exported.stderr
     assert "slm-studio-job1-small.zip" in exported.stdout and "onnx/model.onnx" in exported.stdout
     import zipfile
@@ -137,7 +178,10 @@ def test_cli_runs_are_jobs_in_the_history(tiny_bert, samples, tmp_path, studio_h
     listed = studio("jobs", "list")
     lines = [line.split() for line in listed.stdout.splitlines()]
     assert [(cells[0], cells[3], cells[4]) for cells in lines] == [
-        ("3", "export", "done"), ("2", "compress", "done"), ("1", "distill", "done")]
+        ("3", "export", "done"),
+        ("2", "compress", "done"),
+        ("1", "distill", "done"),
+    ]
     shown = studio("show", "1")
     assert "status done" in shown.stdout and "student" in shown.stdout and "files" in shown.stdout
 

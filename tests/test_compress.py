@@ -23,8 +23,18 @@ TEXTS = ["my card was charged twice for one order", "where is my parcel, it is l
 
 
 def test_registry_lists_every_method_with_settings():
-    assert {"int8", "onnx", "bnb-int8", "bnb-nf4", "bnb-fp4", "magnitude", "prune-heads", "prune-neurons",
-            "prune-layers", "heal"} <= set(METHODS)
+    assert {
+        "int8",
+        "onnx",
+        "bnb-int8",
+        "bnb-nf4",
+        "bnb-fp4",
+        "magnitude",
+        "prune-heads",
+        "prune-neurons",
+        "prune-layers",
+        "heal",
+    } <= set(METHODS)
     for method in METHODS.values():
         method.settings()  # defaults are valid
         assert method.kind in ("quantize", "prune", "heal") and method.summary
@@ -33,24 +43,35 @@ def test_registry_lists_every_method_with_settings():
 def test_parse_recipe():
     assert parse_recipe("prune-heads:fraction=0.3,importance=magnitude+heal:epochs=2+int8") == [
         {"method": "prune-heads", "fraction": 0.3, "importance": "magnitude"},
-        {"method": "heal", "epochs": 2}, {"method": "int8"}]
+        {"method": "heal", "epochs": 2},
+        {"method": "int8"},
+    ]
 
 
 def test_impossible_settings_are_refused_before_any_work(cls_run):
     with pytest.raises(ConfigError) as err:
-        compress_many(cls_run, [
-            ("a", [{"method": "magnitude", "sparsity": 1.0}]),
-            ("b", [{"method": "prune-heads", "count": 2}]),  # the tiny student has 2 heads per layer
-            ("c", [{"method": "prune-layers", "count": 2}]),
-            ("d", [{"method": "int8"}, {"method": "heal"}]),
-            ("e", [{"method": "prune-heads", "count": 1}, {"method": "bnb-nf4"}]),
-            ("f", [{"method": "squash"}]),
-            ("g", [{"method": "heal", "epochs": 1, "colour": "red"}]),
-        ])
+        compress_many(
+            cls_run,
+            [
+                ("a", [{"method": "magnitude", "sparsity": 1.0}]),
+                ("b", [{"method": "prune-heads", "count": 2}]),  # the tiny student has 2 heads per layer
+                ("c", [{"method": "prune-layers", "count": 2}]),
+                ("d", [{"method": "int8"}, {"method": "heal"}]),
+                ("e", [{"method": "prune-heads", "count": 1}, {"method": "bnb-nf4"}]),
+                ("f", [{"method": "squash"}]),
+                ("g", [{"method": "heal", "epochs": 1, "colour": "red"}]),
+            ],
+        )
     text = str(err.value)
-    for expected in ["sparsity is 1.0", "remove 2 of the 2 attention head", "remove 2 of the model's 2 layers",
-                     "already quantized", "use 'int8' after structured pruning", "unknown method 'squash'",
-                     "unknown setting 'colour'"]:
+    for expected in [
+        "sparsity is 1.0",
+        "remove 2 of the 2 attention head",
+        "remove 2 of the model's 2 layers",
+        "already quantized",
+        "use 'int8' after structured pruning",
+        "unknown method 'squash'",
+        "unknown setting 'colour'",
+    ]:
         assert expected in text
     assert not (cls_run / "variants").exists() or not any((cls_run / "variants").iterdir())
     with pytest.raises(ConfigError, match="not a model of this run"):
@@ -194,8 +215,14 @@ def test_peak_load_memory_is_measured_in_a_fresh_process(cls_run):
 
 
 def test_causal_lm_structured_pruning_int8_and_generation(lm_run):
-    made = compress_many(lm_run, [("lm-slim", parse_recipe("prune-neurons:fraction=0.25+prune-layers:count=1+heal")),
-                                  ("lm-int8", parse_recipe("int8")), ("lm-bf16", parse_recipe("bf16"))])
+    made = compress_many(
+        lm_run,
+        [
+            ("lm-slim", parse_recipe("prune-neurons:fraction=0.25+prune-layers:count=1+heal")),
+            ("lm-int8", parse_recipe("int8")),
+            ("lm-bf16", parse_recipe("bf16")),
+        ],
+    )
     assert [m["status"] for m in made] == ["ok", "ok", "ok"]
     half = load_variant(lm_run / "variants" / "lm-bf16")  # loads as bf16: loaded as float32 it would not be faster
     assert next(half.model.parameters()).dtype == torch.bfloat16
@@ -236,7 +263,7 @@ def _silence(model, unit_or_neuron: str, index: int) -> None:
         if unit_or_neuron == "unit":
             a = parts.attention(layer)
             width = a.group * a.head_dim
-            a.o.weight.data[:, index * width:(index + 1) * width] = 0
+            a.o.weight.data[:, index * width : (index + 1) * width] = 0
         else:
             m = parts.mlp(layer)
             parts._get(m.owner, m.output).weight.data[:, index] = 0
@@ -248,11 +275,22 @@ def test_removing_a_silent_head_or_neuron_leaves_outputs_unchanged(family):
 
     torch.manual_seed(0)
     if family == "bert":
-        model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
-                                                         num_attention_heads=4, intermediate_size=24, num_labels=3))
+        model = BertForSequenceClassification(
+            BertConfig(
+                vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=24, num_labels=3
+            )
+        )
     else:  # grouped-query attention: 4 query heads share 2 key/value heads
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                             num_key_value_heads=2, intermediate_size=24))
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=50,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=24,
+            )
+        )
     model.eval()
     ids = torch.randint(1, 50, (2, 7))
     _silence(model, "unit", 1)
@@ -279,8 +317,10 @@ def test_layer_pruning_then_int8_composes(cls_run):
     assert json.loads((cls_run / "variants" / "cli8" / "variant.json").read_text())["recipe"][0]["method"] == "prune-layers"
 
 
-@pytest.mark.parametrize("recipe", ["int8", "onnx", "bnb-nf4", "magnitude:sparsity=0.4",
-                                    "prune-heads:count=1+prune-neurons:count=8", "prune-layers:count=1"])
+@pytest.mark.parametrize(
+    "recipe",
+    ["int8", "onnx", "bnb-nf4", "magnitude:sparsity=0.4", "prune-heads:count=1+prune-neurons:count=8", "prune-layers:count=1"],
+)
 def test_reloaded_variant_predicts_exactly_like_the_model_in_memory(cls_run, tmp_path, recipe):
     from studio.bnb import bnb_unsupported
     from studio.compress.base import RunContext
@@ -305,8 +345,14 @@ def test_reloaded_variant_predicts_exactly_like_the_model_in_memory(cls_run, tmp
 
 def test_wrongly_typed_settings_are_a_message(cls_run):
     with pytest.raises(ConfigError) as err:
-        compress_many(cls_run, [("a", parse_recipe("prune-heads:fraction=half")), ("b", parse_recipe("heal:epochs=1.5")),
-                                ("c", parse_recipe("prune-layers:count=true"))])
+        compress_many(
+            cls_run,
+            [
+                ("a", parse_recipe("prune-heads:fraction=half")),
+                ("b", parse_recipe("heal:epochs=1.5")),
+                ("c", parse_recipe("prune-layers:count=true")),
+            ],
+        )
     text = str(err.value)
     assert "fraction is 'half'; it must be a number" in text and "epochs is 1.5; it must be a whole number" in text
     assert "count is True" in text
@@ -335,8 +381,7 @@ def test_cli_compress_reports_impossible_settings_before_any_job_is_stored():
 
     from studio.cli import app
 
-    result = CliRunner().invoke(app, ["compress", "1", "-v", "magnitude:sparsity=1.5", "-v", "int8+heal",
-                                      "--no-evaluate"])
+    result = CliRunner().invoke(app, ["compress", "1", "-v", "magnitude:sparsity=1.5", "-v", "int8+heal", "--no-evaluate"])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert "sparsity is 1.5" in result.output and "quantization must be the last step" in result.output
     assert "No jobs yet" in CliRunner().invoke(app, ["jobs", "list"]).output

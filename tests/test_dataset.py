@@ -15,8 +15,9 @@ def write(path, text, encoding="utf-8"):
 
 
 def tickets_csv(tmp_path, rows=None):
-    rows = rows or [(f"my parcel {i} has not arrived yet", "shipping") for i in range(10)] + \
-                   [(f"I was charged twice for order {i}", "billing") for i in range(10)]
+    rows = rows or [(f"my parcel {i} has not arrived yet", "shipping") for i in range(10)] + [
+        (f"I was charged twice for order {i}", "billing") for i in range(10)
+    ]
     body = "id,text,category\n" + "".join(f'{i},"{t}",{label}\n' for i, (t, label) in enumerate(rows))
     return write(tmp_path / "tickets.csv", body)
 
@@ -56,19 +57,18 @@ def test_faq_pairs_are_causal_prompt_response(samples, tmp_path):
 def test_txt_paragraphs_and_long_text_chunked(tmp_path):
     long = " ".join(["The warranty covers parts and labour."] * 30)
     path = write(tmp_path / "notes.txt", f"First paragraph\nstill first.\n\nSecond one.\n\n{long}\n")
-    prepared = prepare_dataset(path, tmp_path / "out", DatasetOptions(max_chars=200, test_fraction=0.0,
-                                                                      validation_fraction=0.0))
+    prepared = prepare_dataset(path, tmp_path / "out", DatasetOptions(max_chars=200, test_fraction=0.0, validation_fraction=0.0))
     texts = [r["text"] for r in prepared.split("train")]
     assert "First paragraph still first." in texts and "Second one." in texts
     assert all(len(t) <= 200 for t in texts) and len(texts) > 5
 
 
 def test_parquet_and_user_column_override(tmp_path):
-    table = pa.table({"body": [f"text number {i} about delivery" for i in range(12)],
-                      "team": ["a", "b", "c"] * 4, "note": ["x"] * 12})
+    table = pa.table(
+        {"body": [f"text number {i} about delivery" for i in range(12)], "team": ["a", "b", "c"] * 4, "note": ["x"] * 12}
+    )
     pq.write_table(table, tmp_path / "d.parquet")
-    prepared = prepare_dataset(tmp_path / "d.parquet", tmp_path / "out",
-                               DatasetOptions(text_column="body", label_column="team"))
+    prepared = prepare_dataset(tmp_path / "d.parquet", tmp_path / "out", DatasetOptions(text_column="body", label_column="team"))
     assert prepared.report.format == "parquet" and prepared.report.labels == ["a", "b", "c"]
 
 
@@ -80,14 +80,17 @@ def test_windows_1252_file_is_read_with_a_note(tmp_path):
     assert any("not UTF-8" in w for w in prepared.report.warnings)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "is empty"),
-    (b"   \n\n", "is empty"),
-    (b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 200, "ZIP archive"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "PNG image"),
-    (b"text,label\nabc\x00\x00\x01\x02,x\n" * 20, "binary data"),
-    (b"text,label\n", "no data rows"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"   \n\n", "is empty"),
+        (b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 200, "ZIP archive"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "PNG image"),
+        (b"text,label\nabc\x00\x00\x01\x02,x\n" * 20, "binary data"),
+        (b"text,label\n", "no data rows"),
+    ],
+)
 def test_unusable_files_are_named(tmp_path, content, message):
     path = tmp_path / "upload.csv"
     path.write_bytes(content)
@@ -208,18 +211,23 @@ def test_held_out_rows_that_repeat_training_rows_are_flagged(tmp_path):
     rows = "".join(f"return order {i} please,returns\nwhere is parcel {i + 500} now,delivery\n" for i in range(10, 40))
     clean = prepare_dataset(write(tmp_path / "clean.csv", "text,label\n" + rows), tmp_path / "a")
     assert not any("nearly repeat" in w for w in clean.report.warnings)
-    repeated = "".join("\"Hi, how do I get a refund?\",returns\nHello! where is my parcel?,delivery\n" for _ in range(30))
+    repeated = "".join('"Hi, how do I get a refund?",returns\nHello! where is my parcel?,delivery\n' for _ in range(30))
     leaky = prepare_dataset(write(tmp_path / "leaky.csv", "text,label\n" + repeated), tmp_path / "b")
     said = next(w for w in leaky.report.warnings if "nearly repeat" in w)
     assert said.startswith("6 of the 6 test rows (100%)") and "bring a test file of your own" in said
 
 
 def test_rephrasings_of_one_question_stay_on_one_side_of_a_generator_split(tmp_path):
-    topics = [(f"how do I {verb} my {thing}", f"To {verb} the {thing}, open Settings then {verb.title()} {thing}.")
-              for verb in ("reset", "clean", "pair", "return", "register", "update") for thing in ("kettle", "fryer",
-                                                                                                  "blender", "plug", "vacuum")]
-    rows = [{"prompt": f"{prefix}{question}?", "response": answer} for question, answer in topics
-            for prefix in ("", "Hi, ", "Quick question: ", "Please help. ")]
+    topics = [
+        (f"how do I {verb} my {thing}", f"To {verb} the {thing}, open Settings then {verb.title()} {thing}.")
+        for verb in ("reset", "clean", "pair", "return", "register", "update")
+        for thing in ("kettle", "fryer", "blender", "plug", "vacuum")
+    ]
+    rows = [
+        {"prompt": f"{prefix}{question}?", "response": answer}
+        for question, answer in topics
+        for prefix in ("", "Hi, ", "Quick question: ", "Please help. ")
+    ]
     rows += [{"prompt": "Hi, how do I reset my kettle??", "response": "Hold the button for 10 seconds."}]  # a near repeat
     file = tmp_path / "faq.jsonl"
     file.write_text("".join(json.dumps(r) + "\n" for r in random.Random(3).sample(rows, len(rows))))
@@ -229,6 +237,7 @@ def test_rephrasings_of_one_question_stay_on_one_side_of_a_generator_split(tmp_p
     assert not any("nearly repeat" in w for w in prepared.report.warnings)
     assert "121 rows in 30 groups" in prepared.report.split_note
     assert 8 <= prepared.report.split_sizes["test"] <= 16 and prepared.report.split_sizes["train"] >= 90
-    with_kettle = [name for name in sides if any("kettle" in r["prompt"] and "reset" in r["prompt"]
-                                                 for r in prepared.split(name))]
+    with_kettle = [
+        name for name in sides if any("kettle" in r["prompt"] and "reset" in r["prompt"] for r in prepared.split(name))
+    ]
     assert len(with_kettle) == 1  # the near repeat went where its rephrasings went

@@ -49,9 +49,13 @@ def test_every_setting_the_image_passes_is_read_by_the_studio():
 
 def run_ui(env: dict, studio_home: Path) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SLM_STUDIO_")}
-    return subprocess.run([sys.executable, "-m", "studio", "ui", "--no-worker", "--port", "0"], capture_output=True,
-                          text=True, timeout=120, env={**base, "PYTHONPATH": str(ROOT),
-                                                       "SLM_STUDIO_HOME": str(studio_home), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "studio", "ui", "--no-worker", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**base, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(studio_home), **env},
+    )
 
 
 def test_a_misconfigured_start_says_what_to_fix(studio_home):
@@ -60,8 +64,9 @@ def test_a_misconfigured_start_says_what_to_fix(studio_home):
     assert "SLM_STUDIO_ADMIN_USER" in no_users.stderr and "Traceback" not in no_users.stderr
     bad_mode = run_ui({"SLM_STUDIO_AUTH": "ldap"}, studio_home)
     assert bad_mode.returncode == 2 and "SLM_STUDIO_AUTH is 'ldap'" in bad_mode.stderr
-    weak = run_ui({"SLM_STUDIO_AUTH": "users", "SLM_STUDIO_ADMIN_USER": "admin",
-                   "SLM_STUDIO_ADMIN_PASSWORD": "short"}, studio_home)
+    weak = run_ui(
+        {"SLM_STUDIO_AUTH": "users", "SLM_STUDIO_ADMIN_USER": "admin", "SLM_STUDIO_ADMIN_PASSWORD": "short"}, studio_home
+    )
     assert weak.returncode == 2 and "use at least 10" in weak.stderr
     bad_limit = run_ui({"SLM_STUDIO_MAX_UPLOAD_MB": "lots"}, studio_home)
     assert bad_limit.returncode == 2 and "SLM_STUDIO_MAX_UPLOAD_MB is 'lots'" in bad_limit.stderr
@@ -72,12 +77,27 @@ def test_every_bad_server_setting_is_named_at_once():
     from studio.hosting import HostSettings
 
     with pytest.raises(ConfigError) as bad:
-        HostSettings.from_env({"SLM_STUDIO_LOGIN_LIMIT_ACCOUNT": "lots", "SLM_STUDIO_ALLOWED_ORIGINS": "evil.com",
-                               "SLM_STUDIO_SESSION_HOURS": "0", "SLM_STUDIO_USER_QUOTA_MB": "-5"})
+        HostSettings.from_env(
+            {
+                "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT": "lots",
+                "SLM_STUDIO_ALLOWED_ORIGINS": "evil.com",
+                "SLM_STUDIO_SESSION_HOURS": "0",
+                "SLM_STUDIO_USER_QUOTA_MB": "-5",
+            }
+        )
     said = str(bad.value)
-    for name in ("SLM_STUDIO_LOGIN_LIMIT_ACCOUNT is 'lots'", "SLM_STUDIO_ALLOWED_ORIGINS is 'evil.com'",
-                 "SLM_STUDIO_SESSION_HOURS is '0.0'", "SLM_STUDIO_USER_QUOTA_MB is '-5'"):
+    for name in (
+        "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT is 'lots'",
+        "SLM_STUDIO_ALLOWED_ORIGINS is 'evil.com'",
+        "SLM_STUDIO_SESSION_HOURS is '0.0'",
+        "SLM_STUDIO_USER_QUOTA_MB is '-5'",
+    ):
         assert name in said
-    good = HostSettings.from_env({"SLM_STUDIO_AUTH": "Users", "SLM_STUDIO_ALLOWED_ORIGINS": "https://a.example, "
-                                  "https://b.example/", "SLM_STUDIO_LOGIN_LIMIT_ADDRESS": "3/minute;10/hour"})
+    good = HostSettings.from_env(
+        {
+            "SLM_STUDIO_AUTH": "Users",
+            "SLM_STUDIO_ALLOWED_ORIGINS": "https://a.example, https://b.example/",
+            "SLM_STUDIO_LOGIN_LIMIT_ADDRESS": "3/minute;10/hour",
+        }
+    )
     assert good.hosted and good.allowed_origins == ("https://a.example", "https://b.example")

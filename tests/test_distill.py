@@ -31,8 +31,19 @@ def faq(samples, tmp_path):
 
 
 def small(**kw) -> DistillConfig:
-    base = dict(student_layers=2, epochs=2, teacher_epochs=1, batch_size=32, max_length=48, min_steps=0, patience=0,
-                learning_rate=1e-3, teacher_learning_rate=1e-3, threads=2, kd_tokens=4000)
+    base = dict(
+        student_layers=2,
+        epochs=2,
+        teacher_epochs=1,
+        batch_size=32,
+        max_length=48,
+        min_steps=0,
+        patience=0,
+        learning_rate=1e-3,
+        teacher_learning_rate=1e-3,
+        threads=2,
+        kd_tokens=4000,
+    )
     return DistillConfig(**{**base, **kw})
 
 
@@ -58,8 +69,9 @@ def test_classification_run_fine_tunes_teacher_caches_and_distills(tiny_bert, ti
     assert distilled["params"] < teacher["params"]
     test = tickets.split("test")
     tokenizer = AutoTokenizer.from_pretrained(run / "student")
-    inputs = tokenizer([r["text"] for r in test], padding=True, truncation=True,
-                       max_length=config["distill"]["max_length"], return_tensors="pt")
+    inputs = tokenizer(
+        [r["text"] for r in test], padding=True, truncation=True, max_length=config["distill"]["max_length"], return_tensors="pt"
+    )
     with torch.no_grad():
         predicted = student.eval()(**inputs).logits.argmax(-1).tolist()
     right = sum(p == tickets.report.labels.index(r["label"]) for p, r in zip(predicted, test))
@@ -120,16 +132,23 @@ def test_stop_mid_epoch_saves_that_step_and_resume_repeats_nothing(tiny_bert, ti
     distill(config, tickets, run, on_progress=seen.append, resume=True)
     first = next(p for p in seen if p.stage == "student")
     assert first.restart_step == 13
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["stage"] == "student" and "loss" in json.loads(line)]
+    steps = [
+        json.loads(line)["step"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["stage"] == "student" and "loss" in json.loads(line)
+    ]
     assert steps == list(range(1, 21))
 
 
 def test_causal_lm_default_recipe_tunes_the_teacher_probes_the_depth_and_merges_lora(tiny_llama, faq, tmp_path):
     run = tmp_path / "run"
     seen: list[Progress] = []
-    result = distill(small(teacher=str(tiny_llama), student_layers=0, lora=True, top_k=8, learning_rate=5e-3,
-                           kd_tokens=3000), faq, run, on_progress=seen.append)
+    result = distill(
+        small(teacher=str(tiny_llama), student_layers=0, lora=True, top_k=8, learning_rate=5e-3, kd_tokens=3000),
+        faq,
+        run,
+        on_progress=seen.append,
+    )
     assert result.kd_mode == "logits"
     teacher = json.loads((run / "teacher.json").read_text())
     assert teacher["path"] == str(run / "teacher") and teacher["base"] == str(tiny_llama)  # tuned, then saved
@@ -156,8 +175,12 @@ def test_causal_lm_default_recipe_tunes_the_teacher_probes_the_depth_and_merges_
 
 def test_different_tokenizer_falls_back_to_sequence_kd(tiny_llama, other_tiny_llama, faq, tmp_path):
     seen: list[Progress] = []
-    result = distill(small(teacher=str(tiny_llama), student=str(other_tiny_llama), epochs=1, recipe="plain"), faq,
-                     tmp_path / "run", on_progress=seen.append)
+    result = distill(
+        small(teacher=str(tiny_llama), student=str(other_tiny_llama), epochs=1, recipe="plain"),
+        faq,
+        tmp_path / "run",
+        on_progress=seen.append,
+    )
     assert result.kd_mode == "sequence"
     assert any("different tokenizers" in p.message for p in seen)
     assert not (tmp_path / "run" / "teacher").exists()  # 'plain' distils from the teacher as installed
@@ -205,8 +228,20 @@ def test_training_stops_when_validation_stops_improving_and_keeps_the_best_weigh
     items = encode_records(tickets.split("train")[:80], tokenizer, 32, {k: i for i, k in enumerate(tickets.report.labels)})
     validate = Scripted([0.2, 0.5, 0.4, 0.45, 0.3, 0.9])  # best at the 2nd validation, then 3 worse: stop
     plan = StepPlan(steps=60, steps_per_epoch=5, eval_every=5, patience=3)
-    result = train_loop(model, items, weighted_ce(None), tmp_path / "ck", "teacher", plan=plan, lr=1e-3, batch_size=16,
-                        pad_id=tokenizer.pad_token_id, metrics=tmp_path / "m.jsonl", seed=1, validate=validate)
+    result = train_loop(
+        model,
+        items,
+        weighted_ce(None),
+        tmp_path / "ck",
+        "teacher",
+        plan=plan,
+        lr=1e-3,
+        batch_size=16,
+        pad_id=tokenizer.pad_token_id,
+        metrics=tmp_path / "m.jsonl",
+        seed=1,
+        validate=validate,
+    )
     assert len(validate.seen) == 5 and result.steps == 25 and result.stopped_early
     assert result.best_step == 10 and result.best_score == 0.5
     best = validate.seen[1]
@@ -271,8 +306,7 @@ def test_a_text_generator_teaches_a_classifier_with_another_tokenizer(tiny_llama
 
     run = tmp_path / "run"
     seen: list[Progress] = []
-    result = distill(small(teacher=str(tiny_llama), student=str(tiny_bert), threads=1), tickets, run,
-                     on_progress=seen.append)
+    result = distill(small(teacher=str(tiny_llama), student=str(tiny_bert), threads=1), tickets, run, on_progress=seen.append)
     assert result.kd_mode == "logits"
     teacher = AutoModelForSequenceClassification.from_pretrained(run / "teacher")
     assert teacher.config.architectures == ["LlamaForSequenceClassification"]

@@ -31,8 +31,11 @@ def test_teacher_agrees_with_itself_and_metrics_are_consistent(tiny_bert, sample
 
 
 def test_baselines_are_fitted_on_train_and_measured_on_test(tmp_path):
-    words = {"billing": "invoice charge refund payment", "delivery": "parcel courier late tracking",
-             "account": "password login email reset"}
+    words = {
+        "billing": "invoice charge refund payment",
+        "delivery": "parcel courier late tracking",
+        "account": "password login email reset",
+    }
     train = [{"text": f"{w} {i}", "label": label} for label, w in words.items() for i in range(20)]
     train += [{"text": f"{words['billing']} extra {i}", "label": "billing"} for i in range(60)]  # 2 in 3 are billing
     test = [{"text": w.split()[i % 4], "label": label} for label, w in words.items() for i in range(8)]
@@ -45,11 +48,13 @@ def test_baselines_are_fitted_on_train_and_measured_on_test(tmp_path):
 
 
 def test_a_collapsed_model_or_one_below_a_baseline_is_flagged():
-    rows = [{"name": "teacher", "macro_f1": 0.26, "confusion": [[30, 0, 0], [10, 0, 0], [5, 0, 0]]},
-            {"name": "student", "macro_f1": 0.40, "confusion": [[20, 5, 5], [3, 6, 1], [2, 1, 2]]},
-            {"name": "good", "macro_f1": 0.70, "confusion": [[28, 1, 1], [1, 8, 1], [1, 1, 3]]},
-            {"name": MAJORITY, "macro_f1": 0.26, "confusion": [[30, 0, 0], [10, 0, 0], [5, 0, 0]]},
-            {"name": TFIDF, "macro_f1": 0.47, "confusion": [[25, 3, 2], [4, 5, 1], [2, 1, 2]]}]
+    rows = [
+        {"name": "teacher", "macro_f1": 0.26, "confusion": [[30, 0, 0], [10, 0, 0], [5, 0, 0]]},
+        {"name": "student", "macro_f1": 0.40, "confusion": [[20, 5, 5], [3, 6, 1], [2, 1, 2]]},
+        {"name": "good", "macro_f1": 0.70, "confusion": [[28, 1, 1], [1, 8, 1], [1, 1, 3]]},
+        {"name": MAJORITY, "macro_f1": 0.26, "confusion": [[30, 0, 0], [10, 0, 0], [5, 0, 0]]},
+        {"name": TFIDF, "macro_f1": 0.47, "confusion": [[25, 3, 2], [4, 5, 1], [2, 1, 2]]},
+    ]
     add_quality_warnings(rows)
     teacher, student, good = rows[0]["warnings"], rows[1]["warnings"], rows[2]["warnings"]
     assert any("answers one label for 100% of the test texts" in w for w in teacher)
@@ -73,10 +78,8 @@ def test_a_run_is_measured_beside_its_baselines_and_labels_only_student(tiny_ber
     for model in report["models"]:
         confusion = model["confusion"]
         assert len(confusion) == len(dataset.report.labels) and sum(map(sum, confusion)) == report["test_examples"]
-        f1s = [2 * confusion[i][i] / max(1, sum(confusion[i]) + sum(row[i] for row in confusion))
-               for i in range(len(confusion))]
+        f1s = [2 * confusion[i][i] / max(1, sum(confusion[i]) + sum(row[i] for row in confusion)) for i in range(len(confusion))]
         assert model["macro_f1"] == pytest.approx(sum(f1s) / len(f1s))  # the headline agrees with what it counted
-        assert model["accuracy"] == pytest.approx(sum(confusion[i][i] for i in range(len(confusion))) /
-                                                  report["test_examples"])
+        assert model["accuracy"] == pytest.approx(sum(confusion[i][i] for i in range(len(confusion))) / report["test_examples"])
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert set(resolved["plan"]["stages"]) == {"teacher", "student", "labels-only student"}

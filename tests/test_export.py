@@ -71,8 +71,14 @@ def unzip(zip_path: Path, dest: Path) -> Path:
 
 
 def reload(folder: Path, task: str, tmp_path: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", RELOAD, str(folder), task, json.dumps(TEXTS)], cwd=tmp_path,
-                          env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", RELOAD, str(folder), task, json.dumps(TEXTS)],
+        cwd=tmp_path,
+        env=fresh_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -126,8 +132,12 @@ def test_onnx_int8_variant_after_pruning_exports_its_own_float_model(cls_run, tm
 
 
 def test_hybrid_classifier_measures_share_and_predict_py_answers(cls_run, tmp_path):
-    result = export_model(cls_run, ExportSettings(variant="student", hybrid=True), tmp_path / "h.zip",
-                          metrics={"teacher": {"accuracy": 0.9, "params": 1e6}, "student": {"accuracy": 0.8}})
+    result = export_model(
+        cls_run,
+        ExportSettings(variant="student", hybrid=True),
+        tmp_path / "h.zip",
+        metrics={"teacher": {"accuracy": 0.9, "params": 1e6}, "student": {"accuracy": 0.8}},
+    )
     hybrid = result.hybrid
     assert 0.0 <= hybrid["student_share"] <= 1.0 and 0.0 <= hybrid["threshold"] <= 1.0
     # The chosen threshold keeps the hybrid near the teacher on validation; on test it is no worse than the student.
@@ -145,16 +155,30 @@ def test_hybrid_classifier_measures_share_and_predict_py_answers(cls_run, tmp_pa
     dataset = json.loads((cls_run / "config.json").read_text())["dataset"]
     rows = [json.loads(line)["text"] for line in (Path(dataset) / "train.jsonl").read_text().splitlines()[:50]]
     assert not any(row in card for row in rows)  # counts, never the owner's rows
-    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "--threshold", "1", *TEXTS],
-                          cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(top / "predict.py"), "--json", "--threshold", "1", *TEXTS],
+        cwd=tmp_path,
+        env=fresh_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     answers = [json.loads(line) for line in done.stdout.splitlines()]
     assert [a["by"] for a in answers] == ["teacher"] * 3  # threshold 1: the teacher answers everything
     student = load_for_task(resolve_source(str(cls_run / "student")), "classification", settings["labels"])
-    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "--threshold", "0", *TEXTS],
-                          cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
-    labels = [student.config.id2label[int(i)] for i in
-              original_logits(student, load_tokenizer(resolve_source(str(cls_run / "student")))).argmax(-1)]
+    done = subprocess.run(
+        [sys.executable, str(top / "predict.py"), "--json", "--threshold", "0", *TEXTS],
+        cwd=tmp_path,
+        env=fresh_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    labels = [
+        student.config.id2label[int(i)]
+        for i in original_logits(student, load_tokenizer(resolve_source(str(cls_run / "student")))).argmax(-1)
+    ]
     assert [json.loads(line)["answer"] for line in done.stdout.splitlines()] == labels
 
 
@@ -183,8 +207,14 @@ def test_causal_student_exports_safetensors_onnx_and_gguf(lm_run, tmp_path):
     hybrid = result.hybrid  # no right answer to aim at: about half of the validation prompts go to the teacher
     assert "median confidence" in hybrid["threshold_source"] and 0.0 < hybrid["threshold"] < 1.0
     assert 0.0 <= hybrid["student_share"] <= 1.0 and len(hybrid["curve"]) == 6
-    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "Do you ship abroad?"],
-                          cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(top / "predict.py"), "--json", "Do you ship abroad?"],
+        cwd=tmp_path,
+        env=fresh_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.splitlines()[-1])["by"] in ("student", "teacher")
 
@@ -196,16 +226,26 @@ def test_a_generator_whose_answers_fail_the_fluency_check_never_answers_alone(lm
     assert len(book["by_model"]["student"]) == len(book["prompts"]) == min(50, report["test_examples"])
     assert set(book["by_model"]) == {BASE_TEACHER, "teacher", "student"} and 0 <= student["rouge_l"] <= 1
     failing = {**student, "fluent": False, "fluency_note": "9 of 10 answers are no answer at all"}
-    result = export_model(lm_run, ExportSettings(variant="student", hybrid=True, onnx=False, gguf=False),
-                          tmp_path / "lm.zip", metrics={"student": failing})
+    result = export_model(
+        lm_run,
+        ExportSettings(variant="student", hybrid=True, onnx=False, gguf=False),
+        tmp_path / "lm.zip",
+        metrics={"student": failing},
+    )
     assert result.hybrid["threshold"] == 1.0 and result.hybrid["student_share"] == 0.0
     assert "fail the fluency check" in result.hybrid["threshold_source"]
     top = unzip(result.zip_path, tmp_path / "out")
     card = (top / "README.md").read_text()
     assert "### What it writes" in card and "fail the fluency check" in card
     assert json.loads((top / "export.json").read_text())["threshold"] == 1.0
-    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", "Do you ship abroad?"],
-                          cwd=tmp_path, env=fresh_env(tmp_path), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(top / "predict.py"), "--json", "Do you ship abroad?"],
+        cwd=tmp_path,
+        env=fresh_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.splitlines()[-1])["by"] == "teacher"
 
@@ -235,11 +275,29 @@ def test_a_users_words_cannot_change_the_model_card():
     from studio.export.card import model_card
 
     evil = "ok\n# Hacked\n[click](http://evil.example) <img src=x onerror=alert(1)> | cell"
-    card = model_card({
-        "task": "classification", "name": "student", "teacher": "/models/my[teacher](x)", "role": "student",
-        "report": {"task": "classification", "format": "csv", "rows_used": 9, "rows_read": 9, "split_sizes": {},
-                   "label_counts": {evil: 3, "billing": 3}, "text_column": "text\n## Columns", "label_column": "label"},
-        "distill": {"teacher": "/models/my[teacher](x)"}, "recipe": [], "metrics": {}, "files": {}, "notes": []})
+    card = model_card(
+        {
+            "task": "classification",
+            "name": "student",
+            "teacher": "/models/my[teacher](x)",
+            "role": "student",
+            "report": {
+                "task": "classification",
+                "format": "csv",
+                "rows_used": 9,
+                "rows_read": 9,
+                "split_sizes": {},
+                "label_counts": {evil: 3, "billing": 3},
+                "text_column": "text\n## Columns",
+                "label_column": "label",
+            },
+            "distill": {"teacher": "/models/my[teacher](x)"},
+            "recipe": [],
+            "metrics": {},
+            "files": {},
+            "notes": [],
+        }
+    )
     assert "Hacked" in card and not any(line.startswith(("# Hacked", "## Columns")) for line in card.splitlines())
     import re
 
@@ -260,12 +318,17 @@ def test_the_tfidf_baseline_exports_as_one_onnx_graph_measured_as_exported(cls_r
     with pytest.raises(ConfigError, match="exports alone"):
         export_model(cls_run, ExportSettings(variant=TFIDF, hybrid=True), tmp_path / "c.zip")
     # the zip answers with onnxruntime and numpy only, like the baseline it came from (for these texts)
-    done = subprocess.run([sys.executable, str(top / "predict.py"), "--json", *TEXTS], cwd=tmp_path,
-                          env=fresh_env(tmp_path), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(top / "predict.py"), "--json", *TEXTS],
+        cwd=tmp_path,
+        env=fresh_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     config = json.loads((cls_run / "config.json").read_text())
-    fitted = next(b for b in fit_baselines(load_prepared(config["dataset"]).split("train"), config["labels"])
-                  if b.name == TFIDF)
+    fitted = next(b for b in fit_baselines(load_prepared(config["dataset"]).split("train"), config["labels"]) if b.name == TFIDF)
     assert [json.loads(line)["answer"] for line in done.stdout.splitlines()] == list(fitted.pipeline.predict(TEXTS))
 
 

@@ -74,8 +74,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for name, (variant, weight_type) in EXPORTS.items():
         assert write_gguf(folders[variant], out_dir / name, weight_type=weight_type) == out_dir / name
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
-    run = subprocess.run([sys.executable, "-c", READ_BACK, json.dumps(list(EXPORTS)), json.dumps(SENTENCES)],
-                         cwd=out_dir, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", READ_BACK, json.dumps(list(EXPORTS)), json.dumps(SENTENCES)],
+        cwd=out_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return {"folders": folders, "out_dir": out_dir, "read_back": json.loads(run.stdout.strip().splitlines()[-1])}
 

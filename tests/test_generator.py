@@ -60,8 +60,12 @@ def test_general_text_is_news_paragraphs_that_avoid_the_users_own_headlines():
     rows = general_text(40, seed=1)
     assert len(rows) == 40 and all(len(r["text"].split()) >= 20 for r in rows)
     assert general_text(40, seed=1) == rows and general_text(40, seed=2) != rows  # reproducible, seeded
-    headline = next(p for p in sorted(generator.bbc_folder().glob("*/*.txt"))).read_text(
-        encoding="utf-8", errors="replace").splitlines()[0].strip()
+    headline = (
+        next(p for p in sorted(generator.bbc_folder().glob("*/*.txt")))
+        .read_text(encoding="utf-8", errors="replace")
+        .splitlines()[0]
+        .strip()
+    )
     first = sorted(generator.bbc_folder().glob("*/*.txt"))[0].read_text(encoding="utf-8", errors="replace")
     avoided = general_text(3000, seed=1, avoid={headline.lower()})
     assert not any(r["text"] in first for r in avoided)
@@ -91,8 +95,10 @@ def test_teacher_written_answers_are_kept_and_reused(tiny_llama, tmp_path, monke
     from studio.models import load_tokenizer
 
     model, tok = load_causal_lm(source), load_tokenizer(source)
-    rows = [{"prompt": "How do I cancel my subscription?", "response": "Go to Account."},
-            {"text": "Our opening hours are nine to five on weekdays and ten to four on Saturdays."}]
+    rows = [
+        {"prompt": "How do I cancel my subscription?", "response": "Go to Account."},
+        {"text": "Our opening hours are nine to five on weekdays and ten to four on Saturdays."},
+    ]
     path = tmp_path / "written.jsonl"
     rewriter, asked = load_causal_lm(source), []
     real = generator.generate_answers

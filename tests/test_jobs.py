@@ -25,8 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def env(db_url, tmp_path, studio_home):
-    values = {**os.environ, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(studio_home), "SLM_STUDIO_DB_URL": db_url,
-              "SLM_STUDIO_DATA_DIR": str(tmp_path / "artifacts"), "SLM_STUDIO_CHECKPOINT_S": "0.3"}
+    values = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SLM_STUDIO_HOME": str(studio_home),
+        "SLM_STUDIO_DB_URL": db_url,
+        "SLM_STUDIO_DATA_DIR": str(tmp_path / "artifacts"),
+        "SLM_STUDIO_CHECKPOINT_S": "0.3",
+    }
     return values
 
 
@@ -63,8 +69,13 @@ class Worker:
     def __init__(self, env: dict, log: Path, workers: int = 1) -> None:
         self.log = log
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "studio", "worker", "--workers", str(workers)],
-                                         env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "studio", "worker", "--workers", str(workers)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def kill_9(self) -> None:
         """Power cut: the worker and its job's process die at once, nothing gets to clean up."""
@@ -95,11 +106,20 @@ def workers(env, tmp_path):
 
 
 def distill_job(storage, dataset: int, tiny_bert: Path, **overrides) -> int:
-    settings = {"teacher": str(tiny_bert), "student_layers": 1, "epochs": 6, "teacher_epochs": 1, "max_length": 32,
-                "min_steps": 0, "patience": 0, "teacher_learning_rate": 1e-3,
-                "batch_size": 4, "trim_vocab": False, **overrides}
-    return service.submit(storage, records.local_user(storage.db), "distill",
-                          {"dataset_id": dataset, "distill": settings})
+    settings = {
+        "teacher": str(tiny_bert),
+        "student_layers": 1,
+        "epochs": 6,
+        "teacher_epochs": 1,
+        "max_length": 32,
+        "min_steps": 0,
+        "patience": 0,
+        "teacher_learning_rate": 1e-3,
+        "batch_size": 4,
+        "trim_vocab": False,
+        **overrides,
+    }
+    return service.submit(storage, records.local_user(storage.db), "distill", {"dataset_id": dataset, "distill": settings})
 
 
 def job(storage, job_id: int) -> Job:
@@ -152,8 +172,12 @@ def test_kill_9_mid_distillation_then_restart_and_resume(storage, dataset, tiny_
     me = records.local_user(storage.db)
     with storage.db.session() as s:
         assert records.verify_artifacts(s, storage.store, me, job_id) == []
-        assert {v.name for v in records.variants_of(s, me, job_id)} == {"teacher", "student", "majority-baseline",
-                                                                        "tfidf-baseline"}
+        assert {v.name for v in records.variants_of(s, me, job_id)} == {
+            "teacher",
+            "student",
+            "majority-baseline",
+            "tfidf-baseline",
+        }
 
     service.delete(storage, me, job_id)
     assert not folder.exists()
@@ -161,8 +185,9 @@ def test_kill_9_mid_distillation_then_restart_and_resume(storage, dataset, tiny_
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_cancel_while_running_then_the_next_job_runs_and_the_cancelled_one_resumes(storage, dataset, tiny_bert,
-                                                                                  workers, tmp_path):
+def test_cancel_while_running_then_the_next_job_runs_and_the_cancelled_one_resumes(
+    storage, dataset, tiny_bert, workers, tmp_path
+):
     first = distill_job(storage, dataset, tiny_bert, epochs=5)
     second = distill_job(storage, dataset, tiny_bert, epochs=1)
     log = tmp_path / "worker.log"
@@ -229,8 +254,9 @@ def test_heal_of_an_unnamed_long_recipe_keeps_its_curve_apart(storage):
     with storage.db.session() as s:
         curve = records.training_curve(s, me, job.id)
         assert len(f"heal {variant}#3") > 32
-        assert [(name, step) for name, step, _ in curve] == [
-            (f"heal {variant}#3", 1), (f"heal {variant}#3", 2)] + [("heal other#3", step) for step in range(1, 5)]
+        assert [(name, step) for name, step, _ in curve] == [(f"heal {variant}#3", 1), (f"heal {variant}#3", 2)] + [
+            ("heal other#3", step) for step in range(1, 5)
+        ]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -245,8 +271,14 @@ def test_compress_job_cancelled_mid_variant_resumes_keeping_what_it_made(storage
     run = distill_job(storage, dataset, tiny_bert, epochs=1)
     job_rows.claim(storage.db, run, "here:1")
     assert run_claimed(storage, run) == "done"
-    compress = service.submit(storage, me, "compress", {"recipes": [["a", "int8"], ["b", "magnitude:sparsity=0.3+heal"]],
-                                                         "evaluate": False}, parent_id=run, enqueue=False)
+    compress = service.submit(
+        storage,
+        me,
+        "compress",
+        {"recipes": [["a", "int8"], ["b", "magnitude:sparsity=0.3+heal"]], "evaluate": False},
+        parent_id=run,
+        enqueue=False,
+    )
     stop = threading.Event()
 
     def cancel_in_heal(p) -> None:

@@ -17,11 +17,31 @@ FLOORS = [
     ["studio.compress"],
     ["studio.distill", "studio.distill_plan", "studio.stages", "studio.generator", "studio.teacher_head"],
     ["studio.distill_config"],
-    ["studio.answers", "studio.baselines", "studio.charts", "studio.dataset", "studio.teacher", "studio.student",
-     "studio.accounts", "studio.run"],
-    ["studio.models", "studio.bnb", "studio.onnx", "studio.training", "studio.model_parts", "studio.progress",
-     "studio.batches", "studio.losses", "studio.settings", "studio.logs", "studio.paths", "studio.hosting",
-     "studio.metrics"],
+    [
+        "studio.answers",
+        "studio.baselines",
+        "studio.charts",
+        "studio.dataset",
+        "studio.teacher",
+        "studio.student",
+        "studio.accounts",
+        "studio.run",
+    ],
+    [
+        "studio.models",
+        "studio.bnb",
+        "studio.onnx",
+        "studio.training",
+        "studio.model_parts",
+        "studio.progress",
+        "studio.batches",
+        "studio.losses",
+        "studio.settings",
+        "studio.logs",
+        "studio.paths",
+        "studio.hosting",
+        "studio.metrics",
+    ],
     ["storage"],
     ["studio.errors", "studio"],
 ]
@@ -48,8 +68,7 @@ def modules() -> dict[str, Path]:
 def imports(path: Path, known: dict[str, Path]) -> list[tuple[str, bool]]:
     """(module imported, inside a function?) for every import of a studio/storage module in ``path``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    inside = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-              for n in ast.walk(f)}
+    inside = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -79,8 +98,12 @@ def graph() -> dict[str, list[tuple[str, bool]]]:
 
 
 def test_every_import_goes_down_or_across():
-    upward = [f"{m} (floor {floor_of(m)}) imports {d} (floor {floor_of(d)})"
-              for m, deps in graph().items() for d, _ in deps if floor_of(d) < floor_of(m)]
+    upward = [
+        f"{m} (floor {floor_of(m)}) imports {d} (floor {floor_of(d)})"
+        for m, deps in graph().items()
+        for d, _ in deps
+        if floor_of(d) < floor_of(m)
+    ]
     assert upward == []
 
 
@@ -91,7 +114,7 @@ def test_no_import_loops():
     def visit(node: str, path: list[str], done: set[str]) -> None:
         for nxt in edges[node]:
             if nxt in path:
-                loops.append(path[path.index(nxt):] + [nxt])
+                loops.append(path[path.index(nxt) :] + [nxt])
             elif nxt not in done:
                 visit(nxt, path + [nxt], done)
         done.add(node)
@@ -104,8 +127,11 @@ def test_no_import_loops():
 
 
 def test_imports_inside_functions_only_where_they_keep_torch_out():
-    lazy = sorted(m for m in {m for m, deps in graph().items() for _, inside in deps if inside}
-                  if not any(m == k or m.startswith(k + ".") for k in LAZY))
+    lazy = sorted(
+        m
+        for m in {m for m, deps in graph().items() for _, inside in deps if inside}
+        if not any(m == k or m.startswith(k + ".") for k in LAZY)
+    )
     assert lazy == []
 
 
@@ -119,7 +145,9 @@ def test_the_floor_test_sees_a_wrong_import(tmp_path):
 
 
 def test_storage_and_the_worker_load_no_torch():
-    code = ("import sys, storage, storage.jobs, storage.records, studio.jobs.worker, studio.jobs.kinds, "
-            "studio.progress; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'gradio', 'transformers'}))")
+    code = (
+        "import sys, storage, storage.jobs, storage.records, studio.jobs.worker, studio.jobs.kinds, "
+        "studio.progress; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'gradio', 'transformers'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

@@ -16,8 +16,7 @@ def test_a_command_shows_the_studio_and_logs_what_bitsandbytes_says(tmp_path):
     studio's list; the warning, where this CPU makes one, is in the studio's log."""
     home = tmp_path / "home"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(home)}
-    done = subprocess.run([sys.executable, "-m", "studio", "methods"], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-m", "studio", "methods"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "bnb-nf4" in done.stdout
     assert "bitsandbytes" not in done.stderr and "gemm_4bit" not in done.stderr + done.stdout

@@ -15,8 +15,9 @@ def made_run(tmp_path):
     run.record_teacher(str(tmp_path / "teacher"), "minilm-l6", str(tmp_path / "teacher"))
     for name, status, form in [("small", "ok", "onnx"), ("broken", "unsupported", "bnb")]:
         (run.variants / name).mkdir(parents=True)
-        (run.variants / name / "variant.json").write_text(json.dumps({"name": name, "status": status, "form": form,
-                                                                      "reason": "no 4-bit kernels here"}))
+        (run.variants / name / "variant.json").write_text(
+            json.dumps({"name": name, "status": status, "form": form, "reason": "no 4-bit kernels here"})
+        )
     (run.variants / ".half.work").mkdir()  # a variant being made: not a model yet
     return run
 

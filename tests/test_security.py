@@ -38,8 +38,15 @@ from studio.jobs import service
 from studio.jobs.runner import run_here
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "carol": "carol-secret-3", "dave": "dave-secret-44",
-             "erin": "erin-secret-55", "mallory": "mallory-secret-6", "root": "admin-secret-333"}
+PASSWORDS = {
+    "alice": "alice-secret-1",
+    "bob": "bob-secret-22",
+    "carol": "carol-secret-3",
+    "dave": "dave-secret-44",
+    "erin": "erin-secret-55",
+    "mallory": "mallory-secret-6",
+    "root": "admin-secret-333",
+}
 CANARIES = ("ALICE-CANARY-7731", "alicesecretlabel", "alice-tickets.csv", "alice")
 QUOTA_MB = 20
 FOREIGN = "http://evil.example.com"
@@ -55,12 +62,18 @@ def free_port() -> int:
 def finished_run(storage, viewer, data: Path, teacher: Path) -> tuple[int, int, int]:
     """(dataset, distill run, export) made for real with a tiny teacher."""
     dataset = service.add_dataset(storage, viewer, data)
-    run = service.submit(storage, viewer, "distill", {"dataset_id": dataset, "distill": {
-        "teacher": str(teacher), "student_layers": 1, "epochs": 1, "teacher_epochs": 1, "max_length": 32}},
-        enqueue=False)
+    run = service.submit(
+        storage,
+        viewer,
+        "distill",
+        {
+            "dataset_id": dataset,
+            "distill": {"teacher": str(teacher), "student_layers": 1, "epochs": 1, "teacher_epochs": 1, "max_length": 32},
+        },
+        enqueue=False,
+    )
     assert run_here(storage, run) == "done"
-    export = service.submit(storage, viewer, "export", {"variant": "student", "onnx": False}, parent_id=run,
-                            enqueue=False)
+    export = service.submit(storage, viewer, "export", {"variant": "student", "onnx": False}, parent_id=run, enqueue=False)
     assert run_here(storage, export) == "done"
     return dataset, run, export
 
@@ -68,28 +81,51 @@ def finished_run(storage, viewer, data: Path, teacher: Path) -> tuple[int, int, 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request, tmp_path_factory, tiny_bert):
     home = tmp_path_factory.mktemp(f"hosted-{request.param}")
-    db_url = (f"sqlite:///{home / 'studio.db'}" if request.param == "sqlite"
-              else request.getfixturevalue("postgres_server").new_database())
+    db_url = (
+        f"sqlite:///{home / 'studio.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_server").new_database()
+    )
     storage = open_storage(StorageConfig(db_url, home / "artifacts"))
     users = {name: add_user(storage.db, name, PASSWORDS[name]) for name in PASSWORDS if name != "root"}
     tickets = (ROOT / "studio" / "samples" / "support_tickets.csv").read_text().splitlines()[:201]
     alice_data, bob_data = home / "alice-tickets.csv", home / "bob-tickets.csv"
-    alice_data.write_text("\n".join([tickets[0]] + [line.replace(",billing", ",alicesecretlabel")
-                                                    .replace('",', ' ALICE-CANARY-7731",', 1) for line in tickets[1:]]))
+    alice_data.write_text(
+        "\n".join(
+            [tickets[0]]
+            + [line.replace(",billing", ",alicesecretlabel").replace('",', ' ALICE-CANARY-7731",', 1) for line in tickets[1:]]
+        )
+    )
     bob_data.write_text("\n".join(tickets) + "\n")
-    made = {"alice": finished_run(storage, users["alice"], alice_data, tiny_bert),
-            "bob": finished_run(storage, users["bob"], bob_data, tiny_bert)}
+    made = {
+        "alice": finished_run(storage, users["alice"], alice_data, tiny_bert),
+        "bob": finished_run(storage, users["bob"], bob_data, tiny_bert),
+    }
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLM_STUDIO_")}, "PYTHONPATH": str(ROOT),
-           "SLM_STUDIO_HOME": str(home), "SLM_STUDIO_DB_URL": db_url, "SLM_STUDIO_AUTH": "users",
-           "SLM_STUDIO_PORT": str(port), "SLM_STUDIO_MAX_UPLOAD_MB": "64", "SLM_STUDIO_USER_QUOTA_MB": str(QUOTA_MB),
-           "SLM_STUDIO_ALLOWED_ORIGINS": FRIEND, "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT_TOTAL": "12/hour",
-           "SLM_STUDIO_ADMIN_USER": "root",
-           "SLM_STUDIO_ADMIN_PASSWORD": PASSWORDS["root"]}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SLM_STUDIO_")},
+        "PYTHONPATH": str(ROOT),
+        "SLM_STUDIO_HOME": str(home),
+        "SLM_STUDIO_DB_URL": db_url,
+        "SLM_STUDIO_AUTH": "users",
+        "SLM_STUDIO_PORT": str(port),
+        "SLM_STUDIO_MAX_UPLOAD_MB": "64",
+        "SLM_STUDIO_USER_QUOTA_MB": str(QUOTA_MB),
+        "SLM_STUDIO_ALLOWED_ORIGINS": FRIEND,
+        "SLM_STUDIO_LOGIN_LIMIT_ACCOUNT_TOTAL": "12/hour",
+        "SLM_STUDIO_ADMIN_USER": "root",
+        "SLM_STUDIO_ADMIN_PASSWORD": PASSWORDS["root"],
+    }
     log_path = home / "server.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "studio", "ui", "--no-worker"], env=env, cwd=home,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "studio", "ui", "--no-worker"],
+            env=env,
+            cwd=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while True:
@@ -100,8 +136,16 @@ def server(request, tmp_path_factory, tiny_bert):
             pass
         assert process.poll() is None and time.time() < deadline, log_path.read_text()
         time.sleep(0.5)
-    yield {"url": url, "storage": storage, "env": env, "home": home, "made": made, "users": users, "log": log_path,
-           "uploads": home / "uploads"}
+    yield {
+        "url": url,
+        "storage": storage,
+        "env": env,
+        "home": home,
+        "made": made,
+        "users": users,
+        "log": log_path,
+        "uploads": home / "uploads",
+    }
     process.terminate()
     try:
         process.wait(timeout=30)
@@ -112,8 +156,9 @@ def server(request, tmp_path_factory, tiny_bert):
 
 
 def cli(server, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "studio", *args], input=stdin, capture_output=True, text=True,
-                          timeout=120, env=server["env"])
+    return subprocess.run(
+        [sys.executable, "-m", "studio", *args], input=stdin, capture_output=True, text=True, timeout=120, env=server["env"]
+    )
 
 
 def no_canary(text: str) -> None:
@@ -161,8 +206,13 @@ def test_nothing_answers_without_a_login(server):
     assert len(routes) > 60  # Gradio's routes are there to attack, not only the studio's
     anonymous = client("127.0.0.31")
     for method, path in routes:
-        answer = anonymous.request(method, url + path.lstrip("/"), timeout=30, allow_redirects=False,
-                                   json={"data": [1], "fn_index": 0, "session_hash": "x"} if method == "POST" else None)
+        answer = anonymous.request(
+            method,
+            url + path.lstrip("/"),
+            timeout=30,
+            allow_redirects=False,
+            json={"data": [1], "fn_index": 0, "session_hash": "x"} if method == "POST" else None,
+        )
         if path in ("/healthz", "/login", "/favicon.ico", "/robots.txt"):
             continue
         assert answer.status_code in (401, 404), (method, path, answer.status_code)
@@ -178,13 +228,20 @@ def test_nothing_answers_without_a_login(server):
 def test_logins_are_checked_against_hashed_passwords(server):
     url = server["url"]
     guesser = client("127.0.0.32")
-    for name, password in [("alice", "wrong-password"), ("nobody", "whatever-123"), ("local", "x"),
-                           ("alice", PASSWORDS["bob"]), ("alice", ""), ("", "")]:
+    for name, password in [
+        ("alice", "wrong-password"),
+        ("nobody", "whatever-123"),
+        ("local", "x"),
+        ("alice", PASSWORDS["bob"]),
+        ("alice", ""),
+        ("", ""),
+    ]:
         answer = guesser.post(url + "login", data={"username": name, "password": password}, timeout=30)
         assert answer.status_code == 400 and "success" not in answer.text, (name, answer.text)
         assert not answer.cookies
-    as_browser = guesser.post(url + "login", data={"username": "alice", "password": "nope-nope-nope"},
-                              headers={"Accept": "text/html"}, timeout=30)
+    as_browser = guesser.post(
+        url + "login", data={"username": "alice", "password": "nope-nope-nope"}, headers={"Accept": "text/html"}, timeout=30
+    )
     assert as_browser.status_code == 400 and "Incorrect user name or password" in as_browser.text
     with server["storage"].db.session() as s:
         stored = records.find_user(s, "alice").password_hash
@@ -204,16 +261,21 @@ def test_a_file_is_usable_only_by_the_login_that_uploaded_it(server):
     bob = login(url, "bob", PASSWORDS["bob"], "127.0.0.33")
     hers = upload(alice, url, "alice-tickets.csv", b"text,label\nALICE-CANARY-7731 hello,a\n").json()[0]
     assert alice.get(url + f"gradio_api/file={hers}", timeout=30).status_code == 200
-    file_inputs = [(e["id"], [i for i, c in enumerate(e["inputs"]) if c["type"] == "file"])
-                   for e in endpoints(bob, url)]
+    file_inputs = [(e["id"], [i for i, c in enumerate(e["inputs"]) if c["type"] == "file"]) for e in endpoints(bob, url)]
     file_inputs = [(fn, slots) for fn, slots in file_inputs if slots]
     assert file_inputs  # the data step takes a file
-    targets = {**{k: str(v) for k, v in alice_paths(server).items()}, "upload": hers, "passwd": "/etc/passwd",
-               "relative": "../../etc/passwd", "missing": str(uploads / "no-such-file.csv"),
-               "relative-db": "studio.db", "dotted": f"{uploads}/../uploads/{Path(hers).relative_to(uploads)}",
-               # a URL whose '..' would collapse onto her own upload: Gradio would fetch it (server-side request)
-               "url": f"http://1.1.1.1/x/../../../../../../../../../..{hers}",
-               "url-query": f"https://1.1.1.1/cdn-cgi/trace?x=/../../../../../../../../..{hers}"}
+    targets = {
+        **{k: str(v) for k, v in alice_paths(server).items()},
+        "upload": hers,
+        "passwd": "/etc/passwd",
+        "relative": "../../etc/passwd",
+        "missing": str(uploads / "no-such-file.csv"),
+        "relative-db": "studio.db",
+        "dotted": f"{uploads}/../uploads/{Path(hers).relative_to(uploads)}",
+        # a URL whose '..' would collapse onto her own upload: Gradio would fetch it (server-side request)
+        "url": f"http://1.1.1.1/x/../../../../../../../../../..{hers}",
+        "url-query": f"https://1.1.1.1/cdn-cgi/trace?x=/../../../../../../../../..{hers}",
+    }
     before = {p for p in uploads.rglob("*") if p.is_file()}
     inputs = {e["id"]: len(e["inputs"]) for e in endpoints(bob, url)}
     for fn, slots in file_inputs:
@@ -286,12 +348,21 @@ def test_page_sessions_cannot_be_borrowed(server):
     assert call(bob, url, history, [server["made"]["alice"][1]], session_hash="alicepage01").status == 403
     assert bob.get(url + "gradio_api/queue/data", params={"session_hash": "alicepage01"}, timeout=30).status_code == 403
     assert bob.get(url + "gradio_api/heartbeat/alicepage01", timeout=30).status_code == 403
-    assert bob.post(url + "gradio_api/cancel", json={"session_hash": "alicepage01", "fn_index": history,
-                                                     "event_id": "x"}, timeout=30).status_code == 403
-    hers = alice.post(url + "gradio_api/queue/join", json={"data": [1], "fn_index": history,
-                                                           "session_hash": "alicepage01"}, timeout=30).json()["event_id"]
-    assert bob.post(url + "gradio_api/cancel", json={"session_hash": "bobpage0001", "fn_index": history,
-                                                     "event_id": hers}, timeout=30).status_code == 403
+    assert (
+        bob.post(
+            url + "gradio_api/cancel", json={"session_hash": "alicepage01", "fn_index": history, "event_id": "x"}, timeout=30
+        ).status_code
+        == 403
+    )
+    hers = alice.post(
+        url + "gradio_api/queue/join", json={"data": [1], "fn_index": history, "session_hash": "alicepage01"}, timeout=30
+    ).json()["event_id"]
+    assert (
+        bob.post(
+            url + "gradio_api/cancel", json={"session_hash": "bobpage0001", "fn_index": history, "event_id": hers}, timeout=30
+        ).status_code
+        == 403
+    )
     for i in range(600):  # bob opens more pages than are remembered per user: only his own oldest are forgotten
         with bob.get(url + f"gradio_api/heartbeat/bobflood{i:04d}", timeout=30, stream=True) as beat:
             assert beat.status_code == 200
@@ -319,8 +390,11 @@ def test_other_origins_cannot_use_a_login(server):
     history = next(e["id"] for e in endpoints(alice, url) if e["api_name"] == "history")
     read = alice.get(url + "config", headers={"Origin": FOREIGN}, timeout=30)
     assert "access-control-allow-origin" not in read.headers  # the browser hides the answer from that page
-    preflight = alice.options(url + "gradio_api/queue/join", timeout=30, headers={
-        "Origin": FOREIGN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+    preflight = alice.options(
+        url + "gradio_api/queue/join",
+        timeout=30,
+        headers={"Origin": FOREIGN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+    )
     assert "access-control-allow-origin" not in preflight.headers
     join = {"data": [1], "fn_index": history, "session_hash": "fromevil01"}
     sent = alice.post(url + "gradio_api/queue/join", json=join, headers={"Origin": FOREIGN}, timeout=30)
@@ -333,18 +407,29 @@ def test_other_origins_cannot_use_a_login(server):
         assert alice.post(url + "gradio_api/queue/join", json=join, headers=odd, timeout=30).status_code == 403
     twice = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/")), timeout=30)
     twice.putrequest("POST", "/logout")
-    for name, value in (("Origin", own), ("Origin", FOREIGN), ("Content-Length", "0"),
-                        ("Cookie", f"slm_studio_session={alice.cookies['slm_studio_session']}")):
+    for name, value in (
+        ("Origin", own),
+        ("Origin", FOREIGN),
+        ("Content-Length", "0"),
+        ("Cookie", f"slm_studio_session={alice.cookies['slm_studio_session']}"),
+    ):
         twice.putheader(name, value)
     twice.endheaders()
     assert twice.getresponse().status == 403  # two Origin headers: refused, whichever comes first
     forged = alice.get(url + "config", headers={"X-Forwarded-Host": "evil.example.com"}, timeout=30).json()
     assert "evil.example.com" not in json.dumps(forged)  # no proxy is trusted: the page's links stay its own
-    noisy = requests.get(url + "config", timeout=30, headers={
-        "Cookie": f'prefs={{"theme":"dark"}}; slm_studio_session={alice.cookies["slm_studio_session"]}'})
+    noisy = requests.get(
+        url + "config",
+        timeout=30,
+        headers={"Cookie": f'prefs={{"theme":"dark"}}; slm_studio_session={alice.cookies["slm_studio_session"]}'},
+    )
     assert noisy.status_code == 200  # another app's malformed cookie does not log her out
-    assert alice.post(url + "gradio_api/queue/join", json={**join, "session_hash": "own0001"},
-                      headers={"Origin": own}, timeout=30).status_code == 200
+    assert (
+        alice.post(
+            url + "gradio_api/queue/join", json={**join, "session_hash": "own0001"}, headers={"Origin": own}, timeout=30
+        ).status_code
+        == 200
+    )
     friend = alice.get(url + "config", headers={"Origin": FRIEND}, timeout=30)
     assert friend.headers["access-control-allow-origin"] == FRIEND  # SLM_STUDIO_ALLOWED_ORIGINS
     assert alice.get(url + "config", timeout=30).status_code == 200  # nothing above logged her out
@@ -356,8 +441,7 @@ def test_other_origins_cannot_use_a_login(server):
 def test_guessing_passwords_is_throttled_and_cannot_stall_the_server(server):
     url = server["url"]
     attacker = client("127.0.0.41")
-    said = [attacker.post(url + "login", data={"username": "erin", "password": f"guess-{i:04d}"}, timeout=60)
-            for i in range(30)]
+    said = [attacker.post(url + "login", data={"username": "erin", "password": f"guess-{i:04d}"}, timeout=60) for i in range(30)]
     statuses = [a.status_code for a in said]
     assert statuses[:5] == [400] * 5 and set(statuses[5:]) == {429}  # SLM_STUDIO_LOGIN_LIMIT_ACCOUNT: 5/minute
     assert "Too many login attempts for this account from your address" in said[-1].text
@@ -368,22 +452,29 @@ def test_guessing_passwords_is_throttled_and_cannot_stall_the_server(server):
     login(url, "alice", PASSWORDS["alice"], "127.0.0.41")  # nor are the guesser's other accounts
 
     # guessing from many addresses: the account's total (SLM_STUDIO_LOGIN_LIMIT_ACCOUNT_TOTAL, here 12/hour) stops it
-    spread = [client(f"127.0.3.{i // 4 + 1}").post(url + "login", data={"username": "erin", "password": f"x-{i:04d}"},
-                                                  timeout=60).status_code for i in range(16)]
+    spread = [
+        client(f"127.0.3.{i // 4 + 1}")
+        .post(url + "login", data={"username": "erin", "password": f"x-{i:04d}"}, timeout=60)
+        .status_code
+        for i in range(16)
+    ]
     assert spread.count(400) == 12 and spread[-1] == 429  # (her own login above cleared the count)
-    locked = client("127.0.0.48").post(url + "login", data={"username": "erin", "password": PASSWORDS["erin"]},
-                                       timeout=60)
+    locked = client("127.0.0.48").post(url + "login", data={"username": "erin", "password": PASSWORDS["erin"]}, timeout=60)
     assert locked.status_code == 429 and "Too many login attempts for this account." in locked.text
 
     sprayer = client("127.0.0.43")  # one address trying many accounts
-    sprayed = [sprayer.post(url + "login", data={"username": f"user{i}", "password": "password-123"}, timeout=60)
-               for i in range(25)]
+    sprayed = [
+        sprayer.post(url + "login", data={"username": f"user{i}", "password": "password-123"}, timeout=60) for i in range(25)
+    ]
     assert [a.status_code for a in sprayed][:20] == [400] * 20 and sprayed[-1].status_code == 429
     assert "from your address" in sprayed[-1].text  # SLM_STUDIO_LOGIN_LIMIT_ADDRESS: 20/minute
 
     def bad_login(i: int) -> int:
-        return client(f"127.0.1.{i + 1}").post(url + "login", data={"username": f"flood{i}", "password": "x" * 20},
-                                               timeout=60).status_code
+        return (
+            client(f"127.0.1.{i + 1}")
+            .post(url + "login", data={"username": f"flood{i}", "password": "x" * 20}, timeout=60)
+            .status_code
+        )
 
     health = []
     with concurrent.futures.ThreadPoolExecutor(40) as pool:
@@ -438,13 +529,14 @@ def test_sessions_end_on_password_change_disable_logout_and_time(server):
     disabled = cli(server, "users", "disable", "dave")
     assert disabled.returncode == 0 and "ended at once" in disabled.stdout
     refused_everywhere(dave, url, uploaded, export)
-    assert client(address).post(url + "login", data={"username": "dave", "password": PASSWORDS["dave"]},
-                                timeout=30).status_code == 400
+    assert (
+        client(address).post(url + "login", data={"username": "dave", "password": PASSWORDS["dave"]}, timeout=30).status_code
+        == 400
+    )
 
     # server-side expiry: the lifetime, and the idle limit
     carol = login(url, "carol", "carol-new-secret-9", address)
-    expire_session(server["storage"].db, login_sessions(server, "carol")[-1].id,
-                   login_sessions(server, "carol")[-1].created_at)
+    expire_session(server["storage"].db, login_sessions(server, "carol")[-1].id, login_sessions(server, "carol")[-1].created_at)
     assert carol.get(url + "config", timeout=30).status_code == 401
     carol = login(url, "carol", "carol-new-secret-9", address)
     with server["storage"].db.session() as s:
@@ -494,7 +586,7 @@ def test_bombs_and_oversized_bodies_are_refused_and_nothing_is_stored(server, tm
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.putrequest("POST", "/gradio_api/upload")
     conn.putheader("Content-Type", "multipart/form-data; boundary=x")
-    conn.putheader("Content-Length", str(2 * 1024 ** 3))
+    conn.putheader("Content-Length", str(2 * 1024**3))
     conn.putheader("Cookie", f"slm_studio_session={mallory.cookies['slm_studio_session']}")
     conn.endheaders()
     conn.send(b"--x\r\n" + b"a" * 65536)
@@ -507,14 +599,22 @@ def test_bombs_and_oversized_bodies_are_refused_and_nothing_is_stored(server, tm
         for _ in range(times):
             yield part
 
-    streamed = mallory.post(url + "gradio_api/upload", data=chunks(b"text,label\n" * 95325, 2048),
-                            headers={"Content-Type": "multipart/form-data; boundary=x"}, timeout=120)
+    streamed = mallory.post(
+        url + "gradio_api/upload",
+        data=chunks(b"text,label\n" * 95325, 2048),
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+        timeout=120,
+    )
     assert streamed.status_code == 413
 
     # 60 MB of JSON, chunked, to an API call: refused at the request limit, long before the end
     started = time.perf_counter()
-    big = mallory.post(url + "gradio_api/queue/join", data=chunks(b" " * 1024 * 1024, 60),
-                       headers={"Content-Type": "application/json"}, timeout=120)
+    big = mallory.post(
+        url + "gradio_api/queue/join",
+        data=chunks(b" " * 1024 * 1024, 60),
+        headers={"Content-Type": "application/json"},
+        timeout=120,
+    )
     assert big.status_code == 413 and "1,024 KB" in big.text and time.perf_counter() - started < 30
     assert mallory.post(url + "login", data={"username": "x" * 2_000_000}, timeout=60).status_code == 413
 
@@ -526,13 +626,16 @@ def test_bombs_and_oversized_bodies_are_refused_and_nothing_is_stored(server, tm
 def test_a_users_storage_quota(server):
     url, storage = server["url"], server["storage"]
     mallory = login(url, "mallory", PASSWORDS["mallory"], "127.0.0.46")
-    rows = "".join(f"parcel {i} arrived damaged and the box was open with item {i * 7} gone.,damage\n"
-                   f"where is my order number {i}? it has been two weeks now.,delivery\n" for i in range(64_000))
+    rows = "".join(
+        f"parcel {i} arrived damaged and the box was open with item {i * 7} gone.,damage\n"
+        f"where is my order number {i}? it has been two weeks now.,delivery\n"
+        for i in range(64_000)
+    )
     first = check_upload(mallory, url, "first.csv", ("text,label\n" + rows).encode()).everything
     assert "rows are ready" in first
     with storage.db.session() as s:
         used = records.stored_bytes(s, storage.store, server["users"]["mallory"].user_id)
-    assert QUOTA_MB * 1024 ** 2 / 2 < used < QUOTA_MB * 1024 ** 2
+    assert QUOTA_MB * 1024**2 / 2 < used < QUOTA_MB * 1024**2
     second = check_upload(mallory, url, "second.csv", ("text,label\n" + rows.replace("parcel", "box")).encode())
     assert "does not fit in what is left of your storage" in second.everything
     assert "SLM_STUDIO_USER_QUOTA_MB" in second.everything
@@ -542,9 +645,12 @@ def test_a_users_storage_quota(server):
     # the raw uploads wait in Gradio's cache for a day: they are capped at the quota too
     third = upload(mallory, url, "third.csv", ("text,label\n" + rows.replace("parcel", "crate")).encode())
     assert third.status_code == 413 and "already take as much as your storage quota allows" in third.text
-    fourth = mallory.post(url + "gradio_api/upload", timeout=120, headers={"Content-Type": "multipart/form-data; "
-                          "boundary=x"}, data=iter([b'--x\r\nContent-Disposition: form-data; name="files"; '
-                                                   b'filename="f.csv"\r\n\r\n', b"a" * (5 * 1024 * 1024)]))
+    fourth = mallory.post(
+        url + "gradio_api/upload",
+        timeout=120,
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+        data=iter([b'--x\r\nContent-Disposition: form-data; name="files"; filename="f.csv"\r\n\r\n', b"a" * (5 * 1024 * 1024)]),
+    )
     assert fourth.status_code == 413  # a stream without a declared size is stopped at what is left
     assert not [p for p in server["uploads"].iterdir() if p.is_file()]  # no partial upload left behind
 
@@ -555,8 +661,7 @@ def test_a_users_storage_quota(server):
 def test_security_headers_and_private_files(server):
     url = server["url"]
     alice = login(url, "alice", PASSWORDS["alice"], "127.0.0.47")
-    for answer in (alice.get(url, timeout=30), requests.get(url + "config", timeout=30),
-                   requests.get(url + "login", timeout=30)):
+    for answer in (alice.get(url, timeout=30), requests.get(url + "config", timeout=30), requests.get(url + "login", timeout=30)):
         headers = answer.headers
         assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
@@ -576,8 +681,9 @@ def test_security_headers_and_private_files(server):
 
 
 def test_the_admin_sees_refusals_in_the_log(server):
-    assert client("127.0.0.49").get(server["url"] + "nothing%0aFAKE%20studio.login%20INFO%20logout",
-                                    timeout=30).status_code == 404
+    assert (
+        client("127.0.0.49").get(server["url"] + "nothing%0aFAKE%20studio.login%20INFO%20logout", timeout=30).status_code == 404
+    )
     logged = server["log"].read_text()
     assert "refused POST '/gradio_api/queue/join'" in logged and "login throttled" in logged
     assert not [line for line in logged.splitlines() if line.startswith("FAKE")]  # a path cannot forge a line

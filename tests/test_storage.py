@@ -44,23 +44,35 @@ def test_upgrade_from_the_previous_revision_keeps_the_data(db_url):
     db.upgrade("0001")
     with db.engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'ann', false, '2026-01-01')"))
-        conn.execute(text("INSERT INTO jobs (id, owner_id, kind, title, config, status, progress, step, folder, attempt, "
-                          "created_at) VALUES (7, 1, 'distill', 'old run', '{\"a\": 1}', 'done', 1.0, 'finished', "
-                          "'jobs/7', 1, '2026-01-01')"))
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, owner_id, kind, title, config, status, progress, step, folder, attempt, "
+                "created_at) VALUES (7, 1, 'distill', 'old run', '{\"a\": 1}', 'done', 1.0, 'finished', "
+                "'jobs/7', 1, '2026-01-01')"
+            )
+        )
     db.upgrade("0003")
     old = ["teacher", "teacher lr 0.0001", "labels-only student", "heal b-prune-heads-0.3+prune-neurons#2"[:32]]
     with db.engine.begin() as conn:
         for n, stage in enumerate(old, 1):
-            conn.execute(text("INSERT INTO metrics (job_id, stage, name, step, value, recorded_at) "
-                              f"VALUES (7, '{stage}', 'loss', {n}, 0.5, '2026-01-01')"))
+            conn.execute(
+                text(
+                    "INSERT INTO metrics (job_id, stage, name, step, value, recorded_at) "
+                    f"VALUES (7, '{stage}', 'loss', {n}, 0.5, '2026-01-01')"
+                )
+            )
     db.upgrade()
     assert db.revision() == "0004"
     with db.session() as s:
         job = s.get(Job, 7)
         assert (job.title, job.config, job.cancel_requested, job.heartbeat_at) == ("old run", {"a": 1}, False, None)
         rows = s.execute(select(Metric.stage, Metric.label).order_by(Metric.step)).all()
-        assert [tuple(r) for r in rows] == [("teacher", ""), ("teacher", "lr 0.0001"), ("labels-only student", ""),
-                                            ("heal", "b-prune-heads-0.3+prune-neu")]
+        assert [tuple(r) for r in rows] == [
+            ("teacher", ""),
+            ("teacher", "lr 0.0001"),
+            ("labels-only student", ""),
+            ("heal", "b-prune-heads-0.3+prune-neu"),
+        ]
     assert db.integrity_problems() == []
     db.dispose()
 
@@ -71,8 +83,12 @@ def test_two_claims_one_winner_and_cancel_flow(db):
     assert job.folder == f"jobs/{job.id}" and job.status == "queued"
     assert job_rows.claim(db, job.id, "host:1") is True
     assert job_rows.claim(db, job.id, "host:2") is False  # a second delivery of the message runs nothing
-    assert job_rows.report(db, job.id, 0.5, "student step 1/4",
-                           [{"stage": "student", "name": "loss", "step": 1, "epoch": 1, "value": 2.5}]) is False
+    assert (
+        job_rows.report(
+            db, job.id, 0.5, "student step 1/4", [{"stage": "student", "name": "loss", "step": 1, "epoch": 1, "value": 2.5}]
+        )
+        is False
+    )
     assert job_rows.request_cancel(db, me, job.id) == "running"
     assert job_rows.heartbeat(db, job.id) is True  # the job hears the request
     assert job_rows.finish(db, job.id, "cancelled")
@@ -106,8 +122,7 @@ def test_dead_workers_are_found_by_pid_and_by_silence(db):
     job_rows.claim(db, alive.id, "here:333")
     job_rows.claim(db, slept.id, "here:333")
     with db.session() as s:  # silent for 5 minutes: dead on another machine; on this one, its live pid says no
-        s.execute(update(Job).where(Job.id.in_([by_silence.id, slept.id])).values(
-            heartbeat_at=utcnow() - timedelta(minutes=5)))
+        s.execute(update(Job).where(Job.id.in_([by_silence.id, slept.id])).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
     lost = job_rows.recover_orphans(db, stale_after=60, host="here", process_alive=lambda proc: proc == "333")
     assert sorted(lost) == sorted([by_pid.id, by_silence.id])
     with db.session() as s:
@@ -128,8 +143,7 @@ def test_a_process_whose_job_was_taken_writes_nothing_more(db):
     job_rows.claim(db, job.id, "here:2")
     old, new = 1, 2
     with pytest.raises(JobLostError):
-        job_rows.report(db, job.id, 0.9, "old", [{"stage": "student", "name": "loss", "step": 99, "value": 0.1}],
-                        attempt=old)
+        job_rows.report(db, job.id, 0.9, "old", [{"stage": "student", "name": "loss", "step": 99, "value": 0.1}], attempt=old)
     with pytest.raises(JobLostError):
         job_rows.heartbeat(db, job.id, old)
     assert job_rows.finish(db, job.id, "done", attempt=old) is False
@@ -173,8 +187,17 @@ def test_each_user_sees_only_their_own(db):
     bob = records.create_user(db, "bob", "hash")
     admin = records.create_user(db, "root", "hash", is_admin=True)
     job = job_rows.submit(db, ann.user_id, "distill", {})
-    ds = records.add_dataset(db, ann.user_id, name="t.csv", sha256="0" * 64, rows=3, columns=["text"],
-                             task="classification", report={}, path="datasets/x")
+    ds = records.add_dataset(
+        db,
+        ann.user_id,
+        name="t.csv",
+        sha256="0" * 64,
+        rows=3,
+        columns=["text"],
+        task="classification",
+        report={},
+        path="datasets/x",
+    )
     with db.session() as s:
         assert [j.id for j in job_rows.list_jobs(s, bob)] == []
         with pytest.raises(NotFoundError):
@@ -242,8 +265,9 @@ def test_metrics_after_a_checkpoint_are_forgotten_on_resume(db):
     me = records.local_user(db)
     job = job_rows.submit(db, me.user_id, "distill", {})
     job_rows.claim(db, job.id, "h:1")
-    job_rows.report(db, job.id, 0.5, "x", [{"stage": "student", "name": "loss", "step": i, "value": 1.0 / i}
-                                            for i in range(1, 9)])
+    job_rows.report(
+        db, job.id, 0.5, "x", [{"stage": "student", "name": "loss", "step": i, "value": 1.0 / i} for i in range(1, 9)]
+    )
     assert job_rows.forget_metrics_after(db, job.id, "student", 5) == 3
     with db.session() as s:
         assert [step for _, step, _ in records.training_curve(s, me, job.id)] == [1, 2, 3, 4, 5]

@@ -37,8 +37,15 @@ def test_data_step_checks_stores_and_explains(ctx, samples, tmp_path):
     assert checked.dataset_id and "3,000 of 3,000 rows" in checked.report and "classification" in checked.report
     assert {"text", "category"} <= set(checked.headers) and len(checked.preview) == 10
     assert "text = `text`" in checked.report and "label = `category`" in checked.report
-    assert list(checked.balance.data[0].x)[0] in {"billing", "shipping", "technical issue", "account access",
-                                                   "returns/refunds", "product question", "cancellation"}
+    assert list(checked.balance.data[0].x)[0] in {
+        "billing",
+        "shipping",
+        "technical issue",
+        "account access",
+        "returns/refunds",
+        "product question",
+        "cancellation",
+    }
     broken = tmp_path / "tickets.csv"
     broken.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
     refused = check_file(ctx, me, str(broken))
@@ -183,8 +190,10 @@ def test_a_full_quota_starts_no_job_and_stores_no_dataset(ctx, monkeypatch, samp
     first = service.add_dataset(ctx.storage, alice, big)  # no quota on a laptop
     monkeypatch.setenv("SLM_STUDIO_AUTH", "users")
     monkeypatch.setenv("SLM_STUDIO_USER_QUOTA_MB", "1")  # that dataset alone takes more
-    for attempt in (lambda: service.add_dataset(ctx.storage, alice, samples / "shop_faq.jsonl"),
-                    lambda: service.submit(ctx.storage, alice, "distill", {"dataset_id": first}, enqueue=False)):
+    for attempt in (
+        lambda: service.add_dataset(ctx.storage, alice, samples / "shop_faq.jsonl"),
+        lambda: service.submit(ctx.storage, alice, "distill", {"dataset_id": first}, enqueue=False),
+    ):
         with pytest.raises(QuotaError, match=r"take \d+ MB, your whole storage quota \(1 MB\).*History"):
             attempt()
     with ctx.storage.db.session() as s:
@@ -199,8 +208,7 @@ def test_uploads_stop_while_the_disk_is_nearly_full(ctx):
 
     running = start_in_thread(*create_server(ctx.storage, HostSettings(min_free_mb=10**9)))  # 1 PB must stay free
     try:
-        answer = requests.post(running.url + "gradio_api/upload", files={"files": ("t.csv", b"text,label\n")},
-                               timeout=30)
+        answer = requests.post(running.url + "gradio_api/upload", files={"files": ("t.csv", b"text,label\n")}, timeout=30)
         assert answer.status_code == 507 and "is nearly full" in answer.json()["detail"]
     finally:
         running.stop()
@@ -222,10 +230,20 @@ def test_distill_step_takes_only_catalog_students_and_says_what_a_run_chose(ctx,
         config = s.get(records.Job, job_id).config["distill"]
     assert config["student"] is None and config["teacher_learning_rate"] == 0.0 and config["min_steps"] == 250
 
-    report = {"labels": ["a", "b"], "models": [
-        {"name": "student", "confusion": [[3, 1], [0, 2]], "warnings": ["does not beat the TF-IDF baseline"],
-         "per_class": {"a": {"precision": 1.0, "recall": 0.75, "f1": 0.857, "support": 4},
-                       "b": {"precision": 0.667, "recall": 1.0, "f1": 0.8, "support": 2}}}]}
+    report = {
+        "labels": ["a", "b"],
+        "models": [
+            {
+                "name": "student",
+                "confusion": [[3, 1], [0, 2]],
+                "warnings": ["does not beat the TF-IDF baseline"],
+                "per_class": {
+                    "a": {"precision": 1.0, "recall": 0.75, "f1": 0.857, "support": 4},
+                    "b": {"precision": 0.667, "recall": 1.0, "f1": 0.8, "support": 2},
+                },
+            }
+        ],
+    }
     assert "**student** does not beat the TF-IDF baseline" in warnings_text(report)
     figure, rows = closer_look(report, "student")
     assert rows[0] == ["a", 1.0, 0.75, 0.857, 4] and list(figure.data[0].x) == ["a", "b"]

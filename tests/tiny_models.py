@@ -27,12 +27,26 @@ def build_tiny_bert(folder: Path, vocab_size: int = 600, layers: int = 4, seed: 
     tok.train_from_iterator(sample_texts(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=256,
-                        pad_token_id=tok.token_to_id("[PAD]"))
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        pad_token_id=tok.token_to_id("[PAD]"),
+    )
     with torch.random.fork_rng():  # the same weights every run
         torch.manual_seed(seed)
         model = BertModel(config)
@@ -47,15 +61,29 @@ def build_tiny_llama(folder: Path, vocab_size: int = 400, layers: int = 4, seed:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(sample_texts(), trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   bos_token="<|endoftext|>")
+    tok.train_from_iterator(
+        sample_texts(),
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
     eos = tok.token_to_id("<|endoftext|>")
-    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=layers,
-                         num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
-                         max_position_embeddings=256, tie_word_embeddings=True,
-                         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
@@ -68,6 +96,16 @@ def small_config(**kw):
     """Distillation settings sized for tests: one epoch, tiny batches of short texts, two threads."""
     from studio.distill_config import DistillConfig
 
-    base = dict(student_layers=2, epochs=1, teacher_epochs=1, batch_size=32, max_length=48, min_steps=0,
-                learning_rate=1e-3, teacher_learning_rate=1e-3, threads=2, kd_tokens=4000)
+    base = dict(
+        student_layers=2,
+        epochs=1,
+        teacher_epochs=1,
+        batch_size=32,
+        max_length=48,
+        min_steps=0,
+        learning_rate=1e-3,
+        teacher_learning_rate=1e-3,
+        threads=2,
+        kd_tokens=4000,
+    )
     return DistillConfig(**{**base, **kw})

@@ -33,8 +33,7 @@ def welcome(ctx: typer.Context) -> None:
         typer.echo(f"  {entry.key:14} {entry.task:14} {catalog_status(entry)}")
     typer.echo(f"\nSample data: {SAMPLES / 'support_tickets.csv'}\n             {SAMPLES / 'shop_faq.jsonl'}")
     _history_line()
-    typer.echo(f"\nTry:\n  python -m studio distill --data {SAMPLES / 'support_tickets.csv'}\n"
-               "  python -m studio --help")
+    typer.echo(f"\nTry:\n  python -m studio distill --data {SAMPLES / 'support_tickets.csv'}\n  python -m studio --help")
 
 
 def _history_line() -> None:
@@ -54,11 +53,13 @@ def _history_line() -> None:
 
 @app.command()
 @friendly
-def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for a team server).",
-                                         envvar="SLM_STUDIO_HOST")] = "127.0.0.1",
-       port: Annotated[int, typer.Option(help="Port to serve on.", envvar="SLM_STUDIO_PORT")] = 7860,
-       worker: Annotated[bool, typer.Option(help="Also run a worker for the jobs (off when workers run apart).")] = True,
-       ) -> None:
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Address to serve on (0.0.0.0 for a team server).", envvar="SLM_STUDIO_HOST")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.", envvar="SLM_STUDIO_PORT")] = 7860,
+    worker: Annotated[bool, typer.Option(help="Also run a worker for the jobs (off when workers run apart).")] = True,
+) -> None:
     """Open the studio in the browser, with a worker for the jobs it starts."""
     from storage.config import open_storage
     from studio.accounts import ready_for_logins
@@ -76,8 +77,7 @@ def ui(host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for 
 
 @app.command()
 @friendly
-def worker(workers: Annotated[int, typer.Option(help="Jobs run at once (CPU threads are shared among them).")] = 1
-           ) -> None:
+def worker(workers: Annotated[int, typer.Option(help="Jobs run at once (CPU threads are shared among them).")] = 1) -> None:
     """Run queued jobs until stopped (Ctrl-C: running jobs save their step and stay resumable)."""
     import logging
 

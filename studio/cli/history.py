@@ -22,8 +22,7 @@ app.add_typer(jobs_app, name="jobs")
 
 @jobs_app.command("list")
 @friendly
-def jobs_list(status: Annotated[Optional[str], typer.Option(help="Only jobs with this status.")] = None,
-              limit: int = 30) -> None:
+def jobs_list(status: Annotated[Optional[str], typer.Option(help="Only jobs with this status.")] = None, limit: int = 30) -> None:
     """Newest jobs first."""
     from storage import jobs as job_rows
 
@@ -92,9 +91,11 @@ def _password(stdin: bool) -> str:
 
 @users_app.command("add")
 @friendly
-def users_add(name: str, admin: Annotated[bool, typer.Option(help="May see and manage every user's work.")] = False,
-              password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False
-              ) -> None:
+def users_add(
+    name: str,
+    admin: Annotated[bool, typer.Option(help="May see and manage every user's work.")] = False,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
+) -> None:
     """Add a user who logs in to the hosted studio (the password is stored as an Argon2 hash)."""
     from storage.config import open_storage
     from studio.accounts import add_user
@@ -120,8 +121,7 @@ def users_list() -> None:
 
 @users_app.command("passwd")
 @friendly
-def users_passwd(name: str, password_stdin: Annotated[bool, typer.Option(help="Read it from standard input.")] = False
-                 ) -> None:
+def users_passwd(name: str, password_stdin: Annotated[bool, typer.Option(help="Read it from standard input.")] = False) -> None:
     """Set a new password for a user."""
     from storage.config import open_storage
     from studio.accounts import change_password

@@ -21,8 +21,9 @@ from studio.dataset import DatasetOptions
 from studio.errors import StudioError
 from studio.settings import choices_of, help_of
 
-app = typer.Typer(add_completion=False,
-                  help="SLM Studio: distill a big teacher model into a small, fast student on your own data.")
+app = typer.Typer(
+    add_completion=False, help="SLM Studio: distill a big teacher model into a small, fast student on your own data."
+)
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
@@ -45,8 +46,11 @@ def settings_options(cls: type, skip: tuple[str, ...] = ()) -> Callable:
             words = help_of(field) + (f" One of: {', '.join(choices_of(field))}." if choices_of(field) else "")
             flag = (f"--{field.metadata['flag']}",) if field.metadata.get("flag") else ()
             option = typer.Option(*flag, help=f"{words} Default: {shown(field.default)}.", show_default=False)
-            extra.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                           annotation=Annotated[Optional[kind], option]))
+            extra.append(
+                inspect.Parameter(
+                    field.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], option]
+                )
+            )
         names = [p.name for p in extra]
 
         @wraps(fn)
@@ -76,9 +80,15 @@ def friendly(fn: Callable) -> Callable:
 
 
 def dataset_options(task, text_column, label_column, prompt_column, response_column, max_chars, seed) -> DatasetOptions:
-    return DatasetOptions(task=task, text_column=text_column, label_column=label_column,
-                          prompt_column=prompt_column, response_column=response_column,
-                          max_chars=max_chars, seed=seed)
+    return DatasetOptions(
+        task=task,
+        text_column=text_column,
+        label_column=label_column,
+        prompt_column=prompt_column,
+        response_column=response_column,
+        max_chars=max_chars,
+        seed=seed,
+    )
 
 
 Task = Annotated[Optional[str], typer.Option(help="classification or causal_lm; detected when left out.")]
@@ -92,8 +102,7 @@ MaxChars = Annotated[int, typer.Option(help="Longest classification text accepte
 class ProgressBars:
     """One tqdm bar per stage and epoch, fed by the pipeline's progress callback."""
 
-    NAMES = {"teacher": "fine-tune teacher", "cache": "cache teacher logits", "student": "distill student",
-             "heal": "heal (KD)"}
+    NAMES = {"teacher": "fine-tune teacher", "cache": "cache teacher logits", "student": "distill student", "heal": "heal (KD)"}
 
     def __init__(self) -> None:
         self.bar: tqdm | None = None
@@ -139,8 +148,10 @@ def run_job(storage, viewer, job_id: int, queue: bool) -> str:
 
     if queue:
         JobQueue(storage).enqueue(job_id)
-        typer.echo(f"Job {job_id} queued. A worker runs it ('python -m studio worker'); "
-                   f"follow it with 'python -m studio jobs show {job_id}'.")
+        typer.echo(
+            f"Job {job_id} queued. A worker runs it ('python -m studio worker'); "
+            f"follow it with 'python -m studio jobs show {job_id}'."
+        )
         return JobStatus.QUEUED
     typer.echo(f"Job {job_id} (in the job history; Ctrl-C stops it after the current step, resumable)")
     bars = ProgressBars()
@@ -150,9 +161,13 @@ def run_job(storage, viewer, job_id: int, queue: bool) -> str:
         bars.close()
     job = job_of(storage, viewer, job_id)
     if status != JobStatus.DONE:
-        typer.secho(f"Job {job_id} {status}" + (f": {job.error}" if job.error else "") +
-                    (f"\nResume it with 'python -m studio jobs resume {job_id}'." if status != JobStatus.FAILED else ""),
-                    fg=typer.colors.RED if status == JobStatus.FAILED else typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"Job {job_id} {status}"
+            + (f": {job.error}" if job.error else "")
+            + (f"\nResume it with 'python -m studio jobs resume {job_id}'." if status != JobStatus.FAILED else ""),
+            fg=typer.colors.RED if status == JobStatus.FAILED else typer.colors.YELLOW,
+            err=True,
+        )
         raise typer.Exit(1 if status == JobStatus.FAILED else 3)
     return status
 

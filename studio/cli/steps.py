@@ -33,9 +33,12 @@ from studio.paths import runs_dir
 
 @app.command()
 @friendly
-def catalog(measure: Annotated[bool, typer.Option(
-        help="Time a few real fine-tune steps of each installed teacher on this machine (about a minute each).")]
-            = False) -> None:
+def catalog(
+    measure: Annotated[
+        bool,
+        typer.Option(help="Time a few real fine-tune steps of each installed teacher on this machine (about a minute each)."),
+    ] = False,
+) -> None:
     """List the teachers that work offline, with what each costs to fine-tune here when measured."""
     from studio.teacher import CATALOG, catalog_status
     from studio.teacher_cost import known_cost, measure_cost
@@ -50,10 +53,17 @@ def catalog(measure: Annotated[bool, typer.Option(
 
 @app.command("check-data")
 @friendly
-def check_data(file: Path, out: Annotated[Optional[Path], typer.Option(help="Where to write the splits.")] = None,
-               task: Task = None, text_column: TextCol = None, label_column: LabelCol = None,
-               prompt_column: PromptCol = None, response_column: ResponseCol = None,
-               max_chars: MaxChars = 100_000, seed: int = 13) -> None:
+def check_data(
+    file: Path,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the splits.")] = None,
+    task: Task = None,
+    text_column: TextCol = None,
+    label_column: LabelCol = None,
+    prompt_column: PromptCol = None,
+    response_column: ResponseCol = None,
+    max_chars: MaxChars = 100_000,
+    seed: int = 13,
+) -> None:
     """Check a dataset file (CSV, TSV, JSONL, TXT, Parquet) and split it into train/validation/test."""
     out = out or runs_dir() / "datasets" / file.stem
     opts = dataset_options(task, text_column, label_column, prompt_column, response_column, max_chars, seed)
@@ -63,8 +73,16 @@ def check_data(file: Path, out: Annotated[Optional[Path], typer.Option(help="Whe
 
 
 def _print_report(report) -> None:
-    cols = ", ".join(f"{k}={v}" for k, v in [("text", report.text_column), ("label", report.label_column),
-                                             ("prompt", report.prompt_column), ("response", report.response_column)] if v)
+    cols = ", ".join(
+        f"{k}={v}"
+        for k, v in [
+            ("text", report.text_column),
+            ("label", report.label_column),
+            ("prompt", report.prompt_column),
+            ("response", report.response_column),
+        ]
+        if v
+    )
     typer.echo(f"{report.source}: {report.format}, {report.encoding}, task {report.task}, columns {cols}")
     typer.echo(f"rows read {report.rows_read}, used {report.rows_used}; splits {report.split_sizes}")
     if report.split_note:
@@ -80,12 +98,16 @@ def _print_report(report) -> None:
 @settings_options(DistillConfig, skip=("seed",))
 def distill(
     data: Annotated[Path, typer.Option(help="Dataset file (CSV, TSV, JSONL, TXT, Parquet).")],
-    test_file: Annotated[Optional[Path], typer.Option(help="Your own test file (same columns), instead of holding "
-                                                      "out part of --data.")] = None,
+    test_file: Annotated[
+        Optional[Path], typer.Option(help="Your own test file (same columns), instead of holding out part of --data.")
+    ] = None,
     validation_file: Annotated[Optional[Path], typer.Option(help="Your own validation file (same columns).")] = None,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
-    task: Task = None, text_column: TextCol = None, label_column: LabelCol = None,
-    prompt_column: PromptCol = None, response_column: ResponseCol = None,
+    task: Task = None,
+    text_column: TextCol = None,
+    label_column: LabelCol = None,
+    prompt_column: PromptCol = None,
+    response_column: ResponseCol = None,
     max_chars: MaxChars = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed of the split and the training.")] = 13,
     settings: dict | None = None,
@@ -106,8 +128,9 @@ def distill(
 
         _print_report(_report_of(get_dataset(s, me, dataset_id)))
     title = f"{config.teacher} -> {config.student or student_words(config.student_layers)} on {data.name}"
-    job_id = service.submit(storage, me, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
-                            title=title, enqueue=False)
+    job_id = service.submit(
+        storage, me, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()}, title=title, enqueue=False
+    )
     if run_job(storage, me, job_id, queue) == JobStatus.DONE:
         folder = storage.store.resolve(job_of(storage, me, job_id).folder)
         typer.echo(f"Student saved to {folder / 'student'}")
@@ -122,16 +145,18 @@ def _report_of(dataset):
 
 @app.command()
 @friendly
-def evaluate(job: Annotated[int, typer.Argument(help="The id of a finished distillation job.")],
-             before_kd: Annotated[bool, typer.Option(help="Also measure the student before KD.")] = False,
-             queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False
-             ) -> None:
+def evaluate(
+    job: Annotated[int, typer.Argument(help="The id of a finished distillation job.")],
+    before_kd: Annotated[bool, typer.Option(help="Also measure the student before KD.")] = False,
+    queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
+) -> None:
     """Measure teacher, student (and variants) of a finished run on its test split, as a new job."""
     from studio.jobs import service
 
     storage, me = open_history()
-    job_id = service.submit(storage, me, "evaluate", {"before_kd": before_kd}, parent_id=job,
-                            title=f"evaluate job {job}", enqueue=False)
+    job_id = service.submit(
+        storage, me, "evaluate", {"before_kd": before_kd}, parent_id=job, title=f"evaluate job {job}", enqueue=False
+    )
     if run_job(storage, me, job_id, queue) == JobStatus.DONE:
         folder = storage.store.resolve(job_of(storage, me, job).folder)
         report = folder / "compare.json" if (folder / "compare.json").exists() else folder / "eval.json"
@@ -149,10 +174,15 @@ def _print_eval(report: dict) -> None:
         from studio.answers import answers_text
 
         book = report["answers"]
-        typer.echo(f"\n'answer ppl' is how surprising the teacher finds a model's answers; the human reference "
-                   f"answers score {book['reference_perplexity']:.1f}."
-                   + (f" {book['skipped_repeats']} test prompt(s) that nearly repeat a training one were left out."
-                      if book.get("skipped_repeats") else ""))
+        typer.echo(
+            f"\n'answer ppl' is how surprising the teacher finds a model's answers; the human reference "
+            f"answers score {book['reference_perplexity']:.1f}."
+            + (
+                f" {book['skipped_repeats']} test prompt(s) that nearly repeat a training one were left out."
+                if book.get("skipped_repeats")
+                else ""
+            )
+        )
         typer.echo(answers_text(book))
     student = next((m for m in report["models"] if m["name"] == "student" and m.get("per_class")), None)
     if student:
@@ -187,8 +217,12 @@ def split_variant(text: str) -> tuple[str | None, str]:
 @friendly
 def compress(
     job: Annotated[int, typer.Argument(help="The id of a finished distillation job ('jobs list' shows them).")],
-    variant: Annotated[list[str], typer.Option("--variant", "-v", help="A recipe, optionally named: "
-                                               "'small=prune-heads:fraction=0.5+heal+int8'. Repeat for several.")],
+    variant: Annotated[
+        list[str],
+        typer.Option(
+            "--variant", "-v", help="A recipe, optionally named: 'small=prune-heads:fraction=0.5+heal+int8'. Repeat for several."
+        ),
+    ],
     source: Annotated[str, typer.Option(help="'student', 'teacher', or a variant made earlier.")] = "student",
     evaluate: Annotated[bool, typer.Option(help="Measure teacher, student and all variants afterwards.")] = True,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
@@ -198,8 +232,15 @@ def compress(
 
     recipes = [list(split_variant(text)) for text in variant]
     storage, me = open_history()
-    job_id = service.submit(storage, me, "compress", {"recipes": recipes, "source": source, "evaluate": evaluate},
-                            parent_id=job, title=f"compress job {job}: {', '.join(variant)}", enqueue=False)
+    job_id = service.submit(
+        storage,
+        me,
+        "compress",
+        {"recipes": recipes, "source": source, "evaluate": evaluate},
+        parent_id=job,
+        title=f"compress job {job}: {', '.join(variant)}",
+        enqueue=False,
+    )
     if run_job(storage, me, job_id, queue) != JobStatus.DONE:
         return
     folder = storage.store.resolve(job_of(storage, me, job).folder)
@@ -229,8 +270,9 @@ def export(
     onnx: Annotated[bool, typer.Option(help="Add an ONNX file (onnxruntime, no PyTorch needed).")] = True,
     gguf: Annotated[bool, typer.Option(help="Add a GGUF file (Llama-style text generators).")] = True,
     hybrid: Annotated[bool, typer.Option(help="Add the teacher for inputs the student is unsure of.")] = False,
-    threshold: Annotated[Optional[float], typer.Option(help="Hybrid confidence threshold 0-1; default: "
-                                                            "chosen from the validation split.")] = None,
+    threshold: Annotated[
+        Optional[float], typer.Option(help="Hybrid confidence threshold 0-1; default: chosen from the validation split.")
+    ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to copy the zip; default: this folder.")] = None,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
 ) -> None:
@@ -242,8 +284,7 @@ def export(
 
     storage, me = open_history()
     settings = {"variant": variant, "onnx": onnx, "gguf": gguf, "hybrid": hybrid, "threshold": threshold}
-    job_id = service.submit(storage, me, "export", settings, parent_id=job, title=f"export {variant} of job {job}",
-                            enqueue=False)
+    job_id = service.submit(storage, me, "export", settings, parent_id=job, title=f"export {variant} of job {job}", enqueue=False)
     if run_job(storage, me, job_id, queue) != JobStatus.DONE:
         return
     folder = storage.store.resolve(job_of(storage, me, job_id).folder)
@@ -258,8 +299,9 @@ def export(
         typer.echo(f"  {path:<28} {about}")
     if summary["hybrid"]:
         h = summary["hybrid"]
-        typer.echo(f"Hybrid: the student answers {h['student_share']:.1%} alone at confidence {h['threshold']:.3g} "
-                   f"({h['measured_on']}).")
+        typer.echo(
+            f"Hybrid: the student answers {h['student_share']:.1%} alone at confidence {h['threshold']:.3g} ({h['measured_on']})."
+        )
     for note in summary["notes"]:
         typer.echo(f"Note: {note}")
 
@@ -274,8 +316,10 @@ def show(job: Annotated[int, typer.Argument(help="A job id.")]) -> None:
     storage, me = open_history()
     with storage.db.session() as s:
         row = job_rows.get(s, me, job)
-        typer.echo(f"job {row.id}: {row.kind} {row.title}\nstatus {row.status} ({row.progress:.0%}, {row.step})"
-                   f"{', attempt ' + str(row.attempt) if row.attempt > 1 else ''}")
+        typer.echo(
+            f"job {row.id}: {row.kind} {row.title}\nstatus {row.status} ({row.progress:.0%}, {row.step})"
+            f"{', attempt ' + str(row.attempt) if row.attempt > 1 else ''}"
+        )
         if row.error:
             typer.secho(f"error: {row.error}", fg=typer.colors.RED)
         typer.echo("config: " + json.dumps(row.config, indent=2))
@@ -287,5 +331,4 @@ def show(job: Annotated[int, typer.Argument(help="A job id.")]) -> None:
             typer.echo(format_table(models))
         files = artifacts_of(s, me, job)
         if files:
-            typer.echo(f"{len(files)} files, {sum(a.bytes for a in files) / 1e6:.1f} MB, in "
-                       f"{storage.store.resolve(row.folder)}")
+            typer.echo(f"{len(files)} files, {sum(a.bytes for a in files) / 1e6:.1f} MB, in {storage.store.resolve(row.folder)}")

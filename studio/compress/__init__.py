@@ -32,29 +32,91 @@ from studio.compress.quantize import (
     to_onnx,
 )
 
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("int8", "quantize", OnnxInt8Settings, quantize_onnx_int8,
-           "CPU int8 (ONNX Runtime): about 4x smaller, int8 products, the CPU-only choice"),
-    Method("bf16", "quantize", Bf16Settings, to_bf16,
-           "bfloat16 weights: half the size, the same answers; about 2x faster on CPUs with bfloat16 instructions"),
-    Method("onnx", "quantize", OnnxSettings, to_onnx,
-           "ONNX Runtime float32: same weights, run by a faster engine (no quantization)"),
-    Method("bnb-int8", "quantize", BnbInt8Settings, quantize_bnb,
-           "bitsandbytes LLM.int8: 8-bit weights; on CPU smaller in memory, not faster"),
-    Method("bnb-nf4", "quantize", Bnb4bitSettings, quantize_bnb,
-           "bitsandbytes 4-bit NormalFloat (QLoRA's format), optional double quantization"),
-    Method("bnb-fp4", "quantize", BnbFp4Settings, quantize_bnb, "bitsandbytes 4-bit float"),
-    Method("magnitude", "prune", MagnitudeSettings, prune_magnitude,
-           "unstructured: zero the smallest weights model-wide; smaller stored sparse, not faster"),
-    Method("prune-heads", "prune", StructuredSettings, prune_heads,
-           "structured: remove the least important attention heads in every layer (faster)", plan_heads),
-    Method("prune-neurons", "prune", StructuredSettings, prune_neurons,
-           "structured: remove the least important MLP neurons in every layer (faster)", plan_neurons),
-    Method("prune-layers", "prune", LayerSettings, prune_layers,
-           "structured: remove whole layers, the ones the loss misses least (faster)", plan_layers),
-    Method("heal", "heal", HealSettings, heal,
-           "short KD on the cached teacher logits to win back what pruning lost"),
-]}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method(
+            "int8",
+            "quantize",
+            OnnxInt8Settings,
+            quantize_onnx_int8,
+            "CPU int8 (ONNX Runtime): about 4x smaller, int8 products, the CPU-only choice",
+        ),
+        Method(
+            "bf16",
+            "quantize",
+            Bf16Settings,
+            to_bf16,
+            "bfloat16 weights: half the size, the same answers; about 2x faster on CPUs with bfloat16 instructions",
+        ),
+        Method(
+            "onnx",
+            "quantize",
+            OnnxSettings,
+            to_onnx,
+            "ONNX Runtime float32: same weights, run by a faster engine (no quantization)",
+        ),
+        Method(
+            "bnb-int8",
+            "quantize",
+            BnbInt8Settings,
+            quantize_bnb,
+            "bitsandbytes LLM.int8: 8-bit weights; on CPU smaller in memory, not faster",
+        ),
+        Method(
+            "bnb-nf4",
+            "quantize",
+            Bnb4bitSettings,
+            quantize_bnb,
+            "bitsandbytes 4-bit NormalFloat (QLoRA's format), optional double quantization",
+        ),
+        Method("bnb-fp4", "quantize", BnbFp4Settings, quantize_bnb, "bitsandbytes 4-bit float"),
+        Method(
+            "magnitude",
+            "prune",
+            MagnitudeSettings,
+            prune_magnitude,
+            "unstructured: zero the smallest weights model-wide; smaller stored sparse, not faster",
+        ),
+        Method(
+            "prune-heads",
+            "prune",
+            StructuredSettings,
+            prune_heads,
+            "structured: remove the least important attention heads in every layer (faster)",
+            plan_heads,
+        ),
+        Method(
+            "prune-neurons",
+            "prune",
+            StructuredSettings,
+            prune_neurons,
+            "structured: remove the least important MLP neurons in every layer (faster)",
+            plan_neurons,
+        ),
+        Method(
+            "prune-layers",
+            "prune",
+            LayerSettings,
+            prune_layers,
+            "structured: remove whole layers, the ones the loss misses least (faster)",
+            plan_layers,
+        ),
+        Method("heal", "heal", HealSettings, heal, "short KD on the cached teacher logits to win back what pruning lost"),
+    ]
+}
 
-__all__ = ["METHODS", "Method", "Bf16Settings", "HealSettings", "LayerSettings", "MagnitudeSettings", "StructuredSettings",
-           "Bnb4bitSettings", "BnbFp4Settings", "BnbInt8Settings", "OnnxInt8Settings", "OnnxSettings"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "Bf16Settings",
+    "HealSettings",
+    "LayerSettings",
+    "MagnitudeSettings",
+    "StructuredSettings",
+    "Bnb4bitSettings",
+    "BnbFp4Settings",
+    "BnbInt8Settings",
+    "OnnxInt8Settings",
+    "OnnxSettings",
+]

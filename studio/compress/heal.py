@@ -34,11 +34,13 @@ class HealSettings(Settings):
     """Weight of the teacher's soft targets vs labels; -1 uses the run's value."""
 
     def checks(self) -> list[Check]:
-        return [("epochs", 1 <= self.epochs <= 50, "from 1 to 50"),
-                ("min_steps", 0 <= self.min_steps <= 100_000, "from 0 to 100000"),
-                ("learning_rate", 0 <= self.learning_rate <= 0.1, "0 (the run's) or up to 0.1"),
-                ("temperature", self.temperature == 0 or 0.5 <= self.temperature <= 20, "0 (the run's) or 0.5 to 20"),
-                ("alpha", self.alpha == -1 or 0 <= self.alpha <= 1, "-1 (the run's) or from 0 to 1")]
+        return [
+            ("epochs", 1 <= self.epochs <= 50, "from 1 to 50"),
+            ("min_steps", 0 <= self.min_steps <= 100_000, "from 0 to 100000"),
+            ("learning_rate", 0 <= self.learning_rate <= 0.1, "0 (the run's) or up to 0.1"),
+            ("temperature", self.temperature == 0 or 0.5 <= self.temperature <= 20, "0 (the run's) or 0.5 to 20"),
+            ("alpha", self.alpha == -1 or 0 <= self.alpha <= 1, "-1 (the run's) or from 0 to 1"),
+        ]
 
 
 def _keep_zeros(model: nn.Module) -> list:
@@ -65,13 +67,16 @@ def heal(wm: WorkingModel, s: HealSettings, ctx: RunContext) -> WorkingModel:
     label = f"{ctx.variant}#{ctx.step_number}" if ctx.variant else ""  # each heal its own loss curve
     try:
         plan = stage_for(replace(run, min_steps=s.min_steps), ctx.dataset, wm.tokenizer, run.max_length, s.epochs)
-        result = run_stage(wm.model, plan, loss_fn, run, checkpoints, "heal", lr, ctx.work_dir / "metrics.jsonl",
-                           ctx.on_progress, label=label)
+        result = run_stage(
+            wm.model, plan, loss_fn, run, checkpoints, "heal", lr, ctx.work_dir / "metrics.jsonl", ctx.on_progress, label=label
+        )
     finally:
         for handle in handles:
             handle.remove()
     wm.model.to("cpu").eval()  # training may have moved it to a GPU; export and saving expect the CPU
     wm.model.zero_grad(set_to_none=True)
-    wm.notes.append(f"healed {result.steps} steps of KD on the cached teacher logits (lr {lr:g}), "
-                    f"kept the best on validation (step {result.best_step})")
+    wm.notes.append(
+        f"healed {result.steps} steps of KD on the cached teacher logits (lr {lr:g}), "
+        f"kept the best on validation (step {result.best_step})"
+    )
     return wm

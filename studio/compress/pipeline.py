@@ -1,9 +1,9 @@
 """Run a recipe of compression steps on a finished distillation run and save the variant.
 
-    plan          every setting and every step checked against the model before any work
-    compress      load the source, apply the steps in order, save atomically under run/variants/<name>
-    compress_many several recipes: all planned first; a method this machine cannot run marks only
-                  its own variant 'unsupported'
+plan          every setting and every step checked against the model before any work
+compress      load the source, apply the steps in order, save atomically under run/variants/<name>
+compress_many several recipes: all planned first; a method this machine cannot run marks only
+              its own variant 'unsupported'
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def parse_recipe(text: str) -> list[dict[str, Any]]:
             if not eq:
                 raise ConfigError([f"'{pair}' in step '{name}' is not a setting=value pair"])
             try:
-                step[key.strip()] = json.loads(value.strip().lower() if value.strip().lower() in ("true", "false")
-                                               else value.strip())
+                step[key.strip()] = json.loads(
+                    value.strip().lower() if value.strip().lower() in ("true", "false") else value.strip()
+                )
             except json.JSONDecodeError:
                 step[key.strip()] = value.strip()
         steps.append(step)
@@ -71,8 +72,10 @@ def plan(recipe: list[dict[str, Any]], shape: dict) -> list[Step]:
     steps, problems = _read_steps(recipe)
     shape = dict(shape)
     for position, step in enumerate(steps, 1):
-        problems += [f"step {position} ({step.method.name}): {p}"
-                     for p in _check_step(step.method, step.settings, shape, position, len(steps))]
+        problems += [
+            f"step {position} ({step.method.name}): {p}"
+            for p in _check_step(step.method, step.settings, shape, position, len(steps))
+        ]
     if problems:
         raise ConfigError(problems)
     return steps
@@ -113,12 +116,16 @@ def _check_step(method: Method, settings: Settings, shape: dict, position: int, 
     if method.kind == "quantize":
         shape["quantized"] = True
         if method.name.startswith("bnb") and shape["structured"]:
-            problems.append("bitsandbytes loads models whose shape their config describes, and pruned heads or "
-                            "neurons change that; use 'int8' after structured pruning (or prune layers only)")
+            problems.append(
+                "bitsandbytes loads models whose shape their config describes, and pruned heads or "
+                "neurons change that; use 'int8' after structured pruning (or prune layers only)"
+            )
     elif method.kind == "prune" and method.name != "magnitude":
         if "head_units" not in shape:
-            return ["structured pruning supports BERT-style encoders and Llama-style decoders only; "
-                    "use 'magnitude' pruning or quantization for this model"]
+            return [
+                "structured pruning supports BERT-style encoders and Llama-style decoders only; "
+                "use 'magnitude' pruning or quantization for this model"
+            ]
         problems += method.plan_shape(shape, settings) if method.plan_shape else []
         shape["structured"] = shape["structured"] or method.name != "prune-layers"
     return problems
@@ -143,7 +150,7 @@ def final_name(name: str | None, steps: list[Step]) -> str:
     own name is cut to NAME_MAX characters, ending in a hash of the whole so two recipes never share one."""
     made = NAME.sub("-", (name or variant_name(steps)).lower()).strip("-.")
     if not name and len(made) > NAME_MAX:
-        made = made[:NAME_MAX - 9].rstrip("-.") + "-" + hashlib.sha1(made.encode()).hexdigest()[:8]
+        made = made[: NAME_MAX - 9].rstrip("-.") + "-" + hashlib.sha1(made.encode()).hexdigest()[:8]
     return made
 
 
@@ -173,15 +180,27 @@ def load_source(ctx: RunContext, source: str) -> WorkingModel:
 # --------------------------------------------------------------------------- running
 
 
-def compress(run_dir: str | Path, recipe: list[dict[str, Any]], *, name: str | None = None, source: str = "student",
-             on_progress: ProgressFn | None = None) -> dict:
+def compress(
+    run_dir: str | Path,
+    recipe: list[dict[str, Any]],
+    *,
+    name: str | None = None,
+    source: str = "student",
+    on_progress: ProgressFn | None = None,
+) -> dict:
     """Apply ``recipe`` to ``source`` and save it as run/variants/<name>. Returns its manifest."""
     return compress_many(run_dir, [(name, recipe)], source=source, on_progress=on_progress)[0]
 
 
-def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict[str, Any]]]], *,
-                  source: str = "student", on_progress: ProgressFn | None = None, keep: Collection[str] = (),
-                  on_made: Callable[[dict], None] | None = None) -> list[dict]:
+def compress_many(
+    run_dir: str | Path,
+    recipes: list[tuple[str | None, list[dict[str, Any]]]],
+    *,
+    source: str = "student",
+    on_progress: ProgressFn | None = None,
+    keep: Collection[str] = (),
+    on_made: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """Make each recipe's variant in run/variants/<name>; every recipe is checked before any work starts.
 
     `keep` (a resumed job): names of variants it saved before; they are kept as they are, not made again.
@@ -202,24 +221,31 @@ def compress_many(run_dir: str | Path, recipes: list[tuple[str | None, list[dict
         planned.append((final_name(name, steps), steps))
     names = [n for n, _ in planned]
     problems += ["a variant name needs at least one letter or digit" for n in names if not n]
-    problems += [f"the variant name '{n[:40]}…' has {len(n)} characters; give it a name of at most {NAME_MAX}"
-                 for n in names if len(n) > NAME_MAX]
-    problems += [f"'{n}' is the name of the run's own model; call the variant something else"
-                 for n in names if n in ("student", "teacher")]
+    problems += [
+        f"the variant name '{n[:40]}…' has {len(n)} characters; give it a name of at most {NAME_MAX}"
+        for n in names
+        if len(n) > NAME_MAX
+    ]
+    problems += [
+        f"'{n}' is the name of the run's own model; call the variant something else" for n in names if n in ("student", "teacher")
+    ]
     twice = sorted({n for n in names if names.count(n) > 1})
     problems += [f"two variants are named '{n}'; give each its own name" for n in twice]
     made_before = {n for n in names if (ctx.run.variants / n / MANIFEST).exists()}
-    problems += [f"a variant named '{n}' already exists in this run; choose another name or delete it"
-                 for n in names if n in made_before and n not in keep]
+    problems += [
+        f"a variant named '{n}' already exists in this run; choose another name or delete it"
+        for n in names
+        if n in made_before and n not in keep
+    ]
     if problems:
         raise ConfigError(problems)
     results = []
     for index, (name, steps) in enumerate(planned, 1):
         if on_progress is not None:
-            on_progress(item_progress("variant", index, len(planned), f"making variant {name} ({index} of "
-                                                                      f"{len(planned)})"))
-        manifest = read_manifest(ctx.run.variants / name) if name in made_before and name in keep else \
-            _run_one(ctx, name, steps, source)
+            on_progress(item_progress("variant", index, len(planned), f"making variant {name} ({index} of {len(planned)})"))
+        manifest = (
+            read_manifest(ctx.run.variants / name) if name in made_before and name in keep else _run_one(ctx, name, steps, source)
+        )
         if on_made is not None:
             on_made(manifest)
         results.append(manifest)
@@ -239,8 +265,12 @@ def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict
     work = ctx.run.variants / f".{name}.work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    manifest = {"name": name, "source": source, "recipe": [{"method": s.method.name, **s.settings.to_dict()} for s in steps],
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    manifest = {
+        "name": name,
+        "source": source,
+        "recipe": [{"method": s.method.name, **s.settings.to_dict()} for s in steps],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     (work / "recipe.json").write_text(json.dumps(manifest, indent=2))  # what will run, before it runs
     ctx.work_dir, ctx.variant = work, name
     started = time.perf_counter()

@@ -51,10 +51,12 @@ class StructuredSettings(Settings):
     """Training batches used to score importance."""
 
     def checks(self) -> list[Check]:
-        return [("fraction", 0 < self.fraction < 1, "a share above 0 and below 1, e.g. 0.3 for 30%"),
-                ("count", self.count >= 0, "0 (use fraction) or a positive number"),
-                ("importance", self.importance in IMPORTANCE, " or ".join(IMPORTANCE)),
-                ("calibration_batches", 1 <= self.calibration_batches <= 1000, "from 1 to 1000")]
+        return [
+            ("fraction", 0 < self.fraction < 1, "a share above 0 and below 1, e.g. 0.3 for 30%"),
+            ("count", self.count >= 0, "0 (use fraction) or a positive number"),
+            ("importance", self.importance in IMPORTANCE, " or ".join(IMPORTANCE)),
+            ("calibration_batches", 1 <= self.calibration_batches <= 1000, "from 1 to 1000"),
+        ]
 
     def removed(self, total: int) -> int:
         return self.count or round(self.fraction * total)
@@ -67,8 +69,10 @@ class LayerSettings(Settings):
     calibration_batches: int = 4
 
     def checks(self) -> list[Check]:
-        return [("count", self.count >= 1, "1 or more layers"),
-                ("calibration_batches", 1 <= self.calibration_batches <= 1000, "from 1 to 1000")]
+        return [
+            ("count", self.count >= 1, "1 or more layers"),
+            ("calibration_batches", 1 <= self.calibration_batches <= 1000, "from 1 to 1000"),
+        ]
 
 
 # --------------------------------------------------------------------------- plan-time checks
@@ -79,8 +83,10 @@ def plan_heads(shape: dict, s: StructuredSettings) -> list[str]:
     for units in set(shape["head_units"]):
         cut = s.removed(units)
         if cut >= units:
-            problems.append(f"prune-heads would remove {cut} of the {units} attention head groups in a layer; "
-                            f"keep at least one: use count below {units} or a smaller fraction")
+            problems.append(
+                f"prune-heads would remove {cut} of the {units} attention head groups in a layer; "
+                f"keep at least one: use count below {units} or a smaller fraction"
+            )
         elif cut == 0:
             problems.append(f"prune-heads with fraction {s.fraction} removes no head of {units}; raise the fraction")
     shape["head_units"] = [u - s.removed(u) for u in shape["head_units"]]
@@ -92,8 +98,7 @@ def plan_neurons(shape: dict, s: StructuredSettings) -> list[str]:
     for width in set(shape["neurons"]):
         cut = s.removed(width)
         if not 0 < cut < width:
-            problems.append(f"prune-neurons would remove {cut} of {width} MLP neurons in a layer; "
-                            f"choose from 1 to {width - 1}")
+            problems.append(f"prune-neurons would remove {cut} of {width} MLP neurons in a layer; choose from 1 to {width - 1}")
     shape["neurons"] = [w - s.removed(w) for w in shape["neurons"]]
     return problems
 
@@ -113,8 +118,11 @@ def plan_layers(shape: dict, s: LayerSettings) -> list[str]:
 def prunable_linears(model: nn.Module, include_embeddings: bool = False) -> list[tuple[nn.Module, str]]:
     """Every weight matrix except the task head (and the embeddings unless asked): any architecture."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    found = [(m, "weight") for name, m in model.named_modules()
-             if isinstance(m, nn.Linear) and m is not head and not TASK_HEADS & set(name.split("."))]
+    found = [
+        (m, "weight")
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and m is not head and not TASK_HEADS & set(name.split("."))
+    ]
     if include_embeddings:
         found.append((model.get_input_embeddings(), "weight"))
     return found
@@ -129,16 +137,19 @@ def prune_magnitude(wm: WorkingModel, s: MagnitudeSettings, ctx: RunContext) -> 
     zeros = sum(int((m.weight == 0).sum()) for m, _ in targets)
     total = sum(m.weight.numel() for m, _ in targets)
     wm.sparse = True
-    wm.notes.append(f"{zeros / total:.0%} of the layer weights are zero; stored sparse (bitmask + values). "
-                    "Dense CPU kernels do not skip zeros, so this saves disk, not time.")
+    wm.notes.append(
+        f"{zeros / total:.0%} of the layer weights are zero; stored sparse (bitmask + values). "
+        "Dense CPU kernels do not skip zeros, so this saves disk, not time."
+    )
     return wm
 
 
 # --------------------------------------------------------------------------- importance
 
 
-def _element_scores(model: nn.Module, wm: WorkingModel, ctx: RunContext, importance: str,
-                    batches: int) -> dict[int, torch.Tensor]:
+def _element_scores(
+    model: nn.Module, wm: WorkingModel, ctx: RunContext, importance: str, batches: int
+) -> dict[int, torch.Tensor]:
     """Per weight matrix: |w| (magnitude) or w x dL/dw summed over calibration batches (taylor)."""
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
     if importance == "magnitude":
@@ -208,8 +219,10 @@ def prune_layers(wm: WorkingModel, s: LayerSettings, ctx: RunContext) -> Working
     losses = layer_ablation_losses(wm, ctx, s.calibration_batches)
     keep = keep_all_but_lowest(torch.tensor(losses), s.count)
     parts.keep_layers(wm.model, keep)
-    wm.notes.append(f"removed layers {sorted(set(range(len(losses))) - set(keep))} "
-                    f"(loss without each layer: {', '.join(f'{v:.3f}' for v in losses)})")
+    wm.notes.append(
+        f"removed layers {sorted(set(range(len(losses))) - set(keep))} "
+        f"(loss without each layer: {', '.join(f'{v:.3f}' for v in losses)})"
+    )
     if wm.structure:
         wm.structure = parts.structure_of(wm.model)
     return wm

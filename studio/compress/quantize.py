@@ -106,8 +106,10 @@ def quantize_bnb(wm: WorkingModel, s: BnbInt8Settings | Bnb4bitSettings, ctx: Ru
     model = _load_bnb(wm.task, source, s, kept_float)
     failing, quantized = _failing_layers(model)
     if failing and len(failing) == quantized:
-        raise UnsupportedError(f"no bitsandbytes {bits}-bit layer of this model runs on this machine's "
-                               f"{bnb_device().upper()}, so nothing would be quantized")
+        raise UnsupportedError(
+            f"no bitsandbytes {bits}-bit layer of this model runs on this machine's "
+            f"{bnb_device().upper()}, so nothing would be quantized"
+        )
     if failing:
         kept_float = failing
         model = _load_bnb(wm.task, source, s, kept_float)
@@ -115,14 +117,18 @@ def quantize_bnb(wm: WorkingModel, s: BnbInt8Settings | Bnb4bitSettings, ctx: Ru
         with torch.no_grad():
             logits = model(**inputs).logits
     except (RuntimeError, NotImplementedError, ValueError) as err:
-        raise UnsupportedError(f"the bitsandbytes {bits}-bit model does not run on this machine's "
-                               f"{bnb_device().upper()} ({type(err).__name__}: {err})") from err
+        raise UnsupportedError(
+            f"the bitsandbytes {bits}-bit model does not run on this machine's "
+            f"{bnb_device().upper()} ({type(err).__name__}: {err})"
+        ) from err
     if not torch.isfinite(logits.float()).all():
         raise UnsupportedError(f"the bitsandbytes {bits}-bit model gives non-finite outputs on this machine")
     wm.model, wm.form = model, ModelForm.BNB
     if kept_float:
-        wm.notes.append(f"{len(kept_float)} layer(s) bitsandbytes cannot run here kept in full precision "
-                        f"({', '.join(kept_float[:4])}{', ...' if len(kept_float) > 4 else ''})")
+        wm.notes.append(
+            f"{len(kept_float)} layer(s) bitsandbytes cannot run here kept in full precision "
+            f"({', '.join(kept_float[:4])}{', ...' if len(kept_float) > 4 else ''})"
+        )
     if bnb_device() == "cpu":
         wm.notes.append("bitsandbytes on CPU dequantizes weights for every product: smaller in memory, not faster")
     return wm
@@ -132,8 +138,9 @@ def _load_bnb(task: str, source: Path, s: BnbInt8Settings | Bnb4bitSettings, kep
     config = bnb_config(s)
     config.llm_int8_skip_modules = HEADS_KEPT_FULL + kept_float
     try:
-        return auto_class(task).from_pretrained(source, quantization_config=config, device_map=bnb_device(),
-                                                trust_remote_code=False, use_safetensors=True)
+        return auto_class(task).from_pretrained(
+            source, quantization_config=config, device_map=bnb_device(), trust_remote_code=False, use_safetensors=True
+        )
     except (RuntimeError, NotImplementedError, ValueError) as err:
         raise UnsupportedError(f"bitsandbytes could not quantize this model here ({err})") from err
 

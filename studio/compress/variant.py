@@ -96,8 +96,17 @@ def save_variant(wm: WorkingModel, folder: Path, manifest: dict) -> None:
         wm.tokenizer.save_pretrained(tmp)
         if wm.form == ModelForm.ONNX and wm.float_source is not None:  # the pruned/healed float model, for export
             save_variant(wm.float_source, tmp / "float", {**manifest, "name": f"{manifest['name']}-float"})
-        manifest = {**manifest, "form": wm.form, "task": wm.task, "structure": wm.structure, "sparse": wm.sparse,
-                    "params": wm.params, "notes": wm.notes, "recreate": recreate_text(wm), "dtype": _dtype(wm)}
+        manifest = {
+            **manifest,
+            "form": wm.form,
+            "task": wm.task,
+            "structure": wm.structure,
+            "sparse": wm.sparse,
+            "params": wm.params,
+            "notes": wm.notes,
+            "recreate": recreate_text(wm),
+            "dtype": _dtype(wm),
+        }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -114,19 +123,24 @@ def _dtype(wm: WorkingModel) -> str:
 
 
 def recreate_text(wm: WorkingModel) -> str:
-    steps = {"onnx": "Open model.onnx with onnxruntime.InferenceSession; inputs input_ids and attention_mask "
-                     "(int64), output logits.",
-             "bnb": "AutoModelFor...from_pretrained(folder, device_map='cpu' or 'cuda'); the bitsandbytes "
-                    "settings are in config.json (quantization_config).",
-             "torch": "AutoModelFor...from_pretrained(folder)."}
+    steps = {
+        "onnx": "Open model.onnx with onnxruntime.InferenceSession; inputs input_ids and attention_mask (int64), output logits.",
+        "bnb": "AutoModelFor...from_pretrained(folder, device_map='cpu' or 'cuda'); the bitsandbytes "
+        "settings are in config.json (quantization_config).",
+        "torch": "AutoModelFor...from_pretrained(folder).",
+    }
     text = steps[wm.form]
     if wm.structure and wm.form == ModelForm.TORCH:
-        text = ("Build the model from config.json, shrink each layer to the head units and MLP neurons listed "
-                "in 'structure' (studio.model_parts.apply_structure), then load the weights.")
+        text = (
+            "Build the model from config.json, shrink each layer to the head units and MLP neurons listed "
+            "in 'structure' (studio.model_parts.apply_structure), then load the weights."
+        )
     if wm.sparse and wm.form == ModelForm.TORCH:
-        text += (f" Weights are in {SPARSE_FILE}: for each '<name>::mask' (numpy.packbits of the non-zero "
-                 "positions) put '<name>::values' at those positions of a zero matrix of the shape in the "
-                 "file's 'sparse' metadata.")
+        text += (
+            f" Weights are in {SPARSE_FILE}: for each '<name>::mask' (numpy.packbits of the non-zero "
+            "positions) put '<name>::values' at those positions of a zero matrix of the shape in the "
+            "file's 'sparse' metadata."
+        )
     return text
 
 
@@ -142,14 +156,21 @@ def load_variant(folder: str | Path) -> WorkingModel:
     if form == ModelForm.ONNX:
         model = OnnxModel(folder / "model.onnx", task)
     elif form == ModelForm.BNB:
-        model = auto_class(task).from_pretrained(folder, device_map=bnb_device(), trust_remote_code=False,
-                                                 use_safetensors=True)
+        model = auto_class(task).from_pretrained(folder, device_map=bnb_device(), trust_remote_code=False, use_safetensors=True)
     else:
         model = _load_torch(folder, task, manifest)
-    return WorkingModel(model, tokenizer, task, manifest["params"], form, manifest.get("structure"),
-                        manifest.get("sparse", False), list(manifest.get("notes", [])),
-                        folder / "model.onnx" if form == ModelForm.ONNX else None,
-                        AutoConfig.from_pretrained(folder, trust_remote_code=False))
+    return WorkingModel(
+        model,
+        tokenizer,
+        task,
+        manifest["params"],
+        form,
+        manifest.get("structure"),
+        manifest.get("sparse", False),
+        list(manifest.get("notes", [])),
+        folder / "model.onnx" if form == ModelForm.ONNX else None,
+        AutoConfig.from_pretrained(folder, trust_remote_code=False),
+    )
 
 
 def _load_torch(folder: Path, task: str, manifest: dict) -> PreTrainedModel:
@@ -170,8 +191,10 @@ def _load_torch(folder: Path, task: str, manifest: dict) -> PreTrainedModel:
     if getattr(config, "tie_word_embeddings", False):
         missing = [k for k in missing if not k.endswith("lm_head.weight")]  # re-tied below
     if missing or unexpected:
-        raise ModelLoadError(f"The weights in {folder} do not fit its manifest (missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]}). The variant is damaged: create it again.")
+        raise ModelLoadError(
+            f"The weights in {folder} do not fit its manifest (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}). The variant is damaged: create it again."
+        )
     if getattr(config, "tie_word_embeddings", False):
         model.tie_weights()
     return model.to(dtype).eval()

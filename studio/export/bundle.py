@@ -46,23 +46,35 @@ def write_model_folder(run_dir: Path, chosen: RunModel, dest: Path, task: str, l
         if source.folder == chosen.folder / "float":
             return notes
         if len(manifest.get("recipe") or []) > 1:  # made before variants kept their float model
-            return notes + [f"`model/` holds {source.name} *before* this variant's earlier steps "
-                            f"({', '.join(s['method'] for s in manifest['recipe'][:-1])}): the float weights of "
-                            "this variant were not kept when it was made. The variant itself is `onnx/model.onnx`; "
-                            "make the variant again for a matching `model/`."]
-        return notes + [f"`model/` holds {source.name}, the float model this ONNX variant was converted from; "
-                        "the variant itself is `onnx/model.onnx`."]
+            return notes + [
+                f"`model/` holds {source.name} *before* this variant's earlier steps "
+                f"({', '.join(s['method'] for s in manifest['recipe'][:-1])}): the float weights of "
+                "this variant were not kept when it was made. The variant itself is `onnx/model.onnx`; "
+                "make the variant again for a matching `model/`."
+            ]
+        return notes + [
+            f"`model/` holds {source.name}, the float model this ONNX variant was converted from; "
+            "the variant itself is `onnx/model.onnx`."
+        ]
     if chosen.form == ModelForm.BNB or not (manifest.get("structure") or manifest.get("sparse")):
         copy_hf_folder(chosen.folder, dest)
-        return ["The weights are bitsandbytes-quantized: loading them needs `pip install bitsandbytes` (and runs "
-                "fastest on a CUDA GPU)."] if chosen.form == ModelForm.BNB else []
+        return (
+            [
+                "The weights are bitsandbytes-quantized: loading them needs `pip install bitsandbytes` (and runs "
+                "fastest on a CUDA GPU)."
+            ]
+            if chosen.form == ModelForm.BNB
+            else []
+        )
     wm = load_variant(chosen.folder)
     model, notes = plain_model(wm)
     model.save_pretrained(dest)
     wm.tokenizer.save_pretrained(dest)
     if manifest.get("sparse"):
-        notes.append("The pruned weights are stored dense here (zeros included) so any runtime can read them; "
-                     "the zeros compress well in the zip.")
+        notes.append(
+            "The pruned weights are stored dense here (zeros included) so any runtime can read them; "
+            "the zeros compress well in the zip."
+        )
     return notes
 
 
@@ -81,8 +93,9 @@ def load_exported(model_dir: Path, task: str, texts: list[str]) -> tuple[torch.n
     return auto_class(task).from_pretrained(model_dir, **SAFE_LOAD).eval(), _inputs(model_dir, texts)
 
 
-def largest_logit_difference(run_dir: Path, chosen: RunModel, copy: torch.nn.Module, inputs: dict[str, torch.Tensor],
-                       task: str, labels: list[str]) -> float:
+def largest_logit_difference(
+    run_dir: Path, chosen: RunModel, copy: torch.nn.Module, inputs: dict[str, torch.Tensor], task: str, labels: list[str]
+) -> float:
     """Compare the loaded model/ with the model it came from; the largest logit difference."""
 
     if chosen.form == ModelForm.ONNX:
@@ -107,8 +120,9 @@ def _inputs(model_dir: Path, texts: list[str]) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- other formats
 
 
-def write_onnx(chosen: RunModel, stage: Path, task: str, model: torch.nn.Module | None,
-               inputs: dict[str, torch.Tensor] | None) -> tuple[str, float | None]:
+def write_onnx(
+    chosen: RunModel, stage: Path, task: str, model: torch.nn.Module | None, inputs: dict[str, torch.Tensor] | None
+) -> tuple[str, float | None]:
     """onnx/model.onnx: the ONNX variant itself, or the loaded model/ exported and checked."""
 
     out = stage / "onnx" / "model.onnx"
@@ -132,8 +146,14 @@ def write_gguf_file(stage: Path, name: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------- the whole export
 
 
-def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | Path, *,
-                 metrics: dict[str, dict] | None = None, on_progress: ProgressFn | None = None) -> ExportResult:
+def export_model(
+    run_dir: str | Path,
+    settings: ExportSettings,
+    out_zip: str | Path,
+    *,
+    metrics: dict[str, dict] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> ExportResult:
     """Write the zip for ``settings.variant`` of the finished run in ``run_dir``.
 
     ``metrics``: measured rows by model name (teacher, student, variant); read from the run's
@@ -142,8 +162,12 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
     run_dir, out_zip = Path(run_dir), Path(out_zip)
     if settings.variant == TFIDF:
         if settings.hybrid:
-            raise ConfigError(["the hybrid option pairs a distilled model with its teacher; the TF-IDF baseline "
-                               "exports alone (turn the hybrid option off)"])
+            raise ConfigError(
+                [
+                    "the hybrid option pairs a distilled model with its teacher; the TF-IDF baseline "
+                    "exports alone (turn the hybrid option off)"
+                ]
+            )
 
         return export_linear_baseline(run_dir, out_zip, _zip_folder, on_progress)
     config = RunPaths(run_dir).read_config()
@@ -165,8 +189,11 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
 
     try:
         say("writing the model folder")
-        files = {"README.md": "this model card", "predict.py": "a short example: python predict.py \"text\"",
-                 "model/": "Hugging Face folder (config, safetensors, tokenizer): AutoModelFor...from_pretrained"}
+        files = {
+            "README.md": "this model card",
+            "predict.py": 'a short example: python predict.py "text"',
+            "model/": "Hugging Face folder (config, safetensors, tokenizer): AutoModelFor...from_pretrained",
+        }
         notes = write_model_folder(run_dir, chosen, stage / "model", task, labels)
         checks, exported, inputs = {}, None, None
         say("checking the model folder loads and answers the same")
@@ -176,8 +203,10 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
         if settings.onnx or chosen.form == ModelForm.ONNX:  # an ONNX variant's graph is the variant itself
             say("writing the ONNX file")
             if chosen.form == ModelForm.BNB:
-                notes.append("No ONNX file: a bitsandbytes model cannot be exported to ONNX. Export the student or "
-                             "the int8 variant for ONNX Runtime.")
+                notes.append(
+                    "No ONNX file: a bitsandbytes model cannot be exported to ONNX. Export the student or "
+                    "the int8 variant for ONNX Runtime."
+                )
             else:
                 files["onnx/model.onnx"], diff = write_onnx(chosen, stage, task, exported, inputs)
                 if diff is not None:
@@ -189,10 +218,14 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
                 files[path] = about
             except UnsupportedError as err:
                 notes.append(f"No GGUF file: {err}")
-        export_settings = {"task": task, "labels": labels, "variant": chosen.name,
-                           "runtime": "onnx" if chosen.form == ModelForm.ONNX else "transformers",
-                           "inputs": "text" if task == Task.CAUSAL_LM and dataset.report.prompt_column is None else "questions",
-                           "threshold": None}
+        export_settings = {
+            "task": task,
+            "labels": labels,
+            "variant": chosen.name,
+            "runtime": "onnx" if chosen.form == ModelForm.ONNX else "transformers",
+            "inputs": "text" if task == Task.CAUSAL_LM and dataset.report.prompt_column is None else "questions",
+            "threshold": None,
+        }
         (stage / EXPORT_JSON).write_text(json.dumps(export_settings, indent=2))
         shutil.copy2(Path(__file__).with_name("predict.py"), stage / "predict.py")
         hybrid = None
@@ -214,8 +247,7 @@ def export_model(run_dir: str | Path, settings: ExportSettings, out_zip: str | P
     return ExportResult(out_zip, size, files, hybrid, notes, checks)
 
 
-def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, threshold: float | None,
-                 row: dict) -> dict:
+def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, threshold: float | None, row: dict) -> dict:
     """Copy the teacher in and measure the hybrid. A text generator whose answers failed the fluency check
     never answers alone: unless the user set a threshold, it is 1 (the teacher answers everything)."""
 
@@ -227,8 +259,10 @@ def _add_teacher(run_dir: Path, stage: Path, export_settings: dict, dataset, thr
     why = None
     if threshold is None and row.get("fluent") is False:
         threshold = 1.0
-        why = (f"the student's answers fail the fluency check ({row.get('fluency_note', '')}), so the teacher "
-               "answers everything; set a threshold to let the student answer anyway")
+        why = (
+            f"the student's answers fail the fluency check ({row.get('fluency_note', '')}), so the teacher "
+            "answers everything; set a threshold to let the student answer anyway"
+        )
     return measure(stage, export_settings, dataset.split("validation"), dataset.split("test"), threshold, why)
 
 
@@ -250,21 +284,42 @@ def _add_teacher_terms(run_dir: Path, stage: Path, files: dict, notes: list[str]
     notes.append(entry.terms_notice)
 
 
-def _card_info(run_dir: Path, config: dict, chosen: RunModel, dataset, files: dict, rows: dict[str, dict],
-               answers: dict | None, hybrid: dict | None, notes: list[str]) -> dict:
+def _card_info(
+    run_dir: Path,
+    config: dict,
+    chosen: RunModel,
+    dataset,
+    files: dict,
+    rows: dict[str, dict],
+    answers: dict | None,
+    hybrid: dict | None,
+    notes: list[str],
+) -> dict:
     from dataclasses import asdict
 
     teacher, entry = _teacher_entry(run_dir)
     order = ["teacher", "student", chosen.name, LABELS_ONLY, *BASELINES]
     shown = {name: rows[name] for name in dict.fromkeys(order) if name in rows}
     recipe = (chosen.manifest or {}).get("recipe") or []
-    return {"name": f"{chosen.name} (SLM Studio export)", "task": config["task"],
-            "teacher": entry.title if entry else teacher.get("name", "unknown"),
-            "licence": _licence_id(entry.licence) if entry else None, "licence_text": entry.licence if entry else None,
-            "report": asdict(dataset.report),
-            "distill": config["distill"], "recipe": recipe, "metrics": shown, "files": files, "hybrid": hybrid,
-            "notes": notes, "quantized": any(s["method"] in QUANTIZING for s in recipe), "role": chosen.name,
-            "chosen": chosen.name, "plan": (config.get("plan") or {}).get("words", ""), "answers": answers}
+    return {
+        "name": f"{chosen.name} (SLM Studio export)",
+        "task": config["task"],
+        "teacher": entry.title if entry else teacher.get("name", "unknown"),
+        "licence": _licence_id(entry.licence) if entry else None,
+        "licence_text": entry.licence if entry else None,
+        "report": asdict(dataset.report),
+        "distill": config["distill"],
+        "recipe": recipe,
+        "metrics": shown,
+        "files": files,
+        "hybrid": hybrid,
+        "notes": notes,
+        "quantized": any(s["method"] in QUANTIZING for s in recipe),
+        "role": chosen.name,
+        "chosen": chosen.name,
+        "plan": (config.get("plan") or {}).get("words", ""),
+        "answers": answers,
+    }
 
 
 QUANTIZING = {"int8", "bnb-int8", "bnb-nf4", "bnb-fp4"}
@@ -278,8 +333,7 @@ def _licence_id(text: str) -> str:
 
 def _reports(run_dir: Path) -> list[dict]:
     """The run's measurements, oldest kind first (eval.json, then compare.json, which adds the variants)."""
-    return [json.loads((run_dir / name).read_text()) for name in ("eval.json", "compare.json")
-            if (run_dir / name).exists()]
+    return [json.loads((run_dir / name).read_text()) for name in ("eval.json", "compare.json") if (run_dir / name).exists()]
 
 
 def _zip_folder(stage: Path, out_zip: Path, root: str) -> int:

@@ -9,8 +9,19 @@ from studio import metrics
 from studio.answers import NEW_TOKENS, NO_REPEAT, side_by_side
 from studio.words import Task
 
-CARD_COLUMNS = ["params", "size_bytes", "macro_f1", "accuracy", "perplexity", "rouge_l", "chrf", "answer_perplexity",
-                "degenerate_share", "agreement", "latency_ms"]
+CARD_COLUMNS = [
+    "params",
+    "size_bytes",
+    "macro_f1",
+    "accuracy",
+    "perplexity",
+    "rouge_l",
+    "chrf",
+    "answer_perplexity",
+    "degenerate_share",
+    "agreement",
+    "latency_ms",
+]
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~])")
@@ -30,8 +41,7 @@ def metrics_table(rows: dict[str, dict]) -> str:
     columns = metrics.shown(list(rows.values()), CARD_COLUMNS)
     if not rows or not columns:
         return "No measurements were recorded for this run.\n"
-    lines = ["| model | " + " | ".join(c.title for c in columns) + " |",
-             "|---" * (len(columns) + 1) + "|"]
+    lines = ["| model | " + " | ".join(c.title for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, row in rows.items():
         cells = [c.text(row.get(c.key)) for c in columns]
         lines.append(f"| {md(name)} | " + " | ".join(cells) + " |")
@@ -46,19 +56,28 @@ def model_card(info: dict) -> str:
     tags = ["slm-studio", "knowledge-distillation"] + [step["method"] for step in info.get("recipe") or []]
     formats = [f for f in ("onnx", "gguf") if any(path.startswith(f"{f}/") for path in info["files"])]
     tags += formats
-    head = ["---", "library_name: transformers",
-            f"pipeline_tag: {'text-classification' if task == 'classification' else 'text-generation'}"]
+    head = [
+        "---",
+        "library_name: transformers",
+        f"pipeline_tag: {'text-classification' if task == 'classification' else 'text-generation'}",
+    ]
     if info.get("licence"):
         head.append(f"license: {info['licence']}")
         if info["licence"] == "other":
             head.append(f"license_name: {json.dumps(info.get('licence_text') or 'see the teacher')}")
-    head += [f"tags:{_yaml_list(tags)}", f"base_model_relation: {'quantized' if info.get('quantized') else 'finetune'}",
-             "---", ""]
+    head += [
+        f"tags:{_yaml_list(tags)}",
+        f"base_model_relation: {'quantized' if info.get('quantized') else 'finetune'}",
+        "---",
+        "",
+    ]
     what = "sorts texts into one of its labels" if task == Task.CLASSIFICATION else "continues text / answers prompts"
-    made = (f"the teacher of an SLM Studio distillation (**{md(info['teacher'])}**), as used for the owner's data"
-            if info.get("role") == "teacher" else
-            f"A small model that {what}, made with SLM Studio by knowledge distillation from the teacher "
-            f"**{md(info['teacher'])}** on the owner's own data")
+    made = (
+        f"the teacher of an SLM Studio distillation (**{md(info['teacher'])}**), as used for the owner's data"
+        if info.get("role") == "teacher"
+        else f"A small model that {what}, made with SLM Studio by knowledge distillation from the teacher "
+        f"**{md(info['teacher'])}** on the owner's own data"
+    )
     parts = [
         "\n".join(head),
         f"# {md(info['name'])}\n",
@@ -66,20 +85,22 @@ def model_card(info: dict) -> str:
         "## Files\n",
         "\n".join(f"- `{path}` — {about}" for path, about in info["files"].items()) + "\n",
         "## Use it\n",
-        "```bash\npip install torch transformers" + (" onnxruntime" if "onnx" in formats else "")
-        + "\npython predict.py \"your text here\"\n```\n",
+        "```bash\npip install torch transformers"
+        + (" onnxruntime" if "onnx" in formats else "")
+        + '\npython predict.py "your text here"\n```\n',
         "Or in Python, with nothing but transformers installed:\n",
         "```python\nfrom transformers import AutoModelFor"
         + ("SequenceClassification" if task == Task.CLASSIFICATION else "CausalLM")
         + ", AutoTokenizer\nmodel = AutoModelFor"
         + ("SequenceClassification" if task == Task.CLASSIFICATION else "CausalLM")
-        + ".from_pretrained(\"model\")\ntokenizer = AutoTokenizer.from_pretrained(\"model\")\n```\n",
+        + '.from_pretrained("model")\ntokenizer = AutoTokenizer.from_pretrained("model")\n```\n',
         "## Training data\n",
         _data_summary(report),
         "## How it was made\n",
         f"- Teacher: {md(info['teacher'])}" + (f" (licence: {info['licence']})" if info.get("licence") else ""),
         "- Distillation settings: " + ", ".join(f"{k}={md(v)}" for k, v in sorted(info["distill"].items())),
-        ("- Compression: " + " → ".join(_step_text(s) for s in info["recipe"])) if info.get("recipe")
+        ("- Compression: " + " → ".join(_step_text(s) for s in info["recipe"]))
+        if info.get("recipe")
         else "- Compression: none (the distilled student as trained)",
         "",
         *([f"- {md(info['plan'])}"] if info.get("plan") else []),
@@ -107,10 +128,12 @@ def _baseline_text(rows: dict[str, dict]) -> str:
     """What the baselines are, and every warning a measured model carries."""
     lines = []
     if any(name.endswith("-baseline") for name in rows):
-        lines.append("The baselines were fitted on the same training split and measured on the same test split: "
-                     "majority-baseline always answers the commonest label; tfidf-baseline is TF-IDF of words and "
-                     "word pairs with logistic regression. Macro-F1 (the mean of each label's F1) is the headline: "
-                     "it does not flatter a model that ignores rare labels.")
+        lines.append(
+            "The baselines were fitted on the same training split and measured on the same test split: "
+            "majority-baseline always answers the commonest label; tfidf-baseline is TF-IDF of words and "
+            "word pairs with logistic regression. Macro-F1 (the mean of each label's F1) is the headline: "
+            "it does not flatter a model that ignores rare labels."
+        )
     lines += [f"- **Warning: {md(name)}** {md(w)}." for name, row in rows.items() for w in row.get("warnings") or []]
     return "\n".join(lines) + "\n" if lines else ""
 
@@ -120,11 +143,19 @@ def _answers_text(book: dict | None, names: list[str]) -> str:
     if not book or not book.get("prompts"):
         return ""
 
-    return "\n".join(["### What it writes\n",
-                      f"Greedy answers (up to {NEW_TOKENS} tokens, never repeating a run of {NO_REPEAT} tokens, as "
-                      "`predict.py` answers) to the first held-out "
-                      "prompts; the teacher's perplexity of the human reference answers is "
-                      f"{book['reference_perplexity']:.1f}.\n", *answers_table(book, names)]) + "\n"
+    return (
+        "\n".join(
+            [
+                "### What it writes\n",
+                f"Greedy answers (up to {NEW_TOKENS} tokens, never repeating a run of {NO_REPEAT} tokens, as "
+                "`predict.py` answers) to the first held-out "
+                "prompts; the teacher's perplexity of the human reference answers is "
+                f"{book['reference_perplexity']:.1f}.\n",
+                *answers_table(book, names),
+            ]
+        )
+        + "\n"
+    )
 
 
 def answers_table(book: dict, names: list[str], count: int = 5) -> list[str]:
@@ -140,10 +171,11 @@ def answers_table(book: dict, names: list[str], count: int = 5) -> list[str]:
 def _per_class_text(row: dict, name: str) -> str:
     if not row.get("per_class"):
         return ""
-    lines = [f"### {md(name)}, label by label\n", "| label | precision | recall | F1 | test examples |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {md(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
-              for label, m in row["per_class"].items()]
+    lines = [f"### {md(name)}, label by label\n", "| label | precision | recall | F1 | test examples |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {md(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+        for label, m in row["per_class"].items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -153,36 +185,51 @@ def _step_text(step: dict) -> str:
 
 
 def _data_summary(report: dict) -> str:
-    lines = [f"- Task: {report.get('task')}; file format {md(report.get('format'))}; "
-             f"{report.get('rows_used')} rows used of {report.get('rows_read')} read",
-             "- Split (train / validation / test): " + " / ".join(str(report.get("split_sizes", {}).get(k, 0))
-                                                               for k in ("train", "validation", "test"))]
+    lines = [
+        f"- Task: {report.get('task')}; file format {md(report.get('format'))}; "
+        f"{report.get('rows_used')} rows used of {report.get('rows_read')} read",
+        "- Split (train / validation / test): "
+        + " / ".join(str(report.get("split_sizes", {}).get(k, 0)) for k in ("train", "validation", "test")),
+    ]
     if report.get("label_counts"):
         lines.append("- Labels (rows): " + ", ".join(f"{md(k)} ({v})" for k, v in sorted(report["label_counts"].items())))
-    used = [md(report.get(k)) for k in ("text_column", "label_column", "prompt_column", "response_column")
-            if report.get(k)]
+    used = [md(report.get(k)) for k in ("text_column", "label_column", "prompt_column", "response_column") if report.get(k)]
     lines.append(f"- Columns used: {', '.join(used)}. No rows of the data are included in this export.")
     return "\n".join(lines) + "\n"
 
 
 def _hybrid_text(hybrid: dict | None, task: str) -> str:
     if not hybrid:
-        return ("## Small model first, teacher when unsure\n\nNot included in this export (export again with the "
-                "hybrid option to add the teacher and a confidence threshold).\n")
-    lines = ["## Small model first, teacher when unsure\n",
-             f"`predict.py` asks the student first and hands the input to the teacher (in `teacher/`) when the "
-             f"student's confidence is below **{hybrid['threshold']:.4g}** ({hybrid['threshold_source']}; "
-             "at 1 the teacher answers everything).\n",
-             f"- The student answers **{hybrid['student_share']:.1%}** of inputs alone ({hybrid['measured_on']})."]
+        return (
+            "## Small model first, teacher when unsure\n\nNot included in this export (export again with the "
+            "hybrid option to add the teacher and a confidence threshold).\n"
+        )
+    lines = [
+        "## Small model first, teacher when unsure\n",
+        f"`predict.py` asks the student first and hands the input to the teacher (in `teacher/`) when the "
+        f"student's confidence is below **{hybrid['threshold']:.4g}** ({hybrid['threshold_source']}; "
+        "at 1 the teacher answers everything).\n",
+        f"- The student answers **{hybrid['student_share']:.1%}** of inputs alone ({hybrid['measured_on']}).",
+    ]
     if task == Task.CLASSIFICATION:
-        lines += [f"- Accuracy: student alone {hybrid['student_accuracy']:.1%}, hybrid {hybrid['hybrid_accuracy']:.1%}, "
-                  f"teacher alone {hybrid['teacher_accuracy']:.1%}.", "",
-                  "| threshold (`predict.py --threshold`) | student answers alone | hybrid accuracy |", "|---|---|---|"]
-        lines += [f"| {row['threshold']:.2f} | {row['student_share']:.1%} | {row['hybrid_accuracy']:.1%} |"
-                  for row in hybrid.get("curve", [])]
+        lines += [
+            f"- Accuracy: student alone {hybrid['student_accuracy']:.1%}, hybrid {hybrid['hybrid_accuracy']:.1%}, "
+            f"teacher alone {hybrid['teacher_accuracy']:.1%}.",
+            "",
+            "| threshold (`predict.py --threshold`) | student answers alone | hybrid accuracy |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {row['threshold']:.2f} | {row['student_share']:.1%} | {row['hybrid_accuracy']:.1%} |"
+            for row in hybrid.get("curve", [])
+        ]
     else:
-        lines += ["- Confidence of a generated answer is the geometric mean of its tokens' probabilities; generated "
-                  "text has no single right answer, so the hybrid's quality is not scored here.", "",
-                  "| threshold (`predict.py --threshold`) | student answers alone |", "|---|---|"]
+        lines += [
+            "- Confidence of a generated answer is the geometric mean of its tokens' probabilities; generated "
+            "text has no single right answer, so the hybrid's quality is not scored here.",
+            "",
+            "| threshold (`predict.py --threshold`) | student answers alone |",
+            "|---|---|",
+        ]
         lines += [f"| {row['threshold']:.2f} | {row['student_share']:.1%} |" for row in hybrid.get("curve", [])]
     return "\n".join(lines) + "\n"

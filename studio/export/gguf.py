@@ -20,8 +20,10 @@ from studio.errors import UnsupportedError
 
 _INSTEAD = "GGUF is for Llama-style text generators; use the ONNX or safetensors files in the export instead."
 # Llama 3's split, which llama.cpp calls "llama-bpe"; any other custom split would tokenize differently there.
-_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 _FILE_TYPES = {"f16": gguf.LlamaFileType.MOSTLY_F16, "f32": gguf.LlamaFileType.ALL_F32}
 
 
@@ -69,8 +71,7 @@ def _vocab(tok: dict, size: int) -> tuple[list[str], list[int]]:
     if max(tokens) >= size:
         raise _refuse(f"the tokenizer has token ids up to {max(tokens)} but the model only has {size} embeddings")
     # Rows no token maps to still need an entry; llama.cpp checks the list length against the embedding.
-    return ([tokens.get(i, f"[PAD{i}]") for i in range(size)],
-            [types.get(i, gguf.TokenType.UNUSED) for i in range(size)])
+    return ([tokens.get(i, f"[PAD{i}]") for i in range(size)], [types.get(i, gguf.TokenType.UNUSED) for i in range(size)])
 
 
 def _permute(weight: np.ndarray, heads: int) -> np.ndarray:

@@ -30,7 +30,7 @@ CAUSAL_LIMIT = 40
 def _classify_all(runner: predict.Runner, records: list[dict]) -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     for start in range(0, len(records), 32):
-        out += predict.classify(runner, [r["text"] for r in records[start:start + 32]])
+        out += predict.classify(runner, [r["text"] for r in records[start : start + 32]])
     return out
 
 
@@ -53,8 +53,9 @@ def choose_threshold(student: list[tuple[str, float]], teacher: list[str], label
     return 1.0  # the teacher answers everything
 
 
-def measure_classifier(student: predict.Runner, teacher: predict.Runner, validation: list[dict], test: list[dict],
-                       threshold: float | None) -> dict:
+def measure_classifier(
+    student: predict.Runner, teacher: predict.Runner, validation: list[dict], test: list[dict], threshold: float | None
+) -> dict:
     if threshold is None:
         val_student = _classify_all(student, validation)
         val_teacher = [label for label, _ in _classify_all(teacher, validation)]
@@ -65,22 +66,33 @@ def measure_classifier(student: predict.Runner, teacher: predict.Runner, validat
     said = _classify_all(student, test)
     teacher_said = [label for label, _ in _classify_all(teacher, test)]
     labels = [r["label"] for r in test]
-    curve = [{"threshold": t, "student_share": _share([c for _, c in said], t),
-              "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, t)} for t in OTHER_THRESHOLDS]
-    return {"threshold": threshold, "curve": curve, "threshold_source": chosen,
-            "measured_on": f"test split, {len(test)} examples",
-            "student_share": _share([c for _, c in said], threshold),
-            "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, threshold),
-            "student_accuracy": _hybrid_accuracy(said, teacher_said, labels, 0.0),
-            "teacher_accuracy": sum(t == y for t, y in zip(teacher_said, labels)) / max(1, len(labels))}
+    curve = [
+        {
+            "threshold": t,
+            "student_share": _share([c for _, c in said], t),
+            "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, t),
+        }
+        for t in OTHER_THRESHOLDS
+    ]
+    return {
+        "threshold": threshold,
+        "curve": curve,
+        "threshold_source": chosen,
+        "measured_on": f"test split, {len(test)} examples",
+        "student_share": _share([c for _, c in said], threshold),
+        "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, threshold),
+        "student_accuracy": _hybrid_accuracy(said, teacher_said, labels, 0.0),
+        "teacher_accuracy": sum(t == y for t, y in zip(teacher_said, labels)) / max(1, len(labels)),
+    }
 
 
 def _confidences(student: predict.Runner, records: list[dict]) -> list[float]:
     return [predict.generate(student, question_of(r), max_new_tokens=24)[1] for r in records[:CAUSAL_LIMIT]]
 
 
-def measure_causal(student: predict.Runner, validation: list[dict], test: list[dict], threshold: float | None,
-                   why: str | None = None) -> dict:
+def measure_causal(
+    student: predict.Runner, validation: list[dict], test: list[dict], threshold: float | None, why: str | None = None
+) -> dict:
     if why is not None:
         source = why
     elif threshold is None:  # no right answer to aim at: split the validation prompts half and half
@@ -89,16 +101,20 @@ def measure_causal(student: predict.Runner, validation: list[dict], test: list[d
     else:
         source = "set by the user"
     confidences = _confidences(student, test)
-    return {"threshold": threshold, "threshold_source": source, "student_share": _share(confidences, threshold),
-            "measured_on": f"test split, first {len(confidences)} prompts, 24 new tokens each",
-            "curve": [{"threshold": t, "student_share": _share(confidences, t)} for t in CAUSAL_THRESHOLDS]}
+    return {
+        "threshold": threshold,
+        "threshold_source": source,
+        "student_share": _share(confidences, threshold),
+        "measured_on": f"test split, first {len(confidences)} prompts, 24 new tokens each",
+        "curve": [{"threshold": t, "student_share": _share(confidences, t)} for t in CAUSAL_THRESHOLDS],
+    }
 
 
-def measure(export_dir: Path, settings: dict, validation: list[dict], test: list[dict],
-            threshold: float | None, why: str | None = None) -> dict:
+def measure(
+    export_dir: Path, settings: dict, validation: list[dict], test: list[dict], threshold: float | None, why: str | None = None
+) -> dict:
     """The hybrid's figures for an export folder holding model/ (and onnx/) and teacher/."""
-    student = predict.Runner(export_dir / "model", settings["task"], settings["runtime"],
-                             export_dir / "onnx" / "model.onnx")
+    student = predict.Runner(export_dir / "model", settings["task"], settings["runtime"], export_dir / "onnx" / "model.onnx")
     student.continue_text = settings.get("inputs") == "text"
     if settings["task"] == Task.CLASSIFICATION:
         teacher = predict.Runner(export_dir / "teacher", settings["task"])

@@ -37,8 +37,9 @@ def to_onnx_graph(pipeline) -> bytes:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import StringTensorType
 
-    model = to_onnx(pipeline, initial_types=[("text", StringTensorType([None, 1]))],
-                    options={id(pipeline.steps[-1][1]): {"zipmap": False}})
+    model = to_onnx(
+        pipeline, initial_types=[("text", StringTensorType([None, 1]))], options={id(pipeline.steps[-1][1]): {"zipmap": False}}
+    )
     for node in model.graph.node:
         if node.op_type == "StringNormalizer":
             node.attribute.append(onnx.helper.make_attribute("locale", LOCALE))
@@ -48,14 +49,12 @@ def to_onnx_graph(pipeline) -> bytes:
 def run_graph(graph: bytes | Path, texts: list[str]) -> tuple[list[str], np.ndarray]:
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(graph if isinstance(graph, bytes) else str(graph),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(graph if isinstance(graph, bytes) else str(graph), providers=["CPUExecutionProvider"])
     labels, probabilities = session.run(None, {"text": np.array(texts, dtype=object).reshape(-1, 1)})
     return [str(label) for label in labels], probabilities
 
 
-def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress: ProgressFn | None = None
-                           ) -> ExportResult:
+def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress: ProgressFn | None = None) -> ExportResult:
     """``zip_folder(stage, out_zip, root)`` writes the zip (the bundle's own, so every export zips alike)."""
 
     def say(step: int, message: str) -> None:
@@ -85,13 +84,18 @@ def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress
         say(3, "writing the zip")
         (stage / "baseline.onnx").write_bytes(graph)
         shutil.copy2(Path(__file__).with_name("predict_linear.py"), stage / "predict.py")
-        (stage / EXPORT_JSON).write_text(json.dumps({"task": Task.CLASSIFICATION, "labels": labels, "variant": TFIDF,
-                                                     "runtime": "onnx"}, indent=2))
-        files = {"README.md": "this model card", "baseline.onnx": "TF-IDF + logistic regression as one ONNX graph",
-                 "predict.py": "python predict.py \"text\" (needs onnxruntime and numpy only)",
-                 "export.json": "labels and settings predict.py reads"}
-        (stage / "README.md").write_text(_card(config, dataset.report, scores, agreement, len(test), fitted.params,
-                                               len(graph)), encoding="utf-8")
+        (stage / EXPORT_JSON).write_text(
+            json.dumps({"task": Task.CLASSIFICATION, "labels": labels, "variant": TFIDF, "runtime": "onnx"}, indent=2)
+        )
+        files = {
+            "README.md": "this model card",
+            "baseline.onnx": "TF-IDF + logistic regression as one ONNX graph",
+            "predict.py": 'python predict.py "text" (needs onnxruntime and numpy only)',
+            "export.json": "labels and settings predict.py reads",
+        }
+        (stage / "README.md").write_text(
+            _card(config, dataset.report, scores, agreement, len(test), fitted.params, len(graph)), encoding="utf-8"
+        )
         size = zip_folder(stage, out_zip, root=out_zip.stem)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -100,24 +104,44 @@ def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress
 
 
 def _card(config: dict, report, scores: dict, agreement: float, tested: int, params: int, size: int) -> str:
-    lines = ["---", "library_name: onnx", "pipeline_tag: text-classification", "tags:", "  - slm-studio",
-             "  - tfidf", "  - logistic-regression", "---", "",
-             "# tfidf-baseline (SLM Studio export)\n",
-             "TF-IDF of words and word pairs with logistic regression (balanced class weights), fitted with "
-             "scikit-learn on the training split of the owner's data and converted to ONNX with skl2onnx. In this "
-             "run no distilled model beat it, so it is exported as the model to use.\n",
-             "## Use it\n", "```bash\npip install onnxruntime numpy\npython predict.py \"your text here\"\n```\n",
-             "## Measured on the test split, as exported\n",
-             f"- macro-F1 {scores['macro_f1']:.3f}, accuracy {scores['accuracy']:.1%} on {tested} test texts "
-             f"(by the ONNX graph in this zip); {params:,} weights, {size / 1e6:.1f} MB.",
-             f"- The ONNX graph gives the same label as the scikit-learn baseline the studio measured for "
-             f"{agreement:.1%} of the test texts: ONNX Runtime splits words a little differently.", "",
-             "| label | precision | recall | F1 | test examples |", "|---|---|---|---|---|"]
-    lines += [f"| {md(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
-              for label, m in scores["per_class"].items()]
-    lines += ["", "## Training data\n", f"- {report.rows_used} rows of the owner's data; labels: "
-              + ", ".join(f"{md(k)} ({v})" for k, v in sorted(report.label_counts.items()))
-              + ". No rows of the data are included in this export.", "",
-              "## Limits\n", "- It knows only the words it saw in training: a new word counts for nothing. "
-              "Check it on your own examples first.", ""]
+    lines = [
+        "---",
+        "library_name: onnx",
+        "pipeline_tag: text-classification",
+        "tags:",
+        "  - slm-studio",
+        "  - tfidf",
+        "  - logistic-regression",
+        "---",
+        "",
+        "# tfidf-baseline (SLM Studio export)\n",
+        "TF-IDF of words and word pairs with logistic regression (balanced class weights), fitted with "
+        "scikit-learn on the training split of the owner's data and converted to ONNX with skl2onnx. In this "
+        "run no distilled model beat it, so it is exported as the model to use.\n",
+        "## Use it\n",
+        '```bash\npip install onnxruntime numpy\npython predict.py "your text here"\n```\n',
+        "## Measured on the test split, as exported\n",
+        f"- macro-F1 {scores['macro_f1']:.3f}, accuracy {scores['accuracy']:.1%} on {tested} test texts "
+        f"(by the ONNX graph in this zip); {params:,} weights, {size / 1e6:.1f} MB.",
+        f"- The ONNX graph gives the same label as the scikit-learn baseline the studio measured for "
+        f"{agreement:.1%} of the test texts: ONNX Runtime splits words a little differently.",
+        "",
+        "| label | precision | recall | F1 | test examples |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {md(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+        for label, m in scores["per_class"].items()
+    ]
+    lines += [
+        "",
+        "## Training data\n",
+        f"- {report.rows_used} rows of the owner's data; labels: "
+        + ", ".join(f"{md(k)} ({v})" for k, v in sorted(report.label_counts.items()))
+        + ". No rows of the data are included in this export.",
+        "",
+        "## Limits\n",
+        "- It knows only the words it saw in training: a new word counts for nothing. Check it on your own examples first.",
+        "",
+    ]
     return "\n".join(lines)

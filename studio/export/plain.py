@@ -27,8 +27,9 @@ OURS = {"variant.json", "recipe.json"}
 def copy_hf_folder(source: Path, dest: Path) -> None:
     """Copy a plain model folder's own files (config, safetensors weights, tokenizer)."""
     if not any(source.glob("*.safetensors")):
-        raise ModelLoadError(f"{source} has no safetensors weights, so it cannot be exported; "
-                             "convert the model to safetensors first.")
+        raise ModelLoadError(
+            f"{source} has no safetensors weights, so it cannot be exported; convert the model to safetensors first."
+        )
     dest.mkdir(parents=True, exist_ok=True)
     for file in sorted(source.iterdir()):
         if file.is_file() and file.suffix in HF_SUFFIXES and file.name not in OURS:
@@ -62,15 +63,18 @@ def plain_model(wm: WorkingModel) -> tuple[PreTrainedModel, list[str]]:
     added_units = sum(unit_target - u for u in units)
     added_neurons = sum(neuron_target - n for n in neurons)
     if added_units or added_neurons:
-        notes.append(f"Layers were pruned unevenly: {added_units} zero head unit(s) and {added_neurons} zero MLP "
-                     "neuron(s) were added back so the config describes every layer. They change no prediction "
-                     "and compress to almost nothing in the zip, but the unzipped safetensors file is larger "
-                     "than the variant's own.")
+        notes.append(
+            f"Layers were pruned unevenly: {added_units} zero head unit(s) and {added_neurons} zero MLP "
+            "neuron(s) were added back so the config describes every layer. They change no prediction "
+            "and compress to almost nothing in the zip, but the unzipped safetensors file is larger "
+            "than the variant's own."
+        )
     return model, notes
 
 
-def same_predictions(reference: torch.nn.Module, copy: torch.nn.Module, inputs: dict[str, torch.Tensor],
-                     what: str, atol: float = 1e-3) -> float:
+def same_predictions(
+    reference: torch.nn.Module, copy: torch.nn.Module, inputs: dict[str, torch.Tensor], what: str, atol: float = 1e-3
+) -> float:
     """Check an exported copy answers like the model it came from; the largest logit difference."""
     with torch.inference_mode():
         want = reference(**inputs).logits.float()
@@ -81,6 +85,8 @@ def same_predictions(reference: torch.nn.Module, copy: torch.nn.Module, inputs: 
     diff = float((want - got).abs().max())
     scale = float(want.abs().max()) or 1.0
     if diff > atol * max(1.0, scale):
-        raise ModelLoadError(f"The exported {what} answers differently from the model it came from (largest "
-                             f"logit difference {diff:.4g}). The export was stopped; please report this.")
+        raise ModelLoadError(
+            f"The exported {what} answers differently from the model it came from (largest "
+            f"logit difference {diff:.4g}). The export was stopped; please report this."
+        )
     return diff

@@ -58,8 +58,9 @@ class Runner:
             return self.session.run(None, {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)})[0]
         device = self.model.device  # a bitsandbytes model may sit on a GPU
         with self.torch.inference_mode():
-            out = self.model(input_ids=self.torch.from_numpy(ids).to(device),
-                             attention_mask=self.torch.from_numpy(mask).to(device))
+            out = self.model(
+                input_ids=self.torch.from_numpy(ids).to(device), attention_mask=self.torch.from_numpy(mask).to(device)
+            )
         return out.logits.float().cpu().numpy()
 
 
@@ -78,17 +79,16 @@ def classify(runner: Runner, texts: list[str], max_length: int = 128) -> list[tu
 def prompt_of(tokenizer, question: str) -> str:
     """The prompt exactly as the student saw questions in training."""
     if tokenizer.chat_template:
-        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                             add_generation_prompt=True)
+        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
     return f"Question: {question}\nAnswer:"
 
 
 def repeats(answer: list[int], vocabulary: int, n: int = 3) -> np.ndarray:
     """True for each token that would repeat a run of n tokens already in the answer (greedy loops otherwise)."""
     banned = np.zeros(vocabulary, dtype=bool)
-    tail = answer[len(answer) - n + 1:] if len(answer) >= n - 1 else None
+    tail = answer[len(answer) - n + 1 :] if len(answer) >= n - 1 else None
     for i in range(len(answer) - n + 1):
-        if answer[i:i + n - 1] == tail:
+        if answer[i : i + n - 1] == tail:
             banned[answer[i + n - 1]] = True
     return banned
 
@@ -123,8 +123,7 @@ def answer(texts: list[str], student: Runner, teacher: Runner | None, threshold:
         said, confidence = classify(student, [text])[0] if student.task == "classification" else generate(student, text)
         result = {"input": text, "answer": said, "confidence": round(confidence, 4), "by": "student"}
         if teacher is not None and not student_answers(confidence, threshold):
-            said, confidence = classify(teacher, [text])[0] if teacher.task == "classification" \
-                else generate(teacher, text)
+            said, confidence = classify(teacher, [text])[0] if teacher.task == "classification" else generate(teacher, text)
             result.update(answer=said, teacher_confidence=round(confidence, 4), by="teacher")
         results.append(result)
     return results
@@ -136,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("texts", nargs="*", help="texts to answer")
     parser.add_argument("--file", type=Path, help="a text file, one input per line")
     parser.add_argument("--runtime", choices=["transformers", "onnx"], default=settings["runtime"])
-    parser.add_argument("--threshold", type=float, default=settings.get("threshold") or 0.0,
-                        help="below this confidence the teacher answers (needs the hybrid export)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=settings.get("threshold") or 0.0,
+        help="below this confidence the teacher answers (needs the hybrid export)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object per input")
     args = parser.parse_args(argv)
     texts = args.texts + (args.file.read_text(encoding="utf-8").splitlines() if args.file else [])

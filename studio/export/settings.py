@@ -24,8 +24,10 @@ class ExportSettings(Settings):
     """The hybrid's confidence threshold (0-1); empty: chosen from the validation split."""
 
     def checks(self) -> list[Check]:
-        return [("variant", bool(self.variant.strip()), "'student', 'teacher' or a variant name"),
-                ("threshold", self.threshold is None or 0.0 <= self.threshold <= 1.0, "a number from 0 to 1, or empty")]
+        return [
+            ("variant", bool(self.variant.strip()), "'student', 'teacher' or a variant name"),
+            ("threshold", self.threshold is None or 0.0 <= self.threshold <= 1.0, "a number from 0 to 1, or empty"),
+        ]
 
 
 @dataclass

@@ -91,8 +91,14 @@ def run_distill(ctx: JobContext) -> None:
     if spec.distill.get("labels_only_student"):  # two students share the training part of the bar
         ctx.reporter.spans["student"] = (0.3, 0.6)
     ctx.reporter.say("resuming from the last checkpoint" if resume else "loading the teacher")
-    distill(DistillConfig.from_dict(spec.distill), prepared, ctx.folder, on_progress=ctx.reporter, resume=resume,
-            checkpoint_every_s=ctx.checkpoint_every_s)
+    distill(
+        DistillConfig.from_dict(spec.distill),
+        prepared,
+        ctx.folder,
+        on_progress=ctx.reporter,
+        resume=resume,
+        checkpoint_every_s=ctx.checkpoint_every_s,
+    )
     with ctx.reporter.part(0.9, 1.0, "measuring teacher and student on the test split"):
         report = evaluate_run(ctx.folder)
     record_run_models(ctx, report, spec.distill)
@@ -104,24 +110,43 @@ def record_run_models(ctx: JobContext, report: dict, settings: dict) -> None:
     teacher_path = RunPaths(ctx.folder).teacher_info()["path"]
     inside = Path(teacher_path).resolve().is_relative_to(ctx.folder.resolve())  # fine-tuned here, so this job's
     rows = {m["name"]: m for m in report["models"]}
-    teacher_id = records.put_variant(ctx.db, job_id, name="teacher", role="teacher",
-                                     path=store.relative(Path(teacher_path)) if inside else "",
-                                     settings={"source": teacher_path})
-    student_id = records.put_variant(ctx.db, job_id, name="student", role="student", parent_id=teacher_id,
-                                     path=store.relative(ctx.folder / "student"),
-                                     method="distill", settings=settings)
+    teacher_id = records.put_variant(
+        ctx.db,
+        job_id,
+        name="teacher",
+        role="teacher",
+        path=store.relative(Path(teacher_path)) if inside else "",
+        settings={"source": teacher_path},
+    )
+    student_id = records.put_variant(
+        ctx.db,
+        job_id,
+        name="student",
+        role="student",
+        parent_id=teacher_id,
+        path=store.relative(ctx.folder / "student"),
+        method="distill",
+        settings=settings,
+    )
     ids = {"teacher": teacher_id, "student": student_id}
     folder = store.relative(ctx.folder)
     for name in rows:
         if name in BASELINES:
-            ids[name] = records.put_variant(ctx.db, job_id, name=name, role="baseline", method=name,
-                                            settings={"fitted_on": "the training split"})
+            ids[name] = records.put_variant(
+                ctx.db, job_id, name=name, role="baseline", method=name, settings={"fitted_on": "the training split"}
+            )
         elif name == LABELS_ONLY:
-            ids[name] = records.put_variant(ctx.db, job_id, name=name, role="student", parent_id=teacher_id,
-                                            path=f"{folder}/student_labels_only", method="labels only",
-                                            settings={**settings, "alpha": 0.0})
-            records.record_artifacts(ctx.db, job_id, store.files_under(f"{folder}/student_labels_only"), "model",
-                                     ids[name])
+            ids[name] = records.put_variant(
+                ctx.db,
+                job_id,
+                name=name,
+                role="student",
+                parent_id=teacher_id,
+                path=f"{folder}/student_labels_only",
+                method="labels only",
+                settings={**settings, "alpha": 0.0},
+            )
+            records.record_artifacts(ctx.db, job_id, store.files_under(f"{folder}/student_labels_only"), "model", ids[name])
     for name, variant_id in ids.items():
         records.add_scores(ctx.db, job_id, variant_id, _numbers(rows.get(name, {})))
     records.record_artifacts(ctx.db, job_id, store.files_under(f"{folder}/student"), "model", student_id)
@@ -195,9 +220,16 @@ def run_compress(ctx: JobContext) -> None:
     def record(manifest: dict) -> None:  # as each variant is saved, so a crash later loses none of them
         folder = f"{ctx.storage.store.relative(run_dir)}/variants/{manifest['name']}"
         ids[manifest["name"]] = records.put_variant(
-            ctx.db, ctx.job.id, name=manifest["name"], role=role_of(manifest["recipe"]), parent_id=source_id,
-            method="+".join(step["method"] for step in manifest["recipe"]), settings={"recipe": manifest["recipe"]},
-            status=manifest["status"], path=folder)
+            ctx.db,
+            ctx.job.id,
+            name=manifest["name"],
+            role=role_of(manifest["recipe"]),
+            parent_id=source_id,
+            method="+".join(step["method"] for step in manifest["recipe"]),
+            settings={"recipe": manifest["recipe"]},
+            status=manifest["status"],
+            path=folder,
+        )
         records.record_artifacts(ctx.db, ctx.job.id, ctx.storage.store.files_under(folder), "model", ids[manifest["name"]])
 
     with one_job_per_run(ctx, run_dir), ctx.reporter.part(0.0, 0.8 if spec.evaluate else 1.0, "making variants"):
@@ -239,8 +271,12 @@ def parent_folder(ctx: JobContext) -> Path:
     with ctx.db.session() as s:
         parent = job_rows.get(s, viewer, ctx.job.parent_id)
         if parent.kind != "distill" or parent.status != JobStatus.DONE:
-            raise ConfigError([f"job {parent.id} is a {parent.kind} job that is {parent.status}; "
-                               "compress and evaluate need a finished distillation"])
+            raise ConfigError(
+                [
+                    f"job {parent.id} is a {parent.kind} job that is {parent.status}; "
+                    "compress and evaluate need a finished distillation"
+                ]
+            )
         return ctx.storage.store.resolve(parent.folder)
 
 
@@ -303,16 +339,25 @@ def run_export(ctx: JobContext) -> None:
         found = records.find_variant(s, family, spec.variant)
         variant_id = found.id if found else None
         # the figures the studio shows for teacher, student and this model go into the card
-        named = {name: records.find_variant(s, family, name) for name in dict.fromkeys(["teacher", "student",
-                                                                                      spec.variant])}
+        named = {name: records.find_variant(s, family, name) for name in dict.fromkeys(["teacher", "student", spec.variant])}
         metrics = {name: records.scores_of(s, v.id) for name, v in named.items() if v is not None}
     out = ctx.folder / export_file_name(ctx.job.parent_id, spec.variant)
     ctx.reporter.say(f"exporting {spec.variant}")
     with one_job_per_run(ctx, run_dir):  # a compress job on the run may be rewriting its variants
         result = export_model(run_dir, spec, out, metrics=metrics or None, on_progress=ctx.reporter)
-    (ctx.folder / "export.json").write_text(json.dumps(
-        {"file": out.name, "bytes": result.bytes, "files": result.files, "hybrid": result.hybrid,
-         "notes": result.notes, "checks": result.checks}, indent=2))
+    (ctx.folder / "export.json").write_text(
+        json.dumps(
+            {
+                "file": out.name,
+                "bytes": result.bytes,
+                "files": result.files,
+                "hybrid": result.hybrid,
+                "notes": result.notes,
+                "checks": result.checks,
+            },
+            indent=2,
+        )
+    )
     store = ctx.storage.store
     records.record_artifacts(ctx.db, ctx.job.id, [store.describe(store.relative(out))], "export", variant_id)
     records.record_artifacts(ctx.db, ctx.job.id, [store.describe(store.relative(ctx.folder / "export.json"))], "report")
@@ -327,9 +372,12 @@ class Kind:
     summary: str
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in [
-    Kind("distill", DistillJob, run_distill, False, "distill a teacher into a student on a dataset"),
-    Kind("compress", CompressJob, run_compress, True, "make quantized / pruned variants of a finished run"),
-    Kind("evaluate", EvaluateJob, run_evaluate, True, "measure a finished run (and its variants) again"),
-    Kind("export", ExportSettings, run_export, True, "a zip of one model of a finished run"),
-]}
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in [
+        Kind("distill", DistillJob, run_distill, False, "distill a teacher into a student on a dataset"),
+        Kind("compress", CompressJob, run_compress, True, "make quantized / pruned variants of a finished run"),
+        Kind("evaluate", EvaluateJob, run_evaluate, True, "measure a finished run (and its variants) again"),
+        Kind("export", ExportSettings, run_export, True, "a zip of one model of a finished run"),
+    ]
+}

@@ -46,8 +46,10 @@ def make_huey(storage: Storage) -> Huey:
 
         peewee_url = url.set(drivername="psycopg3").render_as_string(hide_password=False)
         return SqlHuey(QUEUE_NAME, database=peewee_url, results=False)
-    raise DatabaseError(f"The job queue runs on SQLite or PostgreSQL, not {url.get_backend_name()}. "
-                        "Set SLM_STUDIO_DB_URL to a sqlite:/// or postgresql+psycopg:// URL.")
+    raise DatabaseError(
+        f"The job queue runs on SQLite or PostgreSQL, not {url.get_backend_name()}. "
+        "Set SLM_STUDIO_DB_URL to a sqlite:/// or postgresql+psycopg:// URL."
+    )
 
 
 class JobQueue:
@@ -89,8 +91,12 @@ class JobQueue:
             folder, attempt = store.resolve(row.folder), row.attempt
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / JOB_LOG, "ab") as log:
-            child = subprocess.Popen([sys.executable, "-m", "studio.jobs.runner", str(job_id)], stdout=log,
-                                     stderr=subprocess.STDOUT, env=self._child_env())
+            child = subprocess.Popen(
+                [sys.executable, "-m", "studio.jobs.runner", str(job_id)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._child_env(),
+            )
         job_rows.set_worker(db, job_id, worker_name(child.pid), attempt)
         self.children[job_id] = child
         try:
@@ -103,12 +109,23 @@ class JobQueue:
             return  # the user deleted the finished job in the moment since; nothing is left to record
         # finish() changes only a job still marked running, i.e. one whose process died before closing it.
         if self.stopping:
-            job_rows.finish(db, job_id, JobStatus.INTERRUPTED, "The worker was stopped before the job reached a safe point. "
-                                                       "Resume it to continue from its last checkpoint.", attempt)
+            job_rows.finish(
+                db,
+                job_id,
+                JobStatus.INTERRUPTED,
+                "The worker was stopped before the job reached a safe point. Resume it to continue from its last checkpoint.",
+                attempt,
+            )
         else:
-            job_rows.finish(db, job_id, JobStatus.FAILED, f"The job's process ended unexpectedly (exit code {child.returncode};"
-                                                  f" {_exit_reason(child.returncode)}). Its log is in the job folder; "
-                                                  "resume the job to continue from its last checkpoint.", attempt)
+            job_rows.finish(
+                db,
+                job_id,
+                JobStatus.FAILED,
+                f"The job's process ended unexpectedly (exit code {child.returncode};"
+                f" {_exit_reason(child.returncode)}). Its log is in the job folder; "
+                "resume the job to continue from its last checkpoint.",
+                attempt,
+            )
 
     def stop_children(self, wait_s: float = 60.0) -> None:
         """Worker shutdown: each job saves at its next step and is left interrupted (resumable)."""
@@ -134,8 +151,13 @@ class JobQueue:
             elif time.monotonic() - asked_at > CANCEL_GRACE_S:
                 child.kill()
                 child.wait()
-                job_rows.finish(self.storage.db, job_id, JobStatus.CANCELLED,
-                                "Stopped by force: the job did not reach a safe point within two minutes.", attempt)
+                job_rows.finish(
+                    self.storage.db,
+                    job_id,
+                    JobStatus.CANCELLED,
+                    "Stopped by force: the job did not reach a safe point within two minutes.",
+                    attempt,
+                )
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)

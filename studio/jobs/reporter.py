@@ -24,8 +24,13 @@ WRITE_EVERY_S = 0.5
 class JobReporter:
     """Maps pipeline stages onto one 0..1 progress bar and writes what happens as it happens."""
 
-    def __init__(self, db: Database, job_id: int, spans: dict[str, tuple[float, float]] | None = None,
-                 echo: Callable[[Progress], None] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        job_id: int,
+        spans: dict[str, tuple[float, float]] | None = None,
+        echo: Callable[[Progress], None] | None = None,
+    ) -> None:
         self.db = db
         self.echo = echo
         """Also shown here (the CLI's progress bars)."""
@@ -79,8 +84,11 @@ class JobReporter:
                 metrics.append({**row, "name": "lr", "value": p.lr})
         if p.validation is not None and p.global_step is not None:
             metrics.append({**row, "name": "validation", "value": p.validation})
-        step = f"{p.title} epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}" if p.epochs > 1 else \
-            f"{p.title} step {p.step}/{p.steps}"
+        step = (
+            f"{p.title} epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}"
+            if p.epochs > 1
+            else f"{p.title} step {p.step}/{p.steps}"
+        )
         if p.message:
             step = p.message
         if metrics or p.message or time.monotonic() - self._last_write >= WRITE_EVERY_S:

@@ -28,9 +28,15 @@ HEARTBEAT_S = 5.0
 log = logging.getLogger("studio.jobs")
 
 
-def run_claimed(storage: Storage, job_id: int, *, checkpoint_every_s: float = CHECKPOINT_EVERY_S,
-                cancel: threading.Event | None = None, shutdown: threading.Event | None = None,
-                echo: Callable | None = None) -> str:
+def run_claimed(
+    storage: Storage,
+    job_id: int,
+    *,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    cancel: threading.Event | None = None,
+    shutdown: threading.Event | None = None,
+    echo: Callable | None = None,
+) -> str:
     """Run a job already marked running by this process's claim; returns the status it ends with.
 
     Setting `cancel` (or a cancel request in the database) stops it after the step under way."""
@@ -53,8 +59,13 @@ def run_claimed(storage: Storage, job_id: int, *, checkpoint_every_s: float = CH
         return "lost"
     except KeyboardInterrupt:  # a second Ctrl-C in the foreground: no checkpoint, but never left running
         reporter.finished.set()
-        job_rows.finish(storage.db, job_id, JobStatus.INTERRUPTED, "Stopped at once (Ctrl-C). Resume it to continue from "
-                        "its last checkpoint.", attempt=job.attempt)
+        job_rows.finish(
+            storage.db,
+            job_id,
+            JobStatus.INTERRUPTED,
+            "Stopped at once (Ctrl-C). Resume it to continue from its last checkpoint.",
+            attempt=job.attempt,
+        )
         raise
     except StopRequested:
         if shutdown is not None and shutdown.is_set():
@@ -66,8 +77,13 @@ def run_claimed(storage: Storage, job_id: int, *, checkpoint_every_s: float = CH
     except Exception as err:  # noqa: BLE001 - anything else is still the job's failure, never the worker's
         with open(folder / JOB_LOG, "a", encoding="utf-8") as out:  # the log the message points at, in the CLI too
             traceback.print_exc(file=out)
-        status, error = JobStatus.FAILED, (f"Unexpected error: {type(err).__name__}: {err}. The full report is in the job's "
-                                   f"log ({job.folder}/{JOB_LOG}); resume the job to try again from its last checkpoint.")
+        status, error = (
+            JobStatus.FAILED,
+            (
+                f"Unexpected error: {type(err).__name__}: {err}. The full report is in the job's "
+                f"log ({job.folder}/{JOB_LOG}); resume the job to try again from its last checkpoint."
+            ),
+        )
     finally:
         reporter.finished.set()
     job_rows.finish(storage.db, job_id, status, error, attempt=job.attempt)

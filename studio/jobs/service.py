@@ -27,19 +27,28 @@ from studio.jobs.kinds import KINDS
 from studio.jobs.queue import JobQueue
 
 
-def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOptions | None = None,
-                name: str | None = None, test_file: Path | None = None, validation_file: Path | None = None) -> int:
+def add_dataset(
+    storage: Storage,
+    viewer: Viewer,
+    file: Path,
+    options: DatasetOptions | None = None,
+    name: str | None = None,
+    test_file: Path | None = None,
+    validation_file: Path | None = None,
+) -> int:
     """Check and split a file into the store under a generated name; record it. Nothing is kept when the
     file is refused (prepare_dataset writes atomically, and the row is added only after). The checked copy
     must fit the dataset limits and what is left of the user's quota."""
     relative = f"datasets/{uuid.uuid4().hex}"
     limits = DatasetLimits.from_env(quota_left=quota_left(storage, viewer))
-    prepared = prepare_dataset(file, storage.store.resolve(relative), options, limits, test_file=test_file,
-                               validation_file=validation_file)
+    prepared = prepare_dataset(
+        file, storage.store.resolve(relative), options, limits, test_file=test_file, validation_file=validation_file
+    )
     digest = sha256_of(Path(file))
     if test_file or validation_file:  # the same main file with other held-out files is another dataset
-        digest = hashlib.sha256(" ".join([digest] + [sha256_of(Path(f)) if f else "-" for f in (test_file, validation_file)])
-                                .encode()).hexdigest()
+        digest = hashlib.sha256(
+            " ".join([digest] + [sha256_of(Path(f)) if f else "-" for f in (test_file, validation_file)]).encode()
+        ).hexdigest()
     report = asdict(prepared.report)
     try:
         with storage.db.session() as s:
@@ -47,9 +56,17 @@ def add_dataset(storage: Storage, viewer: Viewer, file: Path, options: DatasetOp
         if same is not None:  # the same file checked the same way: reuse it, keep no second copy
             storage.store.delete(relative)
             return same
-        return records.add_dataset(storage.db, viewer.user_id, name=name or Path(file).name, sha256=digest,
-                                   rows=prepared.report.rows_used, columns=prepared.report.columns,
-                                   task=prepared.report.task, report=report, path=relative)
+        return records.add_dataset(
+            storage.db,
+            viewer.user_id,
+            name=name or Path(file).name,
+            sha256=digest,
+            rows=prepared.report.rows_used,
+            columns=prepared.report.columns,
+            task=prepared.report.task,
+            report=report,
+            path=relative,
+        )
     except BaseException:
         storage.store.delete(relative)
         raise
@@ -64,9 +81,11 @@ def quota_left(storage: Storage, viewer: Viewer) -> int | None:
     with storage.db.session() as s:
         used = records.stored_bytes(s, storage.store, viewer.user_id)
     if used >= quota:
-        raise QuotaError(f"Your datasets and jobs take {used / 1024 ** 2:,.0f} MB, your whole storage quota "
-                         f"({settings.user_quota_mb:,} MB). Delete old jobs in History (or old datasets) to make room, "
-                         "or ask the administrator to raise SLM_STUDIO_USER_QUOTA_MB.")
+        raise QuotaError(
+            f"Your datasets and jobs take {used / 1024**2:,.0f} MB, your whole storage quota "
+            f"({settings.user_quota_mb:,} MB). Delete old jobs in History (or old datasets) to make room, "
+            "or ask the administrator to raise SLM_STUDIO_USER_QUOTA_MB."
+        )
     return quota - used
 
 
@@ -101,12 +120,22 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _shared_only(settings: HostSettings) -> str:
-    return (f"in the hosted studio, model folders come from the shared models folder {settings.shared_models_dir()} "
-            "(ask the administrator to put the model there), the catalog, or a finished run")
+    return (
+        f"in the hosted studio, model folders come from the shared models folder {settings.shared_models_dir()} "
+        "(ask the administrator to put the model there), the catalog, or a finished run"
+    )
 
 
-def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_id: int | None = None,
-           title: str = "", enqueue: bool = True) -> int:
+def submit(
+    storage: Storage,
+    viewer: Viewer,
+    kind: str,
+    config: dict,
+    *,
+    parent_id: int | None = None,
+    title: str = "",
+    enqueue: bool = True,
+) -> int:
     """Check the config whole, record the job, and (unless the caller runs it itself) queue it."""
     if kind not in KINDS:
         raise ConfigError([f"unknown job kind '{kind}'; use one of {', '.join(KINDS)}"])
@@ -124,14 +153,17 @@ def submit(storage: Storage, viewer: Viewer, kind: str, config: dict, *, parent_
                 raise ConfigError([f"a {kind} job works on a finished distillation: give its job id"])
             parent = job_rows.get(s, viewer, parent_id)
             if parent.kind != "distill" or parent.status != JobStatus.DONE:
-                raise JobStateError(f"Job {parent_id} is a {parent.kind} job that is {parent.status}; a {kind} job "
-                                    "needs a finished distillation. Wait for it to finish, or resume it.")
+                raise JobStateError(
+                    f"Job {parent_id} is a {parent.kind} job that is {parent.status}; a {kind} job "
+                    "needs a finished distillation. Wait for it to finish, or resume it."
+                )
         if kind == "compress":
             _check_names_free(s, parent_id, spec)
         if kind == "export":
             _check_exportable(s, parent_id, spec.variant)
-    job = job_rows.submit(storage.db, viewer.user_id, kind, spec.to_dict(), title=title, dataset_id=dataset_id,
-                          parent_id=parent_id)
+    job = job_rows.submit(
+        storage.db, viewer.user_id, kind, spec.to_dict(), title=title, dataset_id=dataset_id, parent_id=parent_id
+    )
     if enqueue:
         _queue(storage).enqueue(job.id)
     return job.id
@@ -147,8 +179,11 @@ def _check_names_free(s, parent_id: int, spec) -> None:
     for other in s.scalars(select(Job).where(Job.id.in_(family), Job.kind == "compress", Job.status != JobStatus.DONE)):
         recipes = [(name, parse_recipe(text)) for name, text in other.config.get("recipes", [])]
         taken.update({name: other.id for name in recipe_names(recipes)})
-    clashes = [f"a variant named '{n}' is made by job {taken[n]} on this run; give this one another name "
-               f"('other-name=<recipe>')" for n in wanted if n in taken]
+    clashes = [
+        f"a variant named '{n}' is made by job {taken[n]} on this run; give this one another name ('other-name=<recipe>')"
+        for n in wanted
+        if n in taken
+    ]
     if clashes:
         raise ConfigError(clashes)
 
@@ -158,8 +193,12 @@ def _check_exportable(s, parent_id: int, name: str) -> None:
         return
     found = records.find_variant(s, job_rows.descendants(s, parent_id), name)
     if found is None:
-        raise ConfigError([f"job {parent_id} has no variant named '{name}'; pick 'student', 'teacher' or one of "
-                           "the variants its compress jobs made"])
+        raise ConfigError(
+            [
+                f"job {parent_id} has no variant named '{name}'; pick 'student', 'teacher' or one of "
+                "the variants its compress jobs made"
+            ]
+        )
     if found.status != "ok":
         raise ConfigError([f"variant '{name}' is {found.status}, so there is nothing to export; pick one that was made"])
 

@@ -31,8 +31,7 @@ def stale_after_s() -> float:
 
 def recover(storage: Storage) -> list[int]:
     """Mark orphaned jobs interrupted (dead pid on this machine, or no heartbeat from any machine)."""
-    lost = job_rows.recover_orphans(storage.db, stale_after=stale_after_s(), host=machine(),
-                                    process_alive=process_alive)
+    lost = job_rows.recover_orphans(storage.db, stale_after=stale_after_s(), host=machine(), process_alive=process_alive)
     for job_id in lost:
         log.warning("job %s was running when its worker died: marked interrupted (resume it to continue)", job_id)
     return lost
@@ -61,10 +60,24 @@ def serve(storage: Storage, workers: int = 1) -> None:
                 log.exception("sweep failed")
 
     threading.Thread(target=sweep, name="sweeper", daemon=True).start()
-    log.info("worker %s:%s serving %s with %d job slot(s), %d CPU thread(s) each", socket.gethostname(), os.getpid(),
-             storage.db.engine.url.render_as_string(hide_password=True), workers, threads)
-    consumer = JobConsumer(queue, workers=workers, worker_type="thread", periodic=False, initial_delay=0.2,
-                           max_delay=2.0, check_worker_health=True, shutdown_timeout=90)
+    log.info(
+        "worker %s:%s serving %s with %d job slot(s), %d CPU thread(s) each",
+        socket.gethostname(),
+        os.getpid(),
+        storage.db.engine.url.render_as_string(hide_password=True),
+        workers,
+        threads,
+    )
+    consumer = JobConsumer(
+        queue,
+        workers=workers,
+        worker_type="thread",
+        periodic=False,
+        initial_delay=0.2,
+        max_delay=2.0,
+        check_worker_health=True,
+        shutdown_timeout=90,
+    )
     try:
         consumer.run()
     finally:

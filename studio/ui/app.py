@@ -75,6 +75,8 @@ def account_html(user: str | None) -> str:
     """Who is logged in, and a way out (a POST: a link elsewhere cannot log anyone out)."""
     if not user:
         return ""
-    return (f'<form method="post" action="logout" style="text-align:right">Logged in as <b>{escape(user)}</b> '
-            '<button type="submit" style="margin-left:8px;padding:4px 10px;border-radius:6px;border:1px solid #bbb;'
-            'background:#fff;cursor:pointer">Log out</button></form>')
+    return (
+        f'<form method="post" action="logout" style="text-align:right">Logged in as <b>{escape(user)}</b> '
+        '<button type="submit" style="margin-left:8px;padding:4px 10px;border-radius:6px;border:1px solid #bbb;'
+        'background:#fff;cursor:pointer">Log out</button></form>'
+    )

@@ -17,9 +17,15 @@ from studio.metrics import BY_KEY
 from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, shows_errors
 
-COLUMNS = [("name", "model"), ("status", "status"), ("quality", "macro-F1 (or ROUGE-L of answers)"),
-           *[(key, BY_KEY[key].title + (" (MB)" if key == "size_bytes" else ""))
-             for key in ("accuracy", "size_bytes", "latency_ms", "throughput", "params", "agreement")]]
+COLUMNS = [
+    ("name", "model"),
+    ("status", "status"),
+    ("quality", "macro-F1 (or ROUGE-L of answers)"),
+    *[
+        (key, BY_KEY[key].title + (" (MB)" if key == "size_bytes" else ""))
+        for key in ("accuracy", "size_bytes", "latency_ms", "throughput", "params", "agreement")
+    ],
+]
 
 
 @dataclass
@@ -61,8 +67,9 @@ def with_judgement(models: list[dict], report: dict) -> list[dict]:
     """The database keeps numbers only: whether a generator's answers passed the fluency check (and why not)
     comes from the run's report."""
     judged = {m["name"]: m for m in report.get("models", [])}
-    return [{**m, **{k: judged[m["name"]][k] for k in ("fluent", "fluency_note") if k in judged.get(m["name"], {})}}
-            for m in models]
+    return [
+        {**m, **{k: judged[m["name"]][k] for k in ("fluent", "fluency_note") if k in judged.get(m["name"], {})}} for m in models
+    ]
 
 
 def answers_markdown(report: dict, count: int = 5) -> str:
@@ -71,13 +78,21 @@ def answers_markdown(report: dict, count: int = 5) -> str:
     book = report.get("answers")
     if not book or not book.get("prompts"):
         return ""
-    return "\n".join(["#### What each model writes",
-                      f"Greedy answers (up to {NEW_TOKENS} tokens, as the export answers) to the first "
-                      f"{min(count, len(book['prompts']))} held-out prompts. Read them before you trust a number: a "
-                      "model marked [reads as word salad] or [repeats itself] is not recommended whatever its scores."
-                      + (f" {book['skipped_repeats']} test prompt(s) that nearly repeat a training one were left out."
-                         if book.get("skipped_repeats") else ""),
-                      "", *answers_table(book, list(book["by_model"]), count)])
+    return "\n".join(
+        [
+            "#### What each model writes",
+            f"Greedy answers (up to {NEW_TOKENS} tokens, as the export answers) to the first "
+            f"{min(count, len(book['prompts']))} held-out prompts. Read them before you trust a number: a "
+            "model marked [reads as word salad] or [repeats itself] is not recommended whatever its scores."
+            + (
+                f" {book['skipped_repeats']} test prompt(s) that nearly repeat a training one were left out."
+                if book.get("skipped_repeats")
+                else ""
+            ),
+            "",
+            *answers_table(book, list(book["by_model"]), count),
+        ]
+    )
 
 
 def warnings_text(report: dict) -> str:
@@ -90,8 +105,10 @@ def closer_look(report: dict, name: str | None) -> tuple[object | None, list[lis
     model = next((m for m in report.get("models", []) if m["name"] == name and m.get("confusion")), None)
     if model is None:
         return None, []
-    rows = [[label, round(v["precision"], 3), round(v["recall"], 3), round(v["f1"], 3), v["support"]]
-            for label, v in model["per_class"].items()]
+    rows = [
+        [label, round(v["precision"], 3), round(v["recall"], 3), round(v["f1"], 3), v["support"]]
+        for label, v in model["per_class"].items()
+    ]
     return confusion_figure(model, report.get("labels") or list(model["per_class"])), rows
 
 
@@ -127,36 +144,50 @@ def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
     looked = [m["name"] for m in report.get("models", []) if m.get("confusion")]
     chosen = advice.name if advice.name in looked else ("student" if "student" in looked else None)
     heatmap, per_class = closer_look(report, chosen)
-    return (words, table_rows(models), tradeoff_figure(models, "size_bytes", budget),
-            tradeoff_figure(models, "latency_ms", budget), metric_bars(models), loss_figure(curve) if curve else None,
-            gr.update(choices=looked, value=chosen), heatmap, per_class, answers_markdown(report))
+    return (
+        words,
+        table_rows(models),
+        tradeoff_figure(models, "size_bytes", budget),
+        tradeoff_figure(models, "latency_ms", budget),
+        metric_bars(models),
+        loss_figure(curve) if curve else None,
+        gr.update(choices=looked, value=chosen),
+        heatmap,
+        per_class,
+        answers_markdown(report),
+    )
 
 
 def build_compare_tab(ctx: UIContext) -> CompareTab:
-    gr.Markdown("### 5. Compare\nQuality against size and speed. Points on the dotted line are the best "
-                "trade-offs: nothing else is both smaller (or faster) and better.")
+    gr.Markdown(
+        "### 5. Compare\nQuality against size and speed. Points on the dotted line are the best "
+        "trade-offs: nothing else is both smaller (or faster) and better."
+    )
     run = gr.Dropdown([], label="Distillation run", interactive=True)
     with gr.Row():
         max_mb = gr.Number(label="Largest size you accept (MB; 0 = no limit)", value=0, minimum=0)
         max_ms = gr.Number(label="Slowest answer you accept (ms; 0 = no limit)", value=0, minimum=0)
-        min_quality = gr.Number(label="Lowest macro-F1 (or ROUGE-L, for text generators) you accept; 0 = no limit", value=0,
-                                minimum=0)
+        min_quality = gr.Number(
+            label="Lowest macro-F1 (or ROUGE-L, for text generators) you accept; 0 = no limit", value=0, minimum=0
+        )
     advice = gr.Markdown()
-    table = gr.Dataframe(headers=[label for _, label in COLUMNS], interactive=False, label="All models (click a "
-                         "column to sort)")
+    table = gr.Dataframe(headers=[label for _, label in COLUMNS], interactive=False, label="All models (click a column to sort)")
     with gr.Row():
         size_chart = gr.Plot(label="Quality vs size")
         latency_chart = gr.Plot(label="Quality vs latency")
     with gr.Row():
         bars = gr.Plot(label="Relative to the teacher")
         curve = gr.Plot(label="Training curve")
-    gr.Markdown("#### A closer look at one model\nWhich labels it gets right, and what it answers instead. "
-                "Macro-F1 is the average of the per-label F1 below, so a rare label counts as much as a common one.")
+    gr.Markdown(
+        "#### A closer look at one model\nWhich labels it gets right, and what it answers instead. "
+        "Macro-F1 is the average of the per-label F1 below, so a rare label counts as much as a common one."
+    )
     closer = gr.Dropdown([], label="Model", interactive=True)
     with gr.Row():
         confusion = gr.Plot(label="Confusion matrix (test split)")
-        per_class = gr.Dataframe(headers=["label", "precision", "recall", "F1", "test examples"], interactive=False,
-                                 label="Label by label")
+        per_class = gr.Dataframe(
+            headers=["label", "precision", "recall", "F1", "test examples"], interactive=False, label="Label by label"
+        )
     answers = gr.Markdown()
 
     def refresh_runs(request: gr.Request = None):
@@ -182,5 +213,19 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     run.change(show, inputs, outputs, api_name="compare")
     for source in (max_mb.change, max_ms.change, min_quality.change):
         source(show, inputs, outputs)
-    return CompareTab(run, max_mb, max_ms, min_quality, advice, table, size_chart, latency_chart, bars, curve, closer,
-                      confusion, per_class, answers)
+    return CompareTab(
+        run,
+        max_mb,
+        max_ms,
+        min_quality,
+        advice,
+        table,
+        size_chart,
+        latency_chart,
+        bars,
+        curve,
+        closer,
+        confusion,
+        per_class,
+        answers,
+    )

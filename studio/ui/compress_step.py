@@ -16,8 +16,10 @@ CHOICES = {
     "bfloat16 — half the size, same answers; fast on CPUs with bfloat16 instructions": ("bf16", "bf16"),
     "NF4 4-bit — bitsandbytes (best on a GPU)": ("nf4", "bnb-nf4"),
     "Prune 30% of heads and neurons, then heal": ("slim-30", "prune-heads:fraction=0.3+prune-neurons:fraction=0.3+heal"),
-    "Prune 50% of heads and neurons, then heal, then int8":
-        ("slim-50-int8", "prune-heads:fraction=0.5+prune-neurons:fraction=0.5+heal:epochs=3+int8"),
+    "Prune 50% of heads and neurons, then heal, then int8": (
+        "slim-50-int8",
+        "prune-heads:fraction=0.5+prune-neurons:fraction=0.5+heal:epochs=3+int8",
+    ),
     "Zero the smallest 50% of weights, then heal": ("sparse-50", "magnitude:sparsity=0.5+heal"),
     "Remove one layer, then heal": ("minus-1-layer", "prune-layers:count=1+heal"),
 }
@@ -53,8 +55,16 @@ def start_compress(ctx: UIContext, viewer, run_id: int | None, picked: list[str]
     for label in picked:
         name, recipe = CHOICES[label]
         try:
-            made.append(service.submit(ctx.storage, viewer, "compress", {"recipes": [[name, recipe]]},
-                                       parent_id=int(run_id), title=f"{name} of job {run_id}"))
+            made.append(
+                service.submit(
+                    ctx.storage,
+                    viewer,
+                    "compress",
+                    {"recipes": [[name, recipe]]},
+                    parent_id=int(run_id),
+                    title=f"{name} of job {run_id}",
+                )
+            )
         except Exception as err:  # noqa: BLE001
             problems.append(f"{name}: {message_of(err)}")
     said = f"Queued variant job(s) {', '.join(map(str, made))}; follow them in History." if made else ""
@@ -62,8 +72,10 @@ def start_compress(ctx: UIContext, viewer, run_id: int | None, picked: list[str]
 
 
 def build_compress_tab(ctx: UIContext) -> CompressTab:
-    gr.Markdown("### 4. Compress\nMake smaller, faster variants of a finished student. Each is measured the "
-                "same way as the teacher, so step 5 can compare them.")
+    gr.Markdown(
+        "### 4. Compress\nMake smaller, faster variants of a finished student. Each is measured the "
+        "same way as the teacher, so step 5 can compare them."
+    )
     run = gr.Dropdown([], label="Finished distillation", interactive=True)
     methods = gr.CheckboxGroup(list(CHOICES), label="Methods (each becomes one variant)")
     why_not = gr.Markdown("*Finish a distillation first (step 3).*")

@@ -65,8 +65,10 @@ def message_of(err: Exception) -> str:
         return str(err)
     reference = uuid.uuid4().hex[:8]
     logging.getLogger("studio.ui").error("unexpected error, reference %s", reference, exc_info=err)
-    return (f"Something went wrong ({type(err).__name__}). Give your administrator the reference {reference}: "
-            "the details are in the server log under it.")
+    return (
+        f"Something went wrong ({type(err).__name__}). Give your administrator the reference {reference}: "
+        "the details are in the server log under it."
+    )
 
 
 def shows_errors(on_error: Callable[[str], Any]) -> Callable:

@@ -73,16 +73,30 @@ def preview_rows(path: Path, rows: int = 10) -> tuple[list[str], list[list[str]]
 
 
 def report_text(report: DatasetReport) -> str:
-    cols = ", ".join(f"{k} = `{v}`" for k, v in [("text", report.text_column), ("label", report.label_column),
-                                                  ("prompt", report.prompt_column),
-                                                  ("response", report.response_column)] if v)
-    task = "sorting texts into labels (classification)" if report.task == Task.CLASSIFICATION else \
-        "learning to write text like yours (causal language model)"
-    lines = [f"**{report.rows_used:,} of {report.rows_read:,} rows are ready** for {task}.",
-             f"Columns used: {cols}. File: {report.format.upper()}, {report.encoding}.",
-             "Split: " + ", ".join(f"{n} {k}" for k, n in report.split_sizes.items()) + "."
-             + "".join(f" The {k} rows are your own file {name}." for k, name in report.own_splits.items())
-             + (f" {report.split_note}" if report.split_note else "")]
+    cols = ", ".join(
+        f"{k} = `{v}`"
+        for k, v in [
+            ("text", report.text_column),
+            ("label", report.label_column),
+            ("prompt", report.prompt_column),
+            ("response", report.response_column),
+        ]
+        if v
+    )
+    task = (
+        "sorting texts into labels (classification)"
+        if report.task == Task.CLASSIFICATION
+        else "learning to write text like yours (causal language model)"
+    )
+    lines = [
+        f"**{report.rows_used:,} of {report.rows_read:,} rows are ready** for {task}.",
+        f"Columns used: {cols}. File: {report.format.upper()}, {report.encoding}.",
+        "Split: "
+        + ", ".join(f"{n} {k}" for k, n in report.split_sizes.items())
+        + "."
+        + "".join(f" The {k} rows are your own file {name}." for k, name in report.own_splits.items())
+        + (f" {report.split_note}" if report.split_note else ""),
+    ]
     if report.label_counts:
         lines.append(f"{len(report.label_counts)} labels.")
     lines += [f"- ⚠️ {w}" for w in report.warnings]
@@ -90,9 +104,17 @@ def report_text(report: DatasetReport) -> str:
 
 
 @shows_errors(lambda message: Checked(error_box(message), [], [], None, None, []))
-def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, text_column: str = DETECT,
-               label_column: str = DETECT, prompt_column: str = DETECT, response_column: str = DETECT,
-               test_path: str | None = None) -> Checked:
+def check_file(
+    ctx: UIContext,
+    viewer,
+    path: str | None,
+    task: str = DETECT,
+    text_column: str = DETECT,
+    label_column: str = DETECT,
+    prompt_column: str = DETECT,
+    response_column: str = DETECT,
+    test_path: str | None = None,
+) -> Checked:
     """Check an uploaded file (and the user's own test file, when given); the dataset is stored only when
     both pass."""
     if not path:
@@ -103,10 +125,16 @@ def check_file(ctx: UIContext, viewer, path: str | None, task: str = DETECT, tex
         return None if value in (DETECT, "", None) else value
 
     headers, rows = preview_rows(file)
-    options = DatasetOptions(task=given(task), text_column=given(text_column), label_column=given(label_column),
-                             prompt_column=given(prompt_column), response_column=given(response_column))
-    dataset_id = service.add_dataset(ctx.storage, viewer, file, options, name=file.name,
-                                     test_file=Path(test_path) if test_path else None)
+    options = DatasetOptions(
+        task=given(task),
+        text_column=given(text_column),
+        label_column=given(label_column),
+        prompt_column=given(prompt_column),
+        response_column=given(response_column),
+    )
+    dataset_id = service.add_dataset(
+        ctx.storage, viewer, file, options, name=file.name, test_file=Path(test_path) if test_path else None
+    )
     with ctx.storage.db.session() as s:
         report = DatasetReport(**get_dataset(s, viewer, dataset_id).report)
     balance = class_balance_figure(report.label_counts) if report.label_counts else None
@@ -117,8 +145,10 @@ def build_data_tab(ctx: UIContext) -> DataTab:
     gr.Markdown("### 2. Your data\nDrop a file of your own texts. Nothing leaves this machine.")
     upload = dataset_file()
     with gr.Accordion("Your own test file (optional)", open=False):
-        gr.Markdown("By default a tenth of your file is held out to test the models. If you have a test set of "
-                    "your own (same columns), drop it here and all of the main file is used to train.")
+        gr.Markdown(
+            "By default a tenth of your file is held out to test the models. If you have a test set of "
+            "your own (same columns), drop it here and all of the main file is used to train."
+        )
         test_upload = dataset_file("Test file", "test-upload")
     with gr.Row():
         task = gr.Dropdown(TASKS, value=DETECT, label="Task")
@@ -136,14 +166,20 @@ def build_data_tab(ctx: UIContext) -> DataTab:
     def run(path, test_path, request: gr.Request, *choices):  # request before *args: Gradio fills only those ahead
         viewer = ctx.viewer(request)
         if any(p and not ctx.owns_upload(request, p) for p in (path, test_path)):
-            checked = Checked(error_box("That file is not one you uploaded in this session; drop it here again."),
-                              [], [], None, None, [])
+            checked = Checked(
+                error_box("That file is not one you uploaded in this session; drop it here again."), [], [], None, None, []
+            )
         else:
             checked = check_file(ctx, viewer, path, *choices, test_path=test_path)
         column_updates = [gr.update(choices=[DETECT, *checked.columns]) for _ in column_boxes]
-        return (checked.report, gr.update(value=checked.preview, headers=checked.headers or None),
-                gr.update(value=checked.balance, visible=checked.balance is not None), checked.dataset_id,
-                gr.update(interactive=bool(path)), *column_updates)
+        return (
+            checked.report,
+            gr.update(value=checked.preview, headers=checked.headers or None),
+            gr.update(value=checked.balance, visible=checked.balance is not None),
+            checked.dataset_id,
+            gr.update(interactive=bool(path)),
+            *column_updates,
+        )
 
     inputs = [upload, test_upload, task, *column_boxes]
     outputs = [report, preview, balance, dataset_id, recheck, *column_boxes]
@@ -151,4 +187,3 @@ def build_data_tab(ctx: UIContext) -> DataTab:
     test_upload.change(run, inputs, outputs)
     recheck.click(run, inputs, outputs, api_name="check_dataset")
     return DataTab(upload, test_upload, task, *column_boxes, recheck, report, preview, balance, dataset_id)
-

@@ -23,17 +23,23 @@ from studio.words import Task
 # Presets per task: the student's depth and how long it trains are the big levers. Balanced is the plain
 # defaults: a floor in training steps, validation with early stopping, the teacher's learning rate chosen.
 PRESETS = {
-    Task.CLASSIFICATION: {"Fastest": {"student_layers": 2, "min_steps": 150, "teacher_learning_rate": 1e-4},
-                       "Balanced": {},
-                       "Best quality": {"student_layers": 4, "epochs": 3, "teacher_epochs": 3, "min_steps": 400}},
+    Task.CLASSIFICATION: {
+        "Fastest": {"student_layers": 2, "min_steps": 150, "teacher_learning_rate": 1e-4},
+        "Balanced": {},
+        "Best quality": {"student_layers": 4, "epochs": 3, "teacher_epochs": 3, "min_steps": 400},
+    },
     # text generators: the 'answers' recipe (see studio.generator); the presets change its budget in tokens
-    Task.CAUSAL_LM: {"Fastest": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 150_000},
-                  "Balanced": {"batch_size": 8, "temperature": 1.0},
-                  "Best quality": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 1_000_000}},
+    Task.CAUSAL_LM: {
+        "Fastest": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 150_000},
+        "Balanced": {"batch_size": 8, "temperature": 1.0},
+        "Best quality": {"batch_size": 8, "temperature": 1.0, "kd_tokens": 1_000_000},
+    },
 }
-PRESET_WORDS = {"Fastest": "smallest student (classifiers), shortest training, no learning-rate search",
-                "Balanced": "a good default: enough training for small data, learning rate chosen on your data",
-                "Best quality": "deeper student, longer training; slower to train and to run"}
+PRESET_WORDS = {
+    "Fastest": "smallest student (classifiers), shortest training, no learning-rate search",
+    "Balanced": "a good default: enough training for small data, learning rate chosen on your data",
+    "Best quality": "deeper student, longer training; slower to train and to run",
+}
 ADVANCED = [f for f in dataclasses.fields(DistillConfig) if f.metadata.get("advanced")]
 """The advanced settings shown: every DistillConfig field made with setting(..., advanced=True)."""
 LAYERS_OF_TEACHER = "(layers of the teacher; MiniLM's for a text generator)"
@@ -84,17 +90,24 @@ def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | Non
     config = DistillConfig.from_dict({**values, "teacher": teacher})
     with ctx.storage.db.session() as s:
         name = records.get_dataset(s, viewer, dataset_id).name
-    job_id = service.submit(ctx.storage, viewer, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()},
-                            title=f"{teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}")
+    job_id = service.submit(
+        ctx.storage,
+        viewer,
+        "distill",
+        {"dataset_id": dataset_id, "distill": config.to_dict()},
+        title=f"{teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}",
+    )
     return job_id, f"Job {job_id} queued. It runs in the worker; you can close this page and come back."
 
 
 def progress_bar(fraction: float, label: str) -> str:
     pct = max(0.0, min(1.0, fraction)) * 100
-    return (f'<div class="studio-progress" role="progressbar" aria-valuenow="{pct:.0f}" aria-valuemin="0" '
-            f'aria-valuemax="100" style="border:1px solid #d1d5db;border-radius:6px;height:22px;position:relative">'
-            f'<div style="background:#2563eb;width:{pct:.1f}%;height:100%;border-radius:6px"></div>'
-            f'<span style="position:absolute;left:8px;top:1px;font-size:13px">{pct:.0f}% — {label}</span></div>')
+    return (
+        f'<div class="studio-progress" role="progressbar" aria-valuenow="{pct:.0f}" aria-valuemin="0" '
+        f'aria-valuemax="100" style="border:1px solid #d1d5db;border-radius:6px;height:22px;position:relative">'
+        f'<div style="background:#2563eb;width:{pct:.1f}%;height:100%;border-radius:6px"></div>'
+        f'<span style="position:absolute;left:8px;top:1px;font-size:13px">{pct:.0f}% — {label}</span></div>'
+    )
 
 
 @shows_errors(lambda message: (error_box(message), "", None, False))
@@ -112,8 +125,12 @@ def job_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, obje
         words += " Go on to step 4 (Compress) or 5 (Compare)."
     if job.error:
         words += "\n\n" + error_box(job.error)
-    return words, progress_bar(job.progress, job.step), loss_figure(curve) if curve else None, \
-        job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    return (
+        words,
+        progress_bar(job.progress, job.step),
+        loss_figure(curve) if curve else None,
+        job.status in (JobStatus.QUEUED, JobStatus.RUNNING),
+    )
 
 
 def latest_active(ctx: UIContext, viewer, kind: str = "distill") -> int | None:
@@ -127,8 +144,9 @@ def latest_active(ctx: UIContext, viewer, kind: str = "distill") -> int | None:
 
 def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -> DistillTab:
     gr.Markdown("### 3. Distill\nThe student learns from the teacher's answers on your data.")
-    preset = gr.Radio(list(PRESET_WORDS), value="Balanced", label="Preset",
-                      info="; ".join(f"{k}: {v}" for k, v in PRESET_WORDS.items()))
+    preset = gr.Radio(
+        list(PRESET_WORDS), value="Balanced", label="Preset", info="; ".join(f"{k}: {v}" for k, v in PRESET_WORDS.items())
+    )
     defaults = preset_values(Task.CLASSIFICATION, "Balanced")
     settings: dict[str, gr.components.Component] = {}
     with gr.Accordion("Advanced settings", open=False):
@@ -141,8 +159,9 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
             elif isinstance(field.default, bool):
                 settings[name] = gr.Checkbox(value=defaults[name], label=label, info=info)
             else:
-                settings[name] = gr.Number(value=defaults[name], label=label, info=info,
-                                           precision=0 if isinstance(defaults[name], int) else None)
+                settings[name] = gr.Number(
+                    value=defaults[name], label=label, info=info, precision=0 if isinstance(defaults[name], int) else None
+                )
     why_not = gr.Markdown(start_problem(None, None))
     with gr.Row():
         start = gr.Button("Start distillation", variant="primary", interactive=False)
@@ -184,7 +203,8 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     for state in (teacher, dataset_id):
         state.change(readiness, [teacher, dataset_id], [start, why_not])
     start.click(on_start, [teacher, dataset_id, *settings.values()], [job_id, status]).then(
-        follow, [job_id], [status, progress, curve, cancel])
+        follow, [job_id], [status, progress, curve, cancel]
+    )
     timer.tick(follow, [job_id], [status, progress, curve, cancel])
     cancel.click(on_cancel, [job_id], [status])
     return DistillTab(preset, settings, start, why_not, cancel, status, progress, curve, job_id, timer)

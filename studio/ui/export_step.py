@@ -43,8 +43,11 @@ def exportable_models(ctx: UIContext, viewer, run_id: int | None) -> list[tuple[
     with ctx.storage.db.session() as s:
         variants = records.run_models(s, viewer, run_id)
     named = [("student (the distilled model)", "student"), ("teacher", "teacher")]
-    return named + [(f"{v.name} ({v.role}, {v.method})", v.name) for v in variants if v.status == "ok"
-                    and v.name not in ("student", "teacher") and (v.role != "baseline" or v.name == TFIDF)]
+    return named + [
+        (f"{v.name} ({v.role}, {v.method})", v.name)
+        for v in variants
+        if v.status == "ok" and v.name not in ("student", "teacher") and (v.role != "baseline" or v.name == TFIDF)
+    ]
 
 
 @shows_errors(lambda message: (None, error_box(message)))
@@ -54,12 +57,14 @@ def start_export(ctx: UIContext, viewer, run_id, model, onnx, gguf, hybrid, thre
     try:
         level = float(threshold) if str(threshold or "").strip() else None
     except ValueError:
-        return None, error_box(f"The confidence threshold '{threshold}' is not a number; use one from 0 to 1, "
-                               "or leave it empty to have it chosen for you.")
-    settings = {"variant": model or "student", "onnx": bool(onnx), "gguf": bool(gguf), "hybrid": bool(hybrid),
-                "threshold": level}
-    job_id = service.submit(ctx.storage, viewer, "export", settings, parent_id=int(run_id),
-                            title=f"export {settings['variant']} of job {run_id}")
+        return None, error_box(
+            f"The confidence threshold '{threshold}' is not a number; use one from 0 to 1, "
+            "or leave it empty to have it chosen for you."
+        )
+    settings = {"variant": model or "student", "onnx": bool(onnx), "gguf": bool(gguf), "hybrid": bool(hybrid), "threshold": level}
+    job_id = service.submit(
+        ctx.storage, viewer, "export", settings, parent_id=int(run_id), title=f"export {settings['variant']} of job {run_id}"
+    )
     return job_id, f"Export job {job_id} queued."
 
 
@@ -85,14 +90,22 @@ def download_html(job_id: int, name: str, size: int, summary: dict) -> str:
 
     items = "".join(f"<li><code>{escape(p)}</code> — {escape(a)}</li>" for p, a in summary["files"].items())
     hybrid = summary.get("hybrid")
-    share = (f"<p>Small model first: the student answers <b>{hybrid['student_share']:.1%}</b> of inputs alone at "
-             f"confidence {hybrid['threshold']:.3g} ({escape(hybrid['measured_on'])}); the teacher answers the rest."
-             "</p>") if hybrid else ""
+    share = (
+        (
+            f"<p>Small model first: the student answers <b>{hybrid['student_share']:.1%}</b> of inputs alone at "
+            f"confidence {hybrid['threshold']:.3g} ({escape(hybrid['measured_on'])}); the teacher answers the rest."
+            "</p>"
+        )
+        if hybrid
+        else ""
+    )
     notes = "".join(f"<p><i>{_code(escape(n))}</i></p>" for n in summary.get("notes", []))
-    return (f'<a id="export-download" href="download/{job_id}" download="{escape(name)}" '
-            'style="display:inline-block;padding:10px 16px;background:#2563eb;color:white;border-radius:8px;'
-            f'text-decoration:none;font-weight:600">Download {escape(name)} ({size / 1e6:.1f} MB)</a>'
-            f"<ul>{items}</ul>{share}{notes}")
+    return (
+        f'<a id="export-download" href="download/{job_id}" download="{escape(name)}" '
+        'style="display:inline-block;padding:10px 16px;background:#2563eb;color:white;border-radius:8px;'
+        f'text-decoration:none;font-weight:600">Download {escape(name)} ({size / 1e6:.1f} MB)</a>'
+        f"<ul>{items}</ul>{share}{notes}"
+    )
 
 
 def _code(text: str) -> str:
@@ -103,8 +116,10 @@ def _code(text: str) -> str:
 
 
 def build_export_tab(ctx: UIContext) -> ExportTab:
-    gr.Markdown("### 6. Export\nOne zip with everything needed to use the model without the studio: a Hugging Face "
-                "folder, a model card, ONNX, GGUF (text generators) and a `predict.py` example.")
+    gr.Markdown(
+        "### 6. Export\nOne zip with everything needed to use the model without the studio: a Hugging Face "
+        "folder, a model card, ONNX, GGUF (text generators) and a `predict.py` example."
+    )
     with gr.Row():
         run = gr.Dropdown(label="Run to export from", choices=[], interactive=True)
         model = gr.Dropdown(label="Model to export", choices=[], interactive=True)
@@ -125,8 +140,11 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
     @shows_errors(lambda message: (gr.update(choices=[], value=None), gr.update(interactive=False), error_box(message)))
     def on_run(run_id, request: gr.Request = None):
         models = exportable_models(ctx, ctx.viewer(request), run_id)
-        return (gr.update(choices=models, value=models[0][1] if models else None),
-                gr.update(interactive=bool(models)), "" if run_id else "*Finish a distillation first (step 3).*")
+        return (
+            gr.update(choices=models, value=models[0][1] if models else None),
+            gr.update(interactive=bool(models)),
+            "" if run_id else "*Finish a distillation first (step 3).*",
+        )
 
     # request before *args: Gradio only fills in parameters ahead of them
     def on_export(run_id, chosen, request: gr.Request, *options):
@@ -155,6 +173,7 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
     run.change(on_run, [run], [model, button, status], api_name="export_models")
     outputs = [status, progress, download, shown]
     button.click(on_export, [run, model, onnx, gguf, hybrid, threshold], [job_id, *outputs]).then(
-        follow, [job_id, shown], outputs)
+        follow, [job_id, shown], outputs
+    )
     timer.tick(follow, [job_id, shown], outputs)
     return ExportTab(run, model, onnx, gguf, hybrid, threshold, button, status, progress, download, job_id)

@@ -41,23 +41,39 @@ from studio.ui.owners import Owners, owner_key
 
 log = logging.getLogger("studio.guard")
 
-OPEN = [("GET", r"/login"), ("POST", r"/login"), ("GET", r"/healthz"), ("GET", r"/favicon\.ico"),
-        ("GET", r"/robots\.txt")]
+OPEN = [("GET", r"/login"), ("POST", r"/login"), ("GET", r"/healthz"), ("GET", r"/favicon\.ico"), ("GET", r"/robots\.txt")]
 """Routes anyone may call."""
 
 ROUTES = [
-    ("GET", r"/"), ("GET", r"/config/?"), ("GET", r"/(assets|static|svelte)/.+"), ("GET", r"/(gradio_api/)?theme\.css"),
-    ("GET", r"/manifest\.json"), ("GET", r"/gradio_api/(info|app_id|user|login_check|startup-events)/?"),
-    ("POST", r"/gradio_api/queue/join"), ("GET", r"/gradio_api/queue/(data|status)"),
-    ("GET", r"/gradio_api/heartbeat/[^/]+"), ("POST", r"/gradio_api/(cancel|reset)/?"),
-    ("POST", r"/gradio_api/upload"), ("GET", r"/gradio_api/upload_progress"), ("GET", r"/gradio_api/file=.+"),
-    ("GET", r"/download/[^/]+"), ("GET", r"/logout"), ("POST", r"/logout"),
+    ("GET", r"/"),
+    ("GET", r"/config/?"),
+    ("GET", r"/(assets|static|svelte)/.+"),
+    ("GET", r"/(gradio_api/)?theme\.css"),
+    ("GET", r"/manifest\.json"),
+    ("GET", r"/gradio_api/(info|app_id|user|login_check|startup-events)/?"),
+    ("POST", r"/gradio_api/queue/join"),
+    ("GET", r"/gradio_api/queue/(data|status)"),
+    ("GET", r"/gradio_api/heartbeat/[^/]+"),
+    ("POST", r"/gradio_api/(cancel|reset)/?"),
+    ("POST", r"/gradio_api/upload"),
+    ("GET", r"/gradio_api/upload_progress"),
+    ("GET", r"/gradio_api/file=.+"),
+    ("GET", r"/download/[^/]+"),
+    ("GET", r"/logout"),
+    ("POST", r"/logout"),
 ]
 """Routes a logged-in user may call: the studio's own and the part of Gradio its page and gradio_client use."""
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-FORWARDED = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-prefix",
-             b"forwarded", b"x-real-ip"}
+FORWARDED = {
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-forwarded-prefix",
+    b"forwarded",
+    b"x-real-ip",
+}
 SESSION_HASH = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -80,8 +96,7 @@ class Refused(Exception):
 
 
 class RequestGuard:
-    def __init__(self, app: Callable[..., Awaitable[None]], *, storage: Storage, settings: HostSettings,
-                 owners: Owners) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], *, storage: Storage, settings: HostSettings, owners: Owners) -> None:
         self.app, self.storage, self.settings, self.owners = app, storage, settings, owners
         self.idle = timedelta(minutes=settings.session_idle_minutes)
 
@@ -98,8 +113,9 @@ class RequestGuard:
             receive = await self._admit(scope, receive)
         except Refused as refused:
             if refused.status != 401:  # repr and cut: a path cannot write lines of its own into the log
-                log.warning("refused %s %.200r (%s): %s", scope["method"], scope["path"], scope.get("studio.owner"),
-                            refused.message)
+                log.warning(
+                    "refused %s %.200r (%s): %s", scope["method"], scope["path"], scope.get("studio.owner"), refused.message
+                )
             await self._refusal(scope, refused)(scope, receive, send)
             return
         if scope["path"] == "/gradio_api/upload":
@@ -200,14 +216,13 @@ class RequestGuard:
             return
         hashes: list[str] = []
         if path.startswith("/gradio_api/file="):
-            if not self.owners.owns_file(owner, path[len("/gradio_api/file="):]):
+            if not self.owners.owns_file(owner, path[len("/gradio_api/file=") :]):
                 raise Refused(404, "No such file.")  # the same answer whether or not it exists
         elif path.startswith("/gradio_api/heartbeat/"):
             hashes.append(path.rsplit("/", 1)[1])
         elif path == "/gradio_api/queue/data":
             hashes += parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [])
-        elif "studio.body" in scope and path.startswith(("/gradio_api/queue/join", "/gradio_api/cancel",
-                                                         "/gradio_api/reset")):
+        elif "studio.body" in scope and path.startswith(("/gradio_api/queue/join", "/gradio_api/cancel", "/gradio_api/reset")):
             try:
                 body = json.loads(scope["studio.body"] or b"{}")
             except ValueError:
@@ -315,17 +330,25 @@ def _file_paths(value) -> list[str]:
     return found
 
 
-DISK_FULL = ("The disk the studio writes to is nearly full, so it takes no uploads now. Free some space, or tell "
-             "the administrator (SLM_STUDIO_MIN_FREE_MB keeps that much free for everyone's jobs).")
-QUOTA_FULL = ("Your uploads of the last day already take as much as your storage quota allows (the maximum allowed "
-              "size, SLM_STUDIO_USER_QUOTA_MB). Uploaded files are kept for a day; try again later, or ask the "
-              "administrator to raise the quota.")
+DISK_FULL = (
+    "The disk the studio writes to is nearly full, so it takes no uploads now. Free some space, or tell "
+    "the administrator (SLM_STUDIO_MIN_FREE_MB keeps that much free for everyone's jobs)."
+)
+QUOTA_FULL = (
+    "Your uploads of the last day already take as much as your storage quota allows (the maximum allowed "
+    "size, SLM_STUDIO_USER_QUOTA_MB). Uploaded files are kept for a day; try again later, or ask the "
+    "administrator to raise the quota."
+)
 
 
 def _too_big(upload: bool, size: int, settings: HostSettings) -> str:
     if upload:
-        shown = f"This upload is {size / 1024 ** 2:,.0f} MB; t" if size else "T"
-        return (f"{shown}he studio accepts files up to {settings.max_upload_mb:,} MB (the maximum allowed size). "
-                "Upload a smaller file (or ask the administrator to raise SLM_STUDIO_MAX_UPLOAD_MB).")
-    return (f"This request is larger than the {settings.max_request_kb:,} KB the studio accepts "
-            "(SLM_STUDIO_MAX_REQUEST_KB). Files go through the upload, not in a request.")
+        shown = f"This upload is {size / 1024**2:,.0f} MB; t" if size else "T"
+        return (
+            f"{shown}he studio accepts files up to {settings.max_upload_mb:,} MB (the maximum allowed size). "
+            "Upload a smaller file (or ask the administrator to raise SLM_STUDIO_MAX_UPLOAD_MB)."
+        )
+    return (
+        f"This request is larger than the {settings.max_request_kb:,} KB the studio accepts "
+        "(SLM_STUDIO_MAX_REQUEST_KB). Files go through the upload, not in a request."
+    )

@@ -34,8 +34,20 @@ class HistoryTab:
 def history_rows(ctx: UIContext, viewer, limit: int = 50) -> list[list]:
     with ctx.storage.db.session() as s:
         jobs = job_rows.list_jobs(s, viewer, limit=limit)
-    return [[j.id, j.kind, j.status, f"{j.progress:.0%}", j.step, f"{j.created_at:%Y-%m-%d %H:%M}", j.owner, j.title,
-             "" if j.last_loss is None else f"{j.last_loss:.4f}"] for j in jobs]
+    return [
+        [
+            j.id,
+            j.kind,
+            j.status,
+            f"{j.progress:.0%}",
+            j.step,
+            f"{j.created_at:%Y-%m-%d %H:%M}",
+            j.owner,
+            j.title,
+            "" if j.last_loss is None else f"{j.last_loss:.4f}",
+        ]
+        for j in jobs
+    ]
 
 
 @shows_errors(lambda message: (error_box(message), None, {"cancel": False, "resume": False, "delete": False}))
@@ -53,8 +65,11 @@ def job_detail(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, object 
     for name, values in scores:
         shown = scores_text(values, ["accuracy", "macro_f1", "perplexity", "rouge_l", "latency_ms", "size_bytes"])
         lines.append(f"- {name}: {shown or 'not measured'}")
-    can = {"cancel": job.status in (JobStatus.QUEUED, JobStatus.RUNNING), "resume": job.status in job_rows.RESUMABLE,
-           "delete": job.status not in (JobStatus.QUEUED, JobStatus.RUNNING)}
+    can = {
+        "cancel": job.status in (JobStatus.QUEUED, JobStatus.RUNNING),
+        "resume": job.status in job_rows.RESUMABLE,
+        "delete": job.status not in (JobStatus.QUEUED, JobStatus.RUNNING),
+    }
     return "\n\n".join(lines), loss_figure(curve) if curve else None, can
 
 
@@ -74,8 +89,14 @@ def build_history_tab(ctx: UIContext) -> HistoryTab:
     def refresh(chosen, request: gr.Request = None):
         viewer = ctx.viewer(request)
         text, figure, can = job_detail(ctx, viewer, chosen)
-        return (history_rows(ctx, viewer), text, figure, gr.update(interactive=can["cancel"]),
-                gr.update(interactive=can["resume"]), gr.update(interactive=can["delete"]))
+        return (
+            history_rows(ctx, viewer),
+            text,
+            figure,
+            gr.update(interactive=can["cancel"]),
+            gr.update(interactive=can["resume"]),
+            gr.update(interactive=can["delete"]),
+        )
 
     @shows_errors(error_box)
     def do(action, chosen, request: gr.Request = None) -> str:
@@ -99,6 +120,7 @@ def build_history_tab(ctx: UIContext) -> HistoryTab:
     def on(action: str):
         def handler(chosen, request: gr.Request = None):
             return act(action, chosen, request)
+
         return handler
 
     for button, action in ((cancel, "cancel"), (resume, "resume"), (delete, "delete")):

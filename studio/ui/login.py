@@ -40,6 +40,7 @@ def cookie_name(scheme: str) -> str:
     """Over HTTPS the __Host- prefix: the browser takes it only from this host, Secure, for the whole site."""
     return f"__Host-{COOKIE}" if scheme == "https" else COOKIE
 
+
 MAX_WAITING = 16
 """Password checks that may wait for the Argon2 thread; more are told the server is busy."""
 log = logging.getLogger("studio.login")
@@ -65,26 +66,31 @@ class Logins:
 
     async def attempt(self, name: str, password: str, address: str) -> Outcome:
         account = name.strip().lower()[:128]
-        scopes = [(self.per_account, ("account", account, address), "for this account from your address"),
-                  (self.per_account_total, ("account", account), "for this account"),
-                  (self.per_address, ("address", address), "from your address")]
-        blocked = [(limit, key, whose) for limits, key, whose in scopes for limit in limits
-                   if not self.limiter.test(limit, *key)]
+        scopes = [
+            (self.per_account, ("account", account, address), "for this account from your address"),
+            (self.per_account_total, ("account", account), "for this account"),
+            (self.per_address, ("address", address), "from your address"),
+        ]
+        blocked = [(limit, key, whose) for limits, key, whose in scopes for limit in limits if not self.limiter.test(limit, *key)]
         if blocked:  # counted only when it is let through: a locked-out client cannot extend its own lock
             wait = max(self._retry_after(limit, key) for limit, key, _ in blocked)
             log.warning("login throttled (%s): %r from %s", blocked[0][2], account, address)
-            return Outcome(429, f"Too many login attempts {blocked[0][2]}. Try again in {_minutes(wait)}, or ask "
-                                "your administrator to check the account.", retry_after_s=wait)
+            return Outcome(
+                429,
+                f"Too many login attempts {blocked[0][2]}. Try again in {_minutes(wait)}, or ask "
+                "your administrator to check the account.",
+                retry_after_s=wait,
+            )
         for limits, key, _ in scopes:
             for limit in limits:
                 self.limiter.hit(limit, *key)
         if self.waiting >= MAX_WAITING:
-            return Outcome(503, "The server is busy checking other logins. Try again in a few seconds.",
-                           retry_after_s=5)
+            return Outcome(503, "The server is busy checking other logins. Try again in a few seconds.", retry_after_s=5)
         self.waiting += 1
         try:
             viewer = await asyncio.get_running_loop().run_in_executor(
-                self.argon2, check_login, self.storage.db, name.strip(), password[:MAX_PASSWORD + 1])
+                self.argon2, check_login, self.storage.db, name.strip(), password[: MAX_PASSWORD + 1]
+            )
         finally:
             self.waiting -= 1
         if viewer is None:
@@ -127,13 +133,19 @@ def add_login_routes(api: FastAPI, logins: Logins, owner_forgotten) -> None:
         headers = {"Retry-After": str(outcome.retry_after_s)} if outcome.retry_after_s else {}
         if outcome.token is None:
             if browser:
-                return HTMLResponse(page("Log in", _said(outcome.message) + login_form(name[:64])), outcome.status,
-                                    headers)
+                return HTMLResponse(page("Log in", _said(outcome.message) + login_form(name[:64])), outcome.status, headers)
             return JSONResponse({"detail": outcome.message}, outcome.status, headers)
         answer = RedirectResponse("./", 303) if browser else JSONResponse({"success": True})
         https = request.url.scheme == "https"
-        answer.set_cookie(cookie_name(request.url.scheme), outcome.token, path="/", httponly=True, samesite="lax",
-                          secure=https, max_age=int(logins.settings.session_hours * 3600))
+        answer.set_cookie(
+            cookie_name(request.url.scheme),
+            outcome.token,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=https,
+            max_age=int(logins.settings.session_hours * 3600),
+        )
         return answer
 
     @api.get("/logout", response_class=HTMLResponse)

@@ -53,8 +53,13 @@ class Owners:
         """What a user's uploads still in Gradio's cache take (capped at the user's quota)."""
         prefix, now = f"{user_id}:", time.monotonic()
         with self._lock:
-            paths = {p for owner, files in self._files.items() if owner.startswith(prefix)
-                     for p, since in files.items() if now - since < KEEP_S}
+            paths = {
+                p
+                for owner, files in self._files.items()
+                if owner.startswith(prefix)
+                for p, since in files.items()
+                if now - since < KEEP_S
+            }
         return sum(Path(p).stat().st_size for p in paths if Path(p).is_file())
 
     def _inside(self, path: str) -> Path | None:

@@ -104,22 +104,34 @@ def create_server(storage: Storage | None = None, settings: HostSettings | None 
         if not files or not storage.store.resolve(files[0].path).is_file():
             raise HTTPException(status_code=404, detail=f"No export {job_id[:24]} for you to download.")
         path = storage.store.resolve(files[0].path)
-        return FileResponse(path, media_type="application/zip", filename=path.name,
-                            headers={"Cache-Control": "private, no-store"})
+        return FileResponse(
+            path, media_type="application/zip", filename=path.name, headers={"Cache-Control": "private, no-store"}
+        )
 
     if settings.hosted:
         add_login_routes(api, Logins(storage, settings), owners.forget_user)
 
     gr.mount_gradio_app(
-        api, studio.blocks, "/", footer_links=[], show_error=False, max_file_size=f"{settings.max_upload_mb}mb",
+        api,
+        studio.blocks,
+        "/",
+        footer_links=[],
+        show_error=False,
+        max_file_size=f"{settings.max_upload_mb}mb",
         # the guard has already found the session; Gradio only learns the user's name from it
         auth_dependency=(lambda request: request.scope.get("studio.user")) if settings.hosted else None,
         # System fonts only: nothing is fetched from a font CDN, so the page renders offline.
-        theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]))
+        theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
+    )
     # added last = runs first: headers on every answer, then CORS, then the guard
     api.add_middleware(RequestGuard, storage=storage, settings=settings, owners=owners)
-    api.add_middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins), allow_credentials=True,
-                       allow_methods=["GET", "POST"], allow_headers=["content-type"])
+    api.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.allowed_origins),
+        allow_credentials=True,
+        allow_methods=["GET", "POST"],
+        allow_headers=["content-type"],
+    )
     api.add_middleware(SecureASGIMiddleware, secure=security_headers())
     return api, studio
 
@@ -129,16 +141,31 @@ def security_headers() -> Secure:
     Gradio's page needs inline scripts and styles (its config is inline) and 'unsafe-eval' (gr.HTML renders
     its templates with `new Function`), so those stay allowed; what limits a script that got in anyway is
     connect-src/form-action 'self': it has nowhere else to send what it reads."""
-    csp = (ContentSecurityPolicy().default_src("'self'").base_uri("'self'").connect_src("'self'")
-           .font_src("'self'", "data:").form_action("'self'").frame_ancestors("'none'")
-           .img_src("'self'", "data:", "blob:").media_src("'self'", "blob:").object_src("'none'")
-           .script_src("'self'", "'unsafe-inline'", "'unsafe-eval'").style_src("'self'", "'unsafe-inline'")
-           .worker_src("'self'", "blob:"))
-    return Secure(csp=csp, xfo=XFrameOptions().deny(), xcto=XContentTypeOptions(),
-                  referrer=ReferrerPolicy().strict_origin_when_cross_origin(),
-                  hsts=StrictTransportSecurity().max_age(31536000),  # browsers heed it over HTTPS only
-                  coop=CrossOriginOpenerPolicy().same_origin(), corp=CrossOriginResourcePolicy().same_origin(),
-                  permissions=PermissionsPolicy().geolocation().microphone().camera())
+    csp = (
+        ContentSecurityPolicy()
+        .default_src("'self'")
+        .base_uri("'self'")
+        .connect_src("'self'")
+        .font_src("'self'", "data:")
+        .form_action("'self'")
+        .frame_ancestors("'none'")
+        .img_src("'self'", "data:", "blob:")
+        .media_src("'self'", "blob:")
+        .object_src("'none'")
+        .script_src("'self'", "'unsafe-inline'", "'unsafe-eval'")
+        .style_src("'self'", "'unsafe-inline'")
+        .worker_src("'self'", "blob:")
+    )
+    return Secure(
+        csp=csp,
+        xfo=XFrameOptions().deny(),
+        xcto=XContentTypeOptions(),
+        referrer=ReferrerPolicy().strict_origin_when_cross_origin(),
+        hsts=StrictTransportSecurity().max_age(31536000),  # browsers heed it over HTTPS only
+        coop=CrossOriginOpenerPolicy().same_origin(),
+        corp=CrossOriginResourcePolicy().same_origin(),
+        permissions=PermissionsPolicy().geolocation().microphone().camera(),
+    )
 
 
 @dataclass
@@ -177,14 +204,20 @@ def serve(host: str, port: int, with_worker: bool = True) -> None:
     api, _ = create_server(settings=settings)
     worker = None
     if with_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"],
-                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+        worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"], env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         # open event streams (timers of open pages) must not hold a stopping server for ever
         # client addresses (login limits) come from X-Forwarded-For only when the proxy sending it is trusted
         proxies = settings.trusted_proxies
-        uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
-                    proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
+        uvicorn.run(
+            api,
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies or None,
+        )
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)  # running jobs save their step and stay resumable

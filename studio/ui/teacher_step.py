@@ -40,15 +40,15 @@ def _cost_cell(key: str) -> str:
     if cost is None:
         return "not measured yet"
     if cost.head_only:
-        return (f"head only: {cost.minutes_per_thousand_texts:.1f} min per 1,000 texts; "
-                f"full: {cost.seconds_per_step:.2f} s a step")
+        return f"head only: {cost.minutes_per_thousand_texts:.1f} min per 1,000 texts; full: {cost.seconds_per_step:.2f} s a step"
     return f"{cost.seconds_per_step:.2f} s a step (≥ {cost.minimum_minutes:.0f} min a run)"
 
 
 def catalog_rows() -> list[list[str]]:
     installed = sorted(CATALOG.values(), key=lambda e: catalog_status(e) != "installed")
-    return [[e.key, e.title, e.task, f"{e.params_millions:.1f} M", e.licence, _cost_cell(e.key), catalog_status(e)]
-            for e in installed]
+    return [
+        [e.key, e.title, e.task, f"{e.params_millions:.1f} M", e.licence, _cost_cell(e.key), catalog_status(e)] for e in installed
+    ]
 
 
 def measure_here(described: str, spec: str | None) -> tuple[str, list[list[str]]]:
@@ -63,8 +63,7 @@ def measure_here(described: str, spec: str | None) -> tuple[str, list[list[str]]
     return f"{head}\n\n{COST_TITLE} {cost.words()}", catalog_rows()
 
 
-def describe(source: str, key: str | None, folder: str, hub_id: str,
-             only_under: Path | None = None) -> tuple[str, str | None]:
+def describe(source: str, key: str | None, folder: str, hub_id: str, only_under: Path | None = None) -> tuple[str, str | None]:
     """(what the user sees about the choice, the spec to use or None when it cannot be used).
     `only_under`: a hosted studio lets users pick folders in the shared models folder only."""
     folder, hub_id = folder or "", hub_id or ""  # a hidden box sends nothing
@@ -74,26 +73,35 @@ def describe(source: str, key: str | None, folder: str, hub_id: str,
         entry = CATALOG[key]
         memory = entry.params_millions * 4 / 1000  # fp32 weights; training needs about 3-4x this
         status = catalog_status(entry)
-        text = (f"**{entry.title}** — {entry.task.replace('_', ' ')}, {entry.params_millions:.1f} M parameters, "
-                f"about {memory:.2f} GB in memory to run, {3 * memory:.1f}–{4 * memory:.1f} GB to fine-tune. "
-                f"Licence: {entry.licence}.")
+        text = (
+            f"**{entry.title}** — {entry.task.replace('_', ' ')}, {entry.params_millions:.1f} M parameters, "
+            f"about {memory:.2f} GB in memory to run, {3 * memory:.1f}–{4 * memory:.1f} GB to fine-tune. "
+            f"Licence: {entry.licence}."
+        )
         if entry.terms_notice:
             text += f"\n\n{entry.terms_notice}"
         if entry.task == Task.CAUSAL_LM:
-            text += ("\n\nIt can also teach a **classifier**: it gets a classification head, reads your texts once and "
-                     "only the head is fitted to your labels (minutes, not hours; *teacher training* 'full' in step 3 "
-                     "fine-tunes every weight instead), then a small encoder student (minilm-l6) learns its answers.")
+            text += (
+                "\n\nIt can also teach a **classifier**: it gets a classification head, reads your texts once and "
+                "only the head is fitted to your labels (minutes, not hours; *teacher training* 'full' in step 3 "
+                "fine-tunes every weight instead), then a small encoder student (minilm-l6) learns its answers."
+            )
         cost = known_cost(key)
-        text += (f"\n\n{COST_TITLE} {cost.words()}" if cost else
-                 f"\n\n{COST_TITLE} not measured yet (*Measure* times a few real training steps; under a minute).")
+        text += (
+            f"\n\n{COST_TITLE} {cost.words()}"
+            if cost
+            else f"\n\n{COST_TITLE} not measured yet (*Measure* times a few real training steps; under a minute)."
+        )
         if status != "installed":
             return text + f"\n\n> ⚠️ Its weights are {status}.", None
         return text, key
     if source == SOURCES[1]:
         path = Path(folder.strip()).expanduser() if folder.strip() else None
         if path is not None and only_under is not None and not path.resolve().is_relative_to(only_under.resolve()):
-            return (f"> ⚠️ In this hosted studio, model folders come from the shared models folder {only_under} "
-                    "(ask your administrator to put the model there)."), None
+            return (
+                f"> ⚠️ In this hosted studio, model folders come from the shared models folder {only_under} "
+                "(ask your administrator to put the model there)."
+            ), None
         if path is None or not (path / "config.json").is_file():
             return "Give the path of a model folder (it holds config.json and .safetensors weights).", None
         if not any(path.glob("*.safetensors")):
@@ -121,8 +129,13 @@ def build_teacher_tab(ctx: UIContext) -> TeacherTab:
 
     def update(src: str, key: str | None, path: str, hub: str):
         text, spec = describe(src, key, path, hub, models_dir() if ctx.hosted else None)
-        return (gr.update(visible=src == SOURCES[0]), gr.update(visible=src == SOURCES[1]),
-                gr.update(visible=src == SOURCES[2]), text, spec)
+        return (
+            gr.update(visible=src == SOURCES[0]),
+            gr.update(visible=src == SOURCES[1]),
+            gr.update(visible=src == SOURCES[2]),
+            text,
+            spec,
+        )
 
     for trigger in (source.change, catalog.change, folder.change, hub_id.change):
         trigger(update, [source, catalog, folder, hub_id], [catalog, folder, hub_id, info, chosen])

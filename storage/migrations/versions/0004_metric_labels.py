@@ -31,7 +31,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     conn = op.get_bind()
-    conn.execute(metrics.update().where(metrics.c.label != "")
-                 .values(stage=sa.func.substr(metrics.c.stage + " " + metrics.c.label, 1, 32)))
+    conn.execute(
+        metrics.update().where(metrics.c.label != "").values(stage=sa.func.substr(metrics.c.stage + " " + metrics.c.label, 1, 32))
+    )
     with op.batch_alter_table("metrics") as batch:
         batch.drop_column("label")
