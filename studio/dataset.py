@@ -9,12 +9,8 @@ so a failed check leaves nothing half-written behind.
 
 from __future__ import annotations
 
-import codecs
-import csv
 import json
 import os
-import random
-import re
 import shutil
 import tempfile
 from collections import Counter, defaultdict
@@ -22,25 +18,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import charset_normalizer
-
+from studio.data_files import iter_rows, load_split
 from studio.errors import DatasetError
 from studio.hosting import HostSettings
 from studio.settings import Check, Settings, setting
+from studio.splits import leak_warnings, related_groups, split_indices, split_note
 from studio.words import Task
 
-FORMATS = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".txt": "txt",
-    ".parquet": "parquet",
-}
-SNIFF_BYTES = 256 * 1024
 DETECT_ROWS = 2000
-
 TEXT_NAMES = (
     "text",
     "body",
@@ -59,18 +44,6 @@ TEXT_NAMES = (
 LABEL_NAMES = ("label", "category", "class", "intent", "topic", "tag", "target", "department", "queue", "type")
 PROMPT_NAMES = ("prompt", "question", "instruction", "input", "query")
 RESPONSE_NAMES = ("response", "answer", "output", "completion", "reply")
-
-# Magic numbers of formats people save by mistake under a text extension.
-BINARY_MAGIC = {
-    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx or Word .docx file is one)",
-    b"%PDF": "a PDF document",
-    b"\x89PNG": "a PNG image",
-    b"\xff\xd8\xff": "a JPEG image",
-    b"\xd0\xcf\x11\xe0": "an old Excel/Word (.xls/.doc) file",
-    b"PAR1": "a Parquet file",
-    b"\x1f\x8b": "a gzip archive",
-    b"SQLite format 3": "an SQLite database",
-}
 
 
 @dataclass
@@ -179,219 +152,6 @@ class PreparedDataset:
 
     def split(self, name: str) -> list[dict]:
         return load_split(self.path, name)
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _sniff_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise DatasetError(f"File not found: {path}. Check the path and try again.")
-    if path.is_dir():
-        raise DatasetError(f"{path} is a folder; give the data file inside it.")
-    with path.open("rb") as f:
-        return f.read(SNIFF_BYTES)
-
-
-def detect_format(path: Path) -> str:
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise DatasetError(
-            f"'{path.name}' has an extension this studio does not read. "
-            "Save it as .csv, .tsv, .jsonl, .txt or .parquet and upload it again."
-        )
-    return fmt
-
-
-def detect_encoding(path: Path, sample: bytes, fmt: str) -> str:
-    """Return the text encoding of a file, or raise if it is empty or not text at all."""
-    if not sample.strip():
-        raise DatasetError(f"'{path.name}' is empty. Add rows of data and upload it again.")
-    if fmt == "parquet":
-        if not sample.startswith(b"PAR1"):
-            raise DatasetError(
-                f"'{path.name}' is not a valid Parquet file (its first bytes "
-                "are wrong). Export it again from the tool that made it."
-            )
-        return "binary"
-    for magic, what in BINARY_MAGIC.items():
-        if sample.startswith(magic):
-            raise DatasetError(
-                f"'{path.name}' is {what}, not a text file, despite its name. "
-                "Open it in the program that made it and save or export it as CSV (UTF-8)."
-            )
-    if sample.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
-        match = charset_normalizer.from_bytes(sample).best()
-        return match.encoding if match else "utf_8"
-    if b"\x00" in sample:
-        raise DatasetError(
-            f"'{path.name}' contains binary data (NUL bytes), so it is not a text file. "
-            "Save it as CSV (UTF-8) or JSON Lines and upload it again."
-        )
-    try:
-        sample.decode("utf-8")
-        return "utf_8"
-    except UnicodeDecodeError as err:
-        # A multi-byte character cut at the end of the sample is still UTF-8.
-        if err.start >= len(sample) - 4 and len(sample) == SNIFF_BYTES:
-            return "utf_8"
-    _refuse_mixed_utf8(path, sample)
-    match = charset_normalizer.from_bytes(sample).best()
-    if match is None:
-        raise DatasetError(
-            f"The text encoding of '{path.name}' could not be recognised. "
-            "Save the file as UTF-8 (in Excel: 'CSV UTF-8') and upload it again."
-        )
-    return match.encoding
-
-
-def _refuse_mixed_utf8(path: Path, sample: bytes) -> None:
-    """A file that is UTF-8 except for some lines (rows pasted from another program) must not be read whole
-    in a guessed codepage: its UTF-8 accents would all turn to nonsense. Name the lines to fix instead."""
-    lines = sample.split(b"\n")
-    if len(sample) == SNIFF_BYTES:
-        lines = lines[:-1]  # the last line may be cut in the middle of a character
-    utf8_accents, bad = False, []
-    for number, line in enumerate(lines, start=1):
-        try:
-            line.decode("utf-8")
-            utf8_accents = utf8_accents or any(byte >= 0x80 for byte in line)
-        except UnicodeDecodeError:
-            bad.append(number)
-    if utf8_accents and bad:
-        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-        raise DatasetError(
-            f"'{path.name}' mixes text encodings: most of it is UTF-8, but line(s) {shown} are "
-            "not (probably pasted from a program that saves Latin-1 / Windows-1252). Save the whole "
-            "file as UTF-8 (in Excel: 'CSV UTF-8'), or fix those lines, and upload it again."
-        )
-
-
-def _text_lines(path: Path, encoding: str) -> Iterator[str]:
-    """Decode the file line by line, strictly, so a wrongly encoded line is named exactly."""
-    decoder = codecs.getincrementaldecoder("utf_8_sig" if encoding == "utf_8" else encoding)(errors="strict")
-    pending, line_no = "", 0
-    with path.open("rb") as f:
-        for raw in f:
-            try:
-                pending += decoder.decode(raw)
-            except UnicodeDecodeError as err:
-                raise DatasetError(
-                    f"'{path.name}' is not consistently encoded: line {line_no + 1} cannot be read as "
-                    f"{encoding} ({err.reason}). Save the whole file as UTF-8 (in Excel: 'CSV UTF-8') "
-                    "and upload it again."
-                ) from err
-            lines = pending.splitlines(keepends=True)
-            pending = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
-            line_no += len(lines)
-            yield from lines
-    if pending:
-        yield pending
-
-
-def _iter_csv(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
-    csv.field_size_limit(16 * 1024 * 1024)
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    if delimiter == ",":
-        first = next(_text_lines(path, encoding), "")
-        try:
-            delimiter = csv.Sniffer().sniff(first, ",;\t|").delimiter
-        except csv.Error:
-            delimiter = ","
-    reader = csv.reader(_text_lines(path, encoding), delimiter=delimiter)
-    header = next(reader, None)
-    if not header or not any(h.strip() for h in header):
-        raise DatasetError(f"'{path.name}' has no header row. Put column names (for example: text,label) on the first line.")
-    header = [h.strip() for h in header]
-    dupes = [h for h, n in Counter(header).items() if n > 1]
-    if dupes:
-        raise DatasetError(
-            f"Column name(s) {', '.join(map(repr, dupes))} appear more than "
-            "once in the header. Give every column a different name."
-        )
-    row_no = 0
-    try:
-        for values in reader:
-            if not any(v.strip() for v in values):
-                continue
-            row_no += 1
-            if len(values) != len(header):
-                raise DatasetError(
-                    f"Row {row_no} (line {reader.line_num}) has {len(values)} fields but the "
-                    f"header has {len(header)}. A text with a comma or line break must be in "
-                    "double quotes; fix that row or re-export the file as CSV."
-                )
-            yield row_no, dict(zip(header, values))
-    except csv.Error as err:
-        raise DatasetError(
-            f"Row {row_no + 1} (line {reader.line_num}) of '{path.name}' is "
-            f"not valid CSV ({err}). Fix that row or re-export the file."
-        ) from err
-
-
-def _iter_jsonl(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
-    for line_no, line in enumerate(_text_lines(path, encoding), start=1):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if line_no == 1 and stripped.startswith("["):
-            raise DatasetError(
-                f"'{path.name}' is one JSON array. This studio reads JSON Lines: one "
-                'object per line, like {"text": "...", "label": "..."}.'
-            )
-        try:
-            obj = json.loads(stripped)
-        except json.JSONDecodeError as err:
-            raise DatasetError(
-                f"Line {line_no} of '{path.name}' is not valid JSON ({err.msg}). Fix or remove that line."
-            ) from err
-        if not isinstance(obj, dict):
-            raise DatasetError(
-                f'Line {line_no} of \'{path.name}\' is not a JSON object. Each line must look like {{"text": "..."}}.'
-            )
-        yield line_no, {k: "" if v is None else str(v) for k, v in obj.items()}
-
-
-def _iter_txt(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
-    """One record per paragraph (blank-line separated), numbered by its first line."""
-    lines: list[str] = []
-    start = 0
-    for line_no, line in enumerate(_text_lines(path, encoding), start=1):
-        if line.strip():
-            if not lines:
-                start = line_no
-            lines.append(line.strip())
-        elif lines:
-            yield start, {"text": " ".join(lines)}
-            lines = []
-    if lines:
-        yield start, {"text": " ".join(lines)}
-
-
-def _iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as err:  # pyarrow raises several types for a corrupt file
-        raise DatasetError(
-            f"'{path.name}' could not be read as Parquet ({err}). Export it again from the tool that made it."
-        ) from err
-    row_no = 0
-    for batch in pf.iter_batches(batch_size=2048):
-        for row in batch.to_pylist():
-            row_no += 1
-            yield row_no, {k: "" if v is None else str(v) for k, v in row.items()}
-
-
-def iter_rows(path: str | Path) -> tuple[str, str, Iterator[tuple[int, dict]]]:
-    """Stream (row number, {column: text}) from any supported file."""
-    path = Path(path)
-    fmt = detect_format(path)
-    encoding = detect_encoding(path, _sniff_bytes(path), fmt)
-    readers = {"csv": _iter_csv, "jsonl": _iter_jsonl, "txt": _iter_txt}
-    rows = _iter_parquet(path) if fmt == "parquet" else readers[fmt](path, encoding)
-    return fmt, encoding, rows
 
 
 # --------------------------------------------------------------------------- columns
@@ -530,96 +290,6 @@ def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions, problem
     return [{"text": t} for t in _chunks(text, opts.max_chars)]
 
 
-def _split_indices(
-    labels: list[str] | None, n: int, opts: DatasetOptions, groups: list[int] | None = None
-) -> dict[str, list[int]]:
-    """Seeded split; stratified by label so every split keeps the class balance, or (``groups``) by whole
-    groups of related rows, so no held-out row has a relative in training."""
-    if groups is not None:
-        return _group_split(groups, opts)
-    rng = random.Random(opts.seed)
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for i in range(n):
-        by_label[labels[i] if labels else ""].append(i)
-    split: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
-    for key in sorted(by_label):
-        idx = by_label[key]
-        rng.shuffle(idx)
-        n_test = round(len(idx) * opts.test_fraction)
-        n_val = round(len(idx) * opts.validation_fraction)
-        if labels and opts.test_fraction > 0:
-            n_test = max(1, n_test)
-        if len(idx) - n_test - n_val < 1:
-            n_val = max(0, len(idx) - n_test - 1)
-        split["test"] += idx[:n_test]
-        split["validation"] += idx[n_test : n_test + n_val]
-        split["train"] += idx[n_test + n_val :]
-    for part in split.values():
-        part.sort()
-    return split
-
-
-def _group_split(groups: list[int], opts: DatasetOptions) -> dict[str, list[int]]:
-    """Whole groups, in seeded order, fill test, then validation, then train; train always keeps one."""
-    members: dict[int, list[int]] = defaultdict(list)
-    for i, group in enumerate(groups):
-        members[group].append(i)
-    order = sorted(members)
-    random.Random(opts.seed).shuffle(order)
-    want = {"test": round(len(groups) * opts.test_fraction), "validation": round(len(groups) * opts.validation_fraction)}
-    split: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
-    for group in order:
-        side = next((name for name in ("test", "validation") if len(split[name]) < want[name]), "train")
-        split[side] += members[group]
-    if not split["train"]:  # one or two huge groups: training needs something
-        side = "validation" if split["validation"] else "test"
-        split["train"], split[side] = split[side], []
-    for part in split.values():
-        part.sort()
-    return split
-
-
-GROUP_LIMIT = 20_000
-"""Rows up to which near repeats are found by comparing every pair (beyond it, only identical ones group)."""
-
-
-def related_groups(pairs: list[tuple[str, str]]) -> list[int]:
-    """A group id per (prompt or text, answer) row: rows that share an answer or a prompt, or nearly repeat
-    each other (word TF-IDF cosine a little below the leak check's NEAR_REPEAT, for a margin), share a group."""
-    threshold = NEAR_REPEAT - 0.05
-    parent = list(range(len(pairs)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def join(i: int, j: int) -> None:
-        parent[root(i)] = root(j)
-
-    first: dict[tuple[str, str], int] = {}
-    for i, (prompt, answer) in enumerate(pairs):
-        for key in (("prompt", _plain(prompt)), ("answer", _plain(answer))):
-            if key[1]:
-                join(i, first.setdefault(key, i))
-    if 1 < len(pairs) <= GROUP_LIMIT:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        texts = [f"{prompt} {answer}".strip() for prompt, answer in pairs]
-        vectors = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform(texts)
-        for start in range(0, len(texts), 2_000):
-            similar = (vectors[start : start + 2_000] @ vectors.T).tocoo()
-            for i, j, value in zip(similar.row, similar.col, similar.data):
-                if value >= threshold and start + i != j:
-                    join(start + int(i), int(j))
-    return [root(i) for i in range(len(pairs))]
-
-
-def _plain(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
 def _check_labels(label_rows: dict[str, list[int]], opts: DatasetOptions) -> list[str]:
     problems = []
     for label, rows in sorted(label_rows.items()):
@@ -728,7 +398,7 @@ def _add_own_split(
     report.own_splits[name] = file.name
     report.warnings += [f"{name} file: {w}" for w in own.warnings]
     if name == "test":
-        report.warnings += _leak_warnings(folder, name)
+        report.warnings += leak_warnings(folder, name)
 
 
 def _write_checked(
@@ -777,7 +447,7 @@ def _write_checked(
         raise DatasetError(f"'{source.name}' cannot be used yet ({len(problems)} problem(s)):", problems)
 
     groups = related_groups(pairs) if pairs and not held_out else None
-    split = _split_indices(labels or None, count, opts, groups)
+    split = split_indices(labels or None, count, opts, groups)
     owner = {i: name for name, idx in split.items() for i in idx}
     files = {name: (tmp / f"{name}.jsonl").open("w", encoding="utf-8") for name in split}
     with all_path.open(encoding="utf-8") as src:
@@ -789,7 +459,7 @@ def _write_checked(
 
     warnings = []
     if not held_out and split["test"]:
-        warnings += _leak_warnings(tmp, "test")
+        warnings += leak_warnings(tmp, "test")
     if skipped:
         warnings.append(
             f"{len(skipped)} row(s) with an empty text or label were skipped "
@@ -812,67 +482,10 @@ def _write_checked(
         label_counts=dict(sorted(Counter(labels).items())),
         split_sizes={k: len(v) for k, v in split.items()},
         warnings=warnings,
-        split_note=_split_note(groups) if groups else "",
+        split_note=split_note(groups) if groups else "",
     )
     (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return report
-
-
-def _split_note(groups: list[int]) -> str:
-    kinds = len(set(groups))
-    if kinds == len(groups):
-        return ""
-    return (
-        f"Rows that share an answer or nearly repeat each other were kept on the same side of the split "
-        f"({len(groups):,} rows in {kinds:,} groups), so no held-out prompt is a rephrasing of a training one."
-    )
-
-
-NEAR_REPEAT = 0.9
-"""Cosine similarity of word TF-IDF vectors at which a held-out row counts as a repeat of a training row."""
-LEAK_SAMPLE = (2_000, 50_000)
-"""Held-out and training rows compared at most (a seeded sample beyond that): the check stays a few seconds."""
-
-
-def near_repeats(held_out: list[str], train: list[str], threshold: float = NEAR_REPEAT) -> list[tuple[int, int]]:
-    """(held-out index, training index) of each held-out text that nearly repeats a training text: the same
-    words give the same vector, so "Hi, how do I cancel?" repeats "How do I cancel?"."""
-    if not held_out or not train:
-        return []
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(train + held_out)
-    similar = vectorizer.transform(held_out) @ vectorizer.transform(train).T
-    found = []
-    for i in range(similar.shape[0]):
-        row = similar.getrow(i)
-        if row.nnz and row.data.max() >= threshold:
-            found.append((i, int(row.indices[row.data.argmax()])))
-    return found
-
-
-def row_text(record: dict) -> str:
-    return " ".join(str(record.get(k, "")) for k in ("text", "prompt", "response") if record.get(k))
-
-
-def _leak_warnings(folder: Path, name: str) -> list[str]:
-    """A warning when held-out rows nearly repeat training rows: scores on them measure memory, not skill."""
-    rng = random.Random(0)
-    held = [row_text(r) for r in load_split(folder, name)]
-    train = [row_text(r) for r in load_split(folder, "train")]
-    held_sample = rng.sample(held, min(len(held), LEAK_SAMPLE[0]))
-    train_sample = rng.sample(train, min(len(train), LEAK_SAMPLE[1]))
-    found = near_repeats(held_sample, train_sample)
-    if not found:
-        return []
-    i, j = found[0]
-    share = len(found) / len(held_sample)
-    return [
-        f"{len(found):,} of the {len(held_sample):,} {name} rows{' checked' if len(held_sample) < len(held) else ''} "
-        f'({share:.0%}) nearly repeat a training row (e.g. "{held_sample[i][:80]}" and '
-        f'"{train_sample[j][:80]}"), so scores on them measure memory, not skill. Remove the repeats from '
-        "your file, or bring a test file of your own."
-    ]
 
 
 def _check_parquet_size(source: Path, limits: DatasetLimits) -> None:
@@ -937,8 +550,3 @@ def load_prepared(path: str | Path) -> PreparedDataset:
         raise DatasetError(f"{path} is not a prepared dataset (no report.json). Run the dataset step first.")
     report = DatasetReport(**json.loads(report_file.read_text(encoding="utf-8")))
     return PreparedDataset(path, report)
-
-
-def load_split(path: str | Path, name: str) -> list[dict]:
-    with (Path(path) / f"{name}.jsonl").open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f]

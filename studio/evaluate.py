@@ -26,11 +26,12 @@ from studio.baselines import BASE_TEACHER, TFIDF, fit_baselines, predictor
 from studio.baselines import NAMES as BASELINES
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text, question_of
 from studio.compress.variant import load_variant
-from studio.dataset import LEAK_SAMPLE, load_prepared, near_repeats, row_text
+from studio.dataset import load_prepared
 from studio.errors import StudioError
 from studio.load_probe import peak_load_mb
 from studio.models import load_for_task, load_tokenizer
 from studio.run import LABELS_ONLY, RunPaths, read_manifest
+from studio.splits import LEAK_SAMPLE, near_repeats, row_text
 from studio.student import copy_with_layers, count_parameters, layer_drop_student
 from studio.teacher import resolve_source
 from studio.words import Task

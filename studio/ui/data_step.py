@@ -14,7 +14,8 @@ from gradio_client import utils as client_utils
 
 from storage.records import get_dataset
 from studio.charts import class_balance_figure
-from studio.dataset import DatasetOptions, DatasetReport, iter_rows
+from studio.data_files import iter_rows
+from studio.dataset import DatasetOptions, DatasetReport
 from studio.jobs import service
 from studio.ui.context import UIContext, error_box, shows_errors
 from studio.words import Task
