@@ -83,6 +83,12 @@ def test_every_distill_setting_has_help_and_an_option_and_the_browser_shows_the_
     for field in dataclasses.fields(DistillConfig):
         assert len(field.metadata["help"]) > 20, field.name
         assert f"--{field.metadata['flag'] or field.name.replace('_', '-')}" in shown, field.name
+    from studio.dataset import DatasetOptions
+
+    checking = runner.invoke(app, ["check-data", "--help"], env={"COLUMNS": "250"}).output
+    for field in dataclasses.fields(DatasetOptions):  # the data's own settings: in both commands that read data
+        assert len(field.metadata["help"]) > 10, field.name
+        assert f"--{field.name.replace('_', '-')}" in shown and f"--{field.name.replace('_', '-')}" in checking
     assert {"student", "qlora", "lora_alpha", "weight_decay"} <= {f.name for f in ADVANCED}
     assert "teacher" not in {f.name for f in ADVANCED}  # chosen in step 1
 

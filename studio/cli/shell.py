@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from storage.errors import StorageError
 from storage.tables import JobStatus
-from studio.dataset import DatasetOptions
 from studio.errors import StudioError
 from studio.settings import choices_of, help_of
 
@@ -27,16 +26,17 @@ app = typer.Typer(
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
-def settings_options(cls: type, skip: tuple[str, ...] = ()) -> Callable:
+def settings_options(cls: type, skip: tuple[str, ...] = (), into: str = "settings") -> Callable:
     """One --option per field of the settings class ``cls`` (its help text, its choices, its default),
-    added to a command, which receives the ones given as the dict ``settings``. A new field is a new option."""
+    added to a command, which receives the ones given as the dict named ``into``. A new field is a new option.
+    A command may take several classes' options (one ``into`` each; their fields must not share names)."""
 
     def shown(value: object) -> str:
         return "empty" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
     def wrap(fn: Callable) -> Callable:
         own = inspect.signature(fn, eval_str=True)
-        params = [p for p in own.parameters.values() if p.name != "settings"]
+        params = [p for p in own.parameters.values() if p.name != into]
         hints = typing.get_type_hints(cls)
         extra = []
         for field in dataclasses.fields(cls):
@@ -56,7 +56,7 @@ def settings_options(cls: type, skip: tuple[str, ...] = ()) -> Callable:
         @wraps(fn)
         def command(*args, **kwargs):
             given = {name: kwargs.pop(name, None) for name in names}
-            return fn(*args, settings={k: v for k, v in given.items() if v is not None}, **kwargs)
+            return fn(*args, **{into: {k: v for k, v in given.items() if v is not None}}, **kwargs)
 
         command.__signature__ = own.replace(parameters=params + extra)
         command.__annotations__ = {p.name: p.annotation for p in params + extra}
@@ -77,26 +77,6 @@ def friendly(fn: Callable) -> Callable:
             raise typer.Exit(2) from None
 
     return wrapper
-
-
-def dataset_options(task, text_column, label_column, prompt_column, response_column, max_chars, seed) -> DatasetOptions:
-    return DatasetOptions(
-        task=task,
-        text_column=text_column,
-        label_column=label_column,
-        prompt_column=prompt_column,
-        response_column=response_column,
-        max_chars=max_chars,
-        seed=seed,
-    )
-
-
-Task = Annotated[Optional[str], typer.Option(help="classification or causal_lm; detected when left out.")]
-TextCol = Annotated[Optional[str], typer.Option(help="Column with the text (detected when left out).")]
-LabelCol = Annotated[Optional[str], typer.Option(help="Column with the label, for classification.")]
-PromptCol = Annotated[Optional[str], typer.Option(help="Prompt column of prompt/response pairs.")]
-ResponseCol = Annotated[Optional[str], typer.Option(help="Response column of prompt/response pairs.")]
-MaxChars = Annotated[int, typer.Option(help="Longest classification text accepted, in characters.")]
 
 
 class ProgressBars:

@@ -11,14 +11,7 @@ import typer
 
 from storage.tables import JobStatus
 from studio.cli.shell import (
-    LabelCol,
-    MaxChars,
-    PromptCol,
-    ResponseCol,
-    Task,
-    TextCol,
     app,
-    dataset_options,
     friendly,
     job_of,
     open_history,
@@ -26,7 +19,7 @@ from studio.cli.shell import (
     settings_options,
 )
 from studio.cli.tables import format_table, per_class_table
-from studio.dataset import prepare_dataset
+from studio.dataset import DatasetOptions, prepare_dataset
 from studio.distill_config import DistillConfig
 from studio.paths import runs_dir
 
@@ -53,20 +46,15 @@ def catalog(
 
 @app.command("check-data")
 @friendly
+@settings_options(DatasetOptions, into="data_settings")
 def check_data(
     file: Path,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the splits.")] = None,
-    task: Task = None,
-    text_column: TextCol = None,
-    label_column: LabelCol = None,
-    prompt_column: PromptCol = None,
-    response_column: ResponseCol = None,
-    max_chars: MaxChars = 100_000,
-    seed: int = 13,
+    data_settings: dict | None = None,
 ) -> None:
     """Check a dataset file (CSV, TSV, JSONL, TXT, Parquet) and split it into train/validation/test."""
     out = out or runs_dir() / "datasets" / file.stem
-    opts = dataset_options(task, text_column, label_column, prompt_column, response_column, max_chars, seed)
+    opts = DatasetOptions(**(data_settings or {}))
     prepared = prepare_dataset(file, out, opts)
     _print_report(prepared.report)
     typer.echo(f"Splits written to {prepared.path}")
@@ -95,6 +83,7 @@ def _print_report(report) -> None:
 
 @app.command()
 @friendly
+@settings_options(DatasetOptions, skip=("seed",), into="data_settings")
 @settings_options(DistillConfig, skip=("seed",))
 def distill(
     data: Annotated[Path, typer.Option(help="Dataset file (CSV, TSV, JSONL, TXT, Parquet).")],
@@ -103,14 +92,9 @@ def distill(
     ] = None,
     validation_file: Annotated[Optional[Path], typer.Option(help="Your own validation file (same columns).")] = None,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
-    task: Task = None,
-    text_column: TextCol = None,
-    label_column: LabelCol = None,
-    prompt_column: PromptCol = None,
-    response_column: ResponseCol = None,
-    max_chars: MaxChars = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed of the split and the training.")] = 13,
     settings: dict | None = None,
+    data_settings: dict | None = None,
 ) -> None:
     """Distill a teacher into a smaller student on your data, then evaluate both on the test split, beside a
     majority-class and a TF-IDF baseline. Settings left out keep their defaults.
@@ -121,7 +105,7 @@ def distill(
 
     config = DistillConfig(seed=seed, **(settings or {}))
     storage, me = open_history()
-    opts = dataset_options(task, text_column, label_column, prompt_column, response_column, max_chars, seed)
+    opts = DatasetOptions(seed=seed, **(data_settings or {}))
     dataset_id = service.add_dataset(storage, me, data, opts, test_file=test_file, validation_file=validation_file)
     with storage.db.session() as s:
         from storage.records import get_dataset
