@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from bench.distill import machine  # noqa: E402
+from bench.distill import TICKETS, machine  # noqa: E402
 from studio.cli.tables import format_table  # noqa: E402
 from studio.compress.pipeline import compress_many, parse_recipe  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
@@ -54,20 +54,7 @@ COMPOSED = [("pruned-healed-int8", "int8")]
 
 def distill_run(work: Path, student_layers: int) -> Path:
     dataset = prepare_dataset(SAMPLES / "support_tickets.csv", work / "tickets")
-    config = DistillConfig(
-        teacher="minilm-l6",
-        student_layers=student_layers,
-        epochs=4,
-        teacher_epochs=3,
-        teacher_learning_rate=1e-4,
-        learning_rate=2e-4,
-        temperature=2.0,
-        alpha=0.5,
-        max_length=128,
-        batch_size=32,
-        min_steps=0,
-        patience=0,
-    )
+    config = DistillConfig(**TICKETS, student_layers=student_layers)
     distill(config, dataset, work / "run")
     return work / "run"
 

@@ -44,6 +44,24 @@ from studio.stages import run_stage, stage_for, weighted_ce  # noqa: E402
 from studio.teacher import resolve_source  # noqa: E402
 
 SAMPLES = ROOT / "studio" / "samples"
+TICKETS = dict(
+    teacher="minilm-l6",
+    epochs=4,
+    teacher_epochs=3,
+    teacher_learning_rate=1e-4,
+    learning_rate=2e-4,
+    temperature=2.0,
+    alpha=0.5,
+    max_length=128,
+    batch_size=32,
+    min_steps=0,
+    patience=0,
+)
+"""The measured classification settings (bench/compress.py distils with them too)."""
+PLAIN_GENERATOR = dict(
+    batch_size=8, max_length=128, learning_rate=2e-4, temperature=1.0, alpha=0.5, top_k=32, min_steps=0, recipe="plain"
+)
+"""The measured text-generator settings of the plain recipe (bench/export.py distils with them too)."""
 
 
 def machine() -> str:
@@ -76,20 +94,7 @@ def plain_epoch_seconds(config: DistillConfig, dataset, run: RunPaths, epochs: i
 def bench_classification(work: Path, student_layers: int) -> dict:
     started = time.perf_counter()
     dataset = prepare_dataset(SAMPLES / "support_tickets.csv", work / "tickets")
-    config = DistillConfig(
-        teacher="minilm-l6",
-        student_layers=student_layers,
-        epochs=4,
-        teacher_epochs=3,
-        teacher_learning_rate=1e-4,
-        learning_rate=2e-4,
-        temperature=2.0,
-        alpha=0.5,
-        max_length=128,
-        batch_size=32,
-        min_steps=0,
-        patience=0,
-    )
+    config = DistillConfig(**TICKETS, student_layers=student_layers)
     result = distill(config, dataset, work / "cls-run")
     plain = plain_epoch_seconds(config, dataset, RunPaths(work / "cls-run"))
     report = evaluate_run(work / "cls-run")
@@ -143,14 +148,7 @@ def bench_causal(work: Path, student_layers: int, epochs: int) -> dict:
         teacher="smollm2-135m",
         student_layers=student_layers,
         epochs=epochs,
-        batch_size=8,
-        max_length=128,
-        learning_rate=2e-4,
-        temperature=1.0,
-        alpha=0.5,
-        top_k=32,
-        min_steps=0,
-        recipe="plain",
+        **PLAIN_GENERATOR,
     )
     result = distill(config, dataset, work / "lm-run")
     report = evaluate_run(work / "lm-run", include_before_kd=True)

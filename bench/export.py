@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from bench.compress import distill_run  # noqa: E402
-from bench.distill import machine  # noqa: E402
+from bench.distill import PLAIN_GENERATOR, machine  # noqa: E402
 from studio.compress.pipeline import compress_many, parse_recipe  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
 from studio.distill import distill  # noqa: E402
@@ -156,14 +156,7 @@ def bench_causal(work: Path, run: Path | None) -> list[dict]:
             teacher="smollm2-135m",
             student_layers=10,
             epochs=1,
-            batch_size=8,
-            max_length=128,
-            learning_rate=2e-4,
-            temperature=1.0,
-            alpha=0.5,
-            top_k=32,
-            min_steps=0,
-            recipe="plain",
+            **PLAIN_GENERATOR,
         )  # what the export costs, not what the model says
         distill(config, dataset, work / "lm-run")
         run = work / "lm-run"

@@ -142,6 +142,16 @@ class DatasetReport:
     def labels(self) -> list[str]:
         return sorted(self.label_counts)
 
+    def roles(self) -> list[tuple[str, str]]:
+        """(role, column) of each column the studio uses: [('text', 'body'), ('label', 'team')]."""
+        found = [
+            ("text", self.text_column),
+            ("label", self.label_column),
+            ("prompt", self.prompt_column),
+            ("response", self.response_column),
+        ]
+        return [(role, column) for role, column in found if column]
+
 
 @dataclass
 class PreparedDataset:

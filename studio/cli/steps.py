@@ -61,16 +61,7 @@ def check_data(
 
 
 def _print_report(report) -> None:
-    cols = ", ".join(
-        f"{k}={v}"
-        for k, v in [
-            ("text", report.text_column),
-            ("label", report.label_column),
-            ("prompt", report.prompt_column),
-            ("response", report.response_column),
-        ]
-        if v
-    )
+    cols = ", ".join(f"{role}={column}" for role, column in report.roles())
     typer.echo(f"{report.source}: {report.format}, {report.encoding}, task {report.task}, columns {cols}")
     typer.echo(f"rows read {report.rows_read}, used {report.rows_used}; splits {report.split_sizes}")
     if report.split_note:

@@ -74,16 +74,7 @@ def preview_rows(path: Path, rows: int = 10) -> tuple[list[str], list[list[str]]
 
 
 def report_text(report: DatasetReport) -> str:
-    cols = ", ".join(
-        f"{k} = `{v}`"
-        for k, v in [
-            ("text", report.text_column),
-            ("label", report.label_column),
-            ("prompt", report.prompt_column),
-            ("response", report.response_column),
-        ]
-        if v
-    )
+    cols = ", ".join(f"{role} = `{column}`" for role, column in report.roles())
     task = (
         "sorting texts into labels (classification)"
         if report.task == Task.CLASSIFICATION
