@@ -35,12 +35,13 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from studio.answers import answers_text  # noqa: E402
 from studio.cli.tables import format_table  # noqa: E402
 from studio.dataset import prepare_dataset  # noqa: E402
-from studio.distill import distill, setup_student  # noqa: E402
+from studio.distill import distill  # noqa: E402
 from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_run  # noqa: E402
 from studio.models import load_classifier, load_tokenizer  # noqa: E402
 from studio.run import RunPaths  # noqa: E402
 from studio.stages import run_stage, stage_for, weighted_ce  # noqa: E402
+from studio.student_setup import setup_student  # noqa: E402
 from studio.teacher import resolve_source  # noqa: E402
 
 SAMPLES = ROOT / "studio" / "samples"

@@ -30,6 +30,7 @@ from studio.dataset import load_prepared
 from studio.errors import StudioError
 from studio.load_probe import peak_load_mb
 from studio.models import load_for_task, load_tokenizer
+from studio.paths import is_saved
 from studio.run import LABELS_ONLY, RunPaths, read_manifest
 from studio.splits import LEAK_SAMPLE, near_repeats, row_text
 from studio.student import copy_with_layers, count_parameters, layer_drop_student
@@ -402,7 +403,7 @@ def _teacher_and_student(
     models = [("teacher", Path(teacher["path"])), ("student", run.student)]
     if task == Task.CAUSAL_LM and teacher.get("base") and teacher["base"] != teacher["path"]:
         models.insert(0, (BASE_TEACHER, Path(teacher["base"])))  # first: it judges every model's answers
-    if (run.labels_only / "studio_ready").exists():
+    if is_saved(run.labels_only):
         models.append((LABELS_ONLY, run.labels_only))
     for name, folder in models:
         source = resolve_source(str(folder))

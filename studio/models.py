@@ -6,7 +6,10 @@ studio offers and how each is found) is ``studio.teacher``; this is what loads o
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -19,6 +22,7 @@ from transformers import (
 )
 
 from studio.errors import ModelLoadError
+from studio.paths import READY
 from studio.words import Task
 
 
@@ -34,6 +38,17 @@ class ModelSource:
 
 
 SAFE_LOAD = {"trust_remote_code": False, "use_safetensors": True, "dtype": torch.float32}
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    """Save to a temp folder and rename, so a crash never leaves a half-written model."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / READY).write_text("complete\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
 
 
 def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:

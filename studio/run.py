@@ -23,6 +23,7 @@ from pathlib import Path
 
 from studio.dataset import PreparedDataset
 from studio.errors import CheckpointError, ConfigError, ModelLoadError
+from studio.paths import is_saved
 from studio.settings import Settings
 
 MANIFEST = "variant.json"
@@ -74,14 +75,14 @@ class RunPaths:
         """'student', 'teacher', the labels-only student or a variant that was made; anything else is refused
         with the names there are."""
         if name == "student":
-            if not (self.student / "studio_ready").exists():
+            if not is_saved(self.student):
                 raise ConfigError(
                     [f"the run in {self.root} has no finished student yet; let the distillation finish (or resume it) first"]
                 )
             return RunModel(name, "torch", self.student)
         if name == "teacher":
             return RunModel(name, "torch", Path(self.teacher_info()["path"]))
-        if name == LABELS_ONLY and (self.labels_only / "studio_ready").exists():
+        if name == LABELS_ONLY and is_saved(self.labels_only):
             return RunModel(name, "torch", self.labels_only)
         if not VARIANT_NAME.fullmatch(name) or name not in self.variant_names():
             there = ", ".join(self.variant_names()) or "none yet"

@@ -15,7 +15,17 @@ FLOORS = [
     ["studio.export"],
     ["studio.evaluate", "studio.load_probe", "studio.teacher_cost"],
     ["studio.compress"],
-    ["studio.distill", "studio.distill_plan", "studio.stages", "studio.generator", "studio.teacher_head"],
+    ["studio.distill"],
+    [
+        "studio.teacher_setup",
+        "studio.student_setup",
+        "studio.student_texts",
+        "studio.logit_cache",
+        "studio.distill_plan",
+        "studio.stages",
+        "studio.generator",
+        "studio.teacher_head",
+    ],
     ["studio.distill_config"],
     [
         "studio.answers",

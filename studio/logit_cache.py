@@ -1,0 +1,85 @@
+"""The teacher's logits over the training split, computed once and kept on disk for the student's epochs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel
+
+from studio.batches import iter_batches, model_inputs
+from studio.dataset import PreparedDataset
+from studio.distill_config import DistillConfig
+from studio.progress import Progress, ProgressFn, report
+from studio.words import Task
+
+
+def cache_teacher(
+    teacher: PreTrainedModel,
+    items: list[dict],
+    config: DistillConfig,
+    task: str,
+    pad_id: int,
+    path: Path,
+    fingerprint: str,
+    on_progress: ProgressFn | None = None,
+) -> dict:
+    """Teacher logits for every training item, computed once and kept in a safetensors file.
+
+    Classification keeps all class logits [N, C]; causal LM keeps the top-k per position
+    (values fp16, indices int32) [N, max_length, k]. The cache is reused while its fingerprint
+    (teacher, data, length, k) matches.
+    """
+    if path.exists():
+        cached = load_file(path)
+        meta = json.loads(bytes(cached.pop("meta").tolist()).decode())
+        if meta.get("fingerprint") == fingerprint:
+            return cached
+    teacher.eval()
+    steps = math.ceil(len(items) / config.batch_size)
+    out: dict[str, list[torch.Tensor]] = {"logits": [], "top_values": [], "top_indices": []}
+    pad_to = config.max_length if task == Task.CAUSAL_LM else None
+    with torch.inference_mode():
+        for step, batch in enumerate(iter_batches(items, config.batch_size, pad_id, pad_to=pad_to)):
+            logits = teacher(**model_inputs(batch, teacher.device)).logits.float().cpu()
+            if task == Task.CLASSIFICATION:
+                out["logits"].append(logits)
+            else:
+                values, indices = logits.topk(config.top_k, dim=-1)
+                out["top_values"].append(values.half())
+                out["top_indices"].append(indices.int())
+            report(on_progress, Progress("cache", 1, 1, step + 1, steps))
+    tensors = {k: torch.cat(v) for k, v in out.items() if v}
+    write_cache(path, tensors, fingerprint)
+    return tensors
+
+
+def write_cache(path: Path, tensors: dict[str, torch.Tensor], fingerprint: str) -> None:
+    meta = json.dumps({"fingerprint": fingerprint}).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({**tensors, "meta": torch.tensor(list(meta), dtype=torch.uint8)}, str(tmp))
+    os.replace(tmp, path)
+
+
+def cache_fingerprint(
+    config: DistillConfig, teacher_dir: str, dataset: PreparedDataset, kd_mode: str, texts: int | None = None
+) -> str:
+    """What the cached teacher logits depend on: a change to any of it computes them again."""
+    return json.dumps(
+        [
+            config.teacher,
+            teacher_dir,
+            dataset.report.split_sizes,
+            config.max_length,
+            config.top_k,
+            dataset.report.task,
+            kd_mode,
+            config.recipe,
+            texts,
+        ]
+    )
