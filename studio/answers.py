@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
-from studio.batches import prompt_text, reference_of
+from studio.batches import prompt_text, question_of, reference_of
+from studio.metrics import ModelMetrics
+from studio.splits import LEAK_SAMPLE, near_repeats, row_text
 
 JUDGED_PROMPTS = 50
 """Held-out prompts each model answers (generation is slow on a CPU)."""
@@ -269,3 +271,39 @@ def answers_text(book: dict, count: int = 5) -> str:
         width = max(len(k) for k in row)
         lines += [f"  {name + ':':<{width + 1}} {text}" for name, text in row.items()]
     return "\n".join(lines)
+
+
+class AnswerBook:
+    """Text generators: every model answers the same held-out prompts and the teacher judges the answers."""
+
+    def __init__(self, test: list[dict], train: list[dict]) -> None:
+        """Judged on test prompts that do not nearly repeat a training row (a test file of the user's own may)."""
+        candidates = test[: 4 * JUDGED_PROMPTS]
+        repeats = {i for i, _ in near_repeats([row_text(r) for r in candidates], [row_text(r) for r in train[: LEAK_SAMPLE[1]]])}
+        fresh = [r for i, r in enumerate(candidates) if i not in repeats]
+        self.records = fresh[:JUDGED_PROMPTS]
+        self.skipped = len(repeats)
+        self.judge: Judge | None = None
+        self.by_model: dict[str, list[str]] = {}
+        self.degenerate: dict[str, list[str | None]] = {}
+
+    def add(self, row: ModelMetrics, model, tokenizer) -> None:
+        """Answer the prompts with ``model`` and put the judgement in ``row``; the teacher comes first."""
+        if self.judge is None:
+            self.judge = Judge(model, tokenizer, self.records)
+        judged = self.judge.judge(generate_answers(model, tokenizer, self.records))
+        for key, value in judged.metrics().items():
+            setattr(row, key, value)
+        row.fluency_note = judged.why_not
+        self.by_model[row.name], self.degenerate[row.name] = judged.answers, judged.degenerate
+
+    def report(self) -> dict:
+        judge = self.judge
+        return {
+            "prompts": [question_of(r) for r in self.records],
+            "references": judge.references if judge else [],
+            "reference_perplexity": judge.human_ppl if judge else None,
+            "skipped_repeats": self.skipped,
+            "by_model": self.by_model,
+            "degenerate": self.degenerate,
+        }

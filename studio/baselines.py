@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from studio.metrics import LATENCY_SAMPLES, ModelMetrics, agreement, class_scores, median_ms
+
 MAJORITY, TFIDF = "majority-baseline", "tfidf-baseline"
 NAMES = (MAJORITY, TFIDF)
 BASE_TEACHER = "untuned teacher"
@@ -67,3 +69,58 @@ def predictor(baseline: Baseline, labels: list[str]) -> Callable[[list[str]], li
         return [index[str(p)] for p in baseline.pipeline.predict(texts)]
 
     return predict
+
+
+def evaluate_baselines(
+    train: list[dict], test: list[dict], labels: list[str], teacher_predictions: list[int] | None = None
+) -> list[ModelMetrics]:
+    """The majority-class and TF-IDF baselines, fitted on ``train``, measured on ``test`` like every model."""
+    index = {label: i for i, label in enumerate(labels)}
+    texts, truth = [r["text"] for r in test], [index[r["label"]] for r in test]
+    rows = []
+    for baseline in fit_baselines(train, labels):
+        predict = predictor(baseline, labels)
+        predict(texts[:1])  # warm-up
+        started = time.perf_counter()
+        predictions = predict(texts)
+        throughput = len(texts) / max(time.perf_counter() - started, 1e-9)
+        rows.append(
+            ModelMetrics(
+                name=baseline.name,
+                params=baseline.params,
+                size_bytes=baseline.size_bytes,
+                latency_ms=median_ms(lambda text, predict=predict: predict([text]), texts[:LATENCY_SAMPLES]),
+                throughput=throughput,
+                agreement=agreement(predictions, teacher_predictions),
+                form="sklearn",
+                note=f"fitted on the {len(train):,} training rows in {baseline.fit_seconds:.1f} s",
+                **class_scores(truth, predictions, labels),
+            )
+        )
+    return rows
+
+
+ONE_CLASS = 0.95
+"""A classifier that gives one label to this share of the test texts has (almost) collapsed."""
+
+
+def add_quality_warnings(rows: list[dict]) -> None:
+    """Flag classifiers that answer (almost) one class, or do not beat the majority or TF-IDF baseline, and text
+    generators whose answers fail the fluency check."""
+    for row in rows:
+        if row.get("fluent") is False:
+            row["warnings"] = [f"fails the fluency check: {row['fluency_note']}"]
+    by_name = {row["name"]: row for row in rows}
+    majority, tfidf = (by_name.get(name, {}).get("macro_f1") for name in NAMES)
+    for row in rows:
+        if row.get("confusion") is None or row["name"] in NAMES:
+            continue
+        row["warnings"] = warnings = []
+        predicted = [sum(column) for column in zip(*row["confusion"])]
+        top = max(predicted) / max(1, sum(predicted))
+        if top >= ONE_CLASS:
+            warnings.append(f"answers one label for {top:.0%} of the test texts: it has not learned your labels")
+        if majority is not None and row["macro_f1"] <= majority:
+            warnings.append("does not beat always answering the commonest label (majority baseline)")
+        elif tfidf is not None and row["macro_f1"] <= tfidf:
+            warnings.append(f"does not beat the TF-IDF baseline (macro-F1 {row['macro_f1']:.3f} vs {tfidf:.3f})")

@@ -5,6 +5,9 @@ never executed or unpickled. Every problem found names the row and column and sa
 The prepared dataset is a folder of JSON Lines files (train / validation / test) plus
 ``report.json``; it is written to a temporary folder and renamed into place only when complete,
 so a failed check leaves nothing half-written behind.
+
+The pieces: reading the file (data_files.py: format, encoding, rows), its columns (columns.py), how big
+it may become (data_limits.py), a split without leaks (splits.py); prepare_dataset puts them together.
 """
 
 from __future__ import annotations
@@ -18,32 +21,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from studio.columns import detect_columns
 from studio.data_files import iter_rows, load_split
+from studio.data_limits import DatasetLimits, check_parquet_size, too_big, too_many_rows
 from studio.errors import DatasetError
-from studio.hosting import HostSettings
 from studio.settings import Check, Settings, setting
 from studio.splits import leak_warnings, related_groups, split_indices, split_note
 from studio.words import Task
 
 DETECT_ROWS = 2000
-TEXT_NAMES = (
-    "text",
-    "body",
-    "message",
-    "description",
-    "content",
-    "ticket",
-    "sentence",
-    "review",
-    "document",
-    "utterance",
-    "comment",
-    "complaint",
-    "email",
-)
-LABEL_NAMES = ("label", "category", "class", "intent", "topic", "tag", "target", "department", "queue", "type")
-PROMPT_NAMES = ("prompt", "question", "instruction", "input", "query")
-RESPONSE_NAMES = ("response", "answer", "output", "completion", "reply")
 
 
 @dataclass
@@ -83,36 +69,6 @@ class DatasetOptions(Settings):
         if self.validation_fraction + self.test_fraction >= 0.6:
             return ["validation_fraction + test_fraction leave too little to train on; keep their sum under 0.6"]
         return []
-
-
-@dataclass(frozen=True)
-class DatasetLimits:
-    """How much one dataset may become once unpacked and checked: the operator's settings (studio/hosting.py),
-    plus what is left of the user's storage quota. A file that would pass one is refused while it is being
-    read, before the disk fills, and nothing of it is kept."""
-
-    max_rows: int = HostSettings.max_dataset_rows
-    max_bytes: int = HostSettings.max_dataset_mb * 1024 * 1024
-    max_expansion: int = HostSettings.max_expansion
-    """Times its own size a file may unpack to, beyond EXPANSION_FLOOR (a compressed Parquet file can)."""
-    quota_left: int | None = None
-    """Bytes the user may still store (None: no quota)."""
-
-    @classmethod
-    def from_env(cls, quota_left: int | None = None) -> DatasetLimits:
-        settings = HostSettings.from_env()
-        return cls(settings.max_dataset_rows, settings.max_dataset_mb * 1024 * 1024, settings.max_expansion, quota_left)
-
-    def byte_limit(self, file_bytes: int) -> tuple[int, str]:
-        """(the most bytes the checked copy may take, why that many)."""
-        expansion = max(self.max_expansion * file_bytes, EXPANSION_FLOOR)
-        reasons = [(self.max_bytes, "setting"), (expansion, "expansion")]
-        if self.quota_left is not None:
-            reasons.append((max(0, self.quota_left), "quota"))
-        return min(reasons)
-
-
-EXPANSION_FLOOR = 16 * 1024 * 1024
 
 
 @dataclass
@@ -162,102 +118,6 @@ class PreparedDataset:
 
     def split(self, name: str) -> list[dict]:
         return load_split(self.path, name)
-
-
-# --------------------------------------------------------------------------- columns
-
-
-def _named(columns: list[str], names: tuple[str, ...]) -> list[str]:
-    lowered = {c.lower().strip(): c for c in columns}
-    found = [lowered[n] for n in names if n in lowered]
-    return found[:1]
-
-
-def _check_given(columns: list[str], **given: str | None) -> None:
-    missing = [f"{flag} '{col}'" for flag, col in given.items() if col and col not in columns]
-    if missing:
-        raise DatasetError(
-            f"The file has no column {', '.join(missing)}. Its columns are: {', '.join(columns)}. Choose one of those."
-        )
-
-
-def _column_stats(sample: list[dict], columns: list[str]) -> dict[str, dict]:
-    stats = {}
-    for col in columns:
-        values = [r.get(col, "").strip() for r in sample]
-        filled = [v for v in values if v]
-        stats[col] = {
-            "filled": len(filled) / max(1, len(values)),
-            "avg_len": sum(map(len, filled)) / max(1, len(filled)),
-            "distinct": len(set(filled)),
-            "numeric": all(v.replace(".", "", 1).lstrip("-").isdigit() for v in filled[:200]),
-        }
-    return stats
-
-
-def _guess(kind: str, candidates: list[str], flag: str) -> str | None:
-    if len(candidates) > 1:
-        raise DatasetError(f"More than one column could be the {kind}: {', '.join(candidates)}. Say which one to use ({flag}).")
-    return candidates[0] if candidates else None
-
-
-def detect_columns(columns: list[str], sample: list[dict], opts: DatasetOptions) -> dict:
-    """Choose the task and the columns, from the user's choices first, then names, then content."""
-    _check_given(
-        columns,
-        text_column=opts.text_column,
-        label_column=opts.label_column,
-        prompt_column=opts.prompt_column,
-        response_column=opts.response_column,
-    )
-    stats = _column_stats(sample, columns)
-    n = len(sample)
-    text = opts.text_column or next(iter(_named(columns, TEXT_NAMES)), None)
-    label = opts.label_column or next(iter(_named(columns, LABEL_NAMES)), None)
-    prompt = opts.prompt_column or next(iter(_named(columns, PROMPT_NAMES)), None)
-    response = opts.response_column or next(iter(_named(columns, RESPONSE_NAMES)), None)
-    taken = {c for c in (text, label, prompt, response) if c}
-    long_cols = [c for c in columns if c not in taken and stats[c]["avg_len"] >= 20 and not stats[c]["numeric"]]
-    if text is None and not (opts.task == Task.CAUSAL_LM and prompt and response):
-        text = _guess("text", long_cols, "--text-column") if not (prompt and response) else None
-    task = opts.task
-    if task is None:
-        if label is None and text:
-            short = [
-                c
-                for c in columns
-                if c not in taken | {text}
-                and stats[c]["filled"] > 0.9
-                and 2 <= stats[c]["distinct"] <= max(2, min(200, n // 2))
-                and stats[c]["avg_len"] <= 40
-            ]
-            label = _guess("label", short, "--label-column")
-        task = Task.CLASSIFICATION if (label and text) else Task.CAUSAL_LM
-    if task == Task.CLASSIFICATION:
-        if text is None:
-            raise DatasetError(
-                "No text column was found. Name it 'text' in the file or say "
-                f"which one to use (--text-column). Columns: {', '.join(columns)}."
-            )
-        if label is None:
-            raise DatasetError(
-                "No label column was found for classification. Name it 'label' "
-                f"or say which one to use (--label-column). Columns: {', '.join(columns)}."
-            )
-        if label == text:
-            raise DatasetError("The text and label columns are the same column; choose two different ones.")
-        return {"task": task, "text_column": text, "label_column": label}
-    if prompt and response and not opts.text_column:
-        return {"task": task, "prompt_column": prompt, "response_column": response}
-    if text is None:
-        raise DatasetError(
-            "No text column was found. Name it 'text', give prompt and response "
-            f"columns, or say which column to use (--text-column). Columns: {', '.join(columns)}."
-        )
-    return {"task": task, "text_column": text}
-
-
-# --------------------------------------------------------------------------- checking
 
 
 def _chunks(text: str, max_chars: int) -> list[str]:
@@ -337,7 +197,7 @@ def prepare_dataset(
     source, out_dir = Path(source), Path(out_dir)
     fmt, encoding, rows = iter_rows(source)
     if fmt == "parquet":
-        _check_parquet_size(source, limits)
+        check_parquet_size(source, limits)
     if fmt == "txt" and opts.task == Task.CLASSIFICATION:
         raise DatasetError(
             "A .txt file has no labels, so it can only be used for causal-LM "
@@ -436,12 +296,12 @@ def _write_checked(
         for row_no, row in _chain(head, rows):
             rows_read += 1
             if rows_read > limits.max_rows:
-                raise DatasetError(_too_many_rows(source, limits))
+                raise DatasetError(too_many_rows(source, limits))
             for rec in _normalise(row, cols, row_no, opts, problems, skipped):
                 line = json.dumps(rec, ensure_ascii=False) + "\n"
                 written += len(line.encode("utf-8"))
                 if written > max_bytes:
-                    raise DatasetError(_too_big(source, max_bytes, why, limits))
+                    raise DatasetError(too_big(source, max_bytes, why, limits))
                 out.write(line)
                 count += 1
                 if "label" in rec:
@@ -496,56 +356,6 @@ def _write_checked(
     )
     (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return report
-
-
-def _check_parquet_size(source: Path, limits: DatasetLimits) -> None:
-    """A Parquet file says how many rows and bytes it holds: a file over the limits is refused unread."""
-    import pyarrow.parquet as pq
-
-    try:
-        meta = pq.ParquetFile(source).metadata
-    except Exception as err:  # pyarrow raises several types for a corrupt file
-        raise DatasetError(
-            f"'{source.name}' could not be read as Parquet ({err}). Export it again from the tool that made it."
-        ) from err
-    if meta.num_rows > limits.max_rows:
-        raise DatasetError(_too_many_rows(source, limits, meta.num_rows))
-    unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    max_bytes, why = limits.byte_limit(source.stat().st_size)
-    if unpacked > max_bytes:
-        raise DatasetError(_too_big(source, max_bytes, why, limits))
-
-
-def _too_many_rows(source: Path, limits: DatasetLimits, rows: int | None = None) -> str:
-    has = f"has {rows:,} rows" if rows else f"has more than {limits.max_rows:,} rows"
-    return (
-        f"'{source.name}' {has}; this studio takes up to {limits.max_rows:,} per dataset (more would not "
-        "train in any sensible time here). Keep a sample of the rows, or ask the administrator to raise "
-        "SLM_STUDIO_MAX_DATASET_ROWS."
-    )
-
-
-def _too_big(source: Path, max_bytes: int, why: str, limits: DatasetLimits) -> str:
-    size, limit = _size(source.stat().st_size), _size(max_bytes)
-    if why == "quota":
-        return (
-            f"'{source.name}' does not fit in what is left of your storage ({limit}). Delete old jobs in "
-            "History or old datasets, or ask the administrator to raise SLM_STUDIO_USER_QUOTA_MB."
-        )
-    if why == "expansion":
-        return (
-            f"'{source.name}' ({size}) unpacks to more than {limit}, over {limits.max_expansion} times its own "
-            "size: such files are made to fill a disk, not to train on. If the data is real, save it as CSV or "
-            "JSON Lines (uncompressed) and upload that."
-        )
-    return (
-        f"'{source.name}' unpacks to more than {limit}, the most one dataset may take here. Keep a sample of "
-        "the rows, or ask the administrator to raise SLM_STUDIO_MAX_DATASET_MB."
-    )
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024**2:,.1f} MB" if n >= 1024**2 else f"{n / 1024:,.1f} KB"
 
 
 def _chain(head: list, rows: Iterator) -> Iterator:

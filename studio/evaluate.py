@@ -11,72 +11,28 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from studio.answers import JUDGED_PROMPTS, Judge, generate_answers
-from studio.baselines import BASE_TEACHER, TFIDF, fit_baselines, predictor
-from studio.baselines import NAMES as BASELINES
-from studio.batches import encode_records, iter_batches, model_inputs, prompt_text, question_of
+from studio.answers import AnswerBook
+from studio.baselines import BASE_TEACHER, add_quality_warnings, evaluate_baselines
+from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
 from studio.compress.variant import load_variant
 from studio.dataset import load_prepared
 from studio.errors import StudioError
 from studio.load_probe import peak_load_mb
+from studio.metrics import LATENCY_SAMPLES, ModelMetrics, agreement, class_scores, median_ms
 from studio.models import load_for_task, load_tokenizer
 from studio.paths import is_saved
 from studio.run import LABELS_ONLY, RunPaths, read_manifest
-from studio.splits import LEAK_SAMPLE, near_repeats, row_text
 from studio.student import copy_with_layers, count_parameters, layer_drop_student
 from studio.teacher import resolve_source
 from studio.words import Task
-
-LATENCY_SAMPLES = 40
-
-
-@dataclass
-class ModelMetrics:
-    name: str
-    params: int
-    size_bytes: int
-    latency_ms: float
-    """Median milliseconds for one example (classification) or one generated token (causal LM)."""
-    throughput: float
-    """Examples per second at batch N (classification) or tokens scored per second (causal LM)."""
-    accuracy: float | None = None
-    macro_f1: float | None = None
-    perplexity: float | None = None
-    agreement: float | None = None
-    """Share of test predictions (classes, or next tokens) equal to the teacher's."""
-    generation_tokens_per_s: float | None = None
-    peak_load_mb: float | None = None
-    """Peak memory a fresh process adds to load the model and answer one request (MB)."""
-    form: str = "torch"
-    """How it runs: 'torch', 'bnb' (bitsandbytes), 'onnx' (ONNX Runtime) or 'sklearn' (a baseline)."""
-    status: str = "ok"
-    note: str = ""
-    per_class: dict[str, dict[str, float]] | None = None
-    """Classification: precision, recall, F1 and support of each label on the test split."""
-    confusion: list[list[int]] | None = None
-    """Classification: test examples by true label (rows) and predicted label (columns), in label order."""
-    warnings: list[str] = field(default_factory=list)
-    """What a user must know before trusting this model (it answers one class, it loses to a baseline)."""
-    rouge_l: float | None = None
-    """Text generation: mean ROUGE-L F (0-1) of its answers to held-out prompts against the references."""
-    chrf: float | None = None
-    answer_perplexity: float | None = None
-    """Text generation: the teacher's perplexity of this model's answers (human answers: see the report)."""
-    repetition: float | None = None
-    degenerate_share: float | None = None
-    fluent: bool | None = None
-    """Text generation: False when its answers fail the fluency check (see studio.answers)."""
-    fluency_note: str = ""
 
 
 def weights_bytes(folder: str | Path) -> int:
@@ -88,16 +44,6 @@ def _on_disk(model: PreTrainedModel) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         return weights_bytes(tmp)
-
-
-def _median_ms(fn, inputs: list) -> float:
-    fn(inputs[0])  # warm-up
-    times = []
-    for item in inputs:
-        started = time.perf_counter()
-        fn(item)
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 @torch.inference_mode()
@@ -131,95 +77,12 @@ def evaluate_classifier(
         name=name,
         params=params or count_parameters(model),
         size_bytes=size_bytes,
-        latency_ms=_median_ms(run, singles),
+        latency_ms=median_ms(run, singles),
         throughput=throughput,
-        agreement=_agreement(predictions, teacher_predictions),
+        agreement=agreement(predictions, teacher_predictions),
         **class_scores(truth, predictions, labels),
     )
     return metrics, predictions
-
-
-def class_scores(truth: list[int], predictions: list[int], labels: list[str]) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix; label ids in ``labels`` order."""
-    ids = list(range(len(labels)))
-    precision, recall, f1, support = precision_recall_fscore_support(truth, predictions, labels=ids, zero_division=0)
-    per_class = {
-        label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
-        for i, label in enumerate(labels)
-    }
-    return {
-        "accuracy": float(accuracy_score(truth, predictions)),
-        "macro_f1": float(f1_score(truth, predictions, average="macro", labels=ids, zero_division=0)),
-        "per_class": per_class,
-        "confusion": confusion_matrix(truth, predictions, labels=ids).tolist(),
-    }
-
-
-def evaluate_baselines(
-    train: list[dict], test: list[dict], labels: list[str], teacher_predictions: list[int] | None = None
-) -> list[ModelMetrics]:
-    """The majority-class and TF-IDF baselines, fitted on ``train``, measured on ``test`` like every model."""
-    index = {label: i for i, label in enumerate(labels)}
-    texts, truth = [r["text"] for r in test], [index[r["label"]] for r in test]
-    rows = []
-    for baseline in fit_baselines(train, labels):
-        predict = predictor(baseline, labels)
-        predict(texts[:1])  # warm-up
-        started = time.perf_counter()
-        predictions = predict(texts)
-        throughput = len(texts) / max(time.perf_counter() - started, 1e-9)
-        rows.append(
-            ModelMetrics(
-                name=baseline.name,
-                params=baseline.params,
-                size_bytes=baseline.size_bytes,
-                latency_ms=_median_ms(lambda text, predict=predict: predict([text]), texts[:LATENCY_SAMPLES]),
-                throughput=throughput,
-                agreement=_agreement(predictions, teacher_predictions),
-                form="sklearn",
-                note=f"fitted on the {len(train):,} training rows in {baseline.fit_seconds:.1f} s",
-                **class_scores(truth, predictions, labels),
-            )
-        )
-    return rows
-
-
-ONE_CLASS = 0.95
-"""A classifier that gives one label to this share of the test texts has (almost) collapsed."""
-
-
-def add_quality_warnings(rows: list[dict]) -> None:
-    """Flag classifiers that answer (almost) one class, or do not beat the majority or TF-IDF baseline, and text
-    generators whose answers fail the fluency check."""
-    for row in rows:
-        if row.get("fluent") is False:
-            row["warnings"] = [f"fails the fluency check: {row['fluency_note']}"]
-    by_name = {row["name"]: row for row in rows}
-    majority, tfidf = (by_name.get(name, {}).get("macro_f1") for name in BASELINES)
-    for row in rows:
-        if row.get("confusion") is None or row["name"] in BASELINES:
-            continue
-        row["warnings"] = warnings = []
-        predicted = [sum(column) for column in zip(*row["confusion"])]
-        top = max(predicted) / max(1, sum(predicted))
-        if top >= ONE_CLASS:
-            warnings.append(f"answers one label for {top:.0%} of the test texts: it has not learned your labels")
-        if majority is not None and row["macro_f1"] <= majority:
-            warnings.append("does not beat always answering the commonest label (majority baseline)")
-        elif tfidf is not None and row["macro_f1"] <= tfidf:
-            warnings.append(f"does not beat the TF-IDF baseline (macro-F1 {row['macro_f1']:.3f} vs {tfidf:.3f})")
-
-
-def beats_linear_baseline(row: dict, rows: list[dict]) -> bool:
-    """True when ``row`` has a higher macro-F1 than the TF-IDF baseline among ``rows`` (or there is none)."""
-    tfidf = next((r.get("macro_f1") for r in rows if r["name"] == TFIDF), None)
-    return tfidf is None or (row.get("macro_f1") or 0.0) > tfidf
-
-
-def _agreement(predictions: list[int], reference: list[int] | None) -> float | None:
-    if reference is None:
-        return None
-    return sum(a == b for a, b in zip(predictions, reference)) / max(1, len(reference))
 
 
 @torch.inference_mode()
@@ -258,7 +121,7 @@ def evaluate_causal_lm(
         latency_ms=1000 / generation,
         throughput=throughput,
         perplexity=math.exp(total_nll / max(1, total_tokens)),
-        agreement=_agreement(predictions, teacher_predictions),
+        agreement=agreement(predictions, teacher_predictions),
         generation_tokens_per_s=generation,
     )
     return metrics, predictions
@@ -305,42 +168,6 @@ def _write_report(path: Path, config: dict, test: list[dict], rows: list[dict], 
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(path)
     return report
-
-
-class AnswerBook:
-    """Text generators: every model answers the same held-out prompts and the teacher judges the answers."""
-
-    def __init__(self, test: list[dict], train: list[dict]) -> None:
-        """Judged on test prompts that do not nearly repeat a training row (a test file of the user's own may)."""
-        candidates = test[: 4 * JUDGED_PROMPTS]
-        repeats = {i for i, _ in near_repeats([row_text(r) for r in candidates], [row_text(r) for r in train[: LEAK_SAMPLE[1]]])}
-        fresh = [r for i, r in enumerate(candidates) if i not in repeats]
-        self.records = fresh[:JUDGED_PROMPTS]
-        self.skipped = len(repeats)
-        self.judge: Judge | None = None
-        self.by_model: dict[str, list[str]] = {}
-        self.degenerate: dict[str, list[str | None]] = {}
-
-    def add(self, row: ModelMetrics, model, tokenizer) -> None:
-        """Answer the prompts with ``model`` and put the judgement in ``row``; the teacher comes first."""
-        if self.judge is None:
-            self.judge = Judge(model, tokenizer, self.records)
-        judged = self.judge.judge(generate_answers(model, tokenizer, self.records))
-        for key, value in judged.metrics().items():
-            setattr(row, key, value)
-        row.fluency_note = judged.why_not
-        self.by_model[row.name], self.degenerate[row.name] = judged.answers, judged.degenerate
-
-    def report(self) -> dict:
-        judge = self.judge
-        return {
-            "prompts": [question_of(r) for r in self.records],
-            "references": judge.references if judge else [],
-            "reference_perplexity": judge.human_ppl if judge else None,
-            "skipped_repeats": self.skipped,
-            "by_model": self.by_model,
-            "degenerate": self.degenerate,
-        }
 
 
 # --------------------------------------------------------------------------- teacher, student and variants

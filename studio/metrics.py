@@ -1,13 +1,18 @@
 """The measured columns of a model, in one table: what each is called and how its value reads.
 
 The CLI's tables, the model card, the Compare step and the History step all show measurements from this
-table, so a metric is added or renamed in one place.
+table, so a metric is added or renamed in one place. ModelMetrics is the record every model's measurement
+fills (teacher, student, variants and baselines alike), with the scoring functions they share.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,79 @@ def shown(rows: list[dict], keys: list[str] | None = None) -> list[Column]:
 def scores_text(values: dict[str, float], keys: list[str]) -> str:
     """'accuracy 91.2%, size on disk 90.9 MB': a model's scores in a sentence."""
     return ", ".join(f"{BY_KEY[k].title} {BY_KEY[k].text(values[k])}" for k in keys if values.get(k) is not None)
+
+
+@dataclass
+class ModelMetrics:
+    name: str
+    params: int
+    size_bytes: int
+    latency_ms: float
+    """Median milliseconds for one example (classification) or one generated token (causal LM)."""
+    throughput: float
+    """Examples per second at batch N (classification) or tokens scored per second (causal LM)."""
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    perplexity: float | None = None
+    agreement: float | None = None
+    """Share of test predictions (classes, or next tokens) equal to the teacher's."""
+    generation_tokens_per_s: float | None = None
+    peak_load_mb: float | None = None
+    """Peak memory a fresh process adds to load the model and answer one request (MB)."""
+    form: str = "torch"
+    """How it runs: 'torch', 'bnb' (bitsandbytes), 'onnx' (ONNX Runtime) or 'sklearn' (a baseline)."""
+    status: str = "ok"
+    note: str = ""
+    per_class: dict[str, dict[str, float]] | None = None
+    """Classification: precision, recall, F1 and support of each label on the test split."""
+    confusion: list[list[int]] | None = None
+    """Classification: test examples by true label (rows) and predicted label (columns), in label order."""
+    warnings: list[str] = field(default_factory=list)
+    """What a user must know before trusting this model (it answers one class, it loses to a baseline)."""
+    rouge_l: float | None = None
+    """Text generation: mean ROUGE-L F (0-1) of its answers to held-out prompts against the references."""
+    chrf: float | None = None
+    answer_perplexity: float | None = None
+    """Text generation: the teacher's perplexity of this model's answers (human answers: see the report)."""
+    repetition: float | None = None
+    degenerate_share: float | None = None
+    fluent: bool | None = None
+    """Text generation: False when its answers fail the fluency check (see studio.answers)."""
+    fluency_note: str = ""
+
+
+def class_scores(truth: list[int], predictions: list[int], labels: list[str]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix; label ids in ``labels`` order."""
+    ids = list(range(len(labels)))
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predictions, labels=ids, zero_division=0)
+    per_class = {
+        label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, label in enumerate(labels)
+    }
+    return {
+        "accuracy": float(accuracy_score(truth, predictions)),
+        "macro_f1": float(f1_score(truth, predictions, average="macro", labels=ids, zero_division=0)),
+        "per_class": per_class,
+        "confusion": confusion_matrix(truth, predictions, labels=ids).tolist(),
+    }
+
+
+def agreement(predictions: list[int], reference: list[int] | None) -> float | None:
+    """Share of ``predictions`` equal to the ``reference`` model's (None without one)."""
+    if reference is None:
+        return None
+    return sum(a == b for a, b in zip(predictions, reference)) / max(1, len(reference))
+
+
+def median_ms(fn, inputs: list) -> float:
+    """Median milliseconds of ``fn`` over ``inputs``, one at a time, after one warm-up call."""
+    fn(inputs[0])  # warm-up
+    times = []
+    for item in inputs:
+        started = time.perf_counter()
+        fn(item)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+LATENCY_SAMPLES = 40

@@ -34,7 +34,8 @@ from studio.stages import Stage, run_stage, stage_for, stage_summary, weighted_c
 from studio.teacher import resolve_source
 from studio.teacher_head import decoder_classifier, teach_head
 from studio.teacher_head import describe as describe_head
-from studio.training import StepPlan, causal_validator, make_kd_loss
+from studio.training import StepPlan, make_kd_loss
+from studio.validation import causal_validator
 from studio.words import Task
 
 

@@ -4,10 +4,11 @@
                    how often to validate, how patient to be
     train_loop     AdamW with linear warmup/decay; validates on the validation split, keeps the best
                    weights, stops early when validation stops improving; checkpoints and resumes
-    validators     what "better" means: macro-F1 for classifiers (loss breaks ties), loss for text
+    make_kd_loss   the per-batch loss, with the teacher's soft targets read from the logit cache
 
-A checkpoint (weights, optimizer, scheduler, position) is written at each validation, every
-`checkpoint_every_s` seconds, and when a cancel arrives; a resumed run skips exactly the batches
+What "better" means is studio/validation.py; checkpoints are studio/checkpoints.py. A checkpoint (weights,
+optimizer, scheduler, position) is written at each validation, every `checkpoint_every_s` seconds, and when
+a cancel arrives; a resumed run skips exactly the batches
 already trained, and keeps the best weights and the early-stopping count it had.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,17 +24,21 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, load_model, save_file, save_model
-from sklearn.metrics import f1_score
 from transformers import get_linear_schedule_with_warmup
 
 from studio.batches import iter_batches, model_inputs
-from studio.errors import CheckpointError, StopRequested
+from studio.checkpoints import (
+    Position,
+    load_best,
+    load_checkpoint,
+    save_best,
+    save_checkpoint,
+)
+from studio.errors import StopRequested
 from studio.losses import causal_kd_loss, classification_kd_loss, next_token_ce
 from studio.progress import Progress, ProgressFn, report
+from studio.validation import Validator
 from studio.words import Task
-
-# --------------------------------------------------------------------------- how long
 
 
 @dataclass(frozen=True)
@@ -63,80 +67,6 @@ class StepPlan:
     @property
     def epochs(self) -> int:
         return math.ceil(self.steps / self.steps_per_epoch)
-
-
-# --------------------------------------------------------------------------- what "better" means
-
-
-@dataclass
-class Validation:
-    loss: float
-    macro_f1: float | None = None
-
-    @property
-    def score(self) -> float:
-        """The headline: macro-F1 for classifiers, minus the loss for text generators."""
-        return self.macro_f1 if self.macro_f1 is not None else -self.loss
-
-    def key(self) -> tuple[float, float]:
-        """Ordered so that larger is better; a macro-F1 tie goes to the lower loss."""
-        return (round(self.score, 6), -self.loss)
-
-
-Validator = Callable[[torch.nn.Module], Validation]
-
-
-def classification_validator(items: list[dict], batch_size: int, pad_id: int, classes: int) -> Validator:
-    """Macro-F1 and cross-entropy of a classifier on encoded validation items."""
-
-    @torch.inference_mode()
-    def validate(model: torch.nn.Module) -> Validation:
-        losses, predictions, truth = [], [], []
-        for batch in iter_batches(items, batch_size, pad_id, by_length=True):
-            logits = model(**model_inputs(batch, model.device)).logits.float()
-            labels = batch["labels"].to(logits.device)
-            losses.append(torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item())
-            predictions += logits.argmax(-1).tolist()
-            truth += batch["labels"].tolist()
-        f1 = f1_score(truth, predictions, average="macro", labels=list(range(classes)), zero_division=0)
-        return Validation(sum(losses) / max(1, len(truth)), float(f1))
-
-    return validate
-
-
-def causal_validator(items: list[dict], batch_size: int, pad_id: int, pad_to: int | None) -> Validator:
-    """Mean next-token cross-entropy of a text generator on encoded validation items."""
-
-    @torch.inference_mode()
-    def validate(model: torch.nn.Module) -> Validation:
-        total, weight = 0.0, 0
-        for batch in iter_batches(items, batch_size, pad_id, pad_to=pad_to):
-            inputs = model_inputs(batch, model.device)
-            tokens = int(inputs["attention_mask"][:, 1:].sum())
-            total += next_token_ce(model(**inputs).logits, inputs["input_ids"], inputs["attention_mask"]).item() * tokens
-            weight += tokens
-        return Validation(total / max(1, weight))
-
-    return validate
-
-
-# --------------------------------------------------------------------------- the loop
-
-
-@dataclass
-class Position:
-    """Where training stands, and what early stopping knows so far."""
-
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    best_step: int = 0
-    best_key: list[float] | None = None
-    best_score: float | None = None
-    waited: int = 0
-    """Validations since the best one."""
-    stopped: bool = False
-    """True once training ended (budget spent or stopped early)."""
 
 
 @dataclass
@@ -180,7 +110,7 @@ def train_loop(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(plan.steps * warmup_ratio), plan.steps)
-    at = _load_checkpoint(checkpoint_dir, model, optimizer, scheduler)
+    at = load_checkpoint(checkpoint_dir, model, optimizer, scheduler)
     _forget_steps_after(metrics, stage, label, at.global_step)
     per_epoch, epochs = plan.steps_per_epoch, plan.epochs
     done_epochs, in_epoch = divmod(at.global_step, per_epoch)
@@ -203,7 +133,7 @@ def train_loop(
     last = min(plan.steps, pause_at or plan.steps)
 
     def save(position: Position) -> None:
-        _save_checkpoint(checkpoint_dir, inner, optimizer, scheduler, position)
+        save_checkpoint(checkpoint_dir, inner, optimizer, scheduler, position)
 
     def check(position: Position, log) -> None:
         """Validate, keep the best weights, count towards patience."""
@@ -214,7 +144,7 @@ def train_loop(
         inner.train()
         key = list(measured.key())
         if position.best_key is None or key > position.best_key:
-            _save_best(checkpoint_dir, inner, position.global_step)
+            save_best(checkpoint_dir, inner, position.global_step)
             position.best_step, position.best_key, position.best_score, position.waited = (
                 position.global_step,
                 key,
@@ -322,7 +252,7 @@ def train_loop(
             if not items:  # nothing to train on: never loop forever
                 break
     if here.stopped:
-        _load_best(checkpoint_dir, inner, here.best_step)
+        load_best(checkpoint_dir, inner, here.best_step)
     result.steps, result.best_step, result.best_score = here.global_step, here.best_step, here.best_score
     result.stopped_early = here.stopped and here.global_step < plan.steps
     return result
@@ -357,9 +287,6 @@ def _after(line: str, stage: str, label: str, step: int) -> bool:
     return row.get("stage") == stage and row.get("label", "") == label and row.get("step", 0) > step
 
 
-# --------------------------------------------------------------------------- losses and threads
-
-
 def cpu_threads() -> int:
     """Every core, unless the worker shares them out among parallel jobs (SLM_STUDIO_THREADS)."""
     shared = os.environ.get("SLM_STUDIO_THREADS", "")
@@ -392,97 +319,3 @@ def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float, class
         )
 
     return classification if task == Task.CLASSIFICATION else causal
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _trained(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights training changes (all of them, or only LoRA's); tied weights once."""
-    return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def _save_best(folder: Path, model: torch.nn.Module, step: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".best-{step}.tmp"
-    save_file({k: v.cpu() for k, v in _trained(model).items()}, str(tmp))
-    os.replace(tmp, folder / f"best-{step}.safetensors")
-    for old in folder.glob("best-*.safetensors"):
-        if old.name != f"best-{step}.safetensors":
-            old.unlink(missing_ok=True)
-
-
-def _load_best(folder: Path, model: torch.nn.Module, step: int) -> None:
-    path = folder / f"best-{step}.safetensors"
-    if step and path.exists():
-        device = next(model.parameters()).device
-        model.load_state_dict({k: v.to(device) for k, v in load_file(str(path)).items()}, strict=False)
-
-
-def _save_checkpoint(
-    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: object, at: Position
-) -> None:
-    target = folder / f"step-{at.global_step}"
-    tmp = folder / f".step-{at.global_step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(asdict(at)))
-    _fsync_folder(tmp)  # on disk before it gets its real name: a power cut leaves it whole or absent
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    _fsync_folder(folder, files=False)
-    for old in _checkpoints(folder)[:-2]:  # keep this one and the one before it
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_folder(folder: Path, files: bool = True) -> None:
-    for path in folder.iterdir() if files else []:
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _checkpoints(folder: Path) -> list[Path]:
-    """Finished checkpoints, oldest first."""
-    done = [p for p in folder.glob("step-*") if p.name[5:].isdigit() and (p / "state.json").exists()]
-    return sorted(done, key=lambda p: int(p.name[5:]))
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    done = _checkpoints(folder)
-    return done[-1] if done else None
-
-
-def checkpoint_state(folder: Path) -> Position | None:
-    """Where the newest checkpoint in ``folder`` stands, or None when there is none."""
-    latest = latest_checkpoint(folder)
-    return Position(**json.loads((latest / "state.json").read_text())) if latest else None
-
-
-def _load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: object) -> Position:
-    """The newest checkpoint that loads; an unreadable one (e.g. cut short by a crash) falls back to the
-    one before it, which is always kept."""
-    problems = []
-    for checkpoint in reversed(_checkpoints(folder)):
-        try:
-            load_model(model, str(checkpoint / "model.safetensors"))
-            # weights_only: our own file, but never unpickle arbitrary objects.
-            state = torch.load(checkpoint / "optimizer.pt", weights_only=True)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            return Position(**json.loads((checkpoint / "state.json").read_text()))
-        except (RuntimeError, OSError, KeyError, ValueError, TypeError) as err:
-            problems.append(f"{checkpoint.name}: {err}")
-    if problems:
-        raise CheckpointError(
-            f"No checkpoint in {folder} matches this run ({'; '.join(problems)}). "
-            "Start a new run, or delete the checkpoints folder to train from the start."
-        )
-    return Position()

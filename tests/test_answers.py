@@ -186,7 +186,7 @@ def test_compare_takes_the_fluency_verdict_from_the_report_and_shows_the_answers
 
 
 def test_prompts_that_nearly_repeat_training_ones_are_not_judged():
-    from studio.evaluate import AnswerBook
+    from studio.answers import AnswerBook
 
     train = faq()[:100]
     fresh = faq()[200:210]

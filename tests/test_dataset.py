@@ -122,7 +122,7 @@ def test_a_utf8_file_with_a_few_latin1_lines_is_not_read_in_another_codepage(tmp
 
 
 def test_limits_on_what_a_dataset_unpacks_to(tmp_path):
-    from studio.dataset import DatasetLimits
+    from studio.data_limits import DatasetLimits
 
     rows = "".join(f"parcel {i} is late,{'a' if i % 2 else 'b'}\n" for i in range(5000))
     path = write(tmp_path / "t.csv", "text,label\n" + rows)

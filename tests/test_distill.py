@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from studio import generator
 from studio.baselines import BASE_TEACHER
 from studio.batches import encode_records
+from studio.checkpoints import latest_checkpoint
 from studio.dataset import DatasetOptions, prepare_dataset
 from studio.distill import distill
 from studio.distill_config import DistillConfig
@@ -14,7 +15,8 @@ from studio.distill_plan import class_weights, fit_max_length
 from studio.errors import CheckpointError, ConfigError, StopRequested
 from studio.evaluate import evaluate_run
 from studio.progress import Progress
-from studio.training import StepPlan, Validation, latest_checkpoint, train_loop
+from studio.training import StepPlan, train_loop
+from studio.validation import Validation
 
 
 @pytest.fixture

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from studio.baselines import MAJORITY, TFIDF
+from studio.baselines import MAJORITY, TFIDF, add_quality_warnings, evaluate_baselines
 from studio.cli.tables import format_table
 from studio.dataset import prepare_dataset
-from studio.evaluate import add_quality_warnings, evaluate_baselines, evaluate_classifier, evaluate_run
+from studio.evaluate import evaluate_classifier, evaluate_run
 from studio.models import load_classifier, load_tokenizer
 from studio.run import LABELS_ONLY
 from studio.teacher import resolve_source

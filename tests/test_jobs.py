@@ -16,9 +16,9 @@ from storage import jobs as job_rows
 from storage import records
 from storage.config import StorageConfig, open_storage
 from storage.tables import Job
+from studio.checkpoints import latest_checkpoint
 from studio.errors import ConfigError
 from studio.jobs import service
-from studio.training import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,9 +22,9 @@ import numpy as np
 from studio.baselines import TFIDF, fit_baselines
 from studio.dataset import load_prepared
 from studio.errors import ConfigError, UnsupportedError
-from studio.evaluate import class_scores
 from studio.export.card import md
 from studio.export.settings import EXPORT_JSON, ExportResult
+from studio.metrics import class_scores
 from studio.progress import ProgressFn, item_progress
 from studio.words import Task
 

@@ -20,7 +20,8 @@ from storage.config import Storage
 from storage.errors import JobStateError
 from storage.jobs import Viewer
 from storage.tables import Job, JobStatus, Variant
-from studio.dataset import DatasetLimits, DatasetOptions, prepare_dataset
+from studio.data_limits import DatasetLimits
+from studio.dataset import DatasetOptions, prepare_dataset
 from studio.errors import ConfigError, QuotaError
 from studio.hosting import HostSettings
 from studio.jobs.kinds import KINDS
