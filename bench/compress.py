@@ -79,7 +79,7 @@ def main() -> None:
     made = compress_many(run, missing(VARIANTS)) if missing(VARIANTS) else []
     made += compress_many(run, missing(COMPOSED), source=STRUCTURED) if missing(COMPOSED) else []
     for manifest in made:
-        print(f"  {manifest['name']:28} {manifest['status']:12} {manifest.get('seconds', '-')} s  {manifest.get('reason', '')}")
+        print(f"  {manifest.name:28} {manifest.status:12} {manifest.seconds or '-'} s  {manifest.reason}")
 
     report = evaluate_all(run)
     rows = {m["name"]: m for m in report["models"]}

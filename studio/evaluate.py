@@ -32,7 +32,7 @@ from studio.paths import is_saved
 from studio.run import LABELS_ONLY, RunPaths, read_manifest
 from studio.student import copy_with_layers, count_parameters, layer_drop_student
 from studio.teacher import resolve_source
-from studio.words import Task
+from studio.words import Task, VariantStatus
 
 
 def weights_bytes(folder: str | Path) -> int:
@@ -294,19 +294,19 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
     for name in run.variant_names():
         folder = run.variants / name
         manifest = read_manifest(folder)
-        if variants is not None and manifest["name"] not in variants:
+        if variants is not None and manifest.name not in variants:
             continue
-        if manifest["status"] != "ok":
-            rows.append({"name": manifest["name"], "status": manifest["status"], "note": manifest.get("reason", "")})
+        if not manifest.ok:
+            rows.append({"name": manifest.name, "status": manifest.status, "note": manifest.reason})
             continue
         try:
             wm = load_variant(folder)
         except (StudioError, RuntimeError, OSError, ValueError) as err:  # e.g. made on a GPU, measured without one
-            rows.append({"name": manifest["name"], "status": "failed", "note": f"cannot be loaded here: {err}"})
+            rows.append({"name": manifest.name, "status": VariantStatus.FAILED, "note": f"cannot be loaded here: {err}"})
             continue
         metrics, _ = _measure(
             task,
-            manifest["name"],
+            manifest.name,
             wm.model,
             wm.tokenizer,
             test,

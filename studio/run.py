@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from studio.dataset import PreparedDataset
 from studio.errors import CheckpointError, ConfigError, ModelLoadError
 from studio.paths import is_saved
 from studio.settings import Settings
+from studio.words import ModelForm, Task, VariantStatus
 
 MANIFEST = "variant.json"
 LABELS_ONLY = "student-labels-only"
@@ -33,15 +34,68 @@ distillation adds is the difference."""
 VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9.+_-]*")
 
 
+@dataclass
+class VariantManifest:
+    """A variant's variant.json: what it is, how it was made, and whether it was made."""
+
+    name: str
+    status: VariantStatus
+    source: str = "student"
+    """The model of the run it was made from ('student', 'teacher' or another variant)."""
+    recipe: list[dict] = field(default_factory=list)
+    """Its steps in order, each {'method': ..., and that method's settings}."""
+    created: str = ""
+    reason: str = ""
+    """Why it is unsupported or failed."""
+    seconds: float | None = None
+    form: ModelForm | None = None
+    """How it runs; None when it was not made."""
+    task: Task | None = None
+    structure: dict | None = None
+    """Pruned shape (heads, neurons, layers kept) that its weights fit."""
+    sparse: bool = False
+    """Weights stored as bitmask + values (magnitude pruning)."""
+    params: int | None = None
+    notes: list[str] = field(default_factory=list)
+    recreate: str = ""
+    """How to load it without the studio, in words."""
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        self.status = VariantStatus(self.status)
+        self.form = ModelForm(self.form) if self.form else None
+        self.task = Task(self.task) if self.task else None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == VariantStatus.OK
+
+    @property
+    def methods(self) -> str:
+        """The recipe's methods, as in a recipe: 'prune-heads+heal+int8'."""
+        return "+".join(step["method"] for step in self.recipe)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> VariantManifest:
+        """Keys this version does not know (written by a newer one) are left out, not refused."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def write(self, folder: Path) -> None:
+        write_json(folder / MANIFEST, self.to_dict())
+
+
 @dataclass(frozen=True)
 class RunModel:
     """One model of a run, found by name: where its files are and in what form."""
 
     name: str
-    form: str
-    """'torch' (a transformers folder), 'bnb' (bitsandbytes-quantized) or 'onnx'."""
+    form: ModelForm
     folder: Path
-    manifest: dict | None = None
+    manifest: VariantManifest | None = None
     """A variant's variant.json; None for the run's own models."""
 
 
@@ -79,22 +133,20 @@ class RunPaths:
                 raise ConfigError(
                     [f"the run in {self.root} has no finished student yet; let the distillation finish (or resume it) first"]
                 )
-            return RunModel(name, "torch", self.student)
+            return RunModel(name, ModelForm.TORCH, self.student)
         if name == "teacher":
-            return RunModel(name, "torch", Path(self.teacher_info()["path"]))
+            return RunModel(name, ModelForm.TORCH, Path(self.teacher_info()["path"]))
         if name == LABELS_ONLY and is_saved(self.labels_only):
-            return RunModel(name, "torch", self.labels_only)
+            return RunModel(name, ModelForm.TORCH, self.labels_only)
         if not VARIANT_NAME.fullmatch(name) or name not in self.variant_names():
             there = ", ".join(self.variant_names()) or "none yet"
             raise ConfigError(
                 [f"'{name}' is not a model of this run; choose 'student', 'teacher' or one of its variants ({there})"]
             )
         manifest = read_manifest(self.variants / name)
-        if manifest["status"] != "ok":
-            raise ConfigError(
-                [f"variant '{name}' is {manifest['status']} ({manifest.get('reason', '')}); pick a variant that was made"]
-            )
-        return RunModel(name, manifest["form"], self.variants / name, manifest)
+        if not manifest.ok:
+            raise ConfigError([f"variant '{name}' is {manifest.status} ({manifest.reason}); pick a variant that was made"])
+        return RunModel(name, manifest.form, self.variants / name, manifest)
 
     def read_config(self) -> dict:
         """config.json: the settings asked for, the settings as run, and the plan."""
@@ -140,14 +192,12 @@ def write_json(path: Path, value: dict) -> None:
     os.replace(tmp, path)
 
 
-def read_manifest(folder: Path) -> dict:
-    """A variant's variant.json, checked to hold at least its name and status."""
+def read_manifest(folder: Path) -> VariantManifest:
+    """A variant's variant.json, checked."""
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise ModelLoadError(f"{folder} is not a saved variant (no {MANIFEST}). Pick a folder under the run's variants/.")
     try:
-        manifest = json.loads(path.read_text())
-        manifest["name"], manifest["status"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        return VariantManifest.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as err:
         raise ModelLoadError(f"{path} is damaged ({err}); delete the variant and make it again.") from err
-    return manifest

@@ -25,3 +25,14 @@ class ModelForm(StrEnum):
     """A bitsandbytes-quantized transformers folder."""
     ONNX = "onnx"
     """An ONNX Runtime graph."""
+
+
+class VariantStatus(StrEnum):
+    """Whether a compressed variant was made."""
+
+    OK = "ok"
+    """Made, and run on real inputs before it was called ok."""
+    UNSUPPORTED = "unsupported"
+    """This machine cannot make or run it (the reason says why)."""
+    FAILED = "failed"
+    """Making it broke (the reason, and error.log beside it, say how)."""

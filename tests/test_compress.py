@@ -83,7 +83,7 @@ def test_impossible_settings_are_refused_before_any_work(cls_run):
 def test_int8_onnx_is_smaller_and_reloads_with_the_same_predictions(cls_run):
     manifest = compress(cls_run, parse_recipe("int8"), name="q8")
     folder = cls_run / "variants" / "q8"
-    assert manifest["status"] == "ok" and manifest["form"] == "onnx" and "recipe" in manifest
+    assert manifest.status == "ok" and manifest.form == "onnx" and manifest.recipe
     import onnx
 
     graph = onnx.load(str(folder / "model.onnx")).graph
@@ -125,14 +125,14 @@ def test_structured_pruning_shrinks_heads_neurons_layers_and_reloads(cls_run):
     run_log = (cls_run / "metrics.jsonl").read_text()
     manifest = compress(cls_run, parse_recipe("prune-heads:count=1+prune-neurons:fraction=0.5+heal"), name="slim")
     assert (cls_run / "metrics.jsonl").read_text() == run_log  # healing logs beside the variant, not in the run
-    assert manifest["structure"] == {"head_units": [1, 1], "neurons": [32, 32]}
+    assert manifest.structure == {"head_units": [1, 1], "neurons": [32, 32]}
     wm = load_variant(cls_run / "variants" / "slim")
     layer = wm.model.base_model.encoder.layer[0]
     assert layer.attention.self.query.out_features == 16 and layer.intermediate.dense.out_features == 32
-    assert manifest["params"] < load_variant_like_student(cls_run).params
+    assert manifest.params < load_variant_like_student(cls_run).params
     assert torch.equal(_predictions(wm, TEXTS), _predictions(load_variant(cls_run / "variants" / "slim"), TEXTS))
     layered = compress(cls_run, parse_recipe("int8"), name="slim-int8", source="slim")
-    assert layered["status"] == "ok" and layered["source"] == "slim"
+    assert layered.status == "ok" and layered.source == "slim"
 
 
 def test_bitsandbytes_variants_or_a_clear_unsupported_status(cls_run):
@@ -141,14 +141,14 @@ def test_bitsandbytes_variants_or_a_clear_unsupported_status(cls_run):
     made = compress_many(cls_run, [("b8", parse_recipe("bnb-int8")), ("b4", parse_recipe("bnb-nf4:double_quant=true"))])
     for manifest in made:
         # bitsandbytes 0.50 runs 8- and 4-bit layers on this CPU; where it cannot, the status says why
-        assert manifest["status"] == ("unsupported" if bnb_unsupported(8 if manifest["name"] == "b8" else 4) else "ok")
-        if manifest["status"] == "ok":
-            folder = cls_run / "variants" / manifest["name"]
+        assert manifest.status == ("unsupported" if bnb_unsupported(8 if manifest.name == "b8" else 4) else "ok")
+        if manifest.status == "ok":
+            folder = cls_run / "variants" / manifest.name
             wm = load_variant(folder)
             assert wm.form == "bnb"
             assert torch.equal(_predictions(wm, TEXTS), _predictions(load_variant(folder), TEXTS))
         else:
-            assert "bitsandbytes" in manifest["reason"]
+            assert "bitsandbytes" in manifest.reason
 
 
 def test_layers_bitsandbytes_cannot_run_stay_in_float_and_the_variant_is_run_before_it_is_ok(cls_run, monkeypatch):
@@ -169,13 +169,13 @@ def test_layers_bitsandbytes_cannot_run_stay_in_float_and_the_variant_is_run_bef
 
     monkeypatch.setattr(bnb.nn.Linear4bit, "forward", narrow_fails)
     manifest = compress(cls_run, parse_recipe("bnb-nf4"), name="b4-narrow")
-    assert manifest["status"] == "ok" and any("kept in full precision" in n for n in manifest["notes"])
+    assert manifest.status == "ok" and any("kept in full precision" in n for n in manifest.notes)
     wm = load_variant(cls_run / "variants" / "b4-narrow")
     assert _predictions(wm, TEXTS).isfinite().all()  # the reloaded variant runs with the same layers in float
 
     monkeypatch.setattr(bnb.nn.Linear4bit, "forward", lambda self, x: (_ for _ in ()).throw(RuntimeError("no kernel")))
     broken = compress(cls_run, parse_recipe("bnb-nf4"), name="b4-broken")
-    assert broken["status"] == "unsupported" and "nothing would be quantized" in broken["reason"]
+    assert broken.status == "unsupported" and "nothing would be quantized" in broken.reason
 
 
 def test_unsupported_hardware_marks_only_that_variant(cls_run, monkeypatch):
@@ -184,8 +184,8 @@ def test_unsupported_hardware_marks_only_that_variant(cls_run, monkeypatch):
     monkeypatch.setattr(quantize, "bnb_unsupported", lambda bits: "no 4-bit kernels on this CPU")
     monkeypatch.setattr("studio.compress.pipeline.bnb_unsupported", lambda bits: "no 4-bit kernels on this CPU")
     made = compress_many(cls_run, [("nf4-here", parse_recipe("bnb-nf4")), ("onnx-here", parse_recipe("onnx"))])
-    assert [m["status"] for m in made] == ["unsupported", "ok"]
-    assert "no 4-bit kernels" in made[0]["reason"]
+    assert [m.status for m in made] == ["unsupported", "ok"]
+    assert "no 4-bit kernels" in made[0].reason
 
 
 def _ensure(run, name, recipe):
@@ -223,7 +223,7 @@ def test_causal_lm_structured_pruning_int8_and_generation(lm_run):
             ("lm-bf16", parse_recipe("bf16")),
         ],
     )
-    assert [m["status"] for m in made] == ["ok", "ok", "ok"]
+    assert [m.status for m in made] == ["ok", "ok", "ok"]
     half = load_variant(lm_run / "variants" / "lm-bf16")  # loads as bf16: loaded as float32 it would not be faster
     assert next(half.model.parameters()).dtype == torch.bfloat16
     assert weights_bytes(lm_run / "variants" / "lm-bf16") < 0.6 * weights_bytes(lm_run / "student")
@@ -313,7 +313,7 @@ def test_layer_pruning_then_int8_composes(cls_run):
     from studio.compress.pipeline import compress_many
 
     made = compress_many(cls_run, [("cli8", parse_recipe("prune-layers:count=1+int8"))])
-    assert made[0]["status"] == "ok"
+    assert made[0].status == "ok"
     assert json.loads((cls_run / "variants" / "cli8" / "variant.json").read_text())["recipe"][0]["method"] == "prune-layers"
 
 
@@ -360,8 +360,8 @@ def test_wrongly_typed_settings_are_a_message(cls_run):
 
 def test_two_heal_steps_each_train_and_keep_the_zeros(cls_run):
     manifest = compress(cls_run, parse_recipe("magnitude:sparsity=0.5+heal+heal"), name="twice-healed")
-    assert manifest["status"] == "ok"
-    assert sum(note.startswith("healed ") and "kept the best on validation" in note for note in manifest["notes"]) == 2
+    assert manifest.status == "ok"
+    assert sum(note.startswith("healed ") and "kept the best on validation" in note for note in manifest.notes) == 2
     wm = load_variant(cls_run / "variants" / "twice-healed")
     weights = [m.weight for m in wm.model.base_model.encoder.modules() if isinstance(m, torch.nn.Linear)]
     assert sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights) >= 0.49
@@ -369,7 +369,7 @@ def test_two_heal_steps_each_train_and_keep_the_zeros(cls_run):
 
 def test_magnitude_pruning_a_causal_lm_with_tied_embeddings(lm_run):
     manifest = compress(lm_run, parse_recipe("magnitude:sparsity=0.5"), name="lm-sparse")
-    assert manifest["status"] == "ok"
+    assert manifest.status == "ok"
     wm = load_variant(lm_run / "variants" / "lm-sparse")
     assert wm.model.lm_head.weight.data_ptr() == wm.model.get_input_embeddings().weight.data_ptr()
     ids = wm.tokenizer("Where is my order?", return_tensors="pt")

@@ -100,7 +100,7 @@ def close(got: list, want: torch.Tensor, mask: list | None = None, atol: float =
 
 def variant(run: Path, name: str, recipe: str) -> Path:
     if not (run / "variants" / name).exists():
-        assert compress(run, parse_recipe(recipe), name=name)["status"] == "ok"
+        assert compress(run, parse_recipe(recipe), name=name).status == "ok"
     return run / "variants" / name
 
 

@@ -222,8 +222,7 @@ def compress(
     from studio.run import read_manifest
 
     for manifest in _made_variants(storage, me, job_id, folder, read_manifest):
-        status = manifest["status"] if manifest["status"] == "ok" else f"{manifest['status']}: {manifest.get('reason')}"
-        typer.echo(f"{manifest['name']}: {status}")
+        typer.echo(f"{manifest.name}: {manifest.status}" + ("" if manifest.ok else f": {manifest.reason}"))
     if evaluate:
         typer.echo(format_table(json.loads((folder / "compare.json").read_text())["models"]))
 

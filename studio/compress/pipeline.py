@@ -15,7 +15,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ from studio.compress.variant import describe_shape, load_variant, save_variant
 from studio.errors import ConfigError, StudioError, UnsupportedError
 from studio.models import load_for_task, load_tokenizer
 from studio.progress import ProgressFn, item_progress
-from studio.run import MANIFEST, RunPaths, read_manifest
+from studio.run import MANIFEST, RunPaths, VariantManifest, read_manifest
 from studio.settings import Settings
 from studio.student import count_parameters
 from studio.teacher import resolve_source
-from studio.words import ModelForm
+from studio.words import ModelForm, VariantStatus
 
 NAME = re.compile(r"[^a-z0-9.+_-]+")
 NAME_MAX = 120
@@ -187,7 +187,7 @@ def compress(
     name: str | None = None,
     source: str = "student",
     on_progress: ProgressFn | None = None,
-) -> dict:
+) -> VariantManifest:
     """Apply ``recipe`` to ``source`` and save it as run/variants/<name>. Returns its manifest."""
     return compress_many(run_dir, [(name, recipe)], source=source, on_progress=on_progress)[0]
 
@@ -199,8 +199,8 @@ def compress_many(
     source: str = "student",
     on_progress: ProgressFn | None = None,
     keep: Collection[str] = (),
-    on_made: Callable[[dict], None] | None = None,
-) -> list[dict]:
+    on_made: Callable[[VariantManifest], None] | None = None,
+) -> list[VariantManifest]:
     """Make each recipe's variant in run/variants/<name>; every recipe is checked before any work starts.
 
     `keep` (a resumed job): names of variants it saved before; they are kept as they are, not made again.
@@ -252,26 +252,27 @@ def compress_many(
     return results
 
 
-def _write_status(folder: Path, manifest: dict, status: str, reason: str, log: str = "") -> None:
+def _write_status(folder: Path, manifest: VariantManifest, status: VariantStatus, reason: str, log: str = "") -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     if log:
         (folder / "error.log").write_text(log)
-    (folder / MANIFEST).write_text(json.dumps({**manifest, "status": status, "reason": reason}, indent=2))
+    replace(manifest, status=status, reason=reason).write(folder)
 
 
-def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict:
+def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> VariantManifest:
     folder = ctx.run.variants / name
     work = ctx.run.variants / f".{name}.work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    manifest = {
-        "name": name,
-        "source": source,
-        "recipe": [{"method": s.method.name, **s.settings.to_dict()} for s in steps],
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    (work / "recipe.json").write_text(json.dumps(manifest, indent=2))  # what will run, before it runs
+    manifest = VariantManifest(
+        name,
+        VariantStatus.FAILED,  # until it is made
+        source=source,
+        recipe=[{"method": s.method.name, **s.settings.to_dict()} for s in steps],
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    (work / "recipe.json").write_text(json.dumps(manifest.to_dict(), indent=2))  # what will run, before it runs
     ctx.work_dir, ctx.variant = work, name
     started = time.perf_counter()
     try:
@@ -284,12 +285,12 @@ def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> dict
             wm = step.method.apply(wm, step.settings, ctx)
             if wm.form == ModelForm.TORCH:
                 wm.params = count_parameters(wm.model)
-        save_variant(wm, folder, {**manifest, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
+        save_variant(wm, folder, replace(manifest, status=VariantStatus.OK, seconds=round(time.perf_counter() - started, 1)))
     except UnsupportedError as err:
-        _write_status(folder, manifest, "unsupported", str(err))
+        _write_status(folder, manifest, VariantStatus.UNSUPPORTED, str(err))
     except (StudioError, RuntimeError, ValueError, OSError, MemoryError) as err:
         # One variant failing must not cost the others; its reason and traceback are kept beside it.
-        _write_status(folder, manifest, "failed", f"{type(err).__name__}: {err}", traceback.format_exc())
+        _write_status(folder, manifest, VariantStatus.FAILED, f"{type(err).__name__}: {err}", traceback.format_exc())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return read_manifest(folder)

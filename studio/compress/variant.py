@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from studio.compress.base import WorkingModel
 from studio.errors import ConfigError, ModelLoadError
 from studio.models import SAFE_LOAD, ModelSource, auto_class, load_tokenizer
 from studio.onnx import OnnxModel
-from studio.run import MANIFEST, read_manifest
+from studio.run import VariantManifest, read_manifest
 from studio.words import ModelForm
 
 SPARSE_FILE = "model.sparse.safetensors"
@@ -77,7 +78,7 @@ def load_sparse(path: Path) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- save
 
 
-def save_variant(wm: WorkingModel, folder: Path, manifest: dict) -> None:
+def save_variant(wm: WorkingModel, folder: Path, manifest: VariantManifest) -> None:
     """Write the variant to a temp folder and rename it into place: never half-written."""
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -95,19 +96,18 @@ def save_variant(wm: WorkingModel, folder: Path, manifest: dict) -> None:
                     dense.unlink()
         wm.tokenizer.save_pretrained(tmp)
         if wm.form == ModelForm.ONNX and wm.float_source is not None:  # the pruned/healed float model, for export
-            save_variant(wm.float_source, tmp / "float", {**manifest, "name": f"{manifest['name']}-float"})
-        manifest = {
-            **manifest,
-            "form": wm.form,
-            "task": wm.task,
-            "structure": wm.structure,
-            "sparse": wm.sparse,
-            "params": wm.params,
-            "notes": wm.notes,
-            "recreate": recreate_text(wm),
-            "dtype": _dtype(wm),
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            save_variant(wm.float_source, tmp / "float", replace(manifest, name=f"{manifest.name}-float"))
+        replace(
+            manifest,
+            form=wm.form,
+            task=wm.task,
+            structure=wm.structure,
+            sparse=wm.sparse,
+            params=wm.params,
+            notes=wm.notes,
+            recreate=recreate_text(wm),
+            dtype=_dtype(wm),
+        ).write(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -152,7 +152,7 @@ def load_variant(folder: str | Path) -> WorkingModel:
     folder = Path(folder)
     manifest = read_manifest(folder)
     tokenizer = load_tokenizer(ModelSource(folder.name, str(folder)))
-    task, form = manifest["task"], manifest["form"]
+    task, form = manifest.task, manifest.form
     if form == ModelForm.ONNX:
         model = OnnxModel(folder / "model.onnx", task)
     elif form == ModelForm.BNB:
@@ -163,25 +163,25 @@ def load_variant(folder: str | Path) -> WorkingModel:
         model,
         tokenizer,
         task,
-        manifest["params"],
+        manifest.params,
         form,
-        manifest.get("structure"),
-        manifest.get("sparse", False),
-        list(manifest.get("notes", [])),
+        manifest.structure,
+        manifest.sparse,
+        list(manifest.notes),
         folder / "model.onnx" if form == ModelForm.ONNX else None,
         AutoConfig.from_pretrained(folder, trust_remote_code=False),
     )
 
 
-def _load_torch(folder: Path, task: str, manifest: dict) -> PreTrainedModel:
-    dtype = torch.bfloat16 if manifest.get("dtype") == "bfloat16" else torch.float32
-    if not manifest.get("structure") and not manifest.get("sparse"):
+def _load_torch(folder: Path, task: str, manifest: VariantManifest) -> PreTrainedModel:
+    dtype = torch.bfloat16 if manifest.dtype == "bfloat16" else torch.float32
+    if not manifest.structure and not manifest.sparse:
         return auto_class(task).from_pretrained(folder, **{**SAFE_LOAD, "dtype": dtype}).eval()
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     model = auto_class(task).from_config(config, dtype=torch.float32)
-    if manifest.get("structure"):
-        parts.apply_structure(model, manifest["structure"])
-    if manifest.get("sparse"):
+    if manifest.structure:
+        parts.apply_structure(model, manifest.structure)
+    if manifest.sparse:
         state = load_sparse(folder / SPARSE_FILE)
     else:
         from safetensors.torch import load_file

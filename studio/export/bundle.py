@@ -39,16 +39,16 @@ def choose(run_dir: Path, name: str) -> RunModel:
 def write_model_folder(run_dir: Path, chosen: RunModel, dest: Path, task: str, labels: list[str]) -> list[str]:
     """model/ as a plain Hugging Face folder; returns notes for the card."""
 
-    manifest = chosen.manifest or {}
+    manifest = chosen.manifest
     if chosen.form == ModelForm.ONNX:  # the float model the ONNX graph was made from
         source = float_of(run_dir, chosen)
         notes = write_model_folder(run_dir, source, dest, task, labels)
         if source.folder == chosen.folder / "float":
             return notes
-        if len(manifest.get("recipe") or []) > 1:  # made before variants kept their float model
+        if manifest is not None and len(manifest.recipe) > 1:  # made before variants kept their float model
             return notes + [
                 f"`model/` holds {source.name} *before* this variant's earlier steps "
-                f"({', '.join(s['method'] for s in manifest['recipe'][:-1])}): the float weights of "
+                f"({', '.join(s['method'] for s in manifest.recipe[:-1])}): the float weights of "
                 "this variant were not kept when it was made. The variant itself is `onnx/model.onnx`; "
                 "make the variant again for a matching `model/`."
             ]
@@ -56,7 +56,7 @@ def write_model_folder(run_dir: Path, chosen: RunModel, dest: Path, task: str, l
             f"`model/` holds {source.name}, the float model this ONNX variant was converted from; "
             "the variant itself is `onnx/model.onnx`."
         ]
-    if chosen.form == ModelForm.BNB or not (manifest.get("structure") or manifest.get("sparse")):
+    if chosen.form == ModelForm.BNB or manifest is None or not (manifest.structure or manifest.sparse):
         copy_hf_folder(chosen.folder, dest)
         return (
             [
@@ -70,7 +70,7 @@ def write_model_folder(run_dir: Path, chosen: RunModel, dest: Path, task: str, l
     model, notes = plain_model(wm)
     model.save_pretrained(dest)
     wm.tokenizer.save_pretrained(dest)
-    if manifest.get("sparse"):
+    if manifest.sparse:
         notes.append(
             "The pruned weights are stored dense here (zeros included) so any runtime can read them; "
             "the zeros compress well in the zip."
@@ -83,8 +83,8 @@ def float_of(run_dir: Path, chosen: RunModel) -> RunModel:
 
     if (chosen.folder / "float").exists():
         manifest = read_manifest(chosen.folder / "float")
-        return RunModel(chosen.name, manifest["form"], chosen.folder / "float", manifest)
-    return choose(run_dir, (chosen.manifest or {}).get("source", "student"))
+        return RunModel(chosen.name, manifest.form, chosen.folder / "float", manifest)
+    return choose(run_dir, chosen.manifest.source if chosen.manifest else "student")
 
 
 def load_exported(model_dir: Path, task: str, texts: list[str]) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
@@ -300,7 +300,7 @@ def _card_info(
     teacher, entry = _teacher_entry(run_dir)
     order = ["teacher", "student", chosen.name, LABELS_ONLY, *BASELINES]
     shown = {name: rows[name] for name in dict.fromkeys(order) if name in rows}
-    recipe = (chosen.manifest or {}).get("recipe") or []
+    recipe = chosen.manifest.recipe if chosen.manifest else []
     return {
         "name": f"{chosen.name} (SLM Studio export)",
         "task": config["task"],

@@ -30,8 +30,9 @@ from studio.distill_config import DistillConfig
 from studio.errors import ConfigError, StopRequested
 from studio.export.settings import ExportSettings  # settings only: the export code itself loads when a job runs
 from studio.jobs.reporter import JobReporter
-from studio.run import LABELS_ONLY, RunPaths
+from studio.run import LABELS_ONLY, RunPaths, VariantManifest
 from studio.settings import Check, Settings
+from studio.words import VariantStatus
 
 CHECKPOINT_EVERY_S = 300.0
 """Mid-epoch checkpoints this often: a crash costs at most five minutes of training."""
@@ -212,25 +213,25 @@ def run_compress(ctx: JobContext) -> None:
         # A resumed job keeps only what it made and recorded itself, and only variants that came out
         # (ok, or not possible on this machine); one that failed, perhaps for a passing reason, is made again.
         own = records.variants_of(s, job_rows.Viewer(ctx.job.owner_id), ctx.job.id)
-    keep = {v.name for v in own if v.status in ("ok", "unsupported")}
+    keep = {v.name for v in own if v.status in (VariantStatus.OK, VariantStatus.UNSUPPORTED)}
     for failed in (v for v in own if v.name not in keep and v.path):
         ctx.storage.store.delete(failed.path)
     ids = {}
 
-    def record(manifest: dict) -> None:  # as each variant is saved, so a crash later loses none of them
-        folder = f"{ctx.storage.store.relative(run_dir)}/variants/{manifest['name']}"
-        ids[manifest["name"]] = records.put_variant(
+    def record(manifest: VariantManifest) -> None:  # as each variant is saved, so a crash later loses none of them
+        folder = f"{ctx.storage.store.relative(run_dir)}/variants/{manifest.name}"
+        ids[manifest.name] = records.put_variant(
             ctx.db,
             ctx.job.id,
-            name=manifest["name"],
-            role=role_of(manifest["recipe"]),
+            name=manifest.name,
+            role=role_of(manifest.recipe),
             parent_id=source_id,
-            method="+".join(step["method"] for step in manifest["recipe"]),
-            settings={"recipe": manifest["recipe"]},
-            status=manifest["status"],
+            method=manifest.methods,
+            settings={"recipe": manifest.recipe},
+            status=manifest.status,
             path=folder,
         )
-        records.record_artifacts(ctx.db, ctx.job.id, ctx.storage.store.files_under(folder), "model", ids[manifest["name"]])
+        records.record_artifacts(ctx.db, ctx.job.id, ctx.storage.store.files_under(folder), "model", ids[manifest.name])
 
     with one_job_per_run(ctx, run_dir), ctx.reporter.part(0.0, 0.8 if spec.evaluate else 1.0, "making variants"):
         compress_many(run_dir, recipes, source=spec.source, on_progress=ctx.reporter, keep=keep, on_made=record)
