@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 import torch
 
-from studio.settings import Check, Settings
+from studio.settings import Check, Settings, setting
 
 
 @dataclass
 class BnbInt8Settings(Settings):
-    threshold: float = 6.0
-    """LLM.int8 outlier threshold: activations above it are multiplied in 16/32-bit. 6 is the paper's value."""
+    threshold: float = setting(
+        6.0, "LLM.int8 outlier threshold: activations above it are multiplied in 16/32-bit. 6 is the paper's value."
+    )
 
     def checks(self) -> list[Check]:
         return [("threshold", 0 <= self.threshold <= 100, "from 0 to 100 (6 is usual)")]
@@ -25,23 +26,18 @@ class BnbInt8Settings(Settings):
 
 @dataclass
 class Bnb4bitSettings(Settings):
-    quant_type: str = "nf4"
-    """'nf4' (NormalFloat, best for normally distributed weights) or 'fp4'."""
-    double_quant: bool = True
-    """Quantize the scales too: saves about 0.4 bits per weight."""
-    compute_dtype: str = "float32"
-    """'float32' or 'bfloat16': the precision the dequantized products run in."""
-
-    def checks(self) -> list[Check]:
-        return [
-            ("quant_type", self.quant_type in ("nf4", "fp4"), "'nf4' or 'fp4'"),
-            ("compute_dtype", self.compute_dtype in ("float32", "bfloat16"), "'float32' or 'bfloat16'"),
-        ]
+    quant_type: str = setting(
+        "nf4", "'nf4' (NormalFloat, best for normally distributed weights) or 'fp4'.", choices=("nf4", "fp4")
+    )
+    double_quant: bool = setting(True, "Quantize the scales too: saves about 0.4 bits per weight.")
+    compute_dtype: str = setting(
+        "float32", "'float32' or 'bfloat16': the precision the dequantized products run in.", choices=("float32", "bfloat16")
+    )
 
 
 @dataclass
 class BnbFp4Settings(Bnb4bitSettings):
-    quant_type: str = "fp4"
+    quant_type: str = setting("fp4", "'fp4' (4-bit floating point) or 'nf4' (NormalFloat).", choices=("nf4", "fp4"))
 
 
 HEADS_KEPT_FULL = ["classifier", "score", "lm_head", "pooler"]

@@ -203,12 +203,32 @@ def test_cli_runs_are_jobs_in_the_history(tiny_bert, samples, tmp_path, studio_h
     assert not list((studio_home / "artifacts" / "datasets").iterdir())
 
 
-def test_methods_lists_the_registry():
+def test_methods_lists_the_registry_with_each_setting_explained():
+    import dataclasses
+
+    from studio.compress import METHODS
+
     result = runner.invoke(app, ["methods"])
     assert result.exit_code == 0
-    for name in ["int8", "bnb-nf4", "magnitude", "prune-heads", "prune-layers", "heal"]:
-        assert name in result.output
-    assert "sparsity=0.5" in result.output
+    for method in METHODS.values():
+        assert method.name in result.output
+        for field in dataclasses.fields(method.settings):
+            assert len(field.metadata["help"]) > 20, (method.name, field.name)
+            assert f"{field.name}=" in result.output and field.metadata["help"] in result.output
+    assert "sparsity=0.5: Share of weights set to zero" in result.output
+
+
+def test_compress_and_export_options_are_their_job_settings():
+    import dataclasses
+
+    from studio.export.settings import ExportSettings
+    from studio.jobs.kinds import CompressJob
+
+    for command, cls, skip in [("compress", CompressJob, {"recipes"}), ("export", ExportSettings, set())]:
+        shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).output
+        for field in dataclasses.fields(cls):
+            if field.name not in skip:
+                assert len(field.metadata["help"]) > 20 and f"--{field.name}" in shown, (command, field.name)
 
 
 def test_compress_on_a_job_that_does_not_exist_is_a_message():

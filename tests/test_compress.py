@@ -91,8 +91,6 @@ def test_int8_onnx_is_smaller_and_reloads_with_the_same_predictions(cls_run):
     assert len(int8) >= 12  # every layer matrix (q, k, v, o, in, out per layer) stored as int8
     assert (folder / "model.onnx").stat().st_size < (cls_run / "student" / "model.safetensors").stat().st_size
     first = _predictions(load_variant(folder), TEXTS)
-    again = _predictions(load_variant(folder), TEXTS)
-    assert torch.equal(first, again)
     student = load_variant_like_student(cls_run)
     assert (first.argmax(-1) == _predictions(student, TEXTS).argmax(-1)).float().mean() >= 2 / 3
 
@@ -104,7 +102,7 @@ def load_variant_like_student(run):
     return load_source(RunContext(run, run / "variants"), "student")
 
 
-def test_magnitude_pruning_is_permanent_sparse_on_disk_and_exact_on_reload(cls_run):
+def test_magnitude_pruning_is_permanent_and_sparse_on_disk(cls_run):
     compress(cls_run, parse_recipe("magnitude:sparsity=0.6+heal:epochs=1"), name="sparse")
     folder = cls_run / "variants" / "sparse"
     assert (folder / "model.sparse.safetensors").exists() and not (folder / "model.safetensors").exists()
@@ -118,7 +116,6 @@ def test_magnitude_pruning_is_permanent_sparse_on_disk_and_exact_on_reload(cls_r
     stored = (folder / "model.sparse.safetensors").stat().st_size
     dense = (cls_run / "student" / "model.safetensors").stat().st_size
     assert stored <= dense - 0.9 * saved
-    assert torch.equal(_predictions(wm, TEXTS), _predictions(load_variant(folder), TEXTS))
 
 
 def test_structured_pruning_shrinks_heads_neurons_layers_and_reloads(cls_run):
@@ -130,7 +127,6 @@ def test_structured_pruning_shrinks_heads_neurons_layers_and_reloads(cls_run):
     layer = wm.model.base_model.encoder.layer[0]
     assert layer.attention.self.query.out_features == 16 and layer.intermediate.dense.out_features == 32
     assert manifest.params < load_variant_like_student(cls_run).params
-    assert torch.equal(_predictions(wm, TEXTS), _predictions(load_variant(cls_run / "variants" / "slim"), TEXTS))
     layered = compress(cls_run, parse_recipe("int8"), name="slim-int8", source="slim")
     assert layered.status == "ok" and layered.source == "slim"
 
@@ -146,7 +142,9 @@ def test_bitsandbytes_variants_or_a_clear_unsupported_status(cls_run):
             folder = cls_run / "variants" / manifest.name
             wm = load_variant(folder)
             assert wm.form == "bnb"
-            assert torch.equal(_predictions(wm, TEXTS), _predictions(load_variant(folder), TEXTS))
+            # quantized, it still answers like the float student it came from (exact reloads: the test further down)
+            said, float_said = _predictions(wm, TEXTS), _predictions(load_variant_like_student(cls_run), TEXTS)
+            assert torch.nn.functional.cosine_similarity(said.flatten(), float_said.flatten(), dim=0) > 0.99
         else:
             assert "bitsandbytes" in manifest.reason
 
@@ -326,6 +324,8 @@ def test_reloaded_variant_predicts_exactly_like_the_model_in_memory(cls_run, tmp
     from studio.compress.base import RunContext
     from studio.compress.pipeline import load_source, plan
     from studio.compress.variant import describe_shape, save_variant
+    from studio.run import VariantManifest
+    from studio.words import VariantStatus
 
     if recipe.startswith("bnb") and bnb_unsupported(4):
         pytest.skip(bnb_unsupported(4))
@@ -335,7 +335,7 @@ def test_reloaded_variant_predicts_exactly_like_the_model_in_memory(cls_run, tmp
     for step in plan(parse_recipe(recipe), describe_shape(wm)):
         wm = step.method.apply(wm, step.settings, ctx)
     in_memory = _predictions(wm, TEXTS)
-    save_variant(wm, tmp_path / "saved", {"name": "saved", "status": "ok"})
+    save_variant(wm, tmp_path / "saved", VariantManifest("saved", VariantStatus.OK))
     reloaded = _predictions(load_variant(tmp_path / "saved"), TEXTS)
     # bitsandbytes' CPU kernels on AVX-512 repack the 4-bit scales in bfloat16 at the first forward, so a
     # reloaded 4-bit model differs from the one in memory in the last digits (2.5e-6 seen); the rest are exact

@@ -21,6 +21,8 @@ from studio.cli.shell import (
 from studio.cli.tables import format_table, per_class_table
 from studio.dataset import DatasetOptions, prepare_dataset
 from studio.distill_config import DistillConfig
+from studio.export.settings import ExportSettings
+from studio.jobs.kinds import CompressJob
 from studio.paths import runs_dir
 
 
@@ -171,12 +173,12 @@ def methods() -> None:
     """List the compression methods and their settings (defaults in brackets)."""
 
     from studio.compress import METHODS
+    from studio.settings import help_of
 
     for method in METHODS.values():
         typer.echo(f"{method.name:14} {method.kind:9} {method.summary}")
-        fields = [f"{f.name}={f.default}" for f in dataclasses.fields(method.settings)]
-        if fields:
-            typer.echo(f"{'':14} {'':9} settings: {', '.join(fields)}")
+        for f in dataclasses.fields(method.settings):
+            typer.echo(f"{'':16}{f.name}={str(f.default).lower() if isinstance(f.default, bool) else f.default}: {help_of(f)}")
     typer.echo("\nCombine steps with '+', settings after ':', e.g.  prune-heads:fraction=0.3+heal:epochs=2+int8")
 
 
@@ -190,6 +192,7 @@ def split_variant(text: str) -> tuple[str | None, str]:
 
 @app.command()
 @friendly
+@settings_options(CompressJob, skip=("recipes",), into="compress_settings")
 def compress(
     job: Annotated[int, typer.Argument(help="The id of a finished distillation job ('jobs list' shows them).")],
     variant: Annotated[
@@ -198,20 +201,19 @@ def compress(
             "--variant", "-v", help="A recipe, optionally named: 'small=prune-heads:fraction=0.5+heal+int8'. Repeat for several."
         ),
     ],
-    source: Annotated[str, typer.Option(help="'student', 'teacher', or a variant made earlier.")] = "student",
-    evaluate: Annotated[bool, typer.Option(help="Measure teacher, student and all variants afterwards.")] = True,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
+    compress_settings: dict | None = None,
 ) -> None:
     """Make compressed variants (quantized, pruned, healed) of a run's student and measure them."""
     from studio.jobs import service
 
-    recipes = [list(split_variant(text)) for text in variant]
+    spec = CompressJob(recipes=[list(split_variant(text)) for text in variant], **(compress_settings or {}))
     storage, me = open_history()
     job_id = service.submit(
         storage,
         me,
         "compress",
-        {"recipes": recipes, "source": source, "evaluate": evaluate},
+        spec.to_dict(),
         parent_id=job,
         title=f"compress job {job}: {', '.join(variant)}",
         enqueue=False,
@@ -223,7 +225,7 @@ def compress(
 
     for manifest in _made_variants(storage, me, job_id, folder, read_manifest):
         typer.echo(f"{manifest.name}: {manifest.status}" + ("" if manifest.ok else f": {manifest.reason}"))
-    if evaluate:
+    if spec.evaluate:
         typer.echo(format_table(json.loads((folder / "compare.json").read_text())["models"]))
 
 
@@ -238,17 +240,12 @@ def _made_variants(storage, me, job_id, folder, read_manifest):
 
 @app.command()
 @friendly
+@settings_options(ExportSettings, into="export_settings")
 def export(
     job: Annotated[int, typer.Argument(help="The id of a finished distillation job ('jobs list' shows them).")],
-    variant: Annotated[str, typer.Option(help="'student', 'teacher', or a variant's name.")] = "student",
-    onnx: Annotated[bool, typer.Option(help="Add an ONNX file (onnxruntime, no PyTorch needed).")] = True,
-    gguf: Annotated[bool, typer.Option(help="Add a GGUF file (Llama-style text generators).")] = True,
-    hybrid: Annotated[bool, typer.Option(help="Add the teacher for inputs the student is unsure of.")] = False,
-    threshold: Annotated[
-        Optional[float], typer.Option(help="Hybrid confidence threshold 0-1; default: chosen from the validation split.")
-    ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to copy the zip; default: this folder.")] = None,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
+    export_settings: dict | None = None,
 ) -> None:
     """Write one zip for a model of a finished run: Hugging Face folder, model card, ONNX, GGUF, predict.py."""
     import shutil
@@ -257,12 +254,14 @@ def export(
     from studio.jobs.kinds import export_file_name
 
     storage, me = open_history()
-    settings = {"variant": variant, "onnx": onnx, "gguf": gguf, "hybrid": hybrid, "threshold": threshold}
-    job_id = service.submit(storage, me, "export", settings, parent_id=job, title=f"export {variant} of job {job}", enqueue=False)
+    spec = ExportSettings(**(export_settings or {}))
+    job_id = service.submit(
+        storage, me, "export", spec.to_dict(), parent_id=job, title=f"export {spec.variant} of job {job}", enqueue=False
+    )
     if run_job(storage, me, job_id, queue) != JobStatus.DONE:
         return
     folder = storage.store.resolve(job_of(storage, me, job_id).folder)
-    made = folder / export_file_name(job, variant)
+    made = folder / export_file_name(job, spec.variant)
     target = out or Path.cwd() / made.name
     if target.is_dir():
         target = target / made.name

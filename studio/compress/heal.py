@@ -15,23 +15,21 @@ from torch import nn
 
 from studio.compress.base import RunContext, WorkingModel
 from studio.distill_config import DistillConfig
-from studio.settings import Check, Settings
+from studio.settings import Check, Settings, setting
 from studio.stages import run_stage, stage_for
 
 
 @dataclass
 class HealSettings(Settings):
-    epochs: int = 1
-    """Passes over the training split, at least. One usually recovers most of what pruning lost."""
-    min_steps: int = 100
-    """Optimizer steps at least, however small the data. Healing stops early when validation stops
-    improving, and keeps its best validated weights."""
-    learning_rate: float = 0.0
-    """0 uses the distillation run's learning rate."""
-    temperature: float = 0.0
-    """0 uses the run's KD temperature."""
-    alpha: float = -1.0
-    """Weight of the teacher's soft targets vs labels; -1 uses the run's value."""
+    epochs: int = setting(1, "Passes over the training split, at least. One usually recovers most of what pruning lost.")
+    min_steps: int = setting(
+        100,
+        "Optimizer steps at least, however small the data. Healing stops early when validation stops improving, "
+        "and keeps its best validated weights.",
+    )
+    learning_rate: float = setting(0.0, "0 uses the distillation run's learning rate.")
+    temperature: float = setting(0.0, "0 uses the run's KD temperature.")
+    alpha: float = setting(-1.0, "Weight of the teacher's soft targets vs labels; -1 uses the run's value.")
 
     def checks(self) -> list[Check]:
         return [

@@ -18,7 +18,7 @@ from torch.nn.utils import prune as torch_prune
 
 from studio import model_parts as parts
 from studio.compress.base import RunContext, WorkingModel
-from studio.settings import Check, Settings
+from studio.settings import Check, Settings, setting
 
 IMPORTANCE = ("taylor", "magnitude")
 TASK_HEADS = {"classifier", "score", "lm_head", "pre_classifier", "pooler"}
@@ -30,10 +30,10 @@ TASK_HEADS = {"classifier", "score", "lm_head", "pre_classifier", "pooler"}
 
 @dataclass
 class MagnitudeSettings(Settings):
-    sparsity: float = 0.5
-    """Share of weights set to zero, smallest first, across all layers at once. Above ~0.6 quality drops fast."""
-    include_embeddings: bool = False
-    """Also prune the token embeddings (small models lean on them; usually leave off)."""
+    sparsity: float = setting(
+        0.5, "Share of weights set to zero, smallest first, across all layers at once. Above ~0.6 quality drops fast."
+    )
+    include_embeddings: bool = setting(False, "Also prune the token embeddings (small models lean on them; usually leave off).")
 
     def checks(self) -> list[Check]:
         return [("sparsity", 0 < self.sparsity < 1, "a share above 0 and below 1, e.g. 0.5 for 50%")]
@@ -41,20 +41,21 @@ class MagnitudeSettings(Settings):
 
 @dataclass
 class StructuredSettings(Settings):
-    fraction: float = 0.5
-    """Share removed in every layer. Each removed share makes that part of the model about that much faster."""
-    count: int = 0
-    """Exact number removed per layer instead of a share (0 = use fraction)."""
-    importance: str = "taylor"
-    """'taylor' (weight x gradient on your data, better choices) or 'magnitude' (weights only, no data)."""
-    calibration_batches: int = 8
-    """Training batches used to score importance."""
+    fraction: float = setting(
+        0.5, "Share removed in every layer. Each removed share makes that part of the model about that much faster."
+    )
+    count: int = setting(0, "Exact number removed per layer instead of a share (0 = use fraction).")
+    importance: str = setting(
+        "taylor",
+        "'taylor' (weight x gradient on your data, better choices) or 'magnitude' (weights only, no data).",
+        choices=IMPORTANCE,
+    )
+    calibration_batches: int = setting(8, "Training batches used to score importance.")
 
     def checks(self) -> list[Check]:
         return [
             ("fraction", 0 < self.fraction < 1, "a share above 0 and below 1, e.g. 0.3 for 30%"),
             ("count", self.count >= 0, "0 (use fraction) or a positive number"),
-            ("importance", self.importance in IMPORTANCE, " or ".join(IMPORTANCE)),
             ("calibration_batches", 1 <= self.calibration_batches <= 1000, "from 1 to 1000"),
         ]
 
@@ -64,9 +65,8 @@ class StructuredSettings(Settings):
 
 @dataclass
 class LayerSettings(Settings):
-    count: int = 1
-    """Whole layers removed, the least important first. Each saves about 1/layers of the time."""
-    calibration_batches: int = 4
+    count: int = setting(1, "Whole layers removed, the least important first. Each saves about 1/layers of the time.")
+    calibration_batches: int = setting(4, "Training batches used to score how much the loss misses each layer.")
 
     def checks(self) -> list[Check]:
         return [

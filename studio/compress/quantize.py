@@ -21,7 +21,7 @@ from studio.compress.base import RunContext, WorkingModel
 from studio.errors import UnsupportedError
 from studio.models import auto_class
 from studio.onnx import OnnxModel, export_onnx
-from studio.settings import Settings
+from studio.settings import Settings, setting
 from studio.words import ModelForm
 
 # --------------------------------------------------------------------------- bfloat16
@@ -50,8 +50,7 @@ class OnnxSettings(Settings):
 
 @dataclass
 class OnnxInt8Settings(Settings):
-    per_channel: bool = True
-    """One scale per output row instead of per matrix: a little larger, usually more accurate."""
+    per_channel: bool = setting(True, "One scale per output row instead of per matrix: a little larger, usually more accurate.")
 
 
 def keep_float(wm: WorkingModel, ctx: RunContext) -> None:

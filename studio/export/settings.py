@@ -5,23 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.settings import Check, Settings
+from studio.settings import Check, Settings, setting
 
 EXPORT_JSON = "export.json"
 
 
 @dataclass
 class ExportSettings(Settings):
-    variant: str = "student"
-    """Which model of the run: 'student', 'teacher' or the name of a variant."""
-    onnx: bool = True
-    """Add an ONNX file (runs under onnxruntime, no PyTorch needed)."""
-    gguf: bool = True
-    """Add a GGUF file for text generators of the Llama family (ignored for classifiers)."""
-    hybrid: bool = False
-    """Add the teacher and a confidence threshold: the student answers first, the teacher when it is unsure."""
-    threshold: float | None = None
-    """The hybrid's confidence threshold (0-1); empty: chosen from the validation split."""
+    variant: str = setting("student", "Which model of the run: 'student', 'teacher' or a variant's name.")
+    onnx: bool = setting(True, "Add an ONNX file (runs under onnxruntime, no PyTorch needed).")
+    gguf: bool = setting(True, "Add a GGUF file for text generators of the Llama family (ignored for classifiers).")
+    hybrid: bool = setting(
+        False, "Add the teacher and a confidence threshold: the student answers first, the teacher when it is unsure."
+    )
+    threshold: float | None = setting(None, "The hybrid's confidence threshold, 0-1; empty: chosen from the validation split.")
 
     def checks(self) -> list[Check]:
         return [

@@ -31,7 +31,7 @@ from studio.errors import ConfigError, StopRequested
 from studio.export.settings import ExportSettings  # settings only: the export code itself loads when a job runs
 from studio.jobs.reporter import JobReporter
 from studio.run import LABELS_ONLY, RunPaths, VariantManifest
-from studio.settings import Check, Settings
+from studio.settings import Check, Settings, setting
 from studio.words import VariantStatus
 
 CHECKPOINT_EVERY_S = 300.0
@@ -171,8 +171,8 @@ class CompressJob(Settings):
 
     recipes: list = field(default_factory=list)
     """[[name or null, recipe text], ...], e.g. [["slim", "prune-heads:fraction=0.5+heal"], [null, "int8"]]."""
-    source: str = "student"
-    evaluate: bool = True
+    source: str = setting("student", "The model the variants are made from: 'student', 'teacher', or a variant made earlier.")
+    evaluate: bool = setting(True, "Measure teacher, student and every variant on the test split afterwards.")
 
     def checks(self) -> list[Check]:
         return [("recipes", len(self.recipes) > 0, "at least one recipe")]
@@ -288,10 +288,8 @@ def parent_folder(ctx: JobContext) -> Path:
 class EvaluateJob(Settings):
     """Measure a finished run again (teacher, student, and its variants)."""
 
-    before_kd: bool = False
-    """Causal LM: also measure the layer-dropped student before any training."""
-    variants: bool = True
-    """Also measure every variant made from the run (compare.json)."""
+    before_kd: bool = setting(False, "Causal LM: also measure the layer-dropped student before any training.")
+    variants: bool = setting(True, "Also measure every variant made from the run (compare.json).")
 
 
 def run_evaluate(ctx: JobContext) -> None:
