@@ -64,7 +64,7 @@ def main(argv: list[str]) -> None:
         model = load_for_task(source, argv[2], json.loads(argv[3]))
         tokenizer = load_tokenizer(source)
     # One short request touches every weight: memory-mapped files count only once they are read.
-    enc = tokenizer(["Where is my order? It has not arrived yet."], return_tensors="pt")
+    enc = tokenizer(["Where is my order? It has not arrived yet."], return_tensors="pt").to(model.device)
     with torch.inference_mode():
         model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
     print(json.dumps({"peak_load_mb": round(_peak_mb() - before, 1)}))
@@ -73,7 +73,8 @@ def main(argv: list[str]) -> None:
 def peak_load_mb(kind: str, folder: str | Path, task: str = "", labels: list[str] | None = None) -> float | None:
     """Run the probe in a child process (argument list, no shell); None when it could not run."""
     cmd = [sys.executable, "-m", "studio.load_probe", kind, str(folder), task, json.dumps(labels or [])]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    here = str(Path(__file__).resolve().parent.parent)  # the studio first, then what the caller's path had
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     except subprocess.TimeoutExpired:

@@ -15,8 +15,9 @@ from tiny_models import small_config as small
 
 def _predictions(wm, texts):
     enc = wm.tokenizer(texts, padding=True, truncation=True, max_length=48, return_tensors="pt")
+    device = getattr(wm.model, "device", "cpu")  # bitsandbytes variants sit on the GPU where there is one
     with torch.inference_mode():
-        return wm.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        return wm.model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits.cpu()
 
 
 TEXTS = ["my card was charged twice for one order", "where is my parcel, it is late", "cannot log in at all"]

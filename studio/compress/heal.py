@@ -48,7 +48,7 @@ def _keep_zeros(model: nn.Module) -> list:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             mask = module.weight.detach() != 0
             if not bool(mask.all()):
-                handles.append(module.weight.register_hook(lambda grad, mask=mask: grad * mask))
+                handles.append(module.weight.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device)))
     return handles
 
 
