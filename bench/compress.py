@@ -25,7 +25,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 from bench.distill import TICKETS, machine  # noqa: E402
 from studio.cli.tables import format_table  # noqa: E402
@@ -34,6 +33,7 @@ from studio.dataset import prepare_dataset  # noqa: E402
 from studio.distill import distill  # noqa: E402
 from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_all  # noqa: E402
+from studio.logs import quiet_terminal  # noqa: E402
 
 SAMPLES = ROOT / "studio" / "samples"
 STRUCTURED = "pruned-heads-neurons-healed"
@@ -65,8 +65,7 @@ def main() -> None:
     parser.add_argument("--student-layers", type=int, default=3, help="student layers (of 6) when distilling here")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_terminal(ROOT / "bench" / "results" / "libraries.log")
     work = args.work or Path(tempfile.mkdtemp(prefix="slm-bench-compress-"))
     print(f"machine: {machine()}; work in {work}")
     started = time.perf_counter()

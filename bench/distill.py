@@ -30,7 +30,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 from studio.answers import answers_text  # noqa: E402
 from studio.cli.tables import format_table  # noqa: E402
@@ -38,6 +37,7 @@ from studio.dataset import prepare_dataset  # noqa: E402
 from studio.distill import distill  # noqa: E402
 from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_run  # noqa: E402
+from studio.logs import quiet_terminal  # noqa: E402
 from studio.models import load_classifier, load_tokenizer  # noqa: E402
 from studio.run import RunPaths  # noqa: E402
 from studio.stages import run_stage, stage_for, weighted_ce  # noqa: E402
@@ -186,8 +186,7 @@ def main() -> None:
     parser.add_argument("--lm-epochs", type=int, default=6)
     parser.add_argument("--work", type=Path, default=None, help="folder for runs (default: a temp folder)")
     args = parser.parse_args()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_terminal(ROOT / "bench" / "results" / "libraries.log")
     work = args.work or Path(tempfile.mkdtemp(prefix="slm-bench-"))
     print(f"machine: {machine()}; runs in {work}")
     results = {}

@@ -26,7 +26,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 from bench.compress import distill_run  # noqa: E402
 from bench.distill import PLAIN_GENERATOR, machine  # noqa: E402
@@ -37,6 +36,7 @@ from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_all  # noqa: E402
 from studio.export.bundle import export_model  # noqa: E402
 from studio.export.settings import ExportSettings  # noqa: E402
+from studio.logs import quiet_terminal  # noqa: E402
 
 SAMPLES = ROOT / "studio" / "samples"
 VARIANTS = [("int8", "int8"), ("slim-healed", "prune-heads:fraction=0.5+prune-neurons:fraction=0.5+heal:epochs=2")]
@@ -172,8 +172,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["classification", "causal"])
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_terminal(ROOT / "bench" / "results" / "libraries.log")
     work = args.work or Path(tempfile.mkdtemp(prefix="slm-bench-export-"))
     print(f"machine: {machine()}; work in {work}")
     started = time.perf_counter()

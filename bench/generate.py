@@ -37,7 +37,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 from bench.distill import machine  # noqa: E402
 from studio.answers import answers_text  # noqa: E402
@@ -49,6 +48,7 @@ from studio.distill import distill  # noqa: E402
 from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_all, evaluate_run  # noqa: E402
 from studio.generator import bbc_folder  # noqa: E402
+from studio.logs import quiet_terminal  # noqa: E402
 
 SAMPLES = ROOT / "studio" / "samples"
 SETTINGS = {"teacher": "smollm2-135m", "batch_size": 8, "temperature": 1.0}
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--news-articles", type=int, default=NEWS_ARTICLES, help="headline/paragraph pairs for 'news'")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "generate.json")
     args = parser.parse_args()
-    hf_logging.set_verbosity_error()
+    quiet_terminal(ROOT / "bench" / "results" / "libraries.log")
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-generate-"))
     print(f"Machine: {machine()}\nWork folder: {work}")
     results = json.loads(args.out.read_text()) if args.out.exists() else {}  # a one-domain run keeps the other's

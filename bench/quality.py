@@ -40,13 +40,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 from studio.baselines import MAJORITY, TFIDF  # noqa: E402
 from studio.dataset import DatasetOptions, prepare_dataset  # noqa: E402
 from studio.distill import distill  # noqa: E402
 from studio.distill_config import DistillConfig  # noqa: E402
 from studio.evaluate import evaluate_run  # noqa: E402
+from studio.logs import quiet_terminal  # noqa: E402
 from studio.run import LABELS_ONLY  # noqa: E402
 
 SAMPLES = ROOT / "studio" / "samples"
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--out", default="quality.json", help="file name under bench/results/")
     args = parser.parse_args()
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    hf_logging.set_verbosity_error()
+    quiet_terminal(ROOT / "bench" / "results" / "libraries.log")
     import torch
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}", flush=True)

@@ -82,7 +82,7 @@ WORD = re.compile(r"[a-z0-9]+")
 NOT_A_QUESTION = re.compile(r"\b(question|rewrite|rewritten|customer|revised|version)\b", re.I)
 NOT_A_LINE = re.compile(r"\b(line|headline|rewrite|rewritten|rephrased|revised|version|words|meaning)\b", re.I)
 """Words of the request itself: a line that has them (and the original has not) echoes the request."""
-LEAD = re.compile(r"^[\w' ]{0,30}?\b(?:line|headline|rewrite|rewritten|rephrased|rebutt?)\b[\w' ]{0,12}:\s*", re.I)
+LEAD = re.compile(r"^[\w' ]{0,30}?\b(?:line|headline|rewrite|rewritten|rephrased)\b[\w' ]{0,12}:\s*", re.I)
 """'The new line:', 'Rewrite:', 'Headline:' before the rewording itself."""
 
 

@@ -64,3 +64,13 @@ def job_log(path: Path) -> Iterator[None]:
         handler.close()
         for name, (handlers, propagate) in before.items():
             logging.getLogger(name).handlers, logging.getLogger(name).propagate = handlers, propagate
+
+
+def quiet_terminal(to: Path | None) -> None:
+    """A command's terminal shows the studio's own output: the libraries' records go to ``to``, and transformers'
+    load reports and shard bars (which drown out the studio's progress) are off. Call it before anything else."""
+    from transformers.utils import logging as hf_logging  # here, not above: the worker never loads transformers
+
+    quiet_libraries(to)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

@@ -18,7 +18,7 @@ from storage.config import studio_home
 from storage.errors import StorageError
 from studio.cli import history, steps  # noqa: F401 - their commands register on the app
 from studio.cli.shell import SAMPLES, app, friendly, open_history
-from studio.logs import quiet_libraries
+from studio.logs import quiet_terminal
 
 
 @app.callback(invoke_without_command=True)
@@ -91,12 +91,8 @@ def worker(workers: Annotated[int, typer.Option(help="Jobs run at once (CPU thre
 
 
 def main() -> None:
-    from transformers.utils import logging as hf_logging
-
     # Everything the studio writes (database, datasets, models, uploads) is its owner's alone: on a shared
     # server other accounts of the machine must not read users' data.
     os.umask(0o077)
-    quiet_libraries(studio_home() / "logs" / "studio.log")  # a job's own log takes them while it runs
-    hf_logging.set_verbosity_error()  # load reports and shard bars drown out our own progress
-    hf_logging.disable_progress_bar()
+    quiet_terminal(studio_home() / "logs" / "studio.log")  # a job's own log takes them while it runs
     app()
