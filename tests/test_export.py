@@ -139,6 +139,7 @@ def test_onnx_int8_variant_after_pruning_exports_its_own_float_model(cls_run, tm
     int8 = load_variant(cls_run / "variants" / "x-slim-int8")
     assert close(got["onnx"], original_logits(int8.model, int8.tokenizer))  # onnx/ is the int8 variant itself
     assert json.loads((top / "export.json").read_text())["runtime"] == "onnx"
+    assert "base_model_relation: quantized" in (top / "README.md").read_text()  # int8 weights (Method.low_bit)
 
 
 def test_hybrid_classifier_measures_share_and_predict_py_answers(cls_run, tmp_path):

@@ -41,6 +41,7 @@ METHODS: dict[str, Method] = {
             OnnxInt8Settings,
             quantize_onnx_int8,
             "CPU int8 (ONNX Runtime): about 4x smaller, int8 products, the CPU-only choice",
+            low_bit=True,
         ),
         Method(
             "bf16",
@@ -62,6 +63,7 @@ METHODS: dict[str, Method] = {
             BnbInt8Settings,
             quantize_bnb,
             "bitsandbytes LLM.int8: 8-bit weights; on CPU smaller in memory, not faster",
+            low_bit=True,
         ),
         Method(
             "bnb-nf4",
@@ -69,8 +71,9 @@ METHODS: dict[str, Method] = {
             Bnb4bitSettings,
             quantize_bnb,
             "bitsandbytes 4-bit NormalFloat (QLoRA's format), optional double quantization",
+            low_bit=True,
         ),
-        Method("bnb-fp4", "quantize", BnbFp4Settings, quantize_bnb, "bitsandbytes 4-bit float"),
+        Method("bnb-fp4", "quantize", BnbFp4Settings, quantize_bnb, "bitsandbytes 4-bit float", low_bit=True),
         Method(
             "magnitude",
             "prune",

@@ -111,3 +111,5 @@ class Method:
     plan_shape: Callable[[dict, Any], list[str]] | None = None
     """At plan time: the step's problems with the model's shape, and the shape it leaves written into ``shape``
     for the next step."""
+    low_bit: bool = False
+    """Stores the weights in 8 bits or fewer (the model card then says the model is quantized)."""

@@ -12,6 +12,7 @@ import torch
 
 from studio.baselines import NAMES as BASELINES
 from studio.baselines import TFIDF
+from studio.compress import METHODS
 from studio.compress.variant import load_variant
 from studio.dataset import load_prepared
 from studio.errors import ConfigError, ModelLoadError, UnsupportedError
@@ -314,15 +315,12 @@ def _card_info(
         "files": files,
         "hybrid": hybrid,
         "notes": notes,
-        "quantized": any(s["method"] in QUANTIZING for s in recipe),
+        "quantized": any(METHODS[s["method"]].low_bit for s in recipe if s["method"] in METHODS),
         "role": chosen.name,
         "chosen": chosen.name,
         "plan": (config.get("plan") or {}).get("words", ""),
         "answers": answers,
     }
-
-
-QUANTIZING = {"int8", "bnb-int8", "bnb-nf4", "bnb-fp4"}
 
 
 def _licence_id(text: str) -> str:
