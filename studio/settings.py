@@ -20,16 +20,24 @@ Check = tuple[str, bool, str]
 """(setting name, whether its value is fine, the allowed values in words)."""
 
 
-def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), advanced: bool = True, flag: str = "") -> Any:
+def setting(
+    default: Any, help: str, *, choices: tuple[str, ...] = (), advanced: bool = True, flag: str = "", label: str = ""
+) -> Any:
     """A settings field with what people read about it.
 
     ``help``: what it does and its trade-off. ``choices``: the words it takes (checked). ``advanced``: shown among
-    the browser's advanced settings. ``flag``: the CLI option's name when not --the-field-name."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "advanced": advanced, "flag": flag})
+    the browser's advanced settings. ``flag``: the CLI option's name when not --the-field-name. ``label``: its
+    name in the browser when not the field's name in words."""
+    metadata = {"help": help, "choices": choices, "advanced": advanced, "flag": flag, "label": label}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def help_of(field: dataclasses.Field) -> str:
     return field.metadata.get("help", "")
+
+
+def label_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("label") or field.name.replace("_", " ")
 
 
 def choices_of(field: dataclasses.Field) -> tuple[str, ...]:

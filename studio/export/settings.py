@@ -13,12 +13,24 @@ EXPORT_JSON = "export.json"
 @dataclass
 class ExportSettings(Settings):
     variant: str = setting("student", "Which model of the run: 'student', 'teacher' or a variant's name.")
-    onnx: bool = setting(True, "Add an ONNX file (runs under onnxruntime, no PyTorch needed).")
-    gguf: bool = setting(True, "Add a GGUF file for text generators of the Llama family (ignored for classifiers).")
-    hybrid: bool = setting(
-        False, "Add the teacher and a confidence threshold: the student answers first, the teacher when it is unsure."
+    onnx: bool = setting(
+        True, "Add an ONNX file (runs under onnxruntime, no PyTorch needed).", label="ONNX file (runs without PyTorch)"
     )
-    threshold: float | None = setting(None, "The hybrid's confidence threshold, 0-1; empty: chosen from the validation split.")
+    gguf: bool = setting(
+        True,
+        "Add a GGUF file for text generators of the Llama family (ignored for classifiers).",
+        label="GGUF file (Llama-style text generators)",
+    )
+    hybrid: bool = setting(
+        False,
+        "Add the teacher and a confidence threshold: the student answers first, the teacher when it is unsure.",
+        label="Add the teacher: small model first, teacher when unsure",
+    )
+    threshold: float | None = setting(
+        None,
+        "The hybrid's confidence threshold, 0-1; empty: chosen from the validation split.",
+        label="Confidence threshold, 0-1 (empty: chosen for you)",
+    )
 
     def checks(self) -> list[Check]:
         return [

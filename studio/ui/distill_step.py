@@ -15,9 +15,9 @@ from studio.charts import loss_figure
 from studio.distill_config import DistillConfig
 from studio.distill_plan import student_words
 from studio.jobs import service
-from studio.settings import choices_of, help_of
 from studio.teacher import CATALOG
 from studio.ui.context import UIContext, error_box, shows_errors
+from studio.ui.controls import settings_controls
 from studio.words import Task
 
 # Presets per task: the student's depth and how long it trains are the big levers. Balanced is the plain
@@ -148,20 +148,10 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         list(PRESET_WORDS), value="Balanced", label="Preset", info="; ".join(f"{k}: {v}" for k, v in PRESET_WORDS.items())
     )
     defaults = preset_values(Task.CLASSIFICATION, "Balanced")
-    settings: dict[str, gr.components.Component] = {}
     with gr.Accordion("Advanced settings", open=False):
-        for field in ADVANCED:
-            name, label, info = field.name, field.name.replace("_", " "), help_of(field)
-            if name == "student":  # the page offers catalog students; a text generator teaching a classifier gets MiniLM
-                settings[name] = gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label=label, info=info)
-            elif choices_of(field):
-                settings[name] = gr.Dropdown(list(choices_of(field)), value=defaults[name], label=label, info=info)
-            elif isinstance(field.default, bool):
-                settings[name] = gr.Checkbox(value=defaults[name], label=label, info=info)
-            else:
-                settings[name] = gr.Number(
-                    value=defaults[name], label=label, info=info, precision=0 if isinstance(defaults[name], int) else None
-                )
+        # the page offers catalog students; a text generator teaching a classifier gets MiniLM
+        student = {"student": lambda label, info, _: gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label=label, info=info)}
+        settings = settings_controls(ADVANCED, defaults, own=student)
     why_not = gr.Markdown(start_problem(None, None))
     with gr.Row():
         start = gr.Button("Start distillation", variant="primary", interactive=False)

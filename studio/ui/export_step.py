@@ -6,6 +6,7 @@ belongs to the logged-in user in the storage query, never by a file path a brows
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -15,9 +16,11 @@ from storage import jobs as job_rows
 from storage import records
 from storage.tables import JobStatus
 from studio.baselines import TFIDF
+from studio.export.settings import ExportSettings
 from studio.jobs import service
 from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, shows_errors
+from studio.ui.controls import settings_controls
 from studio.ui.distill_step import progress_bar
 
 
@@ -25,15 +28,17 @@ from studio.ui.distill_step import progress_bar
 class ExportTab:
     run: gr.Dropdown
     model: gr.Dropdown
-    onnx: gr.Checkbox
-    gguf: gr.Checkbox
-    hybrid: gr.Checkbox
-    threshold: gr.Textbox
+    options: dict[str, gr.components.Component]
+    """ExportSettings' fields but the model, by name."""
     button: gr.Button
     status: gr.Markdown
     progress: gr.HTML
     download: gr.HTML
     job_id: gr.State
+
+
+OPTIONS = [f for f in dataclasses.fields(ExportSettings) if f.name != "variant"]
+"""What to put in the zip: every export setting but the model, which has its own dropdown."""
 
 
 def exportable_models(ctx: UIContext, viewer, run_id: int | None) -> list[tuple[str, str]]:
@@ -51,17 +56,19 @@ def exportable_models(ctx: UIContext, viewer, run_id: int | None) -> list[tuple[
 
 
 @shows_errors(lambda message: (None, error_box(message)))
-def start_export(ctx: UIContext, viewer, run_id, model, onnx, gguf, hybrid, threshold) -> tuple[int | None, str]:
+def start_export(ctx: UIContext, viewer, run_id, model, *values) -> tuple[int | None, str]:
+    """``values``: the OPTIONS' controls, in order. The job's own checks name any value out of range."""
     if not run_id:
         return None, error_box("Choose a finished distillation first (step 3).")
-    try:
-        level = float(threshold) if str(threshold or "").strip() else None
-    except ValueError:
-        return None, error_box(
-            f"The confidence threshold '{threshold}' is not a number; use one from 0 to 1, "
-            "or leave it empty to have it chosen for you."
-        )
-    settings = {"variant": model or "student", "onnx": bool(onnx), "gguf": bool(gguf), "hybrid": bool(hybrid), "threshold": level}
+    settings = {"variant": model or "student", **dict(zip([f.name for f in OPTIONS], values))}
+    if isinstance(settings["threshold"], str):  # typed as text (through the API)
+        try:
+            settings["threshold"] = float(settings["threshold"]) if settings["threshold"].strip() else None
+        except ValueError:
+            return None, error_box(
+                f"The confidence threshold '{settings['threshold']}' is not a number; use one from 0 to 1, "
+                "or leave it empty to have it chosen for you."
+            )
     job_id = service.submit(
         ctx.storage, viewer, "export", settings, parent_id=int(run_id), title=f"export {settings['variant']} of job {run_id}"
     )
@@ -124,10 +131,7 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
         run = gr.Dropdown(label="Run to export from", choices=[], interactive=True)
         model = gr.Dropdown(label="Model to export", choices=[], interactive=True)
     with gr.Row():
-        onnx = gr.Checkbox(value=True, label="ONNX file (runs without PyTorch)")
-        gguf = gr.Checkbox(value=True, label="GGUF file (Llama-style text generators)")
-        hybrid = gr.Checkbox(value=False, label="Add the teacher: small model first, teacher when unsure")
-        threshold = gr.Textbox(value="", label="Confidence threshold, 0-1 (empty: chosen for you)", placeholder="auto")
+        options = settings_controls(OPTIONS, ExportSettings().to_dict())
     button = gr.Button("Export (.zip)", variant="primary", interactive=False)
     status = gr.Markdown()
     progress = gr.HTML()
@@ -172,8 +176,6 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
     model.focus(refresh_models, [run, model], [model])
     run.change(on_run, [run], [model, button, status], api_name="export_models")
     outputs = [status, progress, download, shown]
-    button.click(on_export, [run, model, onnx, gguf, hybrid, threshold], [job_id, *outputs]).then(
-        follow, [job_id, shown], outputs
-    )
+    button.click(on_export, [run, model, *options.values()], [job_id, *outputs]).then(follow, [job_id, shown], outputs)
     timer.tick(follow, [job_id, shown], outputs)
-    return ExportTab(run, model, onnx, gguf, hybrid, threshold, button, status, progress, download, job_id)
+    return ExportTab(run, model, options, button, status, progress, download, job_id)
