@@ -101,3 +101,39 @@ def test_every_bad_server_setting_is_named_at_once():
         }
     )
     assert good.hosted and good.allowed_origins == ("https://a.example", "https://b.example")
+
+
+def test_stopping_the_studio_stops_its_own_worker(studio_home, tmp_path):
+    """SIGTERM (docker stop, systemd, kill) ends `studio ui` and, after its safe stop, the worker it started."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SLM_STUDIO_")}
+    env = {**base, "PYTHONPATH": str(ROOT), "SLM_STUDIO_HOME": str(studio_home)}
+    with open(tmp_path / "ui.log", "wb") as log:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "studio", "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        children = Path(f"/proc/{ui.pid}/task/{ui.pid}/children").read_text().split()
+        (worker,) = [int(c) for c in children if b"worker" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=150) == 0
+        assert not Path(f"/proc/{worker}").exists(), "the worker outlived the studio that started it"
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+        for child in children if "children" in locals() else []:
+            if Path(f"/proc/{child}").exists():
+                os.kill(int(child), signal.SIGKILL)  # never leave a worker behind, even when the test fails

@@ -205,6 +205,9 @@ def serve(host: str, port: int, with_worker: bool = True) -> None:
     worker = None
     if with_worker:
         worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again: with the default handler that ends the
+    # process on the spot, before `finally` stops the worker. This handler turns it into a normal exit instead.
+    signal.signal(signal.SIGTERM, _exit_quietly)
     try:
         # open event streams (timers of open pages) must not hold a stopping server for ever
         # client addresses (login limits) come from X-Forwarded-For only when the proxy sending it is trusted
@@ -221,4 +224,11 @@ def serve(host: str, port: int, with_worker: bool = True) -> None:
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)  # running jobs save their step and stay resumable
-            worker.wait(timeout=120)
+            try:
+                worker.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
