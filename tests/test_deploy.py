@@ -119,6 +119,7 @@ def test_stopping_the_studio_stops_its_own_worker(studio_home, tmp_path):
         ui = subprocess.Popen(
             [sys.executable, "-m", "studio", "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
         )
+    children: list[str] = []
     try:
         for _ in range(240):
             try:
@@ -134,6 +135,6 @@ def test_stopping_the_studio_stops_its_own_worker(studio_home, tmp_path):
     finally:
         if ui.poll() is None:
             ui.kill()
-        for child in children if "children" in locals() else []:
+        for child in children:
             if Path(f"/proc/{child}").exists():
                 os.kill(int(child), signal.SIGKILL)  # never leave a worker behind, even when the test fails
