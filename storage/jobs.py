@@ -111,6 +111,13 @@ class JobSummary:
     last_loss: float | None
 
 
+def jobs_ahead(s: Session, job: Job) -> int:
+    """Queued or running jobs (anyone's) that the worker takes before ``job``: how long the wait may be."""
+    waiting = (Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])) & (Job.id != job.id)
+    earlier = (Job.created_at < job.created_at) | ((Job.created_at == job.created_at) & (Job.id < job.id))
+    return s.scalar(select(func.count()).select_from(Job).where(waiting & earlier)) or 0
+
+
 def list_jobs(
     s: Session, viewer: Viewer, *, limit: int = 50, offset: int = 0, status: str | None = None, kind: str | None = None
 ) -> list[JobSummary]:

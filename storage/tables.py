@@ -68,6 +68,17 @@ class LoginSession(Base):
     """The client address it was opened from (for the administrator)."""
 
 
+class WizardState(Base):
+    """Where a user is in the browser's wizard (teacher, dataset, preset), so a reload, a second tab or another
+    machine opens where they left off. One row per user; the keys are storage.wizard.KEYS."""
+
+    __tablename__ = "wizard_state"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Dataset(Base):
     __tablename__ = "datasets"
 

@@ -6,6 +6,7 @@ Screenshots of every step go to test-artifacts/screenshots/."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -108,6 +109,17 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         start = page.get_by_role("button", name="Start distillation")
         expect(start).to_be_enabled()
         start.click()
+        expect(page.get_by_text(re.compile(r"Job 1 is (queued|running|done)"))).to_be_visible()
+        page.reload()  # mid-training: the page opens where its user was, with the same choices
+        expect(page.get_by_role("tab", name="3. Distill", selected=True)).to_be_visible()
+        expect(page.get_by_label("Fastest")).to_be_checked()
+        expect(page.get_by_text(re.compile(r"Job 1 is still running|Go on to step 4"))).to_be_visible()
+        page.get_by_role("tab", name="1. Teacher").click()
+        expect(page.get_by_label("Model folder")).to_have_value(str(tiny_bert))
+        page.get_by_role("tab", name="2. Data").click()
+        expect(page.get_by_text("Using tickets.csv, checked earlier")).to_be_visible()
+        shot("2c-data-after-reload")
+        page.get_by_role("tab", name="3. Distill").click()
         expect(page.get_by_text("Go on to step 4")).to_be_visible(timeout=240_000)
         expect(page.get_by_text("Training loss").first).to_be_visible()
         shot("3-distill")

@@ -32,7 +32,7 @@ def store(tmp_path):
 
 
 def test_migrations_on_an_empty_database_match_the_models(db):
-    assert db.revision() == "0004"
+    assert db.revision() == "0005"
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
     db.upgrade()  # a second start is a no-op
@@ -62,7 +62,7 @@ def test_upgrade_from_the_previous_revision_keeps_the_data(db_url):
                 )
             )
     db.upgrade()
-    assert db.revision() == "0004"
+    assert db.revision() == "0005"
     with db.session() as s:
         job = s.get(Job, 7)
         assert (job.title, job.config, job.cancel_requested, job.heartbeat_at) == ("old run", {"a": 1}, False, None)
@@ -291,3 +291,21 @@ def test_artifact_store_is_atomic_checksummed_and_stays_inside(store, tmp_path):
     upload.write_text("text,label\nhi,a\n")
     copied = store.import_file(upload, "datasets/abc/original.csv")
     assert copied.bytes == upload.stat().st_size
+
+
+def test_each_user_has_their_own_place_in_the_wizard(db):
+    from storage.wizard import remember, wizard_of
+
+    alice = records.create_user(db, "alice", None)
+    bob = records.create_user(db, "bob", None)
+    with db.session() as s:
+        assert wizard_of(s, alice) == {}
+    remember(db, alice, teacher="minilm-l6", dataset_id=3)
+    remember(db, alice, preset="Fastest")
+    remember(db, bob, teacher="smollm2-135m")
+    remember(db, alice, dataset_id=None)  # forgotten, e.g. the dataset was deleted
+    with db.session() as s:
+        assert wizard_of(s, alice) == {"teacher": "minilm-l6", "preset": "Fastest"}
+        assert wizard_of(s, bob) == {"teacher": "smollm2-135m"}
+    with pytest.raises(ValueError, match="not wizard keys"):
+        remember(db, alice, run_folder="/etc")

@@ -229,6 +229,11 @@ def test_distill_step_takes_only_catalog_students_and_says_what_a_run_chose(ctx,
     with ctx.storage.db.session() as s:
         config = s.get(records.Job, job_id).config["distill"]
     assert config["student"] is None and config["teacher_learning_rate"] == 0.0 and config["min_steps"] == 250
+    # a second Start while the first job waits (a double click, a second tab) starts nothing and says why
+    again, said = start_job(ctx, me, "minilm-l6", dataset, {**values, "student": LAYERS_OF_TEACHER})
+    assert again is None and f"Job {job_id} is still running" in said
+    with ctx.storage.db.session() as s:
+        assert [j.id for j in s.query(records.Job).filter_by(kind="distill")] == [job_id]
 
     report = {
         "labels": ["a", "b"],
@@ -248,3 +253,37 @@ def test_distill_step_takes_only_catalog_students_and_says_what_a_run_chose(ctx,
     figure, rows = closer_look(report, "student")
     assert rows[0] == ["a", 1.0, 0.75, 0.857, 4] and list(figure.data[0].x) == ["a", "b"]
     assert closer_look(report, "nobody") == (None, [])
+
+
+def test_start_says_which_step_is_really_missing():
+    from studio.ui.distill_step import start_problem
+
+    assert start_problem("minilm-l6", None) == "Check a dataset in step 2 first."
+    assert "step 1" in start_problem(None, 4) and "step 2" not in start_problem(None, 4)
+    assert "step 1" in start_problem(None, None) and "step 2" in start_problem(None, None)
+    assert start_problem("minilm-l6", 4) is None
+    assert "Job 7 is still running" in start_problem("minilm-l6", 4, running=7)
+
+
+def test_the_wizard_opens_where_its_user_left_it(ctx, samples, tiny_bert):
+    from storage import records
+    from storage.wizard import remember
+    from studio.jobs import service
+    from studio.ui.teacher_step import SOURCES
+    from studio.ui.wizard import place_of, teacher_controls
+
+    me = records.local_user(ctx.storage.db)
+    other = records.create_user(ctx.storage.db, "other", None)
+    dataset = service.add_dataset(ctx.storage, me, samples / "support_tickets.csv")
+    remember(ctx.storage.db, me, teacher=str(tiny_bert), dataset_id=dataset, preset="Fastest")
+    place = place_of(ctx, me)
+    assert (place.teacher, place.dataset_id, place.preset) == (str(tiny_bert), dataset, "Fastest")
+    assert (
+        "Using **support_tickets.csv**, checked earlier" in place.dataset_words and "3,000 of 3,000 rows" in place.dataset_words
+    )
+    assert teacher_controls(place.teacher)[:1] == (SOURCES[1],) and teacher_controls(place.teacher)[2] == str(tiny_bert)
+    assert teacher_controls("minilm-l6")[:2] == (SOURCES[0], "minilm-l6")
+    remember(ctx.storage.db, other, dataset_id=dataset, preset="Nonsense")  # someone else's dataset id
+    assert place_of(ctx, other) == type(place)()  # is not theirs to open; an unknown preset is dropped
+    records.delete_dataset(ctx.storage.db, ctx.storage.store, me, dataset)
+    assert place_of(ctx, me).dataset_id is None

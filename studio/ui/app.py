@@ -13,11 +13,12 @@ from studio.ui.compare_step import CompareTab, build_compare_tab
 from studio.ui.compress_step import CompressTab, build_compress_tab, runs_choice
 from studio.ui.context import UIContext
 from studio.ui.data_step import DataTab, build_data_tab
-from studio.ui.distill_step import DistillTab, build_distill_tab, latest_active
+from studio.ui.distill_step import DistillTab, active_job, build_distill_tab, latest_active
 from studio.ui.export_step import ExportTab, build_export_tab
 from studio.ui.history_step import HistoryTab, build_history_tab
 from studio.ui.owners import Owners
 from studio.ui.teacher_step import TeacherTab, build_teacher_tab
+from studio.ui.wizard import place_of, remembers, teacher_controls
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -45,12 +46,12 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
         with gr.Row():
             gr.Markdown("# SLM Studio\nA big teacher model plus your own data → a small, fast, private student model.")
             account = gr.HTML("", visible=hosted, elem_id="account")
-        with gr.Tabs():
-            with gr.Tab("1. Teacher"):
+        with gr.Tabs() as tabs:
+            with gr.Tab("1. Teacher", id="teacher"):
                 teacher = build_teacher_tab(ctx)
-            with gr.Tab("2. Data"):
+            with gr.Tab("2. Data", id="data"):
                 data = build_data_tab(ctx)
-            with gr.Tab("3. Distill"):
+            with gr.Tab("3. Distill", id="distill"):
                 distill = build_distill_tab(ctx, teacher.chosen, data.dataset_id)
             with gr.Tab("4. Compress"):
                 compress = build_compress_tab(ctx)
@@ -62,12 +63,35 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
                 history = build_history_tab(ctx)
 
         def on_open(request: gr.Request = None):
-            """A new tab, or coming back: the same job live, the runs that exist."""
+            """A new tab, or coming back: where the user was (teacher, dataset, preset), the same job live, the
+            runs that exist."""
             viewer = ctx.viewer(request)
             pick = runs_choice(ctx, viewer)
-            return latest_active(ctx, viewer), pick, pick, pick, account_html(getattr(request, "username", None))
+            place = place_of(ctx, viewer)
+            running = active_job(ctx, viewer)
+            # a run under way, or teacher and data chosen: the Distill step (with the last run's outcome) is where they are
+            step = "distill" if running or (place.dataset_id and place.teacher) else "teacher"
+            return (
+                gr.Tabs(selected=step),
+                running or latest_active(ctx, viewer),
+                pick,
+                pick,
+                pick,
+                account_html(getattr(request, "username", None)),
+                *teacher_controls(place.teacher),
+                place.dataset_id,
+                place.dataset_words or gr.update(),
+                place.preset or gr.update(),
+            )
 
-        blocks.load(on_open, None, [distill.job_id, compress.run, compare.run, export.run, account])
+        teacher_inputs = [teacher.source, teacher.catalog, teacher.folder, teacher.hub_id]
+        opened = [tabs, distill.job_id, compress.run, compare.run, export.run, account, *teacher_inputs]
+        blocks.load(on_open, None, [*opened, data.dataset_id, data.report, distill.preset]).then(
+            distill.readiness, [teacher.chosen, data.dataset_id], [distill.start, distill.why_not]
+        )
+        teacher.chosen.change(remembers(ctx, "teacher"), [teacher.chosen], None)
+        data.dataset_id.change(remembers(ctx, "dataset_id"), [data.dataset_id], None)
+        distill.preset.change(remembers(ctx, "preset"), [distill.preset], None)
     return StudioApp(blocks, ctx, teacher, data, distill, compress, compare, export, history)
 
 

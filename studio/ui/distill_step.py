@@ -4,6 +4,7 @@ and loss curve. The job lives in the database, so leaving and coming back shows 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
@@ -59,6 +60,8 @@ class DistillTab:
     curve: gr.Plot
     job_id: gr.State
     timer: gr.Timer
+    readiness: Callable
+    """(teacher spec, dataset id) -> (Start's update, why not): for events of other steps, e.g. a page opening."""
 
 
 def preset_values(task: str, preset: str) -> dict:
@@ -67,19 +70,33 @@ def preset_values(task: str, preset: str) -> dict:
     return values
 
 
-def start_problem(teacher: str | None, dataset_id: int | None) -> str | None:
-    """Why Start cannot work yet, or None."""
+def start_problem(teacher: str | None, dataset_id: int | None, running: int | None = None) -> str | None:
+    """Why Start cannot work yet, or None; each message names the step that is really missing."""
+    if running:
+        return f"Job {running} is still running: wait for it to finish, or cancel it, before starting another."
+    if not teacher and not dataset_id:
+        return "Choose a teacher in step 1 and check a dataset in step 2 first."
     if not teacher:
-        return "Choose a usable teacher in step 1 first."
+        return "Choose a usable teacher in step 1 first (the one picked there cannot be used)."
     if not dataset_id:
         return "Check a dataset in step 2 first."
+    return None
+
+
+def active_job(ctx: UIContext, viewer, kind: str = "distill") -> int | None:
+    """This user's queued or running job of ``kind``, if any."""
+    with ctx.storage.db.session() as s:
+        for status in (JobStatus.RUNNING, JobStatus.QUEUED):
+            jobs = job_rows.list_jobs(s, viewer, limit=1, kind=kind, status=status)
+            if jobs:
+                return jobs[0].id
     return None
 
 
 @shows_errors(lambda message: (None, error_box(message)))
 def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | None, values: dict) -> tuple[int | None, str]:
     """Submit the distillation; (job id or None, what to tell the user)."""
-    problem = start_problem(teacher, dataset_id)
+    problem = start_problem(teacher, dataset_id, active_job(ctx, viewer))  # the page's button may be out of date
     if problem:
         return None, error_box(problem)
     student = values.get("student")
@@ -118,9 +135,15 @@ def job_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, obje
     with ctx.storage.db.session() as s:
         job = job_rows.get(s, viewer, job_id)
         curve = records.training_curve(s, viewer, job_id)
+        ahead = job_rows.jobs_ahead(s, job) if job.status == JobStatus.QUEUED else 0
     words = f"**Job {job.id}** is **{job.status}**."
     if job.status == JobStatus.QUEUED:
-        words += " Waiting for the worker (start it with `python -m studio worker` if nothing happens)."
+        words += (
+            f" Waiting for the worker to finish {ahead} job(s) ahead of it."
+            if ahead
+            else " Waiting for the worker to pick it up (a few seconds). If it stays queued, the studio's worker is "
+            "not running: restart the studio, or ask your administrator."
+        )
     if job.status == JobStatus.DONE:
         words += " Go on to step 4 (Compress) or 5 (Compare)."
     if job.error:
@@ -171,17 +194,17 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         values = preset_values(task, choice)
         return [values[n] if n != "student" else values[n] or LAYERS_OF_TEACHER for n in names]
 
-    def readiness(spec, ds):
-        problem = start_problem(spec, ds)
+    def readiness(spec, ds, request: gr.Request = None):
+        problem = start_problem(spec, ds, active_job(ctx, ctx.viewer(request)))
         return gr.update(interactive=problem is None), ("" if problem is None else f"*{problem}*")
 
     def on_start(spec, ds, request: gr.Request, *values):  # request before *args: Gradio only fills in parameters ahead of them
         new_id, said = start_job(ctx, ctx.viewer(request), spec, ds, dict(zip(names, _plain(values))))
         return new_id, said
 
-    def follow(current, request: gr.Request = None):
+    def follow(current, spec, ds, request: gr.Request = None):
         words, bar, figure, can_cancel = job_view(ctx, ctx.viewer(request), current)
-        return words, bar, figure, gr.update(interactive=can_cancel)
+        return words, bar, figure, gr.update(interactive=can_cancel), *readiness(spec, ds, request)
 
     @shows_errors(error_box)
     def on_cancel(current, request: gr.Request = None):
@@ -192,12 +215,13 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     dataset_id.change(apply_preset, [preset, dataset_id], list(settings.values()))
     for state in (teacher, dataset_id):
         state.change(readiness, [teacher, dataset_id], [start, why_not])
+    followed = [status, progress, curve, cancel, start, why_not]
     start.click(on_start, [teacher, dataset_id, *settings.values()], [job_id, status]).then(
-        follow, [job_id], [status, progress, curve, cancel]
+        follow, [job_id, teacher, dataset_id], followed
     )
-    timer.tick(follow, [job_id], [status, progress, curve, cancel])
+    timer.tick(follow, [job_id, teacher, dataset_id], followed, show_progress="hidden")
     cancel.click(on_cancel, [job_id], [status])
-    return DistillTab(preset, settings, start, why_not, cancel, status, progress, curve, job_id, timer)
+    return DistillTab(preset, settings, start, why_not, cancel, status, progress, curve, job_id, timer, readiness)
 
 
 def _plain(values) -> list:
