@@ -122,8 +122,22 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         page.get_by_role("tab", name="3. Distill").click()
         expect(page.get_by_text("Go on to step 4")).to_be_visible(timeout=240_000)
         expect(page.get_by_text("Training loss").first).to_be_visible()
+        # the result card says what the stored scores say
+        from storage import records
+        from storage.config import open_storage
+        from studio.outcome import outcome_lines
+
+        storage = open_storage()
+        with storage.db.session() as s:
+            models = [m.with_scores() for m in records.run_models(s, records.local_user(storage.db), 1, made_from=False)]
+        student = next(m for m in models if m["name"] == "student")
+        card = page.locator("#distill-result")
+        expect(card).to_contain_text(f"{student['accuracy'] * 100:.0f} % of the test texts right")
+        expect(card).to_contain_text(outcome_lines(models)[-1].replace("**", ""))
         shot("3-distill")
 
+        page.get_by_role("button", name="Make it smaller (step 4)").click()  # the card's way on
+        expect(page.get_by_role("tab", name="4. Compress", selected=True)).to_be_visible()
         open_step("4. Compress", "Finished distillation")
         expect(page.get_by_text("Tick at least one method.")).to_be_visible()  # the run list refreshed: a run is picked
         page.get_by_label("int8 — 4× smaller, runs on any CPU (ONNX Runtime)").check()

@@ -53,11 +53,11 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
                 data = build_data_tab(ctx)
             with gr.Tab("3. Distill", id="distill"):
                 distill = build_distill_tab(ctx, teacher.chosen, data.dataset_id)
-            with gr.Tab("4. Compress"):
+            with gr.Tab("4. Compress", id="compress"):
                 compress = build_compress_tab(ctx)
-            with gr.Tab("5. Compare"):
+            with gr.Tab("5. Compare", id="compare"):
                 compare = build_compare_tab(ctx)
-            with gr.Tab("6. Export"):
+            with gr.Tab("6. Export", id="export"):
                 export = build_export_tab(ctx)
             with gr.Tab("History"):
                 history = build_history_tab(ctx)
@@ -89,6 +89,15 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
         blocks.load(on_open, None, [*opened, data.dataset_id, data.report, distill.preset]).then(
             distill.readiness, [teacher.chosen, data.dataset_id], [distill.start, distill.why_not]
         )
+
+        def fresh_runs(request: gr.Request = None):
+            pick = runs_choice(ctx, ctx.viewer(request))
+            return pick, pick, pick
+
+        run_lists = [compress.run, compare.run, export.run]
+        distill.result.change(fresh_runs, None, run_lists)  # a run finished (its card appeared): every list has it
+        for step, button in distill.next_steps.items():  # the card's buttons open the next steps
+            button.click(lambda step=step: gr.Tabs(selected=step), None, tabs)
         teacher.chosen.change(remembers(ctx, "teacher"), [teacher.chosen], None)
         data.dataset_id.change(remembers(ctx, "dataset_id"), [data.dataset_id], None)
         distill.preset.change(remembers(ctx, "preset"), [distill.preset], None)

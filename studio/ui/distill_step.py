@@ -16,6 +16,7 @@ from studio.charts import loss_figure
 from studio.distill_config import DistillConfig
 from studio.distill_plan import student_words
 from studio.jobs import service
+from studio.outcome import outcome_lines
 from studio.teacher import CATALOG
 from studio.ui.context import UIContext, error_box, shows_errors
 from studio.ui.controls import settings_controls
@@ -62,6 +63,9 @@ class DistillTab:
     timer: gr.Timer
     readiness: Callable
     """(teacher spec, dataset id) -> (Start's update, why not): for events of other steps, e.g. a page opening."""
+    result: gr.Markdown
+    next_steps: dict[str, gr.Button]
+    """The buttons of a finished run's card, by the step they open."""
 
 
 def preset_values(task: str, preset: str) -> dict:
@@ -156,6 +160,22 @@ def job_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, obje
     )
 
 
+@shows_errors(lambda message: error_box(message))
+def result_card(ctx: UIContext, viewer, job_id: int | None) -> str:
+    """A finished run in plain words: the student beside the teacher and the baselines (studio.outcome)."""
+    if not job_id:
+        return ""
+    with ctx.storage.db.session() as s:
+        job = job_rows.get(s, viewer, job_id)
+        if job.status != JobStatus.DONE or job.kind != "distill":
+            return ""
+        models = [m.with_scores() for m in records.run_models(s, viewer, job_id, made_from=False)]
+    lines = outcome_lines(models)
+    if not lines:
+        return ""
+    return "### What you got\n" + "\n\n".join(lines) + "\n\nNext: make it smaller still, compare every model, or export it."
+
+
 def latest_active(ctx: UIContext, viewer, kind: str = "distill") -> int | None:
     """The job to show when a page opens: this user's newest running or queued one, else the newest."""
     with ctx.storage.db.session() as s:
@@ -181,6 +201,11 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         cancel = gr.Button("Cancel", interactive=False)
     status = gr.Markdown("No distillation started yet.")
     progress = gr.HTML()
+    result = gr.Markdown(elem_id="distill-result")
+    with gr.Row(visible=False) as next_steps:
+        to_compress = gr.Button("Make it smaller (step 4)", size="sm")
+        to_compare = gr.Button("Compare every model (step 5)", size="sm")
+        to_export = gr.Button("Export the student (step 6)", size="sm")
     curve = gr.Plot(label="Training loss (live)")
     job_id = gr.State(None)
     timer = gr.Timer(1.5)
@@ -204,7 +229,9 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
 
     def follow(current, spec, ds, request: gr.Request = None):
         words, bar, figure, can_cancel = job_view(ctx, ctx.viewer(request), current)
-        return words, bar, figure, gr.update(interactive=can_cancel), *readiness(spec, ds, request)
+        card = result_card(ctx, ctx.viewer(request), current)
+        shown = (card, gr.update(visible=bool(card)))
+        return words, bar, figure, gr.update(interactive=can_cancel), *readiness(spec, ds, request), *shown
 
     @shows_errors(error_box)
     def on_cancel(current, request: gr.Request = None):
@@ -215,13 +242,16 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     dataset_id.change(apply_preset, [preset, dataset_id], list(settings.values()))
     for state in (teacher, dataset_id):
         state.change(readiness, [teacher, dataset_id], [start, why_not])
-    followed = [status, progress, curve, cancel, start, why_not]
+    followed = [status, progress, curve, cancel, start, why_not, result, next_steps]
     start.click(on_start, [teacher, dataset_id, *settings.values()], [job_id, status]).then(
         follow, [job_id, teacher, dataset_id], followed
     )
     timer.tick(follow, [job_id, teacher, dataset_id], followed, show_progress="hidden")
     cancel.click(on_cancel, [job_id], [status])
-    return DistillTab(preset, settings, start, why_not, cancel, status, progress, curve, job_id, timer, readiness)
+    next_buttons = {"compress": to_compress, "compare": to_compare, "export": to_export}
+    return DistillTab(
+        preset, settings, start, why_not, cancel, status, progress, curve, job_id, timer, readiness, result, next_buttons
+    )
 
 
 def _plain(values) -> list:
