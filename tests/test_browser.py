@@ -146,8 +146,8 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         shot("4-compress")
 
         page.get_by_role("tab", name="History").click()
-        page.get_by_label("Job id").fill("2")
-        page.get_by_label("Job id").press("Enter")
+        page.get_by_text("int8 of job 1", exact=True).click()  # a click on its row opens the compress job
+        expect(page.get_by_label("Job id")).to_have_value("2")
         expect(page.get_by_text("Status done")).to_be_visible(timeout=240_000)
         shot("h-history")
 
@@ -172,6 +172,21 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
             link.click()
         saved = tmp_path / download.value.suggested_filename
         download.value.save_as(saved)
+
+        page.get_by_role("tab", name="History").click()  # the export keeps its download there, its job no loss chart
+        page.get_by_label("Job id").fill("1")
+        page.get_by_label("Job id").press("Enter")
+        expect(page.locator("#history-curve")).to_be_visible()
+        page.get_by_text("export int8 of job 1", exact=True).click()
+        expect(page.locator("#export-download")).to_have_count(2)  # Export's and History's
+        expect(page.locator("#history-curve")).to_be_hidden()
+        page.get_by_text("int8 of job 1", exact=True).click()
+        page.get_by_role("button", name="Delete", exact=True).click()  # asks first, saying what goes
+        expect(page.get_by_text("Delete job 2?")).to_be_visible()
+        expect(page.get_by_text("cannot be undone")).to_be_visible()
+        shot("h-history-delete")
+        page.get_by_role("button", name="Yes, delete").click()
+        expect(page.get_by_text("Deleted job(s) 2")).to_be_visible()
         browser.close()
     assert troubles == []
 

@@ -60,11 +60,18 @@ def test_history_lists_and_explains_jobs(ctx):
     job = job_rows.submit(ctx.storage.db, me.user_id, "distill", {}, title="tickets")
     rows = history_rows(ctx, me)
     assert rows[0][:3] == [job.id, "distill", "queued"]
-    text, figure, can = job_detail(ctx, me, job.id)
-    assert "Status **queued**" in text and figure is None
+    text, figure, can, link = job_detail(ctx, me, job.id)
+    assert "Status **queued**" in text and figure is None and link == ""
     assert can == {"cancel": True, "resume": False, "delete": False}
-    text, _, can = job_detail(ctx, me, 999)
+    text, _, can, _ = job_detail(ctx, me, 999)
     assert "There is no job 999" in text and not any(can.values())
+    # Delete first says what goes: the job, the jobs made from it, their files
+    from studio.ui.history_step import what_delete_removes
+
+    child = job_rows.submit(ctx.storage.db, me.user_id, "compress", {}, parent_id=job.id, title="int8")
+    asked = what_delete_removes(ctx, me, job.id)
+    assert f"Delete job {job.id} and the 1 job(s) made from it ({child.id})?" in asked and "cannot be undone" in asked
+    assert "There is no job 999" in what_delete_removes(ctx, me, 999)
 
 
 def test_every_tab_builds_and_the_page_needs_no_network(ctx):
