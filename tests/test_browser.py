@@ -160,8 +160,16 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         shot("5-compare")
 
         open_step("6. Export", "Run to export from")
+        from studio.charts import Budget, recommend
+
+        with storage.db.session() as s:  # the recommended model comes first (none, for a tiny model of random words)
+            models = [m.with_scores() for m in records.run_models(s, records.local_user(storage.db), 1)]
+        best = recommend(models, Budget()).name
+        first = "^student \\(the distilled model\\)$" if best is None else f"^{re.escape(best)}\\b.* — recommended$"
+        expect(page.get_by_label("Model to export")).to_have_value(re.compile(first))
+        expect(page.get_by_label("GGUF file (Llama-style text generators)")).to_be_hidden()  # a classifier's run
         page.get_by_label("Model to export").click()
-        page.get_by_role("option", name="int8 (quantized, int8)").click()
+        page.get_by_role("option", name=re.compile(r"^int8 \(quantized\)")).click()
         page.get_by_label("Add the teacher: small model first, teacher when unsure").check()
         page.get_by_role("button", name="Export (.zip)").click()
         link = page.locator("#export-download")

@@ -119,6 +119,29 @@ def test_export_step_explains_bad_choices(ctx):
     assert "There is no job 5" in export_view(ctx, me, 5)[0]
 
 
+def test_export_offers_the_recommended_model_first_in_plain_names(ctx):
+    from storage import jobs as job_rows
+    from storage import records
+    from studio.ui.export_step import exportable_models
+
+    me = ctx.viewer()
+    run = job_rows.submit(ctx.storage.db, me.user_id, "distill", {}, title="run").id
+    made = {
+        "teacher": ("teacher", "", {"macro_f1": 0.90, "size_bytes": 90e6, "latency_ms": 9.0}),
+        "student": ("student", "", {"macro_f1": 0.85, "size_bytes": 20e6, "latency_ms": 3.0}),
+        "tfidf-baseline": ("baseline", "", {"macro_f1": 0.70, "size_bytes": 1e6, "latency_ms": 0.1}),
+        "int8": ("quantized", "int8", {"macro_f1": 0.84, "size_bytes": 5e6, "latency_ms": 1.0}),
+        "slim": ("pruned", "prune-heads+heal", {"macro_f1": 0.80, "size_bytes": 15e6, "latency_ms": 2.0}),
+    }
+    for name, (role, method, scores) in made.items():
+        variant = records.put_variant(ctx.storage.db, run, name=name, role=role, method=method)
+        records.add_scores(ctx.storage.db, run, variant, scores)
+    offered = exportable_models(ctx, me, run)
+    assert offered[0] == ("teacher — recommended", "teacher")  # no budget: the best quality
+    assert ("int8 (quantized)", "int8") in offered and ("slim (pruned: prune-heads+heal)", "slim") in offered
+    assert ("tfidf-baseline (baseline)", "tfidf-baseline") in offered
+
+
 def test_steps_never_show_another_users_run(ctx):
     from storage import jobs as job_rows
     from storage.errors import NotFoundError

@@ -16,12 +16,14 @@ from storage import jobs as job_rows
 from storage import records
 from storage.tables import JobStatus
 from studio.baselines import TFIDF
+from studio.charts import Budget, recommend
 from studio.export.settings import ExportSettings
 from studio.jobs import service
 from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, shows_errors
 from studio.ui.controls import settings_controls
 from studio.ui.distill_step import progress_bar
+from studio.words import Task
 
 
 @dataclass
@@ -42,17 +44,31 @@ OPTIONS = [f for f in dataclasses.fields(ExportSettings) if f.name != "variant"]
 
 
 def exportable_models(ctx: UIContext, viewer, run_id: int | None) -> list[tuple[str, str]]:
-    """Student, teacher and every variant made from the run (those that came out)."""
+    """Student, teacher and every variant made from the run (those that came out), the recommended one first and
+    said to be."""
     if not run_id:
         return []
     with ctx.storage.db.session() as s:
-        variants = records.run_models(s, viewer, run_id)
+        models = records.run_models(s, viewer, run_id)
+    best = recommend([m.with_scores() for m in models], Budget()).name
     named = [("student (the distilled model)", "student"), ("teacher", "teacher")]
-    return named + [
-        (f"{v.name} ({v.role}, {v.method})", v.name)
-        for v in variants
-        if v.status == "ok" and v.name not in ("student", "teacher") and (v.role != "baseline" or v.name == TFIDF)
+    named += [
+        (f"{m.name} ({m.role}{'' if m.method in ('', m.name) else ': ' + m.method})", m.name)
+        for m in models
+        if m.status == "ok" and m.name not in ("student", "teacher") and (m.role != "baseline" or m.name == TFIDF)
     ]
+    first = [(f"{label} — recommended", name) for label, name in named if name == best]
+    return first + [(label, name) for label, name in named if name != best]
+
+
+def run_task(ctx: UIContext, viewer, run_id: int | None) -> str | None:
+    """What the run's models do ('classification' or 'causal_lm'), from its config.json; None before it has one."""
+    if not run_id:
+        return None
+    with ctx.storage.db.session() as s:
+        folder = job_rows.get(s, viewer, run_id).folder
+    config = ctx.storage.store.resolve(folder) / "config.json"
+    return json.loads(config.read_text()).get("task") if config.exists() else None
 
 
 @shows_errors(lambda message: (None, error_box(message)))
@@ -141,13 +157,17 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
     """The finished export whose link is on the page: the timer leaves it alone (no flicker under a click)."""
     timer = gr.Timer(2.0)
 
-    @shows_errors(lambda message: (gr.update(choices=[], value=None), gr.update(interactive=False), error_box(message)))
+    @shows_errors(
+        lambda message: (gr.update(choices=[], value=None), gr.update(interactive=False), error_box(message), gr.update())
+    )
     def on_run(run_id, request: gr.Request = None):
         models = exportable_models(ctx, ctx.viewer(request), run_id)
+        generator = run_task(ctx, ctx.viewer(request), run_id) == Task.CAUSAL_LM
         return (
             gr.update(choices=models, value=models[0][1] if models else None),
             gr.update(interactive=bool(models)),
             "" if run_id else "*Finish a distillation first (step 3).*",
+            gr.update(visible=generator, value=generator),  # GGUF is for text generators only
         )
 
     # request before *args: Gradio only fills in parameters ahead of them
@@ -174,7 +194,7 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
 
     run.focus(refresh_runs, None, [run])
     model.focus(refresh_models, [run, model], [model])
-    run.change(on_run, [run], [model, button, status], api_name="export_models")
+    run.change(on_run, [run], [model, button, status, options["gguf"]], api_name="export_models")
     outputs = [status, progress, download, shown]
     button.click(on_export, [run, model, *options.values()], [job_id, *outputs]).then(follow, [job_id, shown], outputs)
     timer.tick(follow, [job_id, shown], outputs)
