@@ -64,7 +64,7 @@ def _reference_lines(fig: go.Figure, models: Sequence[dict]) -> None:
             y=value,
             line_dash="dash" if name == TFIDF else "dot",
             line_color="#b45309",
-            annotation_text=f"{words[name]}: {value:.3f}",
+            annotation_text=f"{words[name]}: {value:.1%}",  # baselines are classifiers: macro-F1, a share
             annotation_position="bottom right",
         )
 
@@ -107,10 +107,13 @@ def tradeoff_figure(models: Sequence[dict], cost: str = "size_bytes", budget: Bu
             y=ys,
             mode="markers+text",
             text=[m["name"] for m in rows],
-            textposition="top center",
+            textposition=_label_places(xs, ys),
             marker={"size": 12, "color": colours, "line": {"width": 1, "color": "#1f2937"}},
             name="models",
-            hovertemplate="%{text}<br>%{x:.2f} | " + key + " %{y:.4f}<extra></extra>",
+            hovertemplate="%{text}<br>%{x:.2f} | "
+            + QUALITY_WORDS.get(key, key)
+            + (" %{y:.1%}" if higher else " %{y:.4g}")
+            + "<extra></extra>",
         )
     )
     ordered = sorted(front, key=lambda i: xs[i])
@@ -128,8 +131,8 @@ def tradeoff_figure(models: Sequence[dict], cost: str = "size_bytes", budget: Bu
         fig.add_vline(x=limit, line_dash="dash", line_color="#dc2626", annotation_text="your budget")
     _reference_lines(fig, models)
     words = QUALITY_WORDS.get(key, key)
-    if higher:
-        fig.update_yaxes(range=[0, 1.05])
+    if higher:  # a share: 0-100 %, as everywhere else in the studio
+        fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
     fig.update_layout(
         title=f"{words} vs {label}",
         xaxis_title=label,
@@ -142,43 +145,56 @@ def tradeoff_figure(models: Sequence[dict], cost: str = "size_bytes", budget: Bu
 
 
 BAR_METRICS = [
-    ("quality", "quality"),
-    ("size_bytes", "size"),
-    ("latency_ms", "latency"),
-    ("throughput", "throughput"),
-    ("params", "parameters"),
+    ("quality", "quality", True),
+    ("size_bytes", "smaller", False),
+    ("latency_ms", "faster", False),
+    ("throughput", "throughput", True),
+    ("params", "fewer parameters", False),
 ]
+"""(metric, bar label, higher is better). A lower-is-better metric is drawn as the teacher's over the model's,
+so on every bar above 1 the model beats the teacher."""
 
 
 def metric_bars(models: Sequence[dict]) -> go.Figure:
-    """Each model's metrics relative to the teacher (1.0 = same as the teacher), grouped per metric."""
+    """Each model against the teacher, grouped per metric, oriented so that higher is always better
+    (1.0 = the same as the teacher)."""
     rows = measured(models)
-    key, _ = quality_key(models)
+    key, quality_higher = quality_key(models)
     teacher = next((m for m in rows if m["name"] == "teacher"), rows[0] if rows else None)
     fig = go.Figure()
     for m in rows:
         values = []
-        for metric, _ in BAR_METRICS:
-            metric = key if metric == "quality" else metric
-            base = teacher.get(metric) if teacher else None
-            values.append(m[metric] / base if base and m.get(metric) is not None else None)
+        for metric, _, higher in BAR_METRICS:
+            if metric == "quality":
+                metric, higher = key, quality_higher
+            mine, base = m.get(metric), teacher.get(metric) if teacher else None
+            values.append((mine / base if higher else base / mine) if base and mine else None)
         fig.add_trace(
             go.Bar(
                 name=m["name"],
-                x=[label for _, label in BAR_METRICS],
+                x=[label for _, label, _ in BAR_METRICS],
                 y=values,
                 hovertemplate="%{x}: %{y:.2f}× the teacher<extra>" + m["name"] + "</extra>",
             )
         )
+    fig.add_hline(y=1.0, line_dash="dot", line_color="#6b7280", annotation_text="the teacher")
     fig.update_layout(
         barmode="group",
-        title="Relative to the teacher (1.0 = same)",
-        yaxis_title="× teacher",
+        title="Against the teacher: higher is better on every bar",
+        yaxis_title="× the teacher",
         template="plotly_white",
         height=420,
         margin={"t": 50, "l": 60, "r": 20, "b": 50},
     )
     return fig
+
+
+def _label_places(xs: Sequence[float], ys: Sequence[float]) -> list[str]:
+    """Where each point's name goes: neighbours (by size, then quality) alternate above and below, so names of
+    close points do not print over each other."""
+    places = ["top center", "bottom center", "top right", "bottom left"]
+    order = sorted(range(len(xs)), key=lambda i: (xs[i], ys[i]))
+    return [places[order.index(i) % len(places)] for i in range(len(xs))]
 
 
 def loss_figure(curve: Sequence[tuple[str, int, float]]) -> go.Figure:
@@ -344,6 +360,8 @@ def _miss(m: dict, budget: Budget, key: str, higher: bool, floor: float | None =
         return f"takes {m['latency_ms']:.2f} ms, over {budget.max_ms:g} ms"
     if budget.min_quality is not None:
         short = m[key] < budget.min_quality if higher else m[key] > budget.min_quality
+        if short and key in ("macro_f1", "rouge_l"):
+            return f"has {QUALITY_WORDS[key]} {m[key]:.1%}, below the {budget.min_quality:.0%} you asked for"
         if short:
             return f"has {key} {m[key]:.4g}, {'below' if higher else 'above'} {budget.min_quality:g}"
     return None

@@ -51,11 +51,13 @@ def test_tradeoff_figure_marks_the_front_and_leaves_out_unmeasured_variants():
     assert "latency" in tradeoff_figure(MODELS, "latency_ms").layout.xaxis.title.text
 
 
-def test_metric_bars_are_relative_to_the_teacher():
+def test_metric_bars_are_relative_to_the_teacher_and_higher_is_always_better():
     fig = metric_bars(MODELS)
     teacher, student = fig.data[0], fig.data[1]
     assert list(teacher.y) == pytest.approx([1.0] * 5)
-    assert student.y[1] == pytest.approx(20.6 / 90.9)
+    assert list(fig.data[0].x) == ["quality", "smaller", "faster", "throughput", "fewer parameters"]
+    assert student.y[1] == pytest.approx(90.9 / 20.6)  # 4.4× smaller: above the teacher's bar, like better quality
+    assert fig.data[2].y[0] < 1.0 < fig.data[2].y[2]  # int8: a little worse quality (below), faster (above)
 
 
 def test_loss_and_balance_figures():
@@ -75,7 +77,7 @@ def test_recommend_picks_the_best_that_fits_and_says_why():
     none = recommend(MODELS, Budget(max_mb=5))
     assert none.name is None and "int8, is 7.2 MB, over 5 MB" in none.reason
     strict = recommend(MODELS, Budget(min_quality=0.95))
-    assert strict.name is None and "below 0.95" in strict.reason
+    assert strict.name is None and "below the 95% you asked for" in strict.reason
 
 
 def test_recommend_for_text_generators_prefers_low_perplexity():
@@ -98,7 +100,9 @@ def test_baselines_are_reference_lines_not_candidates():
     assert list(fig.data[0].text) == ["teacher", "student", "int8", "magnitude"]
     lines = {round(shape.y0, 2) for shape in fig.layout.shapes if shape.y0 == shape.y1}
     assert lines == {0.25, 0.6}
-    assert fig.layout.yaxis.range == (0, 1.05) and fig.layout.yaxis.title.text == "macro-F1"
+    assert fig.layout.yaxis.range == (0, 1.05) and fig.layout.yaxis.tickformat == ".0%"  # 0-100 %
+    assert fig.layout.yaxis.title.text == "macro-F1"
+    assert len(set(fig.data[0].textposition)) > 1  # neighbours' names do not print over each other
     assert [t.name for t in metric_bars(MODELS + BASELINES).data] == ["teacher", "student", "int8", "magnitude"]
 
 

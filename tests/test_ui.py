@@ -317,3 +317,22 @@ def test_the_wizard_opens_where_its_user_left_it(ctx, samples, tiny_bert):
     assert place_of(ctx, other) == type(place)()  # is not theirs to open; an unknown preset is dropped
     records.delete_dataset(ctx.storage.db, ctx.storage.store, me, dataset)
     assert place_of(ctx, me).dataset_id is None
+
+
+def test_compare_speaks_in_the_units_people_type_and_read():
+    from studio.ui.compare_step import COLUMNS, quality_floor, table_rows
+
+    models = [
+        {"name": "teacher", "status": "ok", "macro_f1": 0.9012, "accuracy": 0.91, "size_bytes": 90.9e6, "latency_ms": 5.912},
+        {"name": "int8", "status": "ok", "macro_f1": 0.8967, "accuracy": 0.9, "size_bytes": 7.24e6, "params": 5.2e6},
+    ]
+    teacher, int8 = (dict(zip([c for c, _ in COLUMNS], r)) for r in table_rows(models, recommended="int8"))
+    assert (teacher["quality"], teacher["accuracy"], teacher["size_bytes"], teacher["latency_ms"]) == (
+        "90.1%",
+        "91.0%",
+        90.9,
+        5.91,
+    )
+    assert int8["name"] == "★ int8 (recommended)" and int8["params"] == "5.2 M" and int8["latency_ms"] == ""
+    assert quality_floor(85, "macro_f1") == quality_floor(0.85, "macro_f1") == 0.85  # typed as % or as a share
+    assert quality_floor(0, "macro_f1") is None and quality_floor(40, "perplexity") == 40

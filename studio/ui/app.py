@@ -14,7 +14,7 @@ from studio.ui.compress_step import CompressTab, build_compress_tab, runs_choice
 from studio.ui.context import UIContext
 from studio.ui.data_step import DataTab, build_data_tab
 from studio.ui.distill_step import DistillTab, active_job, build_distill_tab, latest_active
-from studio.ui.export_step import ExportTab, build_export_tab
+from studio.ui.export_step import ExportTab, build_export_tab, exportable_models
 from studio.ui.history_step import HistoryTab, build_history_tab
 from studio.ui.owners import Owners
 from studio.ui.teacher_step import TeacherTab, build_teacher_tab
@@ -98,6 +98,13 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
         distill.result.change(fresh_runs, None, run_lists)  # a run finished (its card appeared): every list has it
         for step, button in distill.next_steps.items():  # the card's buttons open the next steps
             button.click(lambda step=step: gr.Tabs(selected=step), None, tabs)
+
+        def export_recommended(run_id, name, request: gr.Request = None):
+            """Compare's 'Export this model': the Export step on the same run with the recommended model chosen."""
+            models = exportable_models(ctx, ctx.viewer(request), run_id)
+            return gr.Tabs(selected="export"), run_id, gr.update(choices=models, value=name)
+
+        compare.export_this.click(export_recommended, [compare.run, compare.recommended], [tabs, export.run, export.model])
         teacher.chosen.change(remembers(ctx, "teacher"), [teacher.chosen], None)
         data.dataset_id.change(remembers(ctx, "dataset_id"), [data.dataset_id], None)
         distill.preset.change(remembers(ctx, "preset"), [distill.preset], None)

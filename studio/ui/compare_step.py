@@ -44,6 +44,9 @@ class CompareTab:
     confusion: gr.Plot
     per_class: gr.Dataframe
     answers: gr.Markdown
+    recommended: gr.State
+    """The model recommended within the budget (None when none fits)."""
+    export_this: gr.Button
 
 
 def compare_rows(ctx: UIContext, viewer, run_id: int) -> list[dict]:
@@ -112,30 +115,70 @@ def closer_look(report: dict, name: str | None) -> tuple[object | None, list[lis
     return confusion_figure(model, report.get("labels") or list(model["per_class"])), rows
 
 
-def table_rows(models: list[dict]) -> list[list]:
-    key, _ = quality_key(models) if models else ("macro_f1", True)
+SHARES = {"quality", "accuracy", "agreement"}
+"""Columns that are shares of the test split: shown as percentages."""
+
+
+def table_rows(models: list[dict], recommended: str | None = None) -> list[list]:
+    """One row a model, in the units people read: percentages, MB, milliseconds, millions of parameters; the
+    recommended model marked."""
+    key, higher = quality_key(models) if models else ("macro_f1", True)
     out = []
     for m in models:
         row = []
         for field, _ in COLUMNS:
             value = m.get(key if field == "quality" else field)
-            if field == "size_bytes" and value is not None:
-                value = round(value / 1e6, 2)
-            row.append("" if value is None else round(value, 4) if isinstance(value, float) else value)
+            if field == "name":
+                value = f"★ {value} (recommended)" if value == recommended else value
+            elif value is None or isinstance(value, str):
+                value = value or ""
+            elif field in SHARES and (higher or field != "quality"):
+                value = f"{value:.1%}"
+            elif field == "size_bytes":
+                value = round(value / 1e6, 1)
+            elif field == "params":
+                value = f"{value / 1e6:.1f} M" if value >= 1e5 else f"{value / 1e3:.0f} k"
+            elif field == "throughput":
+                value = round(value)
+            else:
+                value = round(value, 2)
+            row.append(value)
         out.append(row)
     return out
 
 
-@shows_errors(lambda message: (error_box(message), [], None, None, None, None, gr.update(choices=[], value=None), None, [], ""))
+def quality_floor(typed: float | None, key: str) -> float | None:
+    """The lowest quality the user accepts, as the scores store it: 85 (or 0.85) means 85 % for a share."""
+    if not typed:
+        return None
+    return typed / 100 if key in ("macro_f1", "rouge_l") and typed > 1 else typed
+
+
+@shows_errors(
+    lambda message: (
+        error_box(message),
+        [],
+        None,
+        None,
+        None,
+        None,
+        gr.update(choices=[], value=None),
+        None,
+        [],
+        "",
+        None,
+        gr.update(visible=False),
+    )
+)
 def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
-    nothing = (None, None, None, None, gr.update(choices=[], value=None), None, [], "")
+    nothing = (None, None, None, None, gr.update(choices=[], value=None), None, [], "", None, gr.update(visible=False))
     if not run_id:
         return "*Finish a distillation first (step 3).*", [], *nothing
     report = run_report(ctx, viewer, int(run_id))
     models = with_judgement(compare_rows(ctx, viewer, int(run_id)), report)
     with ctx.storage.db.session() as s:
         curve = records.training_curve(s, viewer, int(run_id))
-    budget = Budget(max_mb or None, max_ms or None, min_quality or None)
+    budget = Budget(max_mb or None, max_ms or None, quality_floor(min_quality, quality_key(models)[0] if models else ""))
     advice = recommend(models, budget)
     words = f"**Recommended: {advice.name}.** {advice.reason}" if advice.name else f"**{advice.reason}**"
     if advice.misses:
@@ -146,7 +189,7 @@ def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
     heatmap, per_class = closer_look(report, chosen)
     return (
         words,
-        table_rows(models),
+        table_rows(models, advice.name),
         tradeoff_figure(models, "size_bytes", budget),
         tradeoff_figure(models, "latency_ms", budget),
         metric_bars(models),
@@ -155,6 +198,8 @@ def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
         heatmap,
         per_class,
         answers_markdown(report),
+        advice.name,
+        gr.update(visible=bool(advice.name), value=f"Export {advice.name}, the recommended model (step 6)"),
     )
 
 
@@ -168,9 +213,11 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
         max_mb = gr.Number(label="Largest size you accept (MB; 0 = no limit)", value=0, minimum=0)
         max_ms = gr.Number(label="Slowest answer you accept (ms; 0 = no limit)", value=0, minimum=0)
         min_quality = gr.Number(
-            label="Lowest macro-F1 (or ROUGE-L, for text generators) you accept; 0 = no limit", value=0, minimum=0
+            label="Lowest quality you accept (%: macro-F1, or ROUGE-L for text generators; 0 = no limit)", value=0, minimum=0
         )
     advice = gr.Markdown()
+    export_this = gr.Button("Export the recommended model (step 6)", variant="primary", visible=False)
+    recommended = gr.State(None)
     table = gr.Dataframe(headers=[label for _, label in COLUMNS], interactive=False, label="All models (click a column to sort)")
     with gr.Row():
         size_chart = gr.Plot(label="Quality vs size")
@@ -207,7 +254,20 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
         return closer_look(run_report(ctx, ctx.viewer(request), int(run_id)), name)
 
     inputs = [run, max_mb, max_ms, min_quality]
-    outputs = [advice, table, size_chart, latency_chart, bars, curve, closer, confusion, per_class, answers]
+    outputs = [
+        advice,
+        table,
+        size_chart,
+        latency_chart,
+        bars,
+        curve,
+        closer,
+        confusion,
+        per_class,
+        answers,
+        recommended,
+        export_this,
+    ]
     closer.input(look, [run, closer], [confusion, per_class])
     run.focus(refresh_runs, None, [run])
     run.change(show, inputs, outputs, api_name="compare")
@@ -228,4 +288,6 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
         confusion,
         per_class,
         answers,
+        recommended,
+        export_this,
     )

@@ -160,11 +160,12 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
     @shows_errors(
         lambda message: (gr.update(choices=[], value=None), gr.update(interactive=False), error_box(message), gr.update())
     )
-    def on_run(run_id, request: gr.Request = None):
+    def on_run(run_id, current, request: gr.Request = None):
         models = exportable_models(ctx, ctx.viewer(request), run_id)
         generator = run_task(ctx, ctx.viewer(request), run_id) == Task.CAUSAL_LM
+        keep = current if current in {name for _, name in models} else models[0][1] if models else None
         return (
-            gr.update(choices=models, value=models[0][1] if models else None),
+            gr.update(choices=models, value=keep),  # a model already chosen (Compare's 'Export this') stays chosen
             gr.update(interactive=bool(models)),
             "" if run_id else "*Finish a distillation first (step 3).*",
             gr.update(visible=generator, value=generator),  # GGUF is for text generators only
@@ -194,7 +195,7 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
 
     run.focus(refresh_runs, None, [run])
     model.focus(refresh_models, [run, model], [model])
-    run.change(on_run, [run], [model, button, status, options["gguf"]], api_name="export_models")
+    run.change(on_run, [run, model], [model, button, status, options["gguf"]], api_name="export_models")
     outputs = [status, progress, download, shown]
     button.click(on_export, [run, model, *options.values()], [job_id, *outputs]).then(follow, [job_id, shown], outputs)
     timer.tick(follow, [job_id, shown], outputs)
