@@ -157,6 +157,12 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         budget.press("Enter")
         expect(page.get_by_text("Recommended:")).to_be_visible()
         expect(page.get_by_text("best trade-offs (Pareto front)").first).to_be_visible()
+        page.locator('text="Try it: type a text, see what the model answers" >> visible=true').click()
+        box = page.get_by_label("A text like the ones it will get").filter(visible=True)
+        box.fill("I was charged twice for one order")
+        page.get_by_role("button", name="Try", exact=True).filter(visible=True).click()
+        expect(page.get_by_text(re.compile(r"student says .+, \d+% sure"))).to_be_visible(timeout=60_000)  # loads once
+        expect(page.get_by_text(re.compile(r"The teacher says .+, \d+% sure"))).to_be_visible()
         shot("5-compare")
 
         open_step("6. Export", "Run to export from")

@@ -13,7 +13,7 @@ FLOORS = [
     ["studio.ui"],
     ["studio.jobs"],
     ["studio.export"],
-    ["studio.evaluate", "studio.load_probe", "studio.teacher_cost"],
+    ["studio.evaluate", "studio.load_probe", "studio.teacher_cost", "studio.try_it"],
     ["studio.compress"],
     ["studio.distill"],
     [
@@ -30,6 +30,7 @@ FLOORS = [
     [
         "studio.answers",
         "studio.baselines",
+        "studio.outcome",
         "studio.charts",
         "studio.dataset",
         "studio.teacher",

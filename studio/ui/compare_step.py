@@ -11,11 +11,14 @@ import gradio as gr
 from storage import jobs as job_rows
 from storage import records
 from studio.answers import NEW_TOKENS
+from studio.baselines import TFIDF
 from studio.charts import Budget, confusion_figure, loss_figure, metric_bars, quality_key, recommend, tradeoff_figure
 from studio.export.card import answers_table
 from studio.metrics import BY_KEY
 from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, shows_errors
+from studio.ui.export_step import exportable_models
+from studio.ui.try_box import build_try_box
 
 COLUMNS = [
     ("name", "model"),
@@ -137,7 +140,7 @@ def table_rows(models: list[dict], recommended: str | None = None) -> list[list]
             elif field == "size_bytes":
                 value = round(value / 1e6, 1)
             elif field == "params":
-                value = f"{value / 1e6:.1f} M" if value >= 1e5 else f"{value / 1e3:.0f} k"
+                value = f"{value / 1e6:.1f} M" if value >= 1e5 else f"{value / 1e3:.0f} k" if value >= 1e3 else int(value)
             elif field == "throughput":
                 value = round(value)
             else:
@@ -218,6 +221,8 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     advice = gr.Markdown()
     export_this = gr.Button("Export the recommended model (step 6)", variant="primary", visible=False)
     recommended = gr.State(None)
+    tried_model = gr.Dropdown(["student", "teacher"], value="student", label="Model to try", interactive=True)
+    build_try_box(ctx, run, tried_model)
     table = gr.Dataframe(headers=[label for _, label in COLUMNS], interactive=False, label="All models (click a column to sort)")
     with gr.Row():
         size_chart = gr.Plot(label="Quality vs size")
@@ -271,6 +276,13 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     closer.input(look, [run, closer], [confusion, per_class])
     run.focus(refresh_runs, None, [run])
     run.change(show, inputs, outputs, api_name="compare")
+
+    @shows_errors(lambda message: gr.update())
+    def triable(run_id, request: gr.Request = None):
+        names = [name for _, name in exportable_models(ctx, ctx.viewer(request), run_id) if name != TFIDF]
+        return gr.update(choices=names, value="student" if "student" in names else None)
+
+    run.change(triable, [run], [tried_model])
     for source in (max_mb.change, max_ms.change, min_quality.change):
         source(show, inputs, outputs)
     return CompareTab(

@@ -20,6 +20,7 @@ from studio.outcome import outcome_lines
 from studio.teacher import CATALOG
 from studio.ui.context import UIContext, error_box, shows_errors
 from studio.ui.controls import settings_controls
+from studio.ui.try_box import build_try_box
 from studio.words import Task
 
 # Presets per task: the student's depth and how long it trains are the big levers. Balanced is the plain
@@ -200,14 +201,15 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         start = gr.Button("Start distillation", variant="primary", interactive=False)
         cancel = gr.Button("Cancel", interactive=False)
     status = gr.Markdown("No distillation started yet.")
+    job_id = gr.State(None)
     progress = gr.HTML()
     result = gr.Markdown(elem_id="distill-result")
     with gr.Row(visible=False) as next_steps:
         to_compress = gr.Button("Make it smaller (step 4)", size="sm")
         to_compare = gr.Button("Compare every model (step 5)", size="sm")
         to_export = gr.Button("Export the student (step 6)", size="sm")
+    build_try_box(ctx, job_id)
     curve = gr.Plot(label="Training loss (live)")
-    job_id = gr.State(None)
     timer = gr.Timer(1.5)
     names = list(settings)
 

@@ -23,6 +23,7 @@ from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, shows_errors
 from studio.ui.controls import settings_controls
 from studio.ui.distill_step import progress_bar
+from studio.ui.try_box import build_try_box
 from studio.words import Task
 
 
@@ -148,6 +149,7 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
         model = gr.Dropdown(label="Model to export", choices=[], interactive=True)
     with gr.Row():
         options = settings_controls(OPTIONS, ExportSettings().to_dict())
+    build_try_box(ctx, run, model)
     button = gr.Button("Export (.zip)", variant="primary", interactive=False)
     status = gr.Markdown()
     progress = gr.HTML()
