@@ -336,3 +336,22 @@ def test_compare_speaks_in_the_units_people_type_and_read():
     assert int8["name"] == "★ int8 (recommended)" and int8["params"] == "5.2 M" and int8["latency_ms"] == ""
     assert quality_floor(85, "macro_f1") == quality_floor(0.85, "macro_f1") == 0.85  # typed as % or as a share
     assert quality_floor(0, "macro_f1") is None and quality_floor(40, "perplexity") == 40
+
+
+def test_progress_says_what_happens_how_long_it_took_and_about_how_long_is_left():
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from studio.jobs.reporter import phase_words
+    from studio.progress import Progress
+    from studio.ui.distill_step import progress_bar
+
+    assert phase_words(Progress("student", 2, 3, 10, 50)) == "the student learns from the teacher: step 60 of 150"
+    started = datetime.now(UTC) - timedelta(seconds=120)
+    running = SimpleNamespace(status="running", started_at=started, finished_at=None)
+    bar = progress_bar(0.25, "the student learns from the teacher: step 60 of 150", running)
+    assert "25% — the student learns" in bar and "2 min 0" in bar and "about 6 min 0" in bar and "left" in bar
+    early = progress_bar(0.05, "the teacher reads your texts once", running)
+    assert "so far" in early and "left" not in early  # too early to tell
+    done = SimpleNamespace(status="done", started_at=started, finished_at=started + timedelta(seconds=75))
+    assert "took 1 min 15 s" in progress_bar(1.0, "finished", done)

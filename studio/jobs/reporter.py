@@ -21,6 +21,24 @@ WRITE_EVERY_S = 0.5
 """Progress without new metrics is written at most this often; metric rows are written as they come."""
 
 
+PHASES = {
+    "teacher": "the teacher learns your data",
+    "cache": "the teacher reads your texts once",
+    "probe": "trying student sizes",
+    "student": "the student learns from the teacher",
+    "labels-only student": "the same student learns your labels alone (for comparison)",
+    "heal": "the pruned model relearns what it lost",
+}
+"""Training stages as a user reads them (the stage names are the logs' and the charts')."""
+
+
+def phase_words(p: Progress) -> str:
+    """'the student learns from the teacher: step 40 of 150' (with the variant or trial it belongs to)."""
+    words = PHASES.get(p.stage, p.stage)
+    about = f" ({p.label})" if p.label else ""
+    return f"{words}{about}: step {p.step + (p.epoch - 1) * p.steps} of {p.epochs * p.steps}"
+
+
 class JobReporter:
     """Maps pipeline stages onto one 0..1 progress bar and writes what happens as it happens."""
 
@@ -84,13 +102,7 @@ class JobReporter:
                 metrics.append({**row, "name": "lr", "value": p.lr})
         if p.validation is not None and p.global_step is not None:
             metrics.append({**row, "name": "validation", "value": p.validation})
-        step = (
-            f"{p.title} epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}"
-            if p.epochs > 1
-            else f"{p.title} step {p.step}/{p.steps}"
-        )
-        if p.message:
-            step = p.message
+        step = p.message or phase_words(p)
         if metrics or p.message or time.monotonic() - self._last_write >= WRITE_EVERY_S:
             self._write(fraction, step, metrics)
         if self.lost:

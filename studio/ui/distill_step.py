@@ -6,11 +6,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
 
 import gradio as gr
 
 from storage import jobs as job_rows
 from storage import records
+from storage.jobs import as_utc
 from storage.tables import JobStatus
 from studio.charts import loss_figure
 from studio.distill_config import DistillConfig
@@ -122,14 +125,37 @@ def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | Non
     return job_id, f"Job {job_id} queued. It runs in the worker; you can close this page and come back."
 
 
-def progress_bar(fraction: float, label: str) -> str:
+def progress_bar(fraction: float, label: str, job=None) -> str:
+    """A bar with what is happening above it (readable on any colour), and for a job under way the time it has
+    taken and, once a tenth is done, about how long is left (from its pace so far: an estimate, said so)."""
     pct = max(0.0, min(1.0, fraction)) * 100
+    timing = _timing(job, fraction) if job is not None else ""
     return (
+        f'<div style="font-size:14px;margin-bottom:4px">{pct:.0f}% — {escape(label)}{timing}</div>'
         f'<div class="studio-progress" role="progressbar" aria-valuenow="{pct:.0f}" aria-valuemin="0" '
-        f'aria-valuemax="100" style="border:1px solid #d1d5db;border-radius:6px;height:22px;position:relative">'
-        f'<div style="background:#2563eb;width:{pct:.1f}%;height:100%;border-radius:6px"></div>'
-        f'<span style="position:absolute;left:8px;top:1px;font-size:13px">{pct:.0f}% — {label}</span></div>'
+        f'aria-valuemax="100" style="border:1px solid #d1d5db;border-radius:6px;height:12px">'
+        f'<div style="background:#2563eb;width:{pct:.1f}%;height:100%;border-radius:6px"></div></div>'
     )
+
+
+def _timing(job, fraction: float) -> str:
+    if job.started_at is None or job.status not in (JobStatus.RUNNING, JobStatus.DONE):
+        return ""
+    end = as_utc(job.finished_at) if job.status == JobStatus.DONE and job.finished_at else datetime.now(UTC)
+    taken = (end - as_utc(job.started_at)).total_seconds()
+    said = f" · {_duration(taken)} so far" if job.status == JobStatus.RUNNING else f" · took {_duration(taken)}"
+    if job.status == JobStatus.RUNNING and 0.1 <= fraction < 1.0:
+        said += f", about {_duration(taken * (1 - fraction) / fraction)} left (estimated from its pace so far)"
+    return said
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 @shows_errors(lambda message: (error_box(message), "", None, False))
@@ -155,7 +181,7 @@ def job_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, obje
         words += "\n\n" + error_box(job.error)
     return (
         words,
-        progress_bar(job.progress, job.step),
+        progress_bar(job.progress, job.step, job),
         loss_figure(curve) if curve else None,
         job.status in (JobStatus.QUEUED, JobStatus.RUNNING),
     )
