@@ -12,6 +12,12 @@ from typing import Protocol
 from studio.errors import DatasetError
 from studio.words import Task
 
+WHERE = {
+    kind: f"the {kind.capitalize()} column choice in the browser's Data step, or --{kind}-column on the command line"
+    for kind in ("text", "label")
+}
+"""Where a user says which column is which: the same words for the browser and the command line."""
+
 
 class ColumnChoices(Protocol):
     """What the user said about the columns (DatasetOptions has these fields); None means "detect it"."""
@@ -101,7 +107,7 @@ def detect_columns(columns: list[str], sample: list[dict], opts: ColumnChoices) 
     taken = {c for c in (text, label, prompt, response) if c}
     long_cols = [c for c in columns if c not in taken and stats[c]["avg_len"] >= 20 and not stats[c]["numeric"]]
     if text is None and not (opts.task == Task.CAUSAL_LM and prompt and response):
-        text = _guess("text", long_cols, "--text-column") if not (prompt and response) else None
+        text = _guess("text", long_cols, WHERE["text"]) if not (prompt and response) else None
     task = opts.task
     if task is None:
         if label is None and text:
@@ -113,18 +119,18 @@ def detect_columns(columns: list[str], sample: list[dict], opts: ColumnChoices) 
                 and 2 <= stats[c]["distinct"] <= max(2, min(200, n // 2))
                 and stats[c]["avg_len"] <= 40
             ]
-            label = _guess("label", short, "--label-column")
+            label = _guess("label", short, WHERE["label"])
         task = Task.CLASSIFICATION if (label and text) else Task.CAUSAL_LM
     if task == Task.CLASSIFICATION:
         if text is None:
             raise DatasetError(
                 "No text column was found. Name it 'text' in the file or say "
-                f"which one to use (--text-column). Columns: {', '.join(columns)}."
+                f"which one to use ({WHERE['text']}). Columns: {', '.join(columns)}."
             )
         if label is None:
             raise DatasetError(
                 "No label column was found for classification. Name it 'label' "
-                f"or say which one to use (--label-column). Columns: {', '.join(columns)}."
+                f"or say which one to use ({WHERE['label']}). Columns: {', '.join(columns)}."
             )
         if label == text:
             raise DatasetError("The text and label columns are the same column; choose two different ones.")
@@ -134,6 +140,6 @@ def detect_columns(columns: list[str], sample: list[dict], opts: ColumnChoices) 
     if text is None:
         raise DatasetError(
             "No text column was found. Name it 'text', give prompt and response "
-            f"columns, or say which column to use (--text-column). Columns: {', '.join(columns)}."
+            f"columns, or say which column to use ({WHERE['text']}). Columns: {', '.join(columns)}."
         )
     return {"task": task, "text_column": text}

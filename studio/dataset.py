@@ -142,7 +142,7 @@ def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions, problem
             problems.append(
                 f"row {row_no}, column '{cols['text_column']}': {len(text):,} characters, "
                 f"over the {opts.max_chars:,} limit. Shorten or split that text, "
-                "or raise the limit (--max-chars)."
+                "or raise the limit (max_chars; --max-chars on the command line)."
             )
             return []
         return [{"text": text, "label": label}]
@@ -314,7 +314,8 @@ def _write_checked(
     if count == 0 and not problems:
         problems.append("no row has text in the chosen column(s); check the column choice")
     if problems:
-        raise DatasetError(f"'{source.name}' cannot be used yet ({len(problems)} problem(s)):", problems)
+        said = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
+        raise DatasetError(f"'{source.name}' cannot be used yet ({said}):", problems)
 
     groups = related_groups(pairs) if pairs and not held_out else None
     split = split_indices(labels or None, count, opts, groups)

@@ -355,3 +355,23 @@ def test_progress_says_what_happens_how_long_it_took_and_about_how_long_is_left(
     assert "so far" in early and "left" not in early  # too early to tell
     done = SimpleNamespace(status="done", started_at=started, finished_at=started + timedelta(seconds=75))
     assert "took 1 min 15 s" in progress_bar(1.0, "finished", done)
+
+
+def test_a_method_ticked_again_gets_a_free_name_not_a_dead_end(ctx):
+    from storage import jobs as job_rows
+    from storage import records
+    from studio.jobs import service
+    from studio.ui.compress_step import start_compress
+
+    me = ctx.viewer()
+    run = job_rows.submit(ctx.storage.db, me.user_id, "distill", {}, title="run").id
+    with ctx.storage.db.session() as s:
+        s.get(records.Job, run).status = "done"
+    records.put_variant(ctx.storage.db, run, name="int8", role="quantized", method="int8")
+    assert service.free_name(ctx.storage, me, run, "int8") == "int8-2"
+    assert service.free_name(ctx.storage, me, run, "nf4") == "nf4"
+    said = start_compress(ctx, me, run, ["int8 — 4× smaller, runs on any CPU (ONNX Runtime)"])
+    assert said.startswith("Queued variant job(s)")
+    with ctx.storage.db.session() as s:
+        assert s.get(records.Job, run + 1).config["recipes"] == [["int8-2", "int8"]]
+    assert service.free_name(ctx.storage, me, run, "int8") == "int8-3"  # the queued job's name is taken too

@@ -170,16 +170,32 @@ def submit(
     return job.id
 
 
-def _check_names_free(s, parent_id: int, spec) -> None:
-    """Two compress jobs on one run must not make variants of the same name (one folder each)."""
+def taken_names(s, parent_id: int) -> dict[str, int]:
+    """Variant names of a run already made or being made: name -> the job making it."""
     from studio.compress.pipeline import parse_recipe, recipe_names  # torch: only when compressing
 
-    wanted = recipe_names([(name, parse_recipe(text)) for name, text in spec.recipes])
     family = job_rows.descendants(s, parent_id)
     taken = {v.name: v.job_id for v in s.scalars(select(Variant).where(Variant.job_id.in_(family)))}
     for other in s.scalars(select(Job).where(Job.id.in_(family), Job.kind == "compress", Job.status != JobStatus.DONE)):
         recipes = [(name, parse_recipe(text)) for name, text in other.config.get("recipes", [])]
         taken.update({name: other.id for name in recipe_names(recipes)})
+    return taken
+
+
+def free_name(storage: Storage, viewer: Viewer, parent_id: int, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3``, ... : the first no variant of the run has (the browser's fixed names)."""
+    with storage.db.session() as s:
+        job_rows.get(s, viewer, parent_id)  # not theirs: NotFoundError
+        taken = taken_names(s, parent_id)
+    return next(n for n in (name, *(f"{name}-{i}" for i in range(2, 1000))) if n not in taken)
+
+
+def _check_names_free(s, parent_id: int, spec) -> None:
+    """Two compress jobs on one run must not make variants of the same name (one folder each)."""
+    from studio.compress.pipeline import parse_recipe, recipe_names  # torch: only when compressing
+
+    wanted = recipe_names([(name, parse_recipe(text)) for name, text in spec.recipes])
+    taken = taken_names(s, parent_id)
     clashes = [
         f"a variant named '{n}' is made by job {taken[n]} on this run; give this one another name ('other-name=<recipe>')"
         for n in wanted

@@ -55,6 +55,7 @@ def start_compress(ctx: UIContext, viewer, run_id: int | None, picked: list[str]
     for label in picked:
         name, recipe = CHOICES[label]
         try:
+            name = service.free_name(ctx.storage, viewer, int(run_id), name)  # made before: 'int8-2', never a dead end
             made.append(
                 service.submit(
                     ctx.storage,

@@ -82,7 +82,7 @@ def report_text(report: DatasetReport) -> str:
     )
     lines = [
         f"**{report.rows_used:,} of {report.rows_read:,} rows are ready** for {task}.",
-        f"Columns used: {cols}. File: {report.format.upper()}, {report.encoding}.",
+        f"Columns used: {cols}. File: {report.format.upper()}, {report.encoding.replace('_', '-').upper()}.",
         "Split: "
         + ", ".join(f"{n} {k}" for k, n in report.split_sizes.items())
         + "."
