@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.settings import Check, Settings, setting
+from studio.words import Task
 
 AUTO_MAX_LENGTH = 256
 """The longest input an automatic max_length picks: cost grows with length (and memory with its square)."""
@@ -25,13 +26,16 @@ class DistillConfig(Settings):
     """Settings of one distillation run. Stored as JSON; unknown keys are an error."""
 
     teacher: str = setting("minilm-l6", "Catalog key, local model folder, or hub id (online only).", advanced=False)
-    student: str | None = setting(None, "The student: empty builds it from the teacher's layers; else a catalog key or folder.")
+    student: str | None = setting(
+        None, "The student: empty builds it from the teacher's layers; else a catalog key or folder.", label="Student model"
+    )
     student_layers: int = setting(
         0,
         "Layers kept from the teacher (from MiniLM-L6 when a text generator teaches a "
         "classifier). Fewer is smaller and faster, but learns less. 0 chooses: 3 for a "
         "classifier; for a text generator a quick probe of a half, two fifths and a third "
         "of the teacher's layers ('answers' recipe), or a third ('plain').",
+        label="Student layers",
     )
     recipe: str = setting(
         "auto",
@@ -41,17 +45,33 @@ class DistillConfig(Settings):
         "student on your rows alone (faster, but a small student trained on a few hundred rows "
         "loses its language). 'auto' is 'answers'.",
         choices=("auto", "answers", "plain"),
+        label="Text-generator recipe",
+        task=Task.CAUSAL_LM,
     )
     kd_tokens: int = setting(
-        0, "Text generators, 'answers' recipe: tokens the student is distilled on (0: 400,000). Cost grows with it."
+        0,
+        "Text generators, 'answers' recipe: tokens the student is distilled on (0: 400,000). Cost grows with it.",
+        label="Words to learn from (tokens)",
+        task=Task.CAUSAL_LM,
     )
-    epochs: int = setting(2, "Passes over the training split, at least; small data trains for min_steps instead.")
-    min_steps: int = setting(250, "Optimizer steps at least, however small the data: a few hundred is what a fresh head needs.")
-    max_steps: int = setting(0, "Optimizer steps at most, per training stage (0: no cap beyond epochs and early stopping).")
+    epochs: int = setting(
+        2, "Passes over the training split, at least; small data trains for min_steps instead.", label="Passes over your data"
+    )
+    min_steps: int = setting(
+        250,
+        "Optimizer steps at least, however small the data: a few hundred is what a fresh head needs.",
+        label="Training steps, at least",
+    )
+    max_steps: int = setting(
+        0,
+        "Optimizer steps at most, per training stage (0: no cap beyond epochs and early stopping).",
+        label="Training steps, at most",
+    )
     patience: int = setting(
         4,
         "Stop when this many validations in a row did not improve (0: never stop early). The "
         "best validated weights are kept either way.",
+        label="Stop after this many checks without progress",
     )
     balance: str = setting(
         "auto",
@@ -59,12 +79,28 @@ class DistillConfig(Settings):
         "each row equally, 'auto' weighs classes when the commonest has 1.5x the rows of the "
         "rarest.",
         choices=("auto", "weights", "off"),
+        label="Weigh rare labels",
+        task=Task.CLASSIFICATION,
     )
-    temperature: float = setting(2.0, "Softens the teacher's distribution; 1-4 is usual. Higher passes on more 'dark knowledge'.")
-    alpha: float = setting(0.5, "Weight of the teacher's soft targets vs the true labels (0 = labels only, 1 = teacher only).")
-    learning_rate: float = setting(1e-4, "Student learning rate; LoRA usually wants ~5x more than full fine-tuning.")
-    weight_decay: float = setting(0.01, "AdamW weight decay: pulls weights towards 0; more resists overfitting small data.")
-    warmup_ratio: float = setting(0.06, "Share of the steps over which the learning rate rises from 0 (then it falls linearly).")
+    temperature: float = setting(
+        2.0,
+        "Softens the teacher's distribution; 1-4 is usual. Higher passes on more 'dark knowledge'.",
+        label="Softness of the teacher's answers (temperature)",
+    )
+    alpha: float = setting(
+        0.5,
+        "Weight of the teacher's soft targets vs the true labels (0 = labels only, 1 = teacher only).",
+        label="Teacher vs your labels (alpha)",
+    )
+    learning_rate: float = setting(
+        1e-4, "Student learning rate; LoRA usually wants ~5x more than full fine-tuning.", label="Student learning rate"
+    )
+    weight_decay: float = setting(
+        0.01, "AdamW weight decay: pulls weights towards 0; more resists overfitting small data.", label="Weight decay"
+    )
+    warmup_ratio: float = setting(
+        0.06, "Share of the steps over which the learning rate rises from 0 (then it falls linearly).", label="Warm-up share"
+    )
     teacher_training: str = setting(
         "auto",
         "Classification, a teacher with no head for your labels: 'full' "
@@ -73,36 +109,72 @@ class DistillConfig(Settings):
         "hours, for a 135 M-parameter teacher on a CPU); 'auto' is 'head' for text "
         "generators used as classifiers and 'full' for encoders.",
         choices=("auto", "full", "head"),
+        label="How the teacher learns your labels",
+        task=Task.CLASSIFICATION,
     )
     teacher_learning_rate: float = setting(
         0.0,
         "0 (Auto) tries 3e-5, 1e-4 and 3e-4 on the validation split and keeps "
         "the best (about 1.4x the teacher's training time); a number skips the "
         "search.",
+        label="Teacher learning rate",
     )
-    teacher_epochs: int = setting(2, "Classification: passes (at least) to fine-tune a teacher that has no head for your labels.")
-    batch_size: int = setting(16, "Examples per optimizer step. Larger is steadier and needs more memory.")
+    teacher_epochs: int = setting(
+        2,
+        "Classification: passes (at least) to fine-tune a teacher that has no head for your labels.",
+        label="Teacher's passes over your data",
+        task=Task.CLASSIFICATION,
+    )
+    batch_size: int = setting(
+        16, "Examples per optimizer step. Larger is steadier and needs more memory.", label="Texts per step (batch size)"
+    )
     max_length: int = setting(
         0,
         "Tokens read per example; longer texts are cut. 0 fits it to the data (95 % of "
         "texts whole, at most 256). Cost grows with it.",
+        label="Longest text read (tokens)",
     )
-    lora: bool = setting(False, "Train small LoRA adapters instead of all student weights (merged at the end).")
+    lora: bool = setting(
+        False,
+        "Train small LoRA adapters instead of all student weights (merged at the end).",
+        label="Train small adapters (LoRA)",
+    )
     qlora: bool = setting(
         False,
         "QLoRA: keep the student's base weights in 4-bit NF4 while LoRA trains (needs "
         "bitsandbytes; implies lora). Uses far less memory for big students; on a CPU each step "
         "is slower, not faster.",
+        label="Adapters on a 4-bit base (QLoRA)",
     )
-    lora_r: int = setting(8, "LoRA rank: the adapters' width. Higher learns more and trains more weights.")
-    lora_alpha: int = setting(16, "LoRA scale (alpha / rank multiplies the adapters' output); twice the rank is usual.")
-    lora_dropout: float = setting(0.05, "Dropout on the LoRA adapters' input while training.")
-    top_k: int = setting(32, "Causal LM: teacher logits kept per position in the cache. More is closer, but larger.")
-    trim_vocab: bool = setting(True, "Classification only: drop vocabulary rows the data never uses (halves a small encoder).")
+    lora_r: int = setting(
+        8, "LoRA rank: the adapters' width. Higher learns more and trains more weights.", label="Adapter width (LoRA rank)"
+    )
+    lora_alpha: int = setting(
+        16,
+        "LoRA scale (alpha / rank multiplies the adapters' output); twice the rank is usual.",
+        label="Adapter scale (LoRA alpha)",
+    )
+    lora_dropout: float = setting(0.05, "Dropout on the LoRA adapters' input while training.", label="Adapter dropout")
+    top_k: int = setting(
+        32,
+        "Causal LM: teacher logits kept per position in the cache. More is closer, but larger.",
+        label="Teacher words kept per position (top k)",
+        task=Task.CAUSAL_LM,
+    )
+    trim_vocab: bool = setting(
+        True,
+        "Classification only: drop vocabulary rows the data never uses (halves a small encoder).",
+        label="Drop words your data never uses",
+        task=Task.CLASSIFICATION,
+    )
     labels_only_student: bool = setting(
-        False, "Also train the same student on the labels alone (no teacher), to show what distillation adds.", flag="labels-only"
+        False,
+        "Also train the same student on the labels alone (no teacher), to show what distillation adds.",
+        flag="labels-only",
+        label="Also train without the teacher, to compare",
+        task=Task.CLASSIFICATION,
     )
-    seed: int = setting(13, "Random seed: the same seed, data and settings train the same model.")
+    seed: int = setting(13, "Random seed: the same seed, data and settings train the same model.", label="Random seed")
     threads: int = setting(0, "CPU threads; 0 uses every core.", advanced=False)
 
     def checks(self) -> list[Check]:

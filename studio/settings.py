@@ -21,19 +21,31 @@ Check = tuple[str, bool, str]
 
 
 def setting(
-    default: Any, help: str, *, choices: tuple[str, ...] = (), advanced: bool = True, flag: str = "", label: str = ""
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] = (),
+    advanced: bool = True,
+    flag: str = "",
+    label: str = "",
+    task: str | None = None,
 ) -> Any:
     """A settings field with what people read about it.
 
     ``help``: what it does and its trade-off. ``choices``: the words it takes (checked). ``advanced``: shown among
     the browser's advanced settings. ``flag``: the CLI option's name when not --the-field-name. ``label``: its
-    name in the browser when not the field's name in words."""
-    metadata = {"help": help, "choices": choices, "advanced": advanced, "flag": flag, "label": label}
+    name in the browser when not the field's name in words. ``task``: the one task it applies to (the browser
+    hides it for the other); None for both."""
+    metadata = {"help": help, "choices": choices, "advanced": advanced, "flag": flag, "label": label, "task": task}
     return dataclasses.field(default=default, metadata=metadata)
 
 
 def help_of(field: dataclasses.Field) -> str:
     return field.metadata.get("help", "")
+
+
+def applies_to(field: dataclasses.Field, task: str) -> bool:
+    return field.metadata.get("task") in (None, task)
 
 
 def label_of(field: dataclasses.Field) -> str:

@@ -105,6 +105,10 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         shot("2b-data")
 
         page.get_by_role("tab", name="3. Distill").click()
+        page.get_by_text("Advanced settings").click()  # in words, and only those that apply to a classifier
+        expect(page.get_by_label("Weigh rare labels")).to_be_visible()
+        expect(page.get_by_label("Teacher words kept per position (top k)")).to_be_hidden()
+        page.get_by_text("Advanced settings").click()
         page.get_by_label("Fastest").check()
         start = page.get_by_role("button", name="Start distillation")
         expect(start).to_be_enabled()
@@ -195,6 +199,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         expect(page.locator("#export-download")).to_have_count(2)  # Export's and History's
         expect(page.locator("#history-curve")).to_be_hidden()
         page.get_by_text("int8 of job 1", exact=True).click()
+        expect(page.get_by_text("Job 2 — compress")).to_be_visible()
         page.get_by_role("button", name="Delete", exact=True).click()  # asks first, saying what goes
         expect(page.get_by_text("Delete job 2?")).to_be_visible()
         expect(page.get_by_text("cannot be undone")).to_be_visible()

@@ -91,6 +91,12 @@ def test_every_distill_setting_has_help_and_an_option_and_the_browser_shows_the_
         assert f"--{field.name.replace('_', '-')}" in shown and f"--{field.name.replace('_', '-')}" in checking
     assert {"student", "qlora", "lora_alpha", "weight_decay"} <= {f.name for f in ADVANCED}
     assert "teacher" not in {f.name for f in ADVANCED}  # chosen in step 1
+    from studio.settings import applies_to, label_of
+
+    by_name = {f.name: f for f in ADVANCED}
+    assert not applies_to(by_name["top_k"], "classification") and applies_to(by_name["top_k"], "causal_lm")
+    assert not applies_to(by_name["trim_vocab"], "causal_lm") and applies_to(by_name["seed"], "causal_lm")
+    assert all(label_of(f) != f.name.replace("_", " ") for f in ADVANCED), "every advanced setting has a label in words"
 
 
 def test_no_command_shows_welcome_and_exits_0():

@@ -20,6 +20,7 @@ from studio.distill_config import DistillConfig
 from studio.distill_plan import student_words
 from studio.jobs import service
 from studio.outcome import outcome_lines
+from studio.settings import applies_to
 from studio.teacher import CATALOG
 from studio.ui.context import UIContext, error_box, shows_errors
 from studio.ui.controls import settings_controls
@@ -245,7 +246,12 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
             with ctx.storage.db.session() as s:
                 task = records.get_dataset(s, ctx.viewer(request), ds).task
         values = preset_values(task, choice)
-        return [values[n] if n != "student" else values[n] or LAYERS_OF_TEACHER for n in names]
+        return [
+            gr.update(
+                value=values[f.name] if f.name != "student" else values[f.name] or LAYERS_OF_TEACHER, visible=applies_to(f, task)
+            )
+            for f in ADVANCED
+        ]  # a setting of the other task is hidden (top k for a classifier, label weights for a text generator)
 
     def readiness(spec, ds, request: gr.Request = None):
         problem = start_problem(spec, ds, active_job(ctx, ctx.viewer(request)))

@@ -138,7 +138,11 @@ def build_history_tab(ctx: UIContext) -> HistoryTab:
 
     outputs = [table, detail, curve, cancel, resume, delete, download]
     timer.tick(refresh, [job_id], outputs, show_progress="hidden")
-    job_id.change(refresh, [job_id], outputs, api_name="history").then(lambda: gr.update(visible=False), None, confirm)
+    asked = gr.State(None)
+    """The job Delete asked about: 'Yes, delete' deletes that one, whatever the id box says by then."""
+    job_id.change(refresh, [job_id], outputs, api_name="history").then(
+        lambda chosen, about: gr.update(visible=chosen is not None and chosen == about), [job_id, asked], confirm
+    )
 
     def open_row(event: gr.SelectData):
         """A click anywhere on a row opens that job."""
@@ -152,13 +156,14 @@ def build_history_tab(ctx: UIContext) -> HistoryTab:
 
         return handler
 
-    for button, action in ((cancel, "cancel"), (resume, "resume"), (confirm, "delete")):
+    for button, action in ((cancel, "cancel"), (resume, "resume")):
         button.click(on(action), [job_id], [message, *outputs, confirm])
+    confirm.click(on("delete"), [asked], [message, *outputs, confirm]).then(lambda: None, None, asked)
 
     def ask(chosen, request: gr.Request = None):
         if not chosen:
-            return error_box("Pick a job first."), gr.update(visible=False)
-        return what_delete_removes(ctx, ctx.viewer(request), int(chosen)), gr.update(visible=True)
+            return error_box("Pick a job first."), gr.update(visible=False), None
+        return what_delete_removes(ctx, ctx.viewer(request), int(chosen)), gr.update(visible=True), int(chosen)
 
-    delete.click(ask, [job_id], [message, confirm])
+    delete.click(ask, [job_id], [message, confirm, asked])
     return HistoryTab(table, job_id, detail, curve, cancel, resume, delete, confirm, message, download, timer)
