@@ -279,3 +279,31 @@ def test_a_hosted_studio_in_a_browser(studio_home, samples, tmp_path):
             browser.close()
     finally:
         running.stop()
+
+
+def test_every_step_is_one_tap_away_on_a_phone(studio):
+    """At 390 px the tab bar has room for two steps; the step picker above it reaches all of them."""
+    from playwright.sync_api import expect, sync_playwright
+
+    headings = {
+        "1. Teacher": "1. Choose a teacher",
+        "2. Data": "2. Your data",
+        "3. Distill": "3. Distill",
+        "4. Compress": "4. Compress",
+        "5. Compare": "5. Compare",
+        "6. Export": "6. Export",
+        "History": "History",
+    }
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(studio)
+        for step, heading in headings.items():
+            page.locator("#step-picker").get_by_label(step).check()
+            expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+            expect(page.get_by_role("tab", name=step, selected=True)).to_be_visible()
+        page.screenshot(path=SHOTS / "m-phone-history.png")
+        wide = browser.new_page(viewport={"width": 1280, "height": 900})
+        wide.goto(studio)
+        expect(wide.locator("#step-picker")).to_be_hidden()  # wide screens have the whole tab bar
+        browser.close()

@@ -23,6 +23,21 @@ from studio.ui.wizard import place_of, remembers, teacher_controls
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+STEPS = [
+    ("1. Teacher", "teacher"),
+    ("2. Data", "data"),
+    ("3. Distill", "distill"),
+    ("4. Compress", "compress"),
+    ("5. Compare", "compare"),
+    ("6. Export", "export"),
+    ("History", "history"),
+]
+NARROW_CSS = """
+@media (min-width: 641px) { #step-picker { display: none !important; } }
+"""
+"""The step picker is for narrow screens only; wide ones have the whole tab bar."""
+
+
 @dataclass
 class StudioApp:
     blocks: gr.Blocks
@@ -42,10 +57,12 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
     ctx = UIContext(storage or open_storage(), hosted=hosted, owners=owners)
     # Gradio keeps a copy of each upload in its cache; the studio has its own checked copy, so drop
     # Gradio's after a day (checked hourly): users' raw files do not pile up on a shared server.
-    with gr.Blocks(title="SLM Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as blocks:
+    with gr.Blocks(title="SLM Studio", analytics_enabled=False, delete_cache=(3600, 86400), css=NARROW_CSS) as blocks:
         with gr.Row():
             gr.Markdown("# SLM Studio\nA big teacher model plus your own data → a small, fast, private student model.")
             account = gr.HTML("", visible=hosted, elem_id="account")
+        # on a phone the tab bar has room for two steps: every step stays one tap away here
+        picker = gr.Radio(STEPS, label="Step", elem_id="step-picker", container=False)
         with gr.Tabs() as tabs:
             with gr.Tab("1. Teacher", id="teacher"):
                 teacher = build_teacher_tab(ctx)
@@ -59,7 +76,7 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
                 compare = build_compare_tab(ctx)
             with gr.Tab("6. Export", id="export"):
                 export = build_export_tab(ctx)
-            with gr.Tab("History"):
+            with gr.Tab("History", id="history"):
                 history = build_history_tab(ctx)
 
         def on_open(request: gr.Request = None):
@@ -105,6 +122,7 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
             return gr.Tabs(selected="export"), run_id, gr.update(choices=models, value=name)
 
         compare.export_this.click(export_recommended, [compare.run, compare.recommended], [tabs, export.run, export.model])
+        picker.input(lambda step: gr.Tabs(selected=step), picker, tabs).then(lambda: None, None, picker)  # a menu
         teacher.chosen.change(remembers(ctx, "teacher"), [teacher.chosen], None)
         data.dataset_id.change(remembers(ctx, "dataset_id"), [data.dataset_id], None)
         distill.preset.change(remembers(ctx, "preset"), [distill.preset], None)
