@@ -32,7 +32,7 @@ STEPS = [
     ("6. Export", "export"),
     ("History", "history"),
 ]
-NARROW_CSS = """
+PAGE_CSS = """
 @media (min-width: 641px) { #step-picker { display: none !important; } }
 """
 """The step picker is for narrow screens only; wide ones have the whole tab bar."""
@@ -57,7 +57,7 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
     ctx = UIContext(storage or open_storage(), hosted=hosted, owners=owners)
     # Gradio keeps a copy of each upload in its cache; the studio has its own checked copy, so drop
     # Gradio's after a day (checked hourly): users' raw files do not pile up on a shared server.
-    with gr.Blocks(title="SLM Studio", analytics_enabled=False, delete_cache=(3600, 86400), css=NARROW_CSS) as blocks:
+    with gr.Blocks(title="SLM Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as blocks:
         with gr.Row():
             gr.Markdown("# SLM Studio\nA big teacher model plus your own data → a small, fast, private student model.")
             account = gr.HTML("", visible=hosted, elem_id="account")

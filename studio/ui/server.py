@@ -51,7 +51,7 @@ from studio.accounts import ready_for_logins
 from studio.errors import AccessError
 from studio.hosting import HostSettings
 from studio.logs import quiet_libraries
-from studio.ui.app import StudioApp, build_app
+from studio.ui.app import PAGE_CSS, StudioApp, build_app
 from studio.ui.guard import RequestGuard
 from studio.ui.login import Logins, add_login_routes
 from studio.ui.owners import Owners
@@ -122,6 +122,7 @@ def create_server(storage: Storage | None = None, settings: HostSettings | None 
         auth_dependency=(lambda request: request.scope.get("studio.user")) if settings.hosted else None,
         # System fonts only: nothing is fetched from a font CDN, so the page renders offline.
         theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
+        css=PAGE_CSS,
     )
     # added last = runs first: headers on every answer, then CORS, then the guard
     api.add_middleware(RequestGuard, storage=storage, settings=settings, owners=owners)
