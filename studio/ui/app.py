@@ -89,7 +89,7 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
             # a run under way, or teacher and data chosen: the Distill step (with the last run's outcome) is where they are
             step = "distill" if running or (place.dataset_id and place.teacher) else "teacher"
             return (
-                gr.Tabs(selected=step),
+                gr.Tabs(selected=step) if step != "teacher" else gr.update(),  # never yank a user who already moved on
                 running or latest_active(ctx, viewer),
                 pick,
                 pick,

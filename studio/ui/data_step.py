@@ -64,6 +64,8 @@ class Checked:
     balance: object | None
     dataset_id: int | None
     columns: list[str]
+    task: str | None = None
+    """What the checked file is for; None before a file passed."""
 
 
 def preview_rows(path: Path, rows: int = 10) -> tuple[list[str], list[list[str]]]:
@@ -130,7 +132,7 @@ def check_file(
     with ctx.storage.db.session() as s:
         report = DatasetReport(**get_dataset(s, viewer, dataset_id).report)
     balance = class_balance_figure(report.label_counts) if report.label_counts else None
-    return Checked(report_text(report), rows, headers, balance, dataset_id, report.columns)
+    return Checked(report_text(report), rows, headers, balance, dataset_id, report.columns, report.task)
 
 
 def build_data_tab(ctx: UIContext) -> DataTab:
@@ -163,7 +165,16 @@ def build_data_tab(ctx: UIContext) -> DataTab:
             )
         else:
             checked = check_file(ctx, viewer, path, *choices, test_path=test_path)
-        column_updates = [gr.update(choices=[DETECT, *checked.columns]) for _ in column_boxes]
+        # a classifier's file has no prompt and response to choose, a text generator's no label
+        shown = {
+            "label": checked.task != Task.CAUSAL_LM,
+            "prompt": checked.task != Task.CLASSIFICATION,
+            "response": checked.task != Task.CLASSIFICATION,
+        }
+        column_updates = [
+            gr.update(choices=[DETECT, *checked.columns], visible=shown.get(role, True))
+            for role in ("text", "label", "prompt", "response")
+        ]
         return (
             checked.report,
             gr.update(value=checked.preview, headers=checked.headers or None),
