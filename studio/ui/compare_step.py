@@ -285,21 +285,4 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     run.change(triable, [run], [tried_model])
     for source in (max_mb.change, max_ms.change, min_quality.change):
         source(show, inputs, outputs)
-    return CompareTab(
-        run,
-        max_mb,
-        max_ms,
-        min_quality,
-        advice,
-        table,
-        size_chart,
-        latency_chart,
-        bars,
-        curve,
-        closer,
-        confusion,
-        per_class,
-        answers,
-        recommended,
-        export_this,
-    )
+    return CompareTab(*inputs, *outputs)  # the dataclass lists them in this order
