@@ -12,7 +12,7 @@ from storage.artifacts import ArtifactStore, StoredFile
 from storage.db import Database
 from storage.errors import ArtifactError, JobStateError, NotFoundError
 from storage.jobs import MAX_ID, Viewer, descendants, get, visible
-from storage.tables import Artifact, Dataset, Job, Metric, User, Variant
+from storage.tables import Artifact, Dataset, Job, JobStatus, Metric, User, Variant
 
 LOCAL_USER = "local"
 
@@ -252,3 +252,29 @@ def verify_artifacts(s: Session, store: ArtifactStore, viewer: Viewer, job_id: i
         except Exception as err:  # noqa: BLE001 - each problem is reported, none stops the check
             problems.append(str(err))
     return problems
+
+
+def finished_runs(s: Session, viewer: Viewer, kind: str = "distill", limit: int = 10) -> list[tuple[Job, Dataset]]:
+    """This user's own finished ``kind`` jobs that ran in one go (a resumed one's start time is its last
+    resume), with their datasets, newest first: what their times say of the next run on this machine."""
+    query = (
+        select(Job, Dataset)
+        .join(Dataset, Dataset.id == Job.dataset_id)
+        .where(
+            Job.owner_id == viewer.user_id,
+            Job.kind == kind,
+            Job.status == JobStatus.DONE,
+            Job.attempt == 1,
+            Job.started_at.is_not(None),
+            Job.finished_at.is_not(None),
+        )
+        .order_by(Job.finished_at.desc(), Job.id.desc())
+        .limit(limit)
+    )
+    return [(job, ds) for job, ds in s.execute(query).all()]
+
+
+def jobs_made_from(s: Session, viewer: Viewer, run_id: int, kind: str = "compress") -> list[Job]:
+    """The ``kind`` jobs started on run ``run_id`` (its variants' jobs), oldest first, among those the viewer sees."""
+    get(s, viewer, run_id)
+    return list(s.scalars(visible(select(Job).where(Job.parent_id == run_id, Job.kind == kind), viewer).order_by(Job.id)))

@@ -133,6 +133,22 @@ def surprise(
     return out
 
 
+def confidences(model, tokenizer: PreTrainedTokenizerBase, records: list[dict], answers: list[str]) -> list[float]:
+    """How sure ``model`` is of each of its answers: the geometric mean of its answer tokens' probabilities (as the
+    exported predict.py measures it); 0 for an empty answer."""
+    return [math.exp(-nll / n) if n else 0.0 for nll, n in surprise(model, tokenizer, records, answers)]
+
+
+def typical_confidence(model, tokenizer: PreTrainedTokenizerBase, records: list[dict], answers: list[str]) -> float | None:
+    """The median of ``confidences``: the export's default hand-over threshold for a text generator (half of
+    held-out questions go to the teacher). None for a model that cannot score its own answers here."""
+    try:
+        said = confidences(model, tokenizer, records, answers)
+    except (TypeError, AttributeError, RuntimeError, ValueError):  # e.g. an ONNX session: no logits for a whole text
+        return None
+    return round(statistics.median(said), 4) if said else None
+
+
 def _lead(record: dict, tokenizer: PreTrainedTokenizerBase) -> str:
     """What separates prompt and answer in training text (batches.causal_text): nothing after a chat template's
     assistant turn, a space after "Answer:" or inside a plain text."""
@@ -294,6 +310,8 @@ class AnswerBook:
         judged = self.judge.judge(generate_answers(model, tokenizer, self.records))
         for key, value in judged.metrics().items():
             setattr(row, key, value)
+        if row.name != "teacher":
+            row.hand_over_threshold = typical_confidence(model, tokenizer, self.records, judged.answers)
         row.fluency_note = judged.why_not
         self.by_model[row.name], self.degenerate[row.name] = judged.answers, judged.degenerate
 

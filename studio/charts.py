@@ -129,8 +129,17 @@ def tradeoff_figure(models: Sequence[dict], cost: str = "size_bytes", budget: Bu
     limit = None if budget is None else budget.max_mb if cost == "size_bytes" else budget.max_ms
     if limit:
         fig.add_vline(x=limit, line_dash="dash", line_color="#dc2626", annotation_text="your budget")
-    _reference_lines(fig, models)
     words = QUALITY_WORDS.get(key, key)
+    if budget is not None and budget.min_quality is not None:
+        said = f"{budget.min_quality:.0%}" if higher else f"{budget.min_quality:g}"
+        fig.add_hline(
+            y=budget.min_quality,
+            line_dash="dash",
+            line_color="#dc2626",
+            annotation_text=f"your quality limit: {said}",
+            annotation_position="top left",
+        )
+    _reference_lines(fig, models)
     if higher:  # a share: 0-100 %, as everywhere else in the studio
         fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
     fig.update_layout(
@@ -317,6 +326,15 @@ def recommend(models: Sequence[dict], budget: Budget) -> Recommendation:
                 [],
                 misses,
             )
+        best = max(rows, key=lambda m: m[key] if higher else -m[key])
+        if short := _short_of_quality(best, budget, key, higher):
+            return Recommendation(  # quality is the limit no model meets: a smaller variant would not help
+                None,
+                f"No model reaches the quality you asked for. The best, {best['name']}, {short}. "
+                "Lower that limit, or raise quality: the Best quality preset, more labelled data, or another teacher.",
+                [],
+                misses,
+            )
         closest = min(rows, key=lambda m: m["size_bytes"])
         return Recommendation(
             None,
@@ -358,10 +376,13 @@ def _miss(m: dict, budget: Budget, key: str, higher: bool, floor: float | None =
         return f"is {m['size_bytes'] / 1e6:.1f} MB, over {budget.max_mb:g} MB"
     if budget.max_ms is not None and m["latency_ms"] > budget.max_ms:
         return f"takes {m['latency_ms']:.2f} ms, over {budget.max_ms:g} ms"
-    if budget.min_quality is not None:
-        short = m[key] < budget.min_quality if higher else m[key] > budget.min_quality
-        if short and key in ("macro_f1", "rouge_l"):
-            return f"has {QUALITY_WORDS[key]} {m[key]:.1%}, below the {budget.min_quality:.0%} you asked for"
-        if short:
-            return f"has {key} {m[key]:.4g}, {'below' if higher else 'above'} {budget.min_quality:g}"
-    return None
+    return _short_of_quality(m, budget, key, higher)
+
+
+def _short_of_quality(m: dict, budget: Budget, key: str, higher: bool) -> str | None:
+    """How ``m`` misses the quality limit, in words; None when it meets it (or there is none)."""
+    if budget.min_quality is None or (m[key] >= budget.min_quality if higher else m[key] <= budget.min_quality):
+        return None
+    if key in ("macro_f1", "rouge_l"):
+        return f"has {QUALITY_WORDS[key]} {m[key]:.1%}, below the {budget.min_quality:.0%} you asked for"
+    return f"has {key} {m[key]:.4g}, {'below' if higher else 'above'} {budget.min_quality:g}"

@@ -142,7 +142,7 @@ def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions, problem
             problems.append(
                 f"row {row_no}, column '{cols['text_column']}': {len(text):,} characters, "
                 f"over the {opts.max_chars:,} limit. Shorten or split that text, "
-                "or raise the limit (max_chars; --max-chars on the command line)."
+                "or leave the row out."
             )
             return []
         return [{"text": text, "label": label}]

@@ -13,7 +13,7 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ from studio.batches import encode_records, iter_batches, model_inputs, prompt_te
 from studio.compress.variant import load_variant
 from studio.dataset import load_prepared
 from studio.errors import StudioError
+from studio.hand_over import choose_threshold, hybrid_accuracy, share_alone
 from studio.load_probe import peak_load_mb
 from studio.metrics import LATENCY_SAMPLES, ModelMetrics, agreement, class_scores, median_ms
 from studio.models import load_for_task, load_tokenizer
@@ -46,6 +47,34 @@ def _on_disk(model: PreTrainedModel) -> int:
         return weights_bytes(tmp)
 
 
+def _classify(model: PreTrainedModel, items: list[dict], batch_size: int, pad: int) -> tuple[list[int], list[float]]:
+    """Label index and confidence (top class probability) per item."""
+    predictions: list[int] = []
+    confidences: list[float] = []
+    for batch in iter_batches(items, batch_size, pad):
+        best = model(**model_inputs(batch, model.device)).logits.float().softmax(-1).max(-1)
+        predictions += best.indices.tolist()
+        confidences += best.values.tolist()
+    return predictions, confidences
+
+
+@dataclass
+class Validation:
+    """The validation split and the teacher's labels of it: what a model's hand-over threshold is chosen on."""
+
+    records: list[dict]
+    teacher: list[int]
+
+
+@torch.inference_mode()
+def validation_of(model: PreTrainedModel, tokenizer, records: list[dict], labels: list[str], max_length: int, batch_size: int):
+    """The teacher's labels of the validation split (None when the split is empty)."""
+    if not records:
+        return None
+    items = encode_records(records, tokenizer, max_length, {label: i for i, label in enumerate(labels)})
+    return Validation(records, _classify(model.eval(), items, batch_size, tokenizer.pad_token_id)[0])
+
+
 @torch.inference_mode()
 def evaluate_classifier(
     name: str,
@@ -59,17 +88,17 @@ def evaluate_classifier(
     batch_size: int = 32,
     teacher_predictions: list[int] | None = None,
     params: int | None = None,
+    validation: Validation | None = None,
 ) -> tuple[ModelMetrics, list[int]]:
+    """``validation`` (with ``teacher_predictions``): also when this model would ask the teacher (studio.hand_over)."""
     model.eval()
     label_ids = {label: i for i, label in enumerate(labels)}
     items = encode_records(records, tokenizer, max_length, label_ids)
     pad = tokenizer.pad_token_id
     run = lambda batch: model(**model_inputs(batch, model.device)).logits  # noqa: E731
     run(next(iter_batches(items[:batch_size], batch_size, pad)))  # warm-up
-    predictions: list[int] = []
     started = time.perf_counter()
-    for batch in iter_batches(items, batch_size, pad):
-        predictions += run(batch).argmax(-1).tolist()
+    predictions, confidences = _classify(model, items, batch_size, pad)
     throughput = len(items) / (time.perf_counter() - started)
     singles = [next(iter_batches([it], 1, pad)) for it in items[:LATENCY_SAMPLES]]
     truth = [it["label"] for it in items]
@@ -82,6 +111,15 @@ def evaluate_classifier(
         agreement=agreement(predictions, teacher_predictions),
         **class_scores(truth, predictions, labels),
     )
+    if validation is not None and teacher_predictions is not None:
+        val_items = encode_records(validation.records, tokenizer, max_length, label_ids)
+        chosen = choose_threshold(
+            list(zip(*_classify(model, val_items, batch_size, pad))), validation.teacher, [it["label"] for it in val_items]
+        )
+        said = list(zip(predictions, confidences))
+        metrics.hand_over_threshold = chosen
+        metrics.student_share = share_alone(confidences, chosen)
+        metrics.hybrid_accuracy = hybrid_accuracy(said, teacher_predictions, truth, chosen)
     return metrics, predictions
 
 
@@ -149,7 +187,15 @@ def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
     dataset = load_prepared(config["dataset"])
     test = dataset.split("test")
     book = AnswerBook(test, dataset.split("train")) if config["task"] == Task.CAUSAL_LM else None
-    rows, _ = _teacher_and_student(run_dir, config, test, measure_memory=False, include_before_kd=include_before_kd, book=book)
+    rows, _, _ = _teacher_and_student(
+        run_dir,
+        config,
+        test,
+        measure_memory=False,
+        include_before_kd=include_before_kd,
+        book=book,
+        validation_records=dataset.split("validation"),
+    )
     return _write_report(run_dir / "eval.json", config, test, rows, book)
 
 
@@ -185,6 +231,7 @@ def _measure(
     size_bytes: int,
     params: int | None = None,
     teacher_predictions: list[int] | None = None,
+    validation: Validation | None = None,
 ) -> tuple[ModelMetrics, list[int]]:
     """One model, measured exactly as every other: the single entry point for teacher, student and variants."""
     if task == Task.CLASSIFICATION:
@@ -199,6 +246,7 @@ def _measure(
             batch_size=settings["batch_size"],
             teacher_predictions=teacher_predictions,
             params=params,
+            validation=validation,
         )
     return evaluate_causal_lm(
         name,
@@ -219,14 +267,16 @@ def _teacher_and_student(
     measure_memory: bool,
     include_before_kd: bool = False,
     book: AnswerBook | None = None,
-) -> tuple[list[dict], list[int]]:
+    validation_records: list[dict] | None = None,
+) -> tuple[list[dict], list[int], Validation | None]:
     """Rows for teacher (and, for causal LMs, optionally the layer-dropped student before KD) and student,
-    plus the teacher's predictions that every other model's agreement is measured against."""
+    plus the teacher's predictions that every other model's agreement is measured against, and (classifiers)
+    its labels of ``validation_records``, on which every other model's hand-over threshold is chosen."""
 
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
     run = RunPaths(run_dir)
     teacher = run.teacher_info()
-    rows, reference = [], None
+    rows, reference, validation = [], None, None
     models = [("teacher", Path(teacher["path"])), ("student", run.student)]
     if task == Task.CAUSAL_LM and teacher.get("base") and teacher["base"] != teacher["path"]:
         models.insert(0, (BASE_TEACHER, Path(teacher["base"])))  # first: it judges every model's answers
@@ -237,13 +287,23 @@ def _teacher_and_student(
         model = load_for_task(source, task, labels)
         # fp32 size: a converted GGUF teacher is cached in bf16, which would flatter it
         size = _on_disk(model) if name in ("teacher", BASE_TEACHER) and task == Task.CAUSAL_LM else weights_bytes(folder)
+        tokenizer = load_tokenizer(source)
         metrics, predictions = _measure(
-            task, name, model, load_tokenizer(source), test, settings, labels, size_bytes=size, teacher_predictions=reference
+            task,
+            name,
+            model,
+            tokenizer,
+            test,
+            settings,
+            labels,
+            size_bytes=size,
+            teacher_predictions=reference,
+            validation=validation,
         )
         if measure_memory:
             metrics.peak_load_mb = peak_load_mb("model", folder, task, labels)
         if book is not None:
-            book.add(metrics, model, load_tokenizer(source))
+            book.add(metrics, model, tokenizer)
         rows.append(asdict(metrics))
         if name == "teacher" and include_before_kd and task == Task.CAUSAL_LM:
             dropped = _student_before_kd(model, run.student, settings["student_layers"])
@@ -251,7 +311,7 @@ def _teacher_and_student(
                 task,
                 "student before KD",
                 dropped,
-                load_tokenizer(source),
+                tokenizer,
                 test,
                 settings,
                 labels,
@@ -259,15 +319,20 @@ def _teacher_and_student(
                 teacher_predictions=predictions,
             )
             if book is not None:
-                book.add(before, dropped, load_tokenizer(source))
+                book.add(before, dropped, tokenizer)
             rows.append(asdict(before))
             del dropped
-        reference = predictions if name == "teacher" else reference
+        if name == "teacher":
+            reference = predictions
+            if task == Task.CLASSIFICATION:
+                validation = validation_of(
+                    model, tokenizer, validation_records or [], labels, settings["max_length"], settings["batch_size"]
+                )
         del model
     if task == Task.CLASSIFICATION:
         train = load_prepared(config["dataset"]).split("train")
         rows += [asdict(m) for m in evaluate_baselines(train, test, labels, reference)]
-    return rows, reference
+    return rows, reference, validation
 
 
 def _student_before_kd(teacher: PreTrainedModel, student_dir: Path, layers: int) -> PreTrainedModel:
@@ -289,7 +354,9 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
     dataset = load_prepared(config["dataset"])
     test = dataset.split("test")
     book = AnswerBook(test, dataset.split("train")) if task == Task.CAUSAL_LM else None
-    rows, reference = _teacher_and_student(run_dir, config, test, measure_memory, book=book)
+    rows, reference, validation = _teacher_and_student(
+        run_dir, config, test, measure_memory, book=book, validation_records=dataset.split("validation")
+    )
     run = RunPaths(run_dir)
     for name in run.variant_names():
         folder = run.variants / name
@@ -315,6 +382,7 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
             size_bytes=weights_bytes(folder),
             params=wm.params,
             teacher_predictions=reference,
+            validation=validation,
         )
         metrics.form, metrics.note = wm.form, "; ".join(wm.notes)
         if measure_memory:

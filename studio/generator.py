@@ -34,8 +34,8 @@ from studio.answers import REPEATED, generate_answers, repeated_share
 from studio.batches import question_of
 from studio.model_parts import skip_each_layer
 from studio.progress import Progress, ProgressFn, report
+from studio.step_plan import StepPlan
 from studio.student import copy_with_layers
-from studio.training import StepPlan
 
 TUNE_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
 """LoRA on every linear layer of the teacher: enough to learn a shop's answers without forgetting language."""

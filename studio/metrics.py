@@ -48,6 +48,8 @@ COLUMNS = [
     Column("degenerate_share", "degenerate answers", "degenerate", lambda v: f"{v:.0%}"),
     Column("fluent", "answers read as language", "fluent", str),
     Column("agreement", "agrees with teacher", "agree", lambda v: f"{v:.1%}"),
+    Column("student_share", "answers without the teacher", "alone", lambda v: f"{v:.0%}"),
+    Column("hybrid_accuracy", "accuracy, teacher asked when unsure", "w/ teacher", lambda v: f"{v:.1%}"),
     Column("params", "parameters", "params", lambda v: f"{v / 1e6:.2f} M"),
     Column("size_bytes", "size on disk", "size", _mb),
     Column("latency_ms", "latency per request", "ms/item", lambda v: f"{v:.1f} ms"),
@@ -106,6 +108,13 @@ class ModelMetrics:
     fluent: bool | None = None
     """Text generation: False when its answers fail the fluency check (see studio.answers)."""
     fluency_note: str = ""
+    hand_over_threshold: float | None = None
+    """Classification, every model but the teacher: below this confidence the teacher is asked (studio.hand_over,
+    chosen on the validation split)."""
+    student_share: float | None = None
+    """The share of test examples it answers alone at that threshold ..."""
+    hybrid_accuracy: float | None = None
+    """... and the test accuracy of it with the teacher answering the rest."""
 
 
 def class_scores(truth: list[int], predictions: list[int], labels: list[str]) -> dict:

@@ -31,6 +31,20 @@ def _times(big: float | None, small: float | None) -> float | None:
     return big / small if big and small else None
 
 
+def _hand_over(me: dict) -> list[str]:
+    """Small model first: how much it answers alone, and the pair's accuracy (studio.hand_over)."""
+    share, both, threshold = me.get("student_share"), me.get("hybrid_accuracy"), me.get("hand_over_threshold")
+    if share is None or both is None or threshold is None or threshold <= 0:
+        return []  # not measured, or alone it is already within a point of the teacher: nothing to hand over
+    if threshold >= 1.0:
+        return ["Asked to pass the texts it is unsure of to the teacher, it would pass all of them: use the teacher."]
+    return [
+        f"Small model first: it answers **{_percent(share)} of texts alone** (those it is at least {_percent(threshold)} "
+        f"sure of); with the teacher answering the rest, {_percent(both)} are right. Export with the teacher (step 6) "
+        "to work this way."
+    ]
+
+
 def outcome_lines(models: Sequence[dict], name: str = "student") -> list[str]:
     """Plain-language lines about model ``name`` of a run (rows as Compare reads them: name and scores)."""
     rows = _by_name(models)
@@ -58,6 +72,7 @@ def outcome_lines(models: Sequence[dict], name: str = "student") -> list[str]:
                     f"⚠️ A simple word-count baseline does as well (macro-F1 {tfidf:.2f} against {f1:.2f}): "
                     "export the baseline (step 6), or try more data, a longer preset or another teacher."
                 )
+        lines += _hand_over(me)
     elif me.get("rouge_l") is not None:
         said = f"**Its answers match the reference answers {_percent(me['rouge_l'])}** (ROUGE-L)"
         if teacher and teacher.get("rouge_l"):

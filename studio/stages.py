@@ -16,7 +16,8 @@ from studio.batches import encode_records, label_index, model_inputs
 from studio.dataset import PreparedDataset
 from studio.distill_config import DistillConfig
 from studio.progress import ProgressFn
-from studio.training import StepPlan, TrainResult, train_loop
+from studio.step_plan import StepPlan
+from studio.training import TrainResult, train_loop
 from studio.validation import Validator, causal_validator, classification_validator
 from studio.words import Task
 

@@ -19,8 +19,8 @@ from studio.models import load_causal_lm
 from studio.progress import ProgressFn
 from studio.run import RunPaths
 from studio.stages import Stage
+from studio.step_plan import StepPlan
 from studio.teacher import resolve_source
-from studio.training import StepPlan
 
 
 def generator_texts(

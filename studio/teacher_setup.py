@@ -31,10 +31,11 @@ from studio.paths import is_saved
 from studio.progress import Progress, ProgressFn, report
 from studio.run import RunPaths
 from studio.stages import Stage, run_stage, stage_for, stage_summary, weighted_ce
+from studio.step_plan import StepPlan
 from studio.teacher import resolve_source
 from studio.teacher_head import decoder_classifier, teach_head
 from studio.teacher_head import describe as describe_head
-from studio.training import StepPlan, make_kd_loss
+from studio.training import make_kd_loss
 from studio.validation import causal_validator
 from studio.words import Task
 

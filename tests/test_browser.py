@@ -113,7 +113,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         page.get_by_label("Fastest").check()
         start = page.get_by_role("button", name="Start distillation")
         expect(start).to_be_enabled()
-        start.click()
+        start.dblclick()  # a double click starts one job, and the page follows it
         expect(page.get_by_text(re.compile(r"Job 1 is (queued|running|done)"))).to_be_visible()
         page.reload()  # mid-training: the page opens where its user was, with the same choices
         expect(page.get_by_role("tab", name="3. Distill", selected=True)).to_be_visible()
@@ -139,6 +139,10 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         card = page.locator("#distill-result")
         expect(card).to_contain_text(f"{student['accuracy'] * 100:.0f} % of the test texts right")
         expect(card).to_contain_text(outcome_lines(models)[-1].replace("**", ""))
+        with storage.db.session() as s:
+            assert s.query(records.Job).filter_by(kind="distill").count() == 1  # the double click: one job
+        # the next run's time, before its Start: from this run's measured time
+        expect(page.locator("#distill-estimate")).to_contain_text(re.compile(r"Time: about .+ on this machine \(your run 1 took"))
         shot("3-distill")
 
         page.get_by_role("button", name="Make it smaller (step 4)").click()  # the card's way on
@@ -151,10 +155,15 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         shot("4-compress")
 
         page.get_by_role("tab", name="History").click()
-        page.get_by_text("int8 of job 1", exact=True).click()  # a click on its row opens the compress job
+        page.get_by_text("int8 of job 1", exact=True).filter(visible=True).click()  # a click on its row opens the compress job
         expect(page.get_by_label("Job id")).to_have_value("2")
         expect(page.get_by_text("Status done")).to_be_visible(timeout=240_000)
         shot("h-history")
+        page.get_by_role("tab", name="4. Compress").click()  # the variant's own card, in the stored numbers
+        cards = page.locator("#variant-cards")
+        expect(cards).to_contain_text(re.compile(r"int8 \(job 2\)\s*\d+ % of the test texts right"), timeout=30_000)
+        expect(cards).to_contain_text("smaller")
+        shot("4b-compress-card")
 
         open_step("5. Compare", "Distillation run")
         budget = page.get_by_label("Largest size you accept (MB; 0 = no limit)")
@@ -162,11 +171,20 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         budget.press("Enter")
         expect(page.get_by_text("Recommended:")).to_be_visible()
         expect(page.get_by_text("best trade-offs (Pareto front)").first).to_be_visible()
+        quality = page.get_by_label(re.compile("Lowest quality you accept"))
+        quality.fill("99")  # typed as a percentage, read as one; the advice is about quality
+        quality.press("Enter")
+        expect(page.get_by_text("your quality limit: 99%").first).to_be_visible()  # drawn at 99 %, not 9,900 %
+        shot("5a-compare-quality-limit")
+        quality.fill("0")
+        quality.press("Enter")
+        expect(page.get_by_text("Recommended:")).to_be_visible()
         page.locator('text="Try it: type a text, see what the model answers" >> visible=true').click()
         box = page.get_by_label("A text like the ones it will get").filter(visible=True)
         box.fill("I was charged twice for one order")
         page.get_by_role("button", name="Try", exact=True).filter(visible=True).click()
         expect(page.get_by_text(re.compile(r"student says .+, \d+% sure"))).to_be_visible(timeout=60_000)  # loads once
+        expect(page.get_by_text(re.compile(r"It would answer alone|The teacher would be asked")).first).to_be_visible()
         expect(page.get_by_text(re.compile(r"The teacher says .+, \d+% sure"))).to_be_visible()
         shot("5-compare")
 
@@ -196,10 +214,10 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         page.get_by_label("Job id").fill("1")
         page.get_by_label("Job id").press("Enter")
         expect(page.locator("#history-curve")).to_be_visible()
-        page.get_by_text("export int8 of job 1", exact=True).click()
+        page.get_by_text("export int8 of job 1", exact=True).filter(visible=True).click()
         expect(page.locator("#export-download")).to_have_count(2)  # Export's and History's
         expect(page.locator("#history-curve")).to_be_hidden()
-        page.get_by_text("int8 of job 1", exact=True).click()
+        page.get_by_text("int8 of job 1", exact=True).filter(visible=True).click()
         expect(page.get_by_text("Job 2 — compress")).to_be_visible()
         page.get_by_role("button", name="Delete", exact=True).click()  # asks first, saying what goes
         expect(page.get_by_text("Delete job 2?")).to_be_visible()
@@ -305,7 +323,7 @@ def test_every_step_is_one_tap_away_on_a_phone(studio):
             page.locator("#step-picker").get_by_label(step).check()
             expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
             expect(page.get_by_role("tab", name=step, selected=True)).to_be_visible()
-        page.screenshot(path=SHOTS / "m-phone-history.png")
+            page.screenshot(path=SHOTS / f"m-phone-{step.split('.')[0].lower()}.png", full_page=True)
         wide = browser.new_page(viewport={"width": 1280, "height": 900})
         wide.goto(studio)
         expect(wide.locator("#step-picker")).to_be_hidden()  # wide screens have the whole tab bar

@@ -49,6 +49,9 @@ def test_tradeoff_figure_marks_the_front_and_leaves_out_unmeasured_variants():
     assert sorted(front.x) == pytest.approx([7.2, 20.6])
     assert any(shape.x0 == 15 for shape in fig.layout.shapes)  # the budget line
     assert "latency" in tradeoff_figure(MODELS, "latency_ms").layout.xaxis.title.text
+    floored = tradeoff_figure(MODELS, "size_bytes", Budget(min_quality=0.85))  # typed 85: drawn at 85 %
+    assert any(shape.y0 == 0.85 for shape in floored.layout.shapes)
+    assert "your quality limit: 85%" in [a.text for a in floored.layout.annotations]
 
 
 def test_metric_bars_are_relative_to_the_teacher_and_higher_is_always_better():
@@ -78,6 +81,11 @@ def test_recommend_picks_the_best_that_fits_and_says_why():
     assert none.name is None and "int8, is 7.2 MB, over 5 MB" in none.reason
     strict = recommend(MODELS, Budget(min_quality=0.95))
     assert strict.name is None and "below the 95% you asked for" in strict.reason
+    # quality is what no model reaches: the advice is about quality, never "make a smaller variant"
+    assert strict.reason.startswith("No model reaches the quality you asked for. The best, teacher, has macro-F1")
+    assert "smaller variant" not in strict.reason and "Best quality preset" in strict.reason
+    both = recommend(MODELS, Budget(max_mb=5, min_quality=0.5))  # quality within reach, size not
+    assert "No model fits this budget" in both.reason and "smaller variant" in both.reason
 
 
 def test_recommend_for_text_generators_prefers_low_perplexity():

@@ -15,7 +15,8 @@ from studio.distill_plan import class_weights, fit_max_length
 from studio.errors import CheckpointError, ConfigError, StopRequested
 from studio.evaluate import evaluate_run
 from studio.progress import Progress
-from studio.training import StepPlan, train_loop
+from studio.step_plan import StepPlan
+from studio.training import train_loop
 from studio.validation import Validation
 
 

@@ -13,7 +13,7 @@ FLOORS = [
     ["studio.ui"],
     ["studio.jobs"],
     ["studio.export"],
-    ["studio.evaluate", "studio.load_probe", "studio.teacher_cost", "studio.try_it"],
+    ["studio.evaluate", "studio.load_probe", "studio.teacher_cost", "studio.try_it", "studio.estimate"],
     ["studio.compress"],
     ["studio.distill"],
     [
@@ -43,6 +43,7 @@ FLOORS = [
         "studio.bnb",
         "studio.onnx",
         "studio.training",
+        "studio.step_plan",
         "studio.checkpoints",
         "studio.validation",
         "studio.model_parts",
@@ -54,6 +55,7 @@ FLOORS = [
         "studio.paths",
         "studio.hosting",
         "studio.metrics",
+        "studio.hand_over",
         "studio.columns",
         "studio.data_limits",
     ],
@@ -66,6 +68,7 @@ LAZY = {
     "studio.cli": "each command imports what it needs: `--help` and `jobs list` start in a second, without torch",
     "studio.jobs.kinds": "the worker's main process reads job configs here; the pipeline loads in the job's process",
     "studio.jobs.service": "the CLI's job commands use it; torch loads only for the ones that check a model",
+    "studio.try_it": "the browser imports it at start; a variant's loader (peft, bitsandbytes) on the first variant tried",
 }
 """Modules (and packages) that may import studio/storage modules inside functions, and why."""
 

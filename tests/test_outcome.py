@@ -33,3 +33,15 @@ def test_a_text_generator_in_words_and_nothing_for_a_run_not_measured():
     assert "per word written" in lines[1]
     assert "not usable sentences" in outcome_lines([teacher, {**student, "fluent": False}])[1]
     assert outcome_lines([teacher, {"name": "student", "status": "failed"}]) == []
+
+
+def test_small_model_first_in_words():
+    student = {"name": "student", "accuracy": 0.85, "macro_f1": 0.84, "size_bytes": 5e6, "latency_ms": 3.0}
+    student |= {"student_share": 0.78, "hybrid_accuracy": 0.905, "hand_over_threshold": 0.62}
+    lines = outcome_lines([TEACHER, student, *BASELINES])
+    assert lines[2] == (
+        "Small model first: it answers **78 % of texts alone** (those it is at least 62 % sure of); with the teacher "
+        "answering the rest, 90 % are right. Export with the teacher (step 6) to work this way."
+    )
+    hopeless = {**student, "hand_over_threshold": 1.0, "student_share": 0.0}
+    assert "would pass all of them: use the teacher" in outcome_lines([TEACHER, hopeless, *BASELINES])[2]

@@ -375,3 +375,94 @@ def test_a_method_ticked_again_gets_a_free_name_not_a_dead_end(ctx):
     with ctx.storage.db.session() as s:
         assert s.get(records.Job, run + 1).config["recipes"] == [["int8-2", "int8"]]
     assert service.free_name(ctx.storage, me, run, "int8") == "int8-3"  # the queued job's name is taken too
+
+
+def test_start_says_how_long_a_run_takes_from_measured_times(ctx, samples):
+    """Before Start: nothing measured, nothing said; a measured teacher step gives an estimate at the length the
+    run will fit to the data; a finished run of this user with the same teacher gives the estimate, scaled by the
+    steps the new run plans."""
+    from datetime import timedelta
+
+    from storage import jobs as job_rows
+    from storage import records
+    from studio.estimate import fitted_length, minutes, training_work
+    from studio.jobs import service
+    from studio.teacher_cost import Cost, _remember, machine
+    from studio.ui.distill_step import DistillConfig, preset_values, time_estimate
+
+    me = records.local_user(ctx.storage.db)
+    dataset = service.add_dataset(ctx.storage, me, samples / "support_tickets.csv")
+    with ctx.storage.db.session() as s:
+        row = records.get_dataset(s, me, dataset)
+        texts, rows, folder = row.report["split_sizes"]["train"], row.rows, ctx.storage.store.resolve(row.path)
+    fastest = preset_values("classification", "Fastest")
+    assert time_estimate(ctx, me, "minilm-l6", dataset, fastest) == ""  # nothing measured yet
+    assert time_estimate(ctx, me, "minilm-l6", None, fastest) == ""
+
+    _remember(Cost("minilm-l6", "classification", 0.5, 0.1, False, 16, 128, machine(), "today"))
+    config = DistillConfig.from_dict({**fastest, "teacher": "minilm-l6"})
+    length = fitted_length("minilm-l6", str(folder), tuple(row.report["label_counts"]))
+    assert 32 <= length < 128  # support tickets are short: the run reads fewer tokens than the measured step
+    seconds = (0.5 * training_work(config, "classification", texts) + 0.1 / 16 * 2 * rows) * length / 128
+    said = time_estimate(ctx, me, "minilm-l6", dataset, fastest)
+    assert said.startswith(
+        f"**Time:** about {minutes(seconds)} on this machine (from a measured training step of the teacher, 0.50 s"
+    )
+
+    # a finished run: 420 s for these texts with the Fastest preset
+    job = job_rows.submit(
+        ctx.storage.db, me.user_id, "distill", {"dataset_id": dataset, "distill": config.to_dict()}, dataset_id=dataset
+    )
+    assert job_rows.claim(ctx.storage.db, job.id, "w")
+    job_rows.finish(ctx.storage.db, job.id, "done")
+    with ctx.storage.db.session() as s:
+        row = s.get(records.Job, job.id)
+        row.finished_at = row.started_at + timedelta(seconds=420)
+    said = time_estimate(ctx, me, "minilm-l6", dataset, fastest)
+    assert said == f"**Time:** about 7 min on this machine (your run {job.id} took 7 min for {texts:,} training texts)."
+    # Best quality trains longer: the same run's time, scaled by the steps it plans
+    best = preset_values("classification", "Best quality")
+    longer = training_work(DistillConfig.from_dict({**best, "teacher": "minilm-l6"}), "classification", texts)
+    expected = minutes(420 * longer / training_work(config, "classification", texts))
+    assert time_estimate(ctx, me, "minilm-l6", dataset, best).startswith(f"**Time:** about {expected} ")
+    assert expected != "7 min"
+    # another teacher has no run yet and no measured step
+    assert time_estimate(ctx, me, "distilgpt2", dataset, fastest) == ""
+    # settings a user is still typing give no estimate (Start explains them), never an error box
+    assert time_estimate(ctx, me, "minilm-l6", dataset, {**fastest, "batch_size": -3}) == ""
+
+
+def test_each_variant_gets_its_card_when_its_job_is_done(ctx):
+    """Compress: a card per variant job of the run: waiting, under way, failed with its reason, or what the variant
+    came to beside the teacher, in the stored numbers; the page polls only while one is still being made."""
+    from storage import jobs as job_rows
+    from storage import records
+    from studio.ui.compress_step import variant_cards
+
+    me = ctx.viewer()
+    db = ctx.storage.db
+    run = job_rows.submit(db, me.user_id, "distill", {}, title="run").id
+    for name, scores in {
+        "teacher": {"accuracy": 0.90, "macro_f1": 0.90, "size_bytes": 90e6, "latency_ms": 9.0},
+        "student": {"accuracy": 0.88, "macro_f1": 0.87, "size_bytes": 20e6, "latency_ms": 3.0},
+    }.items():
+        records.add_scores(db, run, records.put_variant(db, run, name=name, role=name), scores)
+    assert variant_cards(ctx, me, run) == ("", False)
+    done = job_rows.submit(db, me.user_id, "compress", {}, title="int8 of job 1", parent_id=run).id
+    waiting = job_rows.submit(db, me.user_id, "compress", {}, title="bf16 of job 1", parent_id=run).id
+    assert job_rows.claim(db, done, "w")
+    cards, pending = variant_cards(ctx, me, run)
+    assert pending and f"(job {done}): 0% — starting" in cards and f"(job {waiting}): waiting for the worker" in cards
+    scores = {"accuracy": 0.874, "macro_f1": 0.86, "size_bytes": 5e6, "latency_ms": 1.5}
+    records.add_scores(db, done, records.put_variant(db, done, name="int8", role="quantized", method="int8"), scores)
+    job_rows.finish(db, done, "done")
+    assert job_rows.claim(db, waiting, "w")
+    job_rows.finish(db, waiting, "failed", error="bfloat16 needs a newer CPU")
+    cards, pending = variant_cards(ctx, me, run)
+    assert not pending
+    assert f"**int8** (job {done})\n- **87 % of the test texts right**, 3 points below the teacher (90 %)." in cards
+    assert "**18.0× smaller** (5.0 MB, teacher 90.0 MB); **6.0× faster** per text" in cards
+    assert "failed" in cards and "bfloat16 needs a newer CPU" in cards
+    other = records.create_user(db, "someone-else", None)
+    with pytest.raises(Exception, match="no job"):
+        variant_cards.__wrapped__(ctx, other, run)  # another user's run: nothing of it

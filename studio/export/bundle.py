@@ -238,6 +238,7 @@ def export_model(
             (stage / EXPORT_JSON).write_text(json.dumps(export_settings, indent=2))
         files["export.json"] = "settings predict.py reads (task, labels, runtime, threshold)"
         _add_teacher_terms(run_dir, stage, files, notes)
+        files = {path: about + _size_words(stage / path) for path, about in files.items()}  # where the zip's MB go
         say("writing the model card and the zip")
         answers = next((r["answers"] for r in reversed(reports) if r.get("answers")), None)
         info = _card_info(run_dir, config, chosen, dataset, files, rows, answers, hybrid, notes)
@@ -321,6 +322,14 @@ def _card_info(
         "plan": (config.get("plan") or {}).get("words", ""),
         "answers": answers,
     }
+
+
+def _size_words(path: Path) -> str:
+    """' (22.7 MB)': a file's or folder's size as the zip's list shows it; nothing for one written later."""
+    if not path.exists():
+        return ""
+    size = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return f" ({size / 1e6:.1f} MB)" if size >= 50_000 else f" ({max(1, round(size / 1e3))} kB)"
 
 
 def _licence_id(text: str) -> str:

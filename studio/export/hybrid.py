@@ -3,8 +3,8 @@
 The confidences come from the export's own predict.py (imported, not copied), so the share of
 inputs the student answers alone is measured with exactly the code the user will run.
 
-Classification: the threshold chosen on the validation split is the lowest one at which the
-hybrid is within ``TOLERANCE`` of the teacher's accuracy; the test split then gives the figures.
+Classification: the threshold is chosen on the validation split by studio.hand_over's rule; the test
+split then gives the figures.
 Text generation has no single right answer to score, so the threshold is the one asked for,
 or the student's median confidence on validation prompts; the test split gives the share the
 student answers alone.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from studio.batches import question_of
 from studio.export import predict
+from studio.hand_over import choose_threshold, hybrid_accuracy, share_alone
 from studio.words import Task
 
-TOLERANCE = 0.01
 OTHER_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 """Shown beside the chosen threshold, so the card tells what a stricter hand-over would cost."""
 CAUSAL_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
@@ -32,25 +32,6 @@ def _classify_all(runner: predict.Runner, records: list[dict]) -> list[tuple[str
     for start in range(0, len(records), 32):
         out += predict.classify(runner, [r["text"] for r in records[start : start + 32]])
     return out
-
-
-def _hybrid_accuracy(student: list[tuple[str, float]], teacher: list[str], labels: list[str], threshold: float) -> float:
-    right = [(s == y) if predict.student_answers(c, threshold) else (t == y) for (s, c), t, y in zip(student, teacher, labels)]
-    return sum(right) / max(1, len(right))
-
-
-def _share(confidences: list[float], threshold: float) -> float:
-    """The part of the inputs the student answers alone at ``threshold``."""
-    return sum(predict.student_answers(c, threshold) for c in confidences) / max(1, len(confidences))
-
-
-def choose_threshold(student: list[tuple[str, float]], teacher: list[str], labels: list[str]) -> float:
-    """The lowest threshold whose hybrid accuracy is within TOLERANCE of the teacher alone."""
-    target = sum(t == y for t, y in zip(teacher, labels)) / max(1, len(labels)) - TOLERANCE
-    for threshold in sorted({0.0} | {round(c, 4) for _, c in student}):
-        if _hybrid_accuracy(student, teacher, labels, threshold) >= target:
-            return threshold
-    return 1.0  # the teacher answers everything
 
 
 def measure_classifier(
@@ -69,8 +50,8 @@ def measure_classifier(
     curve = [
         {
             "threshold": t,
-            "student_share": _share([c for _, c in said], t),
-            "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, t),
+            "student_share": share_alone([c for _, c in said], t),
+            "hybrid_accuracy": hybrid_accuracy(said, teacher_said, labels, t),
         }
         for t in OTHER_THRESHOLDS
     ]
@@ -79,9 +60,9 @@ def measure_classifier(
         "curve": curve,
         "threshold_source": chosen,
         "measured_on": f"test split, {len(test)} examples",
-        "student_share": _share([c for _, c in said], threshold),
-        "hybrid_accuracy": _hybrid_accuracy(said, teacher_said, labels, threshold),
-        "student_accuracy": _hybrid_accuracy(said, teacher_said, labels, 0.0),
+        "student_share": share_alone([c for _, c in said], threshold),
+        "hybrid_accuracy": hybrid_accuracy(said, teacher_said, labels, threshold),
+        "student_accuracy": hybrid_accuracy(said, teacher_said, labels, 0.0),
         "teacher_accuracy": sum(t == y for t, y in zip(teacher_said, labels)) / max(1, len(labels)),
     }
 
@@ -104,9 +85,9 @@ def measure_causal(
     return {
         "threshold": threshold,
         "threshold_source": source,
-        "student_share": _share(confidences, threshold),
+        "student_share": share_alone(confidences, threshold),
         "measured_on": f"test split, first {len(confidences)} prompts, 24 new tokens each",
-        "curve": [{"threshold": t, "student_share": _share(confidences, t)} for t in CAUSAL_THRESHOLDS],
+        "curve": [{"threshold": t, "student_share": share_alone(confidences, t)} for t in CAUSAL_THRESHOLDS],
     }
 
 

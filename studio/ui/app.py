@@ -113,7 +113,7 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
 
         run_lists = [compress.run, compare.run, export.run]
         distill.result.change(fresh_runs, None, run_lists)  # a run finished (its card appeared): every list has it
-        for step, button in distill.next_steps.items():  # the card's buttons open the next steps
+        for step, button in [*distill.next_steps.items(), *compress.next_steps.items()]:  # cards' buttons: next steps
             button.click(lambda step=step: gr.Tabs(selected=step), None, tabs)
 
         def export_recommended(run_id, name, request: gr.Request = None):

@@ -9,6 +9,9 @@ import gradio as gr
 
 from studio.settings import choices_of, help_of, label_of
 
+WIDTH = 220
+"""The narrowest a control gets in a row (px): on a phone a row of them wraps instead of squeezing the help text."""
+
 Build = Callable[[str, str, object], gr.components.Component]
 """(label, help, value) -> a control."""
 
@@ -25,11 +28,13 @@ def settings_controls(
         if own and name in own:
             controls[name] = own[name](label, info, value)
         elif choices_of(field):
-            controls[name] = gr.Dropdown(list(choices_of(field)), value=value, label=label, info=info)
+            controls[name] = gr.Dropdown(list(choices_of(field)), value=value, label=label, info=info, min_width=WIDTH)
         elif isinstance(field.default, bool):
-            controls[name] = gr.Checkbox(value=value, label=label, info=info)
+            controls[name] = gr.Checkbox(value=value, label=label, info=info, min_width=WIDTH)
         elif isinstance(field.default, str) or field.default is None:  # a number box cannot be empty: text can
-            controls[name] = gr.Textbox(value="" if value is None else value, label=label, info=info, placeholder="auto")
+            text = "" if value is None else value
+            controls[name] = gr.Textbox(value=text, label=label, info=info, placeholder="auto", min_width=WIDTH)
         else:
-            controls[name] = gr.Number(value=value, label=label, info=info, precision=0 if isinstance(value, int) else None)
+            precision = 0 if isinstance(value, int) else None
+            controls[name] = gr.Number(value=value, label=label, info=info, precision=precision, min_width=WIDTH)
     return controls

@@ -18,10 +18,13 @@ from storage.tables import JobStatus
 from studio.charts import loss_figure
 from studio.distill_config import DistillConfig
 from studio.distill_plan import student_words
+from studio.errors import ConfigError
+from studio.estimate import PastRun, estimate, fitted_length
 from studio.jobs import service
 from studio.outcome import outcome_lines
 from studio.settings import applies_to
 from studio.teacher import CATALOG
+from studio.teacher_cost import known_cost
 from studio.ui.context import UIContext, error_box, shows_errors
 from studio.ui.controls import settings_controls
 from studio.ui.try_box import build_try_box
@@ -47,6 +50,8 @@ PRESET_WORDS = {
     "Balanced": "a good default: enough training for small data, learning rate chosen on your data",
     "Best quality": "deeper student, longer training; slower to train and to run",
 }
+LIVE, IDLE = 1.5, 10.0
+"""Seconds between looks at the followed job: while it is queued or running, and otherwise."""
 ADVANCED = [f for f in dataclasses.fields(DistillConfig) if f.metadata.get("advanced")]
 """The advanced settings shown: every DistillConfig field made with setting(..., advanced=True)."""
 LAYERS_OF_TEACHER = "(layers of the teacher; MiniLM's for a text generator)"
@@ -71,6 +76,8 @@ class DistillTab:
     result: gr.Markdown
     next_steps: dict[str, gr.Button]
     """The buttons of a finished run's card, by the step they open."""
+    estimate: gr.Markdown
+    """How long Start would take, before it is pressed."""
 
 
 def preset_values(task: str, preset: str) -> dict:
@@ -108,12 +115,7 @@ def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | Non
     problem = start_problem(teacher, dataset_id, active_job(ctx, viewer))  # the page's button may be out of date
     if problem:
         return None, error_box(problem)
-    student = values.get("student")
-    if student in (None, "", LAYERS_OF_TEACHER):
-        values = {**values, "student": None}
-    elif student not in STUDENTS:  # the page offers catalog students only; a request may say anything
-        return None, error_box(f"'{student}' is not a student this studio offers; choose one of {', '.join(STUDENTS)}.")
-    config = DistillConfig.from_dict({**values, "teacher": teacher})
+    config = distill_config(teacher, values)
     with ctx.storage.db.session() as s:
         name = records.get_dataset(s, viewer, dataset_id).name
     job_id = service.submit(
@@ -124,6 +126,47 @@ def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | Non
         title=f"{teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}",
     )
     return job_id, f"Job {job_id} queued. It runs in the worker; you can close this page and come back."
+
+
+def distill_config(teacher: str, values: dict) -> DistillConfig:
+    """The run the page's settings ask for; raises ConfigError naming what is wrong."""
+    student = values.get("student")
+    if student in (None, "", LAYERS_OF_TEACHER):
+        values = {**values, "student": None}
+    elif student not in STUDENTS:  # the page offers catalog students only; a request may say anything
+        raise ConfigError([f"'{student}' is not a student this studio offers; choose one of {', '.join(STUDENTS)}"])
+    return DistillConfig.from_dict({**values, "teacher": teacher})
+
+
+def _train_texts(dataset) -> int:
+    return int((dataset.report or {}).get("split_sizes", {}).get("train") or dataset.rows)
+
+
+@shows_errors(lambda message: "")
+def time_estimate(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | None, values: dict) -> str:
+    """How long Start would take on this machine (studio.estimate), in a line; empty when nothing measured says."""
+    if not teacher or not dataset_id:
+        return ""
+    config = distill_config(teacher, values)  # settings a user is still typing: no estimate, Start says why
+    with ctx.storage.db.session() as s:
+        dataset = records.get_dataset(s, viewer, dataset_id)
+        task, texts, rows = dataset.task, _train_texts(dataset), dataset.rows
+        folder, labels = ctx.storage.store.resolve(dataset.path), tuple(sorted((dataset.report or {}).get("label_counts") or {}))
+        past = [
+            PastRun(
+                job.id,
+                (as_utc(job.finished_at) - as_utc(job.started_at)).total_seconds(),
+                _train_texts(used),
+                (job.config.get("distill") or {}).get("teacher", ""),
+                used.task,
+                job.config.get("distill") or {},
+            )
+            for job, used in records.finished_runs(s, viewer)
+        ]
+    found = estimate(
+        config, task, texts, past, known_cost(teacher, task), lambda: fitted_length(teacher, str(folder), labels), rows
+    )
+    return f"**Time:** {found.words()}" if found else ""
 
 
 def progress_bar(fraction: float, label: str, job=None) -> str:
@@ -224,6 +267,7 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         student = {"student": lambda label, info, _: gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label=label, info=info)}
         settings = settings_controls(ADVANCED, defaults, own=student)
     why_not = gr.Markdown(start_problem(None, None))
+    estimated = gr.Markdown(elem_id="distill-estimate")
     with gr.Row():
         start = gr.Button("Start distillation", variant="primary", interactive=False)
         cancel = gr.Button("Cancel", interactive=False)
@@ -237,7 +281,7 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         to_export = gr.Button("Export the student (step 6)", size="sm")
     build_try_box(ctx, job_id)
     curve = gr.Plot(label="Training loss (live)")
-    timer = gr.Timer(1.5)
+    timer = gr.Timer(LIVE)
     names = list(settings)
 
     def apply_preset(choice, ds, request: gr.Request = None):
@@ -257,34 +301,58 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         problem = start_problem(spec, ds, active_job(ctx, ctx.viewer(request)))
         return gr.update(interactive=problem is None), ("" if problem is None else f"*{problem}*")
 
-    def on_start(spec, ds, request: gr.Request, *values):  # request before *args: Gradio only fills in parameters ahead of them
-        new_id, said = start_job(ctx, ctx.viewer(request), spec, ds, dict(zip(names, _plain(values))))
-        return new_id, said
+    def on_estimate(spec, ds, request: gr.Request, *values):
+        return time_estimate(ctx, ctx.viewer(request), spec, ds, dict(zip(names, _plain(values))))
+
+    def on_start(current, spec, ds, request: gr.Request, *values):  # request before *args: Gradio fills only those
+        viewer = ctx.viewer(request)
+        new_id, said = start_job(ctx, viewer, spec, ds, dict(zip(names, _plain(values))))
+        # refused (a double click, a job from another tab): the page goes on following the job that runs
+        return new_id or active_job(ctx, viewer) or current, said
 
     def follow(current, spec, ds, request: gr.Request = None):
         words, bar, figure, can_cancel = job_view(ctx, ctx.viewer(request), current)
         card = result_card(ctx, ctx.viewer(request), current)
         shown = (card, gr.update(visible=bool(card)))
-        return words, bar, figure, gr.update(interactive=can_cancel), *readiness(spec, ds, request), *shown
+        pace = gr.Timer(LIVE if can_cancel else IDLE)  # idle: a slow look for a job started in another tab
+        return words, bar, figure, gr.update(interactive=can_cancel), *readiness(spec, ds, request), *shown, pace
 
     @shows_errors(error_box)
     def on_cancel(current, request: gr.Request = None):
         service.cancel(ctx.storage, ctx.viewer(request), current)
         return "Stopping after the current step (it can be resumed from History)."
 
-    preset.change(apply_preset, [preset, dataset_id], list(settings.values()))
-    dataset_id.change(apply_preset, [preset, dataset_id], list(settings.values()))
+    asked = [teacher, dataset_id, *settings.values()]
+    for changed in (preset, dataset_id):  # a page opening restores both: the estimate follows
+        changed.change(apply_preset, [preset, dataset_id], list(settings.values())).then(on_estimate, asked, estimated)
     for state in (teacher, dataset_id):
         state.change(readiness, [teacher, dataset_id], [start, why_not])
-    followed = [status, progress, curve, cancel, start, why_not, result, next_steps]
-    start.click(on_start, [teacher, dataset_id, *settings.values()], [job_id, status]).then(
+    teacher.change(on_estimate, asked, estimated)
+    for control in settings.values():
+        control.input(on_estimate, asked, estimated)
+    followed = [status, progress, curve, cancel, start, why_not, result, next_steps, timer]
+    start.click(on_start, [job_id, teacher, dataset_id, *settings.values()], [job_id, status]).then(
         follow, [job_id, teacher, dataset_id], followed
     )
     timer.tick(follow, [job_id, teacher, dataset_id], followed, show_progress="hidden")
+    result.change(on_estimate, asked, estimated)  # a run finished: the next estimate comes from it
     cancel.click(on_cancel, [job_id], [status])
     next_buttons = {"compress": to_compress, "compare": to_compare, "export": to_export}
     return DistillTab(
-        preset, settings, start, why_not, cancel, status, progress, curve, job_id, timer, readiness, result, next_buttons
+        preset,
+        settings,
+        start,
+        why_not,
+        cancel,
+        status,
+        progress,
+        curve,
+        job_id,
+        timer,
+        readiness,
+        result,
+        next_buttons,
+        estimated,
     )
 
 

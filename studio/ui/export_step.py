@@ -147,7 +147,7 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
     with gr.Row():
         run = gr.Dropdown(label="Run to export from", choices=[], interactive=True)
         model = gr.Dropdown(label="Model to export", choices=[], interactive=True)
-    with gr.Row():
+    with gr.Column():  # one under another: a row squeezes checkboxes' help to a word a line on a phone
         options = settings_controls(OPTIONS, ExportSettings().to_dict())
     build_try_box(ctx, run, model)
     button = gr.Button("Export (.zip)", variant="primary", interactive=False)
