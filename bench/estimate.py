@@ -47,7 +47,7 @@ def wait(storage, job_id: int) -> tuple[str, float]:
 
 
 def main() -> None:
-    quiet_terminal()
+    quiet_terminal(ROOT / "bench" / "results" / "libraries.log")
     storage = open_storage()
     ctx, me = UIContext(storage), records.local_user(storage.db)
     tickets = ROOT / "studio" / "samples" / "support_tickets.csv"

@@ -87,9 +87,7 @@ MAX_ID = 2**31 - 1
 def get(s: Session, viewer: Viewer, job_id: int) -> Job:
     job = s.scalar(visible(select(Job).where(Job.id == job_id), viewer)) if 0 < job_id <= MAX_ID else None
     if job is None:
-        raise NotFoundError(
-            f"There is no job {job_id} among the jobs you can see: pick one from the job list (History)."
-        )
+        raise NotFoundError(f"There is no job {job_id} among the jobs you can see: pick one from the job list (History).")
     return job
 
 

@@ -5,7 +5,9 @@ guess at a model's size.
    training steps the new run plans over the steps that run planned (StepPlan, as training plans them).
 2. No such run yet (classifiers): the teacher's measured training step and forward pass (studio.teacher_cost,
    shown in step 1), at the length the run will fit to the data (read as the run's planner reads it), times the
-   steps the run plans and the texts it reads (the teacher's answers, validation, the evaluation).
+   steps the run plans and the texts it reads (the teacher's answers, validation, the evaluation). Said as "up
+   to": a run often stops early (bench/estimate.py: 4 min said, 2 min 26 s taken, where the finished run's
+   figure was within 5 %).
 3. Neither: None (the Teacher step measures a step in a few seconds).
 """
 
@@ -60,9 +62,11 @@ class PastRun:
 class Estimate:
     seconds: float
     basis: str
+    rough: bool = False
+    """From a measured step, not a finished run: an upper figure, said as one."""
 
     def words(self) -> str:
-        return f"about {minutes(self.seconds)} on this machine ({self.basis})."
+        return f"{'up to about' if self.rough else 'about'} {minutes(self.seconds)} on this machine ({self.basis})."
 
 
 def minutes(seconds: float) -> str:
@@ -124,6 +128,7 @@ def estimate(
     reading = cost.seconds_per_read / BATCH * scale * READS * max(rows, texts)
     return Estimate(
         math.ceil(training + reading),
-        f"from a measured training step of the teacher, {cost.seconds_per_step:.2f} s; after your first run here the "
-        "estimate comes from that run",
+        f"often less: every planned step at the teacher's measured pace, {cost.seconds_per_step:.2f} s a step, and "
+        "training stops early once it stops improving; after your first run here the estimate comes from that run",
+        rough=True,
     )
