@@ -6,8 +6,8 @@ guess at a model's size.
 2. No such run yet (classifiers): the teacher's measured training step and forward pass (studio.teacher_cost,
    shown in step 1), at the length the run will fit to the data (read as the run's planner reads it), times the
    steps the run plans and the texts it reads (the teacher's answers, validation, the evaluation). Said as "up
-   to": a run often stops early (bench/estimate.py: 4 min said, 2 min 26 s taken, where the finished run's
-   figure was within 5 %).
+   to": a run often stops early (bench/estimate.py, 3,000 tickets: "up to about 5 min", 153 s taken; from that
+   run, 1,500 tickets: 76 s said as "about 1 min", 73 s taken).
 3. Neither: None (the Teacher step measures a step in a few seconds).
 """
 
