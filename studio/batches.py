@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from studio.losses import NO_LABEL
+
 
 def causal_text(record: dict, tokenizer: PreTrainedTokenizerBase) -> str:
     """The training text of a causal-LM record; prompt/response pairs use the chat template."""
@@ -57,8 +59,8 @@ def encode_records(
     items = []
     for i, ids in enumerate(encoded["input_ids"]):
         item = {"index": i, "input_ids": ids}
-        if label_ids is not None:
-            item["label"] = label_ids[records[i]["label"]]
+        if label_ids is not None:  # a text the user left unlabelled learns from the teacher's answer alone
+            item["label"] = label_ids[records[i]["label"]] if "label" in records[i] else NO_LABEL
         items.append(item)
     return items
 

@@ -27,6 +27,7 @@ from studio.data_limits import DatasetLimits, check_parquet_size, too_big, too_m
 from studio.errors import DatasetError
 from studio.settings import Check, Settings, setting
 from studio.splits import leak_warnings, related_groups, split_indices, split_note
+from studio.unlabelled import Unlabelled
 from studio.words import Task
 
 DETECT_ROWS = 2000
@@ -56,6 +57,11 @@ class DatasetOptions(Settings):
         "tokens, and the run says how many texts were cut).",
     )
     min_examples_per_label: int = setting(3, "A label needs at least one example in training and one to test it on.")
+    max_unlabelled: int = setting(
+        50_000,
+        "Classification: texts without a label kept for the teacher to label (0: none). Past this many the rest are "
+        "skipped, and counted.",
+    )
 
     def checks(self) -> list[Check]:
         return [
@@ -63,6 +69,7 @@ class DatasetOptions(Settings):
             ("test_fraction", 0.0 <= self.test_fraction < 0.5, "a value from 0 to 0.5 (e.g. 0.1)"),
             ("max_chars", self.max_chars >= 16, "at least 16"),
             ("min_examples_per_label", self.min_examples_per_label >= 2, "at least 2"),
+            ("max_unlabelled", 0 <= self.max_unlabelled <= 1_000_000, "from 0 to 1000000"),
         ]
 
     def other_problems(self) -> list[str]:
@@ -93,6 +100,10 @@ class DatasetReport:
     """Splits the user brought as files of their own ('test' / 'validation' -> file name), not cut from this one."""
     split_note: str = ""
     """How the split kept related rows together (text generation), in words."""
+    unlabelled: int = 0
+    """Classification: texts without a label, kept in unlabelled.jsonl for the teacher to label (never a test row)."""
+    unlabelled_skipped: int = 0
+    """Texts without a label left out: past max_unlabelled, or repeating a validation or test text."""
 
     @property
     def labels(self) -> list[str]:
@@ -135,7 +146,7 @@ def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions, problem
     if cols["task"] == Task.CLASSIFICATION:
         text = row.get(cols["text_column"], "").strip()
         label = row.get(cols["label_column"], "").strip()
-        if not text or not label:
+        if not text:
             skipped.append(row_no)
             return []
         if len(text) > opts.max_chars:
@@ -145,7 +156,7 @@ def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions, problem
                 "or leave the row out."
             )
             return []
-        return [{"text": text, "label": label}]
+        return [{"text": text, "label": label}] if label else [{"text": text}]  # no label: for the teacher to label
     if "prompt_column" in cols:
         prompt = row.get(cols["prompt_column"], "").strip()
         response = row.get(cols["response_column"], "").strip()
@@ -290,6 +301,7 @@ def _write_checked(
     pairs: list[tuple[str, str]] = []
     label_rows: dict[str, list[int]] = defaultdict(list)
     rows_read = count = written = 0
+    unlabelled = Unlabelled(tmp, opts.max_unlabelled)
     max_bytes, why = limits.byte_limit(source.stat().st_size)
     all_path = tmp / "all.jsonl"
     with all_path.open("w", encoding="utf-8") as out:
@@ -302,6 +314,12 @@ def _write_checked(
                 written += len(line.encode("utf-8"))
                 if written > max_bytes:
                     raise DatasetError(too_big(source, max_bytes, why, limits))
+                if cols["task"] == Task.CLASSIFICATION and "label" not in rec:
+                    if held_out:  # a test or validation row is only of use with its label
+                        skipped.append(row_no)
+                    else:
+                        unlabelled.add(line)
+                    continue
                 out.write(line)
                 count += 1
                 if "label" in rec:
@@ -327,15 +345,18 @@ def _write_checked(
     for f in files.values():
         f.close()
     all_path.unlink()
+    unlabelled.close(tmp)
 
     warnings = []
     if not held_out and split["test"]:
         warnings += leak_warnings(tmp, "test")
     if skipped:
+        empty = "text" if cols["task"] == Task.CLASSIFICATION and not held_out else "text or label"
         warnings.append(
-            f"{len(skipped)} row(s) with an empty text or label were skipped "
+            f"{len(skipped)} row(s) with an empty {empty} were skipped "
             f"(rows {', '.join(map(str, skipped[:10]))}{'...' if len(skipped) > 10 else ''})."
         )
+    warnings += unlabelled.warnings(opts.max_unlabelled)
     if encoding not in ("utf_8", "ascii", "binary"):
         warnings.append(f"The file was read as {encoding}, not UTF-8; check that accents look right.")
     report = DatasetReport(
@@ -354,6 +375,8 @@ def _write_checked(
         split_sizes={k: len(v) for k, v in split.items()},
         warnings=warnings,
         split_note=split_note(groups) if groups else "",
+        unlabelled=unlabelled.kept,
+        unlabelled_skipped=unlabelled.over + unlabelled.repeats,
     )
     (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return report

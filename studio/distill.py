@@ -96,9 +96,15 @@ def distill(
         if not answers:  # the 'answers' recipe's texts are mostly the teacher's already
             records = sequence_kd_texts(teacher, tokenizer, records, config)
 
+    labelled = records
+    if task == Task.CLASSIFICATION and config.unlabelled and kd_mode == "logits" and dataset.report.unlabelled:
+        records = records + dataset.split("unlabelled")  # the teacher's answers are all the student has for these
+        plan.texts_unlabelled = len(records) - len(labelled)
+        record_plan(run, plan)
     label_ids = label_index(dataset.report.labels) if task == Task.CLASSIFICATION else None
     teacher_items = encode_records(records, tokenizer, config.max_length, label_ids)
-    fingerprint = cache_fingerprint(config, teacher_dir, dataset, kd_mode, len(records) if answers else None)
+    texts = len(records) if answers or plan.texts_unlabelled else None
+    fingerprint = cache_fingerprint(config, teacher_dir, dataset, kd_mode, texts)
     started = time.perf_counter()
     cache = (
         {}
@@ -133,11 +139,16 @@ def distill(
     )
     plan.stages["student"] = stage_summary(stage.plan, trained)
     save_model(merged(student, config, run, task), student_tok, run.student)
-    if baseline is not None:
+    if baseline is not None:  # the labels alone: the texts without one have nothing to teach it
         torch.manual_seed(config.seed)
+        alone = (
+            stage_for(config, dataset, student_tok, config.max_length, config.epochs, labelled)
+            if plan.texts_unlabelled
+            else stage
+        )
         result = run_stage(
             baseline,
-            stage,
+            alone,
             make_kd_loss(task, {}, config.temperature, 0.0, plan.class_weights),
             config,
             run.checkpoints / "labels-only",
@@ -147,7 +158,7 @@ def distill(
             on_progress,
             checkpoint_every_s,
         )
-        plan.stages["labels-only student"] = stage_summary(stage.plan, result)
+        plan.stages["labels-only student"] = stage_summary(alone.plan, result)
         save_model(merged(baseline, config, run, task), student_tok, run.labels_only)
     record_plan(run, plan)
     return DistillResult(run.root, task, teacher_dir, run.student, kd_mode, trained.seconds, cache_seconds)

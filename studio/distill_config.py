@@ -167,6 +167,13 @@ class DistillConfig(Settings):
         label="Drop words your data never uses",
         task=Task.CLASSIFICATION,
     )
+    unlabelled: bool = setting(
+        True,
+        "Texts in your data without a label: the teacher labels them (its full answer, not just a label) and the "
+        "student learns from those answers too. The teacher itself learns from the labelled rows only.",
+        label="Learn from texts without a label",
+        task=Task.CLASSIFICATION,
+    )
     labels_only_student: bool = setting(
         False,
         "Also train the same student on the labels alone (no teacher), to show what distillation adds.",

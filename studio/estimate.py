@@ -56,6 +56,8 @@ class PastRun:
     teacher: str
     task: str
     config: dict
+    unlabelled: int = 0
+    """Texts without a label in its dataset."""
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,16 @@ def minutes(seconds: float) -> str:
     return f"{whole} min" if whole < 60 else f"{whole // 60} h {whole % 60:02d} min"
 
 
-def training_work(config: DistillConfig, task: str, texts: int) -> float:
-    """Training steps the run plans, in teacher steps of its batch: what its time grows with."""
+def training_work(config: DistillConfig, task: str, texts: int, unlabelled: int = 0) -> float:
+    """Training steps the run plans, in teacher steps of its batch: what its time grows with. ``unlabelled``: texts
+    without a label, which the student (not the teacher) trains on when the run uses them."""
     if task == Task.CAUSAL_LM:
         tokens = config.kd_tokens or CAUSAL_TOKENS
         distil = tokens / (config.batch_size * CAUSAL_TEXT_TOKENS)
         tune = StepPlan.of(texts, config.batch_size, TUNE_EPOCHS).steps
         return tune + STUDENT_STEP * distil
-    student = StepPlan.of(texts, config.batch_size, config.epochs, config.min_steps, config.max_steps).steps
+    read = texts + (unlabelled if config.unlabelled else 0)
+    student = StepPlan.of(read, config.batch_size, config.epochs, config.min_steps, config.max_steps).steps
     teacher = 0.0
     if config.teacher_epochs:
         teacher = StepPlan.of(texts, config.batch_size, config.teacher_epochs, config.min_steps, config.max_steps).steps
@@ -111,21 +115,22 @@ def estimate(
     cost: Cost | None,
     length: Callable[[], int] = lambda: LENGTH,
     rows: int = 0,
+    unlabelled: int = 0,
 ) -> Estimate | None:
     """How long ``config`` takes on ``texts`` training texts (``rows`` in all, read at ``length()`` tokens when
     the run fits its length to the data); ``past`` newest first."""
-    work = training_work(config, task, texts)
+    work = training_work(config, task, texts, unlabelled)
     same = [p for p in past if p.teacher == config.teacher and p.task == task and p.seconds > 0 and p.texts > 0]
     if same:
         run = same[0]
-        then = training_work(DistillConfig.from_dict(run.config), task, run.texts)
+        then = training_work(DistillConfig.from_dict(run.config), task, run.texts, run.unlabelled)
         seconds = run.seconds * work / then if then else run.seconds
         return Estimate(seconds, f"your run {run.job_id} took {minutes(run.seconds)} for {run.texts:,} training texts")
     if cost is None or task != Task.CLASSIFICATION:
         return None
     scale = (config.max_length or length()) / LENGTH
     training = cost.seconds_per_step * (config.batch_size / BATCH) * scale * work
-    reading = cost.seconds_per_read / BATCH * scale * READS * max(rows, texts)
+    reading = cost.seconds_per_read / BATCH * scale * READS * (max(rows, texts) + (unlabelled if config.unlabelled else 0))
     return Estimate(
         math.ceil(training + reading),
         f"often less: every planned step at the teacher's measured pace, {cost.seconds_per_step:.2f} s a step, and "

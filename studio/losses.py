@@ -19,17 +19,25 @@ def kd_kl_loss(
 
     Shapes: student_logits, teacher_logits [N, C] -> scalar.
     """
+    return _mean(_kl_rows(student_logits, teacher_logits, temperature), weights)
+
+
+def _kl_rows(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL per row: [N, C] -> [N]."""
     t = temperature
     log_p_student = F.log_softmax(student_logits / t, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits / t, dim=-1)
-    per_row = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="none").sum(-1)
-    return _mean(per_row, weights) * t * t
+    return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="none").sum(-1) * t * t
 
 
 def _mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     if weights is None:
         return values.mean()
     return (values * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
+NO_LABEL = -1
+"""The label of a text the user left unlabelled: it learns from the teacher's soft target alone."""
 
 
 def classification_kd_loss(
@@ -40,16 +48,21 @@ def classification_kd_loss(
     alpha: float,
     class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """alpha * T^2 * KL + (1 - alpha) * CE; with ``class_weights`` each row counts as much as its class's weight
-    in both terms (so a rare class is not drowned out by the common one).
+    """alpha * T^2 * KL + (1 - alpha) * CE for a labelled row; T^2 * KL alone for a row labelled NO_LABEL (the
+    teacher's answer is all it has). With ``class_weights`` each labelled row counts as much as its class's weight
+    in both terms (so a rare class is not drowned out by the common one); an unlabelled row counts 1.
 
-    Shapes: logits [N, C], labels [N] (class ids), class_weights [C] -> scalar.
+    Shapes: logits [N, C], labels [N] (class ids or NO_LABEL), class_weights [C] -> scalar.
     """
-    weights = None if class_weights is None else class_weights.to(student_logits.device)[labels]
-    loss = alpha * kd_kl_loss(student_logits, teacher_logits, temperature, weights)
+    known = labels != NO_LABEL
+    safe = labels.clamp(min=0)
+    ones = torch.ones_like(safe, dtype=torch.float)
+    weights = None if class_weights is None else torch.where(known, class_weights.to(student_logits.device)[safe], ones)
+    share = torch.where(known, alpha * ones, ones)  # the teacher's part of each row's loss
+    rows = share * _kl_rows(student_logits, teacher_logits, temperature)
     if alpha < 1.0:
-        loss = loss + (1.0 - alpha) * _mean(F.cross_entropy(student_logits, labels, reduction="none"), weights)
-    return loss
+        rows = rows + (1.0 - alpha) * known * F.cross_entropy(student_logits, safe, reduction="none")
+    return _mean(rows, weights)
 
 
 def balanced_class_weights(counts: list[int]) -> torch.Tensor:

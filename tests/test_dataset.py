@@ -241,3 +241,35 @@ def test_rephrasings_of_one_question_stay_on_one_side_of_a_generator_split(tmp_p
         name for name in sides if any("kettle" in r["prompt"] and "reset" in r["prompt"] for r in prepared.split(name))
     ]
     assert len(with_kettle) == 1  # the near repeat went where its rephrasings went
+
+
+def test_texts_without_a_label_are_kept_apart_for_the_teacher(samples, tmp_path):
+    """Rows with an empty label: unlabelled.jsonl (never a split), capped by max_unlabelled, and never a text the
+    student would be graded on; a test file's row without a label is still skipped."""
+    import csv
+
+    rows = list(csv.DictReader((samples / "support_tickets.csv").open(encoding="utf-8")))
+    for row in rows[300:]:
+        row["category"] = ""  # 300 labelled, 2,700 without a label
+    path = tmp_path / "few.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        writer.writerow({**rows[0], "category": ""})  # the same text as a labelled row, without its label
+    prepared = prepare_dataset(path, tmp_path / "ds")
+    report = prepared.report
+    assert report.rows_used == 300 and sum(report.split_sizes.values()) == 300
+    assert report.unlabelled + report.unlabelled_skipped == 2701
+    unlabelled = prepared.split("unlabelled")
+    assert len(unlabelled) == report.unlabelled and all(set(r) == {"text"} for r in unlabelled)
+    held_out = {r["text"].lower() for name in ("validation", "test") for r in prepared.split(name)}
+    assert not held_out & {r["text"].lower() for r in unlabelled}  # never a text it is graded on
+    if report.unlabelled_skipped:
+        assert any("repeat a validation or test text" in w for w in report.warnings)
+    capped = prepare_dataset(path, tmp_path / "capped", DatasetOptions(max_unlabelled=500)).report
+    assert capped.unlabelled <= 500 and capped.unlabelled + capped.unlabelled_skipped == 2701
+    assert any("past the first 500 were left out" in w for w in capped.warnings)
+    off = prepare_dataset(path, tmp_path / "off", DatasetOptions(max_unlabelled=0)).report
+    assert off.unlabelled == 0 and any("turned off" in w for w in off.warnings)
+    assert not (tmp_path / "off" / "unlabelled.jsonl").exists()

@@ -387,3 +387,35 @@ def test_fitted_head_separates_what_the_features_separate():
     keep = [i for i, label in enumerate(y) if label < 2]
     fit = fit_head(two, (x[keep], [y[i] for i in keep]), (x[keep], [y[i] for i in keep]), 2, [1.0, 1.0], seed=1)
     assert torch.allclose(two.score.weight[0], -two.score.weight[1]) and fit.validation > 0.9
+
+
+def test_texts_without_a_label_are_learnt_from_the_teachers_answers(tiny_bert, samples, tmp_path):
+    """100 labelled tickets and 300 without a label: the teacher learns from the 100, answers all 400 (cached), the
+    student trains on all 400; the labels-only student on the 100; the plan says how many texts each used."""
+    import csv
+
+    rows = list(csv.DictReader((samples / "support_tickets.csv").open(encoding="utf-8")))[:400]
+    for row in rows[125:]:
+        row["category"] = ""
+    path = tmp_path / "few.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    data = prepare_dataset(path, tmp_path / "ds")
+    labelled, unlabelled = data.report.split_sizes["train"], data.report.unlabelled
+    assert 90 <= labelled <= 100 and unlabelled > 250
+    run = tmp_path / "run"
+    distill(small(teacher=str(tiny_bert), epochs=1, labels_only_student=True), data, run)
+    plan = json.loads((run / "config.json").read_text())["plan"]
+    assert plan["texts_unlabelled"] == unlabelled and f"{unlabelled:,} texts without a label" in plan["words"]
+    assert plan["stages"]["teacher"]["steps"] == -(-labelled // 32)  # the teacher: the labelled rows only
+    assert plan["stages"]["student"]["steps"] == -(-(labelled + unlabelled) // 32)
+    assert plan["stages"]["labels-only student"]["steps"] == -(-labelled // 32)
+    from safetensors.torch import load_file
+
+    assert load_file(run / "cache" / "teacher_logits.safetensors")["logits"].shape[0] == labelled + unlabelled
+    off = tmp_path / "off"
+    distill(small(teacher=str(tiny_bert), epochs=1, unlabelled=False), data, off)
+    plan = json.loads((off / "config.json").read_text())["plan"]
+    assert plan["texts_unlabelled"] == 0 and plan["stages"]["student"]["steps"] == -(-labelled // 32)

@@ -58,6 +58,7 @@ FLOORS = [
         "studio.hand_over",
         "studio.columns",
         "studio.data_limits",
+        "studio.unlabelled",
     ],
     ["storage"],
     ["studio.errors", "studio"],

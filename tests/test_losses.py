@@ -84,3 +84,23 @@ def test_class_weights_count_each_class_as_its_weight():
     assert zeroed.item() == pytest.approx(only_rare.item(), rel=1e-5)
     weights = balanced_class_weights([4, 1, 1, 0])
     assert weights.tolist() == pytest.approx([6 / 12, 6 / 3, 6 / 3, 0.0])  # n / (classes present * count)
+
+
+def test_a_text_without_a_label_learns_from_the_teacher_alone():
+    """A NO_LABEL row: T^2 * KL with weight 1, no cross-entropy; labelled rows as before; class weights only for them."""
+    from studio.losses import NO_LABEL, classification_kd_loss, kd_kl_loss
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(4, 3), torch.randn(4, 3)
+    labels = torch.tensor([0, 2, NO_LABEL, NO_LABEL])
+    mixed = classification_kd_loss(student, teacher, labels, 2.0, 0.5)
+    labelled = classification_kd_loss(student[:2], teacher[:2], labels[:2], 2.0, 0.5)
+    unlabelled = kd_kl_loss(student[2:], teacher[2:], 2.0)
+    assert torch.isclose(mixed, (2 * labelled + 2 * unlabelled) / 4)
+    # only unlabelled rows: the teacher's target whatever alpha says
+    assert torch.isclose(classification_kd_loss(student[2:], teacher[2:], labels[2:], 2.0, 0.0), unlabelled)
+    weighted = classification_kd_loss(student, teacher, labels, 2.0, 0.5, torch.tensor([2.0, 1.0, 1.0]))
+    parts = torch.stack(
+        [classification_kd_loss(student[i : i + 1], teacher[i : i + 1], labels[i : i + 1], 2.0, 0.5) for i in range(4)]
+    )
+    assert torch.isclose(weighted, (parts * torch.tensor([2.0, 1.0, 1.0, 1.0])).sum() / 5)

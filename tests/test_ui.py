@@ -465,3 +465,19 @@ def test_each_variant_gets_its_card_when_its_job_is_done(ctx):
     other = records.create_user(db, "someone-else", None)
     with pytest.raises(Exception, match="no job"):
         variant_cards.__wrapped__(ctx, other, run)  # another user's run: nothing of it
+
+
+def test_the_data_step_counts_texts_without_a_label(ctx, samples, tmp_path):
+    import csv
+
+    rows = list(csv.DictReader((samples / "support_tickets.csv").open(encoding="utf-8")))[:600]
+    for row in rows[200:]:
+        row["category"] = ""
+    path = tmp_path / "few.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    checked = check_file(ctx, ctx.viewer(), str(path))
+    assert checked.dataset_id and "**200 of 600 rows are ready**" in checked.report
+    assert "texts without a label**: the teacher labels them" in checked.report

@@ -66,6 +66,8 @@ def _print_report(report) -> None:
     cols = ", ".join(f"{role}={column}" for role, column in report.roles())
     typer.echo(f"{report.source}: {report.format}, {report.encoding}, task {report.task}, columns {cols}")
     typer.echo(f"rows read {report.rows_read}, used {report.rows_used}; splits {report.split_sizes}")
+    if report.unlabelled:
+        typer.echo(f"texts without a label: {report.unlabelled} (the teacher labels them for the student)")
     if report.split_note:
         typer.echo(report.split_note)
     if report.label_counts:

@@ -93,6 +93,11 @@ def report_text(report: DatasetReport) -> str:
     ]
     if report.label_counts:
         lines.append(f"{len(report.label_counts)} labels.")
+    if report.unlabelled:
+        lines.append(
+            f"**{report.unlabelled:,} texts without a label**: the teacher labels them and the student learns from its "
+            "answers too (step 3, *Learn from texts without a label*). Tests and checks use labelled rows only."
+        )
     lines += [f"- ⚠️ {w}" for w in report.warnings]
     return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if lines[3:] else "")
 

@@ -151,6 +151,7 @@ def time_estimate(ctx: UIContext, viewer, teacher: str | None, dataset_id: int |
     with ctx.storage.db.session() as s:
         dataset = records.get_dataset(s, viewer, dataset_id)
         task, texts, rows = dataset.task, _train_texts(dataset), dataset.rows
+        unlabelled = (dataset.report or {}).get("unlabelled", 0)
         folder, labels = ctx.storage.store.resolve(dataset.path), tuple(sorted((dataset.report or {}).get("label_counts") or {}))
         past = [
             PastRun(
@@ -160,12 +161,12 @@ def time_estimate(ctx: UIContext, viewer, teacher: str | None, dataset_id: int |
                 (job.config.get("distill") or {}).get("teacher", ""),
                 used.task,
                 job.config.get("distill") or {},
+                (used.report or {}).get("unlabelled", 0),
             )
             for job, used in records.finished_runs(s, viewer)
         ]
-    found = estimate(
-        config, task, texts, past, known_cost(teacher, task), lambda: fitted_length(teacher, str(folder), labels), rows
-    )
+    length = lambda: fitted_length(teacher, str(folder), labels)  # noqa: E731 (read only when needed)
+    found = estimate(config, task, texts, past, known_cost(teacher, task), length, rows, unlabelled)
     return f"**Time:** {found.words()}" if found else ""
 
 

@@ -1,0 +1,137 @@
+"""Few labels, many texts: how much the teacher's answers on the unlabelled texts give the student.
+
+    python bench/unlabelled.py                      # tickets and BBC News (about 40 min on a 2-core CPU)
+    python bench/unlabelled.py --only tickets
+
+Each dataset is checked once (80/10/10, stratified). Then 5 % of the training and validation labels are kept
+(stratified, seeded) and the other training texts become texts without a label; the test split stays whole,
+so every row below is measured on the same test texts:
+
+    (a) student trained on the 5 % only (the teacher fine-tuned on them, nothing else)
+    (b) as (a), plus the teacher's answers on the texts without a label (the studio's default)
+    (d) student trained on 100 % of the labels (the ceiling)
+    (f) TF-IDF + logistic regression on the 5 %
+
+Every run uses the browser's Fastest preset (2-layer student, 150 steps at least, teacher learning rate 1e-4)
+on MiniLM-L6. "Gap closed" is (b - a) / (d - a) in macro-F1. Minutes are wall-clock on this machine (all its
+cores). Rows (c), active learning, and (e), a zero-shot teacher, come with those features (issue 17).
+Every figure printed is measured in this run; results go to bench/results/unlabelled.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from quality import bbc_rows, write_csv  # noqa: E402
+
+from studio.baselines import TFIDF  # noqa: E402
+from studio.dataset import load_prepared, prepare_dataset  # noqa: E402
+from studio.distill import distill  # noqa: E402
+from studio.distill_config import DistillConfig  # noqa: E402
+from studio.evaluate import evaluate_run  # noqa: E402
+from studio.logs import quiet_terminal  # noqa: E402
+from studio.teacher_cost import machine  # noqa: E402
+
+SHARE = 0.05
+FASTEST = {"student_layers": 2, "min_steps": 150, "teacher_learning_rate": 1e-4}
+
+
+def keep_few(full: Path, out: Path, share: float, seed: int = 13) -> Path:
+    """A copy of a checked dataset with ``share`` of its training and validation labels (at least 2 a label in
+    training, 1 in validation); the other training texts become texts without a label; the test split is kept."""
+    shutil.copytree(full, out)
+    report = json.loads((out / "report.json").read_text())
+    rng = random.Random(seed)
+    kept_sizes = {}
+    for split, least in (("train", 2), ("validation", 1)):
+        rows = [json.loads(line) for line in (out / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+        by_label = defaultdict(list)
+        for row in rows:
+            by_label[row["label"]].append(row)
+        kept, rest = [], []
+        for label_rows in by_label.values():
+            rng.shuffle(label_rows)
+            n = max(least, round(share * len(label_rows)))
+            kept += label_rows[:n]
+            rest += label_rows[n:]
+        rng.shuffle(kept)
+        (out / f"{split}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+        kept_sizes[split] = len(kept)
+        if split == "train":
+            texts = "".join(json.dumps({"text": r["text"]}, ensure_ascii=False) + "\n" for r in rest)
+            (out / "unlabelled.jsonl").write_text(texts, encoding="utf-8")
+            report["unlabelled"] = len(rest)
+    report["split_sizes"] = {**report["split_sizes"], **kept_sizes}
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return out
+
+
+def run(name: str, data: Path, work: Path, **settings) -> dict:
+    config = DistillConfig.from_dict({**DistillConfig().to_dict(), **FASTEST, **settings})
+    folder = work / name
+    started = time.perf_counter()
+    distill(config, load_prepared(data), folder)
+    report = evaluate_run(folder)
+    minutes = (time.perf_counter() - started) / 60
+    rows = {m["name"]: m for m in report["models"]}
+    plan = json.loads((folder / "config.json").read_text())["plan"]
+    return {
+        "student": {k: rows["student"][k] for k in ("macro_f1", "accuracy")},
+        "teacher": {k: rows["teacher"][k] for k in ("macro_f1", "accuracy")},
+        "tfidf": {k: rows[TFIDF][k] for k in ("macro_f1", "accuracy")},
+        "minutes": round(minutes, 2),
+        "texts_unlabelled": plan.get("texts_unlabelled", 0),
+        "steps": {k: v.get("steps") for k, v in plan["stages"].items()},
+    }
+
+
+def bench(name: str, source: Path, work: Path) -> dict:
+    full = prepare_dataset(source, work / f"{name}-full").path
+    few = keep_few(full, work / f"{name}-few", SHARE)
+    sizes = json.loads((few / "report.json").read_text())
+    print(f"{name}: {sizes['split_sizes']['train']} labelled training texts, {sizes['unlabelled']} without a label", flush=True)
+    rows = {
+        "a_few_labels_only": run("a", few, work / name, unlabelled=False),
+        "b_teacher_answers_the_rest": run("b", few, work / name),
+        "d_all_labels": run("d", full, work / name),
+    }
+    rows["f_tfidf_on_few"] = {**rows["a_few_labels_only"]["tfidf"], "minutes": None}
+    a, b, d = (rows[k]["student"]["macro_f1"] for k in ("a_few_labels_only", "b_teacher_answers_the_rest", "d_all_labels"))
+    gap = (b - a) / (d - a) if d != a else None
+    for key, row in rows.items():
+        f1 = row.get("student", row)["macro_f1"]
+        print(f"  {key:28s} macro-F1 {f1:.3f}  minutes {row['minutes']}", flush=True)
+    print(f"  gap closed by (b): {gap:.0%}" if gap is not None else "  no gap to close", flush=True)
+    return {"labelled": sizes["split_sizes"], "unlabelled": sizes["unlabelled"], "rows": rows, "gap_closed_b": gap}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=["tickets", "bbc-news"], default=["tickets", "bbc-news"])
+    args = parser.parse_args()
+    quiet_terminal(ROOT / "bench" / "results" / "libraries.log")
+    work = Path(tempfile.mkdtemp(prefix="slm-unlabelled-"))
+    sources = {"tickets": ROOT / "studio" / "samples" / "support_tickets.csv"}
+    if "bbc-news" in args.only:
+        sources["bbc-news"] = write_csv(work / "bbc.csv", bbc_rows())
+    out = {"machine": machine(), "share": SHARE, "preset": FASTEST, "datasets": {}}
+    for name in args.only:
+        out["datasets"][name] = bench(name, sources[name], work)
+        (ROOT / "bench" / "results" / "unlabelled.json").write_text(json.dumps(out, indent=1) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
