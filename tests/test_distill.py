@@ -415,6 +415,10 @@ def test_texts_without_a_label_are_learnt_from_the_teachers_answers(tiny_bert, s
     from safetensors.torch import load_file
 
     assert load_file(run / "cache" / "teacher_logits.safetensors")["logits"].shape[0] == labelled + unlabelled
+    from studio.compress.base import RunContext
+
+    healing = RunContext(run, tmp_path / "work").train_items(AutoTokenizer.from_pretrained(run / "student"))
+    assert len(healing) == labelled + unlabelled  # healing after pruning learns from the same texts, in cache order
     off = tmp_path / "off"
     distill(small(teacher=str(tiny_bert), epochs=1, unlabelled=False), data, off)
     plan = json.loads((off / "config.json").read_text())["plan"]

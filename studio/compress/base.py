@@ -57,6 +57,8 @@ class RunContext:
         resolved = self.run.read_config()
         self.settings: dict = resolved["distill"]
         self.class_weights: list[float] | None = (resolved.get("plan") or {}).get("class_weights")
+        self.unlabelled: int = (resolved.get("plan") or {}).get("texts_unlabelled") or 0
+        """Texts without a label the run's student learnt from (their teacher logits follow the training split's)."""
         self.task: str = resolved["task"]
         self.labels: list[str] = resolved.get("labels") or []
         self.dataset_path = Path(resolved["dataset"])
@@ -75,8 +77,12 @@ class RunContext:
         return cached
 
     def train_items(self, tokenizer: PreTrainedTokenizerBase) -> list[dict]:
+        """What the student learnt from, in the cache's order: the training split, then the texts without a label."""
         label_ids = {label: i for i, label in enumerate(self.labels)} if self.task == Task.CLASSIFICATION else None
-        return encode_records(self.dataset.split("train"), tokenizer, self.settings["max_length"], label_ids)
+        records = self.dataset.split("train")
+        if self.unlabelled:
+            records = records + self.dataset.split("unlabelled")[: self.unlabelled]
+        return encode_records(records, tokenizer, self.settings["max_length"], label_ids)
 
     @property
     def pad_to(self) -> int | None:
