@@ -9,6 +9,7 @@ so every row below is measured on the same test texts:
 
     (a) student trained on the 5 % only (the teacher fine-tuned on them, nothing else)
     (b) as (a), plus the teacher's answers on the texts without a label (the studio's default)
+    (b2) as (b), the teacher's answers below --min-confidence left out (when given)
     (d) student trained on 100 % of the labels (the ceiling)
     (f) TF-IDF + logistic regression on the 5 %
 
@@ -97,7 +98,7 @@ def run(name: str, data: Path, work: Path, **settings) -> dict:
     }
 
 
-def bench(name: str, source: Path, work: Path) -> dict:
+def bench(name: str, source: Path, work: Path, least: float = 0.0) -> dict:
     full = prepare_dataset(source, work / f"{name}-full").path
     few = keep_few(full, work / f"{name}-few", SHARE)
     sizes = json.loads((few / "report.json").read_text())
@@ -105,6 +106,7 @@ def bench(name: str, source: Path, work: Path) -> dict:
     rows = {
         "a_few_labels_only": run("a", few, work / name, unlabelled=False),
         "b_teacher_answers_the_rest": run("b", few, work / name),
+        **({f"b2_answers_at_least_{least:g}": run("b2", few, work / name, unlabelled_min_confidence=least)} if least else {}),
         "d_all_labels": run("d", full, work / name),
     }
     rows["f_tfidf_on_few"] = {**rows["a_few_labels_only"]["tfidf"], "minutes": None}
@@ -120,6 +122,7 @@ def bench(name: str, source: Path, work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", choices=["tickets", "bbc-news"], default=["tickets", "bbc-news"])
+    parser.add_argument("--min-confidence", type=float, default=0.0, help="also run (b2) with this confidence floor")
     args = parser.parse_args()
     quiet_terminal(ROOT / "bench" / "results" / "libraries.log")
     work = Path(tempfile.mkdtemp(prefix="slm-unlabelled-"))
@@ -128,8 +131,9 @@ def main() -> None:
         sources["bbc-news"] = write_csv(work / "bbc.csv", bbc_rows())
     out = {"machine": machine(), "share": SHARE, "preset": FASTEST, "datasets": {}}
     for name in args.only:
-        out["datasets"][name] = bench(name, sources[name], work)
-        (ROOT / "bench" / "results" / "unlabelled.json").write_text(json.dumps(out, indent=1) + "\n")
+        out["datasets"][name] = bench(name, sources[name], work, args.min_confidence)
+        suffix = f"-min{args.min_confidence:g}" if args.min_confidence else ""
+        (ROOT / "bench" / "results" / f"unlabelled{suffix}.json").write_text(json.dumps(out, indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -28,7 +28,7 @@ from studio.batches import encode_records, label_index
 from studio.dataset import PreparedDataset
 from studio.distill_config import DistillConfig, DistillResult
 from studio.distill_plan import RunPlan, plan_run, plan_words, record_plan
-from studio.logit_cache import cache_fingerprint, cache_teacher
+from studio.logit_cache import cache_fingerprint, cache_teacher, sure_answers
 from studio.models import load_tokenizer, save_model
 from studio.progress import Progress, ProgressFn, report
 from studio.run import RunPaths, write_run_config
@@ -99,8 +99,7 @@ def distill(
     labelled = records
     if task == Task.CLASSIFICATION and config.unlabelled and kd_mode == "logits" and dataset.report.unlabelled:
         records = records + dataset.split("unlabelled")  # the teacher's answers are all the student has for these
-        plan.texts_unlabelled = len(records) - len(labelled)
-        record_plan(run, plan)
+        plan.texts_unlabelled_read = len(records) - len(labelled)
     label_ids = label_index(dataset.report.labels) if task == Task.CLASSIFICATION else None
     teacher_items = encode_records(records, tokenizer, config.max_length, label_ids)
     texts = len(records) if answers or plan.texts_unlabelled else None
@@ -112,6 +111,10 @@ def distill(
         else cache_teacher(teacher, teacher_items, config, task, tokenizer.pad_token_id, run.cache, fingerprint, on_progress)
     )
     cache_seconds = time.perf_counter() - started
+    if plan.texts_unlabelled_read:
+        records, cache = sure_answers(records, cache, len(labelled), config.unlabelled_min_confidence)
+        plan.texts_unlabelled = len(records) - len(labelled)
+        record_plan(run, plan)
 
     stage = stage_for(config, dataset, student_tok, config.max_length, config.epochs, records)
     loss_fn = make_kd_loss(task, cache, config.temperature, config.alpha if kd_mode == "logits" else 0.0, plan.class_weights)

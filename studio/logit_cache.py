@@ -83,3 +83,13 @@ def cache_fingerprint(
             texts,
         ]
     )
+
+
+def sure_answers(records: list[dict], cache: dict, labelled: int, least: float) -> tuple[list[dict], dict]:
+    """The records after the first ``labelled`` (texts without a label) whose cached teacher answer has a top
+    probability of at least ``least``, with the cache cut to match (row i stays record i's answer)."""
+    if least <= 0:
+        return records, cache
+    sure = cache["logits"][labelled:].float().softmax(-1).amax(-1) >= least
+    keep = torch.cat([torch.arange(labelled), labelled + sure.nonzero().flatten()])
+    return [records[i] for i in keep.tolist()], {**cache, "logits": cache["logits"][keep]}

@@ -423,3 +423,20 @@ def test_texts_without_a_label_are_learnt_from_the_teachers_answers(tiny_bert, s
     distill(small(teacher=str(tiny_bert), epochs=1, unlabelled=False), data, off)
     plan = json.loads((off / "config.json").read_text())["plan"]
     assert plan["texts_unlabelled"] == 0 and plan["stages"]["student"]["steps"] == -(-labelled // 32)
+    strict = tmp_path / "strict"  # a tiny teacher is never 99 % sure: every text without a label is left out
+    distill(small(teacher=str(tiny_bert), epochs=1, unlabelled_min_confidence=0.99), data, strict)
+    plan = json.loads((strict / "config.json").read_text())["plan"]
+    assert plan["texts_unlabelled_read"] == unlabelled and plan["texts_unlabelled"] == 0
+    assert f"({unlabelled:,} more were left out: the teacher was unsure of them)" in plan["words"]
+    assert plan["stages"]["student"]["steps"] == -(-labelled // 32)
+
+
+def test_only_the_teachers_sure_answers_are_kept_and_the_cache_follows():
+    from studio.logit_cache import sure_answers
+
+    records = [{"text": "a", "label": "x"}, {"text": "b"}, {"text": "c"}, {"text": "d"}]
+    logits = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.1, 0.0], [0.0, 4.0]])  # b and d sure, c not
+    kept, cache = sure_answers(records, {"logits": logits}, 1, 0.9)
+    assert [r["text"] for r in kept] == ["a", "b", "d"]
+    assert torch.equal(cache["logits"], logits[[0, 1, 3]])
+    assert sure_answers(records, {"logits": logits}, 1, 0.0)[0] == records

@@ -57,8 +57,8 @@ class RunContext:
         resolved = self.run.read_config()
         self.settings: dict = resolved["distill"]
         self.class_weights: list[float] | None = (resolved.get("plan") or {}).get("class_weights")
-        self.unlabelled: int = (resolved.get("plan") or {}).get("texts_unlabelled") or 0
-        """Texts without a label the run's student learnt from (their teacher logits follow the training split's)."""
+        self.unlabelled: int = (resolved.get("plan") or {}).get("texts_unlabelled_read") or 0
+        """Texts without a label the run's teacher answered (their logits follow the training split's in the cache)."""
         self.task: str = resolved["task"]
         self.labels: list[str] = resolved.get("labels") or []
         self.dataset_path = Path(resolved["dataset"])
