@@ -246,17 +246,10 @@ def test_rephrasings_of_one_question_stay_on_one_side_of_a_generator_split(tmp_p
 def test_texts_without_a_label_are_kept_apart_for_the_teacher(samples, tmp_path):
     """Rows with an empty label: unlabelled.jsonl (never a split), capped by max_unlabelled, and never a text the
     student would be graded on; a test file's row without a label is still skipped."""
-    import csv
+    from tiny_models import tickets_few_labels
 
-    rows = list(csv.DictReader((samples / "support_tickets.csv").open(encoding="utf-8")))
-    for row in rows[300:]:
-        row["category"] = ""  # 300 labelled, 2,700 without a label
-    path = tmp_path / "few.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        writer.writerow({**rows[0], "category": ""})  # the same text as a labelled row, without its label
+    # 300 labelled, 2,700 without a label, and the first text again without its label
+    path = tickets_few_labels(samples, tmp_path / "few.csv", 3000, 300, extra=[{"category": ""}])
     prepared = prepare_dataset(path, tmp_path / "ds")
     report = prepared.report
     assert report.rows_used == 300 and sum(report.split_sizes.values()) == 300

@@ -392,17 +392,9 @@ def test_fitted_head_separates_what_the_features_separate():
 def test_texts_without_a_label_are_learnt_from_the_teachers_answers(tiny_bert, samples, tmp_path):
     """100 labelled tickets and 300 without a label: the teacher learns from the 100, answers all 400 (cached), the
     student trains on all 400; the labels-only student on the 100; the plan says how many texts each used."""
-    import csv
+    from tiny_models import tickets_few_labels
 
-    rows = list(csv.DictReader((samples / "support_tickets.csv").open(encoding="utf-8")))[:400]
-    for row in rows[125:]:
-        row["category"] = ""
-    path = tmp_path / "few.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    data = prepare_dataset(path, tmp_path / "ds")
+    data = prepare_dataset(tickets_few_labels(samples, tmp_path / "few.csv", 400, 125), tmp_path / "ds")
     labelled, unlabelled = data.report.split_sizes["train"], data.report.unlabelled
     assert 90 <= labelled <= 100 and unlabelled > 250
     run = tmp_path / "run"

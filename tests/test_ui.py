@@ -468,16 +468,8 @@ def test_each_variant_gets_its_card_when_its_job_is_done(ctx):
 
 
 def test_the_data_step_counts_texts_without_a_label(ctx, samples, tmp_path):
-    import csv
+    from tiny_models import tickets_few_labels
 
-    rows = list(csv.DictReader((samples / "support_tickets.csv").open(encoding="utf-8")))[:600]
-    for row in rows[200:]:
-        row["category"] = ""
-    path = tmp_path / "few.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    checked = check_file(ctx, ctx.viewer(), str(path))
+    checked = check_file(ctx, ctx.viewer(), str(tickets_few_labels(samples, tmp_path / "few.csv", 600, 200)))
     assert checked.dataset_id and "**200 of 600 rows are ready**" in checked.report
     assert "texts without a label**: the teacher labels them" in checked.report

@@ -109,3 +109,18 @@ def small_config(**kw):
         kd_tokens=4000,
     )
     return DistillConfig(**{**base, **kw})
+
+
+def tickets_few_labels(samples: Path, path: Path, rows: int, labelled: int, extra: list[dict] | None = None) -> Path:
+    """The first ``rows`` bundled support tickets as a CSV at ``path``, only the first ``labelled`` keeping their
+    label (the rest: an empty label, as a user's export of mostly unlabelled texts has), then ``extra`` rows."""
+    import csv
+
+    read = list(csv.DictReader((samples / "support_tickets.csv").open(encoding="utf-8")))[:rows]
+    for row in read[labelled:]:
+        row["category"] = ""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(read[0]))
+        writer.writeheader()
+        writer.writerows(read + [{**read[0], **r} for r in extra or []])
+    return path
