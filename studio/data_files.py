@@ -226,6 +226,13 @@ def _iter_txt(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
         yield start, {"text": " ".join(lines)}
 
 
+def _iter_txt_lines(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    """One record per non-empty line: a file of short texts, one a line."""
+    for line_no, line in enumerate(_text_lines(path, encoding), start=1):
+        if line.strip():
+            yield line_no, {"text": line.strip()}
+
+
 def _iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:
     import pyarrow.parquet as pq
 
@@ -242,12 +249,13 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:
             yield row_no, {k: "" if v is None else str(v) for k, v in row.items()}
 
 
-def iter_rows(path: str | Path) -> tuple[str, str, Iterator[tuple[int, dict]]]:
-    """Stream (row number, {column: text}) from any supported file."""
+def iter_rows(path: str | Path, txt_lines: bool = False) -> tuple[str, str, Iterator[tuple[int, dict]]]:
+    """Stream (row number, {column: text}) from any supported file. A .txt file is one text per paragraph
+    (blank-line separated), or with ``txt_lines`` one per line."""
     path = Path(path)
     fmt = detect_format(path)
     encoding = detect_encoding(path, _sniff_bytes(path), fmt)
-    readers = {"csv": _iter_csv, "jsonl": _iter_jsonl, "txt": _iter_txt}
+    readers = {"csv": _iter_csv, "jsonl": _iter_jsonl, "txt": _iter_txt_lines if txt_lines else _iter_txt}
     rows = _iter_parquet(path) if fmt == "parquet" else readers[fmt](path, encoding)
     return fmt, encoding, rows
 

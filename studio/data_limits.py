@@ -89,5 +89,13 @@ def too_big(source: Path, max_bytes: int, why: str, limits: DatasetLimits) -> st
     )
 
 
+def too_long(row_no: int, column: str, length: int, max_chars: int) -> str:
+    """A classification text over ``max_chars``: more often a wrong column or a broken file than a real text."""
+    return (
+        f"row {row_no}, column '{column}': {length:,} characters, over the {max_chars:,} limit. Shorten or split "
+        "that text, or leave the row out."
+    )
+
+
 def _size(n: int) -> str:
     return f"{n / 1024**2:,.1f} MB" if n >= 1024**2 else f"{n / 1024:,.1f} KB"

@@ -19,15 +19,16 @@ import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
+from itertools import chain
 from pathlib import Path
 
 from studio.columns import detect_columns
 from studio.data_files import iter_rows, load_split
-from studio.data_limits import DatasetLimits, check_parquet_size, too_big, too_many_rows
+from studio.data_limits import DatasetLimits, check_parquet_size, too_big, too_long, too_many_rows
 from studio.errors import DatasetError
 from studio.settings import Check, Settings, setting
 from studio.splits import leak_warnings, related_groups, split_indices, split_note
-from studio.unlabelled import Unlabelled
+from studio.unlabelled import Unlabelled, add_unlabelled_file
 from studio.words import Task
 
 DETECT_ROWS = 2000
@@ -104,6 +105,8 @@ class DatasetReport:
     """Classification: texts without a label, kept in unlabelled.jsonl for the teacher to label (never a test row)."""
     unlabelled_skipped: int = 0
     """Texts without a label left out: past max_unlabelled, or repeating a validation or test text."""
+    unlabelled_file: str = ""
+    """The user's second file of texts without a label, by name ('' when none was given)."""
 
     @property
     def labels(self) -> list[str]:
@@ -150,11 +153,7 @@ def _normalise(row: dict, cols: dict, row_no: int, opts: DatasetOptions, problem
             skipped.append(row_no)
             return []
         if len(text) > opts.max_chars:
-            problems.append(
-                f"row {row_no}, column '{cols['text_column']}': {len(text):,} characters, "
-                f"over the {opts.max_chars:,} limit. Shorten or split that text, "
-                "or leave the row out."
-            )
+            problems.append(too_long(row_no, cols["text_column"], len(text), opts.max_chars))
             return []
         return [{"text": text, "label": label}] if label else [{"text": text}]  # no label: for the teacher to label
     if "prompt_column" in cols:
@@ -195,10 +194,12 @@ def prepare_dataset(
     limits: DatasetLimits | None = None,
     test_file: str | Path | None = None,
     validation_file: str | Path | None = None,
+    unlabelled_file: str | Path | None = None,
 ) -> PreparedDataset:
     """Check ``source`` and write its train/validation/test splits to ``out_dir``. A ``test_file`` (or
     ``validation_file``) of the user's own replaces that split; it is checked like the main file and must
-    have the same columns and only labels the main file has.
+    have the same columns and only labels the main file has. An ``unlabelled_file`` (classification) holds
+    texts alone: they join the main file's rows without a label, under the same cap.
 
     Raises DatasetError listing every problem found; nothing is written in that case.
     """
@@ -224,15 +225,28 @@ def prepare_dataset(
         raise DatasetError(f"'{source.name}' has a header but no data rows. Add rows and upload it again.")
     columns = list(head[0][1].keys())
     cols = detect_columns(columns, [r for _, r in head], opts)
+    if unlabelled_file and cols["task"] != Task.CLASSIFICATION:
+        raise DatasetError(
+            f"'{source.name}' is read as text to generate (causal LM), and texts without a label are for "
+            "classification: leave the file of texts without a label out, or give a main file with text and label columns."
+        )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".prep-", dir=out_dir.parent))
     try:
-        report = _write_checked(source, fmt, encoding, columns, cols, head, rows, tmp, opts, limits)
+        unlabelled = Unlabelled(tmp, opts.max_unlabelled)
+        report = _write_checked(source, fmt, encoding, columns, cols, head, rows, tmp, opts, limits, unlabelled)
         for name, file in own.items():
             _add_own_split(tmp, report, name, file, opts, limits)
-        if own:
-            (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
+        if unlabelled_file:
+            report.unlabelled_file = Path(unlabelled_file).name
+            report.warnings += add_unlabelled_file(
+                Path(unlabelled_file), unlabelled, report.text_column, report.label_column, opts.max_chars, limits
+            )
+        unlabelled.close(tmp)  # after every held-out split is written: none of its texts may be kept
+        report.unlabelled, report.unlabelled_skipped = unlabelled.kept, unlabelled.over + unlabelled.repeats
+        report.warnings += unlabelled.warnings(opts.max_unlabelled)
+        (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -265,7 +279,7 @@ def _add_own_split(
         raise DatasetError(f"The {name} file '{file.name}' does not have the main file's columns: {err}") from err
     sub = folder / f".{name}"
     sub.mkdir()
-    own = _write_checked(file, fmt, encoding, columns, cols, head, rows, sub, replace(fixed, seed=0), limits, held_out=True)
+    own = _write_checked(file, fmt, encoding, columns, cols, head, rows, sub, replace(fixed, seed=0), limits)
     unknown = sorted(set(own.label_counts) - set(report.label_counts))
     if unknown:
         raise DatasetError(
@@ -293,19 +307,21 @@ def _write_checked(
     tmp: Path,
     opts: DatasetOptions,
     limits: DatasetLimits,
-    held_out: bool = False,
+    unlabelled: Unlabelled | None = None,
 ) -> DatasetReport:
+    """Check every row, split the rows, write the splits to ``tmp``. Rows without a label go to ``unlabelled``;
+    without one (a test or validation file of the user's) they are skipped, and the rows are not split."""
+    held_out = unlabelled is None
     problems: list[str] = []
     skipped: list[int] = []
     labels: list[str] = []
     pairs: list[tuple[str, str]] = []
     label_rows: dict[str, list[int]] = defaultdict(list)
     rows_read = count = written = 0
-    unlabelled = Unlabelled(tmp, opts.max_unlabelled)
     max_bytes, why = limits.byte_limit(source.stat().st_size)
     all_path = tmp / "all.jsonl"
     with all_path.open("w", encoding="utf-8") as out:
-        for row_no, row in _chain(head, rows):
+        for row_no, row in chain(head, rows):
             rows_read += 1
             if rows_read > limits.max_rows:
                 raise DatasetError(too_many_rows(source, limits))
@@ -345,7 +361,6 @@ def _write_checked(
     for f in files.values():
         f.close()
     all_path.unlink()
-    unlabelled.close(tmp)
 
     warnings = []
     if not held_out and split["test"]:
@@ -356,7 +371,6 @@ def _write_checked(
             f"{len(skipped)} row(s) with an empty {empty} were skipped "
             f"(rows {', '.join(map(str, skipped[:10]))}{'...' if len(skipped) > 10 else ''})."
         )
-    warnings += unlabelled.warnings(opts.max_unlabelled)
     if encoding not in ("utf_8", "ascii", "binary"):
         warnings.append(f"The file was read as {encoding}, not UTF-8; check that accents look right.")
     report = DatasetReport(
@@ -375,16 +389,8 @@ def _write_checked(
         split_sizes={k: len(v) for k, v in split.items()},
         warnings=warnings,
         split_note=split_note(groups) if groups else "",
-        unlabelled=unlabelled.kept,
-        unlabelled_skipped=unlabelled.over + unlabelled.repeats,
     )
-    (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return report
-
-
-def _chain(head: list, rows: Iterator) -> Iterator:
-    yield from head
-    yield from rows
 
 
 def load_prepared(path: str | Path) -> PreparedDataset:

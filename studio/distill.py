@@ -24,11 +24,13 @@ from pathlib import Path
 
 import torch
 
+from studio.asked_teacher import answers_of, asked_teacher_of, teacher_folder
 from studio.batches import encode_records, label_index
 from studio.dataset import PreparedDataset
-from studio.distill_config import DistillConfig, DistillResult
+from studio.distill_config import ENCODER_STUDENT, DistillConfig, DistillResult
 from studio.distill_plan import RunPlan, plan_run, plan_words, record_plan
-from studio.logit_cache import cache_fingerprint, cache_teacher, sure_answers
+from studio.errors import ConfigError
+from studio.logit_cache import agreeing_answers, cache_fingerprint, cache_teacher, sure_answers
 from studio.models import load_tokenizer, save_model
 from studio.progress import Progress, ProgressFn, report
 from studio.run import RunPaths, write_run_config
@@ -49,8 +51,12 @@ def distill(
     on_progress: ProgressFn | None = None,
     resume: bool = False,
     checkpoint_every_s: float | None = None,
+    answers_file: Path | None = None,
 ) -> DistillResult:
     """Run the whole distillation; with ``resume`` pick up after the last checkpoint.
+
+    An asked teacher's answers are kept in ``answers_file`` (by default in the run folder): the job passes one
+    file a user, so a re-run asks nothing twice.
 
     Checkpoints come at each validation, and also every `checkpoint_every_s` seconds between them."""
     run = RunPaths(run_dir)
@@ -60,19 +66,31 @@ def distill(
     task = dataset.report.task
 
     records = dataset.split("train")
-    plan = plan_run(config, dataset, load_tokenizer(resolve_source(config.teacher)), records)
+    asked = asked_teacher_of(config, dataset) if config.teacher_training == "ask" else None
+    if asked is not None and task != Task.CLASSIFICATION:
+        raise ConfigError(["teacher_training 'ask' is for classification; a text generator's teacher is trained"])
+    # an asked teacher reads its own prompt: the length to fit is the student's
+    plan_tokenizer = load_tokenizer(resolve_source(config.student or ENCODER_STUDENT if asked else config.teacher))
+    plan = plan_run(config, dataset, plan_tokenizer, records)
     _keep_what_was_done(run, plan)
     config = replace(config, max_length=plan.max_length)
     record_plan(run, plan)
     report(on_progress, Progress("teacher", 1, 1, 0, 1, message=plan_words(plan)))
-    teacher, tokenizer, teacher_dir = setup_teacher(config, dataset, run, plan, on_progress)
-    base_dir = resolve_source(config.teacher).path
+    if asked is None:
+        teacher, tokenizer, teacher_dir = setup_teacher(config, dataset, run, plan, on_progress)
+        base_dir = resolve_source(config.teacher).path
+    else:
+        teacher, tokenizer, teacher_dir = None, plan_tokenizer, teacher_folder(asked)
+        base_dir = teacher_dir
+        shots = f"{len(asked.examples)} of your labelled texts as examples" if asked.examples else "no examples"
+        plan.asked_teacher = f"{config.teacher}" + (f" at {asked.endpoint}" if asked.endpoint else "") + f" ({shots})"
     answers = task == Task.CAUSAL_LM and config.recipe != "plain"
     if answers:
         teacher, teacher_dir = tune_causal_teacher(teacher, tokenizer, teacher_dir, config, dataset, run, plan, on_progress)
         records = generator_texts(teacher, tokenizer, records, config, dataset, run, plan, on_progress)
     record_plan(run, plan)
-    run.record_teacher(teacher_dir, config.teacher, base_dir)
+    answers_file = Path(answers_file or run.root / "teacher_answers.sqlite")
+    run.record_teacher(teacher_dir, config.teacher, base_dir, asked.to_dict() if asked else None, str(answers_file))
     probe = answers and config.student is None and config.student_layers == 0
     if not probe and not config.student_layers:
         config = replace(config, student_layers=auto_layers(task, teacher))
@@ -101,18 +119,22 @@ def distill(
         records = records + dataset.split("unlabelled")  # the teacher's answers are all the student has for these
         plan.texts_unlabelled_read = len(records) - len(labelled)
     label_ids = label_index(dataset.report.labels) if task == Task.CLASSIFICATION else None
-    teacher_items = encode_records(records, tokenizer, config.max_length, label_ids)
     texts = len(records) if answers or plan.texts_unlabelled else None
     fingerprint = cache_fingerprint(config, teacher_dir, dataset, kd_mode, texts)
     started = time.perf_counter()
-    cache = (
-        {}
-        if kd_mode == "sequence"
-        else cache_teacher(teacher, teacher_items, config, task, tokenizer.pad_token_id, run.cache, fingerprint, on_progress)
-    )
+    if kd_mode == "sequence":
+        cache = {}
+    elif asked is not None:
+        cache = {"logits": answers_of(asked, records, answers_file, on_progress)}
+    else:
+        items = encode_records(records, tokenizer, config.max_length, label_ids)
+        cache = cache_teacher(teacher, items, config, task, tokenizer.pad_token_id, run.cache, fingerprint, on_progress)
     cache_seconds = time.perf_counter() - started
     if plan.texts_unlabelled_read:
         records, cache = sure_answers(records, cache, len(labelled), config.unlabelled_min_confidence)
+        plan.texts_unlabelled_sure = len(records) - len(labelled)
+        if config.unlabelled_agreement:
+            records, cache = agreeing_answers(records, cache, len(labelled), label_ids)
         plan.texts_unlabelled = len(records) - len(labelled)
         record_plan(run, plan)
 

@@ -107,9 +107,34 @@ class DistillConfig(Settings):
         "fine-tunes every weight; 'head' keeps its weights and fits only its "
         "classification head on what it reads (one pass over the data: minutes, not "
         "hours, for a 135 M-parameter teacher on a CPU); 'auto' is 'head' for text "
-        "generators used as classifiers and 'full' for encoders.",
-        choices=("auto", "full", "head"),
+        "generators used as classifiers and 'full' for encoders. 'ask' trains nothing: an instruction-tuned "
+        "text generator (the teacher, or the model served at teacher_endpoint) is shown your label names, their "
+        "descriptions and a few of your labelled texts, and its scores over the label names are its answer; for "
+        "when you have very few labels (a small model asked this way is a weak teacher: see the README).",
+        choices=("auto", "full", "head", "ask"),
         label="How the teacher learns your labels",
+        task=Task.CLASSIFICATION,
+    )
+    teacher_endpoint: str = setting(
+        "",
+        "With 'ask': the address of an OpenAI-compatible server you run (llama.cpp's llama-server, vLLM, ...), e.g. "
+        "http://127.0.0.1:8080/v1; the teacher is then the name of the model it serves. Your texts are sent to this "
+        "address. Empty: the teacher runs here.",
+        label="Teacher server address (OpenAI-compatible)",
+        task=Task.CLASSIFICATION,
+    )
+    label_descriptions: str = setting(
+        "",
+        "With 'ask': one line a label, 'label: what it means' (e.g. 'billing: payments, invoices, refunds of a "
+        "charge'). The asked teacher reads them; clearer words, better answers.",
+        label="What each label means",
+        task=Task.CLASSIFICATION,
+    )
+    prompt_examples: int = setting(
+        1,
+        "With 'ask': labelled texts shown to the teacher for each label (0: none, zero-shot). Each makes every "
+        "question longer and slower; a small model can be confused by many.",
+        label="Examples shown to the asked teacher, per label",
         task=Task.CLASSIFICATION,
     )
     teacher_learning_rate: float = setting(
@@ -181,6 +206,13 @@ class DistillConfig(Settings):
         label="Least teacher confidence on a text without a label",
         task=Task.CLASSIFICATION,
     )
+    unlabelled_agreement: bool = setting(
+        False,
+        "Texts without a label are kept only when the teacher's answer matches the label of the most similar "
+        "labelled text (TF-IDF): fewer, surer examples, when the teacher is weak.",
+        label="Keep only answers your labelled texts agree with",
+        task=Task.CLASSIFICATION,
+    )
     labels_only_student: bool = setting(
         False,
         "Also train the same student on the labels alone (no teacher), to show what distillation adds.",
@@ -213,11 +245,17 @@ class DistillConfig(Settings):
             ("lora_dropout", 0 <= self.lora_dropout < 1, "from 0 to below 1"),
             ("teacher_epochs", 0 <= self.teacher_epochs <= 50, "from 0 to 50"),
             ("top_k", 1 <= self.top_k <= 1024, "from 1 to 1024"),
+            ("prompt_examples", 0 <= self.prompt_examples <= 8, "from 0 to 8"),
             ("threads", 0 <= self.threads <= 512, "0 (all cores) or a positive number"),
         ]
 
     def other_problems(self) -> list[str]:
-        return [] if self.teacher else ["teacher is empty; name a catalog entry, a folder or a hub id"]
+        problems = [] if self.teacher else ["teacher is empty; name a catalog entry, a folder or a hub id"]
+        if self.teacher_endpoint and self.teacher_training != "ask":
+            problems.append("teacher_endpoint is set, but teacher_training is not 'ask'; set it to 'ask' or clear the address")
+        if self.teacher_endpoint and not self.teacher_endpoint.startswith(("http://", "https://")):
+            problems.append(f"teacher_endpoint '{self.teacher_endpoint}' is not a web address; write it as http://host:port/v1")
+        return problems
 
 
 @dataclass

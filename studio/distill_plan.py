@@ -51,6 +51,11 @@ class RunPlan:
     texts_unlabelled_read: int = 0
     """Texts without a label the teacher answered (cached after the training split's); some may be left out of the
     student's training for an unsure answer (unlabelled_min_confidence)."""
+    texts_unlabelled_sure: int = 0
+    """Of those, the ones the teacher was sure enough of; the ones the labelled texts did not back
+    (unlabelled_agreement) are left out after."""
+    asked_teacher: str = ""
+    """The model asked through a prompt (teacher_training 'ask'), in words."""
 
 
 def fit_max_length(lengths: list[int], model_limit: int | None, requested: int = 0) -> int:
@@ -112,14 +117,23 @@ def plan_words(plan: RunPlan) -> str:
         if head.get("trained")
         else ""
     )
-    unsure = plan.texts_unlabelled_read - plan.texts_unlabelled
+    sure = plan.texts_unlabelled_sure or plan.texts_unlabelled
+    unsure, unbacked = plan.texts_unlabelled_read - sure, sure - plan.texts_unlabelled
+    left_out = [f"{unsure:,} the teacher was unsure of"] if unsure > 0 else []
+    left_out += [f"{unbacked:,} whose answer the most similar labelled text did not back"] if unbacked > 0 else []
     unlabelled = (
         f" The student also learnt from {plan.texts_unlabelled:,} texts without a label, on the teacher's answers"
-        + (f" ({unsure:,} more were left out: the teacher was unsure of them)." if unsure > 0 else ".")
+        + (f" (left out: {' and '.join(left_out)})." if left_out else ".")
         if plan.texts_unlabelled_read
         else ""
     )
-    return cut + weighed + frozen + unlabelled + _recipe_words(plan)
+    asked = (
+        f" The teacher was not trained: {plan.asked_teacher} was asked to pick a label for each text, and its "
+        "scores over your label names are its answers."
+        if plan.asked_teacher
+        else ""
+    )
+    return cut + weighed + frozen + asked + unlabelled + _recipe_words(plan)
 
 
 def _recipe_words(plan: RunPlan) -> str:

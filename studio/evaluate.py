@@ -20,6 +20,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from studio.answers import AnswerBook
+from studio.asked_teacher import AskedTeacher, answers_of, scorer_for
 from studio.baselines import BASE_TEACHER, add_quality_warnings, evaluate_baselines
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
 from studio.compress.variant import load_variant
@@ -278,6 +279,10 @@ def _teacher_and_student(
     teacher = run.teacher_info()
     rows, reference, validation = [], None, None
     models = [("teacher", Path(teacher["path"])), ("student", run.student)]
+    if teacher.get("asked"):  # asked through a prompt: measured on its answers, not loaded as a classifier
+        metrics, reference, validation = _asked_teacher(teacher, test, labels, validation_records or [])
+        rows.append(asdict(metrics))
+        models = models[1:]
     if task == Task.CAUSAL_LM and teacher.get("base") and teacher["base"] != teacher["path"]:
         models.insert(0, (BASE_TEACHER, Path(teacher["base"])))  # first: it judges every model's answers
     if is_saved(run.labels_only):
@@ -333,6 +338,43 @@ def _teacher_and_student(
         train = load_prepared(config["dataset"]).split("train")
         rows += [asdict(m) for m in evaluate_baselines(train, test, labels, reference)]
     return rows, reference, validation
+
+
+def _asked_teacher(
+    teacher: dict, test: list[dict], labels: list[str], validation_records: list[dict]
+) -> tuple[ModelMetrics, list[int], Validation | None]:
+    """The asked teacher's row: its answers (kept in the run's answer book) on the test split, and its labels of
+    the validation split. Its speed is timed on a few texts asked afresh; a server's size is not known here."""
+    asked = AskedTeacher.from_dict(teacher["asked"])
+    book = Path(teacher["answers"])
+    scorer = scorer_for(asked)
+    predicted = answers_of(asked, test, book, scorer=scorer).softmax(-1)
+    predictions = predicted.argmax(-1).tolist()
+    truth = [labels.index(r["label"]) for r in test]
+    prefix = asked.prefix()
+    singles = [[asked.suffix(r["text"])] for r in test[:LATENCY_SAMPLES]]
+    latency = median_ms(lambda suffixes: scorer(prefix, suffixes, asked.labels), singles)
+    batch = [asked.suffix(r["text"]) for r in test[:16]]
+    started = time.perf_counter()
+    scorer(prefix, batch, asked.labels)
+    local = not asked.endpoint
+    metrics = ModelMetrics(
+        name="teacher",
+        params=count_parameters(scorer.model) if local else 0,
+        size_bytes=weights_bytes(teacher["path"]) if local else 0,
+        latency_ms=latency,
+        throughput=len(batch) / (time.perf_counter() - started),
+        note=f"asked through a prompt ({asked.model}"
+        + (f" at {asked.endpoint}; size is the server's" if asked.endpoint else "")
+        + ")",
+        **class_scores(truth, predictions, labels),
+    )
+    validation = (
+        Validation(validation_records, answers_of(asked, validation_records, book, scorer=scorer).argmax(-1).tolist())
+        if validation_records
+        else None
+    )
+    return metrics, predictions, validation
 
 
 def _student_before_kd(teacher: PreTrainedModel, student_dir: Path, layers: int) -> PreTrainedModel:

@@ -107,6 +107,13 @@ class HostSettings:
         "Other web origins whose pages may call the studio with a user's login (none by default: only the studio's own pages).",
         "a comma-separated list like 'https://intranet.example.com'",
     )
+    teacher_endpoints: tuple[str, ...] = _setting(
+        (),
+        "SLM_STUDIO_TEACHER_ENDPOINTS",
+        "Hosted: the OpenAI-compatible servers users may ask as a teacher (none by default: a hosted studio sends "
+        "users' texts to no other server). A laptop studio asks whatever address its user gives.",
+        "a comma-separated list like 'http://10.0.0.5:8080/v1'",
+    )
     trusted_proxies: str = _setting(
         "",
         "SLM_STUDIO_TRUSTED_PROXIES",

@@ -93,3 +93,20 @@ def sure_answers(records: list[dict], cache: dict, labelled: int, least: float) 
     sure = cache["logits"][labelled:].float().softmax(-1).amax(-1) >= least
     keep = torch.cat([torch.arange(labelled), labelled + sure.nonzero().flatten()])
     return [records[i] for i in keep.tolist()], {**cache, "logits": cache["logits"][keep]}
+
+
+def agreeing_answers(records: list[dict], cache: dict, labelled: int, label_ids: dict[str, int]) -> tuple[list[dict], dict]:
+    """The texts without a label (after the first ``labelled`` records) whose teacher answer is the label of the
+    most similar labelled text (TF-IDF cosine), with the cache cut to match: a weak teacher's answers kept only
+    where the user's own labels back them."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if labelled == 0 or labelled == len(records):
+        return records, cache
+    texts = [r["text"] for r in records]
+    vectors = TfidfVectorizer(sublinear_tf=True).fit_transform(texts)
+    nearest = (vectors[labelled:] @ vectors[:labelled].T).toarray().argmax(1)
+    neighbour = torch.tensor([label_ids[records[i]["label"]] for i in nearest.tolist()])
+    agree = cache["logits"][labelled:].argmax(-1) == neighbour
+    keep = torch.cat([torch.arange(labelled), labelled + agree.nonzero().flatten()])
+    return [records[i] for i in keep.tolist()], {**cache, "logits": cache["logits"][keep]}

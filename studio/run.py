@@ -118,8 +118,10 @@ class RunPaths:
             raise ConfigError([f"the run in {self.root} has not finished setting up its teacher; resume it first"])
         return json.loads(self.teacher_json.read_text())
 
-    def record_teacher(self, path: str, name: str, base: str) -> None:
-        write_json(self.teacher_json, {"path": path, "name": name, "base": base})
+    def record_teacher(self, path: str, name: str, base: str, asked: dict | None = None, answers: str = "") -> None:
+        """``asked``: a teacher asked through a prompt (studio.asked_teacher), its answers kept in ``answers``."""
+        extra = {"asked": asked, "answers": answers} if asked else {}
+        write_json(self.teacher_json, {"path": path, "name": name, "base": base, **extra})
 
     def variant_names(self) -> list[str]:
         """Variants saved in this run (made, unsupported or failed), by name."""
@@ -135,7 +137,15 @@ class RunPaths:
                 )
             return RunModel(name, ModelForm.TORCH, self.student)
         if name == "teacher":
-            return RunModel(name, ModelForm.TORCH, Path(self.teacher_info()["path"]))
+            teacher = self.teacher_info()
+            if teacher.get("asked"):
+                raise ConfigError(
+                    [
+                        f"the teacher of this run ({teacher['name']}) was asked through a prompt, not trained into a "
+                        "classifier, so it cannot be tried, compressed or exported as one; choose the student"
+                    ]
+                )
+            return RunModel(name, ModelForm.TORCH, Path(teacher["path"]))
         if name == LABELS_ONLY and is_saved(self.labels_only):
             return RunModel(name, ModelForm.TORCH, self.labels_only)
         if not VARIANT_NAME.fullmatch(name) or name not in self.variant_names():

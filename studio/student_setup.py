@@ -33,11 +33,18 @@ from studio.words import Task
 
 
 def setup_student(
-    config: DistillConfig, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: PreparedDataset, run: RunPaths
+    config: DistillConfig,
+    teacher: PreTrainedModel | None,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: PreparedDataset,
+    run: RunPaths,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
     """Build the student. Returns (model, its tokenizer, kd_mode)."""
     task = dataset.report.task
-    encoder_for_generator = config.student is None and task == Task.CLASSIFICATION and decoder_classifier(teacher)
+    # a text generator (or an asked teacher: None) teaches a classifier: the student is a pretrained encoder
+    encoder_for_generator = (
+        config.student is None and task == Task.CLASSIFICATION and (teacher is None or decoder_classifier(teacher))
+    )
     if config.student or encoder_for_generator:
         source = resolve_source(config.student or ENCODER_STUDENT)
         student_tok = load_tokenizer(source)

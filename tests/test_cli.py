@@ -112,6 +112,17 @@ def test_check_data_writes_splits(samples, tmp_path):
     assert json.loads((tmp_path / "ds" / "report.json").read_text())["rows_used"] == 3000
 
 
+def test_check_data_takes_a_file_of_texts_without_a_label(tmp_path):
+    main = tmp_path / "tickets.csv"
+    main.write_text("text,label\n" + "".join(f"parcel late {i},delivery\nrefund please {i},billing\n" for i in range(10)))
+    more = tmp_path / "more.txt"
+    more.write_text("where is my order\nthe box came open\n\ncan I pay by invoice\n")
+    result = runner.invoke(app, ["check-data", str(main), "--unlabelled", str(more), "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 0, result.output
+    assert "texts without a label: 3, with those of more.txt" in result.output
+    assert len((tmp_path / "ds" / "unlabelled.jsonl").read_text().splitlines()) == 3
+
+
 def test_broken_file_gives_message_not_traceback(tmp_path):
     bad = tmp_path / "tickets.csv"
     bad.write_bytes(b"PK\x03\x04" + b"\x00" * 64)

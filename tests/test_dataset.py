@@ -266,3 +266,45 @@ def test_texts_without_a_label_are_kept_apart_for_the_teacher(samples, tmp_path)
     off = prepare_dataset(path, tmp_path / "off", DatasetOptions(max_unlabelled=0)).report
     assert off.unlabelled == 0 and any("turned off" in w for w in off.warnings)
     assert not (tmp_path / "off" / "unlabelled.jsonl").exists()
+
+
+def test_a_second_file_of_texts_without_a_label_joins_the_rows_without_one(tmp_path):
+    """A .txt (one text a line) or a CSV of texts alone: checked like the main file's texts, under the same cap,
+    never a text of a held-out split; a label in it is not used."""
+    rows = [(f"my parcel {i} has not arrived yet", "shipping") for i in range(10)]
+    rows += [(f"I was charged twice for order {i}", "billing") for i in range(10)]
+    main = tickets_csv(tmp_path, rows + [("can I pay by invoice", ""), ("the box came open", "")])
+    test_text = prepare_dataset(main, tmp_path / "plain").split("test")[0]["text"]
+    lines = [f"where is my order number {i}" for i in range(5)]
+    more = write(tmp_path / "more.txt", "\n".join(lines[:3]) + "\n\n" + "\n".join(lines[3:]) + f"\n{test_text.upper()}\n")
+    prepared = prepare_dataset(main, tmp_path / "ds", unlabelled_file=more)
+    report = load_prepared(tmp_path / "ds").report
+    assert (report.unlabelled, report.unlabelled_skipped, report.unlabelled_file) == (7, 1, "more.txt")
+    kept = [r["text"] for r in prepared.split("unlabelled")]
+    assert set(kept) == {"can I pay by invoice", "the box came open", *lines}  # the test text's repeat left out
+    assert any("repeat a validation or test text" in w for w in report.warnings)
+    assert report.split_sizes == prepare_dataset(main, tmp_path / "again").report.split_sizes  # labelled rows alone
+    own_test = write(tmp_path / "test.csv", f"text,category\n{lines[0]},shipping\n{test_text},billing\n")
+    with_own = prepare_dataset(main, tmp_path / "own", test_file=own_test, unlabelled_file=more).report
+    assert (with_own.unlabelled, with_own.unlabelled_skipped) == (6, 2)  # both texts of the own test file left out
+
+    capped = prepare_dataset(main, tmp_path / "capped", DatasetOptions(max_unlabelled=4), unlabelled_file=more)
+    assert (capped.report.unlabelled, capped.report.unlabelled_skipped) == (4, 4)  # 2 of the main file + 2 of more.txt
+    assert [r["text"] for r in capped.split("unlabelled")][:2] == ["can I pay by invoice", "the box came open"]
+
+    table = write(tmp_path / "more.csv", 'id,text,category\n1,"refund, please",billing\n2,,\n3,parcel lost,\n4,box dented,\n')
+    report = prepare_dataset(main, tmp_path / "csv", unlabelled_file=table).report
+    assert report.unlabelled == 2 + 3  # its label ignored: 'refund, please' is a text without a label here
+    assert any("1 row(s) of 'more.csv' with an empty text were skipped (rows 2)" in w for w in report.warnings)
+    assert any("1 row(s) of 'more.csv' have a label (column 'category'); it was not used" in w for w in report.warnings)
+
+
+def test_texts_without_a_label_are_refused_for_generation_and_without_a_text_column(tmp_path):
+    more = write(tmp_path / "more.txt", "where is my order\n")
+    notes = write(tmp_path / "notes.txt", "First paragraph.\n\nSecond one.\n")
+    with pytest.raises(DatasetError, match="texts without a label are for classification"):
+        prepare_dataset(notes, tmp_path / "lm", unlabelled_file=more)
+    scores = write(tmp_path / "scores.csv", "id,score\n1,5\n2,7\n")
+    with pytest.raises(DatasetError, match="No text column was found in 'scores.csv'.*Name the text column 'text'"):
+        prepare_dataset(tickets_csv(tmp_path), tmp_path / "cls", unlabelled_file=scores)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["more.txt", "notes.txt", "scores.csv", "tickets.csv"]

@@ -419,7 +419,7 @@ def test_texts_without_a_label_are_learnt_from_the_teachers_answers(tiny_bert, s
     distill(small(teacher=str(tiny_bert), epochs=1, unlabelled_min_confidence=0.99), data, strict)
     plan = json.loads((strict / "config.json").read_text())["plan"]
     assert plan["texts_unlabelled_read"] == unlabelled and plan["texts_unlabelled"] == 0
-    assert f"({unlabelled:,} more were left out: the teacher was unsure of them)" in plan["words"]
+    assert f"(left out: {unlabelled:,} the teacher was unsure of)" in plan["words"]
     assert plan["stages"]["student"]["steps"] == -(-labelled // 32)
 
 
@@ -432,3 +432,14 @@ def test_only_the_teachers_sure_answers_are_kept_and_the_cache_follows():
     assert [r["text"] for r in kept] == ["a", "b", "d"]
     assert torch.equal(cache["logits"], logits[[0, 1, 3]])
     assert sure_answers(records, {"logits": logits}, 1, 0.0)[0] == records
+
+
+def test_answers_the_nearest_labelled_text_does_not_back_are_left_out():
+    from studio.logit_cache import agreeing_answers
+
+    records = [{"text": "card charged twice", "label": "billing"}, {"text": "parcel never arrived", "label": "shipping"}]
+    records += [{"text": "my card was charged"}, {"text": "where is my parcel"}, {"text": "card refund please"}]
+    logits = torch.tensor([[3.0, 0.0], [0.0, 3.0], [2.0, 0.0], [2.0, 0.0], [0.0, 1.0]])  # 'parcel' answered billing
+    kept, cache = agreeing_answers(records, {"logits": logits}, 2, {"billing": 0, "shipping": 1})
+    assert [r["text"] for r in kept] == ["card charged twice", "parcel never arrived", "my card was charged"]
+    assert torch.equal(cache["logits"], logits[[0, 1, 2]])

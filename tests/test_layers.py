@@ -18,6 +18,7 @@ FLOORS = [
     ["studio.distill"],
     [
         "studio.teacher_setup",
+        "studio.asked_teacher",
         "studio.student_setup",
         "studio.student_texts",
         "studio.logit_cache",

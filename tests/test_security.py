@@ -552,7 +552,7 @@ def check_upload(session, url: str, name: str, content: bytes) -> Answer:
     """Upload a file and press the data step's "Check" (its handler found by its API name)."""
     path = upload(session, url, name, content).json()[0]
     check = next(e for e in endpoints(session, url) if e["api_name"] == "check_dataset")
-    return call(session, url, check["id"], [file_data(path, name), None, *["(detect)"] * 5])
+    return call(session, url, check["id"], [file_data(path, name), None, None, *["(detect)"] * 5])
 
 
 def test_bombs_and_oversized_bodies_are_refused_and_nothing_is_stored(server, tmp_path):

@@ -468,8 +468,17 @@ def test_each_variant_gets_its_card_when_its_job_is_done(ctx):
 
 
 def test_the_data_step_counts_texts_without_a_label(ctx, samples, tmp_path):
+    from storage import records
     from tiny_models import tickets_few_labels
 
     checked = check_file(ctx, ctx.viewer(), str(tickets_few_labels(samples, tmp_path / "few.csv", 600, 200)))
     assert checked.dataset_id and "**200 of 600 rows are ready**" in checked.report
     assert "texts without a label**: the teacher labels them" in checked.report
+    more = tmp_path / "more.txt"
+    more.write_text("where is my parcel\nmy card was charged twice\n")
+    both = check_file(ctx, ctx.viewer(), str(tmp_path / "few.csv"), unlabelled_path=str(more))
+    assert both.dataset_id != checked.dataset_id  # the same main file with a second file is another dataset
+    assert "texts without a label** (with those of your file more.txt)" in both.report
+    with ctx.storage.db.session() as s:
+        counts = [records.get_dataset(s, ctx.viewer(), d).report["unlabelled"] for d in (checked.dataset_id, both.dataset_id)]
+    assert counts[1] == counts[0] + 2

@@ -46,18 +46,25 @@ def catalog(
         typer.echo(f"{'':14} fine-tune: {cost.words() if cost else 'not measured here (--measure)'}")
 
 
+UNLABELLED_HELP = (
+    "A file of texts without a label (a text column, or .txt with one text per line): the teacher labels them "
+    "and the student learns from its answers (classification)."
+)
+
+
 @app.command("check-data")
 @friendly
 @settings_options(DatasetOptions, into="data_settings")
 def check_data(
     file: Path,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the splits.")] = None,
+    unlabelled: Annotated[Optional[Path], typer.Option("--unlabelled", "--unlabelled-file", help=UNLABELLED_HELP)] = None,
     data_settings: dict | None = None,
 ) -> None:
     """Check a dataset file (CSV, TSV, JSONL, TXT, Parquet) and split it into train/validation/test."""
     out = out or runs_dir() / "datasets" / file.stem
     opts = DatasetOptions(**(data_settings or {}))
-    prepared = prepare_dataset(file, out, opts)
+    prepared = prepare_dataset(file, out, opts, unlabelled_file=unlabelled)
     _print_report(prepared.report)
     typer.echo(f"Splits written to {prepared.path}")
 
@@ -66,8 +73,9 @@ def _print_report(report) -> None:
     cols = ", ".join(f"{role}={column}" for role, column in report.roles())
     typer.echo(f"{report.source}: {report.format}, {report.encoding}, task {report.task}, columns {cols}")
     typer.echo(f"rows read {report.rows_read}, used {report.rows_used}; splits {report.split_sizes}")
-    if report.unlabelled:
-        typer.echo(f"texts without a label: {report.unlabelled} (the teacher labels them for the student)")
+    if report.unlabelled or report.unlabelled_file:
+        source = f", with those of {report.unlabelled_file}" if report.unlabelled_file else ""
+        typer.echo(f"texts without a label: {report.unlabelled}{source} (the teacher labels them for the student)")
     if report.split_note:
         typer.echo(report.split_note)
     if report.label_counts:
@@ -86,6 +94,9 @@ def distill(
         Optional[Path], typer.Option(help="Your own test file (same columns), instead of holding out part of --data.")
     ] = None,
     validation_file: Annotated[Optional[Path], typer.Option(help="Your own validation file (same columns).")] = None,
+    unlabelled_file: Annotated[  # not --unlabelled: that one turns the teacher's answers to them on and off
+        Optional[Path], typer.Option(help=UNLABELLED_HELP)
+    ] = None,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed of the split and the training.")] = 13,
     settings: dict | None = None,
@@ -101,7 +112,9 @@ def distill(
     config = DistillConfig(seed=seed, **(settings or {}))
     storage, me = open_history()
     opts = DatasetOptions(seed=seed, **(data_settings or {}))
-    dataset_id = service.add_dataset(storage, me, data, opts, test_file=test_file, validation_file=validation_file)
+    dataset_id = service.add_dataset(
+        storage, me, data, opts, test_file=test_file, validation_file=validation_file, unlabelled_file=unlabelled_file
+    )
     with storage.db.session() as s:
         from storage.records import get_dataset
 

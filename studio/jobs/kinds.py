@@ -99,6 +99,7 @@ def run_distill(ctx: JobContext) -> None:
         on_progress=ctx.reporter,
         resume=resume,
         checkpoint_every_s=ctx.checkpoint_every_s,
+        answers_file=ctx.storage.store.resolve(f"teacher-answers/user-{ctx.job.owner_id}.sqlite"),
     )
     with ctx.reporter.part(0.9, 1.0, "measuring teacher and student on the test split"):
         report = evaluate_run(ctx.folder)

@@ -36,20 +36,27 @@ def add_dataset(
     name: str | None = None,
     test_file: Path | None = None,
     validation_file: Path | None = None,
+    unlabelled_file: Path | None = None,
 ) -> int:
     """Check and split a file into the store under a generated name; record it. Nothing is kept when the
     file is refused (prepare_dataset writes atomically, and the row is added only after). The checked copy
-    must fit the dataset limits and what is left of the user's quota."""
+    must fit the dataset limits and what is left of the user's quota. ``unlabelled_file``: texts without a
+    label, for the teacher to label (classification)."""
     relative = f"datasets/{uuid.uuid4().hex}"
     limits = DatasetLimits.from_env(quota_left=quota_left(storage, viewer))
     prepared = prepare_dataset(
-        file, storage.store.resolve(relative), options, limits, test_file=test_file, validation_file=validation_file
+        file,
+        storage.store.resolve(relative),
+        options,
+        limits,
+        test_file=test_file,
+        validation_file=validation_file,
+        unlabelled_file=unlabelled_file,
     )
     digest = sha256_of(Path(file))
-    if test_file or validation_file:  # the same main file with other held-out files is another dataset
-        digest = hashlib.sha256(
-            " ".join([digest] + [sha256_of(Path(f)) if f else "-" for f in (test_file, validation_file)]).encode()
-        ).hexdigest()
+    extra = (test_file, validation_file) + ((unlabelled_file,) if unlabelled_file else ())
+    if any(extra):  # the same main file with other held-out (or unlabelled) files is another dataset
+        digest = hashlib.sha256(" ".join([digest] + [sha256_of(Path(f)) if f else "-" for f in extra]).encode()).hexdigest()
     report = asdict(prepared.report)
     try:
         with storage.db.session() as s:
@@ -117,6 +124,19 @@ def check_model_folder_is_theirs(storage: Storage, viewer: Viewer, spec: str | N
         raise ConfigError([_shared_only(settings)])
 
 
+def check_endpoint_allowed(endpoint: str) -> None:
+    """A hosted studio sends texts only to the teacher servers its administrator listed."""
+    settings = HostSettings.from_env()
+    if endpoint and settings.hosted and endpoint not in settings.teacher_endpoints:
+        allowed = ", ".join(settings.teacher_endpoints) or "none are allowed"
+        raise ConfigError(
+            [
+                f"this hosted studio does not send your texts to {endpoint}; the teacher servers it may ask are: "
+                f"{allowed} (the administrator lists them in SLM_STUDIO_TEACHER_ENDPOINTS)"
+            ]
+        )
+
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -144,7 +164,9 @@ def submit(
     quota_left(storage, viewer)  # a user whose files fill their quota starts no new job
     dataset_id = getattr(spec, "dataset_id", None)
     if kind == "distill":
-        for key in ("teacher", "student"):
+        endpoint = (spec.distill.get("teacher_endpoint") or "").rstrip("/")
+        check_endpoint_allowed(endpoint)
+        for key in ("student",) if endpoint else ("teacher", "student"):  # a server's model name is no folder
             check_model_folder_is_theirs(storage, viewer, spec.distill.get(key))
     with storage.db.session() as s:
         if dataset_id:

@@ -44,6 +44,7 @@ def dataset_file(label: str = "Dataset file", elem_id: str = "dataset-upload") -
 class DataTab:
     upload: gr.File
     test_upload: gr.File
+    unlabelled_upload: gr.File
     task: gr.Dropdown
     text_column: gr.Dropdown
     label_column: gr.Dropdown
@@ -94,10 +95,13 @@ def report_text(report: DatasetReport) -> str:
     if report.label_counts:
         lines.append(f"{len(report.label_counts)} labels.")
     if report.unlabelled:
+        where = f" (with those of your file {report.unlabelled_file})" if report.unlabelled_file else ""
         lines.append(
-            f"**{report.unlabelled:,} texts without a label**: the teacher labels them and the student learns from its "
-            "answers too (step 3, *Learn from texts without a label*). Tests and checks use labelled rows only."
+            f"**{report.unlabelled:,} texts without a label**{where}: the teacher labels them and the student learns "
+            "from its answers too (step 3, *Learn from texts without a label*). Tests and checks use labelled rows only."
         )
+    elif report.unlabelled_file:
+        lines.append(f"No text of your file {report.unlabelled_file} could be kept (see the notes below).")
     lines += [f"- ⚠️ {w}" for w in report.warnings]
     return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if lines[3:] else "")
 
@@ -113,9 +117,10 @@ def check_file(
     prompt_column: str = DETECT,
     response_column: str = DETECT,
     test_path: str | None = None,
+    unlabelled_path: str | None = None,
 ) -> Checked:
-    """Check an uploaded file (and the user's own test file, when given); the dataset is stored only when
-    both pass."""
+    """Check an uploaded file (and the user's own test file and file of texts without a label, when given);
+    the dataset is stored only when all pass."""
     if not path:
         return Checked("Drop a CSV, TSV, JSON Lines, TXT or Parquet file above.", [], [], None, None, [])
     file = Path(path)
@@ -132,7 +137,13 @@ def check_file(
         response_column=given(response_column),
     )
     dataset_id = service.add_dataset(
-        ctx.storage, viewer, file, options, name=file.name, test_file=Path(test_path) if test_path else None
+        ctx.storage,
+        viewer,
+        file,
+        options,
+        name=file.name,
+        test_file=Path(test_path) if test_path else None,
+        unlabelled_file=Path(unlabelled_path) if unlabelled_path else None,
     )
     with ctx.storage.db.session() as s:
         report = DatasetReport(**get_dataset(s, viewer, dataset_id).report)
@@ -149,6 +160,12 @@ def build_data_tab(ctx: UIContext) -> DataTab:
             "your own (same columns), drop it here and all of the main file is used to train."
         )
         test_upload = dataset_file("Test file", "test-upload")
+    with gr.Accordion("Texts without a label (optional)", open=False):
+        gr.Markdown(
+            "A file of texts alone (a text column, or a .txt file with one text per line): the teacher labels them "
+            "and the student learns from its answers. Many of them help when you have few labels."
+        )
+        unlabelled_upload = dataset_file("Texts without a label", "unlabelled-upload")
     with gr.Row():
         task = gr.Dropdown(TASKS, value=DETECT, label="Task")
         text_column = gr.Dropdown([DETECT], value=DETECT, label="Text column")
@@ -162,14 +179,15 @@ def build_data_tab(ctx: UIContext) -> DataTab:
     dataset_id = gr.State(None)
     column_boxes = [text_column, label_column, prompt_column, response_column]
 
-    def run(path, test_path, request: gr.Request, *choices):  # request before *args: Gradio fills only those ahead
+    # request before *args: Gradio fills only the arguments ahead of them
+    def run(path, test_path, unlabelled_path, request: gr.Request, *choices):
         viewer = ctx.viewer(request)
-        if any(p and not ctx.owns_upload(request, p) for p in (path, test_path)):
+        if any(p and not ctx.owns_upload(request, p) for p in (path, test_path, unlabelled_path)):
             checked = Checked(
                 error_box("That file is not one you uploaded in this session; drop it here again."), [], [], None, None, []
             )
         else:
-            checked = check_file(ctx, viewer, path, *choices, test_path=test_path)
+            checked = check_file(ctx, viewer, path, *choices, test_path=test_path, unlabelled_path=unlabelled_path)
         # a classifier's file has no prompt and response to choose, a text generator's no label
         shown = {
             "label": checked.task != Task.CAUSAL_LM,
@@ -189,9 +207,9 @@ def build_data_tab(ctx: UIContext) -> DataTab:
             *column_updates,
         )
 
-    inputs = [upload, test_upload, task, *column_boxes]
+    inputs = [upload, test_upload, unlabelled_upload, task, *column_boxes]
     outputs = [report, preview, balance, dataset_id, recheck, *column_boxes]
-    upload.change(run, inputs, outputs)
-    test_upload.change(run, inputs, outputs)
+    for drop in (upload, test_upload, unlabelled_upload):
+        drop.change(run, inputs, outputs)
     recheck.click(run, inputs, outputs, api_name="check_dataset")
-    return DataTab(upload, test_upload, task, *column_boxes, recheck, report, preview, balance, dataset_id)
+    return DataTab(upload, test_upload, unlabelled_upload, task, *column_boxes, recheck, report, preview, balance, dataset_id)
