@@ -223,6 +223,36 @@ def loss_figure(curve: Sequence[tuple[str, int, float]]) -> go.Figure:
     return fig
 
 
+def rounds_figure(rounds: Sequence) -> go.Figure:
+    """Validation macro-F1 after each round of labelling (studio.jobs.rounds.Round): the student's line, and the
+    teacher's when it was trained; x is the labelled texts the round learnt from."""
+    fig = go.Figure()
+    names = [f"round {i} ({r.labels:,} labels)" for i, r in enumerate(rounds, 1)]
+    for who in ("student", "teacher"):
+        points = [(name, getattr(r, who)) for name, r in zip(names, rounds) if getattr(r, who) is not None]
+        if points:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in points],
+                    y=[p[1] for p in points],
+                    mode="lines+markers+text",
+                    text=[f"{p[1]:.3f}" for p in points],
+                    textposition="top center",
+                    name=who,
+                )
+            )
+    texts = rounds[-1].validation_texts if rounds else 0
+    fig.update_layout(
+        title=f"Macro-F1 on the validation split ({texts} texts) after each round",
+        yaxis_title="macro-F1",
+        yaxis_range=[0, 1.05],
+        template="plotly_white",
+        height=340,
+        margin={"t": 50, "l": 60, "r": 20, "b": 50},
+    )
+    return fig
+
+
 def confusion_figure(model: dict, labels: Sequence[str]) -> go.Figure:
     """Test examples by true label (rows) and the label the model gave (columns); colour is the share of
     each true label, so a rare label's mistakes show as clearly as a common one's."""

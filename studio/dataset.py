@@ -107,6 +107,9 @@ class DatasetReport:
     """Texts without a label left out: past max_unlabelled, or repeating a validation or test text."""
     unlabelled_file: str = ""
     """The user's second file of texts without a label, by name ('' when none was given)."""
+    labelled_by_you: int = 0
+    round_of: int = 0
+    """Active learning (studio.labelling): the texts labelled in the page, and the job whose questions they answered."""
 
     @property
     def labels(self) -> list[str]:

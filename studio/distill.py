@@ -30,6 +30,7 @@ from studio.dataset import PreparedDataset
 from studio.distill_config import ENCODER_STUDENT, DistillConfig, DistillResult
 from studio.distill_plan import RunPlan, plan_run, plan_words, record_plan
 from studio.errors import ConfigError
+from studio.labelling import write_questions
 from studio.logit_cache import agreeing_answers, cache_fingerprint, cache_teacher, sure_answers
 from studio.models import load_tokenizer, save_model
 from studio.progress import Progress, ProgressFn, report
@@ -130,6 +131,7 @@ def distill(
         items = encode_records(records, tokenizer, config.max_length, label_ids)
         cache = cache_teacher(teacher, items, config, task, tokenizer.pad_token_id, run.cache, fingerprint, on_progress)
     cache_seconds = time.perf_counter() - started
+    asked_about = (records[len(labelled) :], cache["logits"][len(labelled) :]) if plan.texts_unlabelled_read else None
     if plan.texts_unlabelled_read:
         records, cache = sure_answers(records, cache, len(labelled), config.unlabelled_min_confidence)
         plan.texts_unlabelled_sure = len(records) - len(labelled)
@@ -163,6 +165,8 @@ def distill(
         checkpoint_every_s,
     )
     plan.stages["student"] = stage_summary(stage.plan, trained)
+    if asked_about is not None:  # what the user is asked to label next (studio.labelling)
+        write_questions(run.root, *asked_about, student, student_tok, dataset.report.labels, config)
     save_model(merged(student, config, run, task), student_tok, run.student)
     if baseline is not None:  # the labels alone: the texts without one have nothing to teach it
         torch.manual_seed(config.seed)

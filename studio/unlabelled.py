@@ -26,7 +26,7 @@ FILE = "unlabelled.jsonl"
 SAMPLE_ROWS = 2000
 
 
-def _key(text: str) -> str:
+def same_text(text: str) -> str:
     """A text as compared for repeats: case and spacing do not make a new text."""
     return re.sub(r"\s+", " ", text).strip().lower()
 
@@ -58,11 +58,11 @@ class Unlabelled:
             path = folder / f"{name}.jsonl"
             if path.exists():
                 with path.open(encoding="utf-8") as f:
-                    held_out |= {_key(json.loads(line)["text"]) for line in f if line.strip()}
+                    held_out |= {same_text(json.loads(line)["text"]) for line in f if line.strip()}
         self.kept = 0
         with self._raw.open(encoding="utf-8") as src, (folder / FILE).open("w", encoding="utf-8") as out:
             for line in src:
-                if _key(json.loads(line)["text"]) in held_out:
+                if same_text(json.loads(line)["text"]) in held_out:
                     self.repeats += 1
                     continue
                 out.write(line)

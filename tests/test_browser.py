@@ -328,3 +328,53 @@ def test_every_step_is_one_tap_away_on_a_phone(studio):
         wide.goto(studio)
         expect(wide.locator("#step-picker")).to_be_hidden()  # wide screens have the whole tab bar
         browser.close()
+
+
+def test_labelling_what_the_run_asks_starts_the_next_round_in_a_browser(studio, tiny_bert, samples, tmp_path):
+    """Few labels, many texts: after a run the page asks about 20 texts; three are labelled in place, one click
+    starts round 2, and when it is done the chart shows both rounds."""
+    import csv
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tiny_models import tickets_few_labels
+
+    truth = {r["text"]: r["category"] for r in csv.DictReader((samples / "support_tickets.csv").open(encoding="utf-8"))}
+    data = tickets_few_labels(samples, tmp_path / "few.csv", 200, 80)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(60_000)
+        troubles = watch_for_refusals(page)
+        page.goto(studio)
+        page.get_by_label("A folder on this machine").check()
+        page.get_by_label("Model folder").fill(str(tiny_bert))
+        page.get_by_label("Model folder").press("Tab")
+        page.get_by_role("tab", name="2. Data").click()
+        page.locator("#dataset-upload input[type=file]").set_input_files(str(data))
+        expect(page.get_by_text("texts without a label").first).to_be_visible()
+        page.get_by_role("tab", name="3. Distill").click()
+        page.get_by_label("Fastest").check()
+        page.get_by_text("Advanced settings").click()  # a few steps: the rounds, not the training, are tested here
+        page.get_by_label("Training steps, at least").fill("0")
+        page.get_by_label("Training steps, at most").fill("4")
+        page.get_by_label("Training steps, at most").press("Tab")
+        page.get_by_role("button", name="Start distillation").click()
+        box = page.locator("#label-box")
+        expect(box.get_by_text("Label what the studio is unsure of")).to_be_visible(timeout=240_000)
+        questions = page.locator(".label-question").filter(visible=True)
+        expect(questions).to_have_count(20)
+        for i in range(3):
+            question = questions.nth(i)
+            text = next(t for t in truth if question.get_by_text(t[:40], exact=False).count())
+            question.get_by_label(truth[text], exact=True).check()
+        page.screenshot(path=SHOTS / "3c-label-what-it-asks.png", full_page=True)
+        box.get_by_role("button", name="Add my labels and train again").click()
+        expect(page.get_by_text(re.compile(r"Round started as job 2 with your 3 new label"))).to_be_visible()
+        expect(box.get_by_text("You have labelled 3 texts here so far")).to_be_visible(timeout=240_000)  # round 2 asks
+        chart = page.locator("#rounds-chart")
+        expect(chart.get_by_text("after each round")).to_be_visible()
+        expect(chart.locator(".scatterlayer .trace").first.locator(".point")).to_have_count(2)  # the student, both rounds
+        page.screenshot(path=SHOTS / "3d-rounds-chart.png", full_page=True)
+        assert troubles == []
+        browser.close()

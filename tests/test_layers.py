@@ -19,6 +19,7 @@ FLOORS = [
     [
         "studio.teacher_setup",
         "studio.asked_teacher",
+        "studio.labelling",
         "studio.student_setup",
         "studio.student_texts",
         "studio.logit_cache",

@@ -27,6 +27,7 @@ from studio.teacher import CATALOG
 from studio.teacher_cost import known_cost
 from studio.ui.context import UIContext, error_box, shows_errors
 from studio.ui.controls import settings_controls
+from studio.ui.label_step import build_label_box
 from studio.ui.try_box import build_try_box
 from studio.words import Task
 
@@ -281,6 +282,7 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         to_compare = gr.Button("Compare every model (step 5)", size="sm")
         to_export = gr.Button("Export the student (step 6)", size="sm")
     build_try_box(ctx, job_id)
+    build_label_box(ctx, job_id, result)
     curve = gr.Plot(label="Training loss (live)")
     timer = gr.Timer(LIVE)
     names = list(settings)
