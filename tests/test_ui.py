@@ -482,3 +482,25 @@ def test_the_data_step_counts_texts_without_a_label(ctx, samples, tmp_path):
     with ctx.storage.db.session() as s:
         counts = [records.get_dataset(s, ctx.viewer(), d).report["unlabelled"] for d in (checked.dataset_id, both.dataset_id)]
     assert counts[1] == counts[0] + 2
+
+
+def test_a_server_the_user_runs_is_a_teacher_that_is_asked(monkeypatch):
+    from studio.ui.distill_step import distill_config
+    from studio.ui.wizard import teacher_controls
+
+    assert describe(SOURCES[3], None, "", "", server="localhost:8080", served="qwen")[1] is None  # no scheme: not an address
+    text, spec = describe(SOURCES[3], None, "", "", server="http://127.0.0.1:8080/v1/", served="qwen2.5-1.5b-instruct")
+    assert spec == "http://127.0.0.1:8080/v1#qwen2.5-1.5b-instruct" and "Your texts are sent to that address" in text
+    config = distill_config(spec, {})
+    assert (config.teacher, config.teacher_endpoint, config.teacher_training) == (
+        "qwen2.5-1.5b-instruct",
+        "http://127.0.0.1:8080/v1",
+        "ask",
+    )
+    assert teacher_controls(spec)[0] == SOURCES[3] and teacher_controls(spec)[4:] == (
+        "http://127.0.0.1:8080/v1",
+        "qwen2.5-1.5b-instruct",
+    )
+    monkeypatch.setenv("SLM_STUDIO_AUTH", "users")  # hosted: only the servers the administrator lists
+    text, spec = describe(SOURCES[3], None, "", "", server="http://127.0.0.1:8080/v1", served="qwen")
+    assert spec is None and "does not send your texts to http://127.0.0.1:8080/v1" in text

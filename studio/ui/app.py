@@ -101,7 +101,7 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
                 place.preset or gr.update(),
             )
 
-        teacher_inputs = [teacher.source, teacher.catalog, teacher.folder, teacher.hub_id]
+        teacher_inputs = [teacher.source, teacher.catalog, teacher.folder, teacher.hub_id, teacher.server, teacher.served]
         opened = [tabs, distill.job_id, compress.run, compare.run, export.run, account, *teacher_inputs]
         blocks.load(on_open, None, [*opened, data.dataset_id, data.report, distill.preset]).then(
             distill.readiness, [teacher.chosen, data.dataset_id], [distill.start, distill.why_not]

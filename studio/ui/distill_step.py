@@ -28,6 +28,7 @@ from studio.teacher_cost import known_cost
 from studio.ui.context import UIContext, error_box, shows_errors
 from studio.ui.controls import settings_controls
 from studio.ui.label_step import build_label_box
+from studio.ui.teacher_step import SERVED
 from studio.ui.try_box import build_try_box
 from studio.words import Task
 
@@ -124,7 +125,7 @@ def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | Non
         viewer,
         "distill",
         {"dataset_id": dataset_id, "distill": config.to_dict()},
-        title=f"{teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}",
+        title=f"{config.teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}",
     )
     return job_id, f"Job {job_id} queued. It runs in the worker; you can close this page and come back."
 
@@ -136,7 +137,10 @@ def distill_config(teacher: str, values: dict) -> DistillConfig:
         values = {**values, "student": None}
     elif student not in STUDENTS:  # the page offers catalog students only; a request may say anything
         raise ConfigError([f"'{student}' is not a student this studio offers; choose one of {', '.join(STUDENTS)}"])
-    return DistillConfig.from_dict({**values, "teacher": teacher})
+    address, served, model = teacher.rpartition(SERVED) if teacher.startswith(("http://", "https://")) else ("", "", teacher)
+    if served:  # a server the user runs (step 1): its model is asked, not trained
+        values = {**values, "teacher_endpoint": address, "teacher_training": "ask"}
+    return DistillConfig.from_dict({**values, "teacher": model})
 
 
 def _train_texts(dataset) -> int:

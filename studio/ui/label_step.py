@@ -37,7 +37,8 @@ def intro_words(asked: int, by_you: int, labelled: int) -> str:
 
 
 def question_info(q) -> str:
-    return f"The teacher says {q.teacher} ({q.teacher_confidence:.0%} sure), the student {q.student} ({q.student_confidence:.0%}): {q.why}."
+    teacher = f"{q.teacher} ({q.teacher_confidence:.0%} sure)"
+    return f"The teacher says {teacher}, the student {q.student} ({q.student_confidence:.0%}): {q.why}."
 
 
 def _cut(text: str) -> str:

@@ -9,12 +9,20 @@ import gradio as gr
 
 from studio.accounts import models_dir
 from studio.errors import StudioError
+from studio.jobs.service import check_endpoint_allowed
 from studio.teacher import CATALOG, catalog_status, is_offline
 from studio.teacher_cost import BATCH, LENGTH, known_cost, measure_cost
 from studio.ui.context import UIContext
 from studio.words import Task
 
-SOURCES = ["Catalog (works offline)", "A folder on this machine", "A model hub id (needs the internet)"]
+SOURCES = [
+    "Catalog (works offline)",
+    "A folder on this machine",
+    "A model hub id (needs the internet)",
+    "A server you run (OpenAI-compatible)",
+]
+SERVED = "#"
+"""A served teacher's spec: its address and the model's name, as 'http://host:port/v1#model-name'."""
 
 
 @dataclass
@@ -23,11 +31,13 @@ class TeacherTab:
     catalog: gr.Dropdown
     folder: gr.Textbox
     hub_id: gr.Textbox
+    server: gr.Textbox
+    served: gr.Textbox
     info: gr.Markdown
     costs: gr.Dataframe
     measure: gr.Button
     chosen: gr.State
-    """The teacher spec the later steps use: a catalog key, a folder path or a hub id."""
+    """The teacher spec the later steps use: a catalog key, a folder path, a hub id or a served model (SERVED)."""
 
 
 COST_HEADER = f"to teach your labels here ({BATCH} texts × {LENGTH} tokens a step)"
@@ -63,10 +73,20 @@ def measure_here(described: str, spec: str | None) -> tuple[str, list[list[str]]
     return f"{head}\n\n{COST_TITLE} {cost.words()}", catalog_rows()
 
 
-def describe(source: str, key: str | None, folder: str, hub_id: str, only_under: Path | None = None) -> tuple[str, str | None]:
+def describe(
+    source: str,
+    key: str | None,
+    folder: str,
+    hub_id: str,
+    only_under: Path | None = None,
+    server: str = "",
+    served: str = "",
+) -> tuple[str, str | None]:
     """(what the user sees about the choice, the spec to use or None when it cannot be used).
     `only_under`: a hosted studio lets users pick folders in the shared models folder only."""
     folder, hub_id = folder or "", hub_id or ""  # a hidden box sends nothing
+    if source == SOURCES[3]:
+        return describe_server((server or "").strip().rstrip("/"), (served or "").strip())
     if source == SOURCES[0]:
         if not key or key not in CATALOG:
             return "Choose a teacher from the catalog.", None
@@ -114,6 +134,26 @@ def describe(source: str, key: str | None, folder: str, hub_id: str, only_under:
     return f"Hub model **{hub_id.strip()}** — downloaded when the distillation starts (safetensors only).", hub_id.strip()
 
 
+def describe_server(address: str, model: str) -> tuple[str, str | None]:
+    if not address.startswith(("http://", "https://")) or not model:
+        return (
+            "Give the address of an OpenAI-compatible server you run (e.g. `http://127.0.0.1:8080/v1` for llama.cpp's "
+            "`llama-server`, or vLLM's) and the name of the model it serves.",
+            None,
+        )
+    try:
+        check_endpoint_allowed(address)
+    except StudioError as err:
+        return f"> ⚠️ {err}", None
+    return (
+        f"**{model}** served at **{address}** — it is *asked* to label your texts (classification only): it reads your "
+        "label names and a few of your labelled texts, and its scores over the label names are its answers. Nothing "
+        "is trained on the server; the student (MiniLM) learns those answers here. **Your texts are sent to that "
+        "address.**",
+        f"{address}{SERVED}{model}",
+    )
+
+
 def build_teacher_tab(ctx: UIContext) -> TeacherTab:
     gr.Markdown("### 1. Choose a teacher\nThe big model whose knowledge the small student learns.")
     costs = gr.Dataframe(catalog_rows(), headers=CATALOG_HEADERS, interactive=False, label="Offline catalog")
@@ -122,22 +162,26 @@ def build_teacher_tab(ctx: UIContext) -> TeacherTab:
     catalog = gr.Dropdown(list(CATALOG), value=first, label="Catalog teacher")
     folder = gr.Textbox(label="Model folder", visible=False)
     hub_id = gr.Textbox(label="Hub id", visible=False)
+    with gr.Row(visible=False) as served_row:
+        server = gr.Textbox(label="Server address", placeholder="http://127.0.0.1:8080/v1")
+        served = gr.Textbox(label="Model name on the server")
     text, spec = describe(SOURCES[0], first, "", "")
     info = gr.Markdown(text)
     measure = gr.Button("Measure what the chosen teacher costs to teach here", size="sm")
     chosen = gr.State(spec)
 
-    def update(src: str, key: str | None, path: str, hub: str):
-        text, spec = describe(src, key, path, hub, models_dir() if ctx.hosted else None)
+    def update(src: str, key: str | None, path: str, hub: str, address: str, name: str):
+        text, spec = describe(src, key, path, hub, models_dir() if ctx.hosted else None, address, name)
         return (
             gr.update(visible=src == SOURCES[0]),
             gr.update(visible=src == SOURCES[1]),
             gr.update(visible=src == SOURCES[2]),
+            gr.update(visible=src == SOURCES[3]),
             text,
             spec,
         )
 
-    for trigger in (source.change, catalog.change, folder.change, hub_id.change):
-        trigger(update, [source, catalog, folder, hub_id], [catalog, folder, hub_id, info, chosen])
+    for trigger in (source.change, catalog.change, folder.change, hub_id.change, server.change, served.change):
+        trigger(update, [source, catalog, folder, hub_id, server, served], [catalog, folder, hub_id, served_row, info, chosen])
     measure.click(measure_here, [info, chosen], [info, costs], concurrency_limit=1, concurrency_id="measure-cost")
-    return TeacherTab(source, catalog, folder, hub_id, info, costs, measure, chosen)
+    return TeacherTab(source, catalog, folder, hub_id, server, served, info, costs, measure, chosen)

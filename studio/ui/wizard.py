@@ -16,7 +16,7 @@ from studio.teacher import CATALOG
 from studio.ui.context import UIContext
 from studio.ui.data_step import report_text
 from studio.ui.distill_step import PRESET_WORDS
-from studio.ui.teacher_step import SOURCES
+from studio.ui.teacher_step import SERVED, SOURCES
 
 
 @dataclass
@@ -50,16 +50,19 @@ def place_of(ctx: UIContext, viewer) -> Place:
 
 
 def teacher_controls(spec: str | None) -> tuple:
-    """Updates for the teacher step's (source, catalog, folder, hub id) that choose ``spec`` again; the step's
-    own checks then run on it as if the user had picked it."""
+    """Updates for the teacher step's (source, catalog, folder, hub id, server, model served) that choose ``spec``
+    again; the step's own checks then run on it as if the user had picked it."""
     keep = gr.update()
     if not spec:
-        return keep, keep, keep, keep
+        return keep, keep, keep, keep, keep, keep
     if spec in CATALOG:
-        return SOURCES[0], spec, keep, keep
+        return SOURCES[0], spec, keep, keep, keep, keep
+    if spec.startswith(("http://", "https://")) and SERVED in spec:
+        address, _, model = spec.rpartition(SERVED)
+        return SOURCES[3], keep, keep, keep, address, model
     if Path(spec).is_absolute():
-        return SOURCES[1], keep, spec, keep
-    return SOURCES[2], keep, keep, spec
+        return SOURCES[1], keep, spec, keep, keep, keep
+    return SOURCES[2], keep, keep, spec, keep, keep
 
 
 def remembers(ctx: UIContext, key: str):
