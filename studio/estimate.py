@@ -120,13 +120,22 @@ def estimate(
     """How long ``config`` takes on ``texts`` training texts (``rows`` in all, read at ``length()`` tokens when
     the run fits its length to the data); ``past`` newest first."""
     work = training_work(config, task, texts, unlabelled)
-    same = [p for p in past if p.teacher == config.teacher and p.task == task and p.seconds > 0 and p.texts > 0]
+    asked = config.teacher_training == "ask"  # asking a model costs nothing like training it: never mixed up
+    same = [
+        p
+        for p in past
+        if p.teacher == config.teacher
+        and p.task == task
+        and p.seconds > 0
+        and p.texts > 0
+        and (p.config.get("teacher_training") == "ask") == asked
+    ]
     if same:
         run = same[0]
         then = training_work(DistillConfig.from_dict(run.config), task, run.texts, run.unlabelled)
         seconds = run.seconds * work / then if then else run.seconds
         return Estimate(seconds, f"your run {run.job_id} took {minutes(run.seconds)} for {run.texts:,} training texts")
-    if cost is None or task != Task.CLASSIFICATION:
+    if cost is None or task != Task.CLASSIFICATION or asked:
         return None
     scale = (config.max_length or length()) / LENGTH
     training = cost.seconds_per_step * (config.batch_size / BATCH) * scale * work

@@ -427,6 +427,8 @@ def test_start_says_how_long_a_run_takes_from_measured_times(ctx, samples):
     assert expected != "7 min"
     # another teacher has no run yet and no measured step
     assert time_estimate(ctx, me, "distilgpt2", dataset, fastest) == ""
+    # the same teacher asked, not trained: the training run says nothing about it
+    assert time_estimate(ctx, me, "minilm-l6", dataset, {**fastest, "teacher_training": "ask"}) == ""
     # settings a user is still typing give no estimate (Start explains them), never an error box
     assert time_estimate(ctx, me, "minilm-l6", dataset, {**fastest, "batch_size": -3}) == ""
 

@@ -270,8 +270,13 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     defaults = preset_values(Task.CLASSIFICATION, "Balanced")
     with gr.Accordion("Advanced settings", open=False):
         # the page offers catalog students; a text generator teaching a classifier gets MiniLM
-        student = {"student": lambda label, info, _: gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label=label, info=info)}
-        settings = settings_controls(ADVANCED, defaults, own=student)
+        own = {
+            "student": lambda label, info, _: gr.Dropdown(STUDENTS, value=LAYERS_OF_TEACHER, label=label, info=info),
+            "label_descriptions": lambda label, info, value: gr.Textbox(
+                value=value, label=label, info=info, lines=3, placeholder="billing: payments, invoices, charges"
+            ),
+        }
+        settings = settings_controls(ADVANCED, defaults, own=own)
     why_not = gr.Markdown(start_problem(None, None))
     estimated = gr.Markdown(elem_id="distill-estimate")
     with gr.Row():
