@@ -319,7 +319,7 @@ def asked_teacher_of(config, dataset) -> AskedTeacher:
 
 def scorer_for(teacher: AskedTeacher) -> Scorer:
     if teacher.endpoint:
-        return EndpointScorer(teacher.endpoint, teacher.model, os.environ.get("STUDIO_TEACHER_API_KEY", ""))
+        return EndpointScorer(teacher.endpoint, teacher.model, os.environ.get("SLM_STUDIO_TEACHER_API_KEY", ""))
     source = resolve_source(teacher.model)
     return LocalScorer(load_causal_lm(source), load_tokenizer(source))
 

@@ -139,3 +139,22 @@ def test_a_hosted_studio_asks_only_the_servers_its_administrator_lists(monkeypat
         check_endpoint_allowed("http://10.0.0.9/v1")
     monkeypatch.setenv("SLM_STUDIO_TEACHER_ENDPOINTS", "http://10.0.0.9/v1")
     check_endpoint_allowed("http://10.0.0.9/v1")
+
+
+def test_a_server_that_is_down_later_leaves_its_kept_answers_measured_untimed(tiny_llama, tmp_path):
+    from openai_server import serve
+
+    from studio.evaluate import _asked_teacher
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_llama), AutoTokenizer.from_pretrained(tiny_llama)
+    url, server = serve(model, tok)
+    teacher = AskedTeacher("tiny", ["billing", "shipping"], endpoint=url)
+    test = [{"text": "my card was charged twice", "label": "billing"}, {"text": "the parcel never came", "label": "shipping"}]
+    book = tmp_path / "a.sqlite"
+    answers_of(teacher, test, book, scorer=EndpointScorer(url, "tiny"))
+    server.shutdown()
+    server.server_close()
+    info = {"asked": teacher.to_dict(), "answers": str(book), "path": url}
+    metrics, predictions, _ = _asked_teacher(info, test, ["billing", "shipping"], [])
+    assert len(predictions) == 2 and metrics.macro_f1 is not None and metrics.latency_ms == 0.0
+    assert "not timed: The teacher's server at" in metrics.note and metrics.size_bytes == 0
