@@ -27,7 +27,7 @@ from studio.data_files import iter_rows, load_split
 from studio.data_limits import DatasetLimits, check_parquet_size, too_big, too_long, too_many_rows
 from studio.errors import DatasetError
 from studio.settings import Check, Settings, setting
-from studio.splits import leak_warnings, related_groups, split_indices, split_note
+from studio.splits import few_held_out, leak_warnings, related_groups, split_indices, split_note
 from studio.unlabelled import Unlabelled, add_unlabelled_file
 from studio.words import Task
 
@@ -249,6 +249,7 @@ def prepare_dataset(
         unlabelled.close(tmp)  # after every held-out split is written: none of its texts may be kept
         report.unlabelled, report.unlabelled_skipped = unlabelled.kept, unlabelled.over + unlabelled.repeats
         report.warnings += unlabelled.warnings(opts.max_unlabelled)
+        report.warnings += few_held_out(report.split_sizes.get("test", 0), report.task)
         (tmp / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from studio.data_files import load_split
+from studio.words import Task
 
 
 class Shares(Protocol):
@@ -163,4 +164,19 @@ def leak_warnings(folder: Path, name: str) -> list[str]:
         f'({share:.0%}) nearly repeat a training row (e.g. "{held_sample[i][:80]}" and '
         f'"{train_sample[j][:80]}"), so scores on them measure memory, not skill. Remove the repeats from '
         "your file, or bring a test file of your own."
+    ]
+
+
+FEW_TEST_TEXTS = 50
+"""Below this many labelled test texts a score is mostly luck: each text moves it by two points or more."""
+
+
+def few_held_out(test: int, task: str) -> list[str]:
+    """A warning when a classifier will be tested on so few labelled texts that one text moves a score a lot."""
+    if task != Task.CLASSIFICATION or not 0 < test < FEW_TEST_TEXTS:
+        return []
+    return [
+        f"Only {test} labelled texts are held out to test the models: each one moves a score by {100 / test:.0f} "
+        "points, so small differences between models are luck. Label more texts, or drop a test file of your own "
+        "(texts without a label never count here)."
     ]

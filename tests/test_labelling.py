@@ -37,6 +37,8 @@ def test_disagreements_and_unsure_texts_are_asked_in_turn_each_text_once():
 def test_answers_move_their_texts_into_the_training_split_of_a_copy(samples, tmp_path):
     data = prepare_dataset(tickets_few_labels(samples, tmp_path / "few.csv", 160, 60), tmp_path / "ds")
     texts = [r["text"] for r in data.split("unlabelled")[:3]]
+    test = data.report.split_sizes["test"]  # few labels: the data step says how little a test score then means
+    assert f"Only {test} labelled texts are held out to test the models: each one moves a score by" in data.report.warnings[-1]
     labels = data.report.labels
     with pytest.raises(ConfigError, match="'nonsense' is not one of this dataset's labels"):
         with_answers(data.path, tmp_path / "bad", {texts[0]: "nonsense"}, labels)
