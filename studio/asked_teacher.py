@@ -321,7 +321,21 @@ def scorer_for(teacher: AskedTeacher) -> Scorer:
     if teacher.endpoint:
         return EndpointScorer(teacher.endpoint, teacher.model, os.environ.get("SLM_STUDIO_TEACHER_API_KEY", ""))
     source = resolve_source(teacher.model)
+    check_can_answer(source.path, teacher.model)
     return LocalScorer(load_causal_lm(source), load_tokenizer(source))
+
+
+def check_can_answer(folder: str, name: str) -> None:
+    """Only a text generator can be asked: it scores the words that come next, an encoder does not."""
+    config = Path(folder) / "config.json"
+    architectures = json.loads(config.read_text()).get("architectures") or [] if config.exists() else []
+    if architectures and not any(a.endswith("ForCausalLM") for a in architectures):
+        raise ConfigError(
+            [
+                f"teacher_training 'ask' needs a text generator as the teacher (e.g. smollm2-135m) or a server "
+                f"(teacher_endpoint); {name} is a {architectures[0]}, which cannot be asked. Use 'auto' to train it"
+            ]
+        )
 
 
 def teacher_folder(teacher: AskedTeacher) -> str:

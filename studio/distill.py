@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from studio.asked_teacher import answers_of, asked_teacher_of, teacher_folder
+from studio.asked_teacher import answers_of, asked_teacher_of, check_can_answer, teacher_folder
 from studio.batches import encode_records, label_index
 from studio.dataset import PreparedDataset
 from studio.distill_config import ENCODER_STUDENT, DistillConfig, DistillResult
@@ -70,6 +70,8 @@ def distill(
     asked = asked_teacher_of(config, dataset) if config.teacher_training == "ask" else None
     if asked is not None and task != Task.CLASSIFICATION:
         raise ConfigError(["teacher_training 'ask' is for classification; a text generator's teacher is trained"])
+    if asked is not None and not asked.endpoint:
+        check_can_answer(resolve_source(config.teacher).path, config.teacher)  # before anything is set up
     # an asked teacher reads its own prompt: the length to fit is the student's
     plan_tokenizer = load_tokenizer(resolve_source(config.student or ENCODER_STUDENT if asked else config.teacher))
     plan = plan_run(config, dataset, plan_tokenizer, records)

@@ -100,6 +100,9 @@ def test_a_run_with_an_asked_teacher_teaches_the_student_and_a_rerun_asks_nothin
     with pytest.raises(ConfigError, match="was asked through a prompt"):
         RunPaths(tmp_path / "run").find_model("teacher")
 
+    with pytest.raises(ConfigError, match="needs a text generator as the teacher .* is a BertModel, which cannot be asked"):
+        distill(small_config(teacher=str(tiny_bert), teacher_training="ask"), data, tmp_path / "bert")
+
     def no_model(_):
         raise AssertionError("a re-run must not load the teacher: every answer is kept")
 
