@@ -224,12 +224,19 @@ def loss_figure(curve: Sequence[tuple[str, int, float]]) -> go.Figure:
 
 
 def rounds_figure(rounds: Sequence) -> go.Figure:
-    """Validation macro-F1 after each round of labelling (studio.jobs.rounds.Round): the student's line, and the
-    teacher's when it was trained; x is the labelled texts the round learnt from."""
+    """Validation macro-F1 after each round of labelling (studio.jobs.rounds.Round): the student's line, the
+    teacher's when it was trained, and the student's test-split score dotted (a small validation split can stay
+    flat while the test score moves); x is the labelled texts the round learnt from."""
     fig = go.Figure()
     names = [f"round {i} ({r.labels:,} labels)" for i, r in enumerate(rounds, 1)]
-    for who in ("student", "teacher"):
-        points = [(name, getattr(r, who)) for name, r in zip(names, rounds) if getattr(r, who) is not None]
+    last = rounds[-1] if rounds else None
+    lines = {
+        "student": ("student, validation", "solid"),
+        "teacher": ("teacher, validation", "solid"),
+        "student_test": (f"student, test split ({last.test_texts if last else 0} texts)", "dot"),
+    }
+    for who, (name, dash) in lines.items():
+        points = [(x, getattr(r, who)) for x, r in zip(names, rounds) if getattr(r, who) is not None]
         if points:
             fig.add_trace(
                 go.Scatter(
@@ -238,12 +245,12 @@ def rounds_figure(rounds: Sequence) -> go.Figure:
                     mode="lines+markers+text",
                     text=[f"{p[1]:.3f}" for p in points],
                     textposition="top center",
-                    name=who,
+                    name=name,
+                    line={"dash": dash},
                 )
             )
-    texts = rounds[-1].validation_texts if rounds else 0
     fig.update_layout(
-        title=f"Macro-F1 on the validation split ({texts} texts) after each round",
+        title=f"Macro-F1 on the validation split ({last.validation_texts if last else 0} texts) after each round",
         yaxis_title="macro-F1",
         yaxis_range=[0, 1.05],
         template="plotly_white",

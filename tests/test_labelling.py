@@ -97,6 +97,7 @@ def test_a_user_labels_what_a_run_asks_and_the_next_round_trains_and_is_charted(
     assert [r.job_id for r in chain] == [first, second] and chain[1].labels == chain[0].labels + 5
     assert [r.by_you for r in chain] == [0, 5] and all(r.student is not None and r.teacher is not None for r in chain)
     figure = rounds_figure(chain)
-    assert [t.name for t in figure.data] == ["student", "teacher"] and len(figure.data[0].y) == 2
+    assert [t.name for t in figure.data][:2] == ["student, validation", "teacher, validation"]
+    assert figure.data[2].name.startswith("student, test split") and len(figure.data[0].y) == len(figure.data[2].y) == 2
     assert json.loads(figure.to_json())["layout"]["title"]["text"].startswith("Macro-F1 on the validation split")
     assert questions_of(storage, me, second)[1]  # the next round asks again

@@ -37,6 +37,9 @@ class Round:
     """The student's best validation macro-F1 (None until it has one)."""
     teacher: float | None
     validation_texts: int
+    student_test: float | None = None
+    """The student's macro-F1 on the test split (eval.json), once measured."""
+    test_texts: int = 0
 
 
 def questions_of(storage: Storage, viewer: Viewer, job_id: int) -> tuple[list[str], list[Question]]:
@@ -111,8 +114,10 @@ def rounds(storage: Storage, viewer: Viewer, job_id: int) -> list[Round]:
 
 
 def _round(job, report: dict, folder: Path) -> Round:
-    config = folder / "config.json"
+    config, measured = folder / "config.json", folder / "eval.json"
     stages = (json.loads(config.read_text()).get("plan") or {}).get("stages", {}) if config.exists() else {}
+    models = json.loads(measured.read_text()).get("models", []) if measured.exists() else []
+    student = next((m for m in models if m.get("name") == "student"), {})
     return Round(
         job.id,
         job.status,
@@ -121,4 +126,6 @@ def _round(job, report: dict, folder: Path) -> Round:
         stages.get("student", {}).get("best_validation"),
         stages.get("teacher", {}).get("best_validation"),
         report["split_sizes"].get("validation", 0),
+        student.get("macro_f1"),
+        report["split_sizes"].get("test", 0),
     )
