@@ -2,6 +2,7 @@
 
     python bench/unlabelled.py                      # tickets and BBC News (about 40 min on a 2-core CPU)
     python bench/unlabelled.py --only tickets
+    python bench/unlabelled.py --only tickets --share 0.02 --rows abc   # about 50 labels, 2,300 texts without
 
 Each dataset is checked once (80/10/10, stratified). Then 5 % of the training and validation labels are kept
 (stratified, seeded) and the other training texts become texts without a label; the test split stays whole,
@@ -125,38 +126,43 @@ def active_rounds(few: Path, full: Path, work: Path, rounds: int = 2) -> list[di
     return done
 
 
-def bench(name: str, source: Path, work: Path, least: float = 0.0) -> dict:
+def bench(name: str, source: Path, work: Path, least: float = 0.0, share: float = SHARE, which: str = "abcdef") -> dict:
     full = prepare_dataset(source, work / f"{name}-full").path
-    few = keep_few(full, work / f"{name}-few", SHARE)
+    few = keep_few(full, work / f"{name}-few", share)
     sizes = json.loads((few / "report.json").read_text())
     print(f"{name}: {sizes['split_sizes']['train']} labelled training texts, {sizes['unlabelled']} without a label", flush=True)
-    rows = {
-        "a_few_labels_only": run("a", few, work / name, unlabelled=False),
-        "b_teacher_answers_the_rest": run("b", few, work / name),
-        **({f"b2_answers_at_least_{least:g}": run("b2", few, work / name, unlabelled_min_confidence=least)} if least else {}),
-    }
-    rounds = active_rounds(few, full, work / name)
-    rows["c_two_rounds_of_20_labels"] = {
-        **rounds[-1],
-        "minutes": round(rows["b_teacher_answers_the_rest"]["minutes"] + sum(r["minutes"] for r in rounds), 2),
-        "round_1": rounds[0],
-    }
-    rows["d_all_labels"] = run("d", full, work / name)
+    rows = {"a_few_labels_only": run("a", few, work / name, unlabelled=False)}
+    if "b" in which or "c" in which:
+        rows["b_teacher_answers_the_rest"] = run("b", few, work / name)
+    if least:
+        rows[f"b2_answers_at_least_{least:g}"] = run("b2", few, work / name, unlabelled_min_confidence=least)
+    if "c" in which:
+        rounds = active_rounds(few, full, work / name)
+        rows["c_two_rounds_of_20_labels"] = {
+            **rounds[-1],
+            "minutes": round(rows["b_teacher_answers_the_rest"]["minutes"] + sum(r["minutes"] for r in rounds), 2),
+            "round_1": rounds[0],
+        }
+    if "d" in which:
+        rows["d_all_labels"] = run("d", full, work / name)
     for key, shots in (("e_zero_shot_smollm2_teacher", 0), ("e2_one_example_a_label_smollm2_teacher", 1)):
-        rows[key] = run(key[:2], few, work / name, teacher="smollm2-135m", teacher_training="ask", prompt_examples=shots)
+        if "e" in which:
+            rows[key] = run(key[:2], few, work / name, teacher="smollm2-135m", teacher_training="ask", prompt_examples=shots)
     rows["f_tfidf_on_few"] = {**rows["a_few_labels_only"]["tfidf"], "minutes": None}
-    a, d = (rows[k]["student"]["macro_f1"] for k in ("a_few_labels_only", "d_all_labels"))
+    a = rows["a_few_labels_only"]["student"]["macro_f1"]
+    d = rows["d_all_labels"]["student"]["macro_f1"] if "d_all_labels" in rows else None
     gaps = {}
     for key, row in rows.items():
         f1 = row.get("student", row)["macro_f1"]
-        gaps[key] = (f1 - a) / (d - a) if d != a else None
-        print(f"  {key:40s} macro-F1 {f1:.3f}  gap closed {gaps[key]:.0%}  minutes {row['minutes']}", flush=True)
+        gaps[key] = (f1 - a) / (d - a) if d is not None and d != a else None
+        closed = f"  gap closed {gaps[key]:.0%}" if gaps[key] is not None else ""
+        print(f"  {key:40s} macro-F1 {f1:.3f}{closed}  minutes {row['minutes']}", flush=True)
     return {
         "labelled": sizes["split_sizes"],
         "unlabelled": sizes["unlabelled"],
         "rows": rows,
         "gap_closed": gaps,
-        "gap_closed_b": gaps["b_teacher_answers_the_rest"],
+        "gap_closed_b": gaps.get("b_teacher_answers_the_rest"),
     }
 
 
@@ -164,16 +170,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", choices=["tickets", "bbc-news"], default=["tickets", "bbc-news"])
     parser.add_argument("--min-confidence", type=float, default=0.0, help="also run (b2) with this confidence floor")
+    parser.add_argument("--share", type=float, default=SHARE, help="the share of labels kept (0.05)")
+    parser.add_argument("--rows", default="abcdef", help="the rows to run, e.g. 'abc' ((a) and (f) always run)")
     args = parser.parse_args()
     quiet_terminal(ROOT / "bench" / "results" / "libraries.log")
     work = Path(tempfile.mkdtemp(prefix="slm-unlabelled-"))
     sources = {"tickets": ROOT / "studio" / "samples" / "support_tickets.csv"}
     if "bbc-news" in args.only:
         sources["bbc-news"] = write_csv(work / "bbc.csv", bbc_rows())
-    out = {"machine": machine(), "share": SHARE, "preset": FASTEST, "datasets": {}}
+    out = {"machine": machine(), "share": args.share, "preset": FASTEST, "datasets": {}}
     for name in args.only:
-        out["datasets"][name] = bench(name, sources[name], work, args.min_confidence)
+        out["datasets"][name] = bench(name, sources[name], work, args.min_confidence, args.share, args.rows)
         suffix = f"-min{args.min_confidence:g}" if args.min_confidence else ""
+        suffix += f"-share{args.share:g}" if args.share != SHARE else ""
         (ROOT / "bench" / "results" / f"unlabelled{suffix}.json").write_text(json.dumps(out, indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
 
