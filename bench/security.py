@@ -82,7 +82,7 @@ def check(session: requests.Session, url: str, name: str, content: bytes) -> tup
     path = upload(session, url, name, content).json()[0]
     fn = next(e["id"] for e in endpoints(session, url) if e["api_name"] == "check_dataset")
     started = time.perf_counter()
-    answer = call(session, url, fn, [file_data(path, name), *["(detect)"] * 5], timeout=900)
+    answer = call(session, url, fn, [file_data(path, name), None, None, *["(detect)"] * 5], timeout=900)
     return answer.everything[:400], time.perf_counter() - started
 
 
