@@ -292,7 +292,7 @@ def test_a_file_is_usable_only_by_the_login_that_uploaded_it(server):
     assert {p for p in uploads.rglob("*") if p.is_file()} == before  # nothing was copied into the cache
     no_canary("".join(p.read_text(errors="replace") for p in before if str(p) != hers and "alice" not in str(p)))
     # her own upload works for her, through the page's own handler
-    checked = call(alice, url, file_inputs[0][0], [file_data(hers), None, *["(detect)"] * 5])
+    checked = call(alice, url, file_inputs[0][0], [file_data(hers), None, None, *["(detect)"] * 5])
     assert checked.status == 200 and "cannot be used yet" in checked.everything  # checked (one row is too few)
     assert not [p for p in uploads.rglob("*") if p.is_file() and p.stat().st_size == 0]  # no empty temp files left
 
