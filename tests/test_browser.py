@@ -43,6 +43,16 @@ def watch_for_refusals(page) -> list[str]:
     return troubles
 
 
+def open_studio(playwright, url: str):
+    """Chromium at desktop size on the studio's page: (browser, page, what the page was refused)."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(60_000)
+    troubles = watch_for_refusals(page)
+    page.goto(url)
+    return browser, page, troubles
+
+
 @pytest.fixture
 def studio(studio_home, tmp_path):
     """The app served on a free port and a worker process, both on a fresh studio home."""
@@ -71,11 +81,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
     broken.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(60_000)
-        troubles = watch_for_refusals(page)
-        page.goto(studio)
+        browser, page, troubles = open_studio(p, studio)
 
         def shot(name: str) -> None:
             page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
@@ -342,11 +348,7 @@ def test_labelling_what_the_run_asks_starts_the_next_round_in_a_browser(studio, 
     truth = {r["text"]: r["category"] for r in csv.DictReader((samples / "support_tickets.csv").open(encoding="utf-8"))}
     data = tickets_few_labels(samples, tmp_path / "few.csv", 200, 80)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(60_000)
-        troubles = watch_for_refusals(page)
-        page.goto(studio)
+        browser, page, troubles = open_studio(p, studio)
         page.get_by_label("A folder on this machine").check()
         page.get_by_label("Model folder").fill(str(tiny_bert))
         page.get_by_label("Model folder").press("Tab")
