@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from studio import ranks
 from studio.asked_teacher import answers_of, asked_teacher_of, check_can_answer, teacher_folder
 from studio.batches import encode_records, label_index
 from studio.dataset import PreparedDataset
@@ -63,7 +64,7 @@ def distill(
     run = RunPaths(run_dir)
     write_run_config(run, config, dataset, resume)
     torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads or cpu_threads())
+    torch.set_num_threads(cpu_threads(config.threads))
     task = dataset.report.task
 
     records = dataset.split("train")
@@ -128,7 +129,8 @@ def distill(
     if kd_mode == "sequence":
         cache = {}
     elif asked is not None:
-        cache = {"logits": answers_of(asked, records, answers_file, on_progress)}
+        # the main process asks (and keeps every answer in the book); the others then read the book
+        cache = {"logits": ranks.main_first(lambda: answers_of(asked, records, answers_file, on_progress))}
     else:
         items = encode_records(records, tokenizer, config.max_length, label_ids)
         cache = cache_teacher(teacher, items, config, task, tokenizer.pad_token_id, run.cache, fingerprint, on_progress)
@@ -168,7 +170,7 @@ def distill(
     )
     plan.stages["student"] = stage_summary(stage.plan, trained)
     if asked_about is not None:  # what the user is asked to label next (studio.labelling)
-        write_questions(run.root, *asked_about, student, student_tok, dataset.report.labels, config)
+        ranks.on_main(lambda: write_questions(run.root, *asked_about, student, student_tok, dataset.report.labels, config))
     save_model(merged(student, config, run, task), student_tok, run.student)
     if baseline is not None:  # the labels alone: the texts without one have nothing to teach it
         torch.manual_seed(config.seed)

@@ -222,6 +222,13 @@ class DistillConfig(Settings):
     )
     seed: int = setting(13, "Random seed: the same seed, data and settings train the same model.", label="Random seed")
     threads: int = setting(0, "CPU threads; 0 uses every core.", advanced=False)
+    processes: int = setting(
+        0,
+        "Processes that train together, each on its part of every batch (data-parallel): one per GPU to use every "
+        "GPU of the machine. 0 (Auto): one per GPU where there are several, else one. On a CPU, more processes share "
+        "the same cores and are rarely faster.",
+        label="Processes (one per GPU)",
+    )
 
     def checks(self) -> list[Check]:
         return [
@@ -247,6 +254,7 @@ class DistillConfig(Settings):
             ("top_k", 1 <= self.top_k <= 1024, "from 1 to 1024"),
             ("prompt_examples", 0 <= self.prompt_examples <= 8, "from 0 to 8"),
             ("threads", 0 <= self.threads <= 512, "0 (all cores) or a positive number"),
+            ("processes", 0 <= self.processes <= 64, "0 (Auto: one per GPU) or from 1 to 64"),
         ]
 
     def other_problems(self) -> list[str]:

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from studio import ranks
 from studio.answers import REPEATED, generate_answers, repeated_share
 from studio.batches import question_of
 from studio.model_parts import skip_each_layer
@@ -264,12 +265,16 @@ def probe_depths(
         layers = sorted(ranked[:depth])
         loss = train_probe(student_of(teacher, ranked, depth), folder / f"depth-{depth}", f"{depth} layers")
         probes.append(DepthProbe(depth, layers, loss))
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps([p.__dict__ for p in probes]))
-    os.replace(tmp, done)
-    for depth in depths:
-        shutil.rmtree(folder / f"depth-{depth}", ignore_errors=True)
+
+    def keep() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_text(json.dumps([p.__dict__ for p in probes]))
+        os.replace(tmp, done)
+        for depth in depths:
+            shutil.rmtree(folder / f"depth-{depth}", ignore_errors=True)
+
+    ranks.on_main(keep)
     return probes
 
 

@@ -1,4 +1,8 @@
-"""The teacher's logits over the training split, computed once and kept on disk for the student's epochs."""
+"""The teacher's logits over the training split, computed once and kept on disk for the student's epochs.
+
+In a job of several processes each computes the logits of its part of the texts and saves them as a part file;
+the main process joins the parts (in order, so row i is still item i) into the one cache file every process reads.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
+from studio import ranks
 from studio.batches import iter_batches, model_inputs
 from studio.dataset import PreparedDataset
 from studio.distill_config import DistillConfig
+from studio.errors import StopRequested
 from studio.progress import Progress, ProgressFn, report
 from studio.words import Task
 
@@ -35,10 +41,33 @@ def cache_teacher(
     (teacher, data, length, k) matches.
     """
     if path.exists():
-        cached = load_file(path)
-        meta = json.loads(bytes(cached.pop("meta").tolist()).decode())
-        if meta.get("fingerprint") == fingerprint:
+        cached = read_cache(path)
+        if cached.pop("fingerprint") == fingerprint:
             return cached
+    start, end = ranks.share(len(items))
+    part = _teacher_logits(teacher, items[start:end], config, task, pad_id, on_progress, len(items))
+    if ranks.world() == 1:
+        write_cache(path, part, fingerprint)
+        return part
+    parts = [path.with_name(f"{path.stem}.part-{r}-of-{ranks.world()}{path.suffix}") for r in range(ranks.world())]
+    write_cache(parts[ranks.rank()], part, fingerprint)
+    ranks.barrier()  # every part is on disk
+    ranks.on_main(lambda: _join_parts(parts, path, fingerprint))
+    cached = read_cache(path)
+    cached.pop("fingerprint")
+    return cached
+
+
+def _teacher_logits(
+    teacher: PreTrainedModel,
+    items: list[dict],
+    config: DistillConfig,
+    task: str,
+    pad_id: int,
+    on_progress: ProgressFn | None,
+    everyone: int,
+) -> dict[str, torch.Tensor]:
+    """This process's part; ``everyone`` items in all the parts."""
     teacher.eval()
     steps = math.ceil(len(items) / config.batch_size)
     out: dict[str, list[torch.Tensor]] = {"logits": [], "top_values": [], "top_indices": []}
@@ -52,10 +81,36 @@ def cache_teacher(
                 values, indices = logits.topk(config.top_k, dim=-1)
                 out["top_values"].append(values.half())
                 out["top_indices"].append(indices.int())
-            report(on_progress, Progress("cache", 1, 1, step + 1, steps))
-    tensors = {k: torch.cat(v) for k, v in out.items() if v}
-    write_cache(path, tensors, fingerprint)
-    return tensors
+            try:
+                report(on_progress, Progress("cache", 1, 1, step + 1, steps))
+                asked_to_stop = False
+            except StopRequested:
+                asked_to_stop = True
+            if ranks.any_rank(asked_to_stop):
+                raise StopRequested()
+    for _ in range(
+        steps, math.ceil(math.ceil(everyone / ranks.world()) / config.batch_size)
+    ):  # every process meets as often as the busiest one
+        if ranks.any_rank(False):
+            raise StopRequested()
+    return {k: torch.cat(v) for k, v in out.items() if v}
+
+
+def _join_parts(parts: list[Path], path: Path, fingerprint: str) -> None:
+    loaded = [read_cache(part) for part in parts]
+    if any(p.pop("fingerprint") != fingerprint for p in loaded):
+        raise RuntimeError(f"the parts of {path.name} were computed for different runs")
+    joined = {k: torch.cat([p[k] for p in loaded if k in p]) for k in dict.fromkeys(k for p in loaded for k in p)}
+    write_cache(path, joined, fingerprint)
+    for part in parts:
+        part.unlink(missing_ok=True)
+
+
+def read_cache(path: Path) -> dict:
+    """The cached tensors, and under "fingerprint" what they were computed for."""
+    cached = load_file(path)
+    cached["fingerprint"] = json.loads(bytes(cached.pop("meta").tolist()).decode()).get("fingerprint")
+    return cached
 
 
 def write_cache(path: Path, tensors: dict[str, torch.Tensor], fingerprint: str) -> None:

@@ -21,6 +21,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from studio import ranks
 from studio.errors import ModelLoadError
 from studio.paths import READY
 from studio.words import Task
@@ -41,14 +42,19 @@ SAFE_LOAD = {"trust_remote_code": False, "use_safetensors": True, "dtype": torch
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
-    """Save to a temp folder and rename, so a crash never leaves a half-written model."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / READY).write_text("complete\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    """Save to a temp folder and rename, so a crash never leaves a half-written model. (In a job of several
+    processes the main one saves, and the others wait until it is on disk.)"""
+
+    def save() -> None:
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / READY).write_text("complete\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+
+    ranks.on_main(save)
 
 
 def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:

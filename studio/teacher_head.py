@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
+from studio import ranks
 from studio.batches import iter_batches, model_inputs
 from studio.progress import Progress, ProgressFn, report
 
@@ -177,7 +178,7 @@ def teach_head(
         both = [{**item, "index": i} for i, item in enumerate(train_items + validation_items)]  # one numbering
         return last_token_features(model, both, batch_size, pad_id, on_progress)
 
-    features = cached_features(features_path, features_key, read)
+    features = ranks.main_first(lambda: cached_features(features_path, features_key, read))
     n = len(train_items)
     report(on_progress, Progress("teacher", 1, 1, 1, 1, message="fitting the teacher's head to your labels"))
     return fit_head(

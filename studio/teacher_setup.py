@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from studio import generator
+from studio import generator, ranks
 from studio.batches import encode_records, label_index
 from studio.dataset import PreparedDataset
 from studio.distill_config import TEACHER_LEARNING_RATES, DistillConfig
@@ -188,14 +188,18 @@ def search_learning_rate(
         )
         scores[lr] = result.best_score if result.best_score is not None else float("-inf")
     best = max(TEACHER_LEARNING_RATES, key=lambda lr: scores[lr])  # ties: the smaller, gentler rate
-    shutil.rmtree(run.checkpoints / "teacher", ignore_errors=True)
-    shutil.copytree(_trial_folder(run, best), run.checkpoints / "teacher")
-    for lr in TEACHER_LEARNING_RATES:
-        shutil.rmtree(_trial_folder(run, lr), ignore_errors=True)
     plan.learning_rate_trials = {f"{lr:g}": scores[lr] for lr in TEACHER_LEARNING_RATES}
-    tmp = chosen_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"learning_rate": best, "trials": plan.learning_rate_trials}))
-    os.replace(tmp, chosen_file)
+
+    def keep_the_best() -> None:
+        shutil.rmtree(run.checkpoints / "teacher", ignore_errors=True)
+        shutil.copytree(_trial_folder(run, best), run.checkpoints / "teacher")
+        for lr in TEACHER_LEARNING_RATES:
+            shutil.rmtree(_trial_folder(run, lr), ignore_errors=True)
+        tmp = chosen_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"learning_rate": best, "trials": plan.learning_rate_trials}))
+        os.replace(tmp, chosen_file)
+
+    ranks.on_main(keep_the_best)
     return best
 
 
@@ -233,5 +237,5 @@ def tune_causal_teacher(
     tuned, result = generator.tune_teacher(teacher, stage, run_it, make_kd_loss(Task.CAUSAL_LM, {}, 1.0, 0.0))
     plan.stages["teacher"] = stage_summary(stage.plan, result)
     save_model(tuned, tokenizer, run.teacher)
-    shutil.rmtree(run.checkpoints / "teacher", ignore_errors=True)
+    ranks.on_main(lambda: shutil.rmtree(run.checkpoints / "teacher", ignore_errors=True))
     return tuned.eval(), str(run.teacher)

@@ -10,10 +10,16 @@ What "better" means is studio/validation.py; checkpoints are studio/checkpoints.
 optimizer, scheduler, position) is written at each validation, every `checkpoint_every_s` seconds, and when
 a cancel arrives; a resumed run skips exactly the batches
 already trained, and keeps the best weights and the early-stopping count it had.
+
+In a job of N processes (studio/ranks.py) each step's batch is the same global batch as in one process, and
+each process trains on its part of its rows; accelerate's DistributedDataParallel averages the gradients, so N
+processes take the same steps as one (up to rounding), and a checkpoint from N processes resumes in any number.
+Only the main process writes checkpoints and the log and reports progress; a stop is decided by all together.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -25,6 +31,7 @@ import torch
 from accelerate import Accelerator
 from transformers import get_linear_schedule_with_warmup
 
+from studio import ranks
 from studio.batches import iter_batches, model_inputs
 from studio.checkpoints import (
     Position,
@@ -78,12 +85,13 @@ def train_loop(
     ``pause_at`` stops after that step with a checkpoint, leaving the rest of the schedule for a later call
     (a learning-rate trial runs the first steps of the very schedule its winner then finishes).
     """
+    ranks.join()
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(plan.steps * warmup_ratio), plan.steps)
     at = load_checkpoint(checkpoint_dir, model, optimizer, scheduler)
-    _forget_steps_after(metrics, stage, label, at.global_step)
+    ranks.on_main(lambda: _forget_steps_after(metrics, stage, label, at.global_step))
     per_epoch, epochs = plan.steps_per_epoch, plan.epochs
     done_epochs, in_epoch = divmod(at.global_step, per_epoch)
     report(
@@ -105,7 +113,8 @@ def train_loop(
     last = min(plan.steps, pause_at or plan.steps)
 
     def save(position: Position) -> None:
-        save_checkpoint(checkpoint_dir, inner, optimizer, scheduler, position)
+        if ranks.is_main():
+            save_checkpoint(checkpoint_dir, inner, optimizer, scheduler, position)
 
     def check(position: Position, log) -> None:
         """Validate, keep the best weights, count towards patience."""
@@ -116,7 +125,8 @@ def train_loop(
         inner.train()
         key = list(measured.key())
         if position.best_key is None or key > position.best_key:
-            save_best(checkpoint_dir, inner, position.global_step)
+            if ranks.is_main():
+                save_best(checkpoint_dir, inner, position.global_step)
             position.best_step, position.best_key, position.best_score, position.waited = (
                 position.global_step,
                 key,
@@ -153,7 +163,7 @@ def train_loop(
         )
 
     last_save = time.monotonic()
-    with metrics.open("a", encoding="utf-8") as log:
+    with metrics.open("a", encoding="utf-8") if ranks.is_main() else io.StringIO() as log:
         here = at
         while not here.stopped and here.global_step < last:
             epoch = here.global_step // per_epoch
@@ -164,13 +174,14 @@ def train_loop(
             for step, batch in enumerate(batches):
                 if step < skip:
                     continue
-                loss = loss_fn(model, batch)
+                rows, weight = my_rows(batch)
+                loss = loss_fn(model, rows) * weight
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                value, rate = loss.item(), scheduler.get_last_lr()[0]
+                value, rate = ranks.total(loss.item()) / ranks.world(), scheduler.get_last_lr()[0]
                 here = Position(
                     **{**asdict(here), "epoch": epoch, "step_in_epoch": step + 1, "global_step": here.global_step + 1}
                 )
@@ -203,10 +214,13 @@ def train_loop(
                             label=label,
                         ),
                     )
+                    asked_to_stop = False
                 except StopRequested:
+                    asked_to_stop = True
+                if ranks.any_rank(asked_to_stop):  # every process stops after the same step
                     log.flush()
                     save(here)
-                    raise
+                    raise StopRequested()
                 at_end = here.global_step >= plan.steps
                 if here.global_step % plan.eval_every == 0 or at_end or here.global_step == pause_at:
                     check(here, log)
@@ -223,11 +237,25 @@ def train_loop(
             result.seconds.append(time.perf_counter() - started)
             if not items:  # nothing to train on: never loop forever
                 break
+    ranks.barrier()  # the best weights are on disk before any process reads them
     if here.stopped:
         load_best(checkpoint_dir, inner, here.best_step)
     result.steps, result.best_step, result.best_score = here.global_step, here.best_step, here.best_score
     result.stopped_early = here.stopped and here.global_step < plan.steps
     return result
+
+
+def my_rows(batch: dict) -> tuple[dict, float]:
+    """This process's part of a global batch, and what its mean loss weighs so that the processes' gradients
+    average to the whole batch's (parts differ by a row when the batch does not split evenly). A process left
+    without a row runs one with weight 0: every process must take part in each step's gradient exchange."""
+    if ranks.world() == 1:
+        return batch, 1.0
+    n = len(batch["index"])
+    start, end = ranks.share(n)
+    if end == start:
+        return {k: v[:1] for k, v in batch.items()}, 0.0
+    return {k: v[start:end] for k, v in batch.items()}, (end - start) * ranks.world() / n
 
 
 def _validation_mode(model: torch.nn.Module) -> None:
@@ -259,10 +287,12 @@ def _after(line: str, stage: str, label: str, step: int) -> bool:
     return row.get("stage") == stage and row.get("label", "") == label and row.get("step", 0) > step
 
 
-def cpu_threads() -> int:
-    """Every core, unless the worker shares them out among parallel jobs (SLM_STUDIO_THREADS)."""
+def cpu_threads(asked: int = 0) -> int:
+    """The threads asked for, else every core, unless the worker shares them out among parallel jobs
+    (SLM_STUDIO_THREADS); a job of several processes on one machine shares them among its processes."""
     shared = os.environ.get("SLM_STUDIO_THREADS", "")
-    return int(shared) if shared.isdigit() and int(shared) > 0 else os.cpu_count() or 1
+    cores = asked or (int(shared) if shared.isdigit() and int(shared) > 0 else os.cpu_count() or 1)
+    return max(1, cores // ranks.local_world())
 
 
 def make_kd_loss(task: str, cache: dict, temperature: float, alpha: float, class_weights: list[float] | None = None) -> Callable:

@@ -61,6 +61,7 @@ FLOORS = [
         "studio.columns",
         "studio.data_limits",
         "studio.unlabelled",
+        "studio.ranks",
     ],
     ["storage"],
     ["studio.errors", "studio"],

@@ -74,13 +74,26 @@ class DistillJob(Settings):
         return []
 
 
+def processes_of(job: Job) -> int:
+    """How many processes the job runs in on this machine (studio.jobs.launch); only distillations train in several."""
+    from studio.jobs.launch import processes_for
+
+    if job.kind != "distill":
+        return 1
+    return processes_for(int((job.config.get("distill") or {}).get("processes") or 0))
+
+
 DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.9), "labels-only student": (0.6, 0.9)}
 
 
 def run_distill(ctx: JobContext) -> None:
+    import torch
+
+    from studio import ranks
     from studio.dataset import load_prepared
     from studio.distill import distill
     from studio.evaluate import evaluate_run
+    from studio.training import cpu_threads
 
     spec = DistillJob.from_dict(ctx.job.config)
     with ctx.db.session() as s:
@@ -101,6 +114,9 @@ def run_distill(ctx: JobContext) -> None:
         checkpoint_every_s=ctx.checkpoint_every_s,
         answers_file=ctx.storage.store.resolve(f"teacher-answers/user-{ctx.job.owner_id}.sqlite"),
     )
+    if ranks.leave():  # a job of several processes: the others are done; the main one measures and records alone
+        return
+    torch.set_num_threads(cpu_threads())
     with ctx.reporter.part(0.9, 1.0, "measuring teacher and student on the test split"):
         report = evaluate_run(ctx.folder)
     record_run_models(ctx, report, spec.distill)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 
 
@@ -50,3 +52,18 @@ def process_alive(tag: str) -> bool:
     if fields is None:
         return True  # no /proc here: the pid existing is all we can know
     return fields[0] != "Z" and (not start or (len(fields) > 19 and fields[19] == start))
+
+
+def die_with_parent() -> None:
+    """A worker killed with -9 cannot stop its children; they notice and stop too, so a restarted worker
+    finds the job's process gone and marks the job interrupted instead of two processes writing one job.
+    (A job of several processes: the launcher watches the worker, each process the launcher.)"""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(137)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

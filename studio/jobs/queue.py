@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +26,8 @@ from storage import records
 from storage.config import Storage
 from storage.errors import DatabaseError
 from storage.tables import Job, JobStatus
+from studio.jobs import launch
+from studio.jobs.kinds import processes_of
 from studio.jobs.process_id import worker_name
 from studio.logs import JOB_LOG
 
@@ -88,11 +89,11 @@ class JobQueue:
             return  # cancelled while queued, or another worker has it
         with db.session() as s:
             row = s.get(Job, job_id)
-            folder, attempt = store.resolve(row.folder), row.attempt
+            folder, attempt, processes = store.resolve(row.folder), row.attempt, processes_of(row)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / JOB_LOG, "ab") as log:
             child = subprocess.Popen(
-                [sys.executable, "-m", "studio.jobs.runner", str(job_id)],
+                launch.command(job_id, processes),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._child_env(),
@@ -108,12 +109,15 @@ class JobQueue:
         except IntegrityError:
             return  # the user deleted the finished job in the moment since; nothing is left to record
         # finish() changes only a job still marked running, i.e. one whose process died before closing it.
-        if self.stopping:
+        if self.stopping or processes > 1:  # several: one of them died, and the main one could not say so
             job_rows.finish(
                 db,
                 job_id,
                 JobStatus.INTERRUPTED,
-                "The worker was stopped before the job reached a safe point. Resume it to continue from its last checkpoint.",
+                "The worker was stopped before the job reached a safe point. Resume it to continue from its last checkpoint."
+                if self.stopping
+                else f"A process of the job's {processes} ended unexpectedly (exit code {child.returncode}). Its log is in "
+                "the job folder; resume the job to continue from its last checkpoint.",
                 attempt,
             )
         else:

@@ -137,3 +137,15 @@ class JobReporter:
         thread = threading.Thread(target=beat, name=f"heartbeat-{self.job_id}", daemon=True)
         thread.start()
         return thread
+
+
+class HelperReporter(JobReporter):
+    """The reporter of a job's process that is not the main one: it writes nothing (the main process reports for
+    every process) and only says when this process was asked to stop (the worker stopping it: SIGTERM)."""
+
+    def __call__(self, p: Progress) -> None:
+        if self.cancel.is_set():
+            raise StopRequested()
+
+    def _write(self, fraction: float, step: str, metrics: list[dict]) -> None:
+        return None

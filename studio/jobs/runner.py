@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 
@@ -18,10 +17,11 @@ from storage import jobs as job_rows
 from storage.config import Storage, open_storage
 from storage.errors import JobLostError, StorageError
 from storage.tables import Job, JobStatus
+from studio import ranks
 from studio.errors import StopRequested, StudioError
 from studio.jobs.kinds import CHECKPOINT_EVERY_S, KINDS, JobContext
-from studio.jobs.process_id import worker_name
-from studio.jobs.reporter import JobReporter
+from studio.jobs.process_id import die_with_parent, worker_name
+from studio.jobs.reporter import HelperReporter, JobReporter
 from studio.logs import JOB_LOG, job_log, quiet_libraries
 
 HEARTBEAT_S = 5.0
@@ -77,6 +77,14 @@ def run_claimed(
     except Exception as err:  # noqa: BLE001 - anything else is still the job's failure, never the worker's
         with open(folder / JOB_LOG, "a", encoding="utf-8") as out:  # the log the message points at, in the CLI too
             traceback.print_exc(file=out)
+        if ranks.peer_lost(err):
+            status, error = (
+                JobStatus.INTERRUPTED,
+                f"One of the job's {ranks.world()} processes stopped (its log is in {job.folder}/{JOB_LOG}); "
+                "the job was saved at its last checkpoint. Resume it to continue.",
+            )
+            job_rows.finish(storage.db, job_id, status, error, attempt=job.attempt)
+            return status
         status, error = (
             JobStatus.FAILED,
             (
@@ -114,18 +122,21 @@ def run_here(storage: Storage, job_id: int, echo: Callable | None = None) -> str
             signal.signal(signal.SIGINT, previous)
 
 
-def _die_with_parent() -> None:
-    """A worker killed with -9 cannot stop its children; they notice and stop too, so a restarted worker
-    finds the job's process gone and marks the job interrupted instead of two processes writing one job."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(137)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+def run_helper(storage: Storage, job_id: int, cancel: threading.Event, checkpoint_every_s: float) -> int:
+    """A process of a job of several that is not the main one: it trains and computes its share, and leaves the
+    reporting, the files and the job's row to the main process. An error ends this process (torchrun then stops
+    the others, and the main process marks the job interrupted)."""
+    with storage.db.session() as s:
+        job = s.get(Job, job_id)
+        s.expunge(job)
+    reporter = HelperReporter(storage.db, job_id)
+    reporter.cancel = cancel
+    ctx = JobContext(storage, job, storage.store.resolve(job.folder), reporter, checkpoint_every_s)
+    try:
+        KINDS[job.kind].run(ctx)
+    except StopRequested:
+        pass  # stopped together with the main process, which saved and says so
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    _die_with_parent()
+    die_with_parent()
     storage = open_storage()
     job_id = int(argv[0])
-    job_rows.set_worker(storage.db, job_id, worker_name(), attempt=job_rows.current_attempt(storage.db, job_id))
+    ranks.join()  # a job of several processes: they meet here (one process: nothing to do)
+    if ranks.is_main():
+        job_rows.set_worker(storage.db, job_id, worker_name(), attempt=job_rows.current_attempt(storage.db, job_id))
     cancel, shutdown = threading.Event(), threading.Event()
 
     def on_term(_sig, _frame) -> None:  # the worker is stopping: save at the next step, stay resumable
@@ -151,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     every = float(os.environ.get("SLM_STUDIO_CHECKPOINT_S", CHECKPOINT_EVERY_S))
+    if not ranks.is_main():
+        return run_helper(storage, job_id, cancel, every)
     status = run_claimed(storage, job_id, checkpoint_every_s=every, cancel=cancel, shutdown=shutdown)
     return 0 if status in (JobStatus.DONE, JobStatus.CANCELLED, JobStatus.INTERRUPTED) else 1
 

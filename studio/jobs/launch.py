@@ -1,0 +1,75 @@
+"""How a job's process starts. One process: `python -m studio.jobs.runner ID`. A job of N processes that train
+together: `python -m studio.jobs.launch ID N`, which runs torchrun (torch.distributed.run, the launcher
+`accelerate launch` itself uses for several GPUs) in this process, and torchrun starts N runners. Each runner
+joins the group through accelerate; the main one (rank 0) reports and writes, as a job of one process does.
+
+Why torchrun under the worker rather than forking from the job's process: every process then loads its own
+models on its own GPU (a process that has touched CUDA cannot fork), a process that dies is noticed by torchrun,
+which stops the others, and the same command takes machines (--nnodes) where one is not enough.
+
+If the worker dies, this launcher dies with it, and the runners with the launcher: nothing keeps writing a job
+that a restarted worker marks interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from studio.jobs.process_id import die_with_parent
+
+RUNNER = "studio.jobs.runner"
+
+
+def gpus_here() -> int:
+    """GPUs this machine shows the studio, without loading torch (the worker's main process never does)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    folder = "/proc/driver/nvidia/gpus"
+    return len(os.listdir(folder)) if os.path.isdir(folder) else 0
+
+
+def processes_for(asked: int, gpus: int | None = None) -> int:
+    """The processes a job runs in: as asked, or for 0 (Auto) one per GPU (one process on a machine without)."""
+    if asked > 0:
+        return asked
+    gpus = gpus_here() if gpus is None else gpus
+    return gpus if gpus > 1 else 1
+
+
+def command(job_id: int, processes: int) -> list[str]:
+    if processes <= 1:
+        return [sys.executable, "-m", RUNNER, str(job_id)]
+    return [sys.executable, "-m", "studio.jobs.launch", str(job_id), str(processes)]
+
+
+def torchrun_args(job_id: int, processes: int) -> list[str]:
+    return [
+        "--standalone",  # one machine: torchrun finds a free port for the processes to meet on
+        f"--nproc-per-node={processes}",
+        "--max-restarts=0",  # a process that dies ends the attempt; the job resumes from its checkpoint
+        "--module",
+        RUNNER,
+        str(job_id),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    die_with_parent()
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    job_id, processes = int(argv[0]), int(argv[1])
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # each runner sets its share of the cores itself
+    try:
+        run(get_args_parser().parse_args(torchrun_args(job_id, processes)))
+    except ChildFailedError as err:
+        print(f"A process of job {job_id} stopped: {err}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

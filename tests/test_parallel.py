@@ -1,0 +1,114 @@
+"""A distillation on several processes (studio/ranks.py): each takes its part of every global batch, so two
+processes train the student one process trains, up to rounding; a run stopped in one number of processes
+resumes in another. (The job-level cases, a worker starting the processes and kill -9 of one of them, are in
+test_jobs.py.)
+
+Tolerance, stated: at the same global batch, every step's training loss within 0.1 % of one process's, each
+validation's macro-F1 within 0.02, and the teacher's cached logits within 0.01. (With classes weighed, a half
+batch's weighted mean differs from the whole batch's by a little more: about 0.5 % of the loss measured.)
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from studio.checkpoints import checkpoint_state
+from studio.dataset import prepare_dataset
+from tiny_models import build_tiny_bert
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVER = ROOT / "tests" / "parallel_distill.py"
+
+
+def run_in(processes: int, spec: dict, folder: Path) -> subprocess.CompletedProcess:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"spec-{len(list(folder.glob('spec-*')))}.json"
+    path.write_text(json.dumps(spec))
+    launcher = [sys.executable] if processes == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    launcher += [] if processes == 1 else [f"--nproc-per-node={processes}"]
+    return subprocess.run([*launcher, str(DRIVER), str(path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, samples_dir=ROOT / "studio" / "samples") -> dict:
+    """A teacher without dropout (so the only difference between runs is how the batch is split) and 400 tickets."""
+    tmp = tmp_path_factory.mktemp("parallel")
+    teacher = build_tiny_bert(tmp / "teacher")
+    config = json.loads((teacher / "config.json").read_text())
+    (teacher / "config.json").write_text(json.dumps({**config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}))
+    lines = (samples_dir / "support_tickets.csv").read_text(encoding="utf-8").splitlines()[:401]
+    (tmp / "t.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prepare_dataset(tmp / "t.csv", tmp / "ds")
+    settings = dict(
+        teacher=str(teacher),
+        student_layers=2,
+        epochs=3,
+        teacher_epochs=5,
+        batch_size=8,
+        max_length=48,
+        min_steps=0,
+        learning_rate=3e-3,
+        teacher_learning_rate=3e-3,
+        threads=2,
+        patience=0,
+        balance="off",  # weighed classes average a half batch's loss a little differently from the whole one's
+    )
+    one = run_in(1, {"dataset": str(tmp / "ds"), "run": str(tmp / "one"), "config": settings}, tmp)
+    assert one.returncode == 0, one.stderr[-3000:]
+    return {"tmp": tmp, "settings": settings, "one": tmp / "one"}
+
+
+def logged(run: Path, stage: str) -> tuple[dict[int, float], dict[int, float]]:
+    """{step: loss} and {step: validation} of a stage, from the run's metrics.jsonl (each step once)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [(r["step"], r["loss"]) for r in rows if r["stage"] == stage and "loss" in r]
+    assert len(losses) == len(dict(losses)), "a step was written twice"
+    return dict(losses), {r["step"]: r["validation"] for r in rows if r["stage"] == stage and "validation" in r}
+
+
+def assert_trained_alike(one: Path, other: Path) -> None:
+    assert max(logged(one, "student")[1].values()) > 0.25  # it learns: not a majority-class model (0.05 here)
+    for stage in ("teacher", "student"):
+        losses, validations = logged(other, stage)
+        want_losses, want_validations = logged(one, stage)
+        assert sorted(losses) == sorted(want_losses) and sorted(validations) == sorted(want_validations)
+        assert all(abs(losses[s] - want_losses[s]) <= 0.001 * want_losses[s] for s in want_losses), stage
+        assert all(abs(validations[s] - want_validations[s]) <= 0.02 for s in want_validations), stage
+    assert (other / "student" / "model.safetensors").exists()
+
+
+def test_two_processes_train_the_student_one_process_trains(setup):
+    two = setup["tmp"] / "two"
+    spec = {"dataset": str(setup["tmp"] / "ds"), "run": str(two), "config": setup["settings"]}
+    done = run_in(2, spec, setup["tmp"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rank 0 done" in done.stdout and "rank 1 done" in done.stdout
+    assert_trained_alike(setup["one"], two)
+    # the teacher's logits were computed half by each process and joined in order
+    joined = load_file(two / "cache" / "teacher_logits.safetensors")["logits"]
+    alone = load_file(setup["one"] / "cache" / "teacher_logits.safetensors")["logits"]
+    assert joined.shape == alone.shape and torch.allclose(joined, alone, atol=0.01)
+    assert list((two / "cache").glob("*part*")) == []
+    # progress went out once: one process wrote the log, one config, one student
+    assert json.loads((two / "config.json").read_text())["requested"]["threads"] == 2
+
+
+def test_a_run_stopped_in_two_processes_resumes_in_one_and_then_in_two(setup):
+    run = setup["tmp"] / "moved"
+    spec = {"dataset": str(setup["tmp"] / "ds"), "run": str(run), "config": setup["settings"]}
+    stopped = run_in(2, {**spec, "stop_at": 25}, setup["tmp"])
+    assert "rank 0 stopped" in stopped.stdout and "rank 1 stopped" in stopped.stdout, stopped.stderr[-3000:]
+    assert checkpoint_state(run / "checkpoints" / "student").global_step == 25
+
+    again = run_in(1, {**spec, "resume": True, "stop_at": 65, "config": {**setup["settings"], "processes": 1}}, setup["tmp"])
+    assert "rank 0 stopped" in again.stdout, again.stderr[-3000:]
+    assert checkpoint_state(run / "checkpoints" / "student").global_step == 65
+
+    last = run_in(2, {**spec, "resume": True, "config": {**setup["settings"], "processes": 2}}, setup["tmp"])
+    assert last.returncode == 0, last.stderr[-3000:]
+    assert_trained_alike(setup["one"], run)  # steps 1-120 each once, as one process trains them
