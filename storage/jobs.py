@@ -59,8 +59,10 @@ def submit(
     title: str = "",
     dataset_id: int | None = None,
     parent_id: int | None = None,
+    needs: list[str] | None = None,
 ) -> Job:
-    """Record a queued job; its folder in the artifact store is jobs/<id>."""
+    """Record a queued job; its folder in the artifact store is jobs/<id>. Only a worker with every tag in
+    ``needs`` runs it."""
     with db.session() as s:
         job = Job(
             owner_id=owner_id,
@@ -69,6 +71,7 @@ def submit(
             title=title,
             dataset_id=dataset_id,
             parent_id=parent_id,
+            needs=sorted(set(needs)) if needs else None,
             status=JobStatus.QUEUED,
             progress=0.0,
             step="waiting for a worker",
@@ -240,6 +243,18 @@ def report(
         if rows:
             s.execute(Metric.__table__.insert(), rows)
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def waiting(db: Database, job_id: int, step: str) -> None:
+    """What a queued job waits for, in words (a queued job only: a claimed one says what it does itself)."""
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED).values(step=step[:255]))
+
+
+def ask_to_stop(db: Database, job_id: int) -> None:
+    """Ask a running job to stop after its current step (the process that runs it here was told Ctrl-C)."""
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(cancel_requested=True))
 
 
 def forget_metrics_after(db: Database, job_id: int, stage: str, step: int, label: str = "") -> int:

@@ -5,6 +5,7 @@
            └─ jobs ─┬─ variants ── metrics   (teacher / student / quantized / pruned, and their scores)
                     ├─ metrics               (per training step: loss curves)
                     └─ artifacts             (files on disk: path, sha256, bytes)
+    workers                                  (a worker process: its machine's cores, memory, GPUs, and its tags)
 
 A job is a config (JSON) plus a kind; everything a job makes hangs off it and goes when it goes.
 """
@@ -134,9 +135,32 @@ class Job(Base):
     """host:pid of the process running the job."""
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    needs: Mapped[list[Any] | None] = mapped_column(JSON)
+    """Tags the worker that runs it must have (revision 0006), e.g. ["gpu"]; none: any worker."""
 
     variants: Mapped[list[Variant]] = relationship(back_populates="job", cascade="all, delete-orphan", passive_deletes=True)
     artifacts: Mapped[list[Artifact]] = relationship(back_populates="job", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Worker(Base):
+    """A worker process that takes jobs from the queue (revision 0006): where it runs, what the machine offers, and
+    its tags. It writes its row on start and every sweep (seen_at) and deletes it on a clean stop."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    """host#boot:pid.start of the worker's process (studio.jobs.process_id)."""
+    host: Mapped[str] = mapped_column(String(255))
+    cores: Mapped[int] = mapped_column(Integer)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    gpus: Mapped[int] = mapped_column(Integer)
+    gpu_names: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    tags: Mapped[list[Any]] = mapped_column(JSON)
+    slots: Mapped[int] = mapped_column(Integer)
+    """Jobs it runs at once."""
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Variant(Base):

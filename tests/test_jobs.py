@@ -16,7 +16,7 @@ from storage import jobs as job_rows
 from storage import records
 from storage.config import StorageConfig, open_storage
 from storage.tables import Job
-from studio.checkpoints import latest_checkpoint
+from studio.checkpoints import checkpoint_state, latest_checkpoint
 from studio.errors import ConfigError
 from studio.jobs import service
 
@@ -95,8 +95,8 @@ class Worker:
 def workers(env, tmp_path):
     started: list[Worker] = []
 
-    def start(count: int = 1) -> Worker:
-        worker = Worker(env, tmp_path / "worker.log", count)
+    def start(count: int = 1, **extra: str) -> Worker:
+        worker = Worker({**env, **extra}, tmp_path / "worker.log", count)
         started.append(worker)
         return worker
 
@@ -230,6 +230,96 @@ def test_two_jobs_at_once_keep_their_own_files_and_rows(storage, dataset, tiny_b
         owners = s.execute(select(Job.worker).where(Job.id.in_(jobs))).scalars().all()
     assert len(set(owners)) == 2  # two processes ran them
     assert storage.db.integrity_problems() == []
+
+
+def job_processes(job_id: int) -> dict[int, int]:
+    """{rank: pid} of the runner processes of a job (a job of several processes: one per rank)."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = dict(
+                item.split("=", 1) for item in (proc / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in item
+            )
+        except OSError:
+            continue
+        if b"studio.jobs.runner" in command and str(job_id).encode() in command:
+            found[int(environ.get("RANK", 0))] = int(proc.name)
+    return found
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_job_on_two_processes_kill_9_of_one_cancel_and_resume(storage, dataset, tiny_bert, workers, tmp_path):
+    """kill -9 of one of a job's two processes ends it interrupted (not failed, not left running), resumable;
+    a cancel stops both after the same step; every step is trained and logged once."""
+    job_id = distill_job(storage, dataset, tiny_bert, processes=2)
+    log = tmp_path / "worker.log"
+    workers()
+    wait_for(lambda: len(student_steps(storage, job_id)) >= 40, "the two processes to train", log=log)
+    ranks = job_processes(job_id)
+    assert sorted(ranks) == [0, 1]
+    os.kill(ranks[1], signal.SIGKILL)
+    wait_for(lambda: job(storage, job_id).status != "running", "the job to notice", log=log)
+    stopped = job(storage, job_id)
+    assert stopped.status == "interrupted" and "Resume it" in stopped.error, stopped.error
+    wait_for(lambda: job_processes(job_id) == {}, "no process of the job to be left", timeout=60, log=log)
+    folder = storage.store.resolve(stopped.folder)
+    assert checkpoint_state(folder / "checkpoints" / "student").global_step > 0
+
+    me = records.local_user(storage.db)
+    service.resume(storage, me, job_id)
+    wait_for(lambda: len(student_steps(storage, job_id)) >= 200, "the resumed job to train on", log=log)
+    assert sorted(job_processes(job_id)) == [0, 1]
+    assert service.cancel(storage, me, job_id) == "running"
+    wait_for(lambda: job(storage, job_id).status == "cancelled", "the cancel to land", log=log)
+    assert checkpoint_state(folder / "checkpoints" / "student").global_step == student_steps(storage, job_id)[-1]
+
+    service.resume(storage, me, job_id)
+    wait_for(lambda: job(storage, job_id).status in ("done", "failed"), "the job to finish", log=log)
+    finished = job(storage, job_id)
+    assert (finished.status, finished.error, finished.attempt) == ("done", None, 3)
+    assert student_steps(storage, job_id) == list(range(1, 6 * 60 + 1))
+    logged = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged if row["stage"] == "student" and "loss" in row] == list(range(1, 6 * 60 + 1))
+
+    def verified() -> bool:  # the worker records the job's log once the launcher has ended, a moment after 'done'
+        with storage.db.session() as s:
+            return records.verify_artifacts(s, storage.store, me, job_id) == []
+
+    wait_for(verified, "the job's files to be recorded as they are", timeout=60, log=log)
+    with storage.db.session() as s:
+        assert sorted(v.name for v in records.variants_of(s, me, job_id)) == [
+            "majority-baseline",
+            "student",
+            "teacher",
+            "tfidf-baseline",
+        ]
+    assert storage.db.integrity_problems() == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_job_that_needs_a_tag_waits_for_a_worker_that_has_it(storage, dataset, tiny_bert, workers, tmp_path):
+    me = records.local_user(storage.db)
+    with pytest.raises(ConfigError, match="not a worker tag"):
+        service.submit(storage, me, "distill", {"dataset_id": dataset, "distill": {"teacher": str(tiny_bert)}}, needs=["GPU!"])
+    picky = distill_job(storage, dataset, tiny_bert, epochs=1)
+    with storage.db.session() as s:
+        s.get(Job, picky).needs = ["fast"]
+    plain = distill_job(storage, dataset, tiny_bert, epochs=1)
+    log = tmp_path / "worker.log"
+    workers()  # a worker without the tag: it runs the plain job and leaves the other
+    wait_for(lambda: job(storage, plain).status == "done", "the plain job", log=log)
+    waiting = job(storage, picky)
+    assert waiting.status == "queued"
+    assert "waiting for a worker tagged fast" in waiting.step and "--tags fast" in waiting.step
+
+    from storage import workers as worker_rows
+
+    workers(SLM_STUDIO_WORKER_TAGS="fast")
+    wait_for(lambda: job(storage, picky).status == "done", "the tagged worker to take it", log=log)
+    live = worker_rows.live(storage.db)
+    assert sorted(tuple(w.tags) for w in live) == [("cpu",), ("cpu", "fast")]
+    assert all(w.cores >= 1 and w.memory_bytes > 0 and w.gpus == 0 for w in live)
 
 
 def test_heal_of_an_unnamed_long_recipe_keeps_its_curve_apart(storage):

@@ -10,6 +10,7 @@ Here: the welcome, ui, worker, and main.
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated
 
 import typer
@@ -77,8 +78,19 @@ def ui(
 
 @app.command()
 @friendly
-def worker(workers: Annotated[int, typer.Option(help="Jobs run at once (CPU threads are shared among them).")] = 1) -> None:
-    """Run queued jobs until stopped (Ctrl-C: running jobs save their step and stay resumable)."""
+def worker(
+    workers: Annotated[int, typer.Option(help="Jobs run at once (CPU threads are shared among them).")] = 1,
+    tags: Annotated[
+        str,
+        typer.Option(
+            help="Tags of this worker, comma-separated (it also gets 'gpu' or 'cpu' from its machine); "
+            "a job submitted with --needs runs only on a worker with those tags.",
+            envvar="SLM_STUDIO_WORKER_TAGS",
+        ),
+    ] = "",
+) -> None:
+    """Run queued jobs until stopped (Ctrl-C: running jobs save their step and stay resumable). Workers on several
+    machines share the queue when they share the database (SLM_STUDIO_DB_URL) and the artifact store."""
     import logging
 
     from storage.config import open_storage
@@ -87,7 +99,26 @@ def worker(workers: Annotated[int, typer.Option(help="Jobs run at once (CPU thre
     if workers < 1:
         raise typer.BadParameter("--workers must be at least 1.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    serve(open_storage(), workers=workers)
+    given = [t.strip().lower() for t in tags.split(",") if t.strip()]
+    bad = [t for t in given if not re.fullmatch(r"[a-z0-9_-]{1,32}", t)]
+    if bad:
+        raise typer.BadParameter(f"--tags: {', '.join(bad)} is not a tag; use short words (letters, digits, - or _).")
+    serve(open_storage(), workers=workers, tags=given)
+
+
+@app.command()
+@friendly
+def workers() -> None:
+    """The workers taking jobs now: their machine (cores, memory, GPUs), job slots and tags."""
+    from storage import workers as worker_rows
+    from storage.config import open_storage
+
+    rows = worker_rows.live(open_storage().db)
+    if not rows:
+        typer.echo("No worker is running. Start one with: python -m studio worker")
+    for row in rows:
+        capacity = worker_rows.Capacity(row.host, row.cores, row.memory_bytes, row.gpus, row.gpu_names)
+        typer.echo(f"{row.host:20} {capacity.words():40} {row.slots} slot(s)  tags: {', '.join(row.tags)}")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from studio.cli.shell import (
 from studio.cli.tables import format_table, per_class_table
 from studio.dataset import DatasetOptions, prepare_dataset
 from studio.distill_config import DistillConfig
+from studio.errors import ConfigError
 from studio.export.settings import ExportSettings
 from studio.jobs.kinds import CompressJob
 from studio.paths import runs_dir
@@ -98,6 +99,9 @@ def distill(
         Optional[Path], typer.Option(help=UNLABELLED_HELP)
     ] = None,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
+    needs: Annotated[
+        str, typer.Option(help="With --queue: tags the worker must have, comma-separated (e.g. gpu); see 'workers'.")
+    ] = "",
     seed: Annotated[int, typer.Option(help="Random seed of the split and the training.")] = 13,
     settings: dict | None = None,
     data_settings: dict | None = None,
@@ -120,8 +124,17 @@ def distill(
 
         _print_report(_report_of(get_dataset(s, me, dataset_id)))
     title = f"{config.teacher} -> {config.student or student_words(config.student_layers)} on {data.name}"
+    wanted = [t.strip().lower() for t in needs.split(",") if t.strip()]
+    if wanted and not queue:
+        raise ConfigError(["--needs picks the worker that runs the job: add --queue (without it, the job runs here)"])
     job_id = service.submit(
-        storage, me, "distill", {"dataset_id": dataset_id, "distill": config.to_dict()}, title=title, enqueue=False
+        storage,
+        me,
+        "distill",
+        {"dataset_id": dataset_id, "distill": config.to_dict()},
+        title=title,
+        enqueue=False,
+        needs=wanted,
     )
     if run_job(storage, me, job_id, queue) == JobStatus.DONE:
         folder = storage.store.resolve(job_of(storage, me, job_id).folder)

@@ -15,19 +15,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
+from studio.jobs.machine import gpus_here
 from studio.jobs.process_id import die_with_parent
 
 RUNNER = "studio.jobs.runner"
-
-
-def gpus_here() -> int:
-    """GPUs this machine shows the studio, without loading torch (the worker's main process never does)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    folder = "/proc/driver/nvidia/gpus"
-    return len(os.listdir(folder)) if os.path.isdir(folder) else 0
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def processes_for(asked: int, gpus: int | None = None) -> int:
@@ -42,6 +36,17 @@ def command(job_id: int, processes: int) -> list[str]:
     if processes <= 1:
         return [sys.executable, "-m", RUNNER, str(job_id)]
     return [sys.executable, "-m", "studio.jobs.launch", str(job_id), str(processes)]
+
+
+def child_env(db_url: str, data_dir: Path, threads: int = 0) -> dict[str, str]:
+    """The environment of a job's process: this storage, this source tree, and its share of the cores."""
+    env = dict(os.environ)
+    env["SLM_STUDIO_DB_URL"] = db_url
+    env["SLM_STUDIO_DATA_DIR"] = str(data_dir)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(SOURCE_ROOT), env.get("PYTHONPATH", "")] if p)
+    if threads:
+        env["SLM_STUDIO_THREADS"] = str(threads)
+    return env
 
 
 def torchrun_args(job_id: int, processes: int) -> list[str]:

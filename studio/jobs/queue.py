@@ -11,7 +11,6 @@ twice (see `requeue_lost`) runs its job once.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storage import jobs as job_rows
 from storage import records
+from storage import workers as worker_rows
 from storage.config import Storage
 from storage.errors import DatabaseError
 from storage.tables import Job, JobStatus
@@ -32,7 +32,8 @@ from studio.jobs.process_id import worker_name
 from studio.logs import JOB_LOG
 
 QUEUE_NAME = "slm-studio"
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
+PASS_ON_S = 1.0
+"""A worker that may not run a job waits this long before handing it back to the queue."""
 CANCEL_GRACE_S = 120.0
 """A job asked to stop gets this long to finish its step and checkpoint before its process is killed."""
 
@@ -56,9 +57,11 @@ def make_huey(storage: Storage) -> Huey:
 class JobQueue:
     """Enqueue job ids; in a worker, run them (each in a child process)."""
 
-    def __init__(self, storage: Storage, threads_per_job: int = 0) -> None:
+    def __init__(self, storage: Storage, threads_per_job: int = 0, tags: list[str] | None = None) -> None:
         self.storage = storage
         self.threads_per_job = threads_per_job
+        self.tags = tags or []
+        """This worker's tags: it runs only jobs that need no other."""
         self.children: dict[int, subprocess.Popen] = {}
         self.stopping = False
         self.huey = make_huey(storage)
@@ -85,6 +88,11 @@ class JobQueue:
 
     def _execute(self, job_id: int) -> None:
         db, store = self.storage.db, self.storage.store
+        with db.session() as s:
+            needs = s.scalar(select(Job.needs).where(Job.id == job_id, Job.status == JobStatus.QUEUED))
+        if not worker_rows.can_run(self.tags, needs):
+            self._pass_on(job_id, needs)
+            return
         if not job_rows.claim(db, job_id, worker_name()):
             return  # cancelled while queued, or another worker has it
         with db.session() as s:
@@ -131,6 +139,19 @@ class JobQueue:
                 attempt,
             )
 
+    def _pass_on(self, job_id: int, needs: list[str]) -> None:
+        """A job this worker may not run goes back in the queue for one that may, and says what it waits for."""
+        able = [w for w in worker_rows.live(self.storage.db) if worker_rows.can_run(w.tags, needs)]
+        wanted = ", ".join(needs)
+        job_rows.waiting(
+            self.storage.db,
+            job_id,
+            f"waiting for a worker tagged {wanted}"
+            + ("" if able else f" (none is running: start one with 'python -m studio worker --tags {wanted}')"),
+        )
+        time.sleep(PASS_ON_S)  # not straight back to the queue's head: the worker that may run it gets a turn
+        self.enqueue(job_id)
+
     def stop_children(self, wait_s: float = 60.0) -> None:
         """Worker shutdown: each job saves at its next step and is left interrupted (resumable)."""
         self.stopping = True
@@ -164,13 +185,7 @@ class JobQueue:
                 )
 
     def _child_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["SLM_STUDIO_DB_URL"] = self.storage.config.db_url
-        env["SLM_STUDIO_DATA_DIR"] = str(self.storage.config.data_dir)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(SOURCE_ROOT), env.get("PYTHONPATH", "")] if p)
-        if self.threads_per_job:
-            env["SLM_STUDIO_THREADS"] = str(self.threads_per_job)
-        return env
+        return launch.child_env(self.storage.config.db_url, self.storage.config.data_dir, self.threads_per_job)
 
 
 def _exit_reason(code: int | None) -> str:

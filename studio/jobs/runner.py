@@ -8,10 +8,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
+
+from sqlalchemy import select
 
 from storage import jobs as job_rows
 from storage.config import Storage, open_storage
@@ -19,10 +23,12 @@ from storage.errors import JobLostError, StorageError
 from storage.tables import Job, JobStatus
 from studio import ranks
 from studio.errors import StopRequested, StudioError
-from studio.jobs.kinds import CHECKPOINT_EVERY_S, KINDS, JobContext
+from studio.jobs import launch
+from studio.jobs.kinds import CHECKPOINT_EVERY_S, KINDS, JobContext, processes_of
 from studio.jobs.process_id import die_with_parent, worker_name
 from studio.jobs.reporter import HelperReporter, JobReporter
 from studio.logs import JOB_LOG, job_log, quiet_libraries
+from studio.progress import Progress
 
 HEARTBEAT_S = 5.0
 log = logging.getLogger("studio.jobs")
@@ -104,6 +110,10 @@ def run_here(storage: Storage, job_id: int, echo: Callable | None = None) -> str
     step under way (checkpointed, status cancelled, resumable); a second Ctrl-C stops at once."""
     if not job_rows.claim(storage.db, job_id, worker_name()):
         raise StorageError(f"Job {job_id} was already taken by a worker or cancelled.")
+    with storage.db.session() as s:
+        processes = processes_of(s.get(Job, job_id))
+    if processes > 1:
+        return _run_processes_here(storage, job_id, processes, echo)
     previous = signal.getsignal(signal.SIGINT)
     cancel = threading.Event()
 
@@ -120,6 +130,42 @@ def run_here(storage: Storage, job_id: int, echo: Callable | None = None) -> str
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous)
+
+
+def _run_processes_here(storage: Storage, job_id: int, processes: int, echo: Callable | None) -> str:
+    """The CLI's foreground run of a job of several processes: they run under torchrun (studio.jobs.launch), as
+    under a worker; this process shows what the job's row says, and Ctrl-C asks them to stop after the step."""
+    with storage.db.session() as s:
+        job = s.get(Job, job_id)
+        folder, attempt = storage.store.resolve(job.folder), job.attempt
+    folder.mkdir(parents=True, exist_ok=True)
+    env = launch.child_env(storage.config.db_url, storage.config.data_dir)
+    with open(folder / JOB_LOG, "ab") as out:
+        child = subprocess.Popen(launch.command(job_id, processes), stdout=out, stderr=subprocess.STDOUT, env=env)
+    said = ""
+    while child.poll() is None:
+        try:
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            job_rows.ask_to_stop(storage.db, job_id)
+            print("\nStopping after this step...", file=sys.stderr)
+            continue
+        with storage.db.session() as s:
+            step = s.scalar(select(Job.step).where(Job.id == job_id)) or ""
+        if echo is not None and step != said:
+            echo(Progress("job", 1, 1, 0, 1, message=f"{step} ({processes} processes)"))
+            said = step
+    if job_rows.finish(
+        storage.db,
+        job_id,
+        JobStatus.INTERRUPTED,
+        f"A process of the job's {processes} ended unexpectedly (exit code {child.returncode}). Its log is in "
+        f"{folder / JOB_LOG}; resume the job to continue from its last checkpoint.",
+        attempt=attempt,
+    ):
+        return JobStatus.INTERRUPTED
+    with storage.db.session() as s:
+        return s.scalar(select(Job.status).where(Job.id == job_id))
 
 
 def run_helper(storage: Storage, job_id: int, cancel: threading.Event, checkpoint_every_s: float) -> int:

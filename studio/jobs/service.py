@@ -27,6 +27,9 @@ from studio.hosting import HostSettings
 from studio.jobs.kinds import KINDS
 from studio.jobs.queue import JobQueue
 
+TAG = re.compile(r"[a-z0-9_-]{1,32}")
+"""A worker tag (python -m studio worker --tags gpu,fast) and what a job may need."""
+
 
 def add_dataset(
     storage: Storage,
@@ -156,8 +159,10 @@ def submit(
     parent_id: int | None = None,
     title: str = "",
     enqueue: bool = True,
+    needs: list[str] | None = None,
 ) -> int:
-    """Check the config whole, record the job, and (unless the caller runs it itself) queue it."""
+    """Check the config whole, record the job, and (unless the caller runs it itself) queue it. Only a worker
+    tagged with every word in ``needs`` runs it (e.g. ["gpu"])."""
     if kind not in KINDS:
         raise ConfigError([f"unknown job kind '{kind}'; use one of {', '.join(KINDS)}"])
     spec = KINDS[kind].spec.from_dict(config)  # every problem at once, before anything is stored
@@ -184,8 +189,18 @@ def submit(
             _check_names_free(s, parent_id, spec)
         if kind == "export":
             _check_exportable(s, parent_id, spec.variant)
+    bad = [tag for tag in needs or [] if not TAG.fullmatch(tag)]
+    if bad:
+        raise ConfigError([f"needs: '{t}' is not a worker tag; tags are short words (letters, digits, - or _)" for t in bad])
     job = job_rows.submit(
-        storage.db, viewer.user_id, kind, spec.to_dict(), title=title, dataset_id=dataset_id, parent_id=parent_id
+        storage.db,
+        viewer.user_id,
+        kind,
+        spec.to_dict(),
+        title=title,
+        dataset_id=dataset_id,
+        parent_id=parent_id,
+        needs=needs,
     )
     if enqueue:
         _queue(storage).enqueue(job.id)

@@ -16,8 +16,10 @@ import threading
 from huey.consumer import Consumer
 
 from storage import jobs as job_rows
+from storage import workers as worker_rows
 from storage.config import Storage
-from studio.jobs.process_id import machine, process_alive
+from studio.jobs.machine import capacity_here, tags_of
+from studio.jobs.process_id import machine, process_alive, worker_name
 from studio.jobs.queue import JobQueue
 
 SWEEP_S = 30.0
@@ -45,28 +47,36 @@ def tidy(storage: Storage, queue: JobQueue) -> None:
         log.info("removed %s (its job was deleted)", folder)
 
 
-def serve(storage: Storage, workers: int = 1) -> None:
-    """Run until stopped. `workers` jobs run at once; CPU threads are shared out among them."""
+def serve(storage: Storage, workers: int = 1, tags: list[str] | None = None) -> None:
+    """Run until stopped. `workers` jobs run at once; CPU threads are shared out among them. The worker runs only
+    jobs whose needs its tags cover (the machine's 'gpu' or 'cpu', and `tags`)."""
     threads = max(1, (os.cpu_count() or 1) // workers)
-    queue = JobQueue(storage, threads_per_job=threads)
+    capacity = capacity_here()
+    mine = tags_of(capacity, tags or [])
+    queue = JobQueue(storage, threads_per_job=threads, tags=mine)
+    name = worker_name()
+    worker_rows.register(storage.db, name, capacity, mine, workers)
     tidy(storage, queue)
     stop = threading.Event()
 
     def sweep() -> None:
         while not stop.wait(SWEEP_S):
             try:
+                worker_rows.seen(storage.db, name)
                 tidy(storage, queue)
             except Exception:  # noqa: BLE001 - the next sweep tries again; the worker keeps running
                 log.exception("sweep failed")
 
     threading.Thread(target=sweep, name="sweeper", daemon=True).start()
     log.info(
-        "worker %s:%s serving %s with %d job slot(s), %d CPU thread(s) each",
+        "worker %s:%s serving %s with %d job slot(s), %d CPU thread(s) each; %s; tags %s",
         socket.gethostname(),
         os.getpid(),
         storage.db.engine.url.render_as_string(hide_password=True),
         workers,
         threads,
+        capacity.words(),
+        ", ".join(mine),
     )
     consumer = JobConsumer(
         queue,
@@ -82,6 +92,7 @@ def serve(storage: Storage, workers: int = 1) -> None:
         consumer.run()
     finally:
         stop.set()
+        worker_rows.unregister(storage.db, name)
 
 
 class JobConsumer(Consumer):

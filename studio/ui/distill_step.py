@@ -13,6 +13,7 @@ import gradio as gr
 
 from storage import jobs as job_rows
 from storage import records
+from storage import workers as worker_rows
 from storage.jobs import as_utc
 from storage.tables import JobStatus
 from studio.charts import loss_figure
@@ -175,6 +176,27 @@ def time_estimate(ctx: UIContext, viewer, teacher: str | None, dataset_id: int |
     return f"**Time:** {found.words()}" if found else ""
 
 
+def runs_on(ctx: UIContext, values: dict) -> str:
+    """Where Start would run: the workers taking jobs now (what each machine offers) and the processes the job
+    trains in (the setting; Auto is one per GPU of the machine that runs it)."""
+    rows = worker_rows.live(ctx.storage.db)
+    if not rows:
+        return "**Runs on:** no worker is running now; the job waits in the queue until one starts."
+    machines = "; ".join(
+        f"{w.host} ({worker_rows.Capacity(w.host, w.cores, w.memory_bytes, w.gpus, w.gpu_names).words()}, "
+        f"tags {', '.join(w.tags)})"
+        for w in rows
+    )
+    asked = int(values.get("processes") or 0)
+    if asked == 0:
+        how = "Auto: one per GPU where a machine has several, else one"
+    else:
+        how = f"{asked}, each training on its part of every batch"
+        if all(w.gpus == 0 for w in rows) and asked > 1:
+            how += " (on CPUs the processes share the same cores: rarely faster, see the README)"
+    return f"**Runs on:** {machines}. **Processes:** {how}."
+
+
 def progress_bar(fraction: float, label: str, job=None) -> str:
     """A bar with what is happening above it (readable on any colour), and for a job under way the time it has
     taken and, once a tenth is done, about how long is left (from its pace so far: an estimate, said so)."""
@@ -314,7 +336,8 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         return gr.update(interactive=problem is None), ("" if problem is None else f"*{problem}*")
 
     def on_estimate(spec, ds, request: gr.Request, *values):
-        return time_estimate(ctx, ctx.viewer(request), spec, ds, dict(zip(names, _plain(values))))
+        chosen = dict(zip(names, _plain(values)))
+        return "\n\n".join(x for x in (time_estimate(ctx, ctx.viewer(request), spec, ds, chosen), runs_on(ctx, chosen)) if x)
 
     def on_start(current, spec, ds, request: gr.Request, *values):  # request before *args: Gradio fills only those
         viewer = ctx.viewer(request)
