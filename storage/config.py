@@ -3,6 +3,8 @@
 SLM_STUDIO_HOME      root folder of everything local          (default ~/.slm-studio)
 SLM_STUDIO_DB_URL    any SQLAlchemy URL                       (default sqlite:///$HOME/studio.db)
 SLM_STUDIO_DATA_DIR  the artifact store                       (default $HOME/artifacts)
+SLM_STUDIO_STORE_URL an S3-compatible object store shared by workers on several machines (default none: the
+                     folder alone); the folder is then this machine's working copy (storage/objects.py)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from storage.artifacts import ArtifactStore
 from storage.db import Database, sqlite_url
+from storage.objects import ObjectStore
 
 
 def studio_home() -> Path:
@@ -23,6 +26,7 @@ def studio_home() -> Path:
 class StorageConfig:
     db_url: str
     data_dir: Path
+    store_url: str = ""
 
     @classmethod
     def from_env(cls) -> StorageConfig:
@@ -30,6 +34,7 @@ class StorageConfig:
         return cls(
             db_url=os.environ.get("SLM_STUDIO_DB_URL") or sqlite_url(home / "studio.db"),
             data_dir=Path(os.environ.get("SLM_STUDIO_DATA_DIR") or home / "artifacts").expanduser(),
+            store_url=os.environ.get("SLM_STUDIO_STORE_URL", ""),
         )
 
 
@@ -47,4 +52,5 @@ def open_storage(config: StorageConfig | None = None) -> Storage:
     db = Database(config.db_url)
     db.check_current()
     db.upgrade()
-    return Storage(db, ArtifactStore(config.data_dir), config)
+    remote = ObjectStore(config.store_url) if config.store_url else None
+    return Storage(db, ArtifactStore(config.data_dir, remote), config)

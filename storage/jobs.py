@@ -398,16 +398,13 @@ def sweep_unreferenced(db: Database, store: ArtifactStore) -> list[str]:
     """Remove job folders no job row points at (left by a crash during a delete).
 
     Only ids at or below the newest job seen are touched, so a job submitted meanwhile keeps its folder."""
-    jobs_root = store.root / "jobs"
-    if not jobs_root.is_dir():
-        return []
     with db.session() as s:
         known = set(s.scalars(select(Job.folder)))
         newest = s.scalar(select(func.max(Job.id))) or 0
     removed = []
-    for folder in jobs_root.iterdir():
-        relative = f"jobs/{folder.name}"
-        if folder.is_dir() and folder.name.isdigit() and int(folder.name) <= newest and relative not in known:
+    for name in sorted(store.folders_under("jobs")):  # here, and in the shared object store when there is one
+        relative = f"jobs/{name}"
+        if name.isdigit() and int(name) <= newest and relative not in known:
             store.delete(relative)
             removed.append(relative)
     return removed

@@ -92,7 +92,7 @@ def same_dataset(s: Session, store: ArtifactStore, viewer: Viewer, sha256: str, 
     mine = None
     for ds in s.scalars(select(Dataset).where(Dataset.owner_id == viewer.user_id, Dataset.sha256 == sha256)):
         mine = mine or splits(folder)
-        if store.resolve(ds.path).is_dir() and splits(ds.path) == mine:
+        if store.local(ds.path).is_dir() and splits(ds.path) == mine:
             return ds.id
     return None
 
@@ -101,7 +101,7 @@ def stored_bytes(s: Session, store: ArtifactStore, user_id: int) -> int:
     """What one user's datasets and jobs take in the artifact store (their quota counts this)."""
     folders = list(s.scalars(select(Dataset.path).where(Dataset.owner_id == user_id)))
     folders += list(s.scalars(select(Job.folder).where(Job.owner_id == user_id)))
-    return sum(store.bytes_under(folder) for folder in folders if folder and store.resolve(folder).exists())
+    return sum(store.bytes_under(folder) for folder in folders if folder and (store.remote or store.resolve(folder).exists()))
 
 
 def list_datasets(s: Session, viewer: Viewer) -> list[Dataset]:

@@ -31,7 +31,7 @@ from studio.load_probe import peak_load_mb
 from studio.metrics import LATENCY_SAMPLES, ModelMetrics, agreement, class_scores, median_ms
 from studio.models import load_for_task, load_tokenizer
 from studio.paths import is_saved
-from studio.run import LABELS_ONLY, RunPaths, read_manifest
+from studio.run import LABELS_ONLY, RunPaths, dataset_folder, read_manifest
 from studio.student import copy_with_layers, count_parameters, layer_drop_student
 from studio.teacher import resolve_source
 from studio.words import Task, VariantStatus
@@ -185,7 +185,7 @@ def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
     """Measure teacher and student of a finished run on its test split; writes eval.json."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    dataset = load_prepared(config["dataset"])
+    dataset = load_prepared(dataset_folder(config, run_dir))
     test = dataset.split("test")
     book = AnswerBook(test, dataset.split("train")) if config["task"] == Task.CAUSAL_LM else None
     rows, _, _ = _teacher_and_student(
@@ -335,7 +335,7 @@ def _teacher_and_student(
                 )
         del model
     if task == Task.CLASSIFICATION:
-        train = load_prepared(config["dataset"]).split("train")
+        train = load_prepared(dataset_folder(config, run_dir)).split("train")
         rows += [asdict(m) for m in evaluate_baselines(train, test, labels, reference)]
     return rows, reference, validation
 
@@ -396,7 +396,7 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     settings, task, labels = config["distill"], config["task"], config.get("labels") or []
-    dataset = load_prepared(config["dataset"])
+    dataset = load_prepared(dataset_folder(config, run_dir))
     test = dataset.split("test")
     book = AnswerBook(test, dataset.split("train")) if task == Task.CAUSAL_LM else None
     rows, reference, validation = _teacher_and_student(

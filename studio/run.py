@@ -100,6 +100,36 @@ class RunModel:
     """A variant's variant.json; None for the run's own models."""
 
 
+RUN_RELATIVE = "run:"
+"""How a run folder records a path beside it in the same store: 'run:../../datasets/ab12', 'run:teacher'."""
+
+
+def portable(path: str | Path, root: Path) -> str:
+    """A path as a run records it. A folder in the same store as the run (the run is store/jobs/N) is kept relative
+    to the run, so the run reads the same on a machine whose store is in another place; anything else (a catalog
+    teacher, a hub id) as given."""
+    text = str(path)
+    if not Path(text).is_absolute():
+        return text
+    store = Path(root).resolve().parent.parent
+    found = Path(text).resolve()
+    if found.is_relative_to(store):
+        return RUN_RELATIVE + os.path.relpath(found, Path(root).resolve())
+    return text
+
+
+def located(value: str, root: Path) -> str:
+    """The path a run recorded (portable), where it is on this machine."""
+    if value.startswith(RUN_RELATIVE):
+        return str((Path(root) / value[len(RUN_RELATIVE) :]).resolve())
+    return value
+
+
+def dataset_folder(config: dict, root: Path) -> str:
+    """The prepared dataset a run trained on (config.json's "dataset"), on this machine."""
+    return located(config["dataset"], root)
+
+
 class RunPaths:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -117,12 +147,16 @@ class RunPaths:
         """{'path': the teacher's folder, 'name': as asked, 'base': the model it was tuned from}."""
         if not self.teacher_json.exists():
             raise ConfigError([f"the run in {self.root} has not finished setting up its teacher; resume it first"])
-        return json.loads(self.teacher_json.read_text())
+        info = json.loads(self.teacher_json.read_text())
+        return {
+            k: located(v, self.root) if k in ("path", "base", "answers") and isinstance(v, str) else v for k, v in info.items()
+        }
 
     def record_teacher(self, path: str, name: str, base: str, asked: dict | None = None, answers: str = "") -> None:
         """``asked``: a teacher asked through a prompt (studio.asked_teacher), its answers kept in ``answers``."""
-        extra = {"asked": asked, "answers": answers} if asked else {}
-        write_json(self.teacher_json, {"path": path, "name": name, "base": base, **extra})
+        extra = {"asked": asked, "answers": portable(answers, self.root)} if asked else {}
+        here = {"path": portable(path, self.root), "name": name, "base": portable(base, self.root)}
+        write_json(self.teacher_json, {**here, **extra})
 
     def variant_names(self) -> list[str]:
         """Variants saved in this run (made, unsupported or failed), by name."""
@@ -180,7 +214,7 @@ def write_run_config(run: RunPaths, config: Settings, dataset: PreparedDataset, 
     resolved = {
         "requested": config.to_dict(),
         "distill": config.to_dict(),
-        "dataset": str(dataset.path),
+        "dataset": portable(dataset.path, run.root),
         "task": dataset.report.task,
         "labels": dataset.report.labels,
     }

@@ -13,6 +13,8 @@ import pytest  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 SAMPLES = Path(__file__).resolve().parent.parent / "studio" / "samples"
 
+from s3_server import S3Server  # noqa: E402
+
 from postgres_server import PostgresServer, server_bin  # noqa: E402
 from tiny_models import build_tiny_bert, build_tiny_llama, small_config  # noqa: E402
 
@@ -86,3 +88,16 @@ def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'studio.db'}"
     return request.getfixturevalue("postgres_server").new_database()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server over HTTP for the whole session (each test takes a fresh bucket)."""
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def store_url(s3_server) -> str:
+    return s3_server.new_bucket()

@@ -10,6 +10,7 @@ from studio.compress.variant import load_variant
 from studio.distill import distill
 from studio.errors import ConfigError
 from studio.evaluate import evaluate_all, weights_bytes
+from studio.run import dataset_folder
 from tiny_models import small_config as small
 
 
@@ -246,7 +247,7 @@ def test_qlora_trains_adapters_on_a_4bit_base_and_merges_into_float(tiny_bert, c
 
     if bnb_unsupported(4):
         pytest.skip(bnb_unsupported(4))
-    dataset = load_prepared(json.loads((cls_run / "config.json").read_text())["dataset"])
+    dataset = load_prepared(dataset_folder(json.loads((cls_run / "config.json").read_text()), cls_run))
     result = distill(small(teacher=str(cls_run / "teacher"), qlora=True, learning_rate=5e-3), dataset, tmp_path / "q")
     from safetensors.torch import load_file
 

@@ -15,6 +15,7 @@ from studio.distill_plan import class_weights, fit_max_length
 from studio.errors import CheckpointError, ConfigError, StopRequested
 from studio.evaluate import evaluate_run
 from studio.progress import Progress
+from studio.run import RunPaths
 from studio.step_plan import StepPlan
 from studio.training import train_loop
 from studio.validation import Validation
@@ -153,8 +154,9 @@ def test_causal_lm_default_recipe_tunes_the_teacher_probes_the_depth_and_merges_
         on_progress=seen.append,
     )
     assert result.kd_mode == "logits"
-    teacher = json.loads((run / "teacher.json").read_text())
-    assert teacher["path"] == str(run / "teacher") and teacher["base"] == str(tiny_llama)  # tuned, then saved
+    teacher = RunPaths(run).teacher_info()
+    assert teacher["path"] == str((run / "teacher").resolve()) and teacher["base"] == str(tiny_llama)  # tuned, then saved
+    assert json.loads((run / "teacher.json").read_text())["path"] == "run:teacher"  # the same on any machine
     plan = json.loads((run / "config.json").read_text())["plan"]
     written = (run / "teacher_written.jsonl").read_text().splitlines()
     assert plan["texts_written"] == len(written) > 0

@@ -20,7 +20,7 @@ from studio.evaluate import evaluate_run
 from studio.export.bundle import export_model
 from studio.export.settings import ExportSettings
 from studio.models import load_for_task, load_tokenizer
-from studio.run import RunPaths
+from studio.run import RunPaths, dataset_folder
 from studio.teacher import resolve_source
 
 TEXTS = ["my card was charged twice for one order", "where is my parcel, it is late", "cannot log in at all"]
@@ -152,7 +152,7 @@ def test_hybrid_classifier_measures_share_and_predict_py_answers(cls_run, tmp_pa
     hybrid = result.hybrid
     # Its figures, against the student and teacher in memory on the same test split (one text of slack for ties)
     config = json.loads((cls_run / "config.json").read_text())
-    test = load_prepared(config["dataset"]).split("test")
+    test = load_prepared(dataset_folder(config, cls_run)).split("test")
     texts, truth = [r["text"] for r in test], [config["labels"].index(r["label"]) for r in test]
     student = in_memory_probabilities(cls_run / "student", config["labels"], texts)
     teacher = in_memory_probabilities(Path(RunPaths(cls_run).teacher_info()["path"]), config["labels"], texts)
@@ -173,7 +173,7 @@ def test_hybrid_classifier_measures_share_and_predict_py_answers(cls_run, tmp_pa
     assert [row["threshold"] for row in hybrid["curve"]] == [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
     assert all(a["student_share"] >= b["student_share"] for a, b in zip(hybrid["curve"], hybrid["curve"][1:]))
     assert "| 0.90 |" in card
-    dataset = json.loads((cls_run / "config.json").read_text())["dataset"]
+    dataset = dataset_folder(json.loads((cls_run / "config.json").read_text()), cls_run)
     rows = [json.loads(line)["text"] for line in (Path(dataset) / "train.jsonl").read_text().splitlines()[:50]]
     assert not any(row in card for row in rows)  # counts, never the owner's rows
     done = subprocess.run(
@@ -356,7 +356,11 @@ def test_the_tfidf_baseline_exports_as_one_onnx_graph_measured_as_exported(cls_r
     )
     assert done.returncode == 0, done.stderr[-2000:]
     config = json.loads((cls_run / "config.json").read_text())
-    fitted = next(b for b in fit_baselines(load_prepared(config["dataset"]).split("train"), config["labels"]) if b.name == TFIDF)
+    fitted = next(
+        b
+        for b in fit_baselines(load_prepared(dataset_folder(config, cls_run)).split("train"), config["labels"])
+        if b.name == TFIDF
+    )
     assert [json.loads(line)["answer"] for line in done.stdout.splitlines()] == list(fitted.pipeline.predict(TEXTS))
 
 

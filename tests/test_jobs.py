@@ -322,6 +322,56 @@ def test_a_job_that_needs_a_tag_waits_for_a_worker_that_has_it(storage, dataset,
     assert all(w.cores >= 1 and w.memory_bytes > 0 and w.gpus == 0 for w in live)
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_workers_on_separate_homes_share_the_queue_and_the_object_store(db_url, store_url, samples, tiny_bert, tmp_path):
+    """Two machines (two homes and artifact folders), one PostgreSQL, one S3-compatible store; jobs submitted from a
+    third place run once each, on either machine, and a job on one machine goes on from a run made on the other."""
+
+    def machine(name: str, **extra: str) -> dict:
+        return {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SLM_STUDIO_HOME": str(tmp_path / name),
+            "SLM_STUDIO_DATA_DIR": str(tmp_path / name / "artifacts"),
+            "SLM_STUDIO_DB_URL": db_url,
+            "SLM_STUDIO_STORE_URL": store_url,
+            **extra,
+        }
+
+    web = open_storage(StorageConfig(db_url, tmp_path / "web" / "artifacts", store_url))
+    me = records.local_user(web.db)
+    data = tmp_path / "tickets.csv"
+    data.write_text("\n".join((samples / "support_tickets.csv").read_text().splitlines()[:301]) + "\n")
+    dataset = service.add_dataset(web, me, data)
+    runs = [distill_job(web, dataset, tiny_bert, epochs=3, seed=seed) for seed in range(4)]
+    started = [Worker(machine(name, SLM_STUDIO_WORKER_TAGS=name), tmp_path / f"{name}.log") for name in ("one", "two")]
+    try:
+        wait_for(lambda: all(job(web, j).status in ("done", "failed") for j in runs), "the four runs", timeout=600)
+        ran_on = {}
+        for j in runs:
+            row = job(web, j)
+            assert (row.status, row.attempt, row.error) == ("done", 1, None)
+            # a job's log is written only where it ran (the other machine never needed that folder)
+            ran_on[j] = [n for n in ("one", "two") if (tmp_path / n / "artifacts" / row.folder / "job.log").exists()]
+            assert len(ran_on[j]) == 1, ran_on
+            assert student_steps(web, j) == list(range(1, 3 * 60 + 1))  # every step once: it ran once
+        assert {where[0] for where in ran_on.values()} == {"one", "two"}  # both machines took work
+        with web.db.session() as s:  # the third place checks what they made, in the shared store
+            assert all(records.verify_artifacts(s, web.store, me, j) == [] for j in runs)
+        assert web.store.local(job(web, runs[0]).folder).joinpath("student", "model.safetensors").is_file()
+
+        first = runs[0]
+        other = "two" if ran_on[first] == ["one"] else "one"
+        again = service.submit(web, me, "evaluate", {"variants": False}, parent_id=first, needs=[other])
+        wait_for(lambda: job(web, again).status in ("done", "failed"), "the run measured on the other machine", timeout=300)
+        assert (job(web, again).status, job(web, again).error) == ("done", None)
+        assert (tmp_path / other / "artifacts" / job(web, again).folder / "job.log").exists()
+    finally:
+        for worker in started:
+            worker.stop()
+        web.db.dispose()
+
+
 def test_heal_of_an_unnamed_long_recipe_keeps_its_curve_apart(storage):
     """The heal of an unnamed recipe is named after the whole recipe: far longer than a stage kind. Its rows are
     stored (PostgreSQL refused the old 'heal <recipe>#3' stage string), read back as one curve, and a resume

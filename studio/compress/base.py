@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerBase
 from studio.batches import encode_records, iter_batches
 from studio.dataset import PreparedDataset, load_prepared
 from studio.progress import ProgressFn
-from studio.run import RunPaths
+from studio.run import RunPaths, dataset_folder
 from studio.settings import Settings
 from studio.training import make_kd_loss
 from studio.words import Task
@@ -61,7 +61,7 @@ class RunContext:
         """Texts without a label the run's teacher answered (their logits follow the training split's in the cache)."""
         self.task: str = resolved["task"]
         self.labels: list[str] = resolved.get("labels") or []
-        self.dataset_path = Path(resolved["dataset"])
+        self.dataset_path = Path(dataset_folder(resolved, self.run.root))
 
     @cached_property
     def dataset(self) -> PreparedDataset:

@@ -25,7 +25,7 @@ from studio.export.settings import EXPORT_JSON, ExportResult, ExportSettings
 from studio.models import SAFE_LOAD, auto_class, load_for_task
 from studio.onnx import OnnxModel, export_onnx
 from studio.progress import ProgressFn, item_progress
-from studio.run import LABELS_ONLY, RunModel, RunPaths, read_manifest
+from studio.run import LABELS_ONLY, RunModel, RunPaths, dataset_folder, read_manifest
 from studio.teacher import CATALOG, resolve_source, terms_path
 from studio.words import ModelForm, Task
 
@@ -174,7 +174,7 @@ def export_model(
     config = RunPaths(run_dir).read_config()
     task, labels = config["task"], config.get("labels") or []
     chosen = choose(run_dir, settings.variant)
-    dataset = load_prepared(config["dataset"])
+    dataset = load_prepared(dataset_folder(config, run_dir))
     reports = _reports(run_dir)
     rows = metrics if metrics is not None else {r["name"]: r for report in reports for r in report["models"]}
     texts = [(r.get("text") or r.get("prompt") or "") for r in dataset.split("test")[:4]] or ["hello"]

@@ -26,6 +26,7 @@ from studio.export.card import md
 from studio.export.settings import EXPORT_JSON, ExportResult
 from studio.metrics import class_scores
 from studio.progress import ProgressFn, item_progress
+from studio.run import dataset_folder
 from studio.words import Task
 
 LOCALE = "C.UTF-8"
@@ -65,7 +66,7 @@ def export_linear_baseline(run_dir: Path, out_zip: Path, zip_folder, on_progress
     if config["task"] != Task.CLASSIFICATION:
         raise ConfigError(["the TF-IDF baseline exists for classification runs only"])
     labels = config["labels"]
-    dataset = load_prepared(config["dataset"])
+    dataset = load_prepared(dataset_folder(config, run_dir))
     say(1, "fitting the TF-IDF baseline on the training split and converting it to ONNX")
     fitted = next((b for b in fit_baselines(dataset.split("train"), labels) if b.name == TFIDF), None)
     if fitted is None:

@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from storage.config import StorageConfig
 from studio.jobs.machine import gpus_here
 from studio.jobs.process_id import die_with_parent
 
@@ -38,11 +39,12 @@ def command(job_id: int, processes: int) -> list[str]:
     return [sys.executable, "-m", "studio.jobs.launch", str(job_id), str(processes)]
 
 
-def child_env(db_url: str, data_dir: Path, threads: int = 0) -> dict[str, str]:
+def child_env(config: StorageConfig, threads: int = 0) -> dict[str, str]:
     """The environment of a job's process: this storage, this source tree, and its share of the cores."""
     env = dict(os.environ)
-    env["SLM_STUDIO_DB_URL"] = db_url
-    env["SLM_STUDIO_DATA_DIR"] = str(data_dir)
+    env["SLM_STUDIO_DB_URL"] = config.db_url
+    env["SLM_STUDIO_DATA_DIR"] = str(config.data_dir)
+    env["SLM_STUDIO_STORE_URL"] = config.store_url
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(SOURCE_ROOT), env.get("PYTHONPATH", "")] if p)
     if threads:
         env["SLM_STUDIO_THREADS"] = str(threads)

@@ -26,7 +26,7 @@ from storage import workers as worker_rows
 from storage.config import Storage
 from storage.errors import DatabaseError
 from storage.tables import Job, JobStatus
-from studio.jobs import launch
+from studio.jobs import launch, sync
 from studio.jobs.kinds import processes_of
 from studio.jobs.process_id import worker_name
 from studio.logs import JOB_LOG
@@ -97,7 +97,9 @@ class JobQueue:
             return  # cancelled while queued, or another worker has it
         with db.session() as s:
             row = s.get(Job, job_id)
-            folder, attempt, processes = store.resolve(row.folder), row.attempt, processes_of(row)
+            s.expunge(row)
+        folder, attempt, processes = store.resolve(row.folder), row.attempt, processes_of(row)
+        sync.pull_inputs(self.storage, row)  # it may have run, or its inputs been made, on another machine
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / JOB_LOG, "ab") as log:
             child = subprocess.Popen(
@@ -109,9 +111,10 @@ class JobQueue:
         job_rows.set_worker(db, job_id, worker_name(child.pid), attempt)
         self.children[job_id] = child
         try:
-            self._wait(job_id, child, attempt)
+            self._wait(job_id, child, attempt, row)
         finally:
             self.children.pop(job_id, None)
+            sync.push_outputs(self.storage, row)
         try:
             records.record_artifacts(db, job_id, [store.describe(store.relative(folder / JOB_LOG))], "log")
         except IntegrityError:
@@ -165,10 +168,13 @@ class JobQueue:
             except subprocess.TimeoutExpired:
                 child.kill()
 
-    def _wait(self, job_id: int, child: subprocess.Popen, attempt: int) -> None:
-        asked_at = None
+    def _wait(self, job_id: int, child: subprocess.Popen, attempt: int, row: Job) -> None:
+        asked_at, pushed = None, time.monotonic()
         while child.poll() is None:
             time.sleep(1.0)
+            if time.monotonic() - pushed >= sync.PUSH_EVERY_S:  # checkpoints reach the shared store as they come
+                sync.push_outputs(self.storage, row)
+                pushed = time.monotonic()
             if asked_at is None:
                 with self.storage.db.session() as s:
                     if s.scalar(select(Job.cancel_requested).where(Job.id == job_id)):
@@ -185,7 +191,7 @@ class JobQueue:
                 )
 
     def _child_env(self) -> dict[str, str]:
-        return launch.child_env(self.storage.config.db_url, self.storage.config.data_dir, self.threads_per_job)
+        return launch.child_env(self.storage.config, self.threads_per_job)
 
 
 def _exit_reason(code: int | None) -> str:

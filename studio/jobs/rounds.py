@@ -48,7 +48,7 @@ def questions_of(storage: Storage, viewer: Viewer, job_id: int) -> tuple[list[st
         job = job_rows.get(s, viewer, job_id)
         if job.kind != "distill" or job.status != JobStatus.DONE:
             return [], []
-    return read_questions(storage.store.resolve(job.folder))
+    return read_questions(storage.store.local(job.folder))
 
 
 def label_and_train_again(storage: Storage, viewer: Viewer, job_id: int, answers: dict[str, str]) -> int:
@@ -64,10 +64,11 @@ def label_and_train_again(storage: Storage, viewer: Viewer, job_id: int, answers
     with storage.db.session() as s:
         job = job_rows.get(s, viewer, job_id)
         dataset = records.get_dataset(s, viewer, job.dataset_id)
-        config, title, source = dict(job.config), job.title, storage.store.resolve(dataset.path)
+        config, title, source = dict(job.config), job.title, storage.store.local(dataset.path)
         name, columns, task, sha = dataset.name, dataset.columns, dataset.task, dataset.sha256
     relative = f"datasets/{uuid.uuid4().hex}"
     report = with_answers(source, storage.store.resolve(relative), answers, labels, round_of=job_id)
+    storage.store.push(relative)
     digest = hashlib.sha256(json.dumps([sha, sorted(answers.items())]).encode()).hexdigest()
     try:
         new_dataset = records.add_dataset(
@@ -108,7 +109,7 @@ def rounds(storage: Storage, viewer: Viewer, job_id: int) -> list[Round]:
                 break
             if job.kind != "distill" or dataset is None:
                 break
-            chain.append(_round(job, dataset.report, storage.store.resolve(job.folder)))
+            chain.append(_round(job, dataset.report, storage.store.local(job.folder)))
             job_id = dataset.report.get("round_of", 0)
     return chain[::-1]
 

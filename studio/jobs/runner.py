@@ -23,7 +23,7 @@ from storage.errors import JobLostError, StorageError
 from storage.tables import Job, JobStatus
 from studio import ranks
 from studio.errors import StopRequested, StudioError
-from studio.jobs import launch
+from studio.jobs import launch, sync
 from studio.jobs.kinds import CHECKPOINT_EVERY_S, KINDS, JobContext, processes_of
 from studio.jobs.process_id import die_with_parent, worker_name
 from studio.jobs.reporter import HelperReporter, JobReporter
@@ -100,6 +100,14 @@ def run_claimed(
         )
     finally:
         reporter.finished.set()
+    try:  # what it made reaches the shared store before the job says it is done (another machine may go on)
+        sync.push_outputs(storage, job)
+    except Exception as err:  # noqa: BLE001 - the work is safe on this disk; the job says what went wrong
+        status, error = (
+            JobStatus.INTERRUPTED,
+            f"The job's files could not be sent to the object store ({type(err).__name__}: {err}). They are kept "
+            "on the machine that ran it; resume the job once the object store answers.",
+        )
     job_rows.finish(storage.db, job_id, status, error, attempt=job.attempt)
     log.info("job %s %s", job_id, status)
     return status
@@ -111,7 +119,16 @@ def run_here(storage: Storage, job_id: int, echo: Callable | None = None) -> str
     if not job_rows.claim(storage.db, job_id, worker_name()):
         raise StorageError(f"Job {job_id} was already taken by a worker or cancelled.")
     with storage.db.session() as s:
-        processes = processes_of(s.get(Job, job_id))
+        job = s.get(Job, job_id)
+        s.expunge(job)
+    sync.pull_inputs(storage, job)
+    try:
+        return _run_here(storage, job_id, processes_of(job), echo)
+    finally:
+        sync.push_outputs(storage, job)
+
+
+def _run_here(storage: Storage, job_id: int, processes: int, echo: Callable | None) -> str:
     if processes > 1:
         return _run_processes_here(storage, job_id, processes, echo)
     previous = signal.getsignal(signal.SIGINT)
@@ -139,7 +156,7 @@ def _run_processes_here(storage: Storage, job_id: int, processes: int, echo: Cal
         job = s.get(Job, job_id)
         folder, attempt = storage.store.resolve(job.folder), job.attempt
     folder.mkdir(parents=True, exist_ok=True)
-    env = launch.child_env(storage.config.db_url, storage.config.data_dir)
+    env = launch.child_env(storage.config)
     with open(folder / JOB_LOG, "ab") as out:
         child = subprocess.Popen(launch.command(job_id, processes), stdout=out, stderr=subprocess.STDOUT, env=env)
     said = ""

@@ -67,6 +67,7 @@ def add_dataset(
         if same is not None:  # the same file checked the same way: reuse it, keep no second copy
             storage.store.delete(relative)
             return same
+        storage.store.push(relative)  # in the shared store (if any) before any job can ask for it
         return records.add_dataset(
             storage.db,
             viewer.user_id,

@@ -62,10 +62,11 @@ def run_report(ctx: UIContext, viewer, run_id: int) -> dict:
     """The run's newest measurement (compare.json after compress or evaluate, else eval.json): per-class
     scores, confusion matrices and warnings, which the database keeps no copy of."""
     with ctx.storage.db.session() as s:
-        folder = ctx.storage.store.resolve(job_rows.get(s, viewer, run_id).folder)
+        folder = job_rows.get(s, viewer, run_id).folder
     for name in ("compare.json", "eval.json"):
-        if (folder / name).is_file():
-            return json.loads((folder / name).read_text())
+        path = ctx.storage.store.local(f"{folder}/{name}")  # that file only, from the shared store if there is one
+        if path.is_file():
+            return json.loads(path.read_text())
     return {}
 
 

@@ -158,7 +158,7 @@ def time_estimate(ctx: UIContext, viewer, teacher: str | None, dataset_id: int |
         dataset = records.get_dataset(s, viewer, dataset_id)
         task, texts, rows = dataset.task, _train_texts(dataset), dataset.rows
         unlabelled = (dataset.report or {}).get("unlabelled", 0)
-        folder, labels = ctx.storage.store.resolve(dataset.path), tuple(sorted((dataset.report or {}).get("label_counts") or {}))
+        folder, labels = ctx.storage.store.local(dataset.path), tuple(sorted((dataset.report or {}).get("label_counts") or {}))
         past = [
             PastRun(
                 job.id,

@@ -68,7 +68,7 @@ def run_task(ctx: UIContext, viewer, run_id: int | None) -> str | None:
         return None
     with ctx.storage.db.session() as s:
         folder = job_rows.get(s, viewer, run_id).folder
-    config = ctx.storage.store.resolve(folder) / "config.json"
+    config = ctx.storage.store.local(f"{folder}/config.json")
     return json.loads(config.read_text()).get("task") if config.exists() else None
 
 
@@ -105,7 +105,7 @@ def export_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, s
         words += "\n\n" + error_box(job.error)
     if job.status != JobStatus.DONE or not files:
         return words, progress_bar(job.progress, job.step) if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "", ""
-    summary = json.loads(ctx.storage.store.resolve(job.folder).joinpath("export.json").read_text())
+    summary = json.loads(ctx.storage.store.local(f"{job.folder}/export.json").read_text())
     return words, "", download_html(job.id, files[0].path.rsplit("/", 1)[-1], files[0].bytes, summary)
 
 

@@ -101,7 +101,7 @@ def create_server(storage: Storage | None = None, settings: HostSettings | None 
                     files = [a for a in records.artifacts_of(s, viewer, int(job_id)) if a.kind == "export"]
             except NotFoundError:
                 pass
-        if not files or not storage.store.resolve(files[0].path).is_file():
+        if not files or not storage.store.local(files[0].path).is_file():
             raise HTTPException(status_code=404, detail=f"No export {job_id[:24]} for you to download.")
         path = storage.store.resolve(files[0].path)
         return FileResponse(

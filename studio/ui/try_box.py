@@ -24,7 +24,7 @@ def tried(ctx: UIContext, viewer, run_id: int | None, name: str | None, text: st
     if not run_id:
         return error_box("Finish a distillation first (step 3).")
     with ctx.storage.db.session() as s:
-        folder = ctx.storage.store.resolve(job_rows.get(s, viewer, int(run_id)).folder)  # theirs, or NotFoundError
+        folder = ctx.storage.store.local(job_rows.get(s, viewer, int(run_id)).folder)  # theirs, or NotFoundError
     name = name or "student"
     lines = [try_model(folder, name, text).words()]
     if name != "teacher":
