@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
+from studio import ranks
 from studio.batches import prompt_text, question_of, reference_of
 from studio.metrics import ModelMetrics
 from studio.splits import LEAK_SAMPLE, near_repeats, row_text
@@ -307,7 +308,8 @@ class AnswerBook:
         """Answer the prompts with ``model`` and put the judgement in ``row``; the teacher comes first."""
         if self.judge is None:
             self.judge = Judge(model, tokenizer, self.records)
-        judged = self.judge.judge(generate_answers(model, tokenizer, self.records))
+        # in a job of several processes each writes the answers to its part of the prompts
+        judged = self.judge.judge(ranks.spread(lambda part: generate_answers(model, tokenizer, part), self.records))
         for key, value in judged.metrics().items():
             setattr(row, key, value)
         if row.name != "teacher":

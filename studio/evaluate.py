@@ -13,12 +13,14 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from studio import ranks
 from studio.answers import AnswerBook
 from studio.asked_teacher import AskedTeacher, TeacherEndpointError, answers_of, scorer_for, shown
 from studio.baselines import BASE_TEACHER, add_quality_warnings, evaluate_baselines
@@ -36,6 +38,9 @@ from studio.student import copy_with_layers, count_parameters, layer_drop_studen
 from studio.teacher import resolve_source
 from studio.words import Task, VariantStatus
 
+SPEED_SAMPLE = 256
+"""Texts a speed is measured on by one process alone, when the measuring pass was shared between processes."""
+
 
 def weights_bytes(folder: str | Path) -> int:
     """Bytes of the weight files (safetensors, ONNX) in a model folder."""
@@ -43,20 +48,59 @@ def weights_bytes(folder: str | Path) -> int:
 
 
 def _on_disk(model: PreTrainedModel) -> int:
+    """Bytes of the model's weights as saved (fp32). In a job of several processes the main process saves it
+    (the others' figure is not used)."""
+    if not ranks.is_main():
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         return weights_bytes(tmp)
 
 
 def _classify(model: PreTrainedModel, items: list[dict], batch_size: int, pad: int) -> tuple[list[int], list[float]]:
-    """Label index and confidence (top class probability) per item."""
-    predictions: list[int] = []
-    confidences: list[float] = []
-    for batch in iter_batches(items, batch_size, pad):
-        best = model(**model_inputs(batch, model.device)).logits.float().softmax(-1).max(-1)
-        predictions += best.indices.tolist()
-        confidences += best.values.tolist()
-    return predictions, confidences
+    """Label index and confidence (top class probability) per item (in a job of several processes, each
+    classifies its part of the items)."""
+
+    def part(mine: list[dict]) -> list[tuple[int, float]]:
+        said = []
+        for batch in iter_batches(mine, batch_size, pad):
+            best = model(**model_inputs(batch, model.device)).logits.float().softmax(-1).max(-1)
+            said += zip(best.indices.tolist(), best.values.tolist())
+        return said
+
+    said = ranks.spread(part, items)
+    return [p for p, _ in said], [c for _, c in said]
+
+
+def _alone(fn: Callable[[], float]) -> float:
+    """A speed measured by one process on a quiet machine. In a job of several processes the main process measures
+    with every core while the others wait (their figure is not used); one process: just ``fn()``."""
+    if ranks.world() == 1:
+        return fn()
+    if not ranks.is_main():
+        return 0.0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads * ranks.local_world())
+    try:
+        with ranks.alone():
+            return fn()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tokens_a_second(part: Callable[[list[dict]], list[tuple[float, int, list[int]]]], sample: list[dict]) -> float:
+    started = time.perf_counter()
+    tokens = sum(t for _, t, _ in part(sample))
+    return tokens / (time.perf_counter() - started)
+
+
+def _classify_speed(model: PreTrainedModel, items: list[dict], batch_size: int, pad: int) -> float:
+    """Texts a second over up to SPEED_SAMPLE texts, alone (the measured pass was shared between processes)."""
+    sample = items[:SPEED_SAMPLE]
+    started = time.perf_counter()
+    for batch in iter_batches(sample, batch_size, pad):
+        model(**model_inputs(batch, model.device))
+    return len(sample) / (time.perf_counter() - started)
 
 
 @dataclass
@@ -101,13 +145,15 @@ def evaluate_classifier(
     started = time.perf_counter()
     predictions, confidences = _classify(model, items, batch_size, pad)
     throughput = len(items) / (time.perf_counter() - started)
+    if ranks.world() > 1:  # that pass was shared between the processes: the speed is measured alone
+        throughput = _alone(lambda: _classify_speed(model, items, batch_size, pad))
     singles = [next(iter_batches([it], 1, pad)) for it in items[:LATENCY_SAMPLES]]
     truth = [it["label"] for it in items]
     metrics = ModelMetrics(
         name=name,
         params=params or count_parameters(model),
         size_bytes=size_bytes,
-        latency_ms=median_ms(run, singles),
+        latency_ms=_alone(lambda: median_ms(run, singles)),
         throughput=throughput,
         agreement=agreement(predictions, teacher_predictions),
         **class_scores(truth, predictions, labels),
@@ -141,18 +187,26 @@ def evaluate_causal_lm(
     """Perplexity and next-token agreement on the test split, plus generation speed."""
     model.eval()
     items = encode_records(records, tokenizer, max_length)
-    total_nll, total_tokens, predictions = 0.0, 0, []
+
+    def part(mine: list[dict]) -> list[tuple[float, int, list[int]]]:
+        """(summed loss, tokens, next-token predictions) of each batch"""
+        said = []
+        for batch in iter_batches(mine, batch_size, tokenizer.pad_token_id):
+            inputs = model_inputs(batch, model.device)
+            logits = model(**inputs).logits[:, :-1].float()
+            targets, mask = inputs["input_ids"][:, 1:], inputs["attention_mask"][:, 1:].bool()
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+            said.append((nll[mask].sum().item(), int(mask.sum()), logits.argmax(-1)[mask].tolist()))
+        return said
+
     started = time.perf_counter()
-    for batch in iter_batches(items, batch_size, tokenizer.pad_token_id):
-        inputs = model_inputs(batch, model.device)
-        logits = model(**inputs).logits[:, :-1].float()
-        targets, mask = inputs["input_ids"][:, 1:], inputs["attention_mask"][:, 1:].bool()
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
-        total_nll += nll[mask].sum().item()
-        total_tokens += int(mask.sum())
-        predictions += logits.argmax(-1)[mask].tolist()
-    throughput = total_tokens / (time.perf_counter() - started)
-    generation = _generation_speed(model, tokenizer, records[:3], new_tokens)
+    batches = ranks.spread(part, items)  # in a job of several processes each reads its part of the texts
+    throughput = sum(t for _, t, _ in batches) / (time.perf_counter() - started)
+    if ranks.world() > 1:  # that pass was shared: the speed is one process's over a sample, alone
+        throughput = _alone(lambda: _tokens_a_second(part, items[:SPEED_SAMPLE]))
+    total_nll, total_tokens = sum(n for n, _, _ in batches), sum(t for _, t, _ in batches)
+    predictions = [p for _, _, said in batches for p in said]
+    generation = _alone(lambda: _generation_speed(model, tokenizer, records[:3], new_tokens))
     metrics = ModelMetrics(
         name=name,
         params=params or count_parameters(model),
@@ -182,7 +236,9 @@ def _generation_speed(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 
 
 def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
-    """Measure teacher and student of a finished run on its test split; writes eval.json."""
+    """Measure teacher and student of a finished run on its test split; writes eval.json. In a job of several
+    processes every process measures its part of the test split (the answers of text generators too), and speeds are
+    measured by the main process alone, with every core; the main process writes the report."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     dataset = load_prepared(dataset_folder(config, run_dir))
@@ -211,9 +267,10 @@ def _write_report(path: Path, config: dict, test: list[dict], rows: list[dict], 
     }
     if book is not None:
         report["answers"] = book.report()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(path)
+    if ranks.is_main():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, indent=2))
+        tmp.replace(path)
     return report
 
 
@@ -280,7 +337,8 @@ def _teacher_and_student(
     rows, reference, validation = [], None, None
     models = [("teacher", Path(teacher["path"])), ("student", run.student)]
     if teacher.get("asked"):  # asked through a prompt: measured on its answers, not loaded as a classifier
-        metrics, reference, validation = _asked_teacher(teacher, test, labels, validation_records or [])
+        # the main process asks (every answer kept in the book), the others then read the book
+        metrics, reference, validation = ranks.main_first(lambda: _asked_teacher(teacher, test, labels, validation_records or []))
         rows.append(asdict(metrics))
         models = models[1:]
     if task == Task.CAUSAL_LM and teacher.get("base") and teacher["base"] != teacher["path"]:
@@ -291,7 +349,8 @@ def _teacher_and_student(
         source = resolve_source(str(folder))
         model = load_for_task(source, task, labels)
         # fp32 size: a converted GGUF teacher is cached in bf16, which would flatter it
-        size = _on_disk(model) if name in ("teacher", BASE_TEACHER) and task == Task.CAUSAL_LM else weights_bytes(folder)
+        fp32 = name in ("teacher", BASE_TEACHER) and task == Task.CAUSAL_LM
+        size = _on_disk(model) if fp32 else weights_bytes(folder)
         tokenizer = load_tokenizer(source)
         metrics, predictions = _measure(
             task,
@@ -334,7 +393,7 @@ def _teacher_and_student(
                     model, tokenizer, validation_records or [], labels, settings["max_length"], settings["batch_size"]
                 )
         del model
-    if task == Task.CLASSIFICATION:
+    if task == Task.CLASSIFICATION and ranks.is_main():  # the main process reports; the others measured their part
         train = load_prepared(dataset_folder(config, run_dir)).split("train")
         rows += [asdict(m) for m in evaluate_baselines(train, test, labels, reference)]
     return rows, reference, validation

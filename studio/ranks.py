@@ -11,6 +11,7 @@ them, and the few moments they meet.
     gathered(obj)                every process's object, in rank order
     main_first(fn)               the main process runs fn (it computes and saves), then the others (they read)
     on_main(fn)                  fn on the main process only, every process waiting until it is done
+    alone()                      the main process on its own: inside, it meets no other (they wait elsewhere)
 
 Only the main process writes the run's files, reports progress and talks to the job's row; the others
 compute their share and leave the rest to it. In one process every function here is a no-op that costs
@@ -20,7 +21,9 @@ nothing and imports nothing (torch.distributed loads only in a group).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import TypeVar
 
@@ -31,8 +34,23 @@ WAIT = timedelta(hours=12)
 asking a teacher), while a process that died is noticed at once (its connection closes)."""
 
 
+_SOLO: ContextVar[bool] = ContextVar("solo", default=False)
+"""Set while the main process works alone (inside on_main, main_first or alone): it then acts as a job of one
+process, so what it calls meets no other process (they are waiting, elsewhere)."""
+
+
 def world() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return 1 if _SOLO.get() else int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+@contextmanager
+def alone() -> Iterator[None]:
+    """The main process working on its own while the others wait: no meeting point inside."""
+    token = _SOLO.set(True)
+    try:
+        yield
+    finally:
+        _SOLO.reset(token)
 
 
 def rank() -> int:
@@ -41,7 +59,7 @@ def rank() -> int:
 
 def local_world() -> int:
     """Processes of this job on this machine (they share its cores)."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return 1 if _SOLO.get() else int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
 
 
 def is_main() -> bool:
@@ -107,8 +125,11 @@ def gathered(obj: T) -> list[T]:
 def main_first(fn: Callable[[], T]) -> T:
     """For work that computes once and keeps its result in a file: the main process does it and saves, then
     the others run the same call, which finds the file and reads it."""
+    if world() == 1:
+        return fn()
     if is_main():
-        result = fn()
+        with alone():
+            result = fn()
         barrier()
         return result
     barrier()
@@ -117,7 +138,12 @@ def main_first(fn: Callable[[], T]) -> T:
 
 def on_main(fn: Callable[[], T]) -> T | None:
     """Writes to the run folder: the main process makes them, the others wait until they are on disk."""
-    result = fn() if is_main() else None
+    if world() == 1:
+        return fn()
+    result = None
+    if is_main():
+        with alone():
+            result = fn()
     barrier()
     return result
 
@@ -145,3 +171,13 @@ def leave() -> bool:
     PartialState._reset_state()
     os.environ.update(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
     return helper
+
+
+def spread(fn: Callable[[list], list], items: list) -> list:
+    """``fn`` over this process's part of ``items``, the parts put back together in order on every process (one
+    process: ``fn(items)``). For work every process of a job does at the same point, such as measuring."""
+    if world() == 1:
+        return fn(items)
+    start, end = share(len(items))
+    mine = fn(items[start:end]) if end > start else []
+    return [x for part in gathered(mine) for x in part]

@@ -325,7 +325,7 @@ def test_a_job_that_needs_a_tag_waits_for_a_worker_that_has_it(storage, dataset,
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_two_workers_on_separate_homes_share_the_queue_and_the_object_store(db_url, store_url, samples, tiny_bert, tmp_path):
     """Two machines (two homes and artifact folders), one PostgreSQL, one S3-compatible store; jobs submitted from a
-    third place run once each, on either machine, and a job on one machine goes on from a run made on the other."""
+    third place run once each, one on each machine, and a job on one machine goes on from a run made on the other."""
 
     def machine(name: str, **extra: str) -> dict:
         return {
@@ -343,10 +343,13 @@ def test_two_workers_on_separate_homes_share_the_queue_and_the_object_store(db_u
     data = tmp_path / "tickets.csv"
     data.write_text("\n".join((samples / "support_tickets.csv").read_text().splitlines()[:301]) + "\n")
     dataset = service.add_dataset(web, me, data)
-    runs = [distill_job(web, dataset, tiny_bert, epochs=3, seed=seed) for seed in range(4)]
+    runs = [distill_job(web, dataset, tiny_bert, epochs=1, seed=seed) for seed in range(2)]
+    with web.db.session() as s:  # one for each machine, so that both take work whatever the timing
+        for run, name in zip(runs, ("one", "two")):
+            s.get(Job, run).needs = [name]
     started = [Worker(machine(name, SLM_STUDIO_WORKER_TAGS=name), tmp_path / f"{name}.log") for name in ("one", "two")]
     try:
-        wait_for(lambda: all(job(web, j).status in ("done", "failed") for j in runs), "the four runs", timeout=600)
+        wait_for(lambda: all(job(web, j).status in ("done", "failed") for j in runs), "the two runs", timeout=600)
         ran_on = {}
         for j in runs:
             row = job(web, j)
@@ -354,7 +357,7 @@ def test_two_workers_on_separate_homes_share_the_queue_and_the_object_store(db_u
             # a job's log is written only where it ran (the other machine never needed that folder)
             ran_on[j] = [n for n in ("one", "two") if (tmp_path / n / "artifacts" / row.folder / "job.log").exists()]
             assert len(ran_on[j]) == 1, ran_on
-            assert student_steps(web, j) == list(range(1, 3 * 60 + 1))  # every step once: it ran once
+            assert student_steps(web, j) == list(range(1, 60 + 1))  # every step once: it ran once
         assert {where[0] for where in ran_on.values()} == {"one", "two"}  # both machines took work
         with web.db.session() as s:  # the third place checks what they made, in the shared store
             assert all(records.verify_artifacts(s, web.store, me, j) == [] for j in runs)

@@ -506,3 +506,21 @@ def test_a_server_the_user_runs_is_a_teacher_that_is_asked(monkeypatch):
     monkeypatch.setenv("SLM_STUDIO_AUTH", "users")  # hosted: only the servers the administrator lists
     text, spec = describe(SOURCES[3], None, "", "", server="http://127.0.0.1:8080/v1", served="qwen")
     assert spec is None and "does not send your texts to http://127.0.0.1:8080/v1" in text
+
+
+def test_the_distill_step_says_where_start_runs_and_in_how_many_processes(ctx):
+    from storage import workers as worker_rows
+    from studio.ui.distill_step import runs_on
+
+    assert "no worker is running" in runs_on(ctx, {"processes": 0})
+    worker_rows.register(ctx.storage.db, "a#1:10.1", worker_rows.Capacity("box-a", 2, 24 * 2**30, 0), ["cpu"], 1)
+    worker_rows.register(
+        ctx.storage.db, "b#1:11.1", worker_rows.Capacity("box-b", 16, 128 * 2**30, 2, "NVIDIA H100"), ["gpu", "big"], 2
+    )
+    said = runs_on(ctx, {"processes": 0})
+    assert "box-a (2 cores, 24 GB, no GPU, tags cpu)" in said
+    assert "box-b (16 cores, 128 GB, 2 GPUs (NVIDIA H100), tags big, gpu)" in said
+    assert "Auto: one per GPU" in said
+    assert "rarely faster" not in runs_on(ctx, {"processes": 2})  # a machine with GPUs is among them
+    worker_rows.unregister(ctx.storage.db, "b#1:11.1")
+    assert "2, each training on its part of every batch (on CPUs the processes share" in runs_on(ctx, {"processes": 2})

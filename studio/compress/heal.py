@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from studio import ranks
 from studio.compress.base import RunContext, WorkingModel
 from studio.distill_config import DistillConfig
 from studio.settings import Check, Settings, setting
@@ -59,7 +60,7 @@ def heal(wm: WorkingModel, s: HealSettings, ctx: RunContext) -> WorkingModel:
     handles = _keep_zeros(wm.model) if wm.sparse else []
     # Each heal step starts fresh: a folder left by an earlier heal in this recipe would be "resumed".
     checkpoints = ctx.work_dir / "heal-checkpoints"
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    ranks.on_main(lambda: shutil.rmtree(checkpoints, ignore_errors=True))
     torch.manual_seed(run.seed)  # the same recipe heals the same way, whatever ran before it
     wm.model.train()
     label = f"{ctx.variant}#{ctx.step_number}" if ctx.variant else ""  # each heal its own loss curve

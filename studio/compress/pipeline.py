@@ -15,10 +15,12 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable, Collection
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from studio import ranks
 from studio.bnb import BnbInt8Settings, bnb_unsupported
 from studio.compress import METHODS
 from studio.compress.base import Method, RunContext, WorkingModel
@@ -261,10 +263,23 @@ def _write_status(folder: Path, manifest: VariantManifest, status: VariantStatus
 
 
 def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> VariantManifest:
+    """Make one variant. In a job of several processes a recipe that heals is made by all of them (the heal trains
+    data-parallel; the main process writes); any other is made by the main process while the others wait."""
+    if any(step.method.kind == "heal" for step in steps):
+        return _make(ctx, name, steps, source)
+    ranks.on_main(lambda: _make(ctx, name, steps, source))
+    return read_manifest(ctx.run.variants / name)
+
+
+def _make(ctx: RunContext, name: str, steps: list[Step], source: str) -> VariantManifest:
     folder = ctx.run.variants / name
     work = ctx.run.variants / f".{name}.work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+
+    def start() -> None:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        (work / "recipe.json").write_text(json.dumps(manifest.to_dict(), indent=2))  # what will run, before it runs
+
     manifest = VariantManifest(
         name,
         VariantStatus.FAILED,  # until it is made
@@ -272,7 +287,7 @@ def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> Vari
         recipe=[{"method": s.method.name, **s.settings.to_dict()} for s in steps],
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
-    (work / "recipe.json").write_text(json.dumps(manifest.to_dict(), indent=2))  # what will run, before it runs
+    ranks.on_main(start)
     ctx.work_dir, ctx.variant = work, name
     started = time.perf_counter()
     try:
@@ -280,17 +295,26 @@ def _run_one(ctx: RunContext, name: str, steps: list[Step], source: str) -> Vari
         if reason:
             raise UnsupportedError(reason)
         wm = load_source(ctx, source)
+        last_heal = max((n for n, step in enumerate(steps, 1) if step.method.kind == "heal"), default=0)
         for number, step in enumerate(steps, 1):
+            if number > last_heal and not ranks.is_main():
+                break  # what follows the last heal (a quantization, say) is the main process's alone
             ctx.step_number = number
-            wm = step.method.apply(wm, step.settings, ctx)
+            with ranks.alone() if number > last_heal else nullcontext():
+                wm = step.method.apply(wm, step.settings, ctx)
             if wm.form == ModelForm.TORCH:
                 wm.params = count_parameters(wm.model)
-        save_variant(wm, folder, replace(manifest, status=VariantStatus.OK, seconds=round(time.perf_counter() - started, 1)))
+        made = replace(manifest, status=VariantStatus.OK, seconds=round(time.perf_counter() - started, 1))
+        ranks.on_main(lambda: save_variant(wm, folder, made))
     except UnsupportedError as err:
-        _write_status(folder, manifest, VariantStatus.UNSUPPORTED, str(err))
+        why = str(err)
+        ranks.on_main(lambda: _write_status(folder, manifest, VariantStatus.UNSUPPORTED, why))
     except (StudioError, RuntimeError, ValueError, OSError, MemoryError) as err:
+        if ranks.peer_lost(err):
+            raise  # another process of the job is gone: the job stops (interrupted), this variant is not failed
         # One variant failing must not cost the others; its reason and traceback are kept beside it.
-        _write_status(folder, manifest, VariantStatus.FAILED, f"{type(err).__name__}: {err}", traceback.format_exc())
+        why, log = f"{type(err).__name__}: {err}", traceback.format_exc()
+        ranks.on_main(lambda: _write_status(folder, manifest, VariantStatus.FAILED, why, log))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        ranks.on_main(lambda: shutil.rmtree(work, ignore_errors=True))
     return read_manifest(folder)

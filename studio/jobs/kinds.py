@@ -25,6 +25,7 @@ from storage import jobs as job_rows
 from storage import records
 from storage.config import Storage
 from storage.tables import Job, JobStatus
+from studio import ranks
 from studio.baselines import NAMES as BASELINES
 from studio.distill_config import DistillConfig
 from studio.errors import ConfigError, StopRequested
@@ -75,12 +76,15 @@ class DistillJob(Settings):
 
 
 def processes_of(job: Job) -> int:
-    """How many processes the job runs in on this machine (studio.jobs.launch); only distillations train in several."""
+    """How many processes the job runs in on this machine (studio.jobs.launch): distillations, and compress jobs
+    (their heals), train in several; the rest run in one."""
     from studio.jobs.launch import processes_for
 
-    if job.kind != "distill":
-        return 1
-    return processes_for(int((job.config.get("distill") or {}).get("processes") or 0))
+    if job.kind == "distill":
+        return processes_for(int((job.config.get("distill") or {}).get("processes") or 0))
+    if job.kind == "compress":
+        return processes_for(int(job.config.get("processes", 1)))
+    return 1
 
 
 DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.9), "labels-only student": (0.6, 0.9)}
@@ -89,7 +93,6 @@ DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.
 def run_distill(ctx: JobContext) -> None:
     import torch
 
-    from studio import ranks
     from studio.dataset import load_prepared
     from studio.distill import distill
     from studio.evaluate import evaluate_run
@@ -114,11 +117,11 @@ def run_distill(ctx: JobContext) -> None:
         checkpoint_every_s=ctx.checkpoint_every_s,
         answers_file=ctx.storage.store.resolve(f"teacher-answers/user-{ctx.job.owner_id}.sqlite"),
     )
-    if ranks.leave():  # a job of several processes: the others are done; the main one measures and records alone
+    with ctx.reporter.part(0.9, 1.0, "measuring teacher and student on the test split"):
+        report = evaluate_run(ctx.folder)  # several processes: each measures its part of the test split
+    if ranks.leave():  # a job of several processes: the others are done; the main one records
         return
     torch.set_num_threads(cpu_threads())
-    with ctx.reporter.part(0.9, 1.0, "measuring teacher and student on the test split"):
-        report = evaluate_run(ctx.folder)
     record_run_models(ctx, report, spec.distill)
 
 
@@ -190,9 +193,15 @@ class CompressJob(Settings):
     """[[name or null, recipe text], ...], e.g. [["slim", "prune-heads:fraction=0.5+heal"], [null, "int8"]]."""
     source: str = setting("student", "The model the variants are made from: 'student', 'teacher', or a variant made earlier.")
     evaluate: bool = setting(True, "Measure teacher, student and every variant on the test split afterwards.")
+    processes: int = setting(
+        1, "Processes a heal trains in, each on its part of every batch (one per GPU); 0: one per GPU of the machine."
+    )
 
     def checks(self) -> list[Check]:
-        return [("recipes", len(self.recipes) > 0, "at least one recipe")]
+        return [
+            ("recipes", len(self.recipes) > 0, "at least one recipe"),
+            ("processes", 0 <= self.processes <= 64, "0 (one per GPU) or from 1 to 64"),
+        ]
 
     def other_problems(self) -> list[str]:
         from studio.compress.pipeline import check_recipe, parse_recipe
@@ -231,11 +240,14 @@ def run_compress(ctx: JobContext) -> None:
         # (ok, or not possible on this machine); one that failed, perhaps for a passing reason, is made again.
         own = records.variants_of(s, job_rows.Viewer(ctx.job.owner_id), ctx.job.id)
     keep = {v.name for v in own if v.status in (VariantStatus.OK, VariantStatus.UNSUPPORTED)}
-    for failed in (v for v in own if v.name not in keep and v.path):
+    for failed in (v for v in own if v.name not in keep and v.path and ranks.is_main()):
         ctx.storage.store.delete(failed.path)
+    ranks.barrier()
     ids = {}
 
     def record(manifest: VariantManifest) -> None:  # as each variant is saved, so a crash later loses none of them
+        if not ranks.is_main():
+            return  # the main process records for every process of the job
         folder = f"{ctx.storage.store.relative(run_dir)}/variants/{manifest.name}"
         ids[manifest.name] = records.put_variant(
             ctx.db,
@@ -252,6 +264,8 @@ def run_compress(ctx: JobContext) -> None:
 
     with one_job_per_run(ctx, run_dir), ctx.reporter.part(0.0, 0.8 if spec.evaluate else 1.0, "making variants"):
         compress_many(run_dir, recipes, source=spec.source, on_progress=ctx.reporter, keep=keep, on_made=record)
+    if ranks.leave():  # a job of several processes: the others are done; the main one measures alone
+        return
     if spec.evaluate:
         with one_job_per_run(ctx, run_dir), ctx.reporter.part(0.8, 1.0, "measuring every model on the test split"):
             report = evaluate_all(run_dir, variants=list(ids))
@@ -263,7 +277,11 @@ def run_compress(ctx: JobContext) -> None:
 @contextmanager
 def one_job_per_run(ctx: JobContext, run_dir: Path) -> Iterator[None]:
     """Compress and evaluate jobs on one run write the same variants/ and compare.json: they take turns.
-    (A file lock: it goes with the process, so a killed job never leaves the run locked.)"""
+    (A file lock: it goes with the process, so a killed job never leaves the run locked. In a job of several
+    processes the main one holds it for all.)"""
+    if not ranks.is_main():
+        yield
+        return
     with open(run_dir / ".jobs.lock", "w") as lock:
         while True:
             try:

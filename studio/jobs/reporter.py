@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from storage import jobs as job_rows
 from storage.db import Database
 from storage.errors import JobLostError
+from studio import ranks
 from studio.errors import StopRequested
 from studio.progress import Progress  # no torch: the worker's main process never loads it
 
@@ -115,6 +116,8 @@ class JobReporter:
     def _write(self, fraction: float, step: str, metrics: list[dict]) -> None:
         self._last_fraction = fraction
         self._last_write = time.monotonic()
+        if ranks.world() > 1:  # the page says the job trains in several processes
+            step = f"{step} · {ranks.world()} processes"
         if job_rows.report(self.db, self.job_id, fraction, step, metrics, attempt=self.attempt):
             self.cancel.set()
 
