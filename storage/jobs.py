@@ -194,6 +194,8 @@ def claim(db: Database, job_id: int, worker: str) -> bool:
                 cancel_requested=False,
                 attempt=Job.attempt + 1,
                 step="starting",
+                rendezvous=None,  # a job on several machines: its first machine says where they meet, per attempt
+                machines_joined=0,
             )
         )
         return done.rowcount == 1
@@ -255,6 +257,31 @@ def ask_to_stop(db: Database, job_id: int) -> None:
     """Ask a running job to stop after its current step (the process that runs it here was told Ctrl-C)."""
     with db.session() as s:
         s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(cancel_requested=True))
+
+
+def open_rendezvous(db: Database, job_id: int, where: str, attempt: int) -> None:
+    """The first machine of a job that trains on several says where they meet; it is machine 0 of them."""
+    with db.session() as s:
+        s.execute(update(Job).where(*_mine(job_id, attempt)).values(rendezvous=where, machines_joined=1))
+
+
+def take_machine(db: Database, job_id: int, machines: int) -> tuple[int, str, int] | None:
+    """Another machine takes its part of a running job that trains on several: (its machine rank, where they meet,
+    the attempt), or None when the job no longer runs or has all its machines. One conditional UPDATE: two
+    machines never get the same rank."""
+    with db.session() as s:
+        row = s.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.status == JobStatus.RUNNING,
+                Job.rendezvous.is_not(None),
+                Job.machines_joined < machines,
+            )
+            .values(machines_joined=Job.machines_joined + 1)
+            .returning(Job.machines_joined, Job.rendezvous, Job.attempt)
+        ).first()
+        return (row[0] - 1, row[1], row[2]) if row else None
 
 
 def forget_metrics_after(db: Database, job_id: int, stage: str, step: int, label: str = "") -> int:

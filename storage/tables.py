@@ -137,6 +137,10 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     needs: Mapped[list[Any] | None] = mapped_column(JSON)
     """Tags the worker that runs it must have (revision 0006), e.g. ["gpu"]; none: any worker."""
+    rendezvous: Mapped[str | None] = mapped_column(String(255))
+    """A job that trains on several machines: host:port where their processes meet (its first machine's)."""
+    machines_joined: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many machines have taken their part of this attempt (the first one counts)."""
 
     variants: Mapped[list[Variant]] = relationship(back_populates="job", cascade="all, delete-orphan", passive_deletes=True)
     artifacts: Mapped[list[Artifact]] = relationship(back_populates="job", cascade="all, delete-orphan", passive_deletes=True)

@@ -229,6 +229,13 @@ class DistillConfig(Settings):
         "the same cores and are rarely faster.",
         label="Processes (one per GPU)",
     )
+    machines: int = setting(
+        1,
+        "Machines the job trains on together, each with the processes above: the worker that takes the job waits for "
+        "workers on other machines to join it. Their artifact folder must be one shared folder (NFS and the like), "
+        "the same path on each.",
+        label="Machines",
+    )
 
     def checks(self) -> list[Check]:
         return [
@@ -255,6 +262,7 @@ class DistillConfig(Settings):
             ("prompt_examples", 0 <= self.prompt_examples <= 8, "from 0 to 8"),
             ("threads", 0 <= self.threads <= 512, "0 (all cores) or a positive number"),
             ("processes", 0 <= self.processes <= 64, "0 (Auto: one per GPU) or from 1 to 64"),
+            ("machines", 1 <= self.machines <= 64, "from 1 to 64"),
         ]
 
     def other_problems(self) -> list[str]:

@@ -204,7 +204,7 @@ class RunPaths:
         write_json(self.config, resolved)
 
 
-HOW_IT_RUNS = {"threads", "processes"}
+HOW_IT_RUNS = {"threads", "processes", "machines"}
 """Settings that change how fast a run goes, not what it learns: a run may resume with others."""
 
 

@@ -375,6 +375,34 @@ def test_two_workers_on_separate_homes_share_the_queue_and_the_object_store(db_u
         web.db.dispose()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_job_on_two_machines_waits_for_the_second_then_trains_on_both(storage, dataset, tiny_bert, env, tmp_path):
+    """Two workers (two homes, one shared artifact folder as an NFS mount would be) each give one process to a job
+    with machines=2; alone, the first worker gives up after the join timeout and says why."""
+    first = distill_job(storage, dataset, tiny_bert, epochs=1, machines=2)
+    one = Worker({**env, "SLM_STUDIO_HOME": str(tmp_path / "one"), "SLM_STUDIO_JOIN_S": "15"}, tmp_path / "one.log")
+    try:
+        wait_for(lambda: job(storage, first).status == "interrupted", "the lone machine to give up", 120, tmp_path / "one.log")
+        assert "Only 1 of the 2 machines" in job(storage, first).error
+
+        two = Worker({**env, "SLM_STUDIO_HOME": str(tmp_path / "two"), "SLM_STUDIO_JOIN_S": "60"}, tmp_path / "two.log")
+        try:
+            service.resume(storage, records.local_user(storage.db), first)
+            wait_for(lambda: job(storage, first).status in ("done", "failed", "interrupted"), "the job on two machines", 300)
+            finished = job(storage, first)
+            assert (finished.status, finished.error, finished.machines_joined) == ("done", None, 2)
+            folder = storage.store.resolve(finished.folder)
+            wait_for(lambda: job_processes(first) == {}, "every process of the job to end by itself", 60)
+            joined = (folder / "job.machine-1.log").read_text()
+            assert "job 1: process 2 of 2 started" in joined and "Traceback" not in joined  # the second machine's part
+            assert student_steps(storage, first) == list(range(1, 60 + 1))  # once each, from the main process
+            assert "2 processes" in json.dumps(finished.step) or finished.step == "finished"
+        finally:
+            two.stop()
+    finally:
+        one.stop()
+
+
 def test_heal_of_an_unnamed_long_recipe_keeps_its_curve_apart(storage):
     """The heal of an unnamed recipe is named after the whole recipe: far longer than a stage kind. Its rows are
     stored (PostgreSQL refused the old 'heal <recipe>#3' stage string), read back as one curve, and a resume

@@ -87,6 +87,11 @@ def processes_of(job: Job) -> int:
     return 1
 
 
+def machines_of(job: Job) -> int:
+    """How many machines the job trains on (distillations only)."""
+    return int((job.config.get("distill") or {}).get("machines") or 1) if job.kind == "distill" else 1
+
+
 DISTILL_SPANS = {"teacher": (0.0, 0.2), "cache": (0.2, 0.3), "student": (0.3, 0.9), "labels-only student": (0.6, 0.9)}
 
 

@@ -14,7 +14,9 @@ that a restarted worker marks interrupted.
 from __future__ import annotations
 
 import os
+import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from storage.config import StorageConfig
@@ -33,10 +35,35 @@ def processes_for(asked: int, gpus: int | None = None) -> int:
     return gpus if gpus > 1 else 1
 
 
-def command(job_id: int, processes: int) -> list[str]:
-    if processes <= 1:
+JOIN_S = 600.0
+"""How long the machines of a job on several wait for one another before the job gives up (interrupted)."""
+
+
+@dataclass(frozen=True)
+class Machines:
+    """A job that trains on several machines: how many, which one this is, and where they meet (host:port)."""
+
+    count: int = 1
+    rank: int = 0
+    rendezvous: str = ""
+
+
+def command(job_id: int, processes: int, machines: Machines = Machines()) -> list[str]:
+    if processes <= 1 and machines.count == 1:
         return [sys.executable, "-m", RUNNER, str(job_id)]
-    return [sys.executable, "-m", "studio.jobs.launch", str(job_id), str(processes)]
+    together = [str(machines.count), str(machines.rank), machines.rendezvous] if machines.count > 1 else []
+    return [sys.executable, "-m", "studio.jobs.launch", str(job_id), str(processes), *together]
+
+
+def address() -> str:
+    """Where other machines reach this one (SLM_STUDIO_WORKER_ADDRESS, else what its host name resolves to)."""
+    return os.environ.get("SLM_STUDIO_WORKER_ADDRESS") or socket.gethostbyname(socket.gethostname())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 def child_env(config: StorageConfig, threads: int = 0) -> dict[str, str]:
@@ -51,10 +78,21 @@ def child_env(config: StorageConfig, threads: int = 0) -> dict[str, str]:
     return env
 
 
-def torchrun_args(job_id: int, processes: int) -> list[str]:
+def torchrun_args(job_id: int, processes: int, machines: Machines = Machines()) -> list[str]:
+    if machines.count > 1:  # several machines: the first one's address, each its machine rank (static rendezvous)
+        host, _, port = machines.rendezvous.rpartition(":")
+        where = [
+            f"--nnodes={machines.count}",
+            f"--node-rank={machines.rank}",
+            f"--master-addr={host}",
+            f"--master-port={port}",
+            f"--rdzv-conf=timeout={int(float(os.environ.get('SLM_STUDIO_JOIN_S', JOIN_S)))}",
+        ]
+    else:
+        where = ["--standalone"]  # one machine: torchrun finds a free port for the processes to meet on
     return [
-        "--standalone",  # one machine: torchrun finds a free port for the processes to meet on
-        f"--nproc-per-node={processes}",
+        *where,
+        f"--nproc-per-node={max(1, processes)}",
         "--max-restarts=0",  # a process that dies ends the attempt; the job resumes from its checkpoint
         "--module",
         RUNNER,
@@ -69,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.run import get_args_parser, run
 
     job_id, processes = int(argv[0]), int(argv[1])
+    machines = Machines(int(argv[2]), int(argv[3]), argv[4]) if len(argv) > 2 else Machines()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # each runner sets its share of the cores itself
     try:
-        run(get_args_parser().parse_args(torchrun_args(job_id, processes)))
+        run(get_args_parser().parse_args(torchrun_args(job_id, processes, machines)))
     except ChildFailedError as err:
         print(f"A process of job {job_id} stopped: {err}", file=sys.stderr, flush=True)
         return 1

@@ -27,7 +27,7 @@ from storage.config import Storage
 from storage.errors import DatabaseError
 from storage.tables import Job, JobStatus
 from studio.jobs import launch, sync
-from studio.jobs.kinds import processes_of
+from studio.jobs.kinds import machines_of, processes_of
 from studio.jobs.process_id import worker_name
 from studio.logs import JOB_LOG
 
@@ -66,12 +66,14 @@ class JobQueue:
         self.stopping = False
         self.huey = make_huey(storage)
         self.run_job = self.huey.task(name="run_job")(self._execute)
+        self.join = self.huey.task(name="join_job")(self._join)
+        """Ask another worker to take its machine's part of a job that trains on several."""
 
     def enqueue(self, job_id: int) -> None:
         self.run_job(job_id)
 
     def pending_ids(self) -> set[int]:
-        return {task.args[0] for task in self.huey.pending() if task.args}
+        return {task.args[0] for task in self.huey.pending() if task.args and task.name == "run_job"}
 
     def requeue_lost(self) -> list[int]:
         """Queued jobs with no message (a worker died between taking the message and claiming the job, or a
@@ -101,9 +103,10 @@ class JobQueue:
         folder, attempt, processes = store.resolve(row.folder), row.attempt, processes_of(row)
         sync.pull_inputs(self.storage, row)  # it may have run, or its inputs been made, on another machine
         folder.mkdir(parents=True, exist_ok=True)
+        machines = self._gather_machines(row)
         with open(folder / JOB_LOG, "ab") as log:
             child = subprocess.Popen(
-                launch.command(job_id, processes),
+                launch.command(job_id, processes, machines),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._child_env(),
@@ -120,17 +123,8 @@ class JobQueue:
         except IntegrityError:
             return  # the user deleted the finished job in the moment since; nothing is left to record
         # finish() changes only a job still marked running, i.e. one whose process died before closing it.
-        if self.stopping or processes > 1:  # several: one of them died, and the main one could not say so
-            job_rows.finish(
-                db,
-                job_id,
-                JobStatus.INTERRUPTED,
-                "The worker was stopped before the job reached a safe point. Resume it to continue from its last checkpoint."
-                if self.stopping
-                else f"A process of the job's {processes} ended unexpectedly (exit code {child.returncode}). Its log is in "
-                "the job folder; resume the job to continue from its last checkpoint.",
-                attempt,
-            )
+        if self.stopping or processes > 1 or machines.count > 1:  # several: one died, and the main one could not say so
+            job_rows.finish(db, job_id, JobStatus.INTERRUPTED, self._why_stopped(job_id, processes, machines, child), attempt)
         else:
             job_rows.finish(
                 db,
@@ -141,6 +135,64 @@ class JobQueue:
                 "resume the job to continue from its last checkpoint.",
                 attempt,
             )
+
+    def _why_stopped(self, job_id: int, processes: int, machines: launch.Machines, child: subprocess.Popen) -> str:
+        if self.stopping:
+            return "The worker was stopped before the job reached a safe point. Resume it to continue from its last checkpoint."
+        with self.storage.db.session() as s:
+            joined = s.scalar(select(Job.machines_joined).where(Job.id == job_id)) or 0
+        if machines.count > joined:
+            return (
+                f"Only {joined} of the {machines.count} machines the job trains on joined it in time. Start a worker on "
+                "another machine (sharing the artifact folder, with the job's tags), or set Machines to 1; then resume it."
+            )
+        return (
+            f"A process of the job ({processes} on each of {machines.count} machine(s)) ended unexpectedly (exit code "
+            f"{child.returncode}). Its log is in the job folder; resume the job to continue from its last checkpoint."
+        )
+
+    def _gather_machines(self, row: Job) -> launch.Machines:
+        """A job on several machines: say where they meet, and ask the other workers for the others."""
+        count = machines_of(row)
+        if count == 1:
+            return launch.Machines()
+        where = f"{launch.address()}:{launch.free_port()}"
+        job_rows.open_rendezvous(self.storage.db, row.id, where, row.attempt)
+        for _ in range(count - 1):
+            self.join(row.id)
+        return launch.Machines(count, 0, where)
+
+    def _join(self, job_id: int) -> None:
+        """Take this machine's part of a running job that trains on several (its first machine asked for it)."""
+        db = self.storage.db
+        with db.session() as s:
+            row = s.get(Job, job_id)
+            if row is None or row.status != JobStatus.RUNNING:
+                return
+            s.expunge(row)
+        if job_id in self.children or not worker_rows.can_run(self.tags, row.needs):
+            time.sleep(PASS_ON_S)  # this worker runs a part already (or may not): another machine's turn
+            self.join(job_id)
+            return
+        taken = job_rows.take_machine(db, job_id, machines_of(row))
+        if taken is None:
+            return  # it has all its machines (or stopped) meanwhile
+        rank, where, attempt = taken
+        sync.pull_inputs(self.storage, row)
+        folder = self.storage.store.resolve(row.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"job.machine-{rank}.log", "ab") as log:
+            child = subprocess.Popen(
+                launch.command(job_id, processes_of(row), launch.Machines(machines_of(row), rank, where)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._child_env(),
+            )
+        self.children[job_id] = child
+        try:
+            child.wait()  # the first machine's main process reports, saves and closes the job; this part only trains
+        finally:
+            self.children.pop(job_id, None)
 
     def _pass_on(self, job_id: int, needs: list[str]) -> None:
         """A job this worker may not run goes back in the queue for one that may, and says what it waits for."""

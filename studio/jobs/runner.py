@@ -192,6 +192,8 @@ def run_helper(storage: Storage, job_id: int, cancel: threading.Event, checkpoin
     with storage.db.session() as s:
         job = s.get(Job, job_id)
         s.expunge(job)
+    me = f"process {ranks.rank() + 1} of {ranks.world()}"
+    log.info("job %s: %s started on %s", job_id, me, worker_name())
     reporter = HelperReporter(storage.db, job_id)
     reporter.cancel = cancel
     ctx = JobContext(storage, job, storage.store.resolve(job.folder), reporter, checkpoint_every_s)
@@ -199,6 +201,7 @@ def run_helper(storage: Storage, job_id: int, cancel: threading.Event, checkpoin
         KINDS[job.kind].run(ctx)
     except StopRequested:
         pass  # stopped together with the main process, which saved and says so
+    log.info("job %s: %s done", job_id, me)
     return 0
 
 

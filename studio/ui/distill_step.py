@@ -194,6 +194,9 @@ def runs_on(ctx: UIContext, values: dict) -> str:
         how = f"{asked}, each training on its part of every batch"
         if all(w.gpus == 0 for w in rows) and asked > 1:
             how += " (on CPUs the processes share the same cores: rarely faster, see the README)"
+    together = int(values.get("machines") or 1)
+    if together > 1:
+        how += f"; on {together} machines at once (their workers must share one artifact folder)"
     return f"**Runs on:** {machines}. **Processes:** {how}."
 
 

@@ -1,4 +1,5 @@
-"""Workers on several machines: each worker's capacity and tags, and what a job needs of the worker that runs it.
+"""Workers on several machines: each worker's capacity and tags, what a job needs of the worker that runs it, and
+where the machines of a job that trains on several meet.
 
 Revision ID: 0006
 Revises: 0005
@@ -31,9 +32,13 @@ def upgrade() -> None:
     )
     # Plain ADD COLUMN (no table rebuild), which keeps SQLite's AUTOINCREMENT on jobs.id.
     op.add_column("jobs", sa.Column("needs", sa.JSON))
+    op.add_column("jobs", sa.Column("rendezvous", sa.String(255)))
+    op.add_column("jobs", sa.Column("machines_joined", sa.Integer, nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("machines_joined")
+        batch.drop_column("rendezvous")
         batch.drop_column("needs")
     op.drop_table("workers")
