@@ -524,3 +524,21 @@ def test_the_distill_step_says_where_start_runs_and_in_how_many_processes(ctx):
     assert "rarely faster" not in runs_on(ctx, {"processes": 2})  # a machine with GPUs is among them
     worker_rows.unregister(ctx.storage.db, "b#1:11.1")
     assert "2, each training on its part of every batch (on CPUs the processes share" in runs_on(ctx, {"processes": 2})
+
+
+def test_the_distill_step_can_ask_for_a_worker_with_a_tag(ctx, samples):
+    from storage import records
+    from storage import workers as worker_rows
+    from studio.jobs import service
+    from studio.ui.distill_step import ANY_WORKER, LAYERS_OF_TEACHER, preset_values, run_on_choices, start_job
+
+    worker_rows.register(ctx.storage.db, "b#1:11.1", worker_rows.Capacity("box-b", 16, 2**36, 2), ["gpu", "big"], 1)
+    assert run_on_choices(ctx) == [ANY_WORKER, "big", "gpu"]
+    me = records.local_user(ctx.storage.db)
+    dataset = service.add_dataset(ctx.storage, me, samples / "support_tickets.csv")
+    values = {**preset_values("classification", "Fastest"), "student": LAYERS_OF_TEACHER}
+    refused, said = start_job(ctx, me, "minilm-l6", dataset, values, "GPU box!")
+    assert refused is None and "is not a worker tag" in said
+    job_id, _ = start_job(ctx, me, "minilm-l6", dataset, values, "gpu")
+    with ctx.storage.db.session() as s:
+        assert s.get(records.Job, job_id).needs == ["gpu"]

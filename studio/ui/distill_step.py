@@ -112,9 +112,19 @@ def active_job(ctx: UIContext, viewer, kind: str = "distill") -> int | None:
     return None
 
 
+ANY_WORKER = "any worker"
+
+
+def run_on_choices(ctx: UIContext) -> list[str]:
+    """'any worker', then the tags of the workers running now."""
+    return [ANY_WORKER, *sorted({tag for w in worker_rows.live(ctx.storage.db) for tag in w.tags})]
+
+
 @shows_errors(lambda message: (None, error_box(message)))
-def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | None, values: dict) -> tuple[int | None, str]:
-    """Submit the distillation; (job id or None, what to tell the user)."""
+def start_job(
+    ctx: UIContext, viewer, teacher: str | None, dataset_id: int | None, values: dict, run_on: str = ANY_WORKER
+) -> tuple[int | None, str]:
+    """Submit the distillation; (job id or None, what to tell the user). ``run_on``: a worker tag the job needs."""
     problem = start_problem(teacher, dataset_id, active_job(ctx, viewer))  # the page's button may be out of date
     if problem:
         return None, error_box(problem)
@@ -127,6 +137,7 @@ def start_job(ctx: UIContext, viewer, teacher: str | None, dataset_id: int | Non
         "distill",
         {"dataset_id": dataset_id, "distill": config.to_dict()},
         title=f"{config.teacher.rsplit('/', 1)[-1]} -> {student_words(config.student_layers)} on {name}",
+        needs=[run_on.strip().lower()] if run_on and run_on != ANY_WORKER else None,
     )
     return job_id, f"Job {job_id} queued. It runs in the worker; you can close this page and come back."
 
@@ -302,6 +313,15 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
             ),
         }
         settings = settings_controls(ADVANCED, defaults, own=own)
+        run_on = gr.Dropdown(
+            run_on_choices(ctx),
+            value=ANY_WORKER,
+            label="Run on",
+            info="Any worker, or only workers with this tag (python -m studio worker --tags gpu,...). A tag no worker "
+            "has yet: the job waits for one.",
+            allow_custom_value=True,
+            elem_id="run-on",
+        )
     why_not = gr.Markdown(start_problem(None, None))
     estimated = gr.Markdown(elem_id="distill-estimate")
     with gr.Row():
@@ -342,9 +362,9 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
         chosen = dict(zip(names, _plain(values)))
         return "\n\n".join(x for x in (time_estimate(ctx, ctx.viewer(request), spec, ds, chosen), runs_on(ctx, chosen)) if x)
 
-    def on_start(current, spec, ds, request: gr.Request, *values):  # request before *args: Gradio fills only those
+    def on_start(current, spec, ds, where, request: gr.Request, *values):  # request before *args: Gradio fills only those
         viewer = ctx.viewer(request)
-        new_id, said = start_job(ctx, viewer, spec, ds, dict(zip(names, _plain(values))))
+        new_id, said = start_job(ctx, viewer, spec, ds, dict(zip(names, _plain(values))), where)
         # refused (a double click, a job from another tab): the page goes on following the job that runs
         return new_id or active_job(ctx, viewer) or current, said
 
@@ -369,7 +389,7 @@ def build_distill_tab(ctx: UIContext, teacher: gr.State, dataset_id: gr.State) -
     for control in settings.values():
         control.input(on_estimate, asked, estimated)
     followed = [status, progress, curve, cancel, start, why_not, result, next_steps, timer]
-    start.click(on_start, [job_id, teacher, dataset_id, *settings.values()], [job_id, status]).then(
+    start.click(on_start, [job_id, teacher, dataset_id, run_on, *settings.values()], [job_id, status]).then(
         follow, [job_id, teacher, dataset_id], followed
     )
     timer.tick(follow, [job_id, teacher, dataset_id], followed, show_progress="hidden")
