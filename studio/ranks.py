@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
+from functools import cache
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -85,12 +86,21 @@ def share(n: int) -> tuple[int, int]:
     return start, start + base + (1 if r < extra else 0)
 
 
+@cache
+def _meetings():
+    """The group the processes meet in for these small exchanges: gloo, over CPU tensors, also when the training
+    itself goes through NCCL between GPUs (which takes GPU tensors only). Made once, by all processes together."""
+    import torch.distributed as dist
+
+    return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo", timeout=WAIT)
+
+
 def barrier() -> None:
     if world() > 1:
         join()
         import torch.distributed as dist
 
-        dist.barrier()
+        dist.barrier(group=_meetings())
 
 
 def _reduce(values: list[float], op: str) -> list[float]:
@@ -99,7 +109,7 @@ def _reduce(values: list[float], op: str) -> list[float]:
     import torch.distributed as dist
 
     tensor = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM, group=_meetings())
     return tensor.tolist()
 
 
@@ -118,7 +128,7 @@ def gathered(obj: T) -> list[T]:
     import torch.distributed as dist
 
     out: list = [None] * world()
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=_meetings())
     return out
 
 
@@ -167,6 +177,7 @@ def leave() -> bool:
     barrier()
     helper = not is_main()
     dist.destroy_process_group()
+    _meetings.cache_clear()
     AcceleratorState._reset_state(reset_partial_state=True)
     PartialState._reset_state()
     os.environ.update(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
