@@ -297,31 +297,6 @@ def test_a_job_on_two_processes_kill_9_of_one_cancel_and_resume(storage, dataset
     assert storage.db.integrity_problems() == []
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_a_job_that_needs_a_tag_waits_for_a_worker_that_has_it(storage, dataset, tiny_bert, workers, tmp_path):
-    me = records.local_user(storage.db)
-    with pytest.raises(ConfigError, match="not a worker tag"):
-        service.submit(storage, me, "distill", {"dataset_id": dataset, "distill": {"teacher": str(tiny_bert)}}, needs=["GPU!"])
-    picky = distill_job(storage, dataset, tiny_bert, epochs=1)
-    with storage.db.session() as s:
-        s.get(Job, picky).needs = ["fast"]
-    plain = distill_job(storage, dataset, tiny_bert, epochs=1)
-    log = tmp_path / "worker.log"
-    workers()  # a worker without the tag: it runs the plain job and leaves the other
-    wait_for(lambda: job(storage, plain).status == "done", "the plain job", log=log)
-    waiting = job(storage, picky)
-    assert waiting.status == "queued"
-    assert "waiting for a worker tagged fast" in waiting.step and "--tags fast" in waiting.step
-
-    from storage import workers as worker_rows
-
-    workers(SLM_STUDIO_WORKER_TAGS="fast")
-    wait_for(lambda: job(storage, picky).status == "done", "the tagged worker to take it", log=log)
-    live = worker_rows.live(storage.db)
-    assert sorted(tuple(w.tags) for w in live) == [("cpu",), ("cpu", "fast")]
-    assert all(w.cores >= 1 and w.memory_bytes > 0 and w.gpus == 0 for w in live)
-
-
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_two_workers_on_separate_homes_share_the_queue_and_the_object_store(db_url, store_url, samples, tiny_bert, tmp_path):
     """Two machines (two homes and artifact folders), one PostgreSQL, one S3-compatible store; jobs submitted from a
@@ -347,8 +322,17 @@ def test_two_workers_on_separate_homes_share_the_queue_and_the_object_store(db_u
     with web.db.session() as s:  # one for each machine, so that both take work whatever the timing
         for run, name in zip(runs, ("one", "two")):
             s.get(Job, run).needs = [name]
-    started = [Worker(machine(name, SLM_STUDIO_WORKER_TAGS=name), tmp_path / f"{name}.log") for name in ("one", "two")]
+    with pytest.raises(ConfigError, match="not a worker tag"):
+        service.submit(web, me, "distill", {"dataset_id": dataset, "distill": {"teacher": str(tiny_bert)}}, needs=["GPU!"])
+    started = [Worker(machine("one", SLM_STUDIO_WORKER_TAGS="one"), tmp_path / "one.log")]
     try:
+        # the run that needs machine two waits, saying for what, while only machine one works
+        said = lambda: job(web, runs[1]).step  # noqa: E731
+        wait_for(
+            lambda: "waiting for a worker tagged two" in said(), "the run for machine two to wait", 300, tmp_path / "one.log"
+        )
+        assert job(web, runs[1]).status == "queued" and "--tags two" in said()  # no worker has it: how to start one
+        started.append(Worker(machine("two", SLM_STUDIO_WORKER_TAGS="two"), tmp_path / "two.log"))
         wait_for(lambda: all(job(web, j).status in ("done", "failed") for j in runs), "the two runs", timeout=600)
         ran_on = {}
         for j in runs:
@@ -369,6 +353,11 @@ def test_two_workers_on_separate_homes_share_the_queue_and_the_object_store(db_u
         wait_for(lambda: job(web, again).status in ("done", "failed"), "the run measured on the other machine", timeout=300)
         assert (job(web, again).status, job(web, again).error) == ("done", None)
         assert (tmp_path / other / "artifacts" / job(web, again).folder / "job.log").exists()
+        from storage import workers as worker_rows
+
+        live = worker_rows.live(web.db)  # each machine recorded what it offers
+        assert sorted(tuple(w.tags) for w in live) == [("cpu", "one"), ("cpu", "two")]
+        assert all(w.cores >= 1 and w.memory_bytes > 0 and w.gpus == 0 for w in live)
     finally:
         for worker in started:
             worker.stop()
@@ -380,7 +369,7 @@ def test_a_job_on_two_machines_waits_for_the_second_then_trains_on_both(storage,
     """Two workers (two homes, one shared artifact folder as an NFS mount would be) each give one process to a job
     with machines=2; alone, the first worker gives up after the join timeout and says why."""
     first = distill_job(storage, dataset, tiny_bert, epochs=1, machines=2)
-    one = Worker({**env, "SLM_STUDIO_HOME": str(tmp_path / "one"), "SLM_STUDIO_JOIN_S": "15"}, tmp_path / "one.log")
+    one = Worker({**env, "SLM_STUDIO_HOME": str(tmp_path / "one"), "SLM_STUDIO_JOIN_S": "5"}, tmp_path / "one.log")
     try:
         wait_for(lambda: job(storage, first).status == "interrupted", "the lone machine to give up", 120, tmp_path / "one.log")
         assert "Only 1 of the 2 machines" in job(storage, first).error

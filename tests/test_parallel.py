@@ -75,7 +75,7 @@ def logged(run: Path, stage: str) -> tuple[dict[int, float], dict[int, float]]:
 
 
 def assert_trained_alike(one: Path, other: Path) -> None:
-    assert max(logged(one, "student")[1].values()) > 0.25  # it learns: not a majority-class model (0.05 here)
+    assert max(logged(one, "student")[1].values()) > 0.15  # it learns: a majority-class model scores 0.05 here
     for stage in ("teacher", "student"):
         losses, validations = logged(other, stage)
         want_losses, want_validations = logged(one, stage)

@@ -306,15 +306,18 @@ def test_every_handler_refuses_another_users_ids(server):
     student = str(storage.store.resolve(f"jobs/{run}") / "student")
     handlers = endpoints(bob, url)
     assert len(handlers) >= 30
+    tries = []
     for guess in (run, export, dataset, 2**40, -3, student, "../../etc/passwd"):
         for handler in handlers:
             data = [payload(component, guess) for component in handler["inputs"]]
-            if any(d == "skip" for d in data):
-                continue
-            answer = call(bob, url, handler["id"], data)
-            assert answer.status == 200, (handler, guess, answer.text)  # refused inside, not a server error
-            no_canary(answer.everything)
-            assert "Traceback" not in answer.everything
+            if not any(d == "skip" for d in data):
+                tries.append((handler, guess, data))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # four at a time, as a page's events come; each is judged alone
+        answers = list(pool.map(lambda t: call(bob, url, t[0]["id"], t[2]), tries))
+    for (handler, guess, _), answer in zip(tries, answers):
+        assert answer.status == 200, (handler, guess, answer.text)  # refused inside, not a server error
+        no_canary(answer.everything)
+        assert "Traceback" not in answer.everything
     ids = {job_id for job_id, _, _ in before}
     with storage.db.session() as s:  # nothing of alice's changed, deleted or was started on her run
         assert sorted((j.id, j.status, j.folder) for j in s.scalars(select(Job)) if j.id in ids) == before
