@@ -5,6 +5,8 @@
 #     -e SLM_STUDIO_ADMIN_USER=admin -e SLM_STUDIO_ADMIN_PASSWORD='a long secret' slm-studio
 # A shared PostgreSQL instead of the SQLite file in the volume: -e SLM_STUDIO_DB_URL=postgresql+psycopg://...
 # Serve it behind a TLS terminator and name that proxy: -e SLM_STUDIO_TRUSTED_PROXIES=10.0.0.5 (README: Security).
+# Workers on other machines share the artifacts through an S3-compatible store: -e SLM_STUDIO_STORE_URL=s3://KEY:SECRET@host:9000/bucket
+# on every machine, and 'docker run ... slm-studio python -m studio worker' there (README: Several processes, several machines).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

@@ -286,7 +286,11 @@ def result_card(ctx: UIContext, viewer, job_id: int | None) -> str:
     lines = outcome_lines(models)
     if not lines:
         return ""
-    return "### What you got\n" + "\n\n".join(lines) + "\n\nNext: make it smaller still, compare every model, or export it."
+    return (
+        f"### What you got (job {job_id})\n"
+        + "\n\n".join(lines)
+        + "\n\nNext: make it smaller still, compare every model, or export it."
+    )
 
 
 def latest_active(ctx: UIContext, viewer, kind: str = "distill") -> int | None:
