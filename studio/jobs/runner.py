@@ -121,11 +121,8 @@ def run_here(storage: Storage, job_id: int, echo: Callable | None = None) -> str
     with storage.db.session() as s:
         job = s.get(Job, job_id)
         s.expunge(job)
-    sync.pull_inputs(storage, job)
-    try:
-        return _run_here(storage, job_id, processes_of(job), echo)
-    finally:
-        sync.push_outputs(storage, job)
+    sync.pull_inputs(storage, job)  # run_claimed (and the main process of several) push what the job made
+    return _run_here(storage, job_id, processes_of(job), echo)
 
 
 def _run_here(storage: Storage, job_id: int, processes: int, echo: Callable | None) -> str:
