@@ -88,6 +88,12 @@ def _alone(fn: Callable[[], float]) -> float:
         torch.set_num_threads(threads)
 
 
+def _memory(kind: str, folder: Path, task: str = "", labels: list[str] | None = None) -> float | None:
+    """Peak memory to load the model (studio.load_probe, a fresh process). In a job of several processes the main
+    process measures it (the others' figure is not used)."""
+    return peak_load_mb(kind, folder, task, labels) if ranks.is_main() else None
+
+
 def _tokens_a_second(part: Callable[[list[dict]], list[tuple[float, int, list[int]]]], sample: list[dict]) -> float:
     started = time.perf_counter()
     tokens = sum(t for _, t, _ in part(sample))
@@ -365,7 +371,7 @@ def _teacher_and_student(
             validation=validation,
         )
         if measure_memory:
-            metrics.peak_load_mb = peak_load_mb("model", folder, task, labels)
+            metrics.peak_load_mb = _memory("model", folder, task, labels)
         if book is not None:
             book.add(metrics, model, tokenizer)
         rows.append(asdict(metrics))
@@ -470,10 +476,14 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
         if not manifest.ok:
             rows.append({"name": manifest.name, "status": manifest.status, "note": manifest.reason})
             continue
+        wm, problem = None, None
         try:
             wm = load_variant(folder)
         except (StudioError, RuntimeError, OSError, ValueError) as err:  # e.g. made on a GPU, measured without one
-            rows.append({"name": manifest.name, "status": VariantStatus.FAILED, "note": f"cannot be loaded here: {err}"})
+            problem = f"cannot be loaded here: {err}"
+        problem = next((p for p in ranks.gathered(problem) if p), None)  # several processes: all measure it, or none
+        if problem is not None:
+            rows.append({"name": manifest.name, "status": VariantStatus.FAILED, "note": problem})
             continue
         metrics, _ = _measure(
             task,
@@ -490,7 +500,7 @@ def evaluate_all(run_dir: str | Path, variants: list[str] | None = None, measure
         )
         metrics.form, metrics.note = wm.form, "; ".join(wm.notes)
         if measure_memory:
-            metrics.peak_load_mb = peak_load_mb("variant", folder)
+            metrics.peak_load_mb = _memory("variant", folder)
         if book is not None:
             book.add(metrics, wm.model, wm.tokenizer)
         rows.append(asdict(metrics))

@@ -3,7 +3,8 @@
 
 SPEC: {"dataset": folder, "run": folder, "config": {DistillConfig settings}, "resume": bool,
        "stop_at": step of the student's training to stop after (a cancel), or null}
-  or  {"compress": run folder, "recipes": [[name, recipe text], ...]}: make those variants of a finished run
+  or  {"compress": run folder, "recipes": [[name, recipe text], ...]}: make those variants of a finished run, then
+      measure the run's models and them (compare.json), as a compress job does
   or  {"evaluate": run folder}: measure its teacher and student (eval.json)
 """
 
@@ -21,7 +22,7 @@ from studio.dataset import load_prepared  # noqa: E402
 from studio.distill import distill  # noqa: E402
 from studio.distill_config import DistillConfig  # noqa: E402
 from studio.errors import StopRequested  # noqa: E402
-from studio.evaluate import evaluate_run  # noqa: E402
+from studio.evaluate import evaluate_all, evaluate_run  # noqa: E402
 from studio.progress import Progress  # noqa: E402
 
 
@@ -35,6 +36,8 @@ def main() -> int:
     if "compress" in spec:
         made = compress_many(spec["compress"], [(name, parse_recipe(text)) for name, text in spec["recipes"]])
         print(f"rank {ranks.rank()} made {[str(m.status) for m in made]}", flush=True)
+        evaluate_all(spec["compress"], variants=[m.name for m in made], measure_memory=False)
+        print(f"rank {ranks.rank()} measured", flush=True)
         return 0
     stop_at = spec.get("stop_at")
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from storage import jobs as job_rows
 from storage import records
 from storage.config import StorageConfig, open_storage
-from storage.tables import Job
+from storage.tables import Job, Metric
 from studio.checkpoints import checkpoint_state, latest_checkpoint
 from studio.errors import ConfigError
 from studio.jobs import service
@@ -294,6 +294,21 @@ def test_a_job_on_two_processes_kill_9_of_one_cancel_and_resume(storage, dataset
             "teacher",
             "tfidf-baseline",
         ]
+
+    # measured again in two processes: each takes its part of the test split; the scores are recorded once
+    again = service.submit(storage, me, "evaluate", {"processes": 2}, parent_id=job_id, title="measure again")
+    wait_for(lambda: job(storage, again).status in ("done", "failed"), "the evaluate job to finish", log=log)
+    assert (job(storage, again).status, job(storage, again).error) == ("done", None)
+    said = storage.store.resolve(job(storage, again).folder) / "job.log"
+    wait_for(lambda: f"job {again}: process 2 of 2 started" in said.read_text(), "the second process's log line", 30, log)
+    with storage.db.session() as s:
+        scored = s.execute(select(Metric.variant_id, Metric.name).where(Metric.job_id == again)).all()
+    assert len(scored) == len(set(scored)) > 0
+    first, second = (
+        {r["name"]: r for r in json.loads((folder / f).read_text())["models"]} for f in ("eval.json", "compare.json")
+    )
+    assert second["student"]["accuracy"] == pytest.approx(first["student"]["accuracy"])
+    assert second["student"]["peak_load_mb"] > 0 and second["teacher"]["throughput"] > 0
     assert storage.db.integrity_problems() == []
 
 

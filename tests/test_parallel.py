@@ -119,8 +119,9 @@ def test_a_run_stopped_in_two_processes_resumes_in_one_and_then_in_two(setup):
     assert_trained_alike(setup["one"], run)  # steps 1-8 each once, as one process trains them
 
 
-def test_a_heal_in_two_processes_heals_as_one_process_does(setup):
-    """A compress job's heal trains data-parallel too; what follows the heal (int8 here) is the main process's."""
+def test_a_heal_in_two_processes_heals_and_measures_as_one_process_does(setup):
+    """A compress job's heal trains data-parallel too; what follows the heal (int8 here) is the main process's. Then
+    the processes share the measuring of every model (compare.json), variants included."""
     recipes = [["slim", "prune-heads:fraction=0.5+heal:epochs=1+int8"]]
     made = {}
     for processes in (1, 2):
@@ -137,6 +138,14 @@ def test_a_heal_in_two_processes_heals_as_one_process_does(setup):
         assert one.keys() == two.keys()
         assert all(torch.allclose(one[k].float(), two[k].float(), atol=1e-3) for k in one)
     assert sorted(p.name for p in made[1].iterdir()) == sorted(p.name for p in made[2].iterdir())
+    compared = [
+        {r["name"]: r for r in json.loads((made[n].parent.parent / "compare.json").read_text())["models"]} for n in (1, 2)
+    ]
+    assert compared[0].keys() == compared[1].keys() >= {"teacher", "student", "slim", "tfidf-baseline"}
+    for name, row in compared[0].items():  # the same models give the same scores; the healed one nearly so
+        for key in ("accuracy", "macro_f1", "agreement"):
+            assert compared[1][name][key] == pytest.approx(row[key], abs=1e-6 if name != "slim" else 0.05), (name, key)
+    assert compared[1]["slim"]["throughput"] > 0 and compared[1]["slim"]["size_bytes"] == compared[0]["slim"]["size_bytes"]
 
 
 def test_two_processes_measure_a_run_as_one_does(setup):

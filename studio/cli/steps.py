@@ -23,7 +23,7 @@ from studio.dataset import DatasetOptions, prepare_dataset
 from studio.distill_config import DistillConfig
 from studio.errors import ConfigError
 from studio.export.settings import ExportSettings
-from studio.jobs.kinds import CompressJob
+from studio.jobs.kinds import CompressJob, EvaluateJob
 from studio.paths import runs_dir
 
 
@@ -150,21 +150,21 @@ def _report_of(dataset):
 
 @app.command()
 @friendly
+@settings_options(EvaluateJob, into="evaluate_settings")
 def evaluate(
     job: Annotated[int, typer.Argument(help="The id of a finished distillation job.")],
-    before_kd: Annotated[bool, typer.Option(help="Also measure the student before KD.")] = False,
     queue: Annotated[bool, typer.Option(help="Hand the job to the worker instead of running it here.")] = False,
+    evaluate_settings: dict | None = None,
 ) -> None:
     """Measure teacher, student (and variants) of a finished run on its test split, as a new job."""
     from studio.jobs import service
 
     storage, me = open_history()
-    job_id = service.submit(
-        storage, me, "evaluate", {"before_kd": before_kd}, parent_id=job, title=f"evaluate job {job}", enqueue=False
-    )
+    spec = EvaluateJob(**(evaluate_settings or {}))
+    job_id = service.submit(storage, me, "evaluate", spec.to_dict(), parent_id=job, title=f"evaluate job {job}", enqueue=False)
     if run_job(storage, me, job_id, queue) == JobStatus.DONE:
         folder = storage.store.resolve(job_of(storage, me, job).folder)
-        report = folder / "compare.json" if (folder / "compare.json").exists() else folder / "eval.json"
+        report = folder / "compare.json" if spec.variants else folder / "eval.json"
         _print_eval(json.loads(report.read_text()))
 
 

@@ -75,14 +75,18 @@ class DistillJob(Settings):
         return []
 
 
+def processes_check(processes: int) -> Check:
+    return ("processes", 0 <= processes <= 64, "0 (one per GPU) or from 1 to 64")
+
+
 def processes_of(job: Job) -> int:
-    """How many processes the job runs in on this machine (studio.jobs.launch): distillations, and compress jobs
-    (their heals), train in several; the rest run in one."""
+    """How many processes the job runs in on this machine (studio.jobs.launch): distillations, compress jobs (their
+    heals and their measuring) and evaluate jobs may run in several; an export runs in one."""
     from studio.jobs.launch import processes_for
 
     if job.kind == "distill":
         return processes_for(int((job.config.get("distill") or {}).get("processes") or 0))
-    if job.kind == "compress":
+    if job.kind in ("compress", "evaluate"):
         return processes_for(int(job.config.get("processes", 1)))
     return 1
 
@@ -199,14 +203,13 @@ class CompressJob(Settings):
     source: str = setting("student", "The model the variants are made from: 'student', 'teacher', or a variant made earlier.")
     evaluate: bool = setting(True, "Measure teacher, student and every variant on the test split afterwards.")
     processes: int = setting(
-        1, "Processes a heal trains in, each on its part of every batch (one per GPU); 0: one per GPU of the machine."
+        1,
+        "Processes a heal trains in, each on its part of every batch (one per GPU), and that share the measuring; "
+        "0: one per GPU of the machine.",
     )
 
     def checks(self) -> list[Check]:
-        return [
-            ("recipes", len(self.recipes) > 0, "at least one recipe"),
-            ("processes", 0 <= self.processes <= 64, "0 (one per GPU) or from 1 to 64"),
-        ]
+        return [("recipes", len(self.recipes) > 0, "at least one recipe"), processes_check(self.processes)]
 
     def other_problems(self) -> list[str]:
         from studio.compress.pipeline import check_recipe, parse_recipe
@@ -268,12 +271,14 @@ def run_compress(ctx: JobContext) -> None:
         records.record_artifacts(ctx.db, ctx.job.id, ctx.storage.store.files_under(folder), "model", ids[manifest.name])
 
     with one_job_per_run(ctx, run_dir), ctx.reporter.part(0.0, 0.8 if spec.evaluate else 1.0, "making variants"):
-        compress_many(run_dir, recipes, source=spec.source, on_progress=ctx.reporter, keep=keep, on_made=record)
-    if ranks.leave():  # a job of several processes: the others are done; the main one measures alone
-        return
-    if spec.evaluate:
+        made = compress_many(run_dir, recipes, source=spec.source, on_progress=ctx.reporter, keep=keep, on_made=record)
+    report = None
+    if spec.evaluate:  # in a job of several processes, each measures its part of the test split
         with one_job_per_run(ctx, run_dir), ctx.reporter.part(0.8, 1.0, "measuring every model on the test split"):
-            report = evaluate_all(run_dir, variants=list(ids))
+            report = evaluate_all(run_dir, variants=[m.name for m in made])
+    if ranks.leave():  # a job of several processes: the others are done; the main one records
+        return
+    if report is not None:
         for row in report["models"]:
             if row["name"] in ids:
                 records.add_scores(ctx.db, ctx.job.id, ids[row["name"]], _numbers(row))
@@ -330,13 +335,21 @@ class EvaluateJob(Settings):
 
     before_kd: bool = setting(False, "Causal LM: also measure the layer-dropped student before any training.")
     variants: bool = setting(True, "Also measure every variant made from the run (compare.json).")
+    processes: int = setting(
+        1, "Processes that share the measuring, each on its part of the test split (one per GPU); 0: one per GPU of the machine."
+    )
+
+    def checks(self) -> list[Check]:
+        return [processes_check(self.processes)]
 
 
 def run_evaluate(ctx: JobContext) -> None:
     spec = EvaluateJob.from_dict(ctx.job.config)
     run_dir = parent_folder(ctx)
     with one_job_per_run(ctx, run_dir):
-        rows = _measure_run(ctx, spec, run_dir)
+        rows = _measure_run(ctx, spec, run_dir)  # several processes: each measures its part of the test split
+    if ranks.leave():  # a job of several processes: the others are done; the main one records
+        return
     with ctx.db.session() as s:
         family = job_rows.descendants(s, ctx.job.parent_id)
         targets = {row["name"]: records.find_variant(s, family, row["name"]) for row in rows}

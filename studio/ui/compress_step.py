@@ -8,6 +8,7 @@ import gradio as gr
 
 from storage import jobs as job_rows
 from storage import records
+from storage.errors import NotFoundError
 from storage.tables import JobStatus
 from studio.jobs import service
 from studio.outcome import outcome_lines
@@ -59,6 +60,11 @@ def start_compress(ctx: UIContext, viewer, run_id: int | None, picked: list[str]
     if not picked:
         return error_box("Tick at least one method.")
     made, problems = [], []
+    try:  # heals and measuring run in as many processes as the run itself trained in
+        with ctx.storage.db.session() as s:
+            processes = int((job_rows.get(s, viewer, int(run_id)).config.get("distill") or {}).get("processes") or 0)
+    except NotFoundError as err:  # not the caller's run
+        return error_box(message_of(err))
     for label in picked:
         name, recipe = CHOICES[label]
         try:
@@ -68,7 +74,7 @@ def start_compress(ctx: UIContext, viewer, run_id: int | None, picked: list[str]
                     ctx.storage,
                     viewer,
                     "compress",
-                    {"recipes": [[name, recipe]]},
+                    {"recipes": [[name, recipe]], "processes": processes},
                     parent_id=int(run_id),
                     title=f"{name} of job {run_id}",
                 )
