@@ -113,7 +113,9 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
         try:
             load_model(model, str(checkpoint / "model.safetensors"))
             # weights_only: our own file, but never unpickle arbitrary objects.
-            state = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+            # map_location: written from whichever device trained; read on the CPU first (every process of a job
+            # would otherwise rebuild it on GPU 0, and a machine without that GPU could not read it at all)
+            state = torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             return Position(**json.loads((checkpoint / "state.json").read_text()))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -68,6 +70,34 @@ def _teacher_logits(
     everyone: int,
 ) -> dict[str, torch.Tensor]:
     """This process's part; ``everyone`` items in all the parts."""
+    with on_gpu(teacher):
+        return _logits_of(teacher, items, config, task, pad_id, on_progress, everyone)
+
+
+@contextmanager
+def on_gpu(model: PreTrainedModel) -> Iterator[None]:
+    """A model loaded on the CPU runs on this process's GPU while inside, where there is one (the teacher is loaded
+    on the CPU; only training moves a model), and goes back after, so what follows finds it where it was. A model
+    already on a GPU, or quantized (bitsandbytes places its own), stays."""
+    if not torch.cuda.is_available() or model.device.type != "cpu" or getattr(model, "is_quantized", False):
+        yield
+        return
+    model.to(torch.device("cuda", torch.cuda.current_device()))
+    try:
+        yield
+    finally:
+        model.to("cpu")
+
+
+def _logits_of(
+    teacher: PreTrainedModel,
+    items: list[dict],
+    config: DistillConfig,
+    task: str,
+    pad_id: int,
+    on_progress: ProgressFn | None,
+    everyone: int,
+) -> dict[str, torch.Tensor]:
     teacher.eval()
     steps = math.ceil(len(items) / config.batch_size)
     out: dict[str, list[torch.Tensor]] = {"logits": [], "top_values": [], "top_indices": []}

@@ -14,7 +14,7 @@ from dataclasses import replace
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from studio import generator
+from studio import generator, ranks
 from studio.batches import iter_batches
 from studio.bnb import Bnb4bitSettings, bnb_config, bnb_device, bnb_unsupported
 from studio.dataset import PreparedDataset
@@ -83,7 +83,7 @@ def _four_bit_base(student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                 "Turn qlora off; plain lora works everywhere"
             ]
         )
-    if not is_saved(run.root / "student_base"):
+    if not ranks.gathered(is_saved(run.root / "student_base"))[0]:  # the main process's view: all save, or none
         save_model(student, tokenizer, run.root / "student_base")
     quantized = auto_class(task).from_pretrained(
         run.root / "student_base",

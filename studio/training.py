@@ -148,19 +148,29 @@ def train_loop(
             )
             + "\n"
         )
-        report(
-            on_progress,
-            Progress(
-                stage,
-                position.epoch + 1,
-                epochs,
-                position.step_in_epoch,
-                per_epoch,
-                global_step=position.global_step,
-                validation=measured.score,
-                label=label,
-            ),
+        said = Progress(
+            stage,
+            position.epoch + 1,
+            epochs,
+            position.step_in_epoch,
+            per_epoch,
+            global_step=position.global_step,
+            validation=measured.score,
+            label=label,
         )
+        stop_together(said, position, log)
+
+    def stop_together(said: Progress, position: Position, log) -> None:
+        """Report; a stop asked for (on any process) stops every process here, after saving this step."""
+        try:
+            report(on_progress, said)
+            asked_to_stop = False
+        except StopRequested:
+            asked_to_stop = True
+        if ranks.any_rank(asked_to_stop):  # every process stops after the same step
+            log.flush()
+            save(position)
+            raise StopRequested()
 
     last_save = time.monotonic()
     with metrics.open("a", encoding="utf-8") if ranks.is_main() else io.StringIO() as log:
@@ -199,28 +209,10 @@ def train_loop(
                     )
                     + "\n"
                 )
-                try:
-                    report(
-                        on_progress,
-                        Progress(
-                            stage,
-                            epoch + 1,
-                            epochs,
-                            step + 1,
-                            per_epoch,
-                            value,
-                            global_step=here.global_step,
-                            lr=rate,
-                            label=label,
-                        ),
-                    )
-                    asked_to_stop = False
-                except StopRequested:
-                    asked_to_stop = True
-                if ranks.any_rank(asked_to_stop):  # every process stops after the same step
-                    log.flush()
-                    save(here)
-                    raise StopRequested()
+                said = Progress(
+                    stage, epoch + 1, epochs, step + 1, per_epoch, value, global_step=here.global_step, lr=rate, label=label
+                )
+                stop_together(said, here, log)
                 at_end = here.global_step >= plan.steps
                 if here.global_step % plan.eval_every == 0 or at_end or here.global_step == pause_at:
                     check(here, log)

@@ -117,25 +117,29 @@ def test_crash_then_resume_continues_from_last_checkpoint(tiny_bert, tickets, tm
     assert (run / "student" / "studio_ready").exists()
 
 
-def test_stop_mid_epoch_saves_that_step_and_resume_repeats_nothing(tiny_bert, tickets, tmp_path):
-    """A cancel lands between two steps: the step is checkpointed, and the resumed run's log has every
-    step exactly once (no gap, no step trained twice)."""
+@pytest.mark.parametrize("when", ["step", "validation"])
+def test_stop_mid_epoch_saves_that_step_and_resume_repeats_nothing(tiny_bert, tickets, tmp_path, when):
+    """A cancel lands between two steps, or while a validation is reported: the step is checkpointed (with its
+    validation), and the resumed run's log has every step exactly once (no gap, no step trained twice)."""
     run = tmp_path / "run"
     config = small(teacher=str(tiny_bert), epochs=2, teacher_epochs=1)
+    at = 13 if when == "step" else 10  # step 10 is validated
 
-    def stop_at_step_13(p: Progress) -> None:
-        if p.stage == "student" and p.global_step == 13 and p.restart_step is None:
+    def stop(p: Progress) -> None:
+        heard = p.validation is not None if when == "validation" else p.loss is not None
+        if p.stage == "student" and p.global_step == at and p.restart_step is None and heard:
             raise StopRequested()
 
     with pytest.raises(StopRequested):
-        distill(config, tickets, run, on_progress=stop_at_step_13)
+        distill(config, tickets, run, on_progress=stop)
     state = json.loads((latest_checkpoint(run / "checkpoints" / "student") / "state.json").read_text())
-    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 3, 13)
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == ((1, 3, 13) if when == "step" else (0, 10, 10))
+    assert when == "step" or state["best_step"] == 10
 
     seen: list[Progress] = []
     distill(config, tickets, run, on_progress=seen.append, resume=True)
     first = next(p for p in seen if p.stage == "student")
-    assert first.restart_step == 13
+    assert first.restart_step == at
     steps = [
         json.loads(line)["step"]
         for line in (run / "metrics.jsonl").read_text().splitlines()

@@ -167,3 +167,16 @@ def test_two_processes_measure_a_run_as_one_does(setup):
                 assert other[key] == pytest.approx(row[key], abs=1e-6), (name, key)
         if name in ("teacher", "student"):
             assert other["latency_ms"] > 0 and other["throughput"] > 0 and other["size_bytes"] == row["size_bytes"]
+
+
+def test_a_machine_with_gpus_runs_at_most_one_process_per_gpu():
+    """NCCL refuses two processes on one GPU: a job asks for N, a machine with fewer GPUs runs one per GPU."""
+    from studio.jobs.launch import processes_for
+
+    assert [processes_for(4, gpus=2), processes_for(1, gpus=8), processes_for(0, gpus=4), processes_for(0, gpus=1)] == [
+        2,
+        1,
+        4,
+        1,
+    ]
+    assert processes_for(2, gpus=0) == 2  # on CPUs, as asked

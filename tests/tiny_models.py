@@ -17,14 +17,20 @@ def sample_texts(limit: int = 600) -> list[str]:
         return [row["text"] for _, row in zip(range(limit), csv.DictReader(f))]
 
 
-def build_tiny_bert(folder: Path, vocab_size: int = 600, layers: int = 4, seed: int = 0) -> Path:
-    """A 4-layer, 32-wide BERT encoder without a classification head, plus a WordPiece tokenizer."""
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+BERT_VOCAB = Path(__file__).resolve().parent / "tiny_bert_vocab.txt"
+"""The tiny BERT's 600 word pieces, kept in a file: the WordPiece trainer that made them from the sample tickets
+breaks ties in a different order each run (other pieces, other ids), which made every test that trains the tiny
+BERT a little different from session to session."""
+
+
+def build_tiny_bert(folder: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer, 32-wide BERT encoder without a classification head, plus a WordPiece tokenizer; the same
+    tokenizer and weights every run."""
+    pieces = BERT_VOCAB.read_text(encoding="utf-8").splitlines()
+    tok = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(pieces)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(sample_texts(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]

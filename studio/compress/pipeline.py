@@ -290,6 +290,7 @@ def _make(ctx: RunContext, name: str, steps: list[Step], source: str) -> Variant
     ranks.on_main(start)
     ctx.work_dir, ctx.variant = work, name
     started = time.perf_counter()
+    together = True  # every process of the job works on it (until the main process goes on alone)
     try:
         reason = unsupported_reason(steps)
         if reason:
@@ -299,19 +300,23 @@ def _make(ctx: RunContext, name: str, steps: list[Step], source: str) -> Variant
         for number, step in enumerate(steps, 1):
             if number > last_heal and not ranks.is_main():
                 break  # what follows the last heal (a quantization, say) is the main process's alone
+            together = number <= last_heal
             ctx.step_number = number
             with ranks.alone() if number > last_heal else nullcontext():
                 wm = step.method.apply(wm, step.settings, ctx)
             if wm.form == ModelForm.TORCH:
                 wm.params = count_parameters(wm.model)
+        together = False  # the saving is the main process's
         made = replace(manifest, status=VariantStatus.OK, seconds=round(time.perf_counter() - started, 1))
         ranks.on_main(lambda: save_variant(wm, folder, made))
     except UnsupportedError as err:
         why = str(err)
         ranks.on_main(lambda: _write_status(folder, manifest, VariantStatus.UNSUPPORTED, why))
     except (StudioError, RuntimeError, ValueError, OSError, MemoryError) as err:
-        if ranks.peer_lost(err):
-            raise  # another process of the job is gone: the job stops (interrupted), this variant is not failed
+        if ranks.peer_lost(err) or (together and ranks.world() > 1):
+            # another process of the job is gone, or this one failed while the others train on with it (out of
+            # memory on one GPU, say): the job stops, as one, rather than leave the others waiting for it
+            raise
         # One variant failing must not cost the others; its reason and traceback are kept beside it.
         why, log = f"{type(err).__name__}: {err}", traceback.format_exc()
         ranks.on_main(lambda: _write_status(folder, manifest, VariantStatus.FAILED, why, log))

@@ -28,10 +28,11 @@ SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def processes_for(asked: int, gpus: int | None = None) -> int:
-    """The processes a job runs in: as asked, or for 0 (Auto) one per GPU (one process on a machine without)."""
-    if asked > 0:
-        return asked
+    """The processes a job runs in: as asked, or for 0 (Auto) one per GPU (one process on a machine without). On a
+    machine with GPUs, at most one per GPU: NCCL refuses two processes on one GPU."""
     gpus = gpus_here() if gpus is None else gpus
+    if asked > 0:
+        return min(asked, gpus) if gpus > 0 else asked
     return gpus if gpus > 1 else 1
 
 

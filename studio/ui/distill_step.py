@@ -205,6 +205,8 @@ def runs_on(ctx: UIContext, values: dict) -> str:
         how = f"{asked}, each training on its part of every batch"
         if all(w.gpus == 0 for w in rows) and asked > 1:
             how += " (on CPUs the processes share the same cores: rarely faster, see the README)"
+        if any(0 < w.gpus < asked for w in rows):
+            how += " (at most one per GPU: fewer on a machine with fewer GPUs)"
     together = int(values.get("machines") or 1)
     if together > 1:
         how += f"; on {together} machines at once (their workers must share one artifact folder)"
