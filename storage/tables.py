@@ -6,6 +6,8 @@
                     ├─ metrics               (per training step: loss curves)
                     └─ artifacts             (files on disk: path, sha256, bytes)
     workers                                  (a worker process: its machine's cores, memory, GPUs, and its tags)
+    users ─┬─ api_keys                       (a program's key to the served models: hashed, revocable)
+           └─ deployments ── jobs            (a model of a run served over HTTP: who, which, since when)
 
 A job is a config (JSON) plus a kind; everything a job makes hangs off it and goes when it goes.
 """
@@ -223,3 +225,45 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="artifacts")
+
+
+class ApiKey(Base):
+    """A key a program uses to call its owner's served models (revision 0007). Only its SHA-256 is stored, and
+    its first characters to tell keys apart; revoking one keeps the row (who made it, when, when it was last used)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    """The key's first characters ('slm-AbC1…'), shown in the list."""
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    """Written at most once a minute."""
+
+
+class Deployment(Base):
+    """A model of a finished run served over HTTP under a name of its owner's (revision 0007). Stopping it keeps
+    the row (stopped_at); a restart of the studio serves every one not stopped."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (Index("ix_deployments_user_name", "user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    """The distillation run the model belongs to."""
+    model: Mapped[str] = mapped_column(String(120))
+    """Which model of the run: student, teacher or a variant's name."""
+    name: Mapped[str] = mapped_column(String(64))
+    """What programs call it ('support-triage'), unique among its owner's deployments that are not stopped."""
+    task: Mapped[str] = mapped_column(String(32))
+    hybrid: Mapped[bool] = mapped_column(Boolean, default=True)
+    """The teacher answers when the model is less sure than the threshold."""
+    threshold: Mapped[float | None] = mapped_column(Float)
+    """The hand-over threshold (None: the one the run's evaluation chose)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from studio.energy import metered
 from studio.metrics import LATENCY_SAMPLES, ModelMetrics, agreement, class_scores, median_ms
 
 MAJORITY, TFIDF = "majority-baseline", "tfidf-baseline"
@@ -81,22 +82,21 @@ def evaluate_baselines(
     for baseline in fit_baselines(train, labels):
         predict = predictor(baseline, labels)
         predict(texts[:1])  # warm-up
-        started = time.perf_counter()
-        predictions = predict(texts)
-        throughput = len(texts) / max(time.perf_counter() - started, 1e-9)
-        rows.append(
-            ModelMetrics(
-                name=baseline.name,
-                params=baseline.params,
-                size_bytes=baseline.size_bytes,
-                latency_ms=median_ms(lambda text, predict=predict: predict([text]), texts[:LATENCY_SAMPLES]),
-                throughput=throughput,
-                agreement=agreement(predictions, teacher_predictions),
-                form="sklearn",
-                note=f"fitted on the {len(train):,} training rows in {baseline.fit_seconds:.1f} s",
-                **class_scores(truth, predictions, labels),
-            )
+        predictions, seconds, energy = metered(lambda predict=predict: predict(texts))
+        throughput = len(texts) / max(seconds, 1e-9)
+        metrics = ModelMetrics(
+            name=baseline.name,
+            params=baseline.params,
+            size_bytes=baseline.size_bytes,
+            latency_ms=median_ms(lambda text, predict=predict: predict([text]), texts[:LATENCY_SAMPLES]),
+            throughput=throughput,
+            agreement=agreement(predictions, teacher_predictions),
+            form="sklearn",
+            note=f"fitted on the {len(train):,} training rows in {baseline.fit_seconds:.1f} s",
+            **class_scores(truth, predictions, labels),
         )
+        metrics.add_energy(energy, throughput)
+        rows.append(metrics)
     return rows
 
 

@@ -2,13 +2,15 @@
 (the dicts in compare.json / the metrics table), so the UI only places them and tests read them.
 
 A model row has: name, status, accuracy / macro_f1 (classification) or rouge_l / perplexity (causal LM),
-size_bytes, latency_ms, throughput, params, agreement. Baseline rows (majority class, TF-IDF) are drawn as
-reference lines, never as candidates: a model that does not beat the TF-IDF baseline is not recommended,
-nor a text generator whose answers fail the fluency check (studio.answers).
+size_bytes, latency_ms, throughput, params, agreement, and energy_wh_per_1000 / seconds_per_1000 / energy_basis
+(studio.energy: the cost of 1,000 answers is figured here from a price per hour). Baseline rows (majority
+class, TF-IDF) are drawn as reference lines, never as candidates: a model that does not beat the TF-IDF
+baseline is not recommended, nor a text generator whose answers fail the fluency check (studio.answers).
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,8 +18,9 @@ import plotly.graph_objects as go
 
 from studio.baselines import BASE_TEACHER, MAJORITY, TFIDF
 from studio.baselines import NAMES as BASELINES
+from studio.energy import machine_cost, money, wh_text
 
-TEACHER, FRONT, OTHER, OUT = "#6b7280", "#2563eb", "#93c5fd", "#d1d5db"
+TEACHER, FRONT, OTHER, OUT, BASELINE = "#6b7280", "#2563eb", "#93c5fd", "#d1d5db", "#b45309"
 
 
 # --------------------------------------------------------------------------- quality
@@ -63,7 +66,7 @@ def _reference_lines(fig: go.Figure, models: Sequence[dict]) -> None:
         fig.add_hline(
             y=value,
             line_dash="dash" if name == TFIDF else "dot",
-            line_color="#b45309",
+            line_color=BASELINE,
             annotation_text=f"{words[name]}: {value:.1%}",  # baselines are classifiers: macro-F1, a share
             annotation_position="bottom right",
         )
@@ -198,6 +201,51 @@ def metric_bars(models: Sequence[dict]) -> go.Figure:
     return fig
 
 
+def energy_figure(models: Sequence[dict], price_per_hour: float | None = None) -> go.Figure:
+    """Energy per 1,000 answers of every model that has the figure (baselines too, in their own colour), with what
+    the answers cost at ``price_per_hour``; the basis (measured or estimated) under the chart. A log scale when the
+    figures span more than a hundredfold, as a linear baseline beside a teacher does."""
+    rows = [m for m in models if m.get("status", "ok") == "ok" and m.get("energy_wh_per_1000")]
+    values = [m["energy_wh_per_1000"] for m in rows]
+    costs = [machine_cost(m["seconds_per_1000"], price_per_hour) if price_per_hour else None for m in rows]
+    fig = go.Figure(
+        go.Bar(
+            x=[m["name"] for m in rows],
+            y=values,
+            marker_color=[BASELINE if m["name"] in BASELINES else TEACHER if m["name"] == "teacher" else FRONT for m in rows],
+            text=[wh_text(v) + (f" · {money(c)}" if c is not None else "") for v, c in zip(values, costs)],
+            textposition="outside",
+            customdata=[textwrap.fill(m.get("energy_basis") or "basis not recorded", 80).replace("\n", "<br>") for m in rows],
+            hovertemplate="%{x}: %{text} per 1,000 answers<br>%{customdata}<extra></extra>",
+        )
+    )
+    bases = {m.get("energy_basis") or "" for m in rows}
+    if len(bases) == 1 and (basis := bases.pop()):
+        fig.add_annotation(
+            text="<br>".join(textwrap.wrap(basis, 110)),
+            xref="paper",
+            yref="paper",
+            x=0,
+            y=-0.18,
+            xanchor="left",
+            yanchor="top",
+            showarrow=False,
+            align="left",
+            font={"size": 11, "color": TEACHER},
+        )
+    spread = max(values) / min(values) if values else 1.0
+    priced = f", cost at {money(price_per_hour)} an hour" if price_per_hour else ""
+    fig.update_layout(
+        title=f"Energy per 1,000 answers{priced}",
+        yaxis_title="Wh per 1,000 answers" + (" (log scale)" if spread > 100 else ""),
+        yaxis_type="log" if spread > 100 else "linear",
+        template="plotly_white",
+        height=460,
+        margin={"t": 50, "l": 60, "r": 20, "b": 150},
+    )
+    return fig
+
+
 def _label_places(xs: Sequence[float], ys: Sequence[float]) -> list[str]:
     """Where each point's name goes: neighbours (by size, then quality) alternate above and below, so names of
     close points do not print over each other."""
@@ -317,6 +365,8 @@ class Budget:
     min_quality: float | None = None
     """Macro-F1 at least this (classification), or ROUGE-L at least this (causal LM; perplexity at most this
     for runs measured before answers were judged)."""
+    price_per_hour: float | None = None
+    """Not a limit: what an hour of the machine costs (USD), so the advice can say what 1,000 answers cost."""
 
 
 @dataclass
@@ -388,6 +438,8 @@ def recommend(models: Sequence[dict], budget: Budget) -> Recommendation:
         f"{best['size_bytes'] / 1e6:.1f} MB",
         f"{best['latency_ms']:.2f} ms per request",
     ]
+    if best.get("energy_wh_per_1000") is not None:
+        said.append(thousand_answers(best, budget.price_per_hour))
     reason = (
         f"{best['name']} is the {'best' if higher else 'lowest-perplexity'} model that fits your budget: " + ", ".join(said) + "."
     )
@@ -402,6 +454,15 @@ def recommend(models: Sequence[dict], budget: Budget) -> Recommendation:
             "check, whatever the other figures say (read the answers below)."
         )
     return Recommendation(best["name"], reason, [m["name"] for m in fits], misses)
+
+
+def thousand_answers(m: dict, price_per_hour: float | None = None) -> str:
+    """'1,000 answers use about 0.05 Wh (estimated) and cost $0.0003 at $0.10 an hour'."""
+    said = (m.get("energy_basis") or "estimated").split(":")[0]  # 'measured', 'partly measured', 'estimated, not measured'
+    words = f"1,000 answers use about {wh_text(m['energy_wh_per_1000'])} ({said})"
+    if price_per_hour and m.get("seconds_per_1000"):
+        words += f" and cost {money(machine_cost(m['seconds_per_1000'], price_per_hour))} at {money(price_per_hour)} an hour"
+    return words
 
 
 def _miss(m: dict, budget: Budget, key: str, higher: bool, floor: float | None = None) -> str | None:

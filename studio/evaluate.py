@@ -3,8 +3,9 @@
 Quality on the held-out test split (macro-F1 first, accuracy beside it, per-class precision/recall/F1
 and the confusion matrix; or perplexity and, judged by studio.answers, what each model writes to held-out
 prompts), agreement with the teacher, parameter count, bytes on disk,
-CPU latency at batch 1 and throughput at batch N. Classifiers are shown beside the majority-class and
-TF-IDF baselines, and a model that collapses onto one class or does not beat them is flagged.
+CPU latency at batch 1 and throughput at batch N, and the energy of 1,000 answers (studio.energy).
+Classifiers are shown beside the majority-class and TF-IDF baselines, and a model that collapses onto one class
+or does not beat them is flagged.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -27,10 +29,11 @@ from studio.baselines import BASE_TEACHER, add_quality_warnings, evaluate_baseli
 from studio.batches import encode_records, iter_batches, model_inputs, prompt_text
 from studio.compress.variant import load_variant
 from studio.dataset import load_prepared
+from studio.energy import Energy, metered
 from studio.errors import StudioError
 from studio.hand_over import choose_threshold, hybrid_accuracy, share_alone
 from studio.load_probe import peak_load_mb
-from studio.metrics import LATENCY_SAMPLES, ModelMetrics, agreement, class_scores, median_ms
+from studio.metrics import ANSWER_TOKENS, LATENCY_SAMPLES, ModelMetrics, agreement, class_scores, median_ms
 from studio.models import load_for_task, load_tokenizer
 from studio.paths import is_saved
 from studio.run import LABELS_ONLY, RunPaths, dataset_folder, read_manifest
@@ -40,6 +43,7 @@ from studio.words import Task, VariantStatus
 
 SPEED_SAMPLE = 256
 """Texts a speed is measured on by one process alone, when the measuring pass was shared between processes."""
+T = TypeVar("T")
 
 
 def weights_bytes(folder: str | Path) -> int:
@@ -72,13 +76,14 @@ def _classify(model: PreTrainedModel, items: list[dict], batch_size: int, pad: i
     return [p for p, _ in said], [c for _, c in said]
 
 
-def _alone(fn: Callable[[], float]) -> float:
-    """A speed measured by one process on a quiet machine. In a job of several processes the main process measures
-    with every core while the others wait (their figure is not used); one process: just ``fn()``."""
+def _alone(fn: Callable[[], T], unused: T = 0.0) -> T:
+    """A speed (and its energy) measured by one process on a quiet machine. In a job of several processes the main
+    process measures with every core while the others wait (they get ``unused``: their figure is not used); one
+    process: just ``fn()``."""
     if ranks.world() == 1:
         return fn()
     if not ranks.is_main():
-        return 0.0
+        return unused
     threads = torch.get_num_threads()
     torch.set_num_threads(threads * ranks.local_world())
     try:
@@ -100,13 +105,17 @@ def _tokens_a_second(part: Callable[[list[dict]], list[tuple[float, int, list[in
     return tokens / (time.perf_counter() - started)
 
 
-def _classify_speed(model: PreTrainedModel, items: list[dict], batch_size: int, pad: int) -> float:
-    """Texts a second over up to SPEED_SAMPLE texts, alone (the measured pass was shared between processes)."""
+def _classify_speed(model: PreTrainedModel, items: list[dict], batch_size: int, pad: int) -> tuple[float, Energy | None]:
+    """Texts a second over up to SPEED_SAMPLE texts, and the energy of that, alone (the measured pass was shared
+    between processes)."""
     sample = items[:SPEED_SAMPLE]
-    started = time.perf_counter()
-    for batch in iter_batches(sample, batch_size, pad):
-        model(**model_inputs(batch, model.device))
-    return len(sample) / (time.perf_counter() - started)
+
+    def run() -> None:
+        for batch in iter_batches(sample, batch_size, pad):
+            model(**model_inputs(batch, model.device))
+
+    _, seconds, energy = metered(run)
+    return len(sample) / seconds, energy
 
 
 @dataclass
@@ -148,11 +157,12 @@ def evaluate_classifier(
     pad = tokenizer.pad_token_id
     run = lambda batch: model(**model_inputs(batch, model.device)).logits  # noqa: E731
     run(next(iter_batches(items[:batch_size], batch_size, pad)))  # warm-up
-    started = time.perf_counter()
-    predictions, confidences = _classify(model, items, batch_size, pad)
-    throughput = len(items) / (time.perf_counter() - started)
-    if ranks.world() > 1:  # that pass was shared between the processes: the speed is measured alone
-        throughput = _alone(lambda: _classify_speed(model, items, batch_size, pad))
+    if ranks.world() == 1:  # the pass that answers is the one timed, and its energy read
+        (predictions, confidences), seconds, energy = metered(lambda: _classify(model, items, batch_size, pad))
+        throughput = len(items) / seconds
+    else:  # that pass is shared between the processes: the speed (and energy) is measured alone
+        predictions, confidences = _classify(model, items, batch_size, pad)
+        throughput, energy = _alone(lambda: _classify_speed(model, items, batch_size, pad), (0.0, None))
     singles = [next(iter_batches([it], 1, pad)) for it in items[:LATENCY_SAMPLES]]
     truth = [it["label"] for it in items]
     metrics = ModelMetrics(
@@ -164,6 +174,7 @@ def evaluate_classifier(
         agreement=agreement(predictions, teacher_predictions),
         **class_scores(truth, predictions, labels),
     )
+    metrics.add_energy(energy, throughput)
     if validation is not None and teacher_predictions is not None:
         val_items = encode_records(validation.records, tokenizer, max_length, label_ids)
         chosen = choose_threshold(
@@ -187,10 +198,11 @@ def evaluate_causal_lm(
     max_length: int = 256,
     batch_size: int = 8,
     teacher_predictions: list[int] | None = None,
-    new_tokens: int = 32,
+    new_tokens: int = ANSWER_TOKENS,
     params: int | None = None,
 ) -> tuple[ModelMetrics, list[int]]:
-    """Perplexity and next-token agreement on the test split, plus generation speed."""
+    """Perplexity and next-token agreement on the test split, plus generation speed and the energy of 1,000 answers
+    (an answer: ``new_tokens`` tokens written at batch 1)."""
     model.eval()
     items = encode_records(records, tokenizer, max_length)
 
@@ -212,33 +224,41 @@ def evaluate_causal_lm(
         throughput = _alone(lambda: _tokens_a_second(part, items[:SPEED_SAMPLE]))
     total_nll, total_tokens = sum(n for n, _, _ in batches), sum(t for _, t, _ in batches)
     predictions = [p for _, _, said in batches for p in said]
-    generation = _alone(lambda: _generation_speed(model, tokenizer, records[:3], new_tokens))
+    generation, energy = _alone(lambda: _generation_speed(model, tokenizer, records[:3], new_tokens), (0.0, None))
     metrics = ModelMetrics(
         name=name,
         params=params or count_parameters(model),
         size_bytes=size_bytes,
-        latency_ms=1000 / generation,
+        latency_ms=1000 / generation if generation else 0.0,  # 0: a process whose speeds are not used
         throughput=throughput,
         perplexity=math.exp(total_nll / max(1, total_tokens)),
         agreement=agreement(predictions, teacher_predictions),
         generation_tokens_per_s=generation,
     )
+    metrics.add_energy(energy, generation / new_tokens)
     return metrics, predictions
 
 
-def _generation_speed(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict], new_tokens: int) -> float:
-    """Greedy tokens per second at batch 1 (the chat case), generation forced to full length."""
-    produced, seconds = 0, 0.0
-    for i, record in enumerate(records):
-        enc = tokenizer(prompt_text(record, tokenizer), return_tensors="pt", add_special_tokens=False).to(model.device)
-        started = time.perf_counter()
+def _generation_speed(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict], new_tokens: int
+) -> tuple[float, Energy | None]:
+    """Greedy tokens per second at batch 1 (the chat case), generation forced to full length, and the energy of
+    that."""
+    prompts = [
+        tokenizer(prompt_text(record, tokenizer), return_tensors="pt", add_special_tokens=False).to(model.device)
+        for record in records
+    ]
+
+    def written(enc) -> int:
         out = model.generate(
             **enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
         )
-        if i > 0 or len(records) == 1:  # the first call warms up
-            seconds += time.perf_counter() - started
-            produced += out.shape[1] - enc["input_ids"].shape[1]
-    return produced / max(seconds, 1e-9)
+        return out.shape[1] - enc["input_ids"].shape[1]
+
+    if len(prompts) > 1:
+        written(prompts[0])  # warms up
+    produced, seconds, energy = metered(lambda: sum(written(enc) for enc in prompts[1:] or prompts))
+    return produced / max(seconds, 1e-9), energy
 
 
 def evaluate_run(run_dir: str | Path, include_before_kd: bool = False) -> dict:
@@ -271,6 +291,8 @@ def _write_report(path: Path, config: dict, test: list[dict], rows: list[dict], 
         "plan": (config.get("plan") or {}).get("words", ""),
         "models": rows,
     }
+    if config.get("training_energy"):  # what the distillation used (studio.jobs.kinds.run_distill)
+        report["training_energy"] = config["training_energy"]
     if book is not None:
         report["answers"] = book.report()
     if ranks.is_main():
@@ -420,14 +442,18 @@ def _asked_teacher(
     singles = [[asked.suffix(r["text"])] for r in test[:LATENCY_SAMPLES]]
     batch = [asked.suffix(r["text"]) for r in test[:16]]
     note = f"asked through a prompt ({asked.model}" + (f" at {asked.endpoint}; size is the server's" if asked.endpoint else "")
+    local, energy = not asked.endpoint, None
     try:
         latency = median_ms(lambda suffixes: scorer(prefix, suffixes, names), singles)
-        started = time.perf_counter()
-        scorer(prefix, batch, names)
-        throughput = len(batch) / (time.perf_counter() - started)
+        if local:  # it answers on this machine: the energy is this machine's to read (a server's is not)
+            _, seconds, energy = metered(lambda: scorer(prefix, batch, names))
+        else:
+            started = time.perf_counter()
+            scorer(prefix, batch, names)
+            seconds = time.perf_counter() - started
+        throughput = len(batch) / seconds
     except TeacherEndpointError as err:  # its answers are kept: only its speed needs the server up
         latency, throughput, note = 0.0, 0.0, f"{note}; not timed: {err}"
-    local = not asked.endpoint
     metrics = ModelMetrics(
         name="teacher",
         params=count_parameters(scorer.model) if local else 0,
@@ -437,6 +463,7 @@ def _asked_teacher(
         note=note + ")",
         **class_scores(truth, predictions, labels),
     )
+    metrics.add_energy(energy, throughput)
     validation = (
         Validation(validation_records, answers_of(asked, validation_records, book, scorer=scorer).argmax(-1).tolist())
         if validation_records

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from studio.energy import Energy, wh_text
+
 
 @dataclass(frozen=True)
 class Column:
@@ -56,6 +58,7 @@ COLUMNS = [
     Column("throughput", "requests per second", "per s", lambda v: f"{v:.1f}"),
     Column("generation_tokens_per_s", "tokens written per second", "gen tok/s", lambda v: f"{v:.1f}"),
     Column("peak_load_mb", "memory to load", "load MB", lambda v: f"{v:.0f} MB"),
+    Column("energy_wh_per_1000", "energy per 1,000 answers", "Wh/1k", wh_text),
 ]
 BY_KEY = {c.key: c for c in COLUMNS}
 
@@ -115,6 +118,24 @@ class ModelMetrics:
     """The share of test examples it answers alone at that threshold ..."""
     hybrid_accuracy: float | None = None
     """... and the test accuracy of it with the teacher answering the rest."""
+    seconds_per_1000: float | None = None
+    """Seconds this model takes for 1,000 answers: at batch N for classifiers (from ``throughput``); for text
+    generators an answer is a generation of ANSWER_TOKENS tokens at batch 1 (from ``generation_tokens_per_s``).
+    Cost per 1,000 answers is these hours times the price of an hour, figured where it is shown (studio.energy)."""
+    energy_wh_per_1000: float | None = None
+    """Watt-hours for those 1,000 answers: the machine's average power while this model's speed was measured, times
+    ``seconds_per_1000``."""
+    energy_basis: str = ""
+    """Whether that power was measured (power counters) or estimated, and from what (studio.energy)."""
+
+    def add_energy(self, energy: Energy | None, answers_per_s: float) -> None:
+        """Time and energy for 1,000 answers at ``answers_per_s``, at the average power of ``energy`` (nothing when
+        there is no reading, e.g. in a process whose speed figures are not used)."""
+        if energy is None or answers_per_s <= 0:
+            return
+        self.seconds_per_1000 = 1000 / answers_per_s
+        self.energy_wh_per_1000 = energy.over(self.seconds_per_1000)
+        self.energy_basis = energy.basis
 
 
 def class_scores(truth: list[int], predictions: list[int], labels: list[str]) -> dict:
@@ -152,3 +173,5 @@ def median_ms(fn, inputs: list) -> float:
 
 
 LATENCY_SAMPLES = 40
+ANSWER_TOKENS = 32
+"""Tokens a text generator writes per answer when its speed, and so its energy per answer, is measured."""

@@ -1,6 +1,6 @@
 """A run's folder: where each of its files is, and config.json, written before anything runs.
 
-    run/config.json        the settings asked for and as run, the task, the labels and the plan
+    run/config.json        the settings asked for and as run, the task, the labels, the plan, the energy training used
     run/teacher/           the teacher fine-tuned here (absent when a catalog teacher is used as it is)
     run/cache/             the teacher's logits on the training texts
     run/checkpoints/       one folder per training stage, for resume
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from studio import ranks
 from studio.dataset import PreparedDataset
+from studio.energy import Energy
 from studio.errors import CheckpointError, ConfigError, ModelLoadError
 from studio.paths import is_saved
 from studio.settings import Settings
@@ -201,6 +202,20 @@ class RunPaths:
         """A setting the run chose (asked as 0, 'choose'), written into config.json's settings as run."""
         resolved = self.read_config()
         resolved["distill"][key] = value
+        write_json(self.config, resolved)
+
+    def record_training_energy(self, energy: Energy | None, resumed: bool) -> None:
+        """What the distillation used (read on the main process, which measures its whole machine), into config.json
+        as "training_energy"; the run's reports (eval.json, compare.json) copy it. Every process of a job calls it."""
+        resolved = self.read_config()
+        resolved["training_energy"] = None
+        if energy is not None:
+            machines = max(1, ranks.world() // ranks.local_world())
+            basis = energy.basis + (
+                f"; read on the first of {machines} machines, counted {machines} times" if machines > 1 else ""
+            )
+            basis += "; the run was resumed: what it did before it stopped is not counted" if resumed else ""
+            resolved["training_energy"] = {**energy.to_dict(), "wh": energy.wh * machines, "basis": basis}
         write_json(self.config, resolved)
 
 

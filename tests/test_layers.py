@@ -12,6 +12,7 @@ FLOORS = [
     ["studio.__main__", "studio.cli"],
     ["studio.ui"],
     ["studio.jobs"],
+    ["studio.serve"],
     ["studio.export"],
     ["studio.evaluate", "studio.load_probe", "studio.teacher_cost", "studio.try_it", "studio.estimate"],
     ["studio.compress"],
@@ -57,6 +58,7 @@ FLOORS = [
         "studio.paths",
         "studio.hosting",
         "studio.metrics",
+        "studio.energy",
         "studio.hand_over",
         "studio.columns",
         "studio.data_limits",
@@ -73,6 +75,7 @@ LAZY = {
     "studio.jobs.kinds": "the worker's main process reads job configs here; the pipeline loads in the job's process",
     "studio.jobs.service": "the CLI's job commands use it; torch loads only for the ones that check a model",
     "studio.try_it": "the browser imports it at start; a variant's loader (peft, bitsandbytes) on the first variant tried",
+    "studio.serve.engine": "the server imports it at start; a variant's loader (peft, bitsandbytes) when one is served",
 }
 """Modules (and packages) that may import studio/storage modules inside functions, and why."""
 

@@ -167,6 +167,7 @@ def test_two_processes_measure_a_run_as_one_does(setup):
                 assert other[key] == pytest.approx(row[key], abs=1e-6), (name, key)
         if name in ("teacher", "student"):
             assert other["latency_ms"] > 0 and other["throughput"] > 0 and other["size_bytes"] == row["size_bytes"]
+            assert other["energy_wh_per_1000"] > 0 and other["energy_basis"]  # measured alone too, as the speeds are
 
 
 def test_a_machine_with_gpus_runs_at_most_one_process_per_gpu():

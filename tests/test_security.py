@@ -297,6 +297,7 @@ def test_a_file_is_usable_only_by_the_login_that_uploaded_it(server):
     assert not [p for p in uploads.rglob("*") if p.is_file() and p.stat().st_size == 0]  # no empty temp files left
 
 
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)  # the hosted database (the queries are the same on SQLite)
 def test_every_handler_refuses_another_users_ids(server):
     url, storage = server["url"], server["storage"]
     dataset, run, export = server["made"]["alice"]

@@ -32,7 +32,7 @@ def store(tmp_path):
 
 
 def test_migrations_on_an_empty_database_match_the_models(db):
-    assert db.revision() == "0006"
+    assert db.revision() == "0007"
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
     db.upgrade()  # a second start is a no-op
@@ -62,7 +62,7 @@ def test_upgrade_from_the_previous_revision_keeps_the_data(db_url):
                 )
             )
     db.upgrade()
-    assert db.revision() == "0006"
+    assert db.revision() == "0007"
     with db.session() as s:
         job = s.get(Job, 7)
         assert (job.title, job.config, job.cancel_requested, job.heartbeat_at) == ("old run", {"a": 1}, False, None)

@@ -2,6 +2,7 @@
 
     shell.py     what every command shares (the app, errors, options made from settings, progress bars)
     steps.py     catalog, check-data, distill, evaluate, methods, compress, export, show
+    serving.py   serve, deploy, deployments, undeploy, keys
     history.py   jobs, datasets, users
     tables.py    measured models as plain-text tables
 Here: the welcome, ui, worker, and main.
@@ -17,7 +18,7 @@ import typer
 
 from storage.config import studio_home
 from storage.errors import StorageError
-from studio.cli import history, steps  # noqa: F401 - their commands register on the app
+from studio.cli import history, serving, steps  # noqa: F401 - their commands register on the app
 from studio.cli.shell import SAMPLES, app, friendly, open_history
 from studio.logs import quiet_terminal
 

@@ -104,6 +104,7 @@ def run_distill(ctx: JobContext) -> None:
 
     from studio.dataset import load_prepared
     from studio.distill import distill
+    from studio.energy import EnergyMeter
     from studio.evaluate import evaluate_run
     from studio.training import cpu_threads
 
@@ -117,15 +118,17 @@ def run_distill(ctx: JobContext) -> None:
     if spec.distill.get("labels_only_student"):  # two students share the training part of the bar
         ctx.reporter.spans["student"] = (0.3, 0.6)
     ctx.reporter.say("resuming from the last checkpoint" if resume else "loading the teacher")
-    distill(
-        DistillConfig.from_dict(spec.distill),
-        prepared,
-        ctx.folder,
-        on_progress=ctx.reporter,
-        resume=resume,
-        checkpoint_every_s=ctx.checkpoint_every_s,
-        answers_file=ctx.storage.store.resolve(f"teacher-answers/user-{ctx.job.owner_id}.sqlite"),
-    )
+    with EnergyMeter() as meter:  # the energy of the training run, shown beside its models (studio.energy)
+        distill(
+            DistillConfig.from_dict(spec.distill),
+            prepared,
+            ctx.folder,
+            on_progress=ctx.reporter,
+            resume=resume,
+            checkpoint_every_s=ctx.checkpoint_every_s,
+            answers_file=ctx.storage.store.resolve(f"teacher-answers/user-{ctx.job.owner_id}.sqlite"),
+        )
+    RunPaths(ctx.folder).record_training_energy(meter.reading, resume)
     with ctx.reporter.part(0.9, 1.0, "measuring teacher and student on the test split"):
         report = evaluate_run(ctx.folder)  # several processes: each measures its part of the test split
     if ranks.leave():  # a job of several processes: the others are done; the main one records

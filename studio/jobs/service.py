@@ -275,3 +275,34 @@ def delete(storage: Storage, viewer: Viewer, job_id: int) -> list[int]:
 def _queue(storage: Storage):
 
     return JobQueue(storage)
+
+
+def deploy(
+    storage: Storage,
+    viewer: Viewer,
+    job_id: int,
+    model: str = "student",
+    name: str = "",
+    hybrid: bool = True,
+    threshold: float | None = None,
+):
+    """Serve ``model`` of the finished run ``job_id`` under ``name`` (default: job<id>-<model>). The model must be
+    one the run has (checked here, with the names there are); the run must be the caller's."""
+    from storage import serving
+    from studio.run import RunPaths
+
+    with storage.db.session() as s:
+        run = job_rows.get(s, viewer, job_id)
+        folder = storage.store.local(run.folder) if run.folder else None
+    if folder is None or not (folder / "config.json").exists():
+        raise ConfigError([f"job {job_id} has no finished run to serve; pick a finished distillation"])
+    paths = RunPaths(folder)
+    paths.find_model(model)  # not one of the run's: ConfigError naming the ones there are
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ConfigError([f"the hand-over threshold must be from 0 to 1, not {threshold}"])
+    task = paths.read_config()["task"]
+    chosen = name.strip().lower() or re.sub(r"[^a-z0-9._-]+", "-", f"job{job_id}-{model}".lower())[:64]
+    try:
+        return serving.deploy(storage.db, viewer, job_id, model, chosen, task, hybrid, threshold)
+    except ValueError as err:
+        raise ConfigError([str(err)]) from None

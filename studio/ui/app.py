@@ -13,6 +13,7 @@ from studio.ui.compare_step import CompareTab, build_compare_tab
 from studio.ui.compress_step import CompressTab, build_compress_tab, runs_choice
 from studio.ui.context import UIContext
 from studio.ui.data_step import DataTab, build_data_tab
+from studio.ui.deploy_step import DeployTab, build_deploy_tab
 from studio.ui.distill_step import DistillTab, active_job, build_distill_tab, latest_active
 from studio.ui.export_step import ExportTab, build_export_tab, exportable_models
 from studio.ui.history_step import HistoryTab, build_history_tab
@@ -30,6 +31,7 @@ STEPS = [
     ("4. Compress", "compress"),
     ("5. Compare", "compare"),
     ("6. Export", "export"),
+    ("7. Deploy", "deploy"),
     ("History", "history"),
 ]
 PAGE_CSS = """
@@ -48,6 +50,7 @@ class StudioApp:
     compress: CompressTab
     compare: CompareTab
     export: ExportTab
+    deploy: DeployTab
     history: HistoryTab
 
 
@@ -76,6 +79,8 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
                 compare = build_compare_tab(ctx)
             with gr.Tab("6. Export", id="export"):
                 export = build_export_tab(ctx)
+            with gr.Tab("7. Deploy", id="deploy"):
+                deploy = build_deploy_tab(ctx)
             with gr.Tab("History", id="history"):
                 history = build_history_tab(ctx)
 
@@ -94,6 +99,7 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
                 pick,
                 pick,
                 pick,
+                pick,
                 account_html(getattr(request, "username", None)),
                 *teacher_controls(place.teacher),
                 place.dataset_id,
@@ -102,16 +108,17 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
             )
 
         teacher_inputs = [teacher.source, teacher.catalog, teacher.folder, teacher.hub_id, teacher.server, teacher.served]
-        opened = [tabs, distill.job_id, compress.run, compare.run, export.run, account, *teacher_inputs]
+        opened = [tabs, distill.job_id, compress.run, compare.run, export.run, deploy.run, account, *teacher_inputs]
         blocks.load(on_open, None, [*opened, data.dataset_id, data.report, distill.preset]).then(
             distill.readiness, [teacher.chosen, data.dataset_id], [distill.start, distill.why_not]
         )
+        blocks.load(deploy.on_open, None, [deploy.status, deploy.served, deploy.stop_pick, deploy.keys, deploy.revoke_pick])
 
         def fresh_runs(request: gr.Request = None):
             pick = runs_choice(ctx, ctx.viewer(request))
-            return pick, pick, pick
+            return pick, pick, pick, pick
 
-        run_lists = [compress.run, compare.run, export.run]
+        run_lists = [compress.run, compare.run, export.run, deploy.run]
         distill.result.change(fresh_runs, None, run_lists)  # a run finished (its card appeared): every list has it
         for step, button in [*distill.next_steps.items(), *compress.next_steps.items()]:  # cards' buttons: next steps
             button.click(lambda step=step: gr.Tabs(selected=step), None, tabs)
@@ -126,7 +133,7 @@ def build_app(storage: Storage | None = None, hosted: bool = False, owners: Owne
         teacher.chosen.change(remembers(ctx, "teacher"), [teacher.chosen], None)
         data.dataset_id.change(remembers(ctx, "dataset_id"), [data.dataset_id], None)
         distill.preset.change(remembers(ctx, "preset"), [distill.preset], None)
-    return StudioApp(blocks, ctx, teacher, data, distill, compress, compare, export, history)
+    return StudioApp(blocks, ctx, teacher, data, distill, compress, compare, export, deploy, history)
 
 
 def account_html(user: str | None) -> str:

@@ -1,5 +1,6 @@
 """Step 5, Compare: teacher, student and every variant of a run, measured the same way; Plotly charts
-(Pareto front marked), a sortable table, and the best model within the user's budget, with reasons."""
+(Pareto front marked), a sortable table, the energy and cost of 1,000 answers from each (and the energy the training
+used), and the best model within the user's budget, with reasons."""
 
 from __future__ import annotations
 
@@ -12,7 +13,17 @@ from storage import jobs as job_rows
 from storage import records
 from studio.answers import NEW_TOKENS
 from studio.baselines import TFIDF
-from studio.charts import Budget, confusion_figure, loss_figure, metric_bars, quality_key, recommend, tradeoff_figure
+from studio.charts import (
+    Budget,
+    confusion_figure,
+    energy_figure,
+    loss_figure,
+    metric_bars,
+    quality_key,
+    recommend,
+    tradeoff_figure,
+)
+from studio.energy import PRICE_PER_HOUR, machine_cost, money, wh_text
 from studio.export.card import answers_table
 from studio.metrics import BY_KEY
 from studio.ui.compress_step import runs_choice
@@ -25,9 +36,10 @@ COLUMNS = [
     ("status", "status"),
     ("quality", "macro-F1 (or ROUGE-L of answers)"),
     *[
-        (key, BY_KEY[key].title + (" (MB)" if key == "size_bytes" else ""))
-        for key in ("accuracy", "size_bytes", "latency_ms", "throughput", "params", "agreement")
+        (key, BY_KEY[key].title + {"size_bytes": " (MB)", "energy_wh_per_1000": " (Wh)"}.get(key, ""))
+        for key in ("accuracy", "size_bytes", "latency_ms", "throughput", "params", "agreement", "energy_wh_per_1000")
     ],
+    ("cost", "cost per 1,000 answers (USD)"),
 ]
 
 
@@ -37,12 +49,15 @@ class CompareTab:
     max_mb: gr.Number
     max_ms: gr.Number
     min_quality: gr.Number
+    price: gr.Number
     advice: gr.Markdown
     table: gr.Dataframe
     size_chart: gr.Plot
     latency_chart: gr.Plot
     bars: gr.Plot
     curve: gr.Plot
+    energy_chart: gr.Plot
+    energy_note: gr.Markdown
     closer: gr.Dropdown
     confusion: gr.Plot
     per_class: gr.Dataframe
@@ -71,12 +86,11 @@ def run_report(ctx: UIContext, viewer, run_id: int) -> dict:
 
 
 def with_judgement(models: list[dict], report: dict) -> list[dict]:
-    """The database keeps numbers only: whether a generator's answers passed the fluency check (and why not)
-    comes from the run's report."""
+    """The database keeps numbers only: whether a generator's answers passed the fluency check (and why not), and
+    what a model's energy figure rests on, come from the run's report."""
     judged = {m["name"]: m for m in report.get("models", [])}
-    return [
-        {**m, **{k: judged[m["name"]][k] for k in ("fluent", "fluency_note") if k in judged.get(m["name"], {})}} for m in models
-    ]
+    words = ("fluent", "fluency_note", "energy_basis")
+    return [{**m, **{k: judged[m["name"]][k] for k in words if k in judged.get(m["name"], {})}} for m in models]
 
 
 def answers_markdown(report: dict, count: int = 5) -> str:
@@ -102,6 +116,15 @@ def answers_markdown(report: dict, count: int = 5) -> str:
     )
 
 
+def training_energy_text(report: dict, price_per_hour: float | None = None) -> str:
+    """'Training this run used about 12.3 Wh (estimated, not measured: ...)', and what its machine time cost."""
+    used = report.get("training_energy")
+    if not used:
+        return ""
+    cost = f", about {money(machine_cost(used['seconds'], price_per_hour))} of machine time" if price_per_hour else ""
+    return f"Training this run used about {wh_text(used['wh'])} in {used['seconds'] / 60:.1f} minutes{cost} ({used['basis']})."
+
+
 def warnings_text(report: dict) -> str:
     said = [f"- ⚠️ **{m['name']}** {w}." for m in report.get("models", []) for w in m.get("warnings") or []]
     return ("\n\n**Before you trust these numbers:**\n" + "\n".join(said)) if said else ""
@@ -123,15 +146,17 @@ SHARES = {"quality", "accuracy", "agreement"}
 """Columns that are shares of the test split: shown as percentages."""
 
 
-def table_rows(models: list[dict], recommended: str | None = None) -> list[list]:
-    """One row a model, in the units people read: percentages, MB, milliseconds, millions of parameters; the
-    recommended model marked."""
+def table_rows(models: list[dict], recommended: str | None = None, price_per_hour: float | None = None) -> list[list]:
+    """One row a model, in the units people read: percentages, MB, milliseconds, millions of parameters, Wh and USD
+    for 1,000 answers (at ``price_per_hour``); the recommended model marked."""
     key, higher = quality_key(models) if models else ("macro_f1", True)
     out = []
     for m in models:
         row = []
         for field, _ in COLUMNS:
             value = m.get(key if field == "quality" else field)
+            if field == "cost" and price_per_hour and m.get("seconds_per_1000"):
+                value = machine_cost(m["seconds_per_1000"], price_per_hour)
             if field == "name":
                 value = f"★ {value} (recommended)" if value == recommended else value
             elif value is None or isinstance(value, str):
@@ -144,6 +169,8 @@ def table_rows(models: list[dict], recommended: str | None = None) -> list[list]
                 value = f"{value / 1e6:.1f} M" if value >= 1e5 else f"{value / 1e3:.0f} k" if value >= 1e3 else int(value)
             elif field == "throughput":
                 value = round(value)
+            elif field in ("energy_wh_per_1000", "cost"):
+                value = float(f"{value:.3g}")  # tiny and large alike, still a number to sort by
             else:
                 value = round(value, 2)
             row.append(value)
@@ -166,6 +193,8 @@ def quality_floor(typed: float | None, key: str) -> float | None:
         None,
         None,
         None,
+        None,
+        "",
         gr.update(choices=[], value=None),
         None,
         [],
@@ -174,15 +203,16 @@ def quality_floor(typed: float | None, key: str) -> float | None:
         gr.update(visible=False),
     )
 )
-def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
-    nothing = (None, None, None, None, gr.update(choices=[], value=None), None, [], "", None, gr.update(visible=False))
+def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality, price=PRICE_PER_HOUR):
+    nothing = (None, None, None, None, None, "", gr.update(choices=[], value=None), None, [], "", None, gr.update(visible=False))
     if not run_id:
         return "*Finish a distillation first (step 3).*", [], *nothing
     report = run_report(ctx, viewer, int(run_id))
     models = with_judgement(compare_rows(ctx, viewer, int(run_id)), report)
     with ctx.storage.db.session() as s:
         curve = records.training_curve(s, viewer, int(run_id))
-    budget = Budget(max_mb or None, max_ms or None, quality_floor(min_quality, quality_key(models)[0] if models else ""))
+    floor = quality_floor(min_quality, quality_key(models)[0] if models else "")
+    budget = Budget(max_mb or None, max_ms or None, floor, price or None)
     advice = recommend(models, budget)
     words = f"**Recommended: {advice.name}.** {advice.reason}" if advice.name else f"**{advice.reason}**"
     if advice.misses:
@@ -193,11 +223,13 @@ def comparison(ctx: UIContext, viewer, run_id, max_mb, max_ms, min_quality):
     heatmap, per_class = closer_look(report, chosen)
     return (
         words,
-        table_rows(models, advice.name),
+        table_rows(models, advice.name, budget.price_per_hour),
         tradeoff_figure(models, "size_bytes", budget),
         tradeoff_figure(models, "latency_ms", budget),
         metric_bars(models),
         loss_figure(curve) if curve else None,
+        energy_figure(models, budget.price_per_hour) if any(m.get("energy_wh_per_1000") for m in models) else None,
+        training_energy_text(report, budget.price_per_hour),
         gr.update(choices=looked, value=chosen),
         heatmap,
         per_class,
@@ -219,6 +251,11 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
         min_quality = gr.Number(
             label="Lowest quality you accept (%: macro-F1, or ROUGE-L for text generators; 0 = no limit)", value=0, minimum=0
         )
+        price = gr.Number(
+            label=f"What an hour of the machine costs you (USD; {PRICE_PER_HOUR:.2f} is about a small CPU server)",
+            value=PRICE_PER_HOUR,
+            minimum=0,
+        )
     advice = gr.Markdown()
     export_this = gr.Button("Export the recommended model (step 6)", variant="primary", visible=False)
     recommended = gr.State(None)
@@ -231,6 +268,8 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     with gr.Row():
         bars = gr.Plot(label="Relative to the teacher")
         curve = gr.Plot(label="Training curve")
+    energy_chart = gr.Plot(label="Energy and cost per 1,000 answers")
+    energy_note = gr.Markdown()
     gr.Markdown(
         "#### A closer look at one model\nWhich labels it gets right, and what it answers instead. "
         "Macro-F1 is the average of the per-label F1 below, so a rare label counts as much as a common one."
@@ -246,8 +285,8 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
     def refresh_runs(request: gr.Request = None):
         return runs_choice(ctx, ctx.viewer(request))
 
-    def show(run_id, mb, ms, quality, request: gr.Request = None):
-        return comparison(ctx, ctx.viewer(request), run_id, mb, ms, quality)
+    def show(run_id, mb, ms, quality, price, request: gr.Request = None):
+        return comparison(ctx, ctx.viewer(request), run_id, mb, ms, quality, price)
 
     def warned(message: str) -> tuple[None, list]:
         gr.Warning(message)
@@ -259,7 +298,7 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
             return None, []
         return closer_look(run_report(ctx, ctx.viewer(request), int(run_id)), name)
 
-    inputs = [run, max_mb, max_ms, min_quality]
+    inputs = [run, max_mb, max_ms, min_quality, price]
     outputs = [
         advice,
         table,
@@ -267,6 +306,8 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
         latency_chart,
         bars,
         curve,
+        energy_chart,
+        energy_note,
         closer,
         confusion,
         per_class,
@@ -284,6 +325,6 @@ def build_compare_tab(ctx: UIContext) -> CompareTab:
         return gr.update(choices=names, value="student" if "student" in names else None)
 
     run.change(triable, [run], [tried_model])
-    for source in (max_mb.change, max_ms.change, min_quality.change):
+    for source in (max_mb.change, max_ms.change, min_quality.change, price.change):
         source(show, inputs, outputs)
     return CompareTab(*inputs, *outputs)  # the dataclass lists them in this order

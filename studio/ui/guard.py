@@ -44,6 +44,16 @@ log = logging.getLogger("studio.guard")
 OPEN = [("GET", r"/login"), ("POST", r"/login"), ("GET", r"/healthz"), ("GET", r"/favicon\.ico"), ("GET", r"/robots\.txt")]
 """Routes anyone may call."""
 
+API = [
+    ("POST", r"/api/v1/models/[a-z0-9][a-z0-9._-]{0,63}/classify"),
+    ("POST", r"/v1/(chat/)?completions"),
+    ("GET", r"/v1/models"),
+    ("GET", r"/api/v1/health"),
+    ("GET", r"/metrics"),
+]
+"""The served models' API: programs call it with a key, not a login session, and studio/serve/api.py checks the
+key itself on every call; here it passes the size and origin checks like every other request."""
+
 ROUTES = [
     ("GET", r"/"),
     ("GET", r"/config/?"),
@@ -81,7 +91,7 @@ def _compile(rules: list[tuple[str, str]]) -> list[tuple[str, re.Pattern]]:
     return [(method, re.compile(pattern + r"\Z", re.DOTALL)) for method, pattern in rules]
 
 
-_OPEN, _ROUTES = _compile(OPEN), _compile(ROUTES)
+_OPEN, _ROUTES, _API = _compile(OPEN), _compile(ROUTES), _compile(API)
 
 
 def _matches(rules, method: str, path: str) -> bool:
@@ -129,7 +139,7 @@ class RequestGuard:
 
     async def _admit(self, scope: dict, receive):
         method, path = scope["method"], scope["path"]
-        public = _matches(_OPEN, method, path)
+        public = _matches(_OPEN, method, path) or _matches(_API, method, path)
         if not public and not _matches(_ROUTES, method, path):
             raise Refused(404, "Not found.")
         await self._identify(scope)

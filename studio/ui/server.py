@@ -4,6 +4,7 @@
     /login, /logout    hosted: the login page and throttled login; logout (POST) ends every session of the user
     /healthz           database and artifact store reachable: 200, else 503 (no login: for health checks)
     /download/<job>    an export job's zip, only for its owner (or an admin), checked in the storage query
+    /v1/..., /api/v1/  the served models' API (studio/serve/api.py): programs call with a key, not a login
 
 Every request first passes the guard (studio/ui/guard.py): known routes only, the session looked up,
 origin, size, and the files and page sessions it names checked against the caller. Around it: CORS for
@@ -51,6 +52,7 @@ from studio.accounts import ready_for_logins
 from studio.errors import AccessError
 from studio.hosting import HostSettings
 from studio.logs import quiet_libraries
+from studio.serve.api import Serving, add_serving_routes
 from studio.ui.app import PAGE_CSS, StudioApp, build_app
 from studio.ui.guard import RequestGuard
 from studio.ui.login import Logins, add_login_routes
@@ -110,6 +112,9 @@ def create_server(storage: Storage | None = None, settings: HostSettings | None 
 
     if settings.hosted:
         add_login_routes(api, Logins(storage, settings), owners.forget_user)
+    # the served models' API (before the page, which takes every other path); the router checks its callers' keys
+    api.state.serving = Serving(storage, settings.hosted)
+    add_serving_routes(api, api.state.serving)
 
     gr.mount_gradio_app(
         api,
@@ -203,6 +208,7 @@ def serve(host: str, port: int, with_worker: bool = True) -> None:
     quiet_libraries(studio_home() / "logs" / "studio.log")
     settings = HostSettings.from_env()
     api, _ = create_server(settings=settings)
+    api.state.serving.warm()  # the models served before the restart answer again
     worker = None
     if with_worker:
         worker = subprocess.Popen([sys.executable, "-m", "studio", "worker"], env={**os.environ, "PYTHONPATH": str(ROOT)})
