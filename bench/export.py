@@ -102,10 +102,17 @@ def export_one(run: Path, work: Path, settings: ExportSettings) -> tuple[Path, d
         "notes": result.notes,
         "parts_mb": {k: v / 1e6 for k, v in parts.items()},
     }
+    gguf = [path for path in result.files if path.startswith("gguf/")]
+    differences = {k: v for k, v in result.checks.items() if not k.startswith("gguf/")}
     print(
         f"  {settings.variant:14} zip {row['zip_mb']:7.1f} MB (unpacked {row['unpacked_mb']:7.1f} MB) in "
-        f"{seconds:5.1f} s; largest logit difference vs source: " + ", ".join(f"{k} {v:.2e}" for k, v in result.checks.items())
+        f"{seconds:5.1f} s; largest logit difference vs source: " + ", ".join(f"{k} {v:.2e}" for k, v in differences.items())
     )
+    if gguf:
+        print(
+            "      gguf (size, next tokens as the float model): "
+            + ", ".join(f"{p} {result.checks[f'{p} bytes'] / 1e6:.1f} MB {result.checks[f'{p} agreement']:.1%}" for p in gguf)
+        )
     print("      unpacked: " + ", ".join(f"{k} {v:.1f} MB" for k, v in row["parts_mb"].items() if v >= 0.1))
     if result.hybrid:
         h = result.hybrid

@@ -18,6 +18,7 @@ from studio.dataset import load_prepared
 from studio.errors import ConfigError
 from studio.evaluate import evaluate_run
 from studio.export.bundle import export_model
+from studio.export.gguf_check import agreement_prompts
 from studio.export.settings import ExportSettings
 from studio.models import load_for_task, load_tokenizer
 from studio.run import RunPaths, dataset_folder
@@ -35,6 +36,7 @@ try:
 except ImportError:
     pass
 import onnxruntime
+import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 folder, task, texts = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
@@ -49,12 +51,17 @@ if (folder / "onnx" / "model.onnx").exists():
     session = onnxruntime.InferenceSession(str(folder / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
     feeds = {k: v.numpy().astype(np.int64) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
     out["onnx"] = session.run(None, feeds)[0].tolist()
-for gguf in (folder / "gguf").glob("*.gguf") if (folder / "gguf").exists() else []:
+out["ids"] = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+prompts = [tok(t, truncation=True, max_length=64)["input_ids"] for t in json.loads(sys.argv[4])]
+greedy = lambda m: [m(input_ids=torch.tensor([i])).logits[0].argmax(-1) for i in prompts]
+want = greedy(model) if prompts else []
+for gguf in sorted((folder / "gguf").glob("*.gguf")) if (folder / "gguf").exists() else []:
     g_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
     g_tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    out["gguf_ids"] = [g_tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    out["ids"] = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    out["gguf"] = g_model(**enc).logits.detach().float().tolist()
+    out.setdefault("gguf_ids", {})[gguf.name] = [g_tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    out.setdefault("gguf", {})[gguf.name] = g_model(**enc).logits.detach().float().tolist()
+    same = sum(int((w == g).sum()) for w, g in zip(want, greedy(g_model)))
+    out.setdefault("agreement", {})[gguf.name] = same / max(1, sum(len(w) for w in want))
 print(json.dumps(out))
 """
 
@@ -72,9 +79,10 @@ def unzip(zip_path: Path, dest: Path) -> Path:
     return top
 
 
-def reload(folder: Path, task: str, tmp_path: Path) -> dict:
+def reload(folder: Path, task: str, tmp_path: Path, prompts: list[str] = ()) -> dict:
+    """``prompts``: also the greedy next-token agreement of each GGUF file with model/ on them."""
     done = subprocess.run(
-        [sys.executable, "-c", RELOAD, str(folder), task, json.dumps(TEXTS)],
+        [sys.executable, "-c", RELOAD, str(folder), task, json.dumps(TEXTS), json.dumps(list(prompts))],
         cwd=tmp_path,
         env=fresh_env(tmp_path),
         capture_output=True,
@@ -219,12 +227,31 @@ def test_causal_student_exports_safetensors_onnx_and_gguf(lm_run, tmp_path):
     # metrics={}: whether the tiny random student passes the fluency check is no business of this test
     result = export_model(lm_run, ExportSettings(variant="student", hybrid=True), tmp_path / "lm.zip", metrics={})
     top = unzip(result.zip_path, tmp_path / "out")
-    assert len(list((top / "gguf").glob("*.gguf"))) == 1
+    names = [f"student-{t}.gguf" for t in ("f16", "q8_0", "q4_0")]
+    assert sorted(p.name for p in (top / "gguf").glob("*.gguf")) == sorted(names)
     source = resolve_source(str(lm_run / "student"))
     want = original_logits(load_for_task(source, "causal_lm", []), load_tokenizer(source))
-    got = reload(top, "causal_lm", tmp_path)
+    prompts = agreement_prompts(load_prepared(dataset_folder(RunPaths(lm_run).read_config(), lm_run)).split("test"))
+    got = reload(top, "causal_lm", tmp_path, prompts.texts)
     assert close(got["model"], want, got["mask"]) and close(got["onnx"], want, got["mask"])
-    assert got["gguf_ids"] == got["ids"] and close(got["gguf"], want, got["mask"], atol=2e-2)  # f16 weights
+    assert all(got["gguf_ids"][name] == got["ids"] for name in names)
+    assert close(got["gguf"]["student-f16.gguf"], want, got["mask"], atol=2e-2)  # f16 weights
+    # Each file's size and agreement, as measured in the export, in export.json, the result's checks and the card;
+    # the agreement measured again here, in a process that never saw the studio.
+    rows = json.loads((top / "export.json").read_text())["gguf"]
+    card = (top / "README.md").read_text()
+    assert [r["file"] for r in rows] == [f"gguf/{name}" for name in names]
+    assert "### The GGUF files against the float model" in card and prompts.source.startswith("20 held-out test prompts")
+    for row in rows:
+        name = row["file"].removeprefix("gguf/")
+        assert row["bytes"] == (top / row["file"]).stat().st_size == result.checks[f"{row['file']} bytes"]
+        assert row["agreement"] == result.checks[f"{row['file']} agreement"]
+        assert row["agreement"] == pytest.approx(got["agreement"][name], abs=1 / row["positions"])
+        assert row["prompts"] == prompts.source and row["f16_matrices"] == []
+        assert f"| `{row['file']}` | {row['weight_type']} | {row['bytes']:,} " in card
+        assert f"| {row['agreement']:.1%} |" in card
+    assert rows[2]["bytes"] < rows[1]["bytes"] < rows[0]["bytes"]
+    assert prompts.source in card
     hybrid = result.hybrid  # no right answer to aim at: about half of the validation prompts go to the teacher
     assert "median confidence" in hybrid["threshold_source"] and 0.0 < hybrid["threshold"] < 1.0
     assert 0.0 <= hybrid["student_share"] <= 1.0 and len(hybrid["curve"]) == 6
@@ -280,14 +307,16 @@ def test_a_generator_whose_answers_fail_the_fluency_check_never_answers_alone(lm
 
 def test_pruned_llama_exports_to_a_config_that_describes_it(lm_run, tmp_path):
     folder = variant(lm_run, "x-lm-slim", "prune-neurons:fraction=0.5")
-    result = export_model(lm_run, ExportSettings(variant="x-lm-slim", onnx=False, gguf=True), tmp_path / "s.zip")
+    settings = ExportSettings(variant="x-lm-slim", onnx=False, gguf=True, gguf_types="f16")
+    result = export_model(lm_run, settings, tmp_path / "s.zip")
     top = unzip(result.zip_path, tmp_path / "out")
+    assert [p.name for p in (top / "gguf").iterdir()] == ["x-lm-slim-f16.gguf"]  # only the types asked for
     config = json.loads((top / "model" / "config.json").read_text())
     assert config["intermediate_size"] == 32  # uniform pruning: smaller config, no padding
     wm = load_variant(folder)
     got = reload(top, "causal_lm", tmp_path)
     want = original_logits(wm.model, wm.tokenizer)
-    assert close(got["model"], want, got["mask"]) and close(got["gguf"], want, got["mask"], atol=2e-2)
+    assert close(got["model"], want, got["mask"]) and close(got["gguf"]["x-lm-slim-f16.gguf"], want, got["mask"], atol=2e-2)
 
 
 def test_unknown_or_unmade_variant_is_refused_without_a_zip(cls_run, tmp_path):

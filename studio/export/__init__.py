@@ -3,7 +3,8 @@
     README.md        model card (YAML metadata): teacher, data summary (no rows), method, metrics, limits
     model/           plain Hugging Face folder: config, safetensors, tokenizer (LoRA already merged)
     onnx/model.onnx  the same model for ONNX Runtime (an ONNX variant: the variant itself)
-    gguf/*.gguf      text generators of the Llama family, for llama.cpp-compatible runtimes
+    gguf/*.gguf      text generators of the Llama family, for llama.cpp-compatible runtimes: f16, q8_0 and q4_0
+                     (the card gives each one's size and next-token agreement with the float model)
     teacher/         with the hybrid option: the teacher, for inputs the student is unsure of
     predict.py       a short example that runs all of the above; export.json its settings
 

@@ -17,7 +17,8 @@ from studio.compress.variant import load_variant
 from studio.dataset import load_prepared
 from studio.errors import ConfigError, ModelLoadError, UnsupportedError
 from studio.export.card import model_card
-from studio.export.gguf import write_gguf
+from studio.export.gguf import WEIGHT_TYPES, write_gguf
+from studio.export.gguf_check import GgufCheck, Prompts, agreement_prompts, measure_gguf_files
 from studio.export.hybrid import measure
 from studio.export.linear import export_linear_baseline
 from studio.export.plain import copy_hf_folder, plain_model, same_predictions
@@ -137,11 +138,57 @@ def write_onnx(
     return "the same model for ONNX Runtime (float32)", diff
 
 
-def write_gguf_file(stage: Path, name: str) -> tuple[str, str]:
-    out = stage / "gguf" / f"{name}-f16.gguf"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_gguf(stage / "model", out)
-    return f"gguf/{out.name}", "the same model as GGUF (f16), for llama.cpp-compatible runtimes"
+def write_gguf_files(
+    stage: Path, name: str, weight_types: list[str], float_model: torch.nn.Module | None, prompts: Prompts
+) -> list[GgufCheck]:
+    """gguf/<name>-<type>.gguf for each weight type, each loaded back and compared with ``float_model`` (model/,
+    loaded) on ``prompts``. None only for a bitsandbytes model/, whose weights write_gguf refuses first."""
+    paths = {t: write_gguf(stage / "model", stage / "gguf" / f"{name}-{t}.gguf", weight_type=t) for t in weight_types}
+    return measure_gguf_files(paths, stage / "model", float_model, prompts)
+
+
+def _add_gguf(
+    stage: Path,
+    name: str,
+    settings: ExportSettings,
+    float_model: torch.nn.Module | None,
+    prompts: Prompts,
+    files: dict,
+    checks: dict,
+    notes: list[str],
+) -> list[dict]:
+    """The GGUF files, listed in ``files``, their sizes and agreements in ``checks``; their rows for the card."""
+    try:
+        rows = gguf_rows(stage, write_gguf_files(stage, name, settings.gguf_weight_types(), float_model, prompts), prompts)
+    except UnsupportedError as err:
+        notes.append(f"No GGUF file: {err}")
+        return []
+    for row in rows:
+        files[row["file"]] = f"the same model as GGUF ({WEIGHT_TYPES[row['weight_type']]}), for llama.cpp-compatible runtimes"
+        checks[f"{row['file']} bytes"] = row["bytes"]
+        checks[f"{row['file']} agreement"] = row["agreement"]
+        if row["f16_matrices"]:
+            notes.append(
+                f"In `{row['file']}`, {len(row['f16_matrices'])} matrices are f16, not {row['weight_type']}: their rows "
+                f"are not a whole number of the type's 32-weight blocks ({', '.join(row['f16_matrices'])})."
+            )
+    return rows
+
+
+def gguf_rows(stage: Path, checks: list[GgufCheck], prompts: Prompts) -> list[dict]:
+    """What the card and export.json say about each GGUF file."""
+    return [
+        {
+            "file": c.file.relative_to(stage).as_posix(),
+            "weight_type": c.weight_type,
+            "bytes": c.bytes,
+            "agreement": round(c.agreement, 4),
+            "positions": c.positions,
+            "prompts": prompts.source,
+            "f16_matrices": c.f16_matrices,
+        }
+        for c in checks
+    ]
 
 
 # --------------------------------------------------------------------------- the whole export
@@ -181,7 +228,8 @@ def export_model(
     stage = out_zip.with_name(f".{out_zip.name}.staging")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    steps = 4 + (settings.onnx or chosen.form == ModelForm.ONNX) + settings.hybrid
+    writes_gguf = settings.gguf and task == Task.CAUSAL_LM
+    steps = 4 + (settings.onnx or chosen.form == ModelForm.ONNX) + writes_gguf + settings.hybrid
     done = iter(range(1, steps + 1))
 
     def say(message: str) -> None:
@@ -212,13 +260,13 @@ def export_model(
                 files["onnx/model.onnx"], diff = write_onnx(chosen, stage, task, exported, inputs)
                 if diff is not None:
                     checks["onnx"] = diff
+        gguf = []
+        if writes_gguf:
+            say("writing the GGUF files and comparing each with the float model")
+            gguf = _add_gguf(
+                stage, chosen.name, settings, exported, agreement_prompts(dataset.split("test")), files, checks, notes
+            )
         del exported  # the hybrid below loads model/ again through predict.py, as the user will
-        if settings.gguf and task == Task.CAUSAL_LM:
-            try:
-                path, about = write_gguf_file(stage, chosen.name)
-                files[path] = about
-            except UnsupportedError as err:
-                notes.append(f"No GGUF file: {err}")
         export_settings = {
             "task": task,
             "labels": labels,
@@ -226,6 +274,7 @@ def export_model(
             "runtime": "onnx" if chosen.form == ModelForm.ONNX else "transformers",
             "inputs": "text" if task == Task.CAUSAL_LM and dataset.report.prompt_column is None else "questions",
             "threshold": None,
+            "gguf": gguf,
         }
         (stage / EXPORT_JSON).write_text(json.dumps(export_settings, indent=2))
         shutil.copy2(Path(__file__).with_name("predict.py"), stage / "predict.py")
@@ -241,7 +290,7 @@ def export_model(
         files = {path: about + _size_words(stage / path) for path, about in files.items()}  # where the zip's MB go
         say("writing the model card and the zip")
         answers = next((r["answers"] for r in reversed(reports) if r.get("answers")), None)
-        info = _card_info(run_dir, config, chosen, dataset, files, rows, answers, hybrid, notes)
+        info = _card_info(run_dir, config, chosen, dataset, files, rows, answers, hybrid, notes) | {"gguf": gguf}
         (stage / "README.md").write_text(model_card(info), encoding="utf-8")
         size = _zip_folder(stage, out_zip, root=out_zip.stem)
     finally:

@@ -50,7 +50,7 @@ def metrics_table(rows: dict[str, dict]) -> str:
 
 def model_card(info: dict) -> str:
     """``info``: name, task, teacher, licence, report (dataset summary), distill, recipe, metrics,
-    files, hybrid, notes, runtime."""
+    files, hybrid, notes, runtime, gguf (bundle.gguf_rows)."""
     task = info["task"]
     report = info["report"]
     tags = ["slm-studio", "knowledge-distillation"] + [step["method"] for step in info.get("recipe") or []]
@@ -110,6 +110,7 @@ def model_card(info: dict) -> str:
         _baseline_text(info["metrics"]),
         _per_class_text(info["metrics"].get(info.get("chosen", ""), {}), info.get("chosen", "")),
         _answers_text(info.get("answers"), ["teacher", info.get("chosen", "student")]),
+        _gguf_text(info.get("gguf") or []),
         _hybrid_text(info.get("hybrid"), task),
         "## Intended use and limits\n",
         f"- Made for the same kind of texts as its training data ({report.get('rows_used', '?')} rows of the owner's "
@@ -166,6 +167,31 @@ def answers_table(book: dict, names: list[str], count: int = 5) -> list[str]:
     for row in side_by_side(book, count, names):
         lines.append("| " + " | ".join(md(row.get(k, "")) for k in ["prompt", "reference", *names]) + " |")
     return lines
+
+
+def _gguf_text(rows: list[dict]) -> str:
+    """Text generators: each GGUF file's size and how often it predicts the float model's next token."""
+    if not rows:
+        return ""
+    lines = [
+        "### The GGUF files against the float model\n",
+        f"Each file was loaded back with transformers (which dequantizes it) and run beside the float model in "
+        f"`model/` on {rows[0]['prompts']} ({rows[0]['positions']} token positions). Agreement is the share of "
+        "those positions where the file's most likely next token is the float model's.\n",
+        "| file | weights | size (bytes) | next-token agreement with the float model |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{r['file']}` | {r['weight_type']} | {r['bytes']:,} ({r['bytes'] / 1e6:.3g} MB) | {r['agreement']:.1%} |"
+        for r in rows
+    ]
+    if any(r["weight_type"] == "q4_0" for r in rows):
+        lines.append(
+            "\nq4_0 keeps the output matrix (the token embedding, when the two are shared) in Q8_0, as llama.cpp keeps "
+            "it at higher precision. For llama.cpp's K-quants, which this export cannot write, run "
+            "`llama-quantize <the f16 file> out-q4_k_m.gguf Q4_K_M`."
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _per_class_text(row: dict, name: str) -> str:

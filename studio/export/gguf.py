@@ -2,6 +2,15 @@
 
 Follows what llama.cpp's convert_hf_to_gguf.py does for LlamaModel with a byte-level BPE ("gpt2") vocabulary:
 the same metadata keys, tensor names, q/k row order and token types, so runtimes read it like one that script made.
+
+Weight types (``WEIGHT_TYPES``): f32, f16, q8_0 and q4_0, quantized with the gguf package's own quantizers. The
+4-bit type is Q4_0, not Q4_K: gguf 0.19 can quantize Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 but only *de*quantize the
+K-quants, and Q4_K's 256-wide blocks would not fit SmolLM2's 576-wide rows anyway (llama.cpp itself falls back to
+Q5_0 for such rows). Which tensor gets which type follows llama.cpp: 1-D tensors (norms) stay f32; q8_0 quantizes
+every matrix, the token embedding and the output too (convert_hf_to_gguf); q4_0 quantizes every matrix but the
+output (or the token embedding when it is shared with the output), which llama-quantize keeps at Q6_K, or Q8_0 when
+its rows do not fit Q6_K's blocks. gguf cannot write Q6_K, so here it is always Q8_0. A matrix whose rows are not a
+whole number of blocks (32 weights for Q8_0 and Q4_0) is written in f16 instead, as convert_hf_to_gguf does.
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
@@ -24,7 +34,28 @@ _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-_FILE_TYPES = {"f16": gguf.LlamaFileType.MOSTLY_F16, "f32": gguf.LlamaFileType.ALL_F32}
+_Q = gguf.GGMLQuantizationType
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one weight type writes: the file type it declares, the type of the matrices and of the output matrix."""
+
+    file_type: gguf.LlamaFileType
+    matrices: gguf.GGMLQuantizationType
+    output: gguf.GGMLQuantizationType
+    """output.weight, or token_embd.weight when the output shares it (llama.cpp quantizes it as the output)."""
+    words: str
+
+
+_PLANS = {
+    "f16": _Plan(gguf.LlamaFileType.MOSTLY_F16, _Q.F16, _Q.F16, "f16"),
+    "q8_0": _Plan(gguf.LlamaFileType.MOSTLY_Q8_0, _Q.Q8_0, _Q.Q8_0, "Q8_0, 8-bit"),
+    "q4_0": _Plan(gguf.LlamaFileType.MOSTLY_Q4_0, _Q.Q4_0, _Q.Q8_0, "Q4_0, 4-bit, its output matrix Q8_0"),
+    "f32": _Plan(gguf.LlamaFileType.ALL_F32, _Q.F32, _Q.F32, "float32"),
+}
+WEIGHT_TYPES = {name: plan.words for name, plan in _PLANS.items()}
+"""The weight types write_gguf writes, by the name used in file names (model-q8_0.gguf), and in words."""
 
 
 def _refuse(why: str) -> UnsupportedError:
@@ -105,10 +136,24 @@ def _tensors(folder: Path, config: dict) -> Iterator[tuple[str, np.ndarray]]:
                 yield name, data
 
 
+def _encode(name: str, data: np.ndarray, plan: _Plan, tied: bool) -> tuple[np.ndarray, gguf.GGMLQuantizationType]:
+    """The tensor as written, and its type (see the module docstring for which tensor gets which)."""
+    if data.ndim < 2:
+        return data.astype(np.float32), _Q.F32
+    output = name == "output.weight" or (tied and name == "token_embd.weight")
+    qtype = plan.output if output else plan.matrices
+    try:
+        return gguf.quants.quantize(data, qtype), qtype
+    except gguf.QuantError:  # rows not a whole number of blocks
+        return data.astype(np.float16), _Q.F16
+
+
 def write_gguf(model_folder: Path, out_file: Path, *, weight_type: str = "f16") -> Path:
-    """Write `model_folder` (a saved Llama causal LM) to `out_file`; 2-D weights in `weight_type`, norms in f32."""
-    if weight_type not in _FILE_TYPES:
-        raise ValueError(f"weight_type must be one of {sorted(_FILE_TYPES)}, not {weight_type!r}")
+    """Write `model_folder` (a saved Llama causal LM) to `out_file`, its matrices in `weight_type` (one of
+    WEIGHT_TYPES), norms in f32; a matrix whose rows do not fit the type's blocks in f16."""
+    if weight_type not in _PLANS:
+        raise ValueError(f"weight_type must be one of {', '.join(WEIGHT_TYPES)}, not {weight_type!r}")
+    plan = _PLANS[weight_type]
     model_folder, out_file = Path(model_folder), Path(out_file)
     config_file, tok_file = model_folder / "config.json", model_folder / "tokenizer.json"
     if not config_file.is_file():
@@ -142,7 +187,7 @@ def write_gguf(model_folder: Path, out_file: Path, *, weight_type: str = "f16") 
         writer.add_value_length(head_dim)
         writer.add_rope_freq_base(float(rope.get("rope_theta", config.get("rope_theta", 10000.0))))
         writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
-        writer.add_file_type(_FILE_TYPES[weight_type])
+        writer.add_file_type(plan.file_type)
         writer.add_tokenizer_model("gpt2")
         writer.add_tokenizer_pre(pre)
         writer.add_token_list(tokens)
@@ -154,8 +199,10 @@ def write_gguf(model_folder: Path, out_file: Path, *, weight_type: str = "f16") 
         special.add_special_token.setdefault("bos", bool(mask) and mask[0] == 1)
         special.add_to_gguf(writer, quiet=True)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        tied = bool(config.get("tie_word_embeddings"))
         for name, data in _tensors(model_folder, config):
-            writer.add_tensor(name, data.astype(np.float16 if weight_type == "f16" and data.ndim > 1 else np.float32))
+            encoded, qtype = _encode(name, data, plan, tied)
+            writer.add_tensor(name, encoded, raw_dtype=qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()

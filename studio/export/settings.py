@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.export.gguf import WEIGHT_TYPES
 from studio.settings import Check, Settings, setting
 
 EXPORT_JSON = "export.json"
@@ -18,7 +20,7 @@ class ExportSettings(Settings):
     )
     gguf: bool = setting(
         True,
-        "Add a GGUF file for text generators of the Llama family (ignored for classifiers).",
+        "Add GGUF files for text generators of the Llama family (ignored for classifiers); gguf_types says which.",
         label="GGUF file (Llama-style text generators)",
     )
     hybrid: bool = setting(
@@ -31,12 +33,27 @@ class ExportSettings(Settings):
         "The hybrid's confidence threshold, 0-1; empty: chosen from the validation split.",
         label="Confidence threshold, 0-1 (empty: chosen for you)",
     )
+    gguf_types: str = setting(
+        "f16, q8_0, q4_0",
+        "Which GGUF files to write, separated by commas: f16 (half the float32 size, the same answers), q8_0 (about a "
+        "quarter, nearly the same answers), q4_0 (about a sixth, answers drift most: the card says how much), f32.",
+        label="GGUF weight types (f16, q8_0, q4_0, f32)",
+    )
 
     def checks(self) -> list[Check]:
         return [
             ("variant", bool(self.variant.strip()), "'student', 'teacher' or a variant name"),
             ("threshold", self.threshold is None or 0.0 <= self.threshold <= 1.0, "a number from 0 to 1, or empty"),
+            (
+                "gguf_types",
+                (bool(self.gguf_weight_types()) or not self.gguf) and set(self.gguf_weight_types()) <= set(WEIGHT_TYPES),
+                "one or more of " + ", ".join(f"'{t}'" for t in WEIGHT_TYPES) + ", separated by commas",
+            ),
         ]
+
+    def gguf_weight_types(self) -> list[str]:
+        """The GGUF weight types asked for, each once, in the order given."""
+        return list(dict.fromkeys(t.lower() for t in re.split(r"[,\s]+", self.gguf_types) if t))
 
 
 @dataclass
@@ -48,4 +65,6 @@ class ExportResult:
     hybrid: dict | None = None
     notes: list[str] = field(default_factory=list)
     checks: dict[str, float] = field(default_factory=dict)
-    """Largest logit difference of each exported format against the model it came from."""
+    """Largest logit difference of each exported format against the model it came from ('model', 'onnx'); for each
+    GGUF file, '<path> bytes' (its size) and '<path> agreement' (the share of next tokens it predicts as the float
+    model does, see gguf_check)."""

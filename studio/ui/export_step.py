@@ -112,7 +112,10 @@ def export_view(ctx: UIContext, viewer, job_id: int | None) -> tuple[str, str, s
 def download_html(job_id: int, name: str, size: int, summary: dict) -> str:
     from html import escape
 
-    items = "".join(f"<li><code>{escape(p)}</code> — {escape(a)}</li>" for p, a in summary["files"].items())
+    checks = summary.get("checks") or {}
+    items = "".join(
+        f"<li><code>{escape(p)}</code> — {escape(a)}{_gguf_words(checks, p)}</li>" for p, a in summary["files"].items()
+    )
     hybrid = summary.get("hybrid")
     share = (
         (
@@ -129,6 +132,16 @@ def download_html(job_id: int, name: str, size: int, summary: dict) -> str:
         'style="display:inline-block;padding:10px 16px;background:#2563eb;color:white;border-radius:8px;'
         f'text-decoration:none;font-weight:600">Download {escape(name)} ({size / 1e6:.1f} MB)</a>'
         f"<ul>{items}</ul>{share}{notes}"
+    )
+
+
+def _gguf_words(checks: dict, path: str) -> str:
+    """A GGUF file's exact size and how often it predicts the float model's next token (bundle's checks)."""
+    if f"{path} agreement" not in checks:
+        return ""
+    return (
+        f"; {int(checks[f'{path} bytes']):,} bytes, the float model's next token at "
+        f"<b>{checks[f'{path} agreement']:.1%}</b> of positions"
     )
 
 
@@ -160,7 +173,13 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
     timer = gr.Timer(2.0)
 
     @shows_errors(
-        lambda message: (gr.update(choices=[], value=None), gr.update(interactive=False), error_box(message), gr.update())
+        lambda message: (
+            gr.update(choices=[], value=None),
+            gr.update(interactive=False),
+            error_box(message),
+            gr.update(),
+            gr.update(),
+        )
     )
     def on_run(run_id, current, request: gr.Request = None):
         models = exportable_models(ctx, ctx.viewer(request), run_id)
@@ -171,6 +190,7 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
             gr.update(interactive=bool(models)),
             "" if run_id else "*Finish a distillation first (step 3).*",
             gr.update(visible=generator, value=generator),  # GGUF is for text generators only
+            gr.update(visible=generator),
         )
 
     # request before *args: Gradio only fills in parameters ahead of them
@@ -197,7 +217,8 @@ def build_export_tab(ctx: UIContext) -> ExportTab:
 
     run.focus(refresh_runs, None, [run])
     model.focus(refresh_models, [run, model], [model])
-    run.change(on_run, [run, model], [model, button, status, options["gguf"]], api_name="export_models")
+    outs = [model, button, status, options["gguf"], options["gguf_types"]]
+    run.change(on_run, [run, model], outs, api_name="export_models")
     outputs = [status, progress, download, shown]
     button.click(on_export, [run, model, *options.values()], [job_id, *outputs]).then(follow, [job_id, shown], outputs)
     timer.tick(follow, [job_id, shown], outputs)
