@@ -7,6 +7,7 @@ Screenshots of every step go to test-artifacts/screenshots/."""
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -215,6 +217,23 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
             link.click()
         saved = tmp_path / download.value.suggested_filename
         download.value.save_as(saved)
+
+        # step 7: serve the student, make a key, and call it with the line the page shows
+        open_step("7. Deploy", "Run to serve from")
+        page.get_by_label("Name programs call it by").fill("triage")
+        page.get_by_role("button", name="Deploy", exact=True).click()
+        expect(page.get_by_text("Serving triage")).to_be_visible()
+        line = page.locator("code", has_text="/api/v1/models/triage/classify").first.inner_text()
+        page.get_by_label("What the key is for").fill("helpdesk")
+        page.get_by_role("button", name="Make a key").click()
+        key = page.locator("code", has_text=re.compile(r"^slm-")).first.inner_text().strip()
+        expect(page.get_by_text("helpdesk")).to_be_visible()
+        shot("7-deploy")
+        words = shlex.split(line.replace("$SLM_STUDIO_KEY", key))  # the page's curl line, as a shell would read it
+        assert words[0] == "curl" and words[-1].startswith(studio.rstrip("/"))
+        header = words[words.index("-H") + 1].split(": ", 1)
+        answer = httpx.post(words[-1], content=words[words.index("-d") + 1], headers=dict([header]), timeout=120)
+        assert answer.status_code == 200 and answer.json()["label"] and "teacher_answered" in answer.json()
 
         page.get_by_role("tab", name="History").click()  # the export keeps its download there, its job no loss chart
         page.get_by_label("Job id").fill("1")

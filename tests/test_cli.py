@@ -245,7 +245,7 @@ def test_compress_and_export_options_are_their_job_settings():
         shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).output
         for field in dataclasses.fields(cls):
             if field.name not in skip:
-                assert len(field.metadata["help"]) > 20 and f"--{field.name}" in shown, (command, field.name)
+                assert len(field.metadata["help"]) > 20 and f"--{field.name.replace('_', '-')}" in shown, (command, field.name)
 
 
 def test_compress_on_a_job_that_does_not_exist_is_a_message():

@@ -87,6 +87,8 @@ class Serving:
         self.storage, self.hosted, self.batching = storage, hosted, batching
         self.metrics = ServingMetrics()
         self._models: dict[int, ServedModel] = {}
+        self.local: Viewer | None = None
+        """A local studio's one user (looked up once)."""
         self.labels: dict[int, str] = {}
         """Each deployment's name in the metrics (hosted: owner/name)."""
         self._locks: dict[int, threading.Lock] = {}
@@ -147,7 +149,9 @@ async def caller(serving: Serving, request: Request) -> Viewer:
             )
         return viewer
     if not serving.hosted and _loopback(request):
-        return await anyio.to_thread.run_sync(records.local_user, serving.storage.db)
+        if serving.local is None:
+            serving.local = await anyio.to_thread.run_sync(records.local_user, serving.storage.db)
+        return serving.local
     raise ApiError(
         401,
         "Send an API key: 'Authorization: Bearer slm-...' (make one in the Deploy step).",
@@ -294,8 +298,12 @@ def add_serving_routes(app: FastAPI, serving: Serving) -> None:
         )
 
     def _stream(row, model: ServedModel, asked: Asked, ident: str, created: int, chat: bool, started: float):
-        if model.batcher.waiting >= model.batcher.limit:
-            raise ApiError(429, "The model is busy: too many requests are waiting. Try again in a moment.", "rate_limit_error")
+        try:
+            model.batcher.hold(1)  # a stream holds a place in the model's queue while it writes
+        except Overloaded:
+            raise ApiError(
+                429, "The model is busy: too many requests are waiting. Try again in a moment.", "rate_limit_error"
+            ) from None
 
         def chunk(text: str | None, finish: str | None, role: bool = False) -> str:
             if chat:
@@ -311,7 +319,6 @@ def add_serving_routes(app: FastAPI, serving: Serving) -> None:
             )
 
         def pieces():
-            model.batcher.waiting += 1  # a stream holds a place in the model's queue while it writes
             teacher = False
             try:
                 if chat:
@@ -331,7 +338,7 @@ def add_serving_routes(app: FastAPI, serving: Serving) -> None:
                 yield chunk(None, finish)
                 yield "data: [DONE]\n\n"
             finally:
-                model.batcher.waiting -= 1
+                model.batcher.release(1)
                 answered(row, "chat" if chat else "completions", started, 200, [teacher])
 
         return StreamingResponse(pieces(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

@@ -1,7 +1,7 @@
 """A served model: loaded once, answering requests in batches, with the run's teacher behind it for the hard cases.
 
-    Batcher        requests that arrive together are answered in one pass of the model (dynamic batching): the
-                   first waits up to WAIT_S for others, up to MAX_BATCH; more than QUEUE_LIMIT waiting: Overloaded
+    Batcher        requests that queue while the model answers are answered together in its next pass (dynamic
+                   batching), up to MAX_BATCH; more than QUEUE_LIMIT waiting: Overloaded
     ServedModel    a deployment's model (student, teacher or a variant of a finished run), its tokenizer, and the
                    hybrid: an answer the model is less sure of than the threshold is the teacher's instead
 
@@ -36,8 +36,6 @@ from studio.try_it import hand_over_of
 from studio.words import Task
 
 MAX_BATCH = 32
-WAIT_S = 0.005
-"""How long the first request of a batch waits for others to join it (a busy model batches what queued meanwhile)."""
 QUEUE_LIMIT = 256
 """Requests waiting for one model; the next one is refused (HTTP 429) rather than left to time out."""
 MAX_TEXT_CHARS = 8000
@@ -50,47 +48,53 @@ class Overloaded(Exception):  # noqa: N818 - a state, answered 429
 
 class Batcher:
     """Items submitted from the event loop, answered by ``run(batch) -> results`` in a worker thread, one batch at a
-    time. ``batching=False`` answers one item at a time (how the benchmark compares)."""
+    time. A batch is what queued while the previous one ran (up to MAX_BATCH): a lone request on an idle model goes
+    at once, and a busy model answers together what piled up meanwhile. ``batching=False`` answers one item at a time
+    (how the benchmark compares)."""
 
     def __init__(self, run: Callable[[list[Any]], list[Any]], batching: bool = True, limit: int | None = None) -> None:
         self.run, self.max_batch, self.limit = run, MAX_BATCH if batching else 1, limit or QUEUE_LIMIT
         self.waiting = 0
+        """Items queued or being answered, and streams writing (a stream's thread counts itself in: hold/release)."""
+        self._count = threading.Lock()
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
 
+    def hold(self, n: int) -> None:
+        """Count n more waiting, or Overloaded when they would not fit."""
+        with self._count:
+            if self.waiting + n > self.limit:
+                raise Overloaded()
+            self.waiting += n
+
+    def release(self, n: int) -> None:
+        with self._count:
+            self.waiting -= n
+
     async def submit_all(self, items: list[Any]) -> list[Any]:
         """Every item answered (in order), or Overloaded at once when they would not fit in the queue."""
-        if self.waiting + len(items) > self.limit:
-            raise Overloaded()
+        self.hold(len(items))
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._work())
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
-        self.waiting += len(items)
         for item, future in zip(items, futures):
             self._queue.put_nowait((item, future))
         return list(await asyncio.gather(*futures))
 
     async def _work(self) -> None:
         queue = self._queue
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await queue.get()]
-            deadline = loop.time() + WAIT_S
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(
-                        queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), deadline - loop.time())
-                    )
-                except (TimeoutError, ValueError):
-                    break
+            while len(batch) < self.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
                 results = await anyio.to_thread.run_sync(self.run, [item for item, _ in batch])
             except Exception as err:  # noqa: BLE001 - every caller of the batch hears why it failed
                 results = [err] * len(batch)
             finally:
-                self.waiting -= len(batch)
+                self.release(len(batch))
             for (_, future), result in zip(batch, results):
                 if future.done():  # its caller went away
                     continue

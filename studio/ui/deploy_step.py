@@ -88,7 +88,7 @@ def build_deploy_tab(ctx: UIContext) -> DeployTab:
         "a key made below."
     )
     with gr.Row():
-        run = gr.Dropdown(label="Run", choices=[], interactive=True)
+        run = gr.Dropdown(label="Run to serve from", choices=[], interactive=True)
         model = gr.Dropdown(label="Model to serve", choices=[], interactive=True)
     with gr.Row():
         name = gr.Textbox(label="Name programs call it by", placeholder="e.g. support-triage (empty: job<N>-<model>)")
