@@ -6,11 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.artifacts import ArtifactStore, StoredFile
 from storage.db import Database
-from storage.errors import ArtifactError, JobStateError, NotFoundError
+from storage.errors import ArtifactError, DatabaseError, JobStateError, NotFoundError
 from storage.jobs import MAX_ID, Viewer, descendants, get, visible
 from storage.tables import Artifact, Dataset, Job, JobStatus, Metric, User, Variant
 
@@ -18,14 +19,20 @@ LOCAL_USER = "local"
 
 
 def local_user(db: Database) -> Viewer:
-    """The one user of a laptop install (no login). Created on first use."""
-    with db.session() as s:
-        user = s.scalar(select(User).where(User.name == LOCAL_USER))
-        if user is None:
-            user = User(name=LOCAL_USER, password_hash=None, is_admin=False)
-            s.add(user)
-            s.flush()
-        return Viewer(user.id, user.is_admin)
+    """The one user of a laptop install (no login). Created on first use (two requests at once: one makes it, the
+    other finds it)."""
+    for _ in range(2):
+        try:
+            with db.session() as s:
+                user = s.scalar(select(User).where(User.name == LOCAL_USER))
+                if user is None:
+                    user = User(name=LOCAL_USER, password_hash=None, is_admin=False)
+                    s.add(user)
+                    s.flush()
+                return Viewer(user.id, user.is_admin)
+        except IntegrityError:  # made by another request between our look and our insert: look again
+            continue
+    raise DatabaseError("the local user could not be created; check the database")
 
 
 def create_user(db: Database, name: str, password_hash: str | None, is_admin: bool = False) -> Viewer:

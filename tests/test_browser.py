@@ -220,6 +220,8 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
 
         # step 7: serve the student, make a key, and call it with the line the page shows
         open_step("7. Deploy", "Run to serve from")
+        page.get_by_label("Model to serve").click()
+        page.get_by_role("option", name=re.compile(r"^student \(the distilled model\)")).click()
         page.get_by_label("Name programs call it by").fill("triage")
         page.get_by_role("button", name="Deploy", exact=True).click()
         expect(page.get_by_text("Serving triage")).to_be_visible()
@@ -227,7 +229,7 @@ def test_the_whole_flow_in_a_browser(studio, tiny_bert, samples, tmp_path):
         page.get_by_label("What the key is for").fill("helpdesk")
         page.get_by_role("button", name="Make a key").click()
         key = page.locator("code", has_text=re.compile(r"^slm-")).first.inner_text().strip()
-        expect(page.get_by_text("helpdesk")).to_be_visible()
+        expect(page.get_by_role("cell", name="helpdesk")).to_be_visible()
         shot("7-deploy")
         words = shlex.split(line.replace("$SLM_STUDIO_KEY", key))  # the page's curl line, as a shell would read it
         assert words[0] == "curl" and words[-1].startswith(studio.rstrip("/"))

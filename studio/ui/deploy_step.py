@@ -16,8 +16,10 @@ from html import escape
 import gradio as gr
 
 from storage import serving
+from studio.baselines import TFIDF
 from studio.jobs import service
 from studio.serve.snippets import curl_line, python_snippet
+from studio.ui.compress_step import runs_choice
 from studio.ui.context import UIContext, error_box, shows_errors
 from studio.ui.export_step import exportable_models
 from studio.words import Task
@@ -49,6 +51,12 @@ def base_url(request: gr.Request | None) -> str:
     inner = getattr(request, "request", None)
     url = str(getattr(inner, "base_url", "") or "")
     return url.rstrip("/") or "http://127.0.0.1:7860"
+
+
+def servable_models(ctx: UIContext, viewer, run_id: int | None) -> list[tuple[str, str]]:
+    """The run's models that can be served: the Export step's list (the recommended one first) without the TF-IDF
+    baseline, which is exported as its own ONNX graph but not served."""
+    return [(label, name) for label, name in exportable_models(ctx, viewer, run_id) if name != TFIDF] if run_id else []
 
 
 def served_view(ctx: UIContext, viewer, url: str) -> tuple[str, list[tuple[str, int]]]:
@@ -120,7 +128,7 @@ def build_deploy_tab(ctx: UIContext) -> DeployTab:
 
     @shows_errors(lambda message: gr.update(choices=[], value=None))
     def on_run(run_id, request: gr.Request = None):
-        models = exportable_models(ctx, ctx.viewer(request), run_id) if run_id else []
+        models = servable_models(ctx, ctx.viewer(request), run_id)
         return gr.update(choices=models, value=models[0][1] if models else None)
 
     @shows_errors(lambda message: (error_box(message), gr.update(), gr.update(), gr.update(), gr.update()))
@@ -158,7 +166,11 @@ def build_deploy_tab(ctx: UIContext) -> DeployTab:
         serving.revoke_key(ctx.storage.db, viewer, int(key_id))
         return ("Key revoked: calls with it are refused from now on.", *lists(viewer, request))
 
+    def refresh_runs(request: gr.Request = None):  # runs finished since the page opened
+        return runs_choice(ctx, ctx.viewer(request))
+
     outputs = [served, stop_pick, keys, revoke_pick]
+    run.focus(refresh_runs, None, [run])
     run.change(on_run, [run], [model], api_name="deploy_models")
     button.click(on_deploy, [run, model, name, hybrid], [status, *outputs])
     stop.click(on_stop, [stop_pick], [status, *outputs])
