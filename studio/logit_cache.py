@@ -47,7 +47,8 @@ def cache_teacher(
         if cached.pop("fingerprint") == fingerprint:
             return cached
     start, end = ranks.share(len(items))
-    part = _teacher_logits(teacher, items[start:end], config, task, pad_id, on_progress, len(items))
+    with on_gpu(teacher):
+        part = _teacher_logits(teacher, items[start:end], config, task, pad_id, on_progress, len(items))
     if ranks.world() == 1:
         write_cache(path, part, fingerprint)
         return part
@@ -58,20 +59,6 @@ def cache_teacher(
     cached = read_cache(path)
     cached.pop("fingerprint")
     return cached
-
-
-def _teacher_logits(
-    teacher: PreTrainedModel,
-    items: list[dict],
-    config: DistillConfig,
-    task: str,
-    pad_id: int,
-    on_progress: ProgressFn | None,
-    everyone: int,
-) -> dict[str, torch.Tensor]:
-    """This process's part; ``everyone`` items in all the parts."""
-    with on_gpu(teacher):
-        return _logits_of(teacher, items, config, task, pad_id, on_progress, everyone)
 
 
 @contextmanager
@@ -89,7 +76,7 @@ def on_gpu(model: PreTrainedModel) -> Iterator[None]:
         model.to("cpu")
 
 
-def _logits_of(
+def _teacher_logits(
     teacher: PreTrainedModel,
     items: list[dict],
     config: DistillConfig,
@@ -98,6 +85,7 @@ def _logits_of(
     on_progress: ProgressFn | None,
     everyone: int,
 ) -> dict[str, torch.Tensor]:
+    """This process's part; ``everyone`` items in all the parts."""
     teacher.eval()
     steps = math.ceil(len(items) / config.batch_size)
     out: dict[str, list[torch.Tensor]] = {"logits": [], "top_values": [], "top_indices": []}

@@ -123,10 +123,6 @@ class Serving:
         thread.start()
         return thread
 
-    def forget(self, deployment_id: int) -> None:
-        with self._guard:
-            self._models.pop(deployment_id, None)
-
 
 def _loopback(request: Request) -> bool:
     try:
@@ -239,37 +235,19 @@ def add_serving_routes(app: FastAPI, serving: Serving) -> None:
 
     @api.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        started = time.perf_counter()
-        viewer = await caller(serving, request)
-        body = await _body(request)
-        row, model = await _served(serving, viewer, body.get("model"), Task.CAUSAL_LM)
-        messages = body.get("messages")
-        if (
-            not isinstance(messages, list)
-            or not messages
-            or not all(
-                isinstance(x, dict) and isinstance(x.get("content"), str) and x.get("role") in ("system", "user", "assistant")
-                for x in messages
-            )
-        ):
-            raise ApiError(400, '\'messages\' must be a list of {"role": "user" | "assistant" | "system", "content": "..."}.')
-        asked = _asked(body, model.prompt_of(messages=messages))
-        return await _complete(serving, row, model, asked, body, started, chat=True)
+        return await _complete(request, chat=True)
 
     @api.post("/v1/completions")
     async def completions(request: Request) -> Response:
+        return await _complete(request, chat=False)
+
+    async def _complete(request: Request, chat: bool) -> Response:
         started = time.perf_counter()
         viewer = await caller(serving, request)
         body = await _body(request)
         row, model = await _served(serving, viewer, body.get("model"), Task.CAUSAL_LM)
-        prompt = body.get("prompt")
-        if isinstance(prompt, list) and len(prompt) == 1:
-            prompt = prompt[0]
-        if not isinstance(prompt, str):
-            raise ApiError(400, "'prompt' must be a string.")
-        return await _complete(serving, row, model, _asked(body, model.prompt_of(prompt=prompt)), body, started, chat=False)
-
-    async def _complete(serving: Serving, row, model: ServedModel, asked: Asked, body: dict, started: float, chat: bool):
+        text = model.prompt_of(messages=_messages(body)) if chat else model.prompt_of(prompt=_prompt(body))
+        asked = _asked(body, text)
         ident = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
         created = int(time.time())
         if body.get("stream"):
@@ -394,6 +372,29 @@ async def _answer(model: ServedModel, waiting):
 def _write_now(model: ServedModel, asked: Asked):
     """A hybrid's answer for a stream (in the stream's own thread, beside the batches)."""
     return model._write_batch([asked])[0]
+
+
+def _messages(body: dict) -> list[dict]:
+    messages = body.get("messages")
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(
+            isinstance(x, dict) and isinstance(x.get("content"), str) and x.get("role") in ("system", "user", "assistant")
+            for x in messages
+        )
+    ):
+        raise ApiError(400, '\'messages\' must be a list of {"role": "user" | "assistant" | "system", "content": "..."}.')
+    return messages
+
+
+def _prompt(body: dict) -> str:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise ApiError(400, "'prompt' must be a string.")
+    return prompt
 
 
 def _asked(body: dict, prompt: str) -> Asked:
