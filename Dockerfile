@@ -37,6 +37,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     GRADIO_ANALYTICS_ENABLED=False \
     SLM_STUDIO_HOME=/data \
+    SLM_STUDIO_CACHE=/data/cache \
     SLM_STUDIO_HOST=0.0.0.0 \
     SLM_STUDIO_PORT=7860 \
     SLM_STUDIO_AUTH=users \

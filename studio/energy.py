@@ -21,12 +21,17 @@ span times the time the answers take (``Energy.over``), never from the raw energ
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from studio.paths import machine_cache
 
 T = TypeVar("T")
 
@@ -71,7 +76,8 @@ class Energy:
 
 class EnergyMeter:
     """``with EnergyMeter() as meter: work()``; then ``meter.reading`` (None when CodeCarbon could not measure: it
-    never stops the work). The first meter of a process takes about 1.5 s to look the hardware up (not counted)."""
+    never stops the work). The first meter of a process looks the hardware up (not counted): about 2 s the first time
+    on a machine, a few milliseconds once its CPU's rating is remembered (``remembered_rating``)."""
 
     def __init__(self) -> None:
         self.reading: Energy | None = None
@@ -90,7 +96,8 @@ class EnergyMeter:
             tracking_mode="machine",
             allow_multiple_runs=True,  # no lock file; several meters may run in one job
         )
-        self._tracker.start()
+        with remembered_rating():
+            self._tracker.start()
         return self
 
     def __exit__(self, *failure: object) -> None:
@@ -102,6 +109,73 @@ class EnergyMeter:
         # CodeCarbon keeps how it measured in its hardware objects only (its own start-up log reads them too)
         basis, counters = basis_of(getattr(self._tracker, "_hardware", []))
         self.reading = Energy(data.energy_consumed * 1000, data.duration, basis, counters)
+
+
+@dataclass(frozen=True)
+class Rating:
+    """What CodeCarbon's table says of this machine's CPU: its name and rated power (W), or None if not in it."""
+
+    model: str
+    tdp: float | None
+
+
+class remembered_rating:  # noqa: N801 - used as a context manager, like a function
+    """CodeCarbon looks up the CPU's rated power once per process: it starts a Python child to read the CPU's name
+    (py-cpuinfo) and fuzzy-matches it against a table of 3,000 CPUs, about 2 s, paid again by every job's process.
+    The answer depends only on the machine, so it is kept in the machine's cache (studio.paths) the first time and handed to
+    CodeCarbon's own per-process cache after that. A machine with power counters (RAPL) never asks for it."""
+
+    def __enter__(self) -> None:
+        from codecarbon.core import hardware_cache
+
+        self.key = _machine_key()
+        self.asked = hardware_cache._tdp is None
+        if self.asked:
+            known = _ratings().get(self.key)
+            if known:
+                hardware_cache._tdp = Rating(known["model"], known["tdp"])
+                self.asked = False
+
+    def __exit__(self, *failure: object) -> None:
+        from codecarbon.core import hardware_cache
+
+        found = hardware_cache._tdp
+        if self.asked and found is not None and not isinstance(found, Rating):
+            ratings = _ratings()
+            ratings[self.key] = {"model": found.model, "tdp": found.tdp}
+            path = _ratings_path()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(ratings, indent=1))
+                os.replace(tmp, path)
+            except OSError as err:  # a read-only home: looked up again next time, nothing else changes
+                log.debug("could not keep the CPU's rating: %s", err)
+
+
+def _ratings_path() -> Path:
+    return machine_cache() / "cpu-ratings.json"
+
+
+def _ratings() -> dict:
+    try:
+        found = json.loads(_ratings_path().read_text())
+        return found if isinstance(found, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _machine_key() -> str:
+    """This CPU as the OS names it, its thread count and CodeCarbon's version (a newer table may know it)."""
+    from importlib.metadata import version
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}|{os.cpu_count()} threads|codecarbon {version('codecarbon')}"
 
 
 def metered(work: Callable[[], T], at_least_s: float = MIN_SECONDS) -> tuple[T, float, Energy | None]:

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
-
 from studio.energy import Energy, wh_text
 
 
@@ -140,6 +138,10 @@ class ModelMetrics:
 
 def class_scores(truth: list[int], predictions: list[int], labels: list[str]) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix; label ids in ``labels`` order."""
+    # imported here: scikit-learn takes 2 s to load, and the CLI, the worker and the tables that show scores never
+    # compute one (only a measuring process does)
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     ids = list(range(len(labels)))
     precision, recall, f1, support = precision_recall_fscore_support(truth, predictions, labels=ids, zero_division=0)
     per_class = {

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -244,9 +245,36 @@ def _one_at_a_time(target: Path) -> Iterator[None]:
         yield
 
 
+_readers = threading.Lock()
+
+
+@contextmanager
+def _read_once() -> Iterator[None]:
+    """transformers reads a GGUF file's header three times for one model (its config, its weights, its tokenizer),
+    and gguf's reader parses every metadata field in Python each time: a 262,000-word vocabulary (Gemma 3) takes
+    30 s a read. Inside this block each file is parsed once and its (read-only, memory-mapped) reader reused."""
+    import gguf
+
+    with _readers:
+        plain, seen = gguf.GGUFReader, {}
+
+        def reader(path, mode="r"):
+            key = (str(Path(path).resolve()), mode)
+            if key not in seen:
+                seen[key] = plain(path, mode)
+            return seen[key]
+
+        gguf.GGUFReader = reader
+        try:
+            yield
+        finally:
+            gguf.GGUFReader = plain
+
+
 def _convert(folder: Path, gguf_file: str, name: str, target: Path) -> Path:
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    with _read_once():
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     config = model.config.to_dict()
     config.pop("quantization_config", None)
     config = type(model.config).from_dict(config)

@@ -4,6 +4,8 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+# What the studio learns of this machine (studio.paths.machine_cache) is learnt once per test session, in a temp folder
+os.environ["SLM_STUDIO_CACHE"] = __import__("tempfile").mkdtemp(prefix="slm-studio-test-cache-")
 
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -101,3 +103,10 @@ def s3_server():
 @pytest.fixture
 def store_url(s3_server) -> str:
     return s3_server.new_bucket()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The session's machine cache (made above) goes with the session."""
+    import shutil
+
+    shutil.rmtree(os.environ["SLM_STUDIO_CACHE"], ignore_errors=True)

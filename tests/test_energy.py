@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 from glob import glob
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -22,7 +23,9 @@ def counters_readable() -> bool:
 
 
 def test_a_busy_second_uses_energy_and_says_whether_it_was_measured(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # CodeCarbon's default output folder: nothing may land there
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)  # CodeCarbon's default output folder: nothing may land there
     with EnergyMeter() as meter:
         end = time.perf_counter() + 1.2
         while time.perf_counter() < end:
@@ -35,7 +38,41 @@ def test_a_busy_second_uses_energy_and_says_whether_it_was_measured(tmp_path, mo
     else:  # this VM: no counters, so the figure must say it is an estimate and why
         assert not energy.from_counters and energy.basis.startswith("estimated, not measured: CPU from the machine's load")
         assert "no power counters" in energy.basis or "not readable" in energy.basis
-    assert "memory" in energy.basis and list(tmp_path.iterdir()) == []
+    assert "memory" in energy.basis and list(here.iterdir()) == []
+
+
+READ_ONCE = """
+import json, sys, time
+from codecarbon.core import hardware_cache
+from studio.energy import EnergyMeter, Rating
+with EnergyMeter() as meter:
+    time.sleep(0.2)
+print(json.dumps({"basis": meter.reading.basis, "remembered": isinstance(hardware_cache._tdp, Rating)}))
+"""
+
+
+def test_the_cpus_rating_is_looked_up_once_per_machine_and_read_back_after(tmp_path):
+    """A job's process meets a CPU the studio has seen before: CodeCarbon's 2 s look-up is not repeated, and the
+    basis of the figure is the same as when it was looked up."""
+    import subprocess
+    import sys
+
+    kept = tmp_path / "cache" / "cpu-ratings.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "SLM_STUDIO_CACHE": str(kept.parent)}
+    said = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", READ_ONCE], env=env, capture_output=True, text=True, check=True
+            ).stdout.splitlines()[-1]
+        )
+        for _ in range(2)
+    ]
+    if not kept.exists():  # RAPL counters: CodeCarbon reads them and never asks for a rating
+        assert counters_readable() and not any(s["remembered"] for s in said)
+        return
+    assert [s["remembered"] for s in said] == [False, True] and said[0]["basis"] == said[1]["basis"]
+    ((key, rating),) = json.loads(kept.read_text()).items()
+    assert "codecarbon" in key and rating["model"] and "tdp" in rating
 
 
 def test_the_basis_says_measured_only_for_what_counters_read():

@@ -139,7 +139,7 @@ def wait_for(check, what: str, timeout: float = 180, log: Path | None = None):
         value = check()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(0.2)  # each look reads the job's rows: looking more often takes the job's CPU on a 2-core machine
     tail = log.read_text()[-3000:] if log and log.exists() else ""
     raise AssertionError(f"timed out waiting for {what}\n{tail}")
 
