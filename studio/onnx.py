@@ -69,6 +69,9 @@ class OnnxModel(nn.Module):
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
+        # its threads sleep between calls instead of spinning: a spinning ONNX Runtime takes the cores a server's
+        # requests (and torch, in the same process) need; measured in bench/serve.py
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.task = task
 

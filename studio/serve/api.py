@@ -94,6 +94,9 @@ class Serving:
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
 
+    def loaded(self, row: rows.DeploymentRow) -> ServedModel | None:
+        return self._models.get(row.id)
+
     def model(self, row: rows.DeploymentRow) -> ServedModel:
         with self._guard:
             lock = self._locks.setdefault(row.id, threading.Lock())
@@ -185,8 +188,9 @@ async def _served(serving: Serving, viewer: Viewer, name: Any, task: str | None 
         raise ApiError(
             400, f"'{row.name}' is a {'classifier' if row.task == Task.CLASSIFICATION else 'text generator'}: call {use}."
         )
+    model = serving.loaded(row)  # loaded already: no trip through a worker thread
     try:
-        model = await anyio.to_thread.run_sync(serving.model, row)
+        model = model or await anyio.to_thread.run_sync(serving.model, row)
     except (ConfigError, NotFoundError, OSError) as err:
         raise ApiError(
             503, f"'{row.name}' cannot be loaded: {err}. Serve another model of the run, or make it again.", "server_error"
