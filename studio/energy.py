@@ -26,7 +26,8 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -119,38 +120,34 @@ class Rating:
     tdp: float | None
 
 
-class remembered_rating:  # noqa: N801 - used as a context manager, like a function
+@contextmanager
+def remembered_rating() -> Iterator[None]:
     """CodeCarbon looks up the CPU's rated power once per process: it starts a Python child to read the CPU's name
     (py-cpuinfo) and fuzzy-matches it against a table of 3,000 CPUs, about 2 s, paid again by every job's process.
-    The answer depends only on the machine, so it is kept in the machine's cache (studio.paths) the first time and handed to
-    CodeCarbon's own per-process cache after that. A machine with power counters (RAPL) never asks for it."""
+    The answer depends only on the machine, so it is kept in the machine's cache (studio.paths) the first time and
+    handed to CodeCarbon's own per-process cache after that. A machine with power counters (RAPL) never asks for it."""
+    from codecarbon.core import hardware_cache
 
-    def __enter__(self) -> None:
-        from codecarbon.core import hardware_cache
-
-        self.key = _machine_key()
-        self.asked = hardware_cache._tdp is None
-        if self.asked:
-            known = _ratings().get(self.key)
-            if known:
-                hardware_cache._tdp = Rating(known["model"], known["tdp"])
-                self.asked = False
-
-    def __exit__(self, *failure: object) -> None:
-        from codecarbon.core import hardware_cache
-
-        found = hardware_cache._tdp
-        if self.asked and found is not None and not isinstance(found, Rating):
-            ratings = _ratings()
-            ratings[self.key] = {"model": found.model, "tdp": found.tdp}
-            path = _ratings_path()
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(ratings, indent=1))
-                os.replace(tmp, path)
-            except OSError as err:  # a read-only home: looked up again next time, nothing else changes
-                log.debug("could not keep the CPU's rating: %s", err)
+    if hardware_cache._tdp is not None:  # this process has it already
+        yield
+        return
+    key = _machine_key()
+    known = _ratings().get(key)
+    if known:
+        hardware_cache._tdp = Rating(known["model"], known["tdp"])
+    yield
+    found = hardware_cache._tdp
+    if known or found is None:
+        return
+    ratings = {**_ratings(), key: {"model": found.model, "tdp": found.tdp}}
+    path = _ratings_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(ratings, indent=1))
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only cache: looked up again next time, nothing else changes
+        log.debug("could not keep the CPU's rating: %s", err)
 
 
 def _ratings_path() -> Path:
