@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,8 +47,11 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
+        sqlite = make_url(url).get_backend_name() == "sqlite"
+        # a pooled server connection can go stale (a PostgreSQL restart); a SQLite file's cannot, and a ping before
+        # every checkout would be a second query for each API call
+        self.engine: Engine = create_engine(url, pool_pre_ping=not sqlite)
+        if sqlite:
             if self.engine.url.database not in (None, "", ":memory:"):
                 _private_file(Path(self.engine.url.database))
             event.listen(self.engine, "connect", _tune_sqlite)

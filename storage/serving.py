@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
 
 from storage import jobs as job_rows
 from storage.db import Database
@@ -101,25 +101,45 @@ def revoke_key(db: Database, viewer: Viewer, key_id: int) -> None:
             row.revoked_at = utcnow()
 
 
-def viewer_of_key(db: Database, key: str | None) -> Viewer | None:
-    """Who a key belongs to; None when it is unknown, revoked, or its owner can no longer log in (hosted)."""
+_KEY_OWNER = (
+    select(
+        ApiKey.id, ApiKey.revoked_at, ApiKey.last_used_at, User.id.label("user_id"), User.is_admin, User.password_hash, User.name
+    )
+    .join(User, User.id == ApiKey.user_id)
+    .where(ApiKey.key_hash == bindparam("digest"))
+)
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    viewer: Viewer
+    key_id: int
+    touch_due: bool
+    """last_used_at is older than TOUCH_EVERY: write it (touch_key)."""
+
+
+def key_owner(db: Database, key: str | None) -> KeyOwner | None:
+    """Who a key belongs to; None when it is unknown, revoked, or its owner can no longer log in (hosted).
+
+    Read on every API call (nothing cached: a revoke is seen by the next call), through a plain connection, a fifth
+    of an ORM session's cost, and only read: the API may make it on its event loop (studio.serve.api)."""
     if not key or len(key) > 256 or not key.startswith(KEY_START):
         return None
-    now = utcnow()
+    with db.engine.connect() as c:
+        found = c.execute(_KEY_OWNER, {"digest": _digest(key)}).first()
+    if found is None or found.revoked_at is not None or (not found.password_hash and found.name != LOCAL_USER):
+        return None  # disabled users make no calls
+    used = as_utc(found.last_used_at)
+    return KeyOwner(Viewer(found.user_id, found.is_admin), found.id, used is None or utcnow() - used >= TOUCH_EVERY)
+
+
+def touch_key(db: Database, key_id: int) -> None:
     with db.session() as s:
-        row = s.execute(select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == _digest(key))).first()
-        if row is None:
-            return None
-        found, user = row
-        if found.revoked_at is not None or (not user.password_hash and user.name != LOCAL_USER):  # disabled: no calls
-            return None
-        used = as_utc(found.last_used_at)
-        if used is None or now - used >= TOUCH_EVERY:
-            s.execute(update(ApiKey).where(ApiKey.id == found.id).values(last_used_at=now))
-        return Viewer(user.id, user.is_admin)
+        s.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
 
 
-def _deployment_row(row: Deployment, owner: str = "") -> DeploymentRow:
+def _deployment_row(row: Deployment | Row, owner: str = "") -> DeploymentRow:
+    """From an ORM object or a plain row of the deployments table (the same column names)."""
     return DeploymentRow(
         row.id,
         row.user_id,
@@ -195,12 +215,16 @@ def served(db: Database, viewer: Viewer | None = None) -> list[DeploymentRow]:
         return [_deployment_row(row, owner) for row, owner in s.execute(query)]
 
 
+_SERVED_NAMED = (
+    select(Deployment.__table__, User.name.label("owner"))
+    .join(User, User.id == Deployment.user_id)
+    .where(Deployment.user_id == bindparam("user_id"), Deployment.name == bindparam("name"), Deployment.stopped_at.is_(None))
+)
+
+
 def find_served(db: Database, viewer: Viewer, name: str) -> DeploymentRow | None:
-    """The caller's own served model of that name (another user's of the same name is not found)."""
-    with db.session() as s:
-        found = s.execute(
-            select(Deployment, User.name)
-            .join(User, User.id == Deployment.user_id)
-            .where(Deployment.user_id == viewer.user_id, Deployment.name == name, Deployment.stopped_at.is_(None))
-        ).first()
-        return _deployment_row(*found) if found is not None else None
+    """The caller's own served model of that name (another user's of the same name is not found). Read on every API
+    call, as key_owner: a stop is seen by the next call."""
+    with db.engine.connect() as c:
+        found = c.execute(_SERVED_NAMED, {"user_id": viewer.user_id, "name": name}).first()
+    return _deployment_row(found, found.owner) if found is not None else None

@@ -63,12 +63,13 @@ class OnnxModel(nn.Module):
     ``generate`` is greedy and re-reads the whole sequence each step (the export has no cache).
     """
 
-    def __init__(self, path: Path, task: str) -> None:
+    def __init__(self, path: Path, task: str, threads: int | None = None) -> None:
+        """``threads``: the cores one call may use (default: torch's, all of them)."""
         super().__init__()
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
         # its threads sleep between calls instead of spinning: a spinning ONNX Runtime takes the cores a server's
         # requests (and torch, in the same process) need; measured in bench/serve.py
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

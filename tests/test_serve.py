@@ -258,3 +258,36 @@ def test_the_command_line_makes_keys_and_serves_models(cls_run):
     assert cli.invoke(app, ["undeploy", "triage"]).exit_code == 0
     assert "You serve no model" in cli.invoke(app, ["deployments"]).output
     assert "revoked" in cli.invoke(app, ["keys", "revoke", "1"]).output
+
+
+def test_an_int8_variant_answers_two_batches_at_once_each_caller_its_own_texts(cls_run, tmp_path):
+    """An ONNX Runtime model answers two batches at a time (engine.ONNX_WORKERS), each call on its share of the
+    cores; many callers at once each get their own texts' answers, the ones the variant gives alone."""
+    from studio.compress.pipeline import compress_many, parse_recipe
+    from studio.compress.variant import load_variant
+
+    run = shutil.copytree(cls_run, tmp_path / "run")  # the shared run stays as it was (test_compress counts its variants)
+    compress_many(run, [("srv-int8", parse_recipe("int8"))])
+    storage = open_storage()
+    me = records.local_user(storage.db)
+    row = service.deploy(storage, me, finished_run(storage, me, run), "srv-int8", "fast", False, None)
+    texts = [f"{TICKETS[i % len(TICKETS)]} (order {i})" for i in range(40)] + ["my parcel " * 400]  # the last one cut
+    alone = load_variant(RunPaths(run).find_model("srv-int8").folder)
+    labels = RunPaths(run).read_config()["labels"]
+    encoded = alone.tokenizer(texts, truncation=True, max_length=256, padding=True, return_tensors="pt")
+    expected = alone.model(**encoded).logits.softmax(-1)
+    server = Server(storage, hosted=False)
+    try:
+        model = server.serving.model(row)
+        assert model.batcher.workers == engine.ONNX_WORKERS == 2
+        assert model.main.model.session.get_session_options().intra_op_num_threads == max(1, torch.get_num_threads() // 2)
+        url = f"{server.url}/api/v1/models/fast/classify"
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda text: httpx.post(url, json={"text": text}, timeout=120), texts))
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200][:1]
+        for answer, probs in zip(answers, expected):
+            said = answer.json()
+            assert said["label"] == labels[int(probs.argmax())]
+            assert [said["probabilities"][label] for label in labels] == pytest.approx(probs.tolist(), abs=1e-4)
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ from storage import records
 from storage.artifacts import ArtifactStore
 from storage.db import Database
 from storage.errors import ArtifactError, JobLostError, JobStateError, NotFoundError
-from storage.tables import Base, Job, Metric, utcnow
+from storage.tables import Base, Job, Metric, User, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -310,3 +310,35 @@ def test_each_user_has_their_own_place_in_the_wizard(db):
         assert wizard_of(s, bob) == {"teacher": "smollm2-135m"}
     with pytest.raises(ValueError, match="not wizard keys"):
         remember(db, alice, run_folder="/etc")
+
+
+def test_each_api_calls_reads_see_a_revoke_and_a_stop_at_once(db):
+    """The two rows every API call reads (studio.serve): a key's owner and the caller's served model, each a plain
+    connection's read, nothing cached: a revoke, a stop, a disabled user count from the next read."""
+    from storage import serving
+
+    alice = records.create_user(db, "alice", "x-hash", is_admin=True)
+    bob = records.create_user(db, "bob", "y-hash")
+    key = serving.make_key(db, alice, "helpdesk")
+    owner = serving.key_owner(db, key.key)
+    assert owner.viewer.user_id == alice.user_id and owner.viewer.is_admin and owner.key_id == key.id
+    assert owner.touch_due  # never used yet
+    serving.touch_key(db, key.id)
+    assert not serving.key_owner(db, key.key).touch_due
+    assert serving.key_owner(db, key.key + "x") is None and serving.key_owner(db, "not-a-key") is None
+
+    job = job_rows.submit(db, alice.user_id, "distill", {})
+    assert job_rows.claim(db, job.id, "test")
+    job_rows.finish(db, job.id, "done")
+    served = serving.deploy(db, alice, job.id, "student", "triage", "classification", True, 0.5)
+    found = serving.find_served(db, alice, "triage")
+    assert found == serving.served(db, alice)[0] and found.owner == "alice" and found.threshold == 0.5
+    assert serving.find_served(db, bob, "triage") is None  # another user's model of that name: not found
+    serving.stop(db, alice, served.id)
+    assert serving.find_served(db, alice, "triage") is None
+    serving.revoke_key(db, alice, key.id)
+    assert serving.key_owner(db, key.key) is None
+    other = serving.make_key(db, bob)
+    with db.session() as s:  # bob can no longer log in: his keys call nothing either
+        s.execute(update(User).where(User.id == bob.user_id).values(password_hash=None))
+    assert serving.key_owner(db, other.key) is None

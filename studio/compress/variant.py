@@ -147,14 +147,15 @@ def recreate_text(wm: WorkingModel) -> str:
 # --------------------------------------------------------------------------- load
 
 
-def load_variant(folder: str | Path) -> WorkingModel:
-    """Re-create a saved variant in memory, in the form it was saved."""
+def load_variant(folder: str | Path, onnx_threads: int | None = None) -> WorkingModel:
+    """Re-create a saved variant in memory, in the form it was saved (an ONNX one running each call on
+    ``onnx_threads`` cores: default all)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     tokenizer = load_tokenizer(ModelSource(folder.name, str(folder)))
     task, form = manifest.task, manifest.form
     if form == ModelForm.ONNX:
-        model = OnnxModel(folder / "model.onnx", task)
+        model = OnnxModel(folder / "model.onnx", task, onnx_threads)
     elif form == ModelForm.BNB:
         model = auto_class(task).from_pretrained(folder, device_map=bnb_device(), trust_remote_code=False, use_safetensors=True)
     else:

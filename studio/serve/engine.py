@@ -11,7 +11,7 @@ the geometric mean of its answer tokens' probabilities (studio.answers.confidenc
 
 Why a small batcher of our own: the serving libraries that batch (Ray Serve, TorchServe, Triton) are servers of their
 own with their own processes and model stores; the studio serves from its own FastAPI process, so batching is an
-asyncio queue in front of one thread per model, which is all it takes.
+asyncio queue in front of the model's thread (two for an ONNX classifier: ONNX_WORKERS), which is all it takes.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import numpy as np
 import torch
 
 from studio.answers import NoRepeatInAnswer, confidences
 from studio.batches import prompt_text
 from studio.errors import ConfigError
 from studio.models import load_for_task, load_tokenizer
+from studio.onnx import OnnxModel
 from studio.run import RunPaths
 from studio.teacher import resolve_source
 from studio.try_it import hand_over_of
@@ -38,6 +40,12 @@ from studio.words import Task
 MAX_BATCH = 32
 PASS = 8
 """Texts of similar length a classifier reads in one pass of the model (studio.serve.engine._probabilities)."""
+ONNX_WORKERS = 2
+"""Batches an ONNX Runtime classifier answers at once, each call on its share of the cores (at least one): ONNX
+Runtime keeps threads per session, so one batch is read in and answered while the other computes. Measured with
+bench/serve.py's server and load (int8 student, 32 clients, 2 cores): 294 req/s one batch at a time on both cores,
+373 two at a time on one core each. A torch model's threads are the whole process's: it answers one batch at a
+time, on all of them."""
 QUEUE_LIMIT = 256
 """Requests waiting for one model; the next one is refused (HTTP 429) rather than left to time out."""
 MAX_TEXT_CHARS = 8000
@@ -50,17 +58,19 @@ class Overloaded(Exception):  # noqa: N818 - a state, answered 429
 
 class Batcher:
     """Items submitted from the event loop, answered by ``run(batch) -> results`` in a worker thread, one batch at a
-    time. A batch is what queued while the previous one ran (up to MAX_BATCH): a lone request on an idle model goes
-    at once, and a busy model answers together what piled up meanwhile. ``batching=False`` answers one item at a time
-    (how the benchmark compares)."""
+    time (``workers`` batches at once, each in its thread). A batch is what queued while the previous one ran (up to
+    MAX_BATCH): a lone request on an idle model goes at once, and a busy model answers together what piled up
+    meanwhile. ``batching=False`` answers one item at a time (how the benchmark compares)."""
 
-    def __init__(self, run: Callable[[list[Any]], list[Any]], batching: bool = True, limit: int | None = None) -> None:
-        self.run, self.max_batch, self.limit = run, MAX_BATCH if batching else 1, limit or QUEUE_LIMIT
+    def __init__(
+        self, run: Callable[[list[Any]], list[Any]], batching: bool = True, limit: int | None = None, workers: int = 1
+    ) -> None:
+        self.run, self.max_batch, self.limit, self.workers = run, MAX_BATCH if batching else 1, limit or QUEUE_LIMIT, workers
         self.waiting = 0
         """Items queued or being answered, and streams writing (a stream's thread counts itself in: hold/release)."""
         self._count = threading.Lock()
         self._queue: asyncio.Queue | None = None
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     def hold(self, n: int) -> None:
         """Count n more waiting, or Overloaded when they would not fit."""
@@ -78,7 +88,7 @@ class Batcher:
         self.hold(len(items))
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._work())
+            self._tasks = [asyncio.get_running_loop().create_task(self._work()) for _ in range(self.workers)]
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
         for item, future in zip(items, futures):
@@ -142,15 +152,17 @@ class Loaded:
     tokenizer: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
     """One generation at a time per model (a stream and a batch do not interleave on the same weights)."""
+    encode: Callable[[list[str]], list[list[int]]] | None = None
+    """A classifier's texts to token ids (fast_encoder)."""
 
 
-def load_model(run: RunPaths, name: str, task: str, labels: list[str]) -> Loaded:
+def load_model(run: RunPaths, name: str, task: str, labels: list[str], onnx_threads: int | None = None) -> Loaded:
     """A model of the run, as Try it loads it (a variant through its manifest: int8, ONNX, bitsandbytes...)."""
     found = run.find_model(name)
     if found.manifest is not None:
         from studio.compress.variant import load_variant  # peft/bitsandbytes only when a variant is served (LAZY)
 
-        made = load_variant(found.folder)
+        made = load_variant(found.folder, onnx_threads)
         return Loaded(made.model, made.tokenizer)
     source = resolve_source(str(found.folder))
     return Loaded(load_for_task(source, task, labels).eval(), load_tokenizer(source))
@@ -176,15 +188,24 @@ class ServedModel:
             if teacher.get("asked")
             else "no hand-over threshold was measured for this model (evaluate the run again) and none was given"
         )
-        self.main = load_model(self.run, model, self.task, self.labels)
+        classifier = self.task == Task.CLASSIFICATION
+        share = max(1, torch.get_num_threads() // ONNX_WORKERS)
+        self.main = self._loaded(model, share if classifier else None)
         self._teacher: Loaded | None = None
         self._teacher_lock = threading.Lock()
-        self.batcher = Batcher(self._classify_batch if self.task == Task.CLASSIFICATION else self._write_batch, batching)
+        workers = ONNX_WORKERS if classifier and isinstance(self.main.model, OnnxModel) else 1
+        self.batcher = Batcher(self._classify_batch if classifier else self._write_batch, batching, workers=workers)
+
+    def _loaded(self, name: str, onnx_threads: int | None = None) -> Loaded:
+        loaded = load_model(self.run, name, self.task, self.labels, onnx_threads)
+        if self.task == Task.CLASSIFICATION:
+            loaded.encode = fast_encoder(loaded.tokenizer, self.max_length)
+        return loaded
 
     def teacher(self) -> Loaded:
         with self._teacher_lock:
             if self._teacher is None:
-                self._teacher = load_model(self.run, "teacher", self.task, self.labels)
+                self._teacher = self._loaded("teacher")
             return self._teacher
 
     # ------------------------------------------------------------------ classifiers
@@ -193,16 +214,15 @@ class ServedModel:
         """Each text's label probabilities. A batch runs shortest first in groups of PASS texts, each padded to its
         own longest: on a CPU a longer batch is no cheaper per text, so padding a short ticket to the longest one
         in the queue would only add work (measured in bench/serve.py)."""
-        tok = loaded.tokenizer
-        ids = tok(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        ids = loaded.encode(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         device = getattr(loaded.model, "device", torch.device("cpu"))
         out: list[torch.Tensor | None] = [None] * len(ids)
-        with loaded.lock, torch.inference_mode():
+        with torch.inference_mode():  # no lock: a forward pass changes nothing, two batches may overlap
             for start in range(0, len(order), PASS):
                 group = order[start : start + PASS]
-                encoded = tok.pad({"input_ids": [ids[i] for i in group]}, return_tensors="pt")
-                rows = loaded.model(**encoded.to(device)).logits.float().softmax(-1).cpu()
+                inputs = padded([ids[i] for i in group], loaded.tokenizer)
+                rows = loaded.model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().softmax(-1).cpu()
                 for i, row in zip(group, rows):
                     out[i] = row
         return torch.stack(out)
@@ -332,3 +352,32 @@ def check_texts(texts: Any) -> list[str]:
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise ConfigError(['send "text": "..." or "texts": ["...", ...] (strings)'])
     return texts
+
+
+def fast_encoder(tok, max_length: int) -> Callable[[list[str]], list[list[int]]]:
+    """Texts to token ids, special tokens included, cut at max_length: what ``tok(texts, truncation=True)`` gives,
+    read from a copy of the tokenizer's Rust core (set once, shared by threads: nothing changes it per call). The
+    transformers call turns every encoding into Python dicts of lists it does not need here, and holds the GIL the
+    while: under load that took as long as an int8 model's pass (bench/serve.py)."""
+    if not getattr(tok, "is_fast", False):
+        return lambda texts: tok(texts, truncation=True, max_length=max_length)["input_ids"]
+    from tokenizers import Tokenizer
+
+    core = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    core.no_padding()
+    core.enable_truncation(max_length)
+    return lambda texts: [e.ids for e in core.encode_batch(texts)]
+
+
+def padded(ids: list[list[int]], tok) -> dict[str, torch.Tensor]:
+    """input_ids and attention_mask of texts padded to their longest, on the tokenizer's padding side."""
+    longest = max(len(row) for row in ids)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    input_ids = np.full((len(ids), longest), pad, dtype=np.int64)
+    mask = np.zeros((len(ids), longest), dtype=np.int64)
+    left = tok.padding_side == "left"
+    for i, row in enumerate(ids):
+        span = slice(longest - len(row), longest) if left else slice(0, len(row))
+        input_ids[i, span] = row
+        mask[i, span] = 1
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
