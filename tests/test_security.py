@@ -306,11 +306,13 @@ def test_every_handler_refuses_another_users_ids(server):
     student = str(storage.store.resolve(f"jobs/{run}") / "student")
     handlers = endpoints(bob, url)
     assert len(handlers) >= 30
-    tries = []
+    tries, made = [], set()
     for guess in (run, export, dataset, 2**40, -3, student, "../../etc/passwd"):
         for handler in handlers:
             data = [payload(component, guess) for component in handler["inputs"]]
-            if not any(d == "skip" for d in data):
+            call_once = (handler["id"], json.dumps(data, sort_keys=True, default=str))
+            if not any(d == "skip" for d in data) and call_once not in made:  # a handler no guess reaches: called once
+                made.add(call_once)
                 tries.append((handler, guess, data))
     with concurrent.futures.ThreadPoolExecutor(4) as pool:  # four at a time, as a page's events come; each is judged alone
         answers = list(pool.map(lambda t: call(bob, url, t[0]["id"], t[2]), tries))
