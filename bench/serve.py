@@ -11,7 +11,9 @@ does not depend on how well it learned), evaluated (so the student's hand-over t
 of the student. It is recorded as a finished job in a fresh studio home; the student, the int8 variant and the
 teacher are served with the hybrid off by `create_serving_app` under uvicorn in a thread, once with batching and once
 without. The hybrid's cost is a row of its own: the student with the hybrid on, and the share of texts its teacher
-answered (that share depends on how well the student learned: a short run leaves it unsure more often).
+answered (that share depends on how well the student learned). Its threshold is the run's own when that sends some
+tickets to the teacher, else the student's median confidence on them (the teacher answers about half), and the bench
+says which: a short run's threshold may send none, and the row would then be the student alone.
 
 A cell: N clients each send one short ticket a request, the next as soon as the answer comes, for a fixed time after
 a warm-up; requests a second count the answers finished inside that time, latency is what the client sees. The
@@ -330,11 +332,28 @@ def say_targets(targets: dict) -> None:
 # --------------------------------------------------------------------------- the bench
 
 
-def serve_all(storage: Storage, job: int, texts: list[str], args: argparse.Namespace) -> tuple[list[dict], dict]:
+def hybrid_threshold(run: Path, texts: list[str]) -> tuple[float | None, str]:
+    """The hybrid row's hand-over threshold: the run's own when it sends some of these tickets to the teacher; else
+    (a short run's threshold may send none) the student's median confidence on them, so that the row shows what the
+    teacher costs when it answers about half. Returns (the deployment's threshold: None for the run's own, basis)."""
+    student = engine.ServedModel(run, "student", None, False)
+    sure = student._probabilities(student.main, texts).max(-1).values
+    own = student.threshold
+    if own is not None and bool((sure < own).any()):
+        return None, f"the run's own ({own:.3f})"
+    median = float(sure.median())
+    return median, (
+        f"the student's median confidence on these tickets ({median:.3f}): the run's own "
+        f"({'none' if own is None else format(own, '.3f')}) sends none of them to the teacher"
+    )
+
+
+def serve_all(storage: Storage, job: int, texts: list[str], args: argparse.Namespace, run: Path) -> tuple[list[dict], dict]:
     me = records.local_user(storage.db)
     for model in MODELS:
         service.deploy(storage, me, job, model, model, False, None)
-    service.deploy(storage, me, job, "student", HYBRID, True, None)
+    threshold, basis = hybrid_threshold(run, texts)
+    service.deploy(storage, me, job, "student", HYBRID, True, threshold)
     cells, hybrid = [], {}
     for batching in (True, False):
         server = Server(storage, batching)
@@ -343,7 +362,12 @@ def serve_all(storage: Storage, job: int, texts: list[str], args: argparse.Names
             said = check_served(server, names, texts[0])
             if batching:
                 model = server.serving.model(served_rows.find_served(storage.db, me, HYBRID))
-                hybrid = {"on": said[HYBRID]["hybrid"], "threshold": said[HYBRID]["threshold"], "why_not": model.why_no_hybrid}
+                hybrid = {
+                    "on": said[HYBRID]["hybrid"],
+                    "threshold": said[HYBRID]["threshold"],
+                    "threshold_basis": basis,
+                    "why_not": model.why_no_hybrid,
+                }
             for name in names:
                 for clients in args.clients:
                     metered = clients == max(args.clients)
@@ -400,7 +424,7 @@ def main() -> None:
         f"clients in one child process on the same {os.cpu_count()} cores; idle {idle.watts if idle else 0:.1f} W",
         flush=True,
     )
-    cells, hybrid = serve_all(storage, job, texts, args)
+    cells, hybrid = serve_all(storage, job, texts, args, args.run)
     show(cells)
     basis = next((c["energy"]["basis"] for c in cells if "energy" in c), "not measured")
     print(f"energy at {max(args.clients)} clients, whole machine (clients included); basis: {basis}")
@@ -410,7 +434,7 @@ def main() -> None:
         if c["model"] == HYBRID and c.get("teacher_share") is not None
     )
     if hybrid["on"]:
-        print(f"hybrid ({HYBRID}): hand-over threshold {hybrid['threshold']:.3f}; the teacher answered {shares}")
+        print(f"hybrid ({HYBRID}): hand-over threshold {hybrid['threshold_basis']}; the teacher answered {shares}")
     else:
         print(f"hybrid ({HYBRID}): OFF, {hybrid['why_not']}: its row is the student alone")
     targets = judge(cells, max(args.clients))
